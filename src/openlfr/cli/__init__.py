@@ -1,0 +1,22 @@
+"""The ``openlfr`` command: thin Typer commands that parse, call a service and print."""
+
+from __future__ import annotations
+
+import typer
+
+from openlfr.cli import evaluate, models, recognise
+
+app = typer.Typer(
+    name="openlfr",
+    help="Open, accountable live facial recognition.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(models.app, name="models")
+app.add_typer(evaluate.app, name="eval")
+recognise.register(app)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,100 @@
+"""``openlfr models list|verify|pull``."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from openlfr.cli.common import console, fail, print_json
+from openlfr.vision import registry
+
+app = typer.Typer(help="The face models: where they are and whether they are the pinned files.",
+                  no_args_is_help=True)
+
+
+@app.command("list")
+def list_models(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Every backend, the files it needs, their digests and where each was found."""
+    rows = []
+    for backend in registry.BACKENDS.values():
+        for name in backend.files:
+            st = registry.check(name)
+            rows.append({
+                "backend": backend.name,
+                "model": name,
+                "file": st.model.filename,
+                "role": st.model.role,
+                "licence": st.model.licence,
+                "sha256": st.model.sha256,
+                "source": st.source,
+                "path": str(st.path) if st.path else None,
+                "ok": st.ok,
+            })
+    if json_out:
+        print_json({"default_backend": registry.DEFAULT_BACKEND, "models": rows})
+        return
+    table = Table(title=f"openlfr models (default backend: {registry.DEFAULT_BACKEND})")
+    for col in ("backend", "model", "role", "licence", "found in", "sha256", "status"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["backend"], r["file"], r["role"], r["licence"], r["source"],
+                      r["sha256"][:16] + "…", "[green]ok[/]" if r["ok"] else "[red]missing/bad[/]")
+    console.print(table)
+
+
+@app.command()
+def verify(
+    backend: list[str] = typer.Option(None, "--backend", "-b",
+                                      help="Backends to verify (default: all installed)."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Check every model file's SHA-256. Exits non-zero naming any wrong or missing file."""
+    names = backend or list(registry.BACKENDS)
+    unknown = [b for b in names if b not in registry.BACKENDS]
+    if unknown:
+        fail(f"unknown backend {unknown[0]!r}; known: {', '.join(registry.BACKENDS)}")
+    results = {b: registry.verify_backend(b) for b in names}
+    problems = [s for sts in results.values() for s in sts if not s.ok]
+    if json_out:
+        print_json({
+            "ok": not problems,
+            "backends": {
+                b: [{"model": s.model.name, "ok": s.ok, "path": str(s.path) if s.path else None,
+                     "expected_sha256": s.model.sha256, "found_sha256": s.found_sha256,
+                     "message": s.message} for s in sts]
+                for b, sts in results.items()
+            },
+        })
+    else:
+        for b, sts in results.items():
+            bad = [s for s in sts if not s.ok]
+            mark = "[green]ok[/]" if not bad else "[red]FAILED[/]"
+            console.print(f"{b}: {mark}")
+            for s in sts:
+                console.print(f"  {'✓' if s.ok else '✗'} {s.model.filename}  "
+                              f"{s.path or ''}", highlight=False)
+                if not s.ok:
+                    console.print(f"    [red]{s.message}[/]", highlight=False)
+    if problems:
+        raise typer.Exit(1)
+
+
+@app.command()
+def pull(
+    backend: str = typer.Option(registry.DEFAULT_BACKEND, "--backend", "-b"),
+) -> None:
+    """Download a backend's missing files from their official URLs into the model cache.
+
+    Needs internet. Installing the registry packages (the usual way) needs no download at all.
+    """
+    if backend not in registry.BACKENDS:
+        fail(f"unknown backend {backend!r}; known: {', '.join(registry.BACKENDS)}")
+    for name in registry.BACKENDS[backend].files:
+        if registry.check(name).ok:
+            console.print(f"{name}: already present")
+            continue
+        try:
+            path = registry.pull(name)
+        except registry.ModelError as exc:
+            fail(str(exc))
+        console.print(f"{name}: downloaded and verified → {path}")

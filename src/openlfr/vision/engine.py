@@ -1,0 +1,123 @@
+"""The face engine: one detector and one embedder behind a backend name.
+
+``FaceEngine`` is what the rest of openlfr uses: detect faces with their quality, embed the ones
+worth embedding, and know the model's default threshold. It holds no state about people.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from openlfr.vision import quality as q
+from openlfr.vision import registry
+from openlfr.vision.detect import YuNetDetector
+from openlfr.vision.imageio import ImageArray
+from openlfr.vision.protocols import Detector, Embedder
+from openlfr.vision.types import Face, Template
+
+#: Default decision thresholds (cosine similarity), one per backend. Chosen on LFW
+#: (``openlfr eval verify`` on ../shared/data/lfw, see the README): the mean over the five
+#: folds of the threshold at which the false-accept rate on mismatched pairs is 0.1 %, so that
+#: a watchlist search raises few false alerts. Scores of different models are not comparable.
+DEFAULT_THRESHOLDS: dict[str, float] = {
+    "sface": 0.40,
+    "dlib": 0.86,
+    "fusion": 0.60,
+}
+
+#: How far to pad an image (fraction of its size on each side) so a tight face crop still has
+#: the margin the detector needs.
+ENROL_PADDING = 0.3
+
+
+@dataclass(frozen=True)
+class Analysed:
+    face: Face
+    template: Template | None
+
+
+class FaceEngine:
+    def __init__(self, backend: str, detector: Detector, embedder: Embedder) -> None:
+        self.backend = backend
+        self.detector = detector
+        self.embedder = embedder
+
+    @property
+    def model_id(self) -> str:
+        return self.embedder.model_id
+
+    @property
+    def default_threshold(self) -> float:
+        return DEFAULT_THRESHOLDS[self.backend]
+
+    def detect(self, image: ImageArray, policy: q.QualityPolicy | None = None,
+               pad: float = 0.0) -> list[Face]:
+        """Faces in ``image`` (largest first), each with its quality under ``policy``.
+
+        ``pad`` > 0 adds a border before detecting, for tight crops; coordinates are returned
+        in the original image.
+        """
+        faces = self._detect_padded(image, pad) if pad > 0 else self.detector.detect(image)
+        if policy is not None:
+            faces = [f.with_quality(q.measure(image, f, policy)) for f in faces]
+        return faces
+
+    def _detect_padded(self, image: ImageArray, pad: float) -> list[Face]:
+        h, w = image.shape[:2]
+        py, px = int(h * pad), int(w * pad)
+        mean = [int(v) for v in np.asarray(image).reshape(-1, image.shape[2]).mean(axis=0)]
+        padded = cv2.copyMakeBorder(image, py, py, px, px, cv2.BORDER_CONSTANT, value=mean)
+        return [f.shifted(-px, -py) for f in self.detector.detect(padded)]
+
+    def embed(self, image: ImageArray, faces: Sequence[Face]) -> list[Template]:
+        return self.embedder.embed(image, faces) if faces else []
+
+    def analyse(self, image: ImageArray, policy: q.QualityPolicy | None = None,
+                pad: float = 0.0, embed_failing: bool = True) -> list[Analysed]:
+        """Detect, measure quality and embed. Faces failing ``policy`` are embedded only if
+        ``embed_failing``."""
+        faces = self.detect(image, policy, pad)
+        wanted = [f for f in faces if embed_failing or f.quality is None or f.quality.ok]
+        templates = dict(zip((id(f) for f in wanted), self.embed(image, wanted), strict=True))
+        return [Analysed(f, templates.get(id(f))) for f in faces]
+
+
+def _make_embedder(backend: str) -> Embedder:
+    if backend == "sface":
+        from openlfr.vision.embed_sface import SFaceEmbedder
+
+        return SFaceEmbedder()
+    if backend == "dlib":
+        from openlfr.vision.embed_dlib import DlibEmbedder
+
+        return DlibEmbedder()
+    if backend == "fusion":
+        from openlfr.vision.embed_fusion import FusionEmbedder
+
+        return FusionEmbedder()
+    raise registry.ModelError(
+        f"unknown backend {backend!r}; known: {', '.join(registry.BACKENDS)}"
+    )
+
+
+@lru_cache(maxsize=None)
+def get_engine(backend: str = registry.DEFAULT_BACKEND) -> FaceEngine:
+    """The shared engine for a backend: one copy of each model per process."""
+    if backend not in registry.BACKENDS:
+        raise registry.ModelError(
+            f"unknown backend {backend!r}; known: {', '.join(registry.BACKENDS)}"
+        )
+    return FaceEngine(backend, YuNetDetector(), _make_embedder(backend))
+
+
+def model_id_backend(model_id: str) -> str:
+    """Which backend produced templates with this model id."""
+    for name in registry.BACKENDS:
+        if model_id.startswith(name):
+            return name
+    raise registry.ModelError(f"templates of unknown model {model_id!r}")
