@@ -25,7 +25,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (ImageError, ModelError, FileNotF
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -34,11 +34,18 @@ def list_models(json_out: bool = typer.Option(False, "--json", help="Print JSON.
         print_json({"default_backend": registry.DEFAULT_BACKEND, "models": rows})
         return
     table = Table(title=f"openlfr models (default backend: {registry.DEFAULT_BACKEND})")
-    for col in ("backend", "model", "role", "licence", "found in", "sha256", "status"):
-        table.add_column(col)
+    for col in ("file", "used by", "role", "licence", "sha256", "found"):
+        table.add_column(col, overflow="fold")
+    seen: dict[str, list[str]] = {}
     for r in rows:
-        table.add_row(r["backend"], r["file"], r["role"], r["licence"], r["source"],
-                      r["sha256"][:16] + "…", "[green]ok[/]" if r["ok"] else "[red]missing/bad[/]")
+        seen.setdefault(r["model"], []).append(r["backend"])
+    for r in rows:
+        if r["model"] not in seen:
+            continue
+        backends = seen.pop(r["model"])
+        where = f"[green]{r['path']}[/]" if r["ok"] else "[red]missing or wrong digest[/]"
+        table.add_row(r["file"], ", ".join(backends), r["role"], r["licence"],
+                      r["sha256"][:12] + "…", where)
     console.print(table)
 
 
