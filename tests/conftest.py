@@ -30,11 +30,12 @@ SDISTS = {
     ),
 }
 
+_FR = ("face_recognition-1.3.0.tar.gz", "face_recognition-1.3.0/tests/test_images/")
 IMAGES = {
-    "obama": ("face_recognition-1.3.0.tar.gz", "face_recognition-1.3.0/tests/test_images/obama.jpg"),
-    "obama2": ("face_recognition-1.3.0.tar.gz", "face_recognition-1.3.0/tests/test_images/obama2.jpg"),
-    "obama3": ("face_recognition-1.3.0.tar.gz", "face_recognition-1.3.0/tests/test_images/obama3.jpg"),
-    "biden": ("face_recognition-1.3.0.tar.gz", "face_recognition-1.3.0/tests/test_images/biden.jpg"),
+    "obama": (_FR[0], _FR[1] + "obama.jpg"),
+    "obama2": (_FR[0], _FR[1] + "obama2.jpg"),
+    "obama3": (_FR[0], _FR[1] + "obama3.jpg"),
+    "biden": (_FR[0], _FR[1] + "biden.jpg"),
     "group": ("insightface-2.1.tar.gz", "insightface-2.1/insightface/data/images/t1.jpg"),
 }
 

@@ -10,6 +10,7 @@ from typing import Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from openlfr.vision.imageio import ImageError
 from openlfr.vision.registry import ModelError
@@ -25,7 +26,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (ImageError, ModelError, FileNotF
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 from rich.table import Table
 
@@ -13,7 +15,9 @@ app = typer.Typer(help="The face models: where they are and whether they are the
 
 
 @app.command("list")
-def list_models(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def list_models(
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
     """Every backend, the files it needs, their digests and where each was found."""
     rows = []
     for backend in registry.BACKENDS.values():
@@ -51,9 +55,9 @@ def list_models(json_out: bool = typer.Option(False, "--json", help="Print JSON.
 
 @app.command()
 def verify(
-    backend: list[str] = typer.Option(None, "--backend", "-b",
-                                      help="Backends to verify (default: all installed)."),
-    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+    backend: Annotated[list[str] | None, typer.Option(
+        "--backend", "-b", help="Backends to verify (default: all).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Check every model file's SHA-256. Exits non-zero naming any wrong or missing file."""
     names = backend or list(registry.BACKENDS)
@@ -88,7 +92,7 @@ def verify(
 
 @app.command()
 def pull(
-    backend: str = typer.Option(registry.DEFAULT_BACKEND, "--backend", "-b"),
+    backend: Annotated[str, typer.Option("--backend", "-b")] = registry.DEFAULT_BACKEND,
 ) -> None:
     """Download a backend's missing files from their official URLs into the model cache.
 

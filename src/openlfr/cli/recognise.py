@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -28,16 +29,17 @@ def _parse_meta(items: list[str] | None) -> dict[str, str]:
 
 
 def enroll(
-    path: Path = typer.Argument(..., help="An image, or a folder of <subject>/<images>."),
-    watchlist: Path = typer.Option(..., "--watchlist", "-w",
-                                   help="Watchlist file to create or extend."),
-    subject: str = typer.Option(None, "--subject", "-s",
-                                help="Subject id for a single image (default: file name)."),
-    name: str = typer.Option(None, "--name", help="Display name for --subject."),
-    meta: list[str] = typer.Option(None, "--meta", help="Free metadata KEY=VALUE (repeatable)."),
-    backend: str = typer.Option(None, "--backend", "-b",
-                                help="Face backend for a new watchlist (default sface)."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    path: Annotated[Path, typer.Argument(help="An image, or a folder of <subject>/<images>.")],
+    watchlist: Annotated[Path, typer.Option("--watchlist", "-w",
+                                            help="Watchlist file to create or extend.")],
+    subject: Annotated[str | None, typer.Option(
+        "--subject", "-s", help="Subject id for a single image (default: file name).")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Display name for --subject.")] = None,
+    meta: Annotated[list[str] | None, typer.Option(
+        "--meta", help="Free metadata KEY=VALUE (repeatable).")] = None,
+    backend: Annotated[str | None, typer.Option(
+        "--backend", "-b", help="Face backend for a new watchlist (default sface).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Enrol photos into a watchlist. Only photos with exactly one good face are accepted."""
     metadata = _parse_meta(meta)
@@ -100,12 +102,12 @@ def enroll(
 
 
 def identify_cmd(
-    image: Path = typer.Argument(..., help="The photo to search."),
-    watchlist: Path = typer.Option(..., "--watchlist", "-w", help="Watchlist file."),
-    threshold: float = typer.Option(None, "--threshold", "-t",
-                                    help="Cosine threshold (default: the model's)."),
-    top: int = typer.Option(3, "--top", "-k", min=1, help="Candidates per face."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    image: Annotated[Path, typer.Argument(help="The photo to search.")],
+    watchlist: Annotated[Path, typer.Option("--watchlist", "-w", help="Watchlist file.")],
+    threshold: Annotated[float | None, typer.Option(
+        "--threshold", "-t", help="Cosine threshold (default: the model's).")] = None,
+    top: Annotated[int, typer.Option("--top", "-k", min=1, help="Candidates per face.")] = 3,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Every face in a photo, its quality and its best watchlist candidates."""
     with user_errors():

@@ -70,4 +70,5 @@ def decode_image(data: bytes, label: str = "upload", max_pixels: int = MAX_PIXEL
 
 
 def is_image_file(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+    suffix_ok = path.suffix.lower() in IMAGE_SUFFIXES
+    return suffix_ok and path.is_file() and not path.name.startswith(".")

@@ -12,7 +12,7 @@ FloatArray = npt.NDArray[np.float32]
 
 @dataclass(frozen=True)
 class Quality:
-    """Measured image quality of one face, and the reasons it fails a policy (empty if it passes)."""
+    """Measured image quality of one face, and why it fails a policy (empty if it passes)."""
 
     face_width: float
     inter_ocular: float
