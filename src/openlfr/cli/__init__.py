@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from openlfr.cli import evaluate, models, recognise
+from openlfr.cli import evaluate, models, recognise, watch
 
 app = typer.Typer(
     name="openlfr",
@@ -16,6 +16,7 @@ app = typer.Typer(
 app.add_typer(models.app, name="models")
 app.add_typer(evaluate.app, name="eval")
 recognise.register(app)
+watch.register(app)
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ class FusionEmbedder:
         if not 0.0 < weight < 1.0:
             raise ValueError("fusion weight must be strictly between 0 and 1")
         self.weight = weight
-        self.sface = sface or SFaceEmbedder()
+        self.sface = sface or SFaceEmbedder(flip=True)
         self.dlib = dlib or DlibEmbedder()
         self.model_id = f"fusion-{self.sface.model_id}+{self.dlib.model_id}-w{weight:g}"
 

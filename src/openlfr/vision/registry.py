@@ -236,7 +236,7 @@ def pull(name: str, timeout: float = 60.0) -> Path:
     with tempfile.NamedTemporaryFile(dir=target_dir, delete=False) as tmp:
         tmp_path = Path(tmp.name)
         try:
-            with urllib.request.urlopen(model.url, timeout=timeout) as resp:  # noqa: S310
+            with urllib.request.urlopen(model.url, timeout=timeout) as resp:
                 if model.url.endswith(".bz2"):
                     tmp.write(bz2.decompress(resp.read()))
                 else:

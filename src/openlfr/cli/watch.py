@@ -1,0 +1,240 @@
+"""``openlfr watch``: run the live pipeline on cameras, streams or video files."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from openlfr.cli.common import console, err_console, fail, print_json, user_errors
+from openlfr.video.bestshot import ShotPolicy
+from openlfr.video.pipeline import CameraPipeline, PipelineConfig
+from openlfr.video.preview import PreviewServer
+from openlfr.video.runner import Runner, Summary, close_quietly
+from openlfr.video.sinks import CallbackSink
+from openlfr.video.sources import SourceError, SourceState, open_sources
+from openlfr.video.stats import CameraFigures
+from openlfr.video.types import Alert
+from openlfr.vision import get_engine
+from openlfr.vision.engine import model_id_backend
+from openlfr.watchlist import Watchlist
+
+#: Detections per second per camera: people walk, so 15 a second tracks them well and lets
+#: two cores serve several 25-30 fps cameras. ``--detect-fps 0`` detects every frame.
+DEFAULT_DETECT_FPS = 15.0
+
+#: Quiet FFmpeg's own console messages (a corrupt packet is counted, not printed).
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+#: RTSP over TCP: UDP is lost behind most NATs and firewalls (set the variable to override).
+os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
+
+
+def _quiet_opencv() -> None:
+    with contextlib.suppress(Exception):
+        import cv2
+
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # type: ignore[attr-defined]
+
+
+def _fmt(value: float | None, unit: str = "", digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}{unit}"
+
+
+def _table(figures: list[CameraFigures], elapsed: float, preview: str | None) -> Table:
+    title = f"openlfr watch — {elapsed:,.0f} s" + (f" — preview {preview}" if preview else "")
+    table = Table(title=title, caption="An alert is a possible match for a person to review.")
+    for col in ("camera", "state", "fps in", "fps done", "dropped", "faces", "tracks",
+                "embeds", "alerts", "latency p95"):
+        table.add_column(col, justify="left" if col in ("camera", "state") else "right")
+    for f in figures:
+        colour = {"running": "green", "ended": "blue", "reconnecting": "yellow",
+                  "failed": "red"}.get(f.state, "white")
+        table.add_row(f.camera, f"[{colour}]{f.state}[/]", _fmt(f.fps_in, digits=1),
+                      _fmt(f.fps_processed, digits=1), str(f.dropped), str(f.faces),
+                      f"{f.tracks} ({f.active_tracks})", str(f.embeddings),
+                      f"[bold yellow]{f.alerts}[/]" if f.alerts else "0",
+                      _fmt(f.latency_p95, " s"))
+    return table
+
+
+def _print_alert(alert: Alert) -> None:
+    kind = "update" if alert.is_update else "POSSIBLE MATCH"
+    name = f" ({alert.display_name})" if alert.display_name != alert.subject_id else ""
+    stamp = time.strftime("%H:%M:%S", time.localtime(alert.wall_time))
+    console.print(
+        f"[bold yellow]{stamp} {kind}[/] camera [bold]{alert.camera}[/] t={alert.t:.2f}s "
+        f"frame {alert.frame} track {alert.track_id}: [bold]{alert.subject_id}[/]{name} "
+        f"score {alert.score:.3f} ≥ {alert.threshold:.2f} (reference {alert.reference_id})",
+        highlight=False,
+    )
+
+
+def _print_summary(summary: Summary) -> None:
+    table = Table(title="Summary" + (" (interrupted)" if summary.interrupted else ""))
+    for col in ("camera", "state", "frames", "dropped", "faces", "tracks", "embeddings",
+                "alerts", "latency p50/p95"):
+        table.add_column(col, justify="left" if col in ("camera", "state") else "right")
+    for f in summary.cameras:
+        table.add_row(f.camera, f.state, str(f.frames), str(f.dropped), str(f.faces),
+                      str(f.tracks), str(f.embeddings), str(f.alerts),
+                      f"{_fmt(f.latency_p50)}/{_fmt(f.latency_p95)} s")
+    console.print(table)
+    console.print(
+        f"{summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} fps), "
+        f"{summary.faces} faces, {summary.tracks} tracks, {summary.embeddings} embeddings, "
+        f"{summary.alerts} alerts, {summary.dropped_frames} frames dropped. "
+        "Nothing was kept of faces that did not match.",
+        highlight=False,
+    )
+
+
+def watch(
+    sources: Annotated[list[str], typer.Argument(
+        metavar="SOURCE...",
+        help="Video files, stream URLs (rtsp://, rtmp://, http(s)://, MJPEG) or webcam indexes; "
+             "NAME=SOURCE names a camera.")],
+    watchlist: Annotated[Path, typer.Option("--watchlist", "-w", help="Watchlist file.")],
+    threshold: Annotated[float | None, typer.Option(
+        "--threshold", "-t", help="Cosine threshold (default: the model's).")] = None,
+    json_out: Annotated[bool, typer.Option(
+        "--json", help="One JSON object per line: alerts, then a summary.")] = False,
+    realtime: Annotated[bool, typer.Option(
+        "--realtime",
+        help="Pace files at their own frame rate, like a camera (streams always are).")] = False,
+    max_seconds: Annotated[float | None, typer.Option(
+        "--max-seconds", min=0.001, help="Stop after this many seconds.")] = None,
+    loop: Annotated[bool, typer.Option(
+        "--loop", help="Start files again at their end (files only).")] = False,
+    preview: Annotated[int | None, typer.Option(
+        "--preview", metavar="PORT", min=0, max=65535,
+        help="Serve a privacy-masked MJPEG preview on 127.0.0.1:PORT.")] = None,
+    detect_fps: Annotated[float, typer.Option(
+        "--detect-fps", min=0.0,
+        help="Run the face detector at most this often per camera (0: every frame).")
+    ] = DEFAULT_DETECT_FPS,
+    detect_size: Annotated[int, typer.Option(
+        "--detect-size", min=64, help="Scale frames down to this longer side to detect.")] = 640,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", min=1, help="Analysis threads (default: one per CPU).")] = None,
+    max_embeddings: Annotated[int, typer.Option(
+        "--max-embeddings", min=1, help="Embeddings per track at most.")] = 3,
+) -> None:
+    """Watch cameras for watchlisted faces. Faces that do not match leave no trace but counts."""
+    try:
+        _watch(sources, watchlist, threshold, json_out, realtime, max_seconds, loop, preview,
+               detect_fps, detect_size, workers, max_embeddings)
+    except KeyboardInterrupt:  # before the cameras run (e.g. a slow stream to open)
+        err_console.print("[yellow]interrupted before the cameras started[/]")
+        raise typer.Exit(130) from None
+
+
+def _watch(sources: list[str], watchlist: Path, threshold: float | None, json_out: bool,
+           realtime: bool, max_seconds: float | None, loop: bool, preview: int | None,
+           detect_fps: float, detect_size: int, workers: int | None,
+           max_embeddings: int) -> None:
+    _quiet_opencv()
+    with user_errors():
+        if not watchlist.exists():
+            fail(f"{watchlist}: no such watchlist file")
+        wl = Watchlist.load(watchlist)
+        engine = get_engine(model_id_backend(wl.model_id))
+        wl = Watchlist.load(watchlist, expect_model_id=engine.model_id)
+        if not wl.subjects:
+            fail(f"{watchlist}: the watchlist holds no subject")
+        thr = engine.default_threshold if threshold is None else threshold
+        if not -1.0 <= thr <= 1.0:
+            fail(f"--threshold {thr}: a cosine threshold lies between -1 and 1")
+        config = PipelineConfig(threshold=thr, detect_fps=detect_fps,
+                                detect_max_side=detect_size,
+                                shots=ShotPolicy(max_embeddings=max_embeddings))
+        gallery = wl.gallery()
+        names = {sid: s.display_name for sid, s in wl.subjects.items()}
+        try:
+            opened = open_sources(sources, realtime=realtime, loop=loop)
+        except SourceError as exc:
+            fail(str(exc))
+
+    out_lock = threading.Lock()  # alerts come from worker threads: one line at a time
+
+    def emit(event: dict[str, object]) -> None:
+        with out_lock:
+            print_json(event)
+
+    def show(alert: Alert) -> None:
+        if json_out:
+            emit(alert.as_event())
+        else:
+            with out_lock:
+                _print_alert(alert)
+
+    sink = CallbackSink(show)
+    cameras = [
+        (s, CameraPipeline(s.name, engine, gallery, config, sink, fps=s.fps, names=names))
+        for s in opened
+    ]
+    server: PreviewServer | None = None
+    if preview is not None:
+        try:
+            server = PreviewServer([s.name for s in opened], port=preview)
+        except ValueError as exc:
+            close_quietly(opened)
+            fail(str(exc))
+        server.start()
+    runner = Runner(cameras, workers=workers, max_seconds=max_seconds,
+                    on_frame=server.publish if server else None)
+    if server is not None:
+        err_console.print(f"privacy-masked preview on {server.url}", highlight=False)
+
+    states: dict[str, SourceState] = {}
+
+    def report_states() -> None:
+        for name, state in runner.states().items():
+            if states.get(name) != state:
+                states[name] = state
+                if json_out:
+                    status = next(s.status() for s in opened if s.name == name)
+                    emit({"event": "camera", "camera": name, "state": str(state),
+                          "error": status.error})
+
+    if json_out:
+        report_states()
+    try:
+        if json_out or not console.is_terminal:
+            summary = runner.run(tick=report_states if json_out else None)
+        else:
+            with Live(console=console, refresh_per_second=2, transient=False) as live:
+                def refresh() -> None:
+                    live.update(Group(_table(runner.figures(), runner.elapsed,
+                                             server.url if server else None),
+                                      Text("Ctrl-C to stop", style="dim")))
+
+                summary = runner.run(tick=refresh)
+                refresh()
+    finally:
+        if server is not None:
+            server.stop()
+    if json_out:
+        report_states()
+        emit(summary.as_event())
+    else:
+        if summary.interrupted:
+            err_console.print("[yellow]interrupted[/]")
+        _print_summary(summary)
+    failed = [f.camera for f in summary.cameras if f.state == str(SourceState.FAILED)]
+    if failed:
+        err_console.print(f"[bold red]error:[/] camera(s) failed: {', '.join(failed)}",
+                          highlight=False)
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("watch")(watch)

@@ -1,0 +1,349 @@
+"""The per-camera pipeline: detect → track → best shot → quality gate → embed → search → alert.
+
+One :class:`CameraPipeline` per camera; it is fed that camera's frames in order, by one thread
+at a time. The face models are the process's shared engine.
+
+Privacy by construction: a face's crop lives in the track's best-shot slot and its template in
+a local variable of :meth:`CameraPipeline._decide`. When the gallery search does not reach the
+threshold both are dropped there and then; only counters record that a face was seen. Only an
+:class:`Alert` is handed on (to the :class:`AlertSink`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from openlfr.video.bestshot import ShotPolicy, TrackRecord, make_sighting, meets, shot_score
+from openlfr.video.sinks import AlertSink
+from openlfr.video.stats import CameraStats
+from openlfr.video.tracking import FaceTracker
+from openlfr.video.types import Alert, Frame, Sighting
+from openlfr.vision import quality as q
+from openlfr.vision.engine import FaceEngine
+from openlfr.vision.imageio import ImageArray
+from openlfr.vision.protocols import Detector
+from openlfr.vision.types import Candidate, Face
+
+log = logging.getLogger("openlfr.video.pipeline")
+
+
+class GallerySearch(Protocol):
+    """The part of :class:`openlfr.watchlist.gallery.Gallery` the pipeline uses."""
+
+    @property
+    def model_id(self) -> str: ...
+
+    def __len__(self) -> int: ...
+
+    def search(self, queries: np.ndarray, k: int = 5,
+               per_subject: bool = True) -> list[list[Candidate]]: ...
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """How one camera is analysed.
+
+    ``detect_fps``: run the detector at most this many times per second of stream time (the
+    other frames only count as processed; tracks carry over); 0 detects every frame. A camera
+    that falls behind drops frames, so the frames it does get are further apart and all
+    detected. ``detect_max_side``: frames whose longer side is larger are scaled down
+    to it for detection (quality and embedding still use the full frame). ``lost_seconds``: a
+    track unseen for that long ends (and its memory is released).
+    """
+
+    threshold: float
+    detect_fps: float = 0.0
+    detect_max_side: int = 640
+    shots: ShotPolicy = field(default_factory=ShotPolicy)
+    lost_seconds: float = 1.0
+    crop_margin: float = 0.5
+    top_k: int = 3
+    gate: q.QualityPolicy = q.LIVE
+
+    def __post_init__(self) -> None:
+        if not -1.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold {self.threshold}: a cosine threshold lies in [-1, 1]")
+        if self.detect_fps < 0:
+            raise ValueError("detect_fps must not be negative (0: every frame)")
+        if self.detect_max_side < 64:
+            raise ValueError("detect_max_side must be at least 64 pixels")
+        if self.lost_seconds <= 0:
+            raise ValueError("lost_seconds must be positive")
+
+
+@dataclass(frozen=True)
+class Detected:
+    """A frame after the stateless stage: its faces (``None`` when the frame was not
+    detected, by ``detect_fps``), or ``usable=False`` for a corrupt frame."""
+
+    frame: Frame
+    faces: tuple[Face, ...] | None
+    usable: bool
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """What one frame produced: the faces (frame coordinates) with their track ids, the
+    subject shown for alerted tracks, and the alerts raised or updated on this frame."""
+
+    frame: Frame
+    faces: tuple[Face, ...]
+    track_ids: tuple[int | None, ...]
+    labels: Mapping[int, str]
+    alerts: tuple[Alert, ...]
+    detected: bool
+
+
+class CameraPipeline:
+    def __init__(
+        self,
+        camera: str,
+        engine: FaceEngine,
+        gallery: GallerySearch,
+        config: PipelineConfig,
+        sink: AlertSink,
+        *,
+        fps: float = 25.0,
+        names: Mapping[str, str] | None = None,
+        stats: CameraStats | None = None,
+    ) -> None:
+        if gallery.model_id != engine.model_id:
+            raise ValueError(
+                f"the watchlist holds {gallery.model_id!r} templates but the engine makes "
+                f"{engine.model_id!r}; scores of different models are not comparable"
+            )
+        self.camera = camera
+        self.engine = engine
+        self.gallery = gallery
+        self.config = config
+        self.sink = sink
+        self.names = dict(names or {})
+        self.stats = stats or CameraStats(camera)
+        rate = min(fps, config.detect_fps) if config.detect_fps > 0 else fps
+        # ByteTrack lets a track go a little before this pipeline forgets it, so an id it
+        # revives is always one whose record (and alerts) still exist here.
+        self.tracker = FaceTracker(frame_rate=rate, lost_seconds=0.8 * config.lost_seconds)
+        self.tracks: dict[int, TrackRecord] = {}
+        self._last_detect_t: float | None = None
+        self._rate_lock = threading.Lock()
+        self._last_faces: tuple[Face, ...] = ()
+        self._last_ids: tuple[int | None, ...] = ()
+        self._last_t = 0.0
+
+    # -- per frame ---------------------------------------------------------------------------
+
+    def process(self, frame: Frame) -> FrameResult:
+        """Analyse one frame; alerts go to the sink and are also returned."""
+        return self.advance(self.detect(frame))
+
+    def wants_detection(self, frame: Frame) -> bool:
+        """Whether this frame is to be detected (``detect_fps``); call it in frame order."""
+        if self.config.detect_fps <= 0:
+            return True
+        with self._rate_lock:
+            last = self._last_detect_t
+            if last is None or frame.t - last >= 0.999 / self.config.detect_fps or frame.t < last:
+                self._last_detect_t = frame.t
+                return True
+            return False
+
+    def detect(self, frame: Frame, detect: bool | None = None,
+               detector: Detector | None = None) -> Detected:
+        """The stateless first stage: check the frame and find its faces.
+
+        Safe to run for several frames of one camera at once (on different detectors); the
+        results must then be passed to :meth:`advance` in frame order. ``detect=None`` asks
+        :meth:`wants_detection`.
+        """
+        if detect is None:
+            detect = self.wants_detection(frame)
+        image = _usable(frame.image)
+        if image is None:
+            return Detected(frame, None, False)
+        if image is not frame.image:
+            frame = Frame(frame.camera, frame.index, frame.t, frame.wall, frame.mono, image)
+        if not detect:
+            return Detected(frame, None, True)
+        return Detected(frame, tuple(self._detect(image, detector)), True)
+
+    def advance(self, detected: Detected) -> FrameResult:
+        """The stateful second stage, in frame order: track, best shot, embed, search, alert."""
+        frame = detected.frame
+        if not detected.usable:
+            self.stats.add(bad_frames=1)
+            self.stats.frame_done(frame.mono, False)
+            return FrameResult(frame, (), (), {}, (), False)
+        self._last_t = frame.t
+        alerts: list[Alert] = []
+        faces = detected.faces
+        if faces is not None:
+            ids = self.tracker.update(faces)
+            self._last_faces, self._last_ids = faces, tuple(ids)
+            self.stats.add(faces=len(faces))
+            for face, track_id in zip(faces, ids, strict=True):
+                if track_id is not None:
+                    self._observe(frame, face, track_id)
+        for record in list(self.tracks.values()):
+            if record.due(frame.t, self.config.shots):
+                alerts += self._decide(record, record.take(frame.t))
+        alerts += self._expire(frame.t)
+        self.stats.set_active(len(self.tracks))
+        self.stats.frame_done(frame.mono, faces is not None)
+        labels = {tid: next(iter(r.alerts)) for tid, r in self.tracks.items() if r.alerts}
+        return FrameResult(frame, self._last_faces, self._last_ids, labels, tuple(alerts),
+                           faces is not None)
+
+    def flush(self) -> list[Alert]:
+        """End of stream: decide every pending best shot, then forget every track."""
+        alerts: list[Alert] = []
+        for record in list(self.tracks.values()):
+            if record.best is not None:
+                alerts += self._decide(record, record.take(self._last_t))
+        self.tracks.clear()
+        self.stats.set_active(0)
+        return alerts
+
+    # -- steps -------------------------------------------------------------------------------
+
+    def _detect(self, image: ImageArray, detector: Detector | None) -> list[Face]:
+        """Faces in full-frame coordinates, detected on a copy scaled to at most
+        ``detect_max_side`` with both sides a multiple of 32 (YuNet pads its input to one:
+        640x360 costs as much as 640x384, 640x352 a third less)."""
+        run = (detector or self.engine.detector).detect
+        h, w = image.shape[:2]
+        dw, dh = detection_size(w, h, self.config.detect_max_side)
+        if (dw, dh) == (w, h):
+            return run(image)
+        sx, sy = w / dw, h / dh
+        # Area averaging only pays for a real reduction; a few rows less is a linear resize.
+        shrink = cv2.INTER_AREA if max(sx, sy) > 1.3 else cv2.INTER_LINEAR
+        small = cv2.resize(image, (dw, dh), interpolation=shrink)
+        scale = np.array([sx, sy], dtype=np.float32)
+        return [
+            Face((f.box[0] * sx, f.box[1] * sy, f.box[2] * sx, f.box[3] * sy),
+                 (f.landmarks * scale).astype(np.float32), f.score)
+            for f in run(small)
+        ]
+
+    def _observe(self, frame: Frame, face: Face, track_id: int) -> None:
+        record = self.tracks.get(track_id)
+        if record is None:
+            record = self.tracks[track_id] = TrackRecord(track_id, frame.t, frame.t, face.box)
+            self.stats.add(tracks=1)
+        record.frames += 1
+        record.last_t = frame.t
+        record.last_box = face.box
+        if record.embeddings >= self.config.shots.max_embeddings:
+            return
+        quality = q.measure(frame.image, face, self.config.gate)
+        if not quality.ok:
+            self.stats.add(rejected=1)
+            return
+        if record.enrol_quality_mono is None and meets(quality, q.ENROLMENT):
+            record.enrol_quality_mono = frame.mono
+        score = shot_score(face, quality)
+        best = record.best
+        if best is not None and score <= best.shot_score:
+            return  # not better than the shot already held: no need to crop it
+        if record.embeddings and score < record.last_embed_shot * self.config.shots.improve:
+            return
+        record.offer(make_sighting(frame, track_id, face.with_quality(quality), score,
+                                   self.config.crop_margin), self.config.shots)
+
+    def _decide(self, record: TrackRecord, sighting: Sighting | None) -> list[Alert]:
+        """Embed one best shot, search the gallery, alert or forget."""
+        if sighting is None:
+            return []
+        templates = self.engine.embed(sighting.crop, [sighting.face])
+        self.stats.add(embeddings=1)
+        if not templates or len(self.gallery) == 0:
+            return []
+        hits = self.gallery.search(templates[0].vector[None, :], k=self.config.top_k)[0]
+        del templates  # the template is not needed past the search, whatever the outcome
+        best = hits[0] if hits else None
+        if best is None or best.score < self.config.threshold:
+            return []  # no match: the sighting (crop) goes out of scope here
+        previous = record.alerts.get(best.subject_id)
+        if previous is not None and best.score <= previous.score:
+            return []  # debounced: this track already raised this subject at least as high
+        alert = self._alert(record, sighting, best, previous)
+        record.alerts[best.subject_id] = alert
+        if previous is None:
+            self.stats.add(alerts=1)
+            if alert.latency is not None:
+                self.stats.alert_latency(alert.latency)
+        else:
+            self.stats.add(alert_updates=1)
+        self.sink.publish(alert)
+        return [alert]
+
+    def _alert(self, record: TrackRecord, sighting: Sighting, best: Candidate,
+               previous: Alert | None) -> Alert:
+        now_mono = time.monotonic()
+        latency = None
+        if record.enrol_quality_mono is not None:
+            latency = max(0.0, now_mono - record.enrol_quality_mono)
+        return Alert(
+            alert_id=f"{self.camera}:{record.track_id}:{best.subject_id}",
+            camera=self.camera,
+            track_id=record.track_id,
+            subject_id=best.subject_id,
+            display_name=self.names.get(best.subject_id, best.subject_id),
+            score=float(best.score),
+            threshold=self.config.threshold,
+            reference_id=best.reference_id,
+            model_id=self.engine.model_id,
+            frame=sighting.frame,
+            t=sighting.t,
+            wall_time=time.time(),
+            frame_wall=sighting.wall,
+            box=sighting.box,
+            probe_crop=sighting.crop,
+            revision=0 if previous is None else previous.revision + 1,
+            latency=latency if previous is None else previous.latency,
+        )
+
+    def _expire(self, t: float) -> list[Alert]:
+        """End the tracks unseen for ``lost_seconds``: decide a pending shot, then forget."""
+        alerts: list[Alert] = []
+        for track_id, record in list(self.tracks.items()):
+            if t - record.last_t > self.config.lost_seconds:
+                if record.best is not None:
+                    alerts += self._decide(record, record.take(t))
+                del self.tracks[track_id]
+        return alerts
+
+
+def detection_size(width: int, height: int, max_side: int, align: int = 32) -> tuple[int, int]:
+    """The size a frame is detected at: longer side at most ``max_side``, aspect kept, both
+    sides rounded down to a multiple of ``align`` (at least one ``align``)."""
+    scale = min(1.0, max_side / max(width, height))
+    return (max(align, int(width * scale) // align * align),
+            max(align, int(height * scale) // align * align))
+
+
+def _usable(image: object) -> ImageArray | None:
+    """The frame as 8-bit BGR, or ``None`` if it cannot be analysed (a corrupt frame)."""
+    if not isinstance(image, np.ndarray) or image.size == 0 or image.ndim not in (2, 3):
+        return None
+    if image.shape[0] < 16 or image.shape[1] < 16:
+        return None
+    if image.dtype != np.uint8:
+        return None
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    if image.shape[2] == 1:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] != 3:
+        return None
+    return image

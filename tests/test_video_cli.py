@@ -1,0 +1,180 @@
+"""``openlfr watch`` end to end: JSON lines, the readable display, limits, Ctrl-C, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from openlfr.cli import app
+
+from . import videoclips
+
+ALERT_KEYS = {"event", "camera", "t", "frame", "track", "subject", "score"}
+SUMMARY_KEYS = {"event", "frames", "faces", "tracks", "embeddings", "alerts", "dropped_frames",
+                "seconds", "fps"}
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory, face_images, no_face_path) -> videoclips.ClipSet:
+    return videoclips.clip_set(tmp_path_factory, face_images, no_face_path)
+
+
+def _watch(*args: object):
+    return CliRunner().invoke(app, ["watch", *(str(a) for a in args)])
+
+
+def _events(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines()]
+
+
+def test_json_lines_alert_then_summary(clips):
+    result = _watch(clips.obama, clips.stranger, clips.empty, "--watchlist", clips.watchlist,
+                    "--json")
+    assert result.exit_code == 0, result.output
+    events = _events(result.stdout)
+    alerts = [e for e in events if e["event"] == "alert"]
+    assert len(alerts) == 1 and set(alerts[0]) >= ALERT_KEYS
+    alert = alerts[0]
+    assert alert["camera"] == "obama" and alert["subject"] == "obama"
+    assert isinstance(alert["track"], int) and isinstance(alert["frame"], int)
+    assert alert["score"] >= alert["threshold"] and alert["t"] >= 0
+    summary = events[-1]
+    assert summary["event"] == "summary" and set(summary) >= SUMMARY_KEYS
+    assert summary["frames"] == 110 and summary["alerts"] == 1
+    assert summary["dropped_frames"] == 0 and summary["fps"] > 0
+    assert summary["embeddings"] <= summary["tracks"] * 3
+    assert {c["camera"] for c in summary["cameras"]} == {"obama", "stranger", "empty"}
+    updates = [e for e in events if e["event"] == "alert_update"]
+    assert all(u["alert_id"] == alert["alert_id"] for u in updates)
+    states = [(e["camera"], e["state"]) for e in events if e["event"] == "camera"]
+    assert ("obama", "running") in states and ("obama", "ended") in states
+
+
+def test_threshold_option_is_applied(clips):
+    result = _watch(clips.obama, "--watchlist", clips.watchlist, "--json", "--threshold", "0.99")
+    assert result.exit_code == 0, result.output
+    events = _events(result.stdout)
+    assert not [e for e in events if e["event"] == "alert"]
+    assert events[-1]["alerts"] == 0
+
+
+def test_readable_output_names_the_match_and_summarises(clips):
+    result = _watch(clips.obama, "--watchlist", clips.watchlist)
+    assert result.exit_code == 0, result.output
+    assert "POSSIBLE MATCH" in result.stdout and "obama" in result.stdout
+    assert "Summary" in result.stdout and "frames" in result.stdout
+    assert "Nothing was kept of faces that did not match" in result.stdout
+
+
+def test_max_seconds_ends_a_looping_realtime_run(clips):
+    started = time.monotonic()
+    result = _watch(clips.empty, "--watchlist", clips.watchlist, "--json", "--realtime",
+                    "--loop", "--max-seconds", "1.5")
+    assert result.exit_code == 0, result.output
+    summary = _events(result.stdout)[-1]
+    assert 1.4 <= summary["seconds"] < 5 and summary["interrupted"] is False
+    assert 15 <= summary["frames"] <= 30
+    assert time.monotonic() - started < 20
+
+
+def test_ctrl_c_stops_cleanly_with_the_summary(clips):
+    code = "from openlfr.cli import main; main()"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "watch", str(clips.obama), "--watchlist",
+         str(clips.watchlist), "--json", "--realtime", "--loop"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # the camera's state: the run has started
+        assert json.loads(first)["event"] == "camera"
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    summary = _events(out)[-1]
+    assert summary["event"] == "summary" and summary["interrupted"] is True
+    assert summary["frames"] > 5
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["nope.mp4"], "nope: nope.mp4: no such file"),
+    (["ftp://host/x"], "unsupported URL scheme 'ftp'"),
+    (["{obama}", "--threshold", "1.5"], "--threshold 1.5"),
+    (["{obama}", "--watchlist-missing"], "no such watchlist file"),
+    (["{obama}", "--watchlist-bad"], "watchlist"),
+])
+def test_bad_input_is_one_clear_line_and_exit_code_2(clips, tmp_path, args, message):
+    watchlist = clips.watchlist
+    args = [a.replace("{obama}", str(clips.obama)) for a in args]
+    if "--watchlist-missing" in args:
+        args.remove("--watchlist-missing")
+        watchlist = tmp_path / "missing.watchlist"
+    if "--watchlist-bad" in args:
+        args.remove("--watchlist-bad")
+        watchlist = tmp_path / "bad.watchlist"
+        watchlist.write_bytes(b"not a watchlist at all")
+    result = _watch(*args, "--watchlist", watchlist, "--json")
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stdout == ""
+
+
+def test_a_busy_preview_port_is_a_clear_error(clips):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = _watch(clips.empty, "--watchlist", clips.watchlist, "--preview", port)
+    assert result.exit_code == 2
+    assert f"--preview {port}: cannot listen" in result.stderr
+
+
+def test_help_describes_the_command():
+    result = CliRunner().invoke(app, ["watch", "--help"])
+    assert result.exit_code == 0
+    for option in ("--watchlist", "--threshold", "--json", "--realtime", "--max-seconds",
+                   "--loop", "--preview"):
+        assert option in result.stdout
+
+
+def test_preview_option_serves_a_masked_mjpeg_stream_on_localhost(clips):
+    import urllib.request
+
+    code = "from openlfr.cli import main; main()"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "watch", str(clips.stranger), "--watchlist",
+         str(clips.watchlist), "--json", "--realtime", "--loop", "--max-seconds", "4",
+         "--preview", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert "privacy-masked preview on http://127.0.0.1:" in line, line
+        url = line.strip().rsplit(" ", 1)[-1]
+        page = urllib.request.urlopen(url, timeout=10).read().decode()
+        assert "/cameras/stranger.mjpg" in page
+        jpeg = urllib.request.urlopen(url + "cameras/stranger.jpg", timeout=10).read()
+        assert jpeg[:2] == b"\xff\xd8"
+        out, _ = proc.communicate(timeout=40)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    assert _events(out)[-1]["event"] == "summary"

@@ -1,0 +1,285 @@
+"""Frame sources: parsing, reading files fully or in real time, looping, drops, corrupt frames,
+clear errors, and reconnection with backoff."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from openlfr.video.sources import (
+    Backoff,
+    CaptureSource,
+    SourceError,
+    SourceSpec,
+    SourceState,
+    open_sources,
+    redact,
+    unique_names,
+)
+
+from . import videoclips
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory, face_images, no_face_path) -> videoclips.ClipSet:
+    return videoclips.clip_set(tmp_path_factory, face_images, no_face_path)
+
+
+def _drain(source, slow: float = 0.0, timeout: float = 30.0):
+    frames = []
+    deadline = time.monotonic() + timeout
+    while not source.finished and time.monotonic() < deadline:
+        frame = source.take()
+        if frame is None:
+            time.sleep(0.002)
+            continue
+        frames.append(frame)
+        if slow:
+            time.sleep(slow)
+    return frames
+
+
+@pytest.mark.parametrize(("text", "name", "target", "kind"), [
+    ("clip.mp4", "clip", "clip.mp4", "file"),
+    ("/videos/door 1.avi", "door 1", "/videos/door 1.avi", "file"),
+    ("0", "webcam0", "0", "device"),
+    ("/dev/video2", "video2", "/dev/video2", "device"),
+    ("rtsp://user:pw@10.1.2.3:554/stream1", "10.1.2.3:554", "rtsp://user:pw@10.1.2.3:554/stream1",
+     "stream"),
+    ("http://cam.local/video.mjpg", "cam.local", "http://cam.local/video.mjpg", "stream"),
+    ("entrance=rtmp://host/live/key", "entrance", "rtmp://host/live/key", "stream"),
+    ("lobby=2", "lobby", "2", "device"),
+    ("http://h/x?a=b", "h", "http://h/x?a=b", "stream"),
+])
+def test_source_specs_are_parsed(text, name, target, kind):
+    spec = SourceSpec.parse(text)
+    assert (spec.name, spec.target, spec.kind) == (name, target, kind)
+
+
+def test_bad_specs_are_refused_and_names_made_unique():
+    with pytest.raises(SourceError, match="unsupported URL scheme 'ftp'"):
+        SourceSpec.parse("ftp://x/y.mp4")
+    with pytest.raises(SourceError):
+        SourceSpec.parse("  ")
+    specs = unique_names([SourceSpec.parse(t) for t in ("a.mp4", "b/a.mp4", "a.mp4")])
+    assert [s.name for s in specs] == ["a", "a-2", "a-3"]
+    assert redact("rtsp://admin:secret@cam/s") == "rtsp://cam/s"
+
+
+def test_a_file_is_read_in_full_in_order_without_drops(clips):
+    source = CaptureSource(SourceSpec("c", str(clips.obama), "file"))
+    source.open()
+    assert not source.live and source.fps == pytest.approx(15.0)
+    source.start()
+    frames = _drain(source, slow=0.003)  # a slow consumer: the reader waits, nothing is lost
+    status = source.status()
+    source.stop()
+    assert [f.index for f in frames] == list(range(40))
+    assert status.state == SourceState.ENDED and status.dropped == 0 and status.frames_in == 40
+    assert frames[-1].t == pytest.approx(39 / 15.0)
+    assert frames[0].image.shape == (360, 640, 3)
+
+
+def test_realtime_file_is_paced_keeps_the_newest_frame_and_counts_drops(clips):
+    source = CaptureSource(SourceSpec("c", str(clips.obama), "file"), realtime=True)
+    source.open()
+    assert source.live
+    started = time.monotonic()
+    source.start()
+    frames = _drain(source, slow=0.2)  # 5 fps consumer on a 15 fps camera
+    elapsed = time.monotonic() - started
+    status = source.status()
+    source.stop()
+    assert elapsed >= 39 / 15.0 - 0.1  # paced at its own frame rate
+    assert status.frames_in == 40
+    assert status.dropped >= 20
+    assert len(frames) + status.dropped == 40
+    indexes = [f.index for f in frames]
+    assert indexes == sorted(indexes)
+
+
+def test_loop_restarts_a_file_with_time_running_on(clips):
+    source = CaptureSource(SourceSpec("c", str(clips.empty), "file"), loop=True)
+    source.open()
+    source.start()
+    frames = []
+    while len(frames) < 75:
+        frame = source.take()
+        if frame is None:
+            time.sleep(0.002)
+            continue
+        frames.append(frame)
+    source.stop()
+    assert [f.index for f in frames] == list(range(75))
+    ts = [f.t for f in frames]
+    assert all(b > a for a, b in itertools.pairwise(ts))
+    assert source.status().state == SourceState.STOPPED
+
+
+def test_a_corrupt_frame_in_the_middle_does_not_end_the_file(clips, tmp_path):
+    path = tmp_path / "corrupt.avi"
+    videoclips.write_clip(path, _clip_frames(clips))
+    videoclips.corrupt_middle_frame(path)
+    source = CaptureSource(SourceSpec("c", str(path), "file"))
+    source.open()
+    source.start()
+    frames = _drain(source)
+    source.stop()
+    assert len(frames) >= 35  # the damaged frame may be decoded garbage or skipped, no more
+    assert frames[-1].index >= 38
+    assert source.status().state == SourceState.ENDED
+
+
+def _clip_frames(clips) -> list[np.ndarray]:
+    import cv2
+
+    cap = cv2.VideoCapture(str(clips.obama))
+    out = []
+    while True:
+        ok, image = cap.read()
+        if not ok:
+            return out
+        out.append(image)
+
+
+def test_unreadable_missing_and_odd_sources_are_clear_errors(tmp_path, no_face_path):
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(b"\x00\x01 this is not a video " * 500)
+    empty = tmp_path / "empty.avi"
+    empty.write_bytes(b"")
+    cases = {
+        str(garbage): "garbage: cannot open .*garbage.mp4: not a video file",
+        str(empty): "empty: cannot open .*empty.avi",
+        str(tmp_path / "nope.mp4"): "nope: .*nope.mp4: no such file",
+        str(tmp_path): "not a file",
+    }
+    for text, message in cases.items():
+        with pytest.raises(SourceError, match=message):
+            open_sources([text])
+
+
+def test_every_failing_source_is_named_at_once(tmp_path, clips):
+    bad = tmp_path / "bad.mkv"
+    bad.write_bytes(b"nonsense")
+    with pytest.raises(SourceError) as info:
+        open_sources([str(clips.obama), str(bad), "http://127.0.0.1:9/none.mjpg"])
+    message = str(info.value)
+    assert "bad: cannot open" in message and "127.0.0.1:9: cannot open" in message
+    assert "obama" not in message
+
+
+def test_a_missing_webcam_is_a_clear_error():
+    started = time.monotonic()
+    with pytest.raises(SourceError, match="webcam57: cannot open 57: no such camera"):
+        open_sources(["57"])
+    assert time.monotonic() - started < 15
+
+
+class FakeCapture:
+    """A stream that yields ``frames`` frames and then drops (read fails)."""
+
+    def __init__(self, frames: int, opened: bool = True) -> None:
+        self.frames = frames
+        self.opened = opened
+        self.released = False
+
+    def isOpened(self) -> bool:
+        return self.opened
+
+    def read(self):
+        if self.frames <= 0 or not self.opened:
+            return False, None
+        self.frames -= 1
+        time.sleep(0.002)
+        return True, np.full((48, 64, 3), 100, np.uint8)
+
+    def get(self, prop: int) -> float:
+        return 0.0
+
+    def release(self) -> None:
+        self.released = True
+
+
+class ScriptedOpener:
+    """Opens captures from a script: an int is a stream of that many frames, None a failure."""
+
+    def __init__(self, script) -> None:
+        self.script = list(script)
+        self.calls: list[float] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, spec):
+        with self.lock:
+            self.calls.append(time.monotonic())
+            item = self.script.pop(0) if self.script else None
+        return FakeCapture(item or 0, opened=item is not None)
+
+
+def test_a_lost_stream_reconnects_with_backoff_and_reports_its_state():
+    opener = ScriptedOpener([5, None, None, 5, None])
+    source = CaptureSource(SourceSpec("cam", "rtsp://x/y", "stream"), opener=opener,
+                           backoff=Backoff(initial=0.05, factor=2.0, cap=1.0, jitter=0.0),
+                           max_reconnects=3)
+    source.open()
+    states = []
+    source.start(lambda name: states.append(source.status().state))
+    frames = _drain(source, timeout=10)
+    status = source.status()
+    assert len(frames) == 10 and [f.index for f in frames] == list(range(10))
+    assert status.reconnects == 3 + 3  # attempts: two failed and one good, then three failed
+    assert status.state == SourceState.FAILED
+    assert "gave up after 3" in status.error
+    gaps = [b - a for a, b in zip(opener.calls, opener.calls[1:], strict=False)]
+    # 1st open, stream lost → wait 0.05, fail → 0.1, fail → 0.2, open ok … exponential waits
+    assert gaps[1] >= 0.09 and gaps[2] >= 0.18
+    assert SourceState.RUNNING in states
+
+
+def test_stop_interrupts_a_reconnect_wait_promptly():
+    opener = ScriptedOpener([2])
+    source = CaptureSource(SourceSpec("cam", "rtsp://x/y", "stream"), opener=opener,
+                           backoff=Backoff(initial=30.0, jitter=0.0))
+    source.open()
+    source.start()
+    deadline = time.monotonic() + 5
+    while source.status().state != SourceState.RECONNECTING and time.monotonic() < deadline:
+        time.sleep(0.01)
+    started = time.monotonic()
+    source.stop()
+    assert time.monotonic() - started < 1.0
+    assert source.status().state == SourceState.STOPPED
+
+
+def test_backoff_grows_exponentially_with_bounded_jitter():
+    backoff = Backoff(initial=0.5, factor=2.0, cap=8.0, jitter=0.5)
+    rng = random.Random(1)
+    for attempt, base in [(0, 0.5), (1, 1.0), (3, 4.0), (10, 8.0)]:
+        delays = [backoff.delay(attempt, rng) for _ in range(200)]
+        assert base * 0.5 <= min(delays) and max(delays) <= base
+        assert max(delays) - min(delays) > base * 0.3  # jittered, not in lock step
+
+
+def test_open_sources_opens_in_parallel(clips):
+    started = time.monotonic()
+    sources = open_sources([str(clips.obama), str(clips.stranger), str(clips.empty)])
+    try:
+        assert [s.name for s in sources] == ["obama", "stranger", "empty"]
+        assert all(s.status().state == SourceState.RUNNING for s in sources)
+    finally:
+        for s in sources:
+            s.stop()
+    assert time.monotonic() - started < 10
+
+
+def test_file_paths_with_spaces_work(clips, tmp_path):
+    path = Path(tmp_path / "a clip with spaces.avi")
+    path.write_bytes(clips.empty.read_bytes())
+    (source,) = open_sources([str(path)])
+    source.stop()
+    assert source.name == "a clip with spaces"
