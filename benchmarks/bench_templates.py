@@ -2,7 +2,7 @@
 
 Usage (from the project root, in the project's virtualenv)::
 
-    python benchmarks/bench_templates.py [--images 200] [--repeats 3] [--all-faces] [--no-flip]
+    python benchmarks/bench_templates.py [--images 200] [--repeats 3] [--all-faces] [--flip]
         [--backends sface-onnxruntime sface-opencv dlib fusion]
 
 One core is forced: OMP/OpenBLAS/MKL thread variables are set to 1 before anything is imported,
@@ -82,7 +82,7 @@ def load_images(count: int) -> tuple[list[np.ndarray], str]:
     return [base[k % len(base)] for k in range(count)], "test-cache"
 
 
-def make_engine(name: str, flip: bool = True) -> FaceEngine:
+def make_engine(name: str, flip: bool = False) -> FaceEngine:
     from openlfr.vision.embed_sface import SFaceEmbedder
 
     if name == "sface-onnxruntime":
@@ -98,7 +98,7 @@ def make_engine(name: str, flip: bool = True) -> FaceEngine:
         from openlfr.vision.embed_fusion import FusionEmbedder
 
         return FaceEngine("fusion", YuNetDetector(),
-                          FusionEmbedder(sface=SFaceEmbedder(flip=flip, threads=1),
+                          FusionEmbedder(sface=SFaceEmbedder(flip=True, threads=1),
                                          dlib=DlibEmbedder()))
     raise SystemExit(f"unknown backend {name!r}; known: {', '.join(BACKENDS)}")
 
@@ -184,22 +184,23 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--all-faces", action="store_true",
                         help="embed every detected face, not only the largest")
-    parser.add_argument("--no-flip", action="store_true",
-                        help="SFace without its test-time flip (one forward per face, not two)")
+    parser.add_argument("--flip", action="store_true",
+                        help="SFace with its test-time flip (two forwards per face; off by "
+                             "default, as in the library; fusion always flips)")
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     args = parser.parse_args()
 
     cv2.setNumThreads(1)
     cpu = pin_one_cpu()
     images, source = load_images(args.images)
-    results = {name: bench(name, images, args.repeats, args.all_faces, not args.no_flip)
+    results = {name: bench(name, images, args.repeats, args.all_faces, args.flip)
                for name in args.backends}
 
     import onnxruntime
 
     faces = "all" if args.all_faces else "largest"
     header = (f"{len(images)} images {SIZE}x{SIZE} from {source}, one core (CPU {cpu}), "
-              f"{faces} face(s) per image, SFace flip {'off' if args.no_flip else 'on'}, "
+              f"{faces} face(s) per image, SFace flip {'on' if args.flip else 'off'}, "
               f"best of {args.repeats} passes")
     show(results, header)
     print(json.dumps({
@@ -208,7 +209,7 @@ def main() -> None:
         "image_source": source,
         "image_size": [SIZE, SIZE],
         "faces_per_image": faces,
-        "sface_flip": not args.no_flip,
+        "sface_flip": args.flip,
         "cores": 1,
         "pinned_cpu": cpu,
         "repeats": args.repeats,
