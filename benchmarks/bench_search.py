@@ -1,7 +1,9 @@
 """Exact top-k search latency: the gallery's NumPy engine against FAISS ``IndexFlatIP``.
 
 Random unit float32 vectors (128-d by default). For each gallery size both engines answer the
-same probes in the same run, taking turns call by call so that background load hits both alike:
+same probes in the same run, taking turns pass by pass (order alternating between repeats, with
+a short pause between engines so that neither runs against the other's still-spinning worker
+threads):
 
 * one row per batch size in ``--batch`` (default 1000 and 100): ``--probes`` probes sent in
   batches of that size; ms per probe of the best of ``--repeats`` passes (median in the JSON);
@@ -40,6 +42,7 @@ from openlfr.watchlist import Gallery
 from openlfr.watchlist.gallery import QUERY_CHUNK, SCORE_BUDGET, exact_topk_numpy
 
 Search = Callable[[np.ndarray], object]
+SETTLE_SECONDS = 0.3
 
 
 def unit_vectors(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
@@ -58,18 +61,30 @@ def timed(search: Search, queries: np.ndarray) -> float:
     return time.perf_counter() - start
 
 
+def settle() -> None:
+    """Let the previous engine's idle worker threads stop spinning before the next one runs.
+
+    OpenBLAS (NumPy) and OpenMP (FAISS) workers busy-wait for a while after each call; if the
+    engines alternated call by call, each would run against the other's spinning threads.
+    """
+    time.sleep(SETTLE_SECONDS)
+
+
+def turns(engines: dict[str, Search], repeat: int) -> list[tuple[str, Search]]:
+    """The engines in turn, the order reversed on every other repeat to cancel drift."""
+    items = list(engines.items())
+    return items if repeat % 2 == 0 else items[::-1]
+
+
 def batch_row(engines: dict[str, Search], probes: np.ndarray, batch: int,
               repeats: int) -> dict[str, object]:
-    """Per-probe ms of the best pass over all probes, the engines taking turns batch by batch."""
+    """Per-probe ms of the best pass over all probes in batches."""
     chunks = [probes[i : i + batch] for i in range(0, len(probes), batch)]
     passes: dict[str, list[float]] = {name: [] for name in engines}
-    for _ in range(repeats):
-        totals = dict.fromkeys(engines, 0.0)
-        for chunk in chunks:
-            for name, search in engines.items():
-                totals[name] += timed(search, chunk)
-        for name, total in totals.items():
-            passes[name].append(total)
+    for repeat in range(repeats):
+        for name, search in turns(engines, repeat):
+            settle()
+            passes[name].append(sum(timed(search, chunk) for chunk in chunks))
     row: dict[str, object] = {"mode": "batch", "batch": batch, "probes": len(probes)}
     for name, values in passes.items():
         row[f"{name}_ms"] = round(min(values) / len(probes) * 1e3, 4)
@@ -79,13 +94,12 @@ def batch_row(engines: dict[str, Search], probes: np.ndarray, batch: int,
 
 def single_row(engines: dict[str, Search], probes: np.ndarray,
                repeats: int) -> dict[str, object]:
-    """Median per-call latency of single probes, the engines taking turns probe by probe."""
+    """Median per-call latency of probes sent one at a time."""
     calls: dict[str, list[float]] = {name: [] for name in engines}
-    for _ in range(repeats):
-        for row in probes:
-            probe = row[None, :]
-            for name, search in engines.items():
-                calls[name].append(timed(search, probe))
+    for repeat in range(repeats):
+        for name, search in turns(engines, repeat):
+            settle()
+            calls[name] += [timed(search, row[None, :]) for row in probes]
     out: dict[str, object] = {"mode": "single", "batch": 1, "probes": len(probes)}
     for name, values in calls.items():
         out[f"{name}_ms"] = round(statistics.median(values) * 1e3, 4)
