@@ -155,3 +155,20 @@ def test_dlib_backend_watchlist_is_not_mixed_with_sface(face_images, tmp_path):
     miss = json.loads(_run("identify", face_images["biden"], "--watchlist", wl_path,
                            "--json").stdout)
     assert miss["faces"][0]["match"] is None
+
+
+def test_a_watchlist_of_another_sface_variant_is_refused(face_images, tmp_path):
+    """Flip-averaged SFace templates are a different model id: no silent mixing."""
+    import numpy as np
+
+    from openlfr.watchlist import Reference
+
+    wl = Watchlist(model_id="sface-2021dec-int8bq+flip", dim=128)
+    wl.ensure_subject("x")
+    vector = np.ones(128, np.float32) / np.sqrt(128)
+    wl.add_reference("x", Reference(id="x/1"), vector)
+    path = tmp_path / "flip.watchlist"
+    wl.save(path)
+    res = _run("identify", face_images["obama"], "--watchlist", path)
+    assert res.exit_code == 2
+    assert "sface-2021dec-int8bq+flip" in res.output and "not comparable" in res.output

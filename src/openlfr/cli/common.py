@@ -6,14 +6,17 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+from openlfr.vision.engine import FaceEngine, get_engine, model_id_backend
 from openlfr.vision.imageio import ImageError
 from openlfr.vision.registry import ModelError
+from openlfr.watchlist.store import Watchlist
 
 console = Console()
 err_console = Console(stderr=True)
@@ -37,6 +40,22 @@ def user_errors() -> Iterator[None]:
         yield
     except USER_ERRORS as exc:
         fail(str(exc))
+
+
+def open_watchlist(path: Path, threshold: float | None) -> tuple[Watchlist, FaceEngine, float]:
+    """Load a watchlist file, the engine of its model, and the threshold to use (the model's
+    default unless given). Call inside :func:`user_errors`."""
+    if not path.exists():
+        fail(f"{path}: no such watchlist file")
+    watchlist = Watchlist.load(path)
+    engine = get_engine(model_id_backend(watchlist.model_id))
+    if engine.model_id != watchlist.model_id:
+        fail(f"{path} holds {watchlist.model_id!r} templates; this openlfr makes "
+             f"{engine.model_id!r}, and scores of different models are not comparable")
+    thr = engine.default_threshold if threshold is None else threshold
+    if not -1.0 <= thr <= 1.0:
+        fail(f"--threshold {thr}: a cosine threshold lies between -1 and 1")
+    return watchlist, engine, thr
 
 
 def guarded(fn: Callable[[], T]) -> T:

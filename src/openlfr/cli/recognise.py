@@ -10,7 +10,14 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from openlfr.cli.common import console, err_console, fail, print_json, user_errors
+from openlfr.cli.common import (
+    console,
+    err_console,
+    fail,
+    open_watchlist,
+    print_json,
+    user_errors,
+)
 from openlfr.vision import get_engine, load_image, registry
 from openlfr.vision.engine import model_id_backend
 from openlfr.watchlist import Watchlist, WatchlistError
@@ -111,15 +118,8 @@ def identify_cmd(
 ) -> None:
     """Every face in a photo, its quality and its best watchlist candidates."""
     with user_errors():
-        if not watchlist.exists():
-            fail(f"{watchlist}: no such watchlist file")
-        wl = Watchlist.load(watchlist)
-        engine = get_engine(model_id_backend(wl.model_id))
-        wl = Watchlist.load(watchlist, expect_model_id=engine.model_id)
+        wl, engine, thr = open_watchlist(watchlist, threshold)
         picture = load_image(image)
-        thr = engine.default_threshold if threshold is None else threshold
-        if not -1.0 <= thr <= 1.0:
-            fail(f"--threshold {thr}: a cosine threshold lies between -1 and 1")
         results = identify(engine, wl.gallery(), picture, thr, k=top)
     names = {s.id: s.display_name for s in wl.subjects.values()}
     if json_out:

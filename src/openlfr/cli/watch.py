@@ -15,7 +15,14 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from openlfr.cli.common import console, err_console, fail, print_json, user_errors
+from openlfr.cli.common import (
+    console,
+    err_console,
+    fail,
+    open_watchlist,
+    print_json,
+    user_errors,
+)
 from openlfr.video.bestshot import ShotPolicy
 from openlfr.video.pipeline import CameraPipeline, PipelineConfig
 from openlfr.video.preview import PreviewServer
@@ -24,9 +31,6 @@ from openlfr.video.sinks import CallbackSink
 from openlfr.video.sources import SourceError, SourceState, open_sources
 from openlfr.video.stats import CameraFigures
 from openlfr.video.types import Alert
-from openlfr.vision import get_engine
-from openlfr.vision.engine import model_id_backend
-from openlfr.watchlist import Watchlist
 
 #: Detections per second per camera: people walk, so 15 a second tracks them well and lets
 #: two cores serve several 25-30 fps cameras. ``--detect-fps 0`` detects every frame.
@@ -143,16 +147,9 @@ def _watch(sources: list[str], watchlist: Path, threshold: float | None, json_ou
            max_embeddings: int) -> None:
     _quiet_opencv()
     with user_errors():
-        if not watchlist.exists():
-            fail(f"{watchlist}: no such watchlist file")
-        wl = Watchlist.load(watchlist)
-        engine = get_engine(model_id_backend(wl.model_id))
-        wl = Watchlist.load(watchlist, expect_model_id=engine.model_id)
+        wl, engine, thr = open_watchlist(watchlist, threshold)
         if not wl.subjects:
             fail(f"{watchlist}: the watchlist holds no subject")
-        thr = engine.default_threshold if threshold is None else threshold
-        if not -1.0 <= thr <= 1.0:
-            fail(f"--threshold {thr}: a cosine threshold lies between -1 and 1")
         config = PipelineConfig(threshold=thr, detect_fps=detect_fps,
                                 detect_max_side=detect_size,
                                 shots=ShotPolicy(max_embeddings=max_embeddings))
