@@ -44,10 +44,7 @@ def verify(
     from openlfr.evaluation.verify import run_verify
 
     with user_errors():
-        if backend not in registry.BACKENDS:
-            raise registry.ModelError(
-                f"unknown backend {backend!r}; known: {', '.join(registry.BACKENDS)}"
-            )
+        registry.backend_spec(backend)
         if plot is not None and not plot.parent.is_dir():
             raise FileNotFoundError(f"--plot {plot}: directory {plot.parent} does not exist")
         report = run_verify(dataset, pairs, backend, progress=progress)

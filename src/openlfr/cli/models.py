@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from openlfr.cli.common import console, fail, print_json
+from openlfr.cli.common import console, fail, print_json, user_errors
 from openlfr.vision import registry
 
 app = typer.Typer(help="The face models: where they are and whether they are the pinned files.",
@@ -61,10 +61,8 @@ def verify(
 ) -> None:
     """Check every model file's SHA-256. Exits non-zero naming any wrong or missing file."""
     names = backend or list(registry.BACKENDS)
-    unknown = [b for b in names if b not in registry.BACKENDS]
-    if unknown:
-        fail(f"unknown backend {unknown[0]!r}; known: {', '.join(registry.BACKENDS)}")
-    results = {b: registry.verify_backend(b) for b in names}
+    with user_errors():
+        results = {b: registry.verify_backend(b) for b in names}
     problems = [s for sts in results.values() for s in sts if not s.ok]
     if json_out:
         print_json({
@@ -98,9 +96,9 @@ def pull(
 
     Needs internet. Installing the registry packages (the usual way) needs no download at all.
     """
-    if backend not in registry.BACKENDS:
-        fail(f"unknown backend {backend!r}; known: {', '.join(registry.BACKENDS)}")
-    for name in registry.BACKENDS[backend].files:
+    with user_errors():
+        spec = registry.backend_spec(backend)
+    for name in spec.files:
         if registry.check(name).ok:
             console.print(f"{name}: already present")
             continue

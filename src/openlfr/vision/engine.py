@@ -103,18 +103,13 @@ def _make_embedder(backend: str) -> Embedder:
         from openlfr.vision.embed_fusion import FusionEmbedder
 
         return FusionEmbedder()
-    raise registry.ModelError(
-        f"unknown backend {backend!r}; known: {', '.join(registry.BACKENDS)}"
-    )
+    raise AssertionError(f"backend {backend!r} is registered but has no embedder")
 
 
 @cache
 def get_engine(backend: str = registry.DEFAULT_BACKEND) -> FaceEngine:
     """The shared engine for a backend: one copy of each model per process."""
-    if backend not in registry.BACKENDS:
-        raise registry.ModelError(
-            f"unknown backend {backend!r}; known: {', '.join(registry.BACKENDS)}"
-        )
+    registry.backend_spec(backend)
     return FaceEngine(backend, YuNetDetector(), _make_embedder(backend))
 
 

@@ -219,10 +219,15 @@ def resolve(name: str) -> Path:
     return status.path
 
 
+def backend_spec(name: str) -> Backend:
+    """The named backend, or a ModelError listing the known ones."""
+    if name not in BACKENDS:
+        raise ModelError(f"unknown backend {name!r}; known: {', '.join(BACKENDS)}")
+    return BACKENDS[name]
+
+
 def verify_backend(backend: str) -> list[FileStatus]:
-    if backend not in BACKENDS:
-        raise ModelError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
-    return [check(n) for n in BACKENDS[backend].files]
+    return [check(n) for n in backend_spec(backend).files]
 
 
 def pull(name: str, timeout: float = 60.0) -> Path:
