@@ -47,7 +47,7 @@ def list_models(
         if r["model"] not in seen:
             continue
         backends = seen.pop(r["model"])
-        where = f"[green]{r['path']}[/]" if r["ok"] else "[red]missing or wrong digest[/]"
+        where = f"[green]{r['source']}[/]" if r["ok"] else "[red]missing or wrong digest[/]"
         table.add_row(r["file"], ", ".join(backends), r["role"], r["licence"],
                       r["sha256"][:12] + "…", where)
     console.print(table)
