@@ -172,3 +172,27 @@ def test_a_watchlist_of_another_sface_variant_is_refused(face_images, tmp_path):
     res = _run("identify", face_images["obama"], "--watchlist", path)
     assert res.exit_code == 2
     assert "sface-2021dec-int8bq+flip" in res.output and "not comparable" in res.output
+
+
+def test_watchlist_show_and_remove(face_images, tmp_path):
+    wl_path = tmp_path / "wl.watchlist"
+    _run("enroll", face_images["obama"], "--watchlist", wl_path, "--subject", "p1",
+         "--meta", "case=A-1")
+    _run("enroll", face_images["obama2"], "--watchlist", wl_path, "--subject", "p1")
+    _run("enroll", face_images["biden"], "--watchlist", wl_path, "--subject", "p2")
+    shown = json.loads(_run("watchlist", "show", wl_path, "--json").stdout)
+    assert [s["id"] for s in shown["subjects"]] == ["p1", "p2"]
+    assert len(shown["subjects"][0]["references"]) == 2
+    assert shown["subjects"][0]["metadata"] == {"case": "A-1"}
+    assert "vector" not in json.dumps(shown) and shown["templates"] == 3
+
+    bad = _run("watchlist", "remove", wl_path, "p1", "nobody")
+    assert bad.exit_code == 2 and "nobody" in bad.output
+    assert Watchlist.load(wl_path).subject_count == 2  # nothing changed
+
+    gone = json.loads(_run("watchlist", "remove", wl_path, "p1", "--json").stdout)
+    assert gone["removed"] == {"p1": 2} and gone["templates"] == 1
+    after = json.loads(_run("identify", face_images["obama3"], "--watchlist", wl_path,
+                            "--json").stdout)
+    assert after["faces"][0]["match"] is None
+    assert [c["subject"] for c in after["faces"][0]["candidates"]] == ["p2"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from openlfr.cli import evaluate, models, recognise, watch
+from openlfr.cli import evaluate, models, recognise, watch, watchlists
 
 app = typer.Typer(
     name="openlfr",
@@ -15,6 +15,7 @@ app = typer.Typer(
 )
 app.add_typer(models.app, name="models")
 app.add_typer(evaluate.app, name="eval")
+app.add_typer(watchlists.app, name="watchlist")
 recognise.register(app)
 watch.register(app)
 
