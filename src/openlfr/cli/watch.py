@@ -36,13 +36,12 @@ from openlfr.video.types import Alert
 #: two cores serve several 25-30 fps cameras. ``--detect-fps 0`` detects every frame.
 DEFAULT_DETECT_FPS = 15.0
 
-#: Quiet FFmpeg's own console messages (a corrupt packet is counted, not printed).
-os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-#: RTSP over TCP: UDP is lost behind most NATs and firewalls (set the variable to override).
-os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
-
-
 def _quiet_opencv() -> None:
+    """Before any camera opens: quiet FFmpeg's console messages (a corrupt packet is counted,
+    not printed) and ask for RTSP over TCP (UDP is lost behind most NATs and firewalls). Either
+    variable, if already set, wins."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
     with contextlib.suppress(Exception):
         import cv2
 
