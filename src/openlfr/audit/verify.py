@@ -18,18 +18,8 @@ told from a shorter honest chain: keep signed checkpoints apart from the databas
 had). A forged entry inserted with a correct hash and the right ``prev_hash`` is itself
 consistent; the break shows at the entry after it, whose seq or ``prev_hash`` no longer fits.
 
-Independent check, with nothing but the standard library (``audit.jsonl`` from
-:func:`openlfr.audit.jsonl.write_jsonl`)::
-
-    import hashlib, json
-    prev = "0" * 64
-    for n, line in enumerate(open("audit.jsonl", encoding="utf-8"), start=1):
-        entry = json.loads(line)
-        stored = entry.pop("hash")
-        body = json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        assert hashlib.sha256(body.encode("utf-8")).hexdigest() == stored, n
-        assert entry["seq"] == n and entry["prev_hash"] == prev, n
-        prev = stored
+An independent check with nothing but the standard library is shown in the package
+docstring (:mod:`openlfr.audit`).
 """
 
 from __future__ import annotations
