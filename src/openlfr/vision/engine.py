@@ -30,8 +30,8 @@ from openlfr.vision.types import Face, Template
 #: are not comparable: each backend has its own.
 DEFAULT_THRESHOLDS: dict[str, float] = {
     "sface": 0.48,
-    "dlib": 0.92,
-    "fusion": 0.63,
+    "dlib": 0.96,
+    "fusion": 0.69,
 }
 
 #: How far to pad an image (fraction of its size on each side) so a tight face crop still has
