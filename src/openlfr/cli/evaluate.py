@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from openlfr.cli.common import console, print_json, user_errors
+from openlfr.evaluation.verify import FailedImage
 from openlfr.vision import registry
 
 app = typer.Typer(help="Measure accuracy on labelled data.", no_args_is_help=True)
@@ -17,6 +19,19 @@ app = typer.Typer(help="Measure accuracy on labelled data.", no_args_is_help=Tru
 #: Failed images listed in the human-readable output (all of them are in the JSON).
 SHOW_FAILED = 10
 BACKEND_HELP = f"Face backend: {', '.join(registry.BACKENDS)}."
+
+
+def _print_failures(failed_images: Sequence[FailedImage], label: str,
+                    plot: Path | None) -> None:
+    """The first few images that could not be used (all of them are in the JSON), and where
+    the plot went."""
+    for failed in failed_images[:SHOW_FAILED]:
+        console.print(f"  {label}: {escape(failed.path)}: {escape(failed.reason)}",
+                      highlight=False)
+    if len(failed_images) > SHOW_FAILED:
+        console.print(f"  … and {len(failed_images) - SHOW_FAILED} more (see --json)")
+    if plot is not None:
+        console.print(f"plot written to {escape(str(plot))}", highlight=False)
 
 
 @app.command()
@@ -91,13 +106,7 @@ def verify(
     for name, value in rows:
         table.add_row(name, value)
     console.print(table)
-    for failed in report.failed_images[:SHOW_FAILED]:
-        console.print(f"  failed: {escape(failed.path)}: {escape(failed.reason)}",
-                      highlight=False)
-    if len(report.failed_images) > SHOW_FAILED:
-        console.print(f"  … and {len(report.failed_images) - SHOW_FAILED} more (see --json)")
-    if plot is not None:
-        console.print(f"plot written to {escape(str(plot))}", highlight=False)
+    _print_failures(report.failed_images, "failed", plot)
 
 
 CACHE_HELP = ("Template cache directory (one .npz per model, keyed by image SHA-256): a rerun "
@@ -170,13 +179,7 @@ def identify(
     for r in report.results:
         for note in r.notes:
             console.print(f"  N={r.gallery_size}: {escape(note)}", highlight=False)
-    for failed in report.failed_images[:SHOW_FAILED]:
-        console.print(f"  no face: {escape(failed.path)}: {escape(failed.reason)}",
-                      highlight=False)
-    if len(report.failed_images) > SHOW_FAILED:
-        console.print(f"  … and {len(report.failed_images) - SHOW_FAILED} more (see --json)")
-    if plot is not None:
-        console.print(f"plot written to {escape(str(plot))}", highlight=False)
+    _print_failures(report.failed_images, "no face", plot)
 
 
 @app.command()
