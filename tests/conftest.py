@@ -113,14 +113,6 @@ def truncated_path(face_images: dict[str, Path], tmp_path: Path) -> Path:
     return path
 
 
-def dlib_available() -> bool:
-    try:
-        import dlib  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def tight_crop(image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
     x, y, w, h = (int(v) for v in box)
     return image[max(y, 0): y + h, max(x, 0): x + w].copy()

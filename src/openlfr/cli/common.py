@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -20,8 +20,6 @@ from openlfr.watchlist.store import Watchlist
 
 console = Console()
 err_console = Console(stderr=True)
-
-T = TypeVar("T")
 
 #: Errors that mean "the user gave us something we cannot use": print them, no traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (ImageError, ModelError, FileNotFoundError,
@@ -56,12 +54,6 @@ def open_watchlist(path: Path, threshold: float | None) -> tuple[Watchlist, Face
     if not -1.0 <= thr <= 1.0:
         fail(f"--threshold {thr}: a cosine threshold lies between -1 and 1")
     return watchlist, engine, thr
-
-
-def guarded(fn: Callable[[], T]) -> T:
-    with user_errors():
-        return fn()
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def print_json(obj: Any) -> None:

@@ -7,7 +7,6 @@ worth embedding, and know the model's default threshold. It holds no state about
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import cache
 
 import cv2
@@ -37,12 +36,6 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
 #: How far to pad an image (fraction of its size on each side) so a tight face crop still has
 #: the margin the detector needs.
 ENROL_PADDING = 0.3
-
-
-@dataclass(frozen=True)
-class Analysed:
-    face: Face
-    template: Template | None
 
 
 class FaceEngine:
@@ -81,14 +74,6 @@ class FaceEngine:
     def embed(self, image: ImageArray, faces: Sequence[Face]) -> list[Template]:
         return self.embedder.embed(image, faces) if faces else []
 
-    def analyse(self, image: ImageArray, policy: q.QualityPolicy | None = None,
-                pad: float = 0.0, embed_failing: bool = True) -> list[Analysed]:
-        """Detect, measure quality and embed. Faces failing ``policy`` are embedded only if
-        ``embed_failing``."""
-        faces = self.detect(image, policy, pad)
-        wanted = [f for f in faces if embed_failing or f.quality is None or f.quality.ok]
-        templates = dict(zip((id(f) for f in wanted), self.embed(image, wanted), strict=True))
-        return [Analysed(f, templates.get(id(f))) for f in faces]
 
 
 def _make_embedder(backend: str) -> Embedder:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from openlfr.vision.engine import FaceEngine
 from openlfr.vision.imageio import ImageArray
 from openlfr.vision.quality import LIVE, QualityPolicy
@@ -57,7 +59,5 @@ def identify(engine: FaceEngine, gallery: Gallery, image: ImageArray, threshold:
     if len(gallery) == 0:
         hits: list[list[Candidate]] = [[] for _ in faces]
     else:
-        import numpy as np
-
         hits = gallery.search(np.stack([t.vector for t in templates]), k=k)
     return [FaceResult(f, h, threshold) for f, h in zip(faces, hits, strict=True)]
