@@ -13,7 +13,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from openlfr.vision.engine import ENROL_PADDING, FaceEngine
-from openlfr.vision.imageio import ImageArray, ImageError, is_image_file, load_image
+from openlfr.vision.imageio import (
+    IMAGE_SUFFIXES,
+    ImageArray,
+    ImageError,
+    decode_image,
+    is_image_file,
+)
 from openlfr.vision.quality import ENROLMENT, QualityPolicy
 from openlfr.vision.types import Face, Template
 from openlfr.watchlist.store import Reference, Watchlist
@@ -83,14 +89,9 @@ def plan(path: Path, subject_id: str | None = None, display_name: str | None = N
         name = sub.name.replace("_", " ")
         jobs += [EnrolJob(p, sub.name, name) for p in images]
     if not jobs:
-        raise ValueError(f"{path}: no images found (looked for {', '.join(sorted(_suffixes()))})")
+        looked = ", ".join(sorted(IMAGE_SUFFIXES))
+        raise ValueError(f"{path}: no images found (looked for {looked})")
     return jobs
-
-
-def _suffixes() -> set[str]:
-    from openlfr.vision.imageio import IMAGE_SUFFIXES
-
-    return IMAGE_SUFFIXES
 
 
 def assess(engine: FaceEngine, image: ImageArray, policy: QualityPolicy = ENROLMENT
@@ -141,8 +142,7 @@ def _enrol_one(engine: FaceEngine, watchlist: Watchlist, job: EnrolJob,
     label = str(job.path)
     try:
         data = job.path.read_bytes()
-        image = load_image(job.path)
-    except (ImageError, OSError) as exc:
+    except OSError as exc:
         return ImageOutcome(label, job.subject_id, False, f"unreadable: {exc}")
     digest = hashlib.sha256(data).hexdigest()
     ref_id = f"{job.subject_id}/{digest[:12]}"
@@ -150,6 +150,10 @@ def _enrol_one(engine: FaceEngine, watchlist: Watchlist, job: EnrolJob,
     if subject is not None and any(r.image_sha256 == digest for r in subject.references):
         return ImageOutcome(label, job.subject_id, False,
                             "duplicate: this image is already enrolled for this subject")
+    try:
+        image = decode_image(data, label)
+    except ImageError as exc:
+        return ImageOutcome(label, job.subject_id, False, f"unreadable: {exc}")
     found = assess(engine, image)
     quality = found.face.quality.as_dict() if found.face and found.face.quality else {}
     if found.template is None:
