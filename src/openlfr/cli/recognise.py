@@ -19,7 +19,6 @@ from openlfr.cli.common import (
     user_errors,
 )
 from openlfr.vision import get_engine, load_image, registry
-from openlfr.vision.engine import model_id_backend
 from openlfr.watchlist import Watchlist, WatchlistError
 from openlfr.watchlist.enrol import ImageOutcome, enrol, plan
 from openlfr.watchlist.identify import identify
@@ -53,14 +52,10 @@ def enroll(
     with user_errors():
         jobs = plan(path, subject, name)
         if watchlist.exists():
-            wl = Watchlist.load(watchlist)
-            chosen = model_id_backend(wl.model_id)
-            if backend and backend != chosen:
-                fail(f"{watchlist} was built with the {chosen!r} backend, not {backend!r}")
-            engine = get_engine(chosen)
-            if wl.model_id != engine.model_id:
-                fail(f"{watchlist} holds {wl.model_id!r} templates; this openlfr makes "
-                     f"{engine.model_id!r}")
+            wl, engine, _ = open_watchlist(watchlist, None)
+            if backend and backend != engine.backend:
+                fail(f"{watchlist} was built with the {engine.backend!r} backend, "
+                     f"not {backend!r}")
         else:
             engine = get_engine(backend or registry.DEFAULT_BACKEND)
             wl = Watchlist(model_id=engine.model_id, dim=engine.embedder.dim)
