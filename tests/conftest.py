@@ -116,3 +116,7 @@ def truncated_path(face_images: dict[str, Path], tmp_path: Path) -> Path:
 def tight_crop(image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
     x, y, w, h = (int(v) for v in box)
     return image[max(y, 0): y + h, max(x, 0): x + w].copy()
+
+
+# The governance fixtures (`gov`: SQLite and PostgreSQL; `sqlite_gov`) live in tests/govfix.py.
+from tests.govfix import gov, sqlite_gov  # noqa: E402, F401

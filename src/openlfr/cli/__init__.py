@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from openlfr.cli import evaluate, models, recognise, watch, watchlists
+from openlfr.cli import admin, calibrate, evaluate, models, recognise, watch, watchlists
 
 app = typer.Typer(
     name="openlfr",
@@ -18,6 +18,8 @@ app.add_typer(evaluate.app, name="eval")
 app.add_typer(watchlists.app, name="watchlist")
 recognise.register(app)
 watch.register(app)
+calibrate.register(app)
+admin.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,93 @@
+"""The audit log in the database: append in the caller's transaction, read back, verify.
+
+:func:`record` is called by every service that changes state, inside the same session as the
+change, so the change and its entry commit or roll back together (DESIGN.md, invariant 2).
+Writers are serialised: SQLite sessions begin with ``BEGIN IMMEDIATE``
+(:mod:`openlfr.store.db`); on PostgreSQL a transaction-scoped advisory lock is taken before the
+head is read. ``seq`` is the primary key, so a writer that still raced would fail, not fork.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from openlfr.audit.checkpoint import Checkpoint
+from openlfr.audit.entry import AuditChain, AuditEntry
+from openlfr.audit.verify import VerifyResult, verify_chain
+from openlfr.store.models import AuditRecord
+
+#: Arbitrary, fixed key of the PostgreSQL advisory lock that serialises audit writers.
+ADVISORY_LOCK = 0x6F6C6672  # "olfr"
+
+SYSTEM = "system"
+"""The actor of changes the program makes by itself (retention, a deployment reaching its end)."""
+
+
+def _lock(session: Session) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK})
+
+
+def to_entry(row: AuditRecord) -> AuditEntry:
+    try:
+        details = json.loads(row.details)
+    except json.JSONDecodeError:
+        details = {"__unreadable__": row.details}
+    return AuditEntry(seq=row.seq, time=row.time, actor=row.actor, action=row.action,
+                      object_type=row.object_type, object_id=row.object_id, details=details,
+                      prev_hash=row.prev_hash, hash=row.hash)
+
+
+def head(session: Session) -> AuditEntry | None:
+    row = session.scalars(select(AuditRecord).order_by(AuditRecord.seq.desc()).limit(1)).first()
+    return None if row is None else to_entry(row)
+
+
+def record(session: Session, actor: str, action: str, object_type: str, object_id: object,
+           details: Mapping[str, Any] | None = None) -> AuditEntry:
+    """Append one entry in ``session``'s transaction. ``details`` follow the audit rules (no
+    floats, no biometric data; :func:`openlfr.audit.entry.build_entry`)."""
+    _lock(session)
+    entry = AuditChain.from_head(head(session)).append(
+        actor, action, object_type, str(object_id), details)
+    session.add(AuditRecord(
+        seq=entry.seq, time=entry.time, actor=entry.actor, action=entry.action,
+        object_type=entry.object_type, object_id=entry.object_id,
+        details=json.dumps(entry.details, sort_keys=True, ensure_ascii=False,
+                           separators=(",", ":")),
+        prev_hash=entry.prev_hash, hash=entry.hash))
+    session.flush()
+    return entry
+
+
+def entries(session: Session, batch: int = 5000) -> Iterator[AuditEntry]:
+    """Every entry in storage order (by ``seq``), streamed in batches."""
+    last = 0
+    while True:
+        rows = session.scalars(select(AuditRecord).where(AuditRecord.seq > last)
+                               .order_by(AuditRecord.seq).limit(batch)).all()
+        if not rows:
+            return
+        for row in rows:
+            yield to_entry(row)
+        last = rows[-1].seq
+
+
+def count(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(AuditRecord)) or 0)
+
+
+def verify(session: Session, checkpoint: Checkpoint | None = None,
+           public_key: str | None = None) -> VerifyResult:
+    """Recompute the stored chain (and compare its head with a signed checkpoint)."""
+    return verify_chain(entries(session), checkpoint, expected_public_key=public_key)
+
+
+def fmt_float(value: float, digits: int = 4) -> str:
+    """A float as the decimal string the audit log stores (it refuses floats)."""
+    return f"{value:.{digits}f}"

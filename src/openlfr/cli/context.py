@@ -1,0 +1,107 @@
+"""Opening the installation and signing in, for the commands that act as a user.
+
+Every state-changing command takes ``--user NAME``; the password comes from
+``OPENLFR_PASSWORD`` or, in a terminal, a prompt. ``--data-dir`` (or ``OPENLFR_DATA_DIR``)
+says which installation.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from openlfr.cli.common import fail
+from openlfr.config import Settings, load_settings
+from openlfr.governance.authz import Actor, Forbidden, NotFound
+from openlfr.governance.system import System, open_system
+from openlfr.governance.users import AuthError, authenticate
+from openlfr.store.db import Database
+
+DataDirOpt = Annotated[Path | None, typer.Option(
+    "--data-dir", envvar="OPENLFR_DATA_DIR", show_envvar=True,
+    help="Data directory (default: the per-user data folder).")]
+UserOpt = Annotated[str, typer.Option(
+    "--user", "-u", envvar="OPENLFR_USER", show_envvar=True,
+    help="Who is acting (password from OPENLFR_PASSWORD or a prompt).")]
+
+#: Exit codes: 2 bad input or broken rule, 3 refused by role, 4 sign-in failed.
+EXIT_REFUSED = 3
+EXIT_AUTH = 4
+
+
+@dataclass
+class Context:
+    system: System
+    actor: Actor
+
+    @property
+    def db(self) -> Database:
+        return self.system.db
+
+    @property
+    def settings(self) -> Settings:
+        return self.system.settings
+
+
+def read_password(prompt: str = "Password") -> str:
+    password = os.environ.get("OPENLFR_PASSWORD")
+    if password:
+        return password
+    if not sys.stdin.isatty():
+        fail("no password: set OPENLFR_PASSWORD, or run the command in a terminal to be asked")
+    return str(typer.prompt(prompt, hide_input=True))
+
+
+def read_password_file(path: Path, what: str = "--password-file") -> str:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        fail(f"{what} {path}: no such file")
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"{what} {path}: cannot read it ({exc})")
+    password = text.rstrip("\r\n")
+    if not password:
+        fail(f"{what} {path}: the file is empty")
+    return password
+
+
+@contextmanager
+def governance_errors() -> Iterator[None]:
+    """Refusals, failed sign-ins and broken rules as one clear line and an exit code."""
+    try:
+        yield
+    except Forbidden as exc:
+        fail(f"refused: {exc}", EXIT_REFUSED)
+    except AuthError as exc:
+        fail(str(exc), EXIT_AUTH)
+    except NotFound as exc:
+        fail(str(exc.args[0]) if exc.args else "not found")
+    except ValueError as exc:  # RuleError, StoreError, CryptoError, pydantic errors
+        fail(str(exc))
+
+
+@contextmanager
+def opened(data_dir: Path | None) -> Iterator[System]:
+    """The installation, without signing in (for public figures)."""
+    with governance_errors():
+        system = open_system(load_settings(data_dir))
+    try:
+        with governance_errors():
+            yield system
+    finally:
+        system.close()
+
+
+@contextmanager
+def acting(data_dir: Path | None, user: str) -> Iterator[Context]:
+    """The installation and the signed-in ``user``; errors become clean exits."""
+    with opened(data_dir) as system, governance_errors():
+        actor = authenticate(system.db, user, read_password(f"Password for {user}"))
+        yield Context(system, actor)

@@ -1,0 +1,74 @@
+"""One settings object for the whole program; every field can be set by an ``OPENLFR_*``
+environment variable (``OPENLFR_DATA_DIR``, ``OPENLFR_DATABASE_URL``, ...)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DB_FILENAME = "openlfr.db"
+MASTER_KEY_FILENAME = "master.key"
+SIGNING_KEY_FILENAME = "audit-signing.key"
+
+
+def default_data_dir() -> Path:
+    """The per-user data folder: ``$XDG_DATA_HOME/openlfr`` or ``~/.local/share/openlfr``."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "openlfr"
+
+
+class Settings(BaseSettings):
+    """Where the data lives and the rules that are configurable."""
+
+    model_config = SettingsConfigDict(env_prefix="OPENLFR_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=default_data_dir,
+                           description="Folder of the embedded database and the key files.")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of a PostgreSQL database; default SQLite in the data dir.")
+    master_key: str | None = Field(
+        default=None,
+        description="The master key, 32 bytes as base64 (instead of the key file).")
+    retention_days: int = Field(default=31, ge=1,
+                                description="Days an alert is kept unless held.")
+    watchlist_max_subjects: int = Field(default=5000, ge=1,
+                                        description="Largest watchlist allowed.")
+    watchlist_destroy_hours: int = Field(
+        default=24, ge=0, le=24,
+        description="Hours after a deployment's end within which its watchlists are destroyed.")
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _expand(cls, value: object) -> object:
+        if isinstance(value, str | Path):
+            return Path(value).expanduser()
+        return value
+
+    @property
+    def url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / DB_FILENAME}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
+
+    @property
+    def master_key_path(self) -> Path:
+        return self.data_dir / MASTER_KEY_FILENAME
+
+    @property
+    def signing_key_path(self) -> Path:
+        return self.data_dir / SIGNING_KEY_FILENAME
+
+
+def load_settings(data_dir: Path | None = None) -> Settings:
+    """The settings from the environment, with ``--data-dir`` taking precedence."""
+    if data_dir is not None:
+        return Settings(data_dir=data_dir)
+    return Settings()

@@ -1,0 +1,116 @@
+"""Who may do what: one table of permissions, used by the command line and the web API alike.
+
+Services call :func:`require` before they change anything. A refusal is itself audited
+(``access.refused``, in a transaction of its own, since the refused one is rolled back) and
+raised as :class:`Forbidden`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from openlfr.audit import log as audit_log
+from openlfr.store.db import Database
+from openlfr.store.enums import Role
+
+
+class Perm(StrEnum):
+    USER_MANAGE = "user.manage"
+    TOKEN_MANAGE = "token.manage"
+    SETTINGS = "settings.change"
+    WATCHLIST_EDIT = "watchlist.edit"  # create, add and remove subjects
+    WATCHLIST_APPROVE = "watchlist.approve"
+    WATCHLIST_DESTROY = "watchlist.destroy"
+    WATCHLIST_READ = "watchlist.read"
+    DEPLOYMENT_EDIT = "deployment.edit"  # create a draft, cameras, watchlists
+    DEPLOYMENT_AUTHORISE = "deployment.authorise"
+    DEPLOYMENT_RUN = "deployment.run"  # start and stop
+    DEPLOYMENT_READ = "deployment.read"
+    THRESHOLD_OVERRIDE = "threshold.override"
+    FLOOR_RECORD = "floor.record"
+    ALERT_READ = "alert.read"
+    ALERT_ADJUDICATE = "alert.adjudicate"  # confirm / reject / no action, outcomes
+    ALERT_HOLD = "alert.hold"  # keep an alert past the retention period
+    RETENTION_RUN = "retention.run"
+    AUDIT_READ = "audit.read"  # verify, export, checkpoint
+    STATS_READ = "stats.read"
+
+
+A, AO, OP, SV, AU = (Role.ADMIN, Role.AUTHORISING_OFFICER, Role.OPERATOR, Role.SUPERVISOR,
+                     Role.AUDITOR)
+EVERYONE = frozenset(Role)
+
+PERMISSIONS: dict[Perm, frozenset[Role]] = {
+    Perm.USER_MANAGE: frozenset({A}),
+    Perm.TOKEN_MANAGE: frozenset({A}),
+    Perm.SETTINGS: frozenset({A}),
+    Perm.WATCHLIST_EDIT: frozenset({OP, SV, AO}),
+    Perm.WATCHLIST_APPROVE: frozenset({AO}),
+    Perm.WATCHLIST_DESTROY: frozenset({AO}),
+    Perm.WATCHLIST_READ: frozenset({OP, SV, AO, AU}),
+    Perm.DEPLOYMENT_EDIT: frozenset({OP, SV, AO}),
+    Perm.DEPLOYMENT_AUTHORISE: frozenset({AO}),
+    Perm.DEPLOYMENT_RUN: frozenset({OP, SV, AO}),
+    Perm.DEPLOYMENT_READ: EVERYONE,
+    Perm.THRESHOLD_OVERRIDE: frozenset({AO}),
+    Perm.FLOOR_RECORD: frozenset({AO, A}),
+    Perm.ALERT_READ: frozenset({OP, SV, AO, AU}),
+    Perm.ALERT_ADJUDICATE: frozenset({OP, SV}),
+    Perm.ALERT_HOLD: frozenset({SV, AO}),
+    Perm.RETENTION_RUN: frozenset({A}),
+    Perm.AUDIT_READ: frozenset({AU, A, AO}),
+    Perm.STATS_READ: EVERYONE,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """An authenticated person (or the program itself, ``system``) acting in one request."""
+
+    name: str
+    role: Role | None  # None for the system
+
+    @property
+    def is_system(self) -> bool:
+        return self.role is None
+
+
+SYSTEM_ACTOR = Actor(audit_log.SYSTEM, None)
+
+
+class Forbidden(PermissionError):
+    """The actor's role may not do this (or a rule such as "not your own" forbids it)."""
+
+
+class RuleError(ValueError):
+    """The request breaks a governance rule (not a permission matter): e.g. approving a
+    watchlist that has no subject."""
+
+
+class NotFound(LookupError):
+    """No such object."""
+
+
+def allowed(actor: Actor, perm: Perm) -> bool:
+    return actor.is_system or (actor.role is not None and actor.role in PERMISSIONS[perm])
+
+
+def refuse(db: Database, actor: Actor, what: str, why: str, object_type: str = "permission",
+           object_id: str = "") -> Forbidden:
+    """Audit a refusal (own transaction) and return the exception to raise."""
+    with db.session() as s:
+        audit_log.record(s, actor.name, "access.refused", object_type, object_id or what,
+                         {"attempted": what, "role": str(actor.role), "reason": why})
+    return Forbidden(why)
+
+
+def require(db: Database, actor: Actor, perm: Perm, object_type: str = "permission",
+            object_id: str = "") -> None:
+    """Raise :class:`Forbidden` (audited) unless ``actor``'s role grants ``perm``."""
+    if allowed(actor, perm):
+        return
+    roles = ", ".join(sorted(r.value for r in PERMISSIONS[perm]))
+    raise refuse(db, actor, perm.value,
+                 f"{actor.name} ({actor.role}) may not {perm.value}: it needs one of the "
+                 f"roles {roles}", object_type, object_id)

@@ -1,0 +1,140 @@
+"""Engines, sessions and schema migrations.
+
+SQLite (the embedded default, ``openlfr.db`` in the data directory) runs in WAL mode with
+foreign keys on, ``secure_delete`` on (deleted rows are overwritten, so a shredded key does not
+linger in free pages) and every writing transaction opened with ``BEGIN IMMEDIATE``, so that the
+audit chain's read-the-head-then-append never races another process. PostgreSQL takes a
+transaction-scoped advisory lock for the same purpose (:mod:`openlfr.audit.log`).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+class StoreError(ValueError):
+    """The database cannot be used: missing, not initialised, or from another version."""
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (below)
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA secure_delete=ON")
+        cur.execute("PRAGMA synchronous=NORMAL")  # WAL: durable across a process crash
+        cur.execute("PRAGMA busy_timeout=15000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        readonly = conn.get_execution_options().get("openlfr_readonly", False)
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+
+def make_engine(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StoreError(f"database URL {url!r} is not a valid URL: {exc}") from None
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(url, connect_args={"timeout": 15})
+        _sqlite_setup(engine)
+        return engine
+    if parsed.get_backend_name() != "postgresql":
+        raise StoreError(f"database URL {url!r}: only sqlite and postgresql are supported")
+    return create_engine(url, pool_pre_ping=True)
+
+
+def alembic_config(url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+class Database:
+    """One database: the engine and its session factories."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self._write = sessionmaker(self.engine, expire_on_commit=False)
+        self._read = sessionmaker(
+            self.engine.execution_options(openlfr_readonly=True), expire_on_commit=False)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    def upgrade(self) -> None:
+        """Create or migrate the schema to the newest revision."""
+        cfg = alembic_config(self.url)
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    def revision(self) -> str | None:
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def head_revision(self) -> str | None:
+        return ScriptDirectory.from_config(alembic_config(self.url)).get_current_head()
+
+    def check(self) -> None:
+        """Refuse a database that is unreachable, empty or at another schema revision."""
+        try:
+            current = self.revision()
+        except OperationalError as exc:
+            raise StoreError(f"cannot open the database: {exc.orig}") from None
+        if current is None:
+            raise StoreError("the database is not initialised: run `openlfr init` first")
+        head = self.head_revision()
+        if current != head:
+            raise StoreError(f"the database schema is at revision {current}, this openlfr "
+                             f"needs {head}: run `openlfr init` to upgrade it")
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A writing transaction: committed at the end, rolled back on any exception."""
+        with self._write() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A read-only transaction (no write lock on SQLite)."""
+        with self._read() as session, session.begin():
+            yield session
+
+    def checkpoint(self) -> None:
+        """Fold SQLite's write-ahead log into the database file and empty it, so that deleted
+        (overwritten) pages do not survive in the log. A no-op on PostgreSQL."""
+        if not self.is_sqlite:
+            return
+        with self.engine.connect().execution_options(openlfr_readonly=True) as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def ping(db: Database) -> None:
+    with db.reading() as s:
+        s.execute(text("SELECT 1"))

@@ -1,0 +1,60 @@
+"""The closed vocabularies stored in the database (roles, states, decisions)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    ADMIN = "admin"  # users, settings
+    AUTHORISING_OFFICER = "authorising_officer"  # approves watchlists and deployments
+    OPERATOR = "operator"  # runs deployments, reviews alerts
+    SUPERVISOR = "supervisor"  # second verifier
+    AUDITOR = "auditor"  # reads everything, changes nothing
+
+
+class WatchlistStatus(StrEnum):
+    DRAFT = "draft"  # being built, or changed since its approval: not usable
+    APPROVED = "approved"
+    DESTROYED = "destroyed"
+
+
+class Category(StrEnum):
+    WANTED_BY_COURT = "wanted_by_court"
+    SERIOUS_OFFENCE = "suspected_serious_offence"
+    MISSING_OR_VULNERABLE = "missing_or_vulnerable"
+    RISK_OF_HARM = "risk_of_harm"
+    OTHER = "other"
+
+
+class DeploymentStatus(StrEnum):
+    DRAFT = "draft"
+    AUTHORISED = "authorised"
+    RUNNING = "running"
+    ENDED = "ended"
+
+
+class AlertStatus(StrEnum):
+    PENDING = "pending"  # a possible match nobody has decided on yet
+    CONFIRMED = "confirmed"  # confirmed (by two people where the two-person rule applies)
+    REJECTED = "rejected"  # a false alert
+    NO_ACTION = "no_action"
+
+
+class Decision(StrEnum):
+    CONFIRM = "confirm"
+    REJECT = "reject"
+    NO_ACTION = "no_action"
+
+
+class Action(StrEnum):
+    NONE = "none"
+    ADVICE = "advice"
+    ARREST = "arrest"
+    OTHER = "other"
+
+
+def choices(enum: type[StrEnum]) -> str:
+    """``a, b or c``: for error messages."""
+    values = [m.value for m in enum]
+    return ", ".join(values[:-1]) + " or " + values[-1]

@@ -1,0 +1,395 @@
+"""The database tables (SQLAlchemy 2 declarative models).
+
+Biometric data lives in exactly two places, both encrypted with AES-256-GCM under a data key
+(:mod:`openlfr.store.crypto`): ``subject_images`` (reference image and template of a watchlist
+subject, under the watchlist's key) and ``alerts.crop_ct`` (the probe crop of a possible match,
+under the deployment's key). Nothing about a person who did not match is stored anywhere: the
+live pipeline keeps only counts (``camera_stats``).
+
+Times are stored as UTC and come back timezone-aware (:class:`UTCDateTime`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Enum,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from openlfr.store.enums import (
+    Action,
+    AlertStatus,
+    Category,
+    Decision,
+    DeploymentStatus,
+    Role,
+    WatchlistStatus,
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored as naive UTC and read back as an aware UTC ``datetime``.
+
+    Aware values are converted to UTC on the way in; naive ones are refused (a naive time is
+    ambiguous, and a wrong deployment window is not a small bug).
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: give a timezone")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC)
+
+
+def _enum(enum: type[StrEnum]) -> Enum:
+    return Enum(enum, native_enum=False, length=40, validate_strings=True,
+                values_callable=lambda e: [m.value for m in e],
+                name=enum.__name__.lower())
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+# -- people ------------------------------------------------------------------------------------
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[Role] = mapped_column(_enum(Role))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(64))
+
+
+class ApiToken(Base):
+    """A token for integrations: scoped to a role (never above its user's), stored hashed."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[Role] = mapped_column(_enum(Role))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(64))
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[User] = relationship()
+
+
+# -- keys --------------------------------------------------------------------------------------
+
+class DataKey(Base):
+    """A 256-bit data key, wrapped (AES-256-GCM) by the master key. Deleting the row is
+    crypto-shredding: whatever was encrypted under it can no longer be read."""
+
+    __tablename__ = "data_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(40))  # "watchlist" | "deployment"
+    wrapped: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# -- watchlists --------------------------------------------------------------------------------
+
+deployment_watchlists = Table(
+    "deployment_watchlists",
+    Base.metadata,
+    Column("deployment_id", ForeignKey("deployments.id", ondelete="CASCADE"), primary_key=True),
+    Column("watchlist_id", ForeignKey("watchlists.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class Watchlist(Base):
+    __tablename__ = "watchlists"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    purpose: Mapped[str] = mapped_column(Text)  # the one deployment purpose it serves
+    status: Mapped[WatchlistStatus] = mapped_column(_enum(WatchlistStatus),
+                                                    default=WatchlistStatus.DRAFT)
+    model_id: Mapped[str] = mapped_column(String(100))
+    max_subjects: Mapped[int] = mapped_column(Integer)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    approved_by: Mapped[str | None] = mapped_column(String(64))
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    destroyed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    destroy_reason: Mapped[str | None] = mapped_column(Text)
+    data_key_id: Mapped[int | None] = mapped_column(
+        ForeignKey("data_keys.id", ondelete="SET NULL"))
+
+    subjects: Mapped[list[Subject]] = relationship(
+        back_populates="watchlist", cascade="all, delete-orphan", passive_deletes=True,
+        order_by="Subject.id")
+    editors: Mapped[list[WatchlistEditor]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True)
+
+
+class WatchlistEditor(Base):
+    """Everyone who built or changed a watchlist: none of them may approve it."""
+
+    __tablename__ = "watchlist_editors"
+
+    watchlist_id: Mapped[int] = mapped_column(
+        ForeignKey("watchlists.id", ondelete="CASCADE"), primary_key=True)
+    user_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class Subject(Base):
+    __tablename__ = "subjects"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    watchlist_id: Mapped[int] = mapped_column(ForeignKey("watchlists.id", ondelete="CASCADE"))
+    reference: Mapped[str] = mapped_column(String(200))  # a name or case reference
+    category: Mapped[Category] = mapped_column(_enum(Category))
+    reason: Mapped[str] = mapped_column(Text)
+    is_minor: Mapped[bool] = mapped_column(Boolean, default=False)
+    minor_justification: Mapped[str | None] = mapped_column(Text)
+    added_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    watchlist: Mapped[Watchlist] = relationship(back_populates="subjects")
+    images: Mapped[list[SubjectImage]] = relationship(
+        back_populates="subject", cascade="all, delete-orphan", passive_deletes=True,
+        order_by="SubjectImage.id")
+
+
+class SubjectImage(Base):
+    """A reference image and its template, both encrypted under the watchlist's data key."""
+
+    __tablename__ = "subject_images"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subject_id: Mapped[int] = mapped_column(ForeignKey("subjects.id", ondelete="CASCADE"))
+    source: Mapped[str] = mapped_column(Text)  # where the image came from
+    added_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    model_id: Mapped[str] = mapped_column(String(100))
+    image_digest: Mapped[str] = mapped_column(String(64))  # SHA-256 of the image file
+    image_ct: Mapped[bytes] = mapped_column(LargeBinary)
+    template_ct: Mapped[bytes] = mapped_column(LargeBinary)
+
+    subject: Mapped[Subject] = relationship(back_populates="images")
+
+
+# -- deployments -------------------------------------------------------------------------------
+
+class Deployment(Base):
+    __tablename__ = "deployments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    site: Mapped[str] = mapped_column(String(200))
+    location: Mapped[str] = mapped_column(Text)
+    purpose: Mapped[str] = mapped_column(Text)
+    legal_basis: Mapped[str] = mapped_column(Text)
+    dpia_ref: Mapped[str] = mapped_column(String(200))  # data protection impact assessment
+    equality_ref: Mapped[str] = mapped_column(String(200))  # equality impact assessment
+    planned_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    planned_end: Mapped[datetime] = mapped_column(UTCDateTime)
+    threshold: Mapped[float] = mapped_column(Float)
+    model_id: Mapped[str] = mapped_column(String(100))
+    threshold_override_reason: Mapped[str | None] = mapped_column(Text)
+    threshold_override_by: Mapped[str | None] = mapped_column(String(64))
+    two_person_rule: Mapped[bool] = mapped_column(Boolean, default=False)
+    signage: Mapped[bool] = mapped_column(Boolean, default=False)
+    public_notice: Mapped[bool] = mapped_column(Boolean, default=False)
+    urgency_reason: Mapped[str | None] = mapped_column(Text)  # why it was not published ahead
+    status: Mapped[DeploymentStatus] = mapped_column(_enum(DeploymentStatus),
+                                                     default=DeploymentStatus.DRAFT)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    authorised_by: Mapped[str | None] = mapped_column(String(64))
+    authorised_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    end_reason: Mapped[str | None] = mapped_column(Text)
+    data_key_id: Mapped[int | None] = mapped_column(
+        ForeignKey("data_keys.id", ondelete="SET NULL"))
+
+    cameras: Mapped[list[Camera]] = relationship(
+        back_populates="deployment", cascade="all, delete-orphan", passive_deletes=True,
+        order_by="Camera.id")
+    watchlists: Mapped[list[Watchlist]] = relationship(secondary=deployment_watchlists,
+                                                       order_by="Watchlist.id")
+
+
+class Camera(Base):
+    __tablename__ = "cameras"
+    __table_args__ = (UniqueConstraint("deployment_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    source: Mapped[str] = mapped_column(Text)  # file path, stream URL or webcam index
+
+    deployment: Mapped[Deployment] = relationship(back_populates="cameras")
+
+
+class CameraStats(Base):
+    """Counts only, per deployment and camera: what the public reports are made of."""
+
+    __tablename__ = "camera_stats"
+    __table_args__ = (UniqueConstraint("deployment_id", "camera"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"))
+    camera: Mapped[str] = mapped_column(String(100))
+    frames: Mapped[int] = mapped_column(Integer, default=0)
+    faces_seen: Mapped[int] = mapped_column(Integer, default=0)
+    tracks: Mapped[int] = mapped_column(Integer, default=0)
+    dropped: Mapped[int] = mapped_column(Integer, default=0)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# -- alerts ------------------------------------------------------------------------------------
+
+class Alert(Base):
+    """A possible match, for a person to decide on. ``crop_ct`` is the probe crop, encrypted
+    under the deployment's data key; purging clears it and every free text."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"))
+    camera: Mapped[str] = mapped_column(String(100))
+    track_id: Mapped[int] = mapped_column(Integer)
+    pipeline_id: Mapped[str] = mapped_column(String(64))  # the live pipeline's alert id
+    subject_id: Mapped[int | None] = mapped_column(ForeignKey("subjects.id",
+                                                              ondelete="SET NULL"))
+    subject_image_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subject_images.id", ondelete="SET NULL"))
+    watchlist_id: Mapped[int | None] = mapped_column(ForeignKey("watchlists.id",
+                                                                ondelete="SET NULL"))
+    score: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)
+    model_id: Mapped[str] = mapped_column(String(100))
+    revision: Mapped[int] = mapped_column(Integer, default=0)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    crop_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
+    status: Mapped[AlertStatus] = mapped_column(_enum(AlertStatus), default=AlertStatus.PENDING)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    held_reason: Mapped[str | None] = mapped_column(Text)
+    held_by: Mapped[str | None] = mapped_column(String(64))
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    deployment: Mapped[Deployment] = relationship()
+    subject: Mapped[Subject | None] = relationship()
+    adjudications: Mapped[list[Adjudication]] = relationship(
+        back_populates="alert", cascade="all, delete-orphan", passive_deletes=True,
+        order_by="Adjudication.id")
+    outcome: Mapped[Outcome | None] = relationship(
+        back_populates="alert", cascade="all, delete-orphan", passive_deletes=True)
+
+
+class Adjudication(Base):
+    __tablename__ = "adjudications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"))
+    user_name: Mapped[str] = mapped_column(String(64))
+    decision: Mapped[Decision] = mapped_column(_enum(Decision))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    alert: Mapped[Alert] = relationship(back_populates="adjudications")
+
+
+class Outcome(Base):
+    __tablename__ = "outcomes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"),
+                                          unique=True)
+    engaged: Mapped[bool] = mapped_column(Boolean)
+    action: Mapped[Action] = mapped_column(_enum(Action))
+    notes: Mapped[str | None] = mapped_column(Text)
+    recorded_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    alert: Mapped[Alert] = relationship(back_populates="outcome")
+
+
+# -- thresholds --------------------------------------------------------------------------------
+
+class ThresholdFloor(Base):
+    """A calibrated threshold floor for one model, with the evidence behind it (JSON text)."""
+
+    __tablename__ = "threshold_floors"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[str] = mapped_column(String(100), index=True)
+    threshold: Mapped[float] = mapped_column(Float)
+    evidence: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# -- audit -------------------------------------------------------------------------------------
+
+class AuditRecord(Base):
+    """One entry of the hash chain (:mod:`openlfr.audit`). Append-only: triggers refuse UPDATE
+    and DELETE. ``time`` and ``details`` are kept as the exact text that was hashed."""
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    time: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    object_type: Mapped[str] = mapped_column(String(40))
+    object_id: Mapped[str] = mapped_column(String(64))
+    details: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))

@@ -1,0 +1,132 @@
+"""Fixtures for the governance tests: a fresh installation on SQLite and on PostgreSQL.
+
+Every governance test that takes ``gov`` runs twice: on a real SQLite file in a temporary data
+directory, and on a real PostgreSQL database created for the test and dropped after it.
+PostgreSQL is reached at ``OPENLFR_TEST_POSTGRES`` (default: the local server's Unix socket as
+the current user; `.ci/run` starts one).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from openlfr.config import Settings
+from openlfr.governance import users
+from openlfr.governance.authz import Actor
+from openlfr.governance.system import System, initialise
+from openlfr.store.db import Database
+from openlfr.store.enums import Role
+
+PG_ADMIN_URL = os.environ.get(
+    "OPENLFR_TEST_POSTGRES", "postgresql+psycopg://root@/postgres?host=/var/run/postgresql")
+PASSWORD = "correct horse battery staple"
+
+#: One account per role, and a second of the roles whose two-person rules need one.
+PEOPLE = {
+    "admin": Role.ADMIN,
+    "ao1": Role.AUTHORISING_OFFICER,
+    "ao2": Role.AUTHORISING_OFFICER,
+    "op1": Role.OPERATOR,
+    "op2": Role.OPERATOR,
+    "sv1": Role.SUPERVISOR,
+    "au1": Role.AUDITOR,
+}
+
+
+@dataclass
+class Gov:
+    """A fresh installation with one signed-in actor per name in :data:`PEOPLE`."""
+
+    system: System
+    kind: str  # "sqlite" | "postgresql"
+    actors: dict[str, Actor] = field(default_factory=dict)
+
+    @property
+    def db(self) -> Database:
+        return self.system.db
+
+    @property
+    def settings(self) -> Settings:
+        return self.system.settings
+
+    @property
+    def data_dir(self) -> Path:
+        return self.system.settings.data_dir
+
+    def env(self) -> dict[str, str]:
+        """Environment for running the CLI against this installation (password included)."""
+        env = dict(os.environ, OPENLFR_DATA_DIR=str(self.data_dir), OPENLFR_PASSWORD=PASSWORD)
+        if self.settings.database_url:
+            env["OPENLFR_DATABASE_URL"] = self.settings.database_url
+        return env
+
+
+def _pg_database() -> Iterator[str]:
+    name = f"openlfr_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # say what to do, not a wall of driver errors
+        admin.dispose()
+        pytest.fail(f"PostgreSQL is needed for the governance tests ({PG_ADMIN_URL}): {exc}; "
+                    "see .ci/run for how it is installed and started")
+    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def make_gov(kind: str, tmp_path: Path, database_url: str | None) -> Gov:
+    settings = Settings(data_dir=tmp_path / "data", database_url=database_url)
+    system, _ = initialise(settings)
+    users.create_first_admin(system.db, "admin", PASSWORD)
+    gov = Gov(system, kind, {"admin": Actor("admin", Role.ADMIN)})
+    for name, role in PEOPLE.items():
+        if name != "admin":
+            gov.actors[name] = users.add_user(system.db, gov.actors["admin"], name, role,
+                                              PASSWORD)
+    return gov
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def gov(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Gov]:
+    """A fresh installation (data dir, master key, schema, one user per role), run twice:
+    on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        g = make_gov("sqlite", tmp_path, None)
+        try:
+            yield g
+        finally:
+            g.system.close()
+        return
+    gen = _pg_database()
+    url = next(gen)
+    g = make_gov("postgresql", tmp_path, url)
+    try:
+        yield g
+    finally:
+        g.system.close()
+        for _ in gen:
+            pass
+
+
+@pytest.fixture()
+def sqlite_gov(tmp_path: Path) -> Iterator[Gov]:
+    """The SQLite installation alone (for tests about the database file itself)."""
+    g = make_gov("sqlite", tmp_path, None)
+    try:
+        yield g
+    finally:
+        g.system.close()
