@@ -15,9 +15,7 @@ exhaustive pairs, a row-wise product for sampled ones).
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,6 +26,7 @@ import numpy as np
 
 from openlfr.evaluation import stats
 from openlfr.evaluation.groups import Dataset, Groups, load_groups, scan_dataset
+from openlfr.evaluation.report import GroupScores
 from openlfr.evaluation.templates import embed_paths
 from openlfr.evaluation.verify import FailedImage
 from openlfr.vision import FaceEngine, get_engine
@@ -56,20 +55,23 @@ def _upper_pairs(n: int) -> int:
     return n * (n - 1) // 2
 
 
-def count_impostor_exhaustive(x: np.ndarray, ident: np.ndarray, threshold: float) -> PairCounts:
-    """False matches among all pairs ``i < j`` of rows of ``x`` with different ``ident``."""
+def impostor_scores_exhaustive(x: np.ndarray, ident: np.ndarray) -> np.ndarray:
+    """Scores of all pairs ``i < j`` of rows of ``x`` with different ``ident`` (float32)."""
     n = len(x)
-    errors = 0
-    pairs = 0
+    parts: list[np.ndarray] = []
     for a in range(0, n, _BLOCK):
         block = x[a:a + _BLOCK] @ x.T  # (b, n)
         rows = np.arange(a, min(a + _BLOCK, n))
         upper = np.arange(n)[None, :] > rows[:, None]
         diff = ident[a:a + _BLOCK, None] != ident[None, :]
-        mask = upper & diff
-        pairs += int(mask.sum())
-        errors += int(((block >= threshold) & mask).sum())
-    return PairCounts(errors, pairs, pairs)
+        parts.append(block[upper & diff].astype(np.float32))
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.float32)
+
+
+def count_impostor_exhaustive(x: np.ndarray, ident: np.ndarray, threshold: float) -> PairCounts:
+    """False matches among all pairs ``i < j`` of rows of ``x`` with different ``ident``."""
+    scores = impostor_scores_exhaustive(x, ident)
+    return PairCounts(int((scores >= threshold).sum()), len(scores), len(scores))
 
 
 def _index_to_pair(k: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -80,9 +82,10 @@ def _index_to_pair(k: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return i, j
 
 
-def count_impostor_sampled(x: np.ndarray, ident: np.ndarray, threshold: float, max_pairs: int,
-                           rng: np.random.Generator) -> PairCounts:
-    """False matches among a uniform sample of ``max_pairs`` distinct impostor pairs."""
+def impostor_scores_sampled(x: np.ndarray, ident: np.ndarray, max_pairs: int,
+                            rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """Scores of a uniform sample of ``max_pairs`` distinct impostor pairs, and the number of
+    impostor pairs available."""
     n = len(x)
     total = _upper_pairs(n)
     same_id = sum(_upper_pairs(int(c)) for c in np.unique(ident, return_counts=True)[1])
@@ -99,23 +102,43 @@ def count_impostor_sampled(x: np.ndarray, ident: np.ndarray, threshold: float, m
         if len(chosen) > want:
             chosen = rng.permutation(chosen)[:want]
     i, j = _index_to_pair(np.sort(chosen), n)
-    scores = np.einsum("ij,ij->i", x[i], x[j])
-    return PairCounts(int((scores >= threshold).sum()), len(chosen), available)
+    return np.einsum("ij,ij->i", x[i], x[j]).astype(np.float32), available
 
 
-def count_genuine(x: np.ndarray, ident: np.ndarray, threshold: float) -> PairCounts:
-    """False non-matches among all same-identity pairs."""
-    errors = 0
-    pairs = 0
+def count_impostor_sampled(x: np.ndarray, ident: np.ndarray, threshold: float, max_pairs: int,
+                           rng: np.random.Generator) -> PairCounts:
+    """False matches among a uniform sample of ``max_pairs`` distinct impostor pairs."""
+    scores, available = impostor_scores_sampled(x, ident, max_pairs, rng)
+    return PairCounts(int((scores >= threshold).sum()), len(scores), available)
+
+
+def impostor_scores(x: np.ndarray, ident: np.ndarray, max_pairs: int,
+                    rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """All impostor scores when there are at most ``max_pairs``, else a uniform sample; and
+    the number of impostor pairs available."""
+    same_pairs = sum(_upper_pairs(int(c)) for c in np.unique(ident, return_counts=True)[1])
+    available = _upper_pairs(len(x)) - same_pairs
+    if available <= max_pairs:
+        return impostor_scores_exhaustive(x, ident), available
+    return impostor_scores_sampled(x, ident, max_pairs, rng)
+
+
+def genuine_scores(x: np.ndarray, ident: np.ndarray) -> np.ndarray:
+    """Scores of all same-identity pairs (float32)."""
+    parts: list[np.ndarray] = []
     for value in np.unique(ident):
         rows = np.flatnonzero(ident == value)
         if len(rows) < 2:
             continue
         g = x[rows] @ x[rows].T
-        iu = np.triu_indices(len(rows), 1)
-        pairs += len(iu[0])
-        errors += int((g[iu] < threshold).sum())
-    return PairCounts(errors, pairs, pairs)
+        parts.append(g[np.triu_indices(len(rows), 1)].astype(np.float32))
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.float32)
+
+
+def count_genuine(x: np.ndarray, ident: np.ndarray, threshold: float) -> PairCounts:
+    """False non-matches among all same-identity pairs."""
+    scores = genuine_scores(x, ident)
+    return PairCounts(int((scores < threshold).sum()), len(scores), len(scores))
 
 
 @dataclass
@@ -125,6 +148,9 @@ class GroupResult:
     identities: int
     impostor: PairCounts
     genuine: PairCounts
+    #: The scores behind the counts (for curves against the threshold); not in the JSON.
+    impostor_scores: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
+    genuine_scores: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         fmr_ci = stats.clopper_pearson(self.impostor.errors, self.impostor.pairs)
@@ -171,6 +197,10 @@ class FairnessReport:
     seconds: float
     notes: list[str] = field(default_factory=list)
     cached_templates: int = 0
+    #: Impostor (sampled like a group's) and genuine scores over all labelled images, for the
+    #: report's overall curves; not in the JSON.
+    overall: GroupScores = field(default_factory=lambda: GroupScores("all", np.empty(0)),
+                                 repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -218,15 +248,13 @@ def evaluate_attribute(
         idx = groups[name]
         x = vectors[[row_of[i] for i in idx]].astype(np.float32)
         ident = np.array([dataset.identities[i] for i in idx])
-        same_pairs = sum(_upper_pairs(int(c)) for c in np.unique(ident, return_counts=True)[1])
-        available = _upper_pairs(len(idx)) - same_pairs
-        if available <= max_pairs:
-            imp = count_impostor_exhaustive(x, ident, threshold)
-        else:
-            rng = np.random.default_rng([seed, g_index, len(idx)])
-            imp = count_impostor_sampled(x, ident, threshold, max_pairs, rng)
-        gen = count_genuine(x, ident, threshold)
-        results.append(GroupResult(name, len(idx), len(set(ident.tolist())), imp, gen))
+        rng = np.random.default_rng([seed, g_index, len(idx)])
+        imp_scores, available = impostor_scores(x, ident, max_pairs, rng)
+        gen_scores = genuine_scores(x, ident)
+        imp = PairCounts(int((imp_scores >= threshold).sum()), len(imp_scores), available)
+        gen = PairCounts(int((gen_scores < threshold).sum()), len(gen_scores), len(gen_scores))
+        results.append(GroupResult(name, len(idx), len(set(ident.tolist())), imp, gen,
+                                   imp_scores, gen_scores))
     fmr_counts = {r.group: (r.impostor.errors, r.impostor.pairs) for r in results}
     fnmr_counts = {r.group: (r.genuine.errors, r.genuine.pairs) for r in results}
     return AttributeResult(
@@ -274,6 +302,7 @@ def run_fairness(
     row_of = {labelled[p]: r for p, r in emb.row_of().items()}
     results = [evaluate_attribute(a, groups.labels[a], ds, emb.vectors, row_of, threshold,
                                   max_pairs, seed) for a in groups.attributes]
+    overall = overall_scores(ds, emb.vectors, row_of, max_pairs, seed)
     return FairnessReport(
         backend=engine.backend,
         model_id=engine.model_id,
@@ -288,7 +317,19 @@ def run_fairness(
         seconds=round(time.perf_counter() - start, 3),
         notes=list(groups.notes),
         cached_templates=emb.cached,
+        overall=overall,
     )
+
+
+def overall_scores(dataset: Dataset, vectors: np.ndarray, row_of: dict[int, int],
+                   max_pairs: int, seed: int) -> GroupScores:
+    """Impostor scores (all pairs, or a seeded sample of ``max_pairs``) and genuine scores over
+    every embedded image, whatever its group."""
+    idx = sorted(row_of)
+    x = vectors[[row_of[i] for i in idx]].astype(np.float32)
+    ident = np.array([dataset.identities[i] for i in idx])
+    imp, _ = impostor_scores(x, ident, max_pairs, np.random.default_rng([seed, 1 << 20, len(idx)]))
+    return GroupScores("all images", imp, genuine_scores(x, ident))
 
 
 # -- figures and report --------------------------------------------------------------------
@@ -376,13 +417,40 @@ def summary_sentences(report: FairnessReport) -> list[str]:
     return out
 
 
-def write_html_report(report: FairnessReport, path: Path) -> Path:
-    """A self-contained HTML page: summary, per-group table, the figure as a base64 PNG."""
-    buf = io.BytesIO()
-    _figure(report).savefig(buf, format="png")
-    png = base64.b64encode(buf.getvalue()).decode("ascii")
+def report_figures(report: FairnessReport, marks: Sequence[tuple[str, float]] = ()
+                   ) -> list[tuple[str, Any]]:
+    """The report's figures: per-group FMR with intervals, DET curves overall and per group,
+    FMR against threshold per group, FPIR against watchlist size."""
+    from openlfr.evaluation import report as rp
+
+    panels = [(a.attribute, [rp.GroupScores(g.group, g.impostor_scores, g.genuine_scores)
+                             for g in a.groups]) for a in report.attributes]
+    det_panels = [("all images", [report.overall]), *panels]
+    marks = list(marks) or [("threshold", report.threshold)]
+    curves: list[tuple[str, np.ndarray, float]] = []
+    if len(report.overall.impostor):
+        curves.append(("all images", report.overall.impostor, report.threshold))
+    if report.attributes:
+        first = report.attributes[0]
+        curves += [(f"{first.attribute} {g.group} only", g.impostor_scores, report.threshold)
+                   for g in first.groups if len(g.impostor_scores)]
+    return [
+        (f"False-match rate per group at threshold {report.threshold:g}, 95 % intervals",
+         _figure(report)),
+        ("DET curves (false non-matches against false matches) for all images and per group; "
+         "only groups with several photos of the same person have one", rp.det_figure(
+             det_panels)),
+        ("False-match rate against threshold per group, with 95 % bands",
+         rp.fmr_threshold_figure(panels, marks)),
+        ("Chance that a search for someone not on the watchlist returns a candidate, against "
+         "the number of people on the list, from 1 - (1 - FMR)^N (a group's curve: a list "
+         "and passers-by all from that group)",
+         rp.fpir_size_figure(curves) if curves else None),
+    ]
+
+
+def fairness_tables_html(report: FairnessReport) -> list[str]:
     e = html.escape
-    items = "\n".join(f"<li>{e(s)}</li>" for s in summary_sentences(report))
 
     def pct(v: float | None) -> str:
         return "–" if v is None else f"{v * 100:.4f} %"
@@ -405,24 +473,40 @@ def write_html_report(report: FairnessReport, path: Path) -> Path:
             "<th>impostor pairs</th><th>false matches</th><th>FMR</th><th>FMR 95 % CI</th>"
             "<th>genuine pairs</th><th>FNMR</th><th>FNMR 95 % CI</th></tr>"
             + "".join(rows) + "</table>")
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<title>openlfr fairness report</title>
-<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.4}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.2em .5em;
-text-align:right}}td:first-child{{text-align:left}}</style></head><body>
-<h1>Demographic differentials of {e(report.model_id)}</h1>
-<p>Dataset <code>{e(report.dataset)}</code>, groups from {e(report.groups_source)},
-threshold {report.threshold:g}. {len(report.failed_images)} of {report.images} images had no
-usable face and were left out. Ranges are 95 % Clopper–Pearson intervals.</p>
-<h2>Summary</h2><ul>
-{items}
-</ul>
-{''.join(tables)}
-<h2>Figure</h2><img alt="false-match rate per group" src="data:image/png;base64,{png}">
-<p>Notes: {e('; '.join(report.notes) or 'none')}.</p>
-</body></html>
-"""
-    path = Path(path)
-    path.write_text(page, encoding="utf-8")
-    return path
+    return tables
+
+
+def scan_sentences(impostor: np.ndarray, threshold: float,
+                   sizes: Sequence[int] = (100, 1_000, 10_000)) -> list[str]:
+    """What a threshold means in false alerts per 10,000 faces of people not on the list."""
+    from openlfr.evaluation import report as rp
+
+    if not len(impostor):
+        return []
+    fmr = float(np.mean(impostor >= threshold))
+    parts = [f"{rp.per_10k(float(rp.fpir_model(fmr, n)))} with {n:,} people on the list"
+             for n in sizes]
+    return [f"In a crowd of people who are not on the watchlist, every 10,000 faces scanned at "
+            f"threshold {threshold:g} would give about {'; '.join(parts)} false alerts "
+            f"(estimated from {len(impostor):,} comparisons of different people, taking each "
+            "comparison as independent)."]
+
+
+def write_html_report(report: FairnessReport, path: Path) -> Path:
+    """A self-contained HTML page: plain-language summary, per-group tables, and the figures
+    (FMR per group, DET curves, FMR against threshold, FPIR against watchlist size) as base64
+    PNGs."""
+    from openlfr.evaluation import report as rp
+
+    e = html.escape
+    intro = (f"<p>Dataset <code>{e(report.dataset)}</code>, groups from "
+             f"{e(report.groups_source)}, model {e(report.model_id)}, threshold "
+             f"{report.threshold:g}. {len(report.failed_images)} of {report.images} images had "
+             "no usable face and were left out. Ranges are 95 % Clopper–Pearson intervals. A "
+             "<em>false match</em> is a photo of one person scoring at or above the threshold "
+             "against a photo of someone else.</p>")
+    summary = scan_sentences(report.overall.impostor, report.threshold)
+    summary += summary_sentences(report)
+    page = rp.html_page(f"Demographic differentials of {report.model_id}", intro, summary,
+                        fairness_tables_html(report), report_figures(report), report.notes)
+    return rp.write_page(path, page)

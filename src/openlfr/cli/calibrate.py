@@ -1,0 +1,191 @@
+"""``openlfr calibrate``: find a model's threshold floor on labelled data and record it."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from openlfr.cli.common import console, fail, print_json, user_errors
+from openlfr.vision import registry
+
+if TYPE_CHECKING:
+    from openlfr.evaluation.calibrate import Calibration
+
+#: The defaults of openlfr.evaluation.calibrate (not imported here: it loads matplotlib).
+DEFAULT_WATCHLIST_SIZE = 1000
+DEFAULT_TARGET_FPIR = "1/6000"
+DEFAULT_STEP = 0.01
+
+BACKEND_HELP = f"Face backend: {', '.join(registry.BACKENDS)}."
+CACHE_HELP = ("Template cache directory (one .npz per model, keyed by image SHA-256): a rerun "
+              "resumes from it. Default: off.")
+
+
+def parse_rate(text: str, option: str = "--target-fpir") -> float:
+    """``"1/6000"``, ``"0.0001"`` or ``"1e-4"`` → a float strictly between 0 and 1."""
+    try:
+        value = float(Fraction(text.strip().replace("_", "")))
+    except (ValueError, ZeroDivisionError) as exc:
+        raise ValueError(f"{option} {text!r}: not a number (write e.g. 1/6000 or "
+                         "0.000167)") from exc
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"{option} {text}: a rate must lie strictly between 0 and 1")
+    return value
+
+
+def calibrate_cmd(
+    dataset: Annotated[Path, typer.Option("--dataset", "-d", show_default=False,
+                                          help="Identity folders, or a flat folder of images "
+                                               "(one person each).")],
+    groups: Annotated[str, typer.Option(
+        "--groups", "-g", show_default=False,
+        help="CSV 'identity,<attr>,...' or 'file,<attr>,...' (paths relative to the dataset), "
+             "or 'utkface' to read age/gender/race from UTKFace file names.")],
+    backend: Annotated[str, typer.Option("--backend", "-b", help=BACKEND_HELP)] = (
+        registry.DEFAULT_BACKEND
+    ),
+    watchlist_size: Annotated[int, typer.Option(
+        "--watchlist-size", help="Planned number of people on the watchlist.")] = (
+        DEFAULT_WATCHLIST_SIZE
+    ),
+    target_fpir: Annotated[str, typer.Option(
+        "--target-fpir", help="Highest acceptable share of searches for people not on the "
+                              "list that return a candidate, e.g. 1/6000 or 0.001.")] = (
+        DEFAULT_TARGET_FPIR
+    ),
+    attribute: Annotated[list[str] | None, typer.Option(
+        "--attribute", "-a", help="Only this attribute (repeatable). Default: all.")] = None,
+    step: Annotated[float, typer.Option("--step", help="Grid of candidate thresholds.")] = (
+        DEFAULT_STEP
+    ),
+    alpha: Annotated[float, typer.Option(
+        "--alpha", help="Significance level of the test of each group against the "
+                        "rest.")] = 0.05,
+    max_pairs: Annotated[int, typer.Option(
+        "--max-pairs", help="Impostor pairs per group above which a seeded sample is "
+                            "used.")] = 200_000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of galleries and pair "
+                                                     "samples.")] = 0,
+    user: Annotated[str | None, typer.Option(
+        "--user", "-u", envvar="OPENLFR_USER",
+        help="Record the floor as this user (password from OPENLFR_PASSWORD or prompted). "
+             "Required unless --dry-run.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(
+        "--data-dir", envvar="OPENLFR_DATA_DIR",
+        help="openlfr data directory holding the database.")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Compute and print; store nothing.")] = False,
+    json_out: Annotated[bool, typer.Option("--json",
+                                           help="Print the calibration as JSON.")] = False,
+    report_out: Annotated[Path | None, typer.Option(
+        "--report", help="Write a self-contained HTML report here.")] = None,
+    cache: Annotated[Path | None, typer.Option("--cache", help=CACHE_HELP)] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress",
+                                           help="Progress bar on stderr.")] = True,
+) -> None:
+    """Find the lowest threshold that meets a target false-positive identification rate at a
+    planned watchlist size and at which no demographic group falsely matches significantly
+    more often than the others; record it, with its evidence, as the model's threshold floor
+    (audited). Deployments below the floor need a recorded override."""
+    from openlfr.evaluation.calibrate import calibrate, summary_sentences, write_report
+
+    if not dry_run and not user:
+        fail("--user NAME is required to record the floor (or use --dry-run to compute and "
+             "print only)")
+    with user_errors():
+        registry.backend_spec(backend)
+        target = parse_rate(target_fpir)
+        if report_out is not None and not report_out.parent.is_dir():
+            raise FileNotFoundError(f"--report {report_out}: directory {report_out.parent} "
+                                    "does not exist")
+        if dry_run:
+            cal = calibrate(dataset, groups, backend, watchlist_size, target,
+                            attributes=attribute, max_pairs=max_pairs, seed=seed, step=step,
+                            alpha=alpha, cache_dir=cache, progress=progress)
+            recorded = None
+        else:
+            assert user is not None
+            cal, recorded = _calibrate_and_record(
+                user, data_dir, dataset, groups, backend, watchlist_size, target, attribute,
+                max_pairs, seed, step, alpha, cache, progress)
+        if report_out is not None:
+            try:
+                write_report(cal, report_out)
+            except OSError as exc:
+                raise ValueError(f"--report {report_out}: cannot write ({exc})") from exc
+
+    if json_out:
+        out = cal.to_dict()
+        out["recorded"] = recorded
+        out["report"] = str(report_out) if report_out is not None else None
+        print_json(out)
+        return
+    ev = cal.evidence
+    table = Table(title=f"threshold floor of {escape(cal.model_id)}")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    fp = ev["fpir"]
+    rows = [
+        ("floor", f"{cal.threshold:g}"),
+        ("watchlist size / target FPIR", f"{cal.watchlist_size:,} / {cal.target_fpir:.3g}"),
+        ("FPIR estimated by", fp["method"]),
+        ("FPIR target met from", fp["threshold_meeting_target"]),
+        ("FPIR at the floor", fp.get("fpir") or fp.get("modelled_fpir") or "n/a"),
+        ("thresholds failing the group check", str(ev["fairness"]["thresholds_failing"])),
+        ("dataset", f"{ev['dataset']['images']:,} images, {ev['dataset']['identities']:,} "
+                    f"identities, {ev['dataset']['no_face_images']:,} without a face"),
+        ("dataset SHA-256", ev["dataset"]["sha256"][:16] + "…"),
+    ]
+    for name, value in rows:
+        table.add_row(name, escape(str(value)))
+    console.print(table)
+    for sentence in summary_sentences(cal):
+        console.print(f"  {escape(sentence)}", highlight=False)
+    for note in ev["notes"]:
+        console.print(f"  note: {escape(note)}", highlight=False)
+    if recorded is None:
+        console.print("dry run: nothing recorded", highlight=False)
+    else:
+        console.print(f"recorded as the floor of {escape(cal.model_id)} by "
+                      f"{escape(str(user))}", highlight=False)
+    if report_out is not None:
+        console.print(f"written: {escape(str(report_out))}", highlight=False)
+
+
+def _calibrate_and_record(user: str, data_dir: Path | None, dataset: Path, groups: str,
+                          backend: str, watchlist_size: int, target: float,
+                          attribute: list[str] | None, max_pairs: int, seed: int, step: float,
+                          alpha: float, cache: Path | None, progress: bool,
+                          ) -> tuple[Calibration, dict[str, object]]:
+    """Sign in first (so a long run does not end in a refused password), then calibrate and
+    record the floor in one audited transaction."""
+    from openlfr.evaluation.calibrate import calibrate
+
+    try:
+        from openlfr.cli.context import acting
+        from openlfr.governance.floors import record_floor
+    except ImportError as exc:
+        raise ValueError(f"recording a floor needs the governance layer, which this "
+                         f"installation lacks ({exc}); use --dry-run to compute only") from exc
+    # acting() turns refusals and failed sign-ins into clean exits (codes 3 and 4).
+    with acting(data_dir, user) as ctx:
+        cal = calibrate(dataset, groups, backend, watchlist_size, target,
+                        attributes=attribute, max_pairs=max_pairs, seed=seed, step=step,
+                        alpha=alpha, cache_dir=cache, progress=progress)
+        cal = cal.with_evidence(run_by=user)
+        floor = record_floor(ctx.db, ctx.actor, cal.model_id, cal.threshold, cal.evidence)
+    return cal, {"model_id": floor.model_id, "threshold": floor.threshold,
+                 "source": floor.source, "recorded_by": floor.recorded_by,
+                 "recorded_at": floor.recorded_at}
+
+
+def register(app: typer.Typer) -> None:
+    app.command("calibrate")(calibrate_cmd)
+
+
+__all__ = ["parse_rate", "register"]
