@@ -313,3 +313,37 @@ def test_eval_fairness_report_has_all_figures(people_dir: Path, groups_csv: Path
     # FMR per group, DET (obama's genuine pairs), FMR against threshold, FPIR against size.
     assert text.count("data:image/png;base64,") == 4
     assert "DET" in text and "watchlist" in text and "faces scanned" in text
+
+
+# -- recording the floor ---------------------------------------------------------------------
+
+
+def test_calibrate_records_the_floor_audited(people_dir: Path, groups_csv: Path,
+                                             gov: Any) -> None:
+    """With --user the floor and its evidence are stored and audited; governance then uses it
+    instead of the model's default floor. A role that may not record floors is refused."""
+    from openlfr.audit import log as audit_log
+    from openlfr.governance.floors import current_floor
+
+    base = ["calibrate", "-d", str(people_dir), "-g", str(groups_csv), "-a", "gender",
+            "--watchlist-size", "2", "--target-fpir", "1/5", "--json", "--no-progress"]
+    env = gov.env()
+    refused = runner.invoke(app, [*base, "--user", "op1"], env=env)
+    assert refused.exit_code == 3, refused.output
+    assert "floor.record" in refused.output
+    result = runner.invoke(app, [*base, "--user", "ao1"], env=env)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["recorded"] is not None
+    with gov.db.reading() as s:
+        floor = current_floor(s, out["model_id"])
+        entries = list(audit_log.entries(s))
+        assert audit_log.verify(s).ok
+    assert floor.source == "calibrated" and floor.threshold == out["threshold"]
+    assert floor.recorded_by == "ao1"
+    assert floor.evidence["dataset"]["sha256"] == out["evidence"]["dataset"]["sha256"]
+    recorded = [e for e in entries if e.action == "floor.record"]
+    assert len(recorded) == 1 and recorded[0].actor == "ao1"
+    assert recorded[0].details["threshold"] == audit_log.fmt_float(out["threshold"])
+    refusals = [e for e in entries if e.action == "access.refused"]
+    assert [e.actor for e in refusals] == ["op1"]
