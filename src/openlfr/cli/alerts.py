@@ -1,0 +1,206 @@
+"""``openlfr alerts ...``: possible matches and their human review."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from openlfr.cli.common import console, err_console, fail, print_json
+from openlfr.cli.context import DataDirOpt, UserOpt, acting
+from openlfr.governance import alerts as svc
+from openlfr.governance.alerts import LABEL, AlertView
+
+app = typer.Typer(help="Possible matches and their review by people.", no_args_is_help=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+AlertArg = Annotated[int, typer.Argument(help="The alert's number.", min=1)]
+
+
+def _subject(a: AlertView) -> str:
+    if a.subject_reference is not None:
+        return f"{a.subject_reference} (subject {a.subject_id})"
+    return "a subject no longer on record"
+
+
+def _summary(a: AlertView) -> str:
+    return (f"alert {a.id}: {LABEL} with {_subject(a)} — score {a.score:.3f} "
+            f"≥ threshold {a.threshold:.3f}, camera {a.camera}, "
+            f"{a.seen_at.isoformat(timespec='seconds')}")
+
+
+def _status(a: AlertView) -> str:
+    if a.status.value == "pending" and a.two_person_rule:
+        return f"pending ({len(a.confirmations)}/2 confirmations)"
+    return a.status.value
+
+
+def _show(a: AlertView) -> None:
+    console.print(f"[bold]Alert {a.id} — {LABEL}[/] (a person must verify it; the system "
+                  "never acts on it)", highlight=False)
+    rows = [
+        ("deployment", f"{a.deployment_id} {a.deployment_name}"
+                       + (" (two-person rule)" if a.two_person_rule else "")),
+        ("camera / track", f"{a.camera} / {a.track_id}"),
+        ("seen at", a.seen_at.isoformat(timespec="seconds")),
+        ("candidate", _subject(a)),
+        ("watchlist", str(a.watchlist_id) if a.watchlist_id is not None else "-"),
+        ("score", f"{a.score:.4f} (threshold {a.threshold:.4f}, model {a.model_id})"),
+        ("revision", str(a.revision)),
+        ("status", _status(a)),
+        ("decided at", a.decided_at.isoformat(timespec="seconds") if a.decided_at else "-"),
+        ("held", f"by {a.held_by}: {a.held_reason}" if a.held_reason else "no"),
+        ("crop", "encrypted, stored" if a.has_crop else "none (purged)"),
+    ]
+    if a.purged_at:
+        rows.append(("purged at", a.purged_at.isoformat(timespec="seconds")))
+    for key, value in rows:
+        console.print(f"  {key:<15} {escape(value)}", highlight=False)
+    for adj in a.adjudications:
+        why = f" — {adj.reason}" if adj.reason else ""
+        console.print(f"  {'decision':<15} {adj.decision.value} by {adj.user} at "
+                      f"{adj.at.isoformat(timespec='seconds')}{escape(why)}", highlight=False)
+    if a.outcome is not None:
+        o = a.outcome
+        notes = f" — {o.notes}" if o.notes else ""
+        console.print(f"  {'outcome':<15} {'engaged' if o.engaged else 'not engaged'}, action "
+                      f"{o.action.value}, by {o.recorded_by}{escape(notes)}", highlight=False)
+
+
+@app.command("list")
+def list_(
+    user: UserOpt,
+    data_dir: DataDirOpt = None,
+    deployment: Annotated[int | None, typer.Option(
+        "--deployment", help="Only this deployment's alerts.")] = None,
+    status: Annotated[str | None, typer.Option(
+        "--status", help="pending, confirmed, rejected or no_action.")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many, newest first.",
+                                       min=1)] = 100,
+    json_out: JsonOpt = False,
+) -> None:
+    """List alerts (possible matches), newest first."""
+    with acting(data_dir, user) as ctx:
+        wanted = svc.parse_status(status) if status is not None else None
+        rows = svc.list_alerts(ctx.db, ctx.actor, deployment, wanted, limit)
+    if json_out:
+        print_json([a.as_dict() for a in rows])
+        return
+    if not rows:
+        err_console.print("no alerts")
+        return
+    table = Table("id", "kind", "seen at", "deployment", "camera", "candidate", "score",
+                  "status", "held", title="Alerts: possible matches for a person to verify")
+    for a in rows:
+        table.add_row(str(a.id), LABEL, a.seen_at.isoformat(timespec="seconds"),
+                      str(a.deployment_id), escape(a.camera), escape(_subject(a)),
+                      f"{a.score:.3f}", _status(a), "yes" if a.held_reason else "")
+    console.print(table)
+
+
+@app.command("show")
+def show(
+    alert_id: AlertArg,
+    user: UserOpt,
+    data_dir: DataDirOpt = None,
+    crop_out: Annotated[Path | None, typer.Option(
+        "--crop-out", help="Write the decrypted probe crop to this .jpg file (audited; the "
+                           "file is created with mode 0600).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Show one alert, its decisions and outcome; optionally write its crop for review."""
+    if crop_out is not None:
+        if crop_out.suffix.lower() not in (".jpg", ".jpeg"):
+            fail(f"--crop-out {crop_out}: the crop is a JPEG; name the file .jpg")
+        if not crop_out.parent.is_dir():
+            fail(f"--crop-out {crop_out}: the folder {crop_out.parent} does not exist")
+        if crop_out.exists():
+            fail(f"--crop-out {crop_out}: the file exists; choose a new name")
+    with acting(data_dir, user) as ctx:
+        view = svc.get_alert(ctx.db, ctx.actor, alert_id)
+        data = svc.alert_crop(ctx.system, ctx.actor, alert_id) if crop_out else None
+    if crop_out is not None and data is not None:
+        try:
+            fd = os.open(crop_out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+        except OSError as exc:
+            fail(f"--crop-out {crop_out}: cannot write it ({exc.strerror})")
+    if json_out:
+        out = view.as_dict()
+        if crop_out is not None:
+            out["crop_file"] = str(crop_out)
+        print_json(out)
+    else:
+        _show(view)
+    if crop_out is not None:
+        err_console.print(f"[green]✓[/] wrote the crop to {escape(str(crop_out))} (delete it "
+                          "after the review)", highlight=False)
+
+
+@app.command("adjudicate")
+def adjudicate(
+    alert_id: AlertArg,
+    decision: Annotated[str, typer.Argument(help="confirm, reject or no_action.")],
+    user: UserOpt,
+    data_dir: DataDirOpt = None,
+    reason: Annotated[str | None, typer.Option(
+        "--reason", help="Why (required for reject and no_action).")] = None,
+) -> None:
+    """Decide on a possible match: confirm, reject (a false alert) or no action."""
+    with acting(data_dir, user) as ctx:
+        chosen = svc.parse_decision(decision)
+        view = svc.adjudicate(ctx.db, ctx.actor, alert_id, chosen, reason)
+    err_console.print(f"[green]✓[/] {ctx.actor.name}: {chosen.value} recorded; alert "
+                      f"{view.id} is now {_status(view)}", highlight=False)
+    console.print(_summary(view), highlight=False)
+
+
+@app.command("outcome")
+def outcome(
+    alert_id: AlertArg,
+    user: UserOpt,
+    engaged: Annotated[bool, typer.Option(
+        "--engaged/--not-engaged", help="Whether the person was engaged.")],
+    action: Annotated[str, typer.Option("--action", help="none, advice, arrest or other.")],
+    data_dir: DataDirOpt = None,
+    notes: Annotated[str | None, typer.Option("--notes", help="Free notes.")] = None,
+) -> None:
+    """Record what happened after a confirmed alert (once)."""
+    with acting(data_dir, user) as ctx:
+        view = svc.record_outcome(ctx.db, ctx.actor, alert_id, engaged,
+                                  svc.parse_action(action), notes)
+    assert view.outcome is not None
+    err_console.print(f"[green]✓[/] outcome of alert {view.id}: "
+                      f"{'engaged' if engaged else 'not engaged'}, action "
+                      f"{view.outcome.action.value}", highlight=False)
+
+
+@app.command("hold")
+def hold(
+    alert_id: AlertArg,
+    user: UserOpt,
+    reason: Annotated[str, typer.Option("--reason", help="Why it must be kept.")],
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Keep an alert past the retention period (supervisors and authorising officers)."""
+    with acting(data_dir, user) as ctx:
+        view = svc.hold_alert(ctx.db, ctx.actor, alert_id, reason)
+    err_console.print(f"[green]✓[/] alert {view.id} is held: retention will keep it",
+                      highlight=False)
+
+
+@app.command("release")
+def release(
+    alert_id: AlertArg,
+    user: UserOpt,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Release a held alert: retention purges it when it is old enough."""
+    with acting(data_dir, user) as ctx:
+        view = svc.release_hold(ctx.db, ctx.actor, alert_id)
+    err_console.print(f"[green]✓[/] alert {view.id} is no longer held", highlight=False)
