@@ -1,0 +1,723 @@
+"""Governed watchlists, in the database and encrypted (issue #4, point 3).
+
+A watchlist serves one deployment purpose. Each subject carries a category, a written reason
+for inclusion, who added it, an expiry and, for an under-18, an extra justification; each
+reference image carries its source. An image is accepted only with exactly one face of
+enrolment quality. Image bytes and templates are stored only encrypted, under the watchlist's
+own data key, with associated data binding each ciphertext to its row
+(``subject-image:<id>:image`` / ``subject-image:<id>:template``).
+
+A watchlist is usable only once approved by an authorising officer who neither built nor
+changed it (everyone who did is a :class:`~openlfr.store.models.WatchlistEditor`). Any change
+to an approved watchlist — a subject or an image added, a subject removed by a person — puts it
+back to draft, to be approved again. Destroying it deletes its rows and its data key
+(crypto-shredding) in one transaction.
+
+Every change checks the actor's permission (:func:`~openlfr.governance.authz.require`) and
+writes its audit entry in the same transaction. Audit details hold ids, categories and counts:
+never a template, an image, or a subject's name or case reference, since the log is kept for
+ever and a subject's personal data must go when the subject goes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from openlfr.audit import log as audit_log
+from openlfr.governance.authz import (
+    Actor,
+    NotFound,
+    Perm,
+    RuleError,
+    refuse,
+    require,
+)
+from openlfr.governance.system import System
+from openlfr.store.crypto import CryptoError, Keyring, open_sealed, seal
+from openlfr.store.db import Database
+from openlfr.store.enums import Category, WatchlistStatus, choices
+from openlfr.store.models import Subject, SubjectImage, Watchlist, WatchlistEditor, utcnow
+from openlfr.watchlist.gallery import Gallery
+
+#: A written reason for inclusion must say something: at least this many characters.
+MIN_REASON = 20
+#: The extra justification an under-18 subject needs, at least this many characters.
+MIN_JUSTIFICATION = 20
+#: Largest reference image accepted, in bytes (pixel bombs are refused when decoding).
+MAX_IMAGE_BYTES = 20 * 1024 * 1024
+#: Most reference images one subject may have.
+MAX_IMAGES_PER_SUBJECT = 20
+TEMPLATE_DTYPE = np.dtype("<f4")
+
+
+# -- what the reading functions return (never a template or image bytes) ----------------------
+
+@dataclass(frozen=True, slots=True)
+class ImageInfo:
+    id: int
+    source: str
+    added_by: str
+    created_at: datetime
+    model_id: str
+    image_sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectInfo:
+    id: int
+    watchlist_id: int
+    reference: str
+    category: str
+    reason: str
+    is_minor: bool
+    minor_justification: str | None
+    added_by: str
+    created_at: datetime
+    expires_at: datetime
+    images: tuple[ImageInfo, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))
+
+
+@dataclass(frozen=True, slots=True)
+class WatchlistInfo:
+    id: int
+    name: str
+    purpose: str
+    status: str
+    model_id: str
+    max_subjects: int
+    created_by: str
+    created_at: datetime
+    changed_at: datetime
+    approved_by: str | None
+    approved_at: datetime | None
+    destroyed_at: datetime | None
+    destroy_reason: str | None
+    editors: tuple[str, ...]
+    subjects: int
+    images: int
+    subject_list: tuple[SubjectInfo, ...] = field(default=())
+
+    @property
+    def usable(self) -> bool:
+        return self.status == WatchlistStatus.APPROVED.value
+
+    def as_dict(self, with_subjects: bool = False) -> dict[str, Any]:
+        out = _jsonable(asdict(self))
+        subjects = out.pop("subject_list")
+        if with_subjects:
+            out["subject_list"] = subjects
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class DestroyResult:
+    watchlist_id: int
+    subjects: int
+    images: int
+    key_destroyed: bool
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+# -- checks ------------------------------------------------------------------------------------
+
+def parse_category(value: str | Category) -> Category:
+    if isinstance(value, Category):
+        return value
+    key = value.strip().lower().replace("-", "_").replace(" ", "_")
+    aliases = {"serious_offence": Category.SERIOUS_OFFENCE,
+               "wanted": Category.WANTED_BY_COURT,
+               "missing": Category.MISSING_OR_VULNERABLE,
+               "vulnerable": Category.MISSING_OR_VULNERABLE}
+    try:
+        return aliases.get(key) or Category(key)
+    except ValueError:
+        raise RuleError(f"unknown category {value!r}: choose {choices(Category)}") from None
+
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([hdw])\s*$", re.IGNORECASE)
+
+
+def parse_expiry(text: str, now: datetime | None = None) -> datetime:
+    """An expiry from ``90d`` / ``12w`` / ``48h`` (from now), a date ``2027-01-31`` (the end of
+    that day, UTC) or an ISO time (UTC unless it names its offset)."""
+    now = now or datetime.now(UTC)
+    m = _DURATION.match(text)
+    if m:
+        n, unit = int(m.group(1)), m.group(2).lower()
+        return now + {"h": timedelta(hours=n), "d": timedelta(days=n),
+                      "w": timedelta(weeks=n)}[unit]
+    raw = text.strip()
+    try:
+        if len(raw) == 10:
+            day = date.fromisoformat(raw)
+            return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
+        when = datetime.fromisoformat(raw)
+    except ValueError:
+        raise RuleError(f"expiry {text!r}: give a date (2027-01-31), an ISO time "
+                        "(2027-01-31T18:00+00:00) or a duration such as 90d, 12w or 48h"
+                        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _text(value: str | None, what: str, minimum: int = 1) -> str:
+    text = (value or "").strip()
+    if len(text) < minimum:
+        if minimum <= 1:
+            raise RuleError(f"{what} is required")
+        raise RuleError(f"{what} is required, at least {minimum} characters saying why "
+                        f"(got {len(text)})")
+    return text
+
+
+def _check_expiry(expires_at: datetime | None, now: datetime) -> datetime:
+    if expires_at is None:
+        raise RuleError("an expiry is required: every subject leaves the watchlist at a set time")
+    if expires_at.tzinfo is None:
+        raise RuleError(f"expiry {expires_at.isoformat()}: give a timezone")
+    if expires_at <= now:
+        raise RuleError(f"expiry {expires_at.isoformat()} is not in the future")
+    return expires_at.astimezone(UTC)
+
+
+# -- images → encrypted references -------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    data: bytes
+    source: str
+    digest: str
+    template: bytes  # float32 little-endian
+
+
+def _prepare_images(model_id: str, images: Sequence[tuple[bytes, str]],
+                    known_digests: set[str]) -> list[_Prepared]:
+    """Check every image (one enrolment-quality face, readable, not a duplicate) and compute
+    its template; the first failure raises :class:`RuleError` naming the image and why."""
+    from openlfr.vision.engine import get_engine, model_id_backend
+    from openlfr.vision.imageio import ImageError, decode_image
+    from openlfr.vision.registry import ModelError
+    from openlfr.watchlist.enrol import assess
+
+    if not images:
+        raise RuleError("at least one image is required")
+    try:
+        engine = get_engine(model_id_backend(model_id))
+    except ModelError as exc:
+        raise RuleError(str(exc)) from None
+    if engine.model_id != model_id:
+        raise RuleError(f"the watchlist holds {model_id!r} templates; this openlfr makes "
+                        f"{engine.model_id!r}, and scores of different models are not "
+                        "comparable")
+    out: list[_Prepared] = []
+    seen = set(known_digests)
+    for i, item in enumerate(images, 1):
+        if not isinstance(item, tuple | list) or len(item) != 2:
+            raise RuleError(f"image {i}: expected (bytes, source)")
+        data, source = item
+        source = (source or "").strip()
+        label = f"image {i} ({source or 'no source'})"
+        if not source:
+            raise RuleError(f"{label}: the source of the image is required")
+        if not isinstance(data, bytes | bytearray) or not data:
+            raise RuleError(f"{label}: empty")
+        data = bytes(data)
+        if len(data) > MAX_IMAGE_BYTES:
+            raise RuleError(f"{label}: {len(data):,} bytes, more than the limit of "
+                            f"{MAX_IMAGE_BYTES:,}")
+        digest = hashlib.sha256(data).hexdigest()
+        if digest in seen:
+            raise RuleError(f"{label}: duplicate: this image is already a reference of this "
+                            "subject")
+        seen.add(digest)
+        try:
+            picture = decode_image(data, label)
+        except ImageError as exc:
+            detail = str(exc).removeprefix(f"{label}: ")
+            raise RuleError(f"{label}: unreadable: {detail}") from None
+        found = assess(engine, picture)
+        if found.template is None:
+            raise RuleError(f"{label}: {found.reason}")
+        vector = np.asarray(found.template.vector, dtype=TEMPLATE_DTYPE)
+        out.append(_Prepared(data, source, digest, vector.tobytes()))
+    return out
+
+
+def _aad(image_id: int, part: str) -> bytes:
+    return f"subject-image:{image_id}:{part}".encode()
+
+
+def _store_images(session: Session, keyring: Keyring, wl: Watchlist, subject: Subject,
+                  prepared: Sequence[_Prepared], actor: Actor) -> list[int]:
+    key = keyring.unwrap(session, wl.data_key_id)
+    rows = []
+    for p in prepared:
+        row = SubjectImage(subject_id=subject.id, source=p.source, added_by=actor.name,
+                           model_id=wl.model_id, image_digest=p.digest,
+                           image_ct=b"", template_ct=b"")
+        session.add(row)
+        rows.append((row, p))
+    session.flush()  # ids, which the associated data binds
+    for row, p in rows:
+        row.image_ct = seal(key, p.data, _aad(row.id, "image"))
+        row.template_ct = seal(key, p.template, _aad(row.id, "template"))
+    session.flush()
+    return [row.id for row, _ in rows]
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+def _watchlist(session: Session, watchlist_id: int, lock: bool = False) -> Watchlist:
+    query = select(Watchlist).where(Watchlist.id == int(watchlist_id))
+    if lock:
+        query = query.with_for_update()
+    wl = session.scalars(query).first()
+    if wl is None:
+        raise NotFound(f"no watchlist {watchlist_id}")
+    return wl
+
+
+def _editable(wl: Watchlist) -> None:
+    if wl.status == WatchlistStatus.DESTROYED:
+        raise RuleError(f"watchlist {wl.id} has been destroyed")
+
+
+def _changed(session: Session, wl: Watchlist, actor: Actor) -> bool:
+    """Record a change by ``actor``: they become an editor; an approved watchlist goes back to
+    draft. Returns whether an approval was withdrawn."""
+    now = utcnow()
+    wl.changed_at = now
+    if not actor.is_system and session.get(WatchlistEditor, (wl.id, actor.name)) is None:
+        session.add(WatchlistEditor(watchlist_id=wl.id, user_name=actor.name))
+    withdrawn = wl.status == WatchlistStatus.APPROVED
+    if withdrawn:
+        wl.status = WatchlistStatus.DRAFT
+        wl.approved_by = None
+        wl.approved_at = None
+    session.flush()
+    return withdrawn
+
+
+def _count_subjects(session: Session, watchlist_id: int) -> int:
+    return int(session.scalar(select(func.count()).select_from(Subject)
+                              .where(Subject.watchlist_id == watchlist_id)) or 0)
+
+
+def _count_images(session: Session, watchlist_id: int) -> int:
+    return int(session.scalar(
+        select(func.count()).select_from(SubjectImage).join(Subject)
+        .where(Subject.watchlist_id == watchlist_id)) or 0)
+
+
+def _editors(session: Session, watchlist_id: int) -> list[str]:
+    return list(session.scalars(select(WatchlistEditor.user_name)
+                                .where(WatchlistEditor.watchlist_id == watchlist_id)
+                                .order_by(WatchlistEditor.user_name)))
+
+
+# -- changes -----------------------------------------------------------------------------------
+
+def create_watchlist(system: System, actor: Actor, name: str, purpose: str,
+                     backend: str = "sface", max_subjects: int | None = None) -> WatchlistInfo:
+    """A new, empty draft watchlist with its own data key; its creator is its first editor.
+
+    Takes the :class:`System` (not only the database): the data key is made with the keyring,
+    and the default size limit is ``settings.watchlist_max_subjects``."""
+    from openlfr.vision.engine import get_engine
+    from openlfr.vision.registry import ModelError
+
+    db = system.db
+    require(db, actor, Perm.WATCHLIST_EDIT, "watchlist", "new")
+    name = _text(name, "a watchlist name")
+    if len(name) > 200:
+        raise RuleError("a watchlist name has at most 200 characters")
+    purpose = _text(purpose, "the deployment purpose the watchlist serves", MIN_REASON)
+    limit = system.settings.watchlist_max_subjects if max_subjects is None else max_subjects
+    if limit < 1:
+        raise RuleError(f"max subjects {limit}: must be at least 1")
+    if limit > system.settings.watchlist_max_subjects:
+        raise RuleError(f"max subjects {limit}: above the configured limit of "
+                        f"{system.settings.watchlist_max_subjects}")
+    try:
+        model_id = get_engine(backend).model_id
+    except ModelError as exc:
+        raise RuleError(str(exc)) from None
+    with db.session() as s:
+        key = system.keyring.new_key(s, "watchlist")
+        wl = Watchlist(name=name, purpose=purpose, status=WatchlistStatus.DRAFT,
+                       model_id=model_id, max_subjects=limit, created_by=actor.name,
+                       data_key_id=key.id)
+        s.add(wl)
+        s.flush()
+        if not actor.is_system:
+            s.add(WatchlistEditor(watchlist_id=wl.id, user_name=actor.name))
+        audit_log.record(s, actor.name, "watchlist.create", "watchlist", wl.id,
+                         {"name": name, "model_id": model_id, "max_subjects": limit})
+        return _info(s, wl)
+
+
+def add_subject(system: System, actor: Actor, watchlist_id: int, reference: str,
+                category: str | Category, reason: str, expires_at: datetime | None,
+                images: Sequence[tuple[bytes, str]], is_minor: bool = False,
+                minor_justification: str | None = None) -> SubjectInfo:
+    """Add a subject with its reference images. Every rule is checked and every image enrolled
+    (exactly one face of enrolment quality) before anything is written: one failure (a
+    :class:`RuleError` naming the image and the reason) adds nothing."""
+    db = system.db
+    require(db, actor, Perm.WATCHLIST_EDIT, "watchlist", str(watchlist_id))
+    now = datetime.now(UTC)
+    reference = _text(reference, "a subject reference (name or case reference)")
+    if len(reference) > 200:
+        raise RuleError("a subject reference has at most 200 characters")
+    cat = parse_category(category)
+    reason = _text(reason, "a written reason for inclusion", MIN_REASON)
+    expires = _check_expiry(expires_at, now)
+    justification: str | None = None
+    if is_minor or (minor_justification or "").strip():
+        is_minor = True
+        justification = _text(minor_justification,
+                              "an under-18 subject needs an extra justification",
+                              MIN_JUSTIFICATION)
+    if len(images) > MAX_IMAGES_PER_SUBJECT:
+        raise RuleError(f"{len(images)} images: at most {MAX_IMAGES_PER_SUBJECT} per subject")
+    with db.reading() as s:
+        wl = _watchlist(s, watchlist_id)
+        _editable(wl)
+        model_id = wl.model_id
+        _check_room(s, wl)
+    prepared = _prepare_images(model_id, images, set())
+    with db.session() as s:
+        wl = _watchlist(s, watchlist_id, lock=True)
+        _editable(wl)
+        _check_room(s, wl)
+        subject = Subject(watchlist_id=wl.id, reference=reference, category=cat, reason=reason,
+                          is_minor=is_minor, minor_justification=justification,
+                          added_by=actor.name, expires_at=expires)
+        s.add(subject)
+        s.flush()
+        image_ids = _store_images(s, system.keyring, wl, subject, prepared, actor)
+        withdrawn = _changed(s, wl, actor)
+        audit_log.record(s, actor.name, "subject.add", "subject", subject.id, {
+            "watchlist_id": wl.id, "category": cat.value, "is_minor": is_minor,
+            "expires_at": expires.isoformat(timespec="seconds"), "images": len(image_ids),
+            "image_ids": image_ids, "approval_withdrawn": withdrawn})
+        s.refresh(subject)
+        return _subject_info(subject)
+
+
+def _check_room(session: Session, wl: Watchlist) -> None:
+    n = _count_subjects(session, wl.id)
+    if n >= wl.max_subjects:
+        raise RuleError(f"watchlist {wl.id} is full: {n} subjects, its limit is "
+                        f"{wl.max_subjects}")
+
+
+def add_image(system: System, actor: Actor, subject_id: int,
+              images: Sequence[tuple[bytes, str]]) -> SubjectInfo:
+    """Add reference images to an existing subject (same checks as :func:`add_subject`)."""
+    db = system.db
+    require(db, actor, Perm.WATCHLIST_EDIT, "subject", str(subject_id))
+    with db.reading() as s:
+        subject = s.get(Subject, int(subject_id))
+        if subject is None:
+            raise NotFound(f"no subject {subject_id}")
+        wl = _watchlist(s, subject.watchlist_id)
+        _editable(wl)
+        known = {img.image_digest for img in subject.images}
+        if len(known) + len(images) > MAX_IMAGES_PER_SUBJECT:
+            raise RuleError(f"subject {subject_id} would have {len(known) + len(images)} "
+                            f"images: at most {MAX_IMAGES_PER_SUBJECT}")
+        model_id, watchlist_id = wl.model_id, wl.id
+    prepared = _prepare_images(model_id, images, known)
+    with db.session() as s:
+        wl = _watchlist(s, watchlist_id, lock=True)
+        _editable(wl)
+        subject = s.get(Subject, int(subject_id))
+        if subject is None:
+            raise NotFound(f"no subject {subject_id}")
+        clash = {img.image_digest for img in subject.images} & {p.digest for p in prepared}
+        if clash:
+            raise RuleError("duplicate: an image is already a reference of this subject")
+        image_ids = _store_images(s, system.keyring, wl, subject, prepared, actor)
+        withdrawn = _changed(s, wl, actor)
+        audit_log.record(s, actor.name, "subject_image.add", "subject", subject.id, {
+            "watchlist_id": wl.id, "images": len(image_ids), "image_ids": image_ids,
+            "approval_withdrawn": withdrawn})
+        s.refresh(subject)
+        return _subject_info(subject)
+
+
+def remove_subject(db: Database, actor: Actor, subject_id: int,
+                   reason: str | None = None) -> int:
+    """Take a subject and all its images off its watchlist. A change: an approved watchlist
+    goes back to draft. Returns the number of images removed."""
+    require(db, actor, Perm.WATCHLIST_EDIT, "subject", str(subject_id))
+    with db.session() as s:
+        subject = s.get(Subject, int(subject_id))
+        if subject is None:
+            raise NotFound(f"no subject {subject_id}")
+        wl_id, sid = subject.watchlist_id, subject.id
+        wl = _watchlist(s, wl_id, lock=True)
+        _editable(wl)
+        images = len(subject.images)
+        s.execute(delete(SubjectImage).where(SubjectImage.subject_id == sid))
+        s.execute(delete(Subject).where(Subject.id == sid))
+        s.expunge(subject)
+        withdrawn = _changed(s, wl, actor)
+        details: dict[str, Any] = {"watchlist_id": wl.id, "images": images,
+                                   "approval_withdrawn": withdrawn}
+        if reason and reason.strip():
+            details["reason"] = reason.strip()
+        audit_log.record(s, actor.name, "subject.remove", "subject", subject_id, details)
+    db.checkpoint()
+    return images
+
+
+def approve_watchlist(db: Database, actor: Actor, watchlist_id: int) -> WatchlistInfo:
+    """Approve a watchlist: an authorising officer who neither built nor changed it. Refusing
+    an editor is audited (``access.refused``)."""
+    require(db, actor, Perm.WATCHLIST_APPROVE, "watchlist", str(watchlist_id))
+    if actor.is_system:
+        raise RuleError("a watchlist is approved by a person, not by the program")
+    refusal: str | None = None
+    info: WatchlistInfo | None = None
+    with db.session() as s:
+        wl = _watchlist(s, watchlist_id, lock=True)
+        _editable(wl)
+        editors = _editors(s, wl.id)
+        if actor.name in editors:
+            refusal = (f"{actor.name} built or changed watchlist {wl.id} and may not approve "
+                       f"it: approval needs an authorising officer who is not among its "
+                       f"editors ({', '.join(editors)})")
+        else:
+            if wl.status == WatchlistStatus.APPROVED:
+                raise RuleError(f"watchlist {wl.id} is already approved (by "
+                                f"{wl.approved_by})")
+            subjects = _count_subjects(s, wl.id)
+            if subjects == 0:
+                raise RuleError(f"watchlist {wl.id} has no subject: there is nothing to "
+                                "approve")
+            images = _count_images(s, wl.id)
+            wl.status = WatchlistStatus.APPROVED
+            wl.approved_by = actor.name
+            wl.approved_at = utcnow()
+            s.flush()
+            audit_log.record(s, actor.name, "watchlist.approve", "watchlist", wl.id, {
+                "subjects": subjects, "images": images, "editors": editors})
+            info = _info(s, wl)
+    if refusal is not None or info is None:
+        raise refuse(db, actor, Perm.WATCHLIST_APPROVE.value, refusal or "refused",
+                     "watchlist", str(watchlist_id))
+    return info
+
+
+def destroy_watchlist(db: Database, actor: Actor, watchlist_id: int,
+                      reason: str) -> DestroyResult:
+    """Delete a watchlist's subjects and images and its data key (crypto-shredding) in one
+    transaction; the watchlist row stays, as ``destroyed``, for the record. Audited with counts
+    only. Then SQLite's write-ahead log is emptied so no copy of the wrapped key lingers there.
+    The retention runner calls this as :data:`~openlfr.governance.authz.SYSTEM_ACTOR`."""
+    require(db, actor, Perm.WATCHLIST_DESTROY, "watchlist", str(watchlist_id))
+    reason = _text(reason, "a reason for destroying the watchlist")
+    with db.session() as s:
+        wl = _watchlist(s, watchlist_id, lock=True)
+        if wl.status == WatchlistStatus.DESTROYED:
+            raise RuleError(f"watchlist {wl.id} was already destroyed")
+        subjects = _count_subjects(s, wl.id)
+        images = _count_images(s, wl.id)
+        ids = select(Subject.id).where(Subject.watchlist_id == wl.id)
+        s.execute(delete(SubjectImage).where(SubjectImage.subject_id.in_(ids)))
+        s.execute(delete(Subject).where(Subject.watchlist_id == wl.id))
+        key_id = wl.data_key_id
+        wl.data_key_id = None
+        wl.status = WatchlistStatus.DESTROYED
+        wl.destroyed_at = utcnow()
+        wl.destroy_reason = reason
+        s.flush()
+        key_destroyed = Keyring.destroy(s, key_id)
+        audit_log.record(s, actor.name, "watchlist.destroy", "watchlist", wl.id, {
+            "subjects": subjects, "images": images, "key_destroyed": key_destroyed,
+            "reason": reason})
+        result = DestroyResult(wl.id, subjects, images, key_destroyed)
+    db.checkpoint()
+    return result
+
+
+def expire_subjects(db: Database, actor: Actor, now: datetime | None = None) -> int:
+    """Remove every subject whose expiry has passed, with its images; one audit entry per
+    watchlist, with counts. Returns the number of subjects removed.
+
+    An expiry is a removal the approval already foresaw (the approver saw each expiry), not an
+    addition: it leaves the watchlist's approval as it is and makes nobody an editor."""
+    require(db, actor, Perm.RETENTION_RUN, "subject", "expired")
+    now = now or datetime.now(UTC)
+    if now.tzinfo is None:
+        raise RuleError("expire_subjects: give an aware time")
+    total = 0
+    with db.session() as s:
+        rows = s.execute(select(Subject.watchlist_id, Subject.id)
+                         .where(Subject.expires_at <= now)
+                         .order_by(Subject.watchlist_id, Subject.id)).all()
+        by_watchlist: dict[int, list[int]] = {}
+        for wl_id, sid in rows:
+            by_watchlist.setdefault(wl_id, []).append(sid)
+        for wl_id, sids in by_watchlist.items():
+            images = int(s.scalar(select(func.count()).select_from(SubjectImage)
+                                  .where(SubjectImage.subject_id.in_(sids))) or 0)
+            s.execute(delete(SubjectImage).where(SubjectImage.subject_id.in_(sids)))
+            s.execute(delete(Subject).where(Subject.id.in_(sids)))
+            audit_log.record(s, actor.name, "subject.expire", "watchlist", wl_id,
+                             {"subjects": len(sids), "images": images})
+            total += len(sids)
+    if total:
+        db.checkpoint()
+    return total
+
+
+# -- the live gallery --------------------------------------------------------------------------
+
+def deployment_gallery(session: Session, keyring: Keyring, watchlist_ids: Sequence[int]
+                       ) -> tuple[Gallery, dict[str, str]]:
+    """The in-memory gallery of approved watchlists: the unexpired subjects' templates,
+    decrypted. Gallery subject ids are ``str(subject.id)``, reference ids
+    ``str(subject_image.id)``; the dict maps each subject id to its reference (for display).
+    Refuses (:class:`RuleError`) a watchlist that is not approved, and watchlists of different
+    models. Templates exist only in memory."""
+    if not watchlist_ids:
+        raise RuleError("no watchlist given")
+    now = datetime.now(UTC)
+    lists: list[Watchlist] = []
+    for wid in dict.fromkeys(int(w) for w in watchlist_ids):
+        wl = session.get(Watchlist, wid)
+        if wl is None:
+            raise NotFound(f"no watchlist {wid}")
+        if wl.status != WatchlistStatus.APPROVED:
+            raise RuleError(f"watchlist {wl.id} is {wl.status.value}, not approved: it cannot "
+                            "be used until an authorising officer who did not build it "
+                            "approves it")
+        lists.append(wl)
+    models = {wl.model_id for wl in lists}
+    if len(models) > 1:
+        raise RuleError(f"watchlists of different models ({', '.join(sorted(models))}) cannot "
+                        "be searched together")
+    model_id = models.pop()
+    subject_ids: list[str] = []
+    reference_ids: list[str] = []
+    vectors: list[np.ndarray] = []
+    names: dict[str, str] = {}
+    for wl in lists:
+        try:
+            key = keyring.unwrap(session, wl.data_key_id)
+        except CryptoError as exc:
+            raise RuleError(f"watchlist {wl.id}: {exc}") from None
+        rows = session.execute(
+            select(Subject.id, Subject.reference, SubjectImage.id, SubjectImage.template_ct,
+                   SubjectImage.model_id)
+            .join(SubjectImage, SubjectImage.subject_id == Subject.id)
+            .where(Subject.watchlist_id == wl.id, Subject.expires_at > now)
+            .order_by(Subject.id, SubjectImage.id)).all()
+        for sid, ref, iid, ct, img_model in rows:
+            if img_model != model_id:
+                raise RuleError(f"subject image {iid} holds a {img_model!r} template, not "
+                                f"{model_id!r}")
+            plain = open_sealed(key, ct, _aad(iid, "template"))
+            vectors.append(np.frombuffer(plain, dtype=TEMPLATE_DTYPE))
+            subject_ids.append(str(sid))
+            reference_ids.append(str(iid))
+            names[str(sid)] = ref
+    if vectors:
+        dim = len(vectors[0])
+    else:
+        from openlfr.vision.engine import get_engine, model_id_backend
+
+        dim = get_engine(model_id_backend(model_id)).embedder.dim
+    gallery = Gallery(model_id, dim)
+    if vectors:
+        gallery.add_many(subject_ids, reference_ids, np.stack(vectors))
+    return gallery, names
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+def _image_info(img: SubjectImage) -> ImageInfo:
+    return ImageInfo(img.id, img.source, img.added_by, img.created_at, img.model_id,
+                     img.image_digest)
+
+
+def _subject_info(subject: Subject) -> SubjectInfo:
+    return SubjectInfo(subject.id, subject.watchlist_id, subject.reference,
+                       subject.category.value, subject.reason, subject.is_minor,
+                       subject.minor_justification, subject.added_by, subject.created_at,
+                       subject.expires_at, tuple(_image_info(i) for i in subject.images))
+
+
+def _info(session: Session, wl: Watchlist, with_subjects: bool = False) -> WatchlistInfo:
+    subjects: tuple[SubjectInfo, ...] = ()
+    if with_subjects:
+        rows = session.scalars(select(Subject).where(Subject.watchlist_id == wl.id)
+                               .order_by(Subject.id)).all()
+        subjects = tuple(_subject_info(x) for x in rows)
+    return WatchlistInfo(
+        wl.id, wl.name, wl.purpose, wl.status.value, wl.model_id, wl.max_subjects,
+        wl.created_by, wl.created_at, wl.changed_at, wl.approved_by, wl.approved_at,
+        wl.destroyed_at, wl.destroy_reason, tuple(_editors(session, wl.id)),
+        _count_subjects(session, wl.id), _count_images(session, wl.id), subjects)
+
+
+def list_watchlists(db: Database, actor: Actor, include_destroyed: bool = True
+                    ) -> list[WatchlistInfo]:
+    require(db, actor, Perm.WATCHLIST_READ, "watchlist", "list")
+    with db.reading() as s:
+        query = select(Watchlist).order_by(Watchlist.id)
+        if not include_destroyed:
+            query = query.where(Watchlist.status != WatchlistStatus.DESTROYED)
+        return [_info(s, wl) for wl in s.scalars(query)]
+
+
+def show_watchlist(db: Database, actor: Actor, watchlist_id: int) -> WatchlistInfo:
+    """A watchlist with its subjects and each image's source and digest (never the image or
+    the template)."""
+    require(db, actor, Perm.WATCHLIST_READ, "watchlist", str(watchlist_id))
+    with db.reading() as s:
+        return _info(s, _watchlist(s, watchlist_id), with_subjects=True)
+
+
+def subject_image(system: System, actor: Actor, image_id: int) -> bytes:
+    """The reference image itself, decrypted, for the console: audited as
+    ``subject_image.view``."""
+    db = system.db
+    require(db, actor, Perm.WATCHLIST_READ, "subject_image", str(image_id))
+    with db.session() as s:
+        img = s.get(SubjectImage, int(image_id))
+        if img is None:
+            raise NotFound(f"no subject image {image_id}")
+        subject = img.subject
+        wl = _watchlist(s, subject.watchlist_id)
+        try:
+            data = system.keyring.decrypt(s, wl.data_key_id, img.image_ct,
+                                          _aad(img.id, "image"))
+        except CryptoError as exc:
+            raise RuleError(f"subject image {image_id}: {exc}") from None
+        audit_log.record(s, actor.name, "subject_image.view", "subject_image", img.id,
+                         {"subject_id": subject.id, "watchlist_id": wl.id})
+        return data
