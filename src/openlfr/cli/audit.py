@@ -1,0 +1,227 @@
+"""``openlfr audit verify|checkpoint|export|show``: the tamper-evident log, for the people who
+check it (``audit.read``: auditors, admins, authorising officers)."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from sqlalchemy import select
+
+from openlfr.audit import (
+    GENESIS,
+    Checkpoint,
+    CheckpointError,
+    VerifyResult,
+    load_or_create_signing_key,
+    public_key_hex,
+    sign_checkpoint,
+)
+from openlfr.audit import log as audit_log
+from openlfr.audit.jsonl import entry_to_line
+from openlfr.cli.common import console, err_console, fail, print_json
+from openlfr.cli.context import Context, DataDirOpt, UserOpt, acting
+from openlfr.governance.authz import Perm, require
+from openlfr.store.models import AuditRecord, Deployment
+from openlfr.transparency.art12 import art12_records
+
+app = typer.Typer(help="The audit log: verify, checkpoint, export, show.", no_args_is_help=True)
+
+EXIT_BROKEN = 1  # the chain does not verify
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _reader(ctx: Context, what: str) -> None:
+    require(ctx.db, ctx.actor, Perm.AUDIT_READ, "audit", what)
+
+
+@app.command("verify")
+def verify(
+    user: UserOpt,
+    data_dir: DataDirOpt = None,
+    checkpoint: Annotated[Path | None, typer.Option(
+        "--checkpoint", help="A signed checkpoint file (`openlfr audit checkpoint`): also "
+                             "detects a truncated tail or a rewritten chain.")] = None,
+    public_key: Annotated[str | None, typer.Option(
+        "--public-key", help="The signing key's public key (64 hex digits) the checkpoint "
+                             "must be signed with; needs --checkpoint.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Recompute the hash chain in the database; exit 1 naming the first bad entry."""
+    if public_key is not None:
+        public_key = public_key.strip().lower()
+        if checkpoint is None:
+            fail("--public-key needs --checkpoint FILE (it says who must have signed it)")
+        if not _HEX64.match(public_key):
+            fail(f"--public-key {public_key!r}: 64 hexadecimal digits expected")
+    if checkpoint is not None and not checkpoint.is_file():
+        fail(f"--checkpoint {checkpoint}: no such file")
+    with acting(data_dir, user) as ctx:
+        _reader(ctx, "verify")
+        point: Checkpoint | None = None
+        if checkpoint is not None:
+            try:
+                point = Checkpoint.read(checkpoint)
+            except CheckpointError as exc:  # corrupt or forged: the check fails
+                result = VerifyResult(False, 0, GENESIS, None, str(exc))
+        if checkpoint is None or point is not None:
+            with ctx.db.reading() as s:
+                result = audit_log.verify(s, point, public_key)
+    data = {"ok": result.ok, "entries": result.entries, "head_hash": result.head_hash,
+            "first_bad_seq": result.first_bad_seq, "problem": result.problem,
+            "checkpoint": None if point is None else {
+                "file": str(checkpoint), "seq": point.seq, "head_hash": point.head_hash,
+                "time": point.time, "public_key": point.public_key,
+                "public_key_checked": public_key is not None}}
+    if json_out:
+        print_json(data)
+    elif result.ok:
+        console.print(f"[green]✓[/] audit chain OK: {result.entries} entries, head "
+                      f"{result.head_hash}", highlight=False)
+        if point is not None:
+            console.print(f"  reaches the checkpoint of {point.time} (seq {point.seq}), signed "
+                          f"by {point.public_key}"
+                          + ("" if public_key else " — compare this key with the one you "
+                             "published, or pass --public-key"), highlight=False)
+    else:
+        where = (f" at seq {result.first_bad_seq}" if result.first_bad_seq is not None
+                 else "")
+        err_console.print(f"[bold red]audit chain verification FAILED{where}:[/] "
+                          f"{escape(result.problem or '')}", highlight=False, soft_wrap=True)
+    if not result.ok:
+        raise typer.Exit(EXIT_BROKEN)
+
+
+@app.command("checkpoint")
+def checkpoint_cmd(
+    user: UserOpt,
+    data_dir: DataDirOpt = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Write the signed checkpoint here (default: print it). Keep it away "
+                      "from the database: another machine, a ticket, a letter.")] = None,
+) -> None:
+    """Sign the head of the chain with the installation's Ed25519 key."""
+    with acting(data_dir, user) as ctx:
+        _reader(ctx, "checkpoint")
+        key = load_or_create_signing_key(ctx.settings.signing_key_path)
+        with ctx.db.session() as s:
+            # Recorded first, so the checkpoint covers the record of its own making.
+            audit_log.record(s, ctx.actor.name, "audit.checkpoint", "audit", "head",
+                             {"public_key": public_key_hex(key),
+                              "out": out.name if out is not None else "stdout"})
+            head = audit_log.head(s)
+        assert head is not None
+        point = sign_checkpoint(key, head.seq, head.hash)
+        if out is not None:
+            try:
+                point.write(out)
+            except OSError as exc:
+                fail(f"--out {out}: cannot write it ({exc})")
+    if out is None:
+        sys.stdout.write(json.dumps(point.to_dict(), indent=2, sort_keys=True) + "\n")
+    else:
+        err_console.print(f"[green]✓[/] checkpoint of seq {point.seq} written to {out}",
+                          highlight=False)
+    err_console.print(f"public key: {point.public_key}", highlight=False)
+    err_console.print("Keep the checkpoint apart from the database, publish the public key, and "
+                      "check later with `openlfr audit verify --checkpoint FILE --public-key "
+                      "KEY`.", highlight=False)
+
+
+@app.command("export")
+def export(
+    user: UserOpt,
+    data_dir: DataDirOpt = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Write JSON lines here (default: standard output).")] = None,
+    art12: Annotated[str | None, typer.Option(
+        "--art12", metavar="DEPLOYMENT_ID|all",
+        help="Instead of the log, the EU AI Act Art. 12 record of this deployment (or of "
+             "all): start, end, reference watchlists, matched inputs, who verified.")] = None,
+) -> None:
+    """The audit log as JSON lines (re-checkable with the standard library), or Art. 12
+    records; the export itself is audited."""
+    dep_id: int | None = None
+    if art12 is not None and art12.strip().lower() != "all":
+        try:
+            dep_id = int(art12)
+        except ValueError:
+            fail(f"--art12 {art12!r}: a deployment id (a number) or 'all'")
+        if dep_id < 1:
+            fail(f"--art12 {art12!r}: a deployment id is a positive number")
+    if out is not None and out.is_dir():
+        fail(f"--out {out}: is a directory")
+    if out is not None and not out.parent.is_dir():
+        fail(f"--out {out}: the directory {out.parent} does not exist")
+    with acting(data_dir, user) as ctx:
+        _reader(ctx, "export")
+        if dep_id is not None:
+            with ctx.db.reading() as s:
+                if s.get(Deployment, dep_id) is None:
+                    fail(f"no deployment {dep_id}")
+        with ctx.db.session() as s:
+            audit_log.record(s, ctx.actor.name, "audit.export", "audit",
+                             "art12" if art12 is not None else "log", {
+                                 "what": "art12" if art12 is not None else "log",
+                                 "deployment": dep_id,
+                                 "out": out.name if out is not None else "stdout"})
+        try:
+            handle = out.open("w", encoding="utf-8", newline="\n") if out else sys.stdout
+        except OSError as exc:
+            fail(f"--out {out}: cannot write it ({exc})")
+        count = 0
+        try:
+            with ctx.db.reading() as s:
+                if art12 is not None:
+                    for record in art12_records(s, dep_id):
+                        handle.write(json.dumps(record, sort_keys=True, ensure_ascii=False)
+                                     + "\n")
+                        count += 1
+                else:
+                    for entry in audit_log.entries(s):
+                        handle.write(entry_to_line(entry) + "\n")
+                        count += 1
+        finally:
+            if out is not None:
+                handle.close()
+            else:
+                handle.flush()
+    if out is not None:
+        what = "Art. 12 record(s)" if art12 is not None else "audit entries"
+        err_console.print(f"[green]✓[/] {count} {what} written to {out}", highlight=False)
+
+
+@app.command("show")
+def show(
+    user: UserOpt,
+    data_dir: DataDirOpt = None,
+    last: Annotated[int, typer.Option("--last", "-n", min=1,
+                                      help="How many of the newest entries.")] = 20,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The newest entries of the audit log."""
+    with acting(data_dir, user) as ctx:
+        _reader(ctx, "show")
+        with ctx.db.reading() as s:
+            rows = [audit_log.to_entry(r) for r in reversed(s.scalars(
+                select(AuditRecord).order_by(AuditRecord.seq.desc()).limit(last)).all())]
+    if json_out:
+        print_json([e.to_dict() for e in rows])
+        return
+    if not rows:
+        err_console.print("the audit log is empty")
+    for e in rows:
+        details = json.dumps(e.details, ensure_ascii=False, sort_keys=True)
+        console.print(f"{e.seq:>6}  {e.time}  {escape(e.actor)}  [bold]{escape(e.action)}[/]  "
+                      f"{escape(e.object_type)} {escape(e.object_id)}  {escape(details)}",
+                      highlight=False, soft_wrap=True)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="audit")

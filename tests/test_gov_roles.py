@@ -1,0 +1,129 @@
+"""Each role tries each command it may not use and is refused (exit 3), with an audit entry
+``access.refused`` of the refusal; on SQLite and PostgreSQL.
+
+The matrix is built from :data:`openlfr.governance.authz.PERMISSIONS`, so it follows the
+table: every permission needs a representative command here (or, for the few without a
+command yet, the service call that enforces it), and a new permission without one fails
+:func:`test_every_permission_is_covered`. Commands run in-process (Typer's test runner) with
+the installation in the environment, like a shell would give it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from openlfr.audit import log as audit_log
+from openlfr.cli import app
+from openlfr.governance.authz import PERMISSIONS, Actor, Forbidden, Perm, require
+from openlfr.governance.floors import record_floor
+from openlfr.store.db import Database
+from openlfr.store.enums import Role
+from tests.govfix import Gov, _pg_database, make_gov
+
+#: One account per role (from tests.govfix.PEOPLE).
+ACCOUNT = {Role.ADMIN: "admin", Role.AUTHORISING_OFFICER: "ao1", Role.OPERATOR: "op1",
+           Role.SUPERVISOR: "sv1", Role.AUDITOR: "au1"}
+
+#: A representative command per permission (``--user`` is added). Objects need not exist:
+#: the permission is checked before anything is looked up.
+COMMANDS: dict[Perm, list[str]] = {
+    Perm.USER_MANAGE: ["user", "list"],
+    Perm.WATCHLIST_EDIT: ["watchlist", "create", "extra", "--purpose", "a purpose"],
+    Perm.WATCHLIST_APPROVE: ["watchlist", "approve", "1"],
+    Perm.WATCHLIST_DESTROY: ["watchlist", "destroy", "1", "--reason", "done"],
+    Perm.WATCHLIST_READ: ["watchlist", "list"],
+    Perm.DEPLOYMENT_EDIT: ["deployment", "edit", "1", "--name", "renamed"],
+    Perm.DEPLOYMENT_AUTHORISE: ["deployment", "authorise", "1"],
+    Perm.DEPLOYMENT_RUN: ["deployment", "stop", "1", "--reason", "done"],
+    Perm.THRESHOLD_OVERRIDE: ["deployment", "override-threshold", "1", "--reason", "why"],
+    Perm.ALERT_READ: ["alerts", "list"],
+    Perm.ALERT_ADJUDICATE: ["alerts", "adjudicate", "1", "confirm"],
+    Perm.ALERT_HOLD: ["alerts", "hold", "1", "--reason", "court"],
+    Perm.RETENTION_RUN: ["retention", "run"],
+    Perm.AUDIT_READ: ["audit", "show"],
+}
+
+#: Permissions with no command of their own yet: the service call that enforces them.
+#: (``calibrate`` records a floor only after a long calibration, so the service is called.)
+SERVICES: dict[Perm, Callable[[Database, Actor], object]] = {
+    Perm.TOKEN_MANAGE: lambda db, actor: require(db, actor, Perm.TOKEN_MANAGE),
+    Perm.SETTINGS: lambda db, actor: require(db, actor, Perm.SETTINGS),
+    Perm.FLOOR_RECORD: lambda db, actor: record_floor(db, actor, "sface-2021dec", 0.5, {}),
+}
+
+REFUSALS = [(perm, role) for perm, allowed in PERMISSIONS.items() for role in Role
+            if role not in allowed]
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def install(request: pytest.FixtureRequest,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gov]:
+    """One installation per database for the whole matrix (refusals change nothing)."""
+    tmp: Path = tmp_path_factory.mktemp(f"roles-{request.param}")
+    if request.param == "sqlite":
+        g = make_gov("sqlite", tmp, None)
+        try:
+            yield g
+        finally:
+            g.system.close()
+        return
+    gen = _pg_database()
+    g = make_gov("postgresql", tmp, next(gen))
+    try:
+        yield g
+    finally:
+        g.system.close()
+        for _ in gen:
+            pass
+
+
+def test_every_permission_is_covered() -> None:
+    everyone = {p for p, roles in PERMISSIONS.items() if roles == frozenset(Role)}
+    assert set(Perm) == set(PERMISSIONS)
+    uncovered = set(Perm) - set(COMMANDS) - set(SERVICES) - everyone
+    assert not uncovered, f"add a representative command for {sorted(uncovered)}"
+    assert not set(COMMANDS) & set(SERVICES)
+
+
+def _last(gov: Gov) -> audit_log.AuditEntry:
+    with gov.db.reading() as s:
+        entry = audit_log.head(s)
+    assert entry is not None
+    return entry
+
+
+@pytest.mark.parametrize(("perm", "role"), REFUSALS,
+                         ids=[f"{p.value}-{r.value}" for p, r in REFUSALS])
+def test_role_is_refused_and_the_refusal_audited(install: Gov, perm: Perm, role: Role) -> None:
+    name = ACCOUNT[role]
+    before = _last(install).seq
+    if perm in COMMANDS:
+        result = CliRunner().invoke(app, [*COMMANDS[perm], "--user", name], env=install.env())
+        assert result.exit_code == 3, result.output
+        assert "refused" in result.output and perm.value in result.output
+    else:
+        with pytest.raises(Forbidden, match=perm.value.replace(".", r"\.")):
+            SERVICES[perm](install.db, install.actors[name])
+    entry = _last(install)
+    assert entry.seq == before + 1  # exactly one entry: the refusal, nothing else
+    assert (entry.action, entry.actor) == ("access.refused", name)
+    assert entry.details["attempted"] == perm.value
+    assert entry.details["role"] == role.value
+
+
+def test_permitted_roles_pass_the_check(install: Gov) -> None:
+    """The other side of the table, for the commands of this area: no refusal."""
+    runner = CliRunner()
+    for role in PERMISSIONS[Perm.AUDIT_READ]:
+        result = runner.invoke(app, ["audit", "show", "--last", "1", "--user", ACCOUNT[role]],
+                               env=install.env())
+        assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["retention", "run", "--dry-run", "--json", "--user", "admin"],
+                           env=install.env())
+    assert result.exit_code == 0, result.output
+    with install.db.reading() as s:
+        assert audit_log.verify(s).ok
