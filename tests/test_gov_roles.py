@@ -48,7 +48,7 @@ COMMANDS: dict[Perm, list[str]] = {
 }
 
 #: Permissions with no command of their own yet: the service call that enforces them.
-#: (``calibrate`` records a floor only after a long calibration, so the service is called.)
+#: (`calibrate` needs a labelled dataset: tests/test_eval_calibrate.py drives its refusal.)
 SERVICES: dict[Perm, Callable[[Database, Actor], object]] = {
     Perm.TOKEN_MANAGE: lambda db, actor: require(db, actor, Perm.TOKEN_MANAGE),
     Perm.SETTINGS: lambda db, actor: require(db, actor, Perm.SETTINGS),

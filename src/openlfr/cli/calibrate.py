@@ -162,18 +162,16 @@ def _calibrate_and_record(user: str, data_dir: Path | None, dataset: Path, group
                           attribute: list[str] | None, max_pairs: int, seed: int, step: float,
                           alpha: float, cache: Path | None, progress: bool,
                           ) -> tuple[Calibration, dict[str, object]]:
-    """Sign in first (so a long run does not end in a refused password), then calibrate and
-    record the floor in one audited transaction."""
+    """Sign in and check the permission first (so a long run does not end in a refusal), then
+    calibrate and record the floor in one audited transaction."""
+    from openlfr.cli.context import acting
     from openlfr.evaluation.calibrate import calibrate
+    from openlfr.governance.authz import Perm, require
+    from openlfr.governance.floors import record_floor
 
-    try:
-        from openlfr.cli.context import acting
-        from openlfr.governance.floors import record_floor
-    except ImportError as exc:
-        raise ValueError(f"recording a floor needs the governance layer, which this "
-                         f"installation lacks ({exc}); use --dry-run to compute only") from exc
     # acting() turns refusals and failed sign-ins into clean exits (codes 3 and 4).
     with acting(data_dir, user) as ctx:
+        require(ctx.db, ctx.actor, Perm.FLOOR_RECORD, "threshold_floor", backend)
         cal = calibrate(dataset, groups, backend, watchlist_size, target,
                         attributes=attribute, max_pairs=max_pairs, seed=seed, step=step,
                         alpha=alpha, cache_dir=cache, progress=progress)
