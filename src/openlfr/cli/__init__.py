@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import typer
 
-from openlfr.cli import admin, calibrate, evaluate, models, recognise, watch, watchlists
+from openlfr.cli import (
+    admin,
+    alerts,
+    audit,
+    calibrate,
+    deployments,
+    evaluate,
+    models,
+    recognise,
+    retention,
+    stats,
+    watch,
+    watchlists,
+)
 
 app = typer.Typer(
     name="openlfr",
@@ -16,10 +29,15 @@ app = typer.Typer(
 app.add_typer(models.app, name="models")
 app.add_typer(evaluate.app, name="eval")
 app.add_typer(watchlists.app, name="watchlist")
+app.add_typer(alerts.app, name="alerts")
+app.add_typer(deployments.app, name="deployment")
 recognise.register(app)
 watch.register(app)
 calibrate.register(app)
 admin.register(app)
+audit.register(app)
+retention.register(app)
+stats.register(app)
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ from openlfr.cli.common import (
     print_json,
     user_errors,
 )
+from openlfr.cli.context import DataDirOpt, acting
 from openlfr.video.bestshot import ShotPolicy
 from openlfr.video.pipeline import CameraPipeline, PipelineConfig
 from openlfr.video.preview import PreviewServer
@@ -101,13 +102,24 @@ def _print_summary(summary: Summary) -> None:
 
 
 def watch(
-    sources: Annotated[list[str], typer.Argument(
+    sources: Annotated[list[str] | None, typer.Argument(
         metavar="SOURCE...",
         help="Video files, stream URLs (rtsp://, rtmp://, http(s)://, MJPEG) or webcam indexes; "
-             "NAME=SOURCE names a camera.")],
-    watchlist: Annotated[Path, typer.Option("--watchlist", "-w", help="Watchlist file.")],
+             "NAME=SOURCE names a camera. Not with --deployment.")] = None,
+    watchlist: Annotated[Path | None, typer.Option(
+        "--watchlist", "-w", help="Watchlist file. Not with --deployment.")] = None,
     threshold: Annotated[float | None, typer.Option(
-        "--threshold", "-t", help="Cosine threshold (default: the model's).")] = None,
+        "--threshold", "-t", help="Cosine threshold (default: the model's). Not with "
+                                  "--deployment.")] = None,
+    deployment: Annotated[int | None, typer.Option(
+        "--deployment", "-d", min=1,
+        help="Run an authorised deployment: its cameras, watchlists and threshold, only "
+             "inside its window; alerts are stored (encrypted, audited) before they are "
+             "shown. Needs --user.")] = None,
+    user: Annotated[str | None, typer.Option(
+        "--user", "-u", envvar="OPENLFR_USER", show_envvar=True,
+        help="Who runs the deployment (password from OPENLFR_PASSWORD or a prompt).")] = None,
+    data_dir: DataDirOpt = None,
     json_out: Annotated[bool, typer.Option(
         "--json", help="One JSON object per line: alerts, then a summary.")] = False,
     realtime: Annotated[bool, typer.Option(
@@ -131,8 +143,25 @@ def watch(
     max_embeddings: Annotated[int, typer.Option(
         "--max-embeddings", min=1, help="Embeddings per track at most.")] = 3,
 ) -> None:
-    """Watch cameras for watchlisted faces. Faces that do not match leave no trace but counts."""
+    """Watch cameras for watchlisted faces. Faces that do not match leave no trace but counts.
+
+    Either SOURCE... with --watchlist FILE, or --deployment ID (with --user)."""
     try:
+        if deployment is not None:
+            given = [name for name, value in (("SOURCE", sources), ("--watchlist", watchlist),
+                                              ("--threshold", threshold)) if value]
+            if given:
+                fail(f"--deployment takes its cameras, watchlists and threshold from the "
+                     f"deployment: do not give {', '.join(given)}")
+            if not user:
+                fail("--deployment needs --user NAME (who runs it)")
+            _watch_deployment(deployment, user, data_dir, json_out, realtime, max_seconds,
+                              loop, preview, detect_fps, detect_size, workers, max_embeddings)
+            return
+        if not sources:
+            fail("give at least one SOURCE (or --deployment ID)")
+        if watchlist is None:
+            fail("--watchlist FILE is required with SOURCE... (or use --deployment ID)")
         _watch(sources, watchlist, threshold, json_out, realtime, max_seconds, loop, preview,
                detect_fps, detect_size, workers, max_embeddings)
     except KeyboardInterrupt:  # before the cameras run (e.g. a slow stream to open)
@@ -225,6 +254,115 @@ def _watch(sources: list[str], watchlist: Path, threshold: float | None, json_ou
         if summary.interrupted:
             err_console.print("[yellow]interrupted[/]")
         _print_summary(summary)
+    failed = [f.camera for f in summary.cameras if f.state == str(SourceState.FAILED)]
+    if failed:
+        err_console.print(f"[bold red]error:[/] camera(s) failed: {', '.join(failed)}",
+                          highlight=False)
+        raise typer.Exit(1)
+
+
+def _watch_deployment(deployment_id: int, user: str, data_dir: Path | None, json_out: bool,
+                      realtime: bool, max_seconds: float | None, loop: bool,
+                      preview: int | None, detect_fps: float, detect_size: int,
+                      workers: int | None, max_embeddings: int) -> None:
+    """``watch --deployment``: the deployment's cameras under its rules (governance/live)."""
+    from openlfr.governance import deployments as deps
+    from openlfr.governance.live import DeploymentRun, RunOptions
+
+    _quiet_opencv()
+    out_lock = threading.Lock()
+
+    def emit(event: dict[str, object]) -> None:
+        with out_lock:
+            print_json(event)
+
+    def show(row_id: int, alert: Alert) -> None:
+        """Called only after the alert is stored (committed): what is shown is on record."""
+        if json_out:
+            event = alert.as_event()
+            event.update(deployment=deployment_id, alert_row=row_id, label="possible match")
+            emit(event)
+        else:
+            with out_lock:
+                _print_alert(alert)
+                console.print(f"  stored as alert {row_id} of deployment {deployment_id}: "
+                              f"review it with `openlfr alerts show {row_id}`", highlight=False)
+
+    with acting(data_dir, user) as ctx:
+        cameras = [c["name"] for c in deps.show(ctx.db, ctx.actor, deployment_id)["cameras"]]
+        server: PreviewServer | None = None
+        if preview is not None:
+            if not cameras:
+                fail(f"deployment {deployment_id} has no camera")
+            try:
+                server = PreviewServer(cameras, port=preview)
+            except ValueError as exc:
+                fail(str(exc))
+        options = RunOptions(realtime=realtime, loop=loop, detect_fps=detect_fps,
+                             detect_max_side=detect_size, workers=workers,
+                             max_embeddings=max_embeddings, max_seconds=max_seconds)
+        states: dict[str, SourceState] = {}
+        live: Live | None = None
+
+        def report_states() -> None:
+            for name, state in run.states().items():
+                if states.get(name) != state:
+                    states[name] = state
+                    if json_out:
+                        status = next(s.status() for s in run.sources if s.name == name)
+                        emit({"event": "camera", "camera": name, "state": str(state),
+                              "error": status.error})
+
+        def tick() -> None:
+            if json_out:
+                report_states()
+            elif live is not None and run.runner is not None:
+                live.update(Group(_table(run.figures(), run.runner.elapsed,
+                                         server.url if server else None),
+                                  Text(f"deployment {deployment_id} — Ctrl-C to stop "
+                                       "(the deployment stays running: resume with the same "
+                                       "command, end it with `openlfr deployment stop`)",
+                                       style="dim")))
+
+        def started(_run: DeploymentRun) -> None:
+            if json_out:
+                emit({"event": "deployment", "deployment": deployment_id, "state": "running"})
+                report_states()
+            else:
+                err_console.print(f"deployment {deployment_id} is running", highlight=False)
+
+        run = DeploymentRun(ctx.system, deployment_id, ctx.actor, options=options,
+                            on_alert=show, on_frame=server.publish if server else None,
+                            on_start=started, tick=tick)
+        if server is not None:
+            server.start()
+            err_console.print(f"privacy-masked preview on {server.url}", highlight=False)
+        try:
+            if json_out or not console.is_terminal:
+                result = run.run()
+            else:
+                with Live(console=console, refresh_per_second=2, transient=False) as shown:
+                    live = shown
+                    result = run.run()
+                    tick()
+        finally:
+            if server is not None:
+                server.stop()
+    summary = result.summary
+    if json_out:
+        report_states()
+        emit(result.as_event())
+    else:
+        if summary.interrupted:
+            err_console.print("[yellow]interrupted[/]")
+        _print_summary(summary)
+        if result.ended:
+            err_console.print(f"deployment {deployment_id} has ended: {result.end_reason}",
+                              highlight=False)
+        else:
+            err_console.print(f"deployment {deployment_id} is still running (resume with "
+                              "the same command; end it with `openlfr deployment stop`)",
+                              highlight=False)
     failed = [f.camera for f in summary.cameras if f.state == str(SourceState.FAILED)]
     if failed:
         err_console.print(f"[bold red]error:[/] camera(s) failed: {', '.join(failed)}",

@@ -1,0 +1,315 @@
+"""``openlfr deployment ...``: create, edit, show, list, authorise, override-threshold, start,
+stop. Thin: parse, call :mod:`openlfr.governance.deployments`, print."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from openlfr.cli.common import console, err_console, fail, print_json
+from openlfr.cli.context import DataDirOpt, UserOpt, acting
+from openlfr.governance import deployments as deps
+from openlfr.governance.floors import current_floor
+from openlfr.store.enums import DeploymentStatus, choices
+
+app = typer.Typer(help="Deployments: where, why, when and under whose authority.",
+                  no_args_is_help=True)
+
+IdArg = Annotated[int, typer.Argument(help="Deployment id.", min=1)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+_RELATIVE = re.compile(r"^\+(\d+(?:\.\d+)?)([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_when(text: str, what: str, now: datetime | None = None) -> datetime:
+    """An ISO 8601 date and time with a timezone (``2026-05-01T08:00+01:00``, ``...Z``),
+    ``now``, or ``+N`` with a unit s, m, h or d (``+2h``) from now."""
+    now = now or datetime.now(UTC)
+    value = text.strip()
+    if value.lower() == "now":
+        return now
+    rel = _RELATIVE.match(value)
+    if rel:
+        return now + timedelta(**{_UNITS[rel.group(2)]: float(rel.group(1))})
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        fail(f"{what} {text!r}: not a date and time (use e.g. 2026-05-01T08:00+01:00, now, "
+             "or +2h)")
+    if when.tzinfo is None:
+        fail(f"{what} {text!r}: give a timezone (e.g. 2026-05-01T08:00+01:00 or ...Z)")
+    return when
+
+
+def _cameras(values: list[str] | None) -> tuple[deps.CameraSpec, ...] | None:
+    if values is None:
+        return None
+    out = []
+    for text in values:
+        try:
+            out.append(deps.CameraSpec.parse(text))
+        except ValueError as exc:
+            fail(f"--camera: {exc}")
+    return tuple(out)
+
+
+def _model_id(backend: str) -> str:
+    from openlfr.vision.engine import get_engine
+    from openlfr.vision.registry import ModelError
+
+    try:
+        return get_engine(backend).model_id
+    except (ModelError, ValueError) as exc:
+        fail(f"--backend {backend}: {exc}")
+
+
+# -- options shared by create and edit ---------------------------------------------------------
+
+NameOpt = Annotated[str | None, typer.Option("--name", help="A short name.")]
+SiteOpt = Annotated[str | None, typer.Option("--site", help="The site (e.g. a station).")]
+LocationOpt = Annotated[str | None, typer.Option(
+    "--location", help="Where exactly the cameras are.")]
+PurposeOpt = Annotated[str | None, typer.Option("--purpose", help="What it is for.")]
+LegalOpt = Annotated[str | None, typer.Option(
+    "--legal-basis", help="The legal basis it relies on.")]
+DpiaOpt = Annotated[str | None, typer.Option(
+    "--dpia", help="Reference of the data protection impact assessment.")]
+EqualityOpt = Annotated[str | None, typer.Option(
+    "--equality", help="Reference of the equality impact assessment.")]
+StartOpt = Annotated[str | None, typer.Option(
+    "--start", help="Planned start: ISO 8601 with a timezone, now, or +N[smhd].")]
+EndOpt = Annotated[str | None, typer.Option(
+    "--end", help="Planned end: ISO 8601 with a timezone, or +N[smhd] from now.")]
+ThresholdOpt = Annotated[float | None, typer.Option(
+    "--threshold", "-t", help="Cosine threshold (create: default the model's current floor).")]
+BackendOpt = Annotated[str | None, typer.Option(
+    "--backend", help="Recogniser: sface (default), dlib or fusion.")]
+TwoPersonOpt = Annotated[bool | None, typer.Option(
+    "--two-person-rule/--no-two-person-rule",
+    help="An alert is verified only when two different people confirm it.")]
+SignageOpt = Annotated[bool | None, typer.Option(
+    "--signage/--no-signage", help="Signs are in place at the site.")]
+NoticeOpt = Annotated[bool | None, typer.Option(
+    "--public-notice/--no-public-notice", help="A public notice was published ahead.")]
+UrgencyOpt = Annotated[str | None, typer.Option(
+    "--urgency-reason", help="Why signage or a public notice is not in place.")]
+WatchlistOpt = Annotated[list[int] | None, typer.Option(
+    "--watchlist", "-w", help="Id of a watchlist (repeat for several).")]
+CameraOpt = Annotated[list[str] | None, typer.Option(
+    "--camera", "-c", help="A camera as NAME=SOURCE (file, rtsp://..., webcam index); "
+                           "repeat for several.")]
+
+
+@app.command()
+def create(
+    user: UserOpt,
+    name: NameOpt = None, site: SiteOpt = None, location: LocationOpt = None,
+    purpose: PurposeOpt = None, legal_basis: LegalOpt = None, dpia: DpiaOpt = None,
+    equality: EqualityOpt = None, start: StartOpt = None, end: EndOpt = None,
+    threshold: ThresholdOpt = None, backend: BackendOpt = None,
+    two_person_rule: TwoPersonOpt = None, signage: SignageOpt = None,
+    public_notice: NoticeOpt = None, urgency_reason: UrgencyOpt = None,
+    watchlist: WatchlistOpt = None, camera: CameraOpt = None,
+    json_out: JsonOpt = False, data_dir: DataDirOpt = None,
+) -> None:
+    """Create a draft deployment. It runs only once another authorising officer authorises it,
+    and only between --start and --end."""
+    if not name:
+        fail("--name is required")
+    if start is None or end is None:
+        fail("--start and --end are required")
+    planned_start = parse_when(start, "--start")
+    planned_end = parse_when(end, "--end")
+    model_id = _model_id(backend or "sface")
+    cameras = _cameras(camera) or ()
+    with acting(data_dir, user) as ctx:
+        if threshold is None:
+            with ctx.db.reading() as s:
+                threshold = current_floor(s, model_id).threshold
+        plan = deps.Plan(
+            name=name, site=site or "", location=location or "", purpose=purpose or "",
+            legal_basis=legal_basis or "", dpia_ref=dpia or "", equality_ref=equality or "",
+            planned_start=planned_start, planned_end=planned_end, threshold=threshold,
+            model_id=model_id, two_person_rule=bool(two_person_rule), signage=bool(signage),
+            public_notice=bool(public_notice), urgency_reason=urgency_reason,
+            watchlist_ids=tuple(watchlist or ()), cameras=cameras)
+        new_id = deps.create(ctx.db, ctx.actor, plan)
+        view = deps.show(ctx.db, ctx.actor, new_id)
+    if json_out:
+        print_json(view)
+        return
+    err_console.print(f"[green]✓[/] created deployment {new_id} (draft)", highlight=False)
+    if view["missing"]:
+        err_console.print("before it can be authorised it needs: " + "; ".join(view["missing"]),
+                          highlight=False)
+
+
+@app.command()
+def edit(
+    deployment: IdArg, user: UserOpt,
+    name: NameOpt = None, site: SiteOpt = None, location: LocationOpt = None,
+    purpose: PurposeOpt = None, legal_basis: LegalOpt = None, dpia: DpiaOpt = None,
+    equality: EqualityOpt = None, start: StartOpt = None, end: EndOpt = None,
+    threshold: ThresholdOpt = None, backend: BackendOpt = None,
+    two_person_rule: TwoPersonOpt = None, signage: SignageOpt = None,
+    public_notice: NoticeOpt = None, urgency_reason: UrgencyOpt = None,
+    watchlist: WatchlistOpt = None, camera: CameraOpt = None,
+    json_out: JsonOpt = False, data_dir: DataDirOpt = None,
+) -> None:
+    """Change a draft or authorised deployment (--watchlist and --camera replace the lists).
+    An authorised deployment goes back to draft and needs a new authorisation."""
+    changes: dict[str, Any] = {}
+    for key, value in (("name", name), ("site", site), ("location", location),
+                       ("purpose", purpose), ("legal_basis", legal_basis),
+                       ("dpia_ref", dpia), ("equality_ref", equality),
+                       ("threshold", threshold), ("two_person_rule", two_person_rule),
+                       ("signage", signage), ("public_notice", public_notice),
+                       ("urgency_reason", urgency_reason)):
+        if value is not None:
+            changes[key] = value
+    if start is not None:
+        changes["planned_start"] = parse_when(start, "--start")
+    if end is not None:
+        changes["planned_end"] = parse_when(end, "--end")
+    if backend is not None:
+        changes["model_id"] = _model_id(backend)
+    if watchlist is not None:
+        changes["watchlist_ids"] = tuple(watchlist)
+    if camera is not None:
+        changes["cameras"] = _cameras(camera)
+    if not changes:
+        fail("nothing to change: give at least one option")
+    with acting(data_dir, user) as ctx:
+        changed = deps.edit(ctx.db, ctx.actor, deployment, **changes)
+        view = deps.show(ctx.db, ctx.actor, deployment)
+    if json_out:
+        print_json({"changed": changed, "deployment": view})
+        return
+    if not changed:
+        err_console.print("nothing changed", highlight=False)
+        return
+    err_console.print(f"[green]✓[/] deployment {deployment}: changed {', '.join(changed)}; "
+                      f"now {view['status']}", highlight=False)
+
+
+def _show_table(view: dict[str, Any]) -> None:
+    table = Table(title=f"Deployment {view['id']}: {view['name']}", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    for key in ("status", "site", "location", "purpose", "legal_basis", "dpia_ref",
+                "equality_ref", "planned_start", "planned_end", "model_id"):
+        table.add_row(key, str(view[key] or "-"))
+    override = view["threshold_override_reason"]
+    table.add_row("threshold", f"{view['threshold']:.4f} (floor {view['floor']:.4f}, "
+                  f"{view['floor_source']})" + (f"; override by {view['threshold_override_by']}"
+                                                f": {override}" if override else ""))
+    for key in ("two_person_rule", "signage", "public_notice"):
+        table.add_row(key, "yes" if view[key] else "no")
+    if view["urgency_reason"]:
+        table.add_row("urgency_reason", view["urgency_reason"])
+    table.add_row("watchlists", ", ".join(f"{w['id']} {w['name']} ({w['status']})"
+                                          for w in view["watchlists"]) or "-")
+    table.add_row("cameras", ", ".join(f"{c['name']}={c['source']}"
+                                       for c in view["cameras"]) or "-")
+    table.add_row("created", f"{view['created_at']} by {view['created_by']}")
+    if view["authorised_by"]:
+        table.add_row("authorised", f"{view['authorised_at']} by {view['authorised_by']}")
+    if view["started_at"]:
+        table.add_row("started", view["started_at"])
+    if view["ended_at"]:
+        table.add_row("ended", f"{view['ended_at']}: {view['end_reason']}")
+    if view["missing"]:
+        table.add_row("missing", "; ".join(view["missing"]))
+    console.print(table)
+
+
+@app.command()
+def show(deployment: IdArg, user: UserOpt, json_out: JsonOpt = False,
+         data_dir: DataDirOpt = None) -> None:
+    """Everything about one deployment (camera sources without credentials)."""
+    with acting(data_dir, user) as ctx:
+        view = deps.show(ctx.db, ctx.actor, deployment)
+    if json_out:
+        print_json(view)
+    else:
+        _show_table(view)
+
+
+@app.command("list")
+def list_(
+    user: UserOpt,
+    status: Annotated[str | None, typer.Option(
+        "--status", help=f"Only these: {choices(DeploymentStatus)}.")] = None,
+    json_out: JsonOpt = False, data_dir: DataDirOpt = None,
+) -> None:
+    """Every deployment, oldest first."""
+    wanted: DeploymentStatus | None = None
+    if status is not None:
+        try:
+            wanted = DeploymentStatus(status.strip().lower())
+        except ValueError:
+            fail(f"--status {status!r}: choose {choices(DeploymentStatus)}")
+    with acting(data_dir, user) as ctx:
+        views = deps.list_deployments(ctx.db, ctx.actor, wanted)
+    if json_out:
+        print_json(views)
+        return
+    table = Table(title="Deployments")
+    for col in ("id", "name", "status", "site", "planned start", "planned end", "threshold",
+                "watchlists", "cameras"):
+        table.add_column(col)
+    for v in views:
+        table.add_row(str(v["id"]), v["name"], v["status"], v["site"], v["planned_start"],
+                      v["planned_end"], f"{v['threshold']:.4f}",
+                      ", ".join(str(w["id"]) for w in v["watchlists"]),
+                      ", ".join(c["name"] for c in v["cameras"]))
+    console.print(table)
+
+
+@app.command()
+def authorise(deployment: IdArg, user: UserOpt, data_dir: DataDirOpt = None) -> None:
+    """Authorise a draft (authorising officers; never one who created or changed it)."""
+    with acting(data_dir, user) as ctx:
+        deps.authorise(ctx.db, ctx.system.keyring, ctx.actor, deployment)
+    err_console.print(f"[green]✓[/] deployment {deployment} authorised", highlight=False)
+
+
+@app.command("override-threshold")
+def override_threshold(
+    deployment: IdArg, user: UserOpt,
+    reason: Annotated[str, typer.Option("--reason", help="Why the floor may be crossed.")],
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Record why a threshold below the model's floor may be used (authorising officers).
+    An authorised deployment goes back to draft."""
+    with acting(data_dir, user) as ctx:
+        deps.override_threshold(ctx.db, ctx.actor, deployment, reason)
+    err_console.print(f"[green]✓[/] threshold override recorded for deployment {deployment}",
+                      highlight=False)
+
+
+@app.command()
+def start(deployment: IdArg, user: UserOpt, data_dir: DataDirOpt = None) -> None:
+    """Mark an authorised deployment running, inside its window. `openlfr watch --deployment
+    ID` runs its cameras (and starts it itself if needed)."""
+    with acting(data_dir, user) as ctx:
+        resumed = deps.start(ctx.db, ctx.actor, deployment)
+    err_console.print(f"[green]✓[/] deployment {deployment} "
+                      f"{'was already running' if resumed else 'is running'}", highlight=False)
+
+
+@app.command()
+def stop(
+    deployment: IdArg, user: UserOpt,
+    reason: Annotated[str, typer.Option("--reason", help="Why it ends now.")],
+    data_dir: DataDirOpt = None,
+) -> None:
+    """End a deployment (final). A running `openlfr watch --deployment` notices and stops."""
+    with acting(data_dir, user) as ctx:
+        deps.stop(ctx.db, ctx.actor, deployment, reason)
+    err_console.print(f"[green]✓[/] deployment {deployment} ended", highlight=False)

@@ -1,0 +1,561 @@
+"""Deployments: where, why, under which legal basis, with which watchlists and threshold, and
+when a live facial recognition run may happen.
+
+Life cycle ``draft → authorised → running → ended``:
+
+* **create / edit** (``deployment.edit``): a draft with every field of
+  :class:`openlfr.store.models.Deployment`, its cameras (name and source) and its watchlists.
+  Editing an *authorised* deployment sends it back to draft: it needs a new authorisation.
+* **authorise** (``deployment.authorise``): by an authorising officer who neither created nor
+  edited it (a refusal is audited); every required field present; every watchlist approved and
+  of the deployment's model; the window not over; the threshold at or above the model's floor
+  (:func:`openlfr.governance.floors.current_floor`) unless an override with a reason was recorded
+  (:func:`override_threshold`, ``threshold.override``). Creates the deployment's data key (alert
+  crops are encrypted under it).
+* **start** (``deployment.run``): authorised, inside its window, rules re-checked (a watchlist
+  changed since, a floor recalibrated since); ``running``. Starting a deployment that is already
+  ``running`` (its process died) resumes it, audited as ``deployment.resume``.
+* **stop**: by a person with a reason, or by the program (``system``) when the window is over
+  (:func:`end_overdue`); ``ended`` is final.
+
+Every change writes its audit entry in the same transaction (DESIGN.md, invariant 2). Audit
+details hold no floats (thresholds as decimal strings) and no biometric data.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from openlfr.audit import log as audit_log
+from openlfr.governance.authz import (
+    SYSTEM_ACTOR,
+    Actor,
+    NotFound,
+    Perm,
+    RuleError,
+    refuse,
+    require,
+)
+from openlfr.governance.floors import Floor, current_floor
+from openlfr.store.crypto import Keyring
+from openlfr.store.db import Database
+from openlfr.store.enums import DeploymentStatus, WatchlistStatus
+from openlfr.store.models import (
+    AuditRecord,
+    Camera,
+    Deployment,
+    Watchlist,
+)
+
+Clock = Callable[[], datetime]
+
+#: A camera name: a letter, then letters, digits, ``_``, ``.`` or ``-`` (at most 64).
+CAMERA_NAME = re.compile(r"^[A-Za-z][\w.-]{0,63}$")
+#: The audit actions that make someone an author of a deployment (who may not authorise it).
+AUTHOR_ACTIONS = ("deployment.create", "deployment.edit")
+#: Statuses in which a deployment may still be changed (an authorised one goes back to draft).
+CHANGEABLE = (DeploymentStatus.DRAFT, DeploymentStatus.AUTHORISED)
+
+END_OF_WINDOW = "the planned end of the deployment window was reached"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class CameraSpec:
+    """A camera of a deployment: its name (unique within the deployment) and its source (a file
+    path, a stream URL or a webcam index, as ``openlfr watch`` takes it)."""
+
+    name: str
+    source: str
+
+    @classmethod
+    def parse(cls, text: str) -> CameraSpec:
+        """``NAME=SOURCE``."""
+        name, sep, source = text.partition("=")
+        if not sep or not name.strip() or not source.strip():
+            raise RuleError(f"camera {text!r}: give it as NAME=SOURCE (e.g. "
+                            "gate=rtsp://10.0.0.5/stream)")
+        return cls(name.strip(), source.strip())
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a deployment is made of (what :func:`create` takes, and :func:`edit` changes).
+
+    ``planned_start`` and ``planned_end`` must be timezone-aware. ``model_id`` is the full model
+    id of the recogniser (e.g. ``sface-2021dec-int8bq``): thresholds belong to a model.
+    """
+
+    name: str
+    site: str
+    location: str
+    purpose: str
+    legal_basis: str
+    dpia_ref: str
+    equality_ref: str
+    planned_start: datetime
+    planned_end: datetime
+    threshold: float
+    model_id: str
+    two_person_rule: bool = False
+    signage: bool = False
+    public_notice: bool = False
+    urgency_reason: str | None = None
+    watchlist_ids: tuple[int, ...] = ()
+    cameras: tuple[CameraSpec, ...] = field(default_factory=tuple)
+
+
+#: The plan fields stored as columns of the same name.
+COLUMNS = ("name", "site", "location", "purpose", "legal_basis", "dpia_ref", "equality_ref",
+           "planned_start", "planned_end", "threshold", "model_id", "two_person_rule",
+           "signage", "public_notice", "urgency_reason")
+TEXT_FIELDS = ("name", "site", "location", "purpose", "legal_basis", "dpia_ref",
+               "equality_ref")
+REQUIRED_LABELS = {
+    "name": "a name", "site": "the site", "location": "the location", "purpose": "the purpose",
+    "legal_basis": "the legal basis",
+    "dpia_ref": "the data protection impact assessment reference",
+    "equality_ref": "the equality impact assessment reference",
+}
+
+
+# -- validation --------------------------------------------------------------------------------
+
+def _check_plan(plan: Plan) -> Plan:
+    """Refuse what can never be right, even in a draft; return the plan tidied."""
+    for name in TEXT_FIELDS:
+        value = getattr(plan, name)
+        if not isinstance(value, str):
+            raise RuleError(f"{name} must be text")
+    plan = replace(plan, **{n: getattr(plan, n).strip() for n in TEXT_FIELDS},
+                   urgency_reason=(plan.urgency_reason or "").strip() or None)
+    if not plan.name:
+        raise RuleError("a deployment needs a name")
+    for label, value in (("planned start", plan.planned_start),
+                         ("planned end", plan.planned_end)):
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise RuleError(f"the {label} must be a date and time with a timezone "
+                            "(e.g. 2026-05-01T08:00+01:00)")
+    if plan.planned_end <= plan.planned_start:
+        raise RuleError(f"the planned end {plan.planned_end.isoformat()} must come after the "
+                        f"planned start {plan.planned_start.isoformat()}")
+    if not -1.0 <= float(plan.threshold) <= 1.0:
+        raise RuleError(f"threshold {plan.threshold}: a cosine threshold lies between -1 and 1")
+    if not plan.model_id.strip():
+        raise RuleError("a deployment needs the model id of its recogniser")
+    from openlfr.governance.floors import default_floor
+    from openlfr.vision.registry import ModelError
+
+    try:
+        default_floor(plan.model_id)  # a model whose floor is known
+    except (ValueError, ModelError) as exc:
+        raise RuleError(str(exc)) from None
+    names = [c.name for c in plan.cameras]
+    for cam in plan.cameras:
+        if not CAMERA_NAME.match(cam.name):
+            raise RuleError(f"camera name {cam.name!r}: a letter, then letters, digits, _ . "
+                            "or - (at most 64)")
+        if not cam.source.strip():
+            raise RuleError(f"camera {cam.name}: no source")
+    if len(set(names)) != len(names):
+        raise RuleError(f"camera names must be unique within a deployment: {names}")
+    if len(set(plan.watchlist_ids)) != len(plan.watchlist_ids):
+        raise RuleError("a watchlist is listed twice")
+    return plan
+
+
+def _watchlists(session: Session, ids: Sequence[int]) -> list[Watchlist]:
+    rows = []
+    for wid in ids:
+        wl = session.get(Watchlist, wid)
+        if wl is None:
+            raise NotFound(f"watchlist {wid} does not exist")
+        if wl.status == WatchlistStatus.DESTROYED:
+            raise RuleError(f"watchlist {wid} ({wl.name}) has been destroyed")
+        rows.append(wl)
+    return rows
+
+
+def _load(session: Session, deployment_id: int) -> Deployment:
+    dep = session.get(Deployment, deployment_id)
+    if dep is None:
+        raise NotFound(f"deployment {deployment_id} does not exist")
+    return dep
+
+
+def authors(session: Session, deployment_id: int) -> set[str]:
+    """Everyone who created or changed the deployment (from the audit log: the deployment
+    table keeps only its creator)."""
+    rows = session.scalars(select(AuditRecord.actor).where(
+        AuditRecord.object_type == "deployment",
+        AuditRecord.object_id == str(deployment_id),
+        AuditRecord.action.in_(AUTHOR_ACTIONS))).all()
+    dep = session.get(Deployment, deployment_id)
+    return set(rows) | ({dep.created_by} if dep is not None else set())
+
+
+def missing_fields(dep: Deployment) -> list[str]:
+    """What a deployment still lacks before it can be authorised (plain words)."""
+    missing = [label for name, label in REQUIRED_LABELS.items()
+               if not (getattr(dep, name) or "").strip()]
+    if not dep.cameras:
+        missing.append("at least one camera")
+    if not dep.watchlists:
+        missing.append("at least one watchlist")
+    if not (dep.signage and dep.public_notice) and not dep.urgency_reason:
+        missing.append("signage and a public notice in place, or a recorded reason why not "
+                       "(urgency)")
+    return missing
+
+
+def threshold_problem(dep: Deployment, floor: Floor) -> str | None:
+    """Why the threshold may not be used, or None."""
+    if dep.threshold >= floor.threshold or dep.threshold_override_reason:
+        return None
+    return (f"threshold {dep.threshold:.4f} is below the {floor.source} floor "
+            f"{floor.threshold:.4f} of model {dep.model_id}: raise it, or have an authorising "
+            "officer record an override with a reason (`openlfr deployment "
+            "override-threshold`)")
+
+
+def _runnable_problems(session: Session, dep: Deployment) -> list[str]:
+    """The rules a deployment must meet to be authorised or started (except the window)."""
+    problems = []
+    missing = missing_fields(dep)
+    if missing:
+        problems.append("missing: " + "; ".join(missing))
+    for wl in dep.watchlists:
+        if wl.status != WatchlistStatus.APPROVED:
+            problems.append(f"watchlist {wl.id} ({wl.name}) is {wl.status.value}, not approved")
+        elif wl.model_id != dep.model_id:
+            problems.append(f"watchlist {wl.id} ({wl.name}) holds {wl.model_id!r} templates, "
+                            f"the deployment uses {dep.model_id!r}")
+    problem = threshold_problem(dep, current_floor(session, dep.model_id))
+    if problem:
+        problems.append(problem)
+    return problems
+
+
+def _dt(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat()
+
+
+def _plan_details(dep: Deployment) -> dict[str, Any]:
+    """The audit view of a deployment's plan (no floats)."""
+    return {
+        "name": dep.name, "site": dep.site, "location": dep.location, "purpose": dep.purpose,
+        "legal_basis": dep.legal_basis, "dpia_ref": dep.dpia_ref,
+        "equality_ref": dep.equality_ref, "planned_start": _dt(dep.planned_start),
+        "planned_end": _dt(dep.planned_end), "threshold": audit_log.fmt_float(dep.threshold),
+        "model_id": dep.model_id, "two_person_rule": dep.two_person_rule,
+        "signage": dep.signage, "public_notice": dep.public_notice,
+        "urgency_reason": dep.urgency_reason,
+        "watchlists": [wl.id for wl in dep.watchlists],
+        "cameras": [{"name": c.name, "source": _redact(c.source)} for c in dep.cameras],
+    }
+
+
+def _redact(source: str) -> str:
+    """A camera source without any ``user:password@`` (never in the audit log)."""
+    return re.sub(r"(://)[^/@]*@", r"\1", source)
+
+
+# -- create and edit ---------------------------------------------------------------------------
+
+def create(db: Database, actor: Actor, plan: Plan) -> int:
+    """A new draft deployment; returns its id."""
+    require(db, actor, Perm.DEPLOYMENT_EDIT, "deployment", "new")
+    plan = _check_plan(plan)
+    with db.session() as s:
+        dep = Deployment(**{c: getattr(plan, c) for c in COLUMNS},
+                         status=DeploymentStatus.DRAFT, created_by=actor.name)
+        dep.threshold = float(plan.threshold)
+        dep.watchlists = _watchlists(s, plan.watchlist_ids)
+        dep.cameras = [Camera(name=c.name, source=c.source) for c in plan.cameras]
+        s.add(dep)
+        s.flush()
+        audit_log.record(s, actor.name, "deployment.create", "deployment", dep.id,
+                         _plan_details(dep))
+        return dep.id
+
+
+def plan_of(dep: Deployment) -> Plan:
+    return Plan(**{c: getattr(dep, c) for c in COLUMNS},
+                watchlist_ids=tuple(wl.id for wl in dep.watchlists),
+                cameras=tuple(CameraSpec(c.name, c.source) for c in dep.cameras))
+
+
+def edit(db: Database, actor: Actor, deployment_id: int, **changes: Any) -> list[str]:
+    """Change fields of a draft or authorised deployment (keyword names of :class:`Plan`;
+    ``watchlist_ids`` and ``cameras`` replace the lists). An authorised deployment goes back to
+    draft. Changing the threshold or the model drops a recorded threshold override. Returns the
+    names of the fields that changed (nothing changed: nothing written)."""
+    require(db, actor, Perm.DEPLOYMENT_EDIT, "deployment", str(deployment_id))
+    known = {f.name for f in fields(Plan)}
+    unknown = sorted(set(changes) - known)
+    if unknown:
+        raise RuleError(f"unknown deployment field(s): {', '.join(unknown)}")
+    if "cameras" in changes:
+        changes["cameras"] = tuple(changes["cameras"])
+    if "watchlist_ids" in changes:
+        changes["watchlist_ids"] = tuple(int(w) for w in changes["watchlist_ids"])
+    with db.session() as s:
+        dep = _load(s, deployment_id)
+        if dep.status not in CHANGEABLE:
+            raise RuleError(f"deployment {deployment_id} is {dep.status.value}: it can no "
+                            "longer be changed")
+        before = plan_of(dep)
+        after = _check_plan(replace(before, **changes))
+        changed = [f.name for f in fields(Plan) if getattr(before, f.name) != getattr(after,
+                                                                                   f.name)]
+        if not changed:
+            return []
+        for column in COLUMNS:
+            setattr(dep, column, getattr(after, column))
+        dep.threshold = float(after.threshold)
+        if "watchlist_ids" in changed:
+            dep.watchlists = _watchlists(s, after.watchlist_ids)
+        if "cameras" in changed:
+            dep.cameras = []
+            s.flush()
+            dep.cameras = [Camera(name=c.name, source=c.source) for c in after.cameras]
+        dropped_override = False
+        if ({"threshold", "model_id"} & set(changed)) and dep.threshold_override_reason:
+            dep.threshold_override_reason = None
+            dep.threshold_override_by = None
+            dropped_override = True
+        was = dep.status
+        _back_to_draft(dep)
+        s.flush()
+        details = _plan_details(dep)
+        details.update(changed=changed, status_before=was.value, status=dep.status.value,
+                       override_dropped=dropped_override)
+        audit_log.record(s, actor.name, "deployment.edit", "deployment", dep.id, details)
+        return changed
+
+
+def _back_to_draft(dep: Deployment) -> None:
+    if dep.status == DeploymentStatus.AUTHORISED:
+        dep.status = DeploymentStatus.DRAFT
+        dep.authorised_by = None
+        dep.authorised_at = None
+
+
+def override_threshold(db: Database, actor: Actor, deployment_id: int, reason: str) -> None:
+    """Record why a threshold below the model's floor may be used (``threshold.override``).
+    A change like any other: an authorised deployment goes back to draft."""
+    require(db, actor, Perm.THRESHOLD_OVERRIDE, "deployment", str(deployment_id))
+    reason = (reason or "").strip()
+    if not reason:
+        raise RuleError("a threshold override needs a written reason")
+    with db.reading() as s:
+        _load(s, deployment_id)
+        is_author = actor.name in authors(s, deployment_id)
+    if is_author:
+        raise refuse(db, actor, Perm.THRESHOLD_OVERRIDE.value,
+                     f"{actor.name} created or changed deployment {deployment_id} and may not "
+                     "override its threshold floor", "deployment", str(deployment_id))
+    with db.session() as s:
+        dep = _load(s, deployment_id)
+        if dep.status not in CHANGEABLE:
+            raise RuleError(f"deployment {deployment_id} is {dep.status.value}: its threshold "
+                            "can no longer be changed")
+        floor = current_floor(s, dep.model_id)
+        was = dep.status
+        dep.threshold_override_reason = reason
+        dep.threshold_override_by = actor.name
+        _back_to_draft(dep)
+        audit_log.record(s, actor.name, "deployment.threshold_override", "deployment", dep.id, {
+            "reason": reason,
+            "threshold": audit_log.fmt_float(dep.threshold),
+            "floor": audit_log.fmt_float(floor.threshold),
+            "floor_source": floor.source,
+            "model_id": dep.model_id,
+            "below_floor": dep.threshold < floor.threshold,
+            "status_before": was.value,
+            "status": dep.status.value,
+        })
+
+
+# -- authorise, start, stop --------------------------------------------------------------------
+
+def authorise(db: Database, keyring: Keyring, actor: Actor, deployment_id: int,
+              now: datetime | None = None) -> None:
+    """Authorise a draft (see the module's rules). Creates the deployment's data key."""
+    require(db, actor, Perm.DEPLOYMENT_AUTHORISE, "deployment", str(deployment_id))
+    now = now or utcnow()
+    with db.reading() as s:
+        _load(s, deployment_id)
+        is_author = actor.name in authors(s, deployment_id)
+    if is_author:
+        raise refuse(db, actor, Perm.DEPLOYMENT_AUTHORISE.value,
+                     f"{actor.name} created or changed deployment {deployment_id}: another "
+                     "authorising officer must authorise it", "deployment", str(deployment_id))
+    with db.session() as s:
+        dep = _load(s, deployment_id)
+        if dep.status != DeploymentStatus.DRAFT:
+            raise RuleError(f"deployment {deployment_id} is {dep.status.value}; only a draft "
+                            "can be authorised")
+        problems = _runnable_problems(s, dep)
+        if dep.planned_end <= now:
+            problems.append(f"its window ended at {dep.planned_end.isoformat()}")
+        if problems:
+            raise RuleError(f"deployment {deployment_id} cannot be authorised: "
+                            + "; ".join(problems))
+        floor = current_floor(s, dep.model_id)
+        new_key = dep.data_key_id is None
+        if new_key:
+            dep.data_key_id = keyring.new_key(s, "deployment").id
+        dep.status = DeploymentStatus.AUTHORISED
+        dep.authorised_by = actor.name
+        dep.authorised_at = now
+        details = _plan_details(dep)
+        details.update(floor=audit_log.fmt_float(floor.threshold), floor_source=floor.source,
+                       override=dep.threshold_override_reason is not None
+                       and dep.threshold < floor.threshold,
+                       data_key=dep.data_key_id, data_key_created=new_key)
+        audit_log.record(s, actor.name, "deployment.authorise", "deployment", dep.id, details)
+
+
+def window_problem(dep: Deployment, now: datetime) -> str | None:
+    """Why ``now`` is outside the deployment's window, or None."""
+    if now < dep.planned_start:
+        return (f"deployment {dep.id} may run only from {dep.planned_start.isoformat()} "
+                f"(it is now {now.astimezone(UTC).isoformat()})")
+    if now >= dep.planned_end:
+        return (f"deployment {dep.id}'s window ended at {dep.planned_end.isoformat()} "
+                f"(it is now {now.astimezone(UTC).isoformat()})")
+    return None
+
+
+def start(db: Database, actor: Actor, deployment_id: int, now: datetime | None = None) -> bool:
+    """Mark an authorised deployment running (``deployment.run``), inside its window and with
+    its rules re-checked. A deployment already ``running`` is resumed (its process ended
+    without stopping it). Returns True when resumed."""
+    require(db, actor, Perm.DEPLOYMENT_RUN, "deployment", str(deployment_id))
+    now = now or utcnow()
+    with db.session() as s:
+        dep = _load(s, deployment_id)
+        if dep.status not in (DeploymentStatus.AUTHORISED, DeploymentStatus.RUNNING):
+            raise RuleError(f"deployment {deployment_id} is {dep.status.value}: only an "
+                            "authorised deployment can start")
+        problems = _runnable_problems(s, dep)
+        window = window_problem(dep, now)
+        if window:
+            problems.insert(0, window)
+        if problems:
+            raise RuleError(f"deployment {deployment_id} cannot start: " + "; ".join(problems))
+        resumed = dep.status == DeploymentStatus.RUNNING
+        if not resumed:
+            dep.status = DeploymentStatus.RUNNING
+            dep.started_at = now
+        audit_log.record(s, actor.name, "deployment.resume" if resumed else "deployment.start",
+                         "deployment", dep.id, {
+                             "at": _dt(now),
+                             "planned_end": _dt(dep.planned_end),
+                             "watchlists": [wl.id for wl in dep.watchlists],
+                             "cameras": [c.name for c in dep.cameras],
+                             "threshold": audit_log.fmt_float(dep.threshold),
+                             "model_id": dep.model_id,
+                         })
+        return resumed
+
+
+def stop(db: Database, actor: Actor, deployment_id: int, reason: str,
+         now: datetime | None = None,
+         counts: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+    """End a deployment (``ended`` is final): by a person (``deployment.run``) with a reason,
+    or by the program at the end of the window. ``counts`` (per camera, counts only) go into
+    the audit entry."""
+    require(db, actor, Perm.DEPLOYMENT_RUN, "deployment", str(deployment_id))
+    reason = (reason or "").strip()
+    if not reason:
+        raise RuleError("stopping a deployment needs a reason")
+    now = now or utcnow()
+    with db.session() as s:
+        dep = _load(s, deployment_id)
+        if dep.status == DeploymentStatus.ENDED:
+            raise RuleError(f"deployment {deployment_id} has already ended "
+                            f"({dep.end_reason})")
+        _end(s, dep, actor, reason, now, counts)
+
+
+def _end(s: Session, dep: Deployment, actor: Actor, reason: str, now: datetime,
+         counts: Mapping[str, Mapping[str, Any]] | None) -> None:
+    was = dep.status
+    dep.status = DeploymentStatus.ENDED
+    dep.ended_at = now
+    dep.end_reason = reason
+    details: dict[str, Any] = {"reason": reason, "at": _dt(now), "status_before": was.value,
+                               "started_at": _dt(dep.started_at),
+                               "planned_end": _dt(dep.planned_end)}
+    if counts is not None:
+        details["cameras"] = {name: dict(c) for name, c in counts.items()}
+    audit_log.record(s, actor.name, "deployment.end", "deployment", dep.id, details)
+
+
+def end_overdue(db: Database, now: datetime | None = None) -> list[int]:
+    """Stop (as ``system``) every authorised or running deployment whose window is over;
+    returns their ids. For the retention runner and ``openlfr serve``."""
+    now = now or utcnow()
+    with db.session() as s:
+        rows = s.scalars(select(Deployment).where(
+            Deployment.status.in_([DeploymentStatus.AUTHORISED, DeploymentStatus.RUNNING]),
+            Deployment.planned_end <= now).order_by(Deployment.id)).all()
+        for dep in rows:
+            _end(s, dep, SYSTEM_ACTOR, END_OF_WINDOW, now, None)
+        return [d.id for d in rows]
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+def describe(session: Session, dep: Deployment) -> dict[str, Any]:
+    """A JSON-ready view of a deployment (no keys, no biometric data)."""
+    floor = current_floor(session, dep.model_id)
+    return {
+        "id": dep.id, "name": dep.name, "status": dep.status.value, "site": dep.site,
+        "location": dep.location, "purpose": dep.purpose, "legal_basis": dep.legal_basis,
+        "dpia_ref": dep.dpia_ref, "equality_ref": dep.equality_ref,
+        "planned_start": _dt(dep.planned_start), "planned_end": _dt(dep.planned_end),
+        "threshold": dep.threshold, "model_id": dep.model_id,
+        "floor": floor.threshold, "floor_source": floor.source,
+        "threshold_override_reason": dep.threshold_override_reason,
+        "threshold_override_by": dep.threshold_override_by,
+        "two_person_rule": dep.two_person_rule, "signage": dep.signage,
+        "public_notice": dep.public_notice, "urgency_reason": dep.urgency_reason,
+        "created_by": dep.created_by, "created_at": _dt(dep.created_at),
+        "authorised_by": dep.authorised_by, "authorised_at": _dt(dep.authorised_at),
+        "started_at": _dt(dep.started_at), "ended_at": _dt(dep.ended_at),
+        "end_reason": dep.end_reason,
+        "watchlists": [{"id": wl.id, "name": wl.name, "status": wl.status.value}
+                       for wl in dep.watchlists],
+        "cameras": [{"name": c.name, "source": _redact(c.source)} for c in dep.cameras],
+        "missing": missing_fields(dep) if dep.status == DeploymentStatus.DRAFT else [],
+    }
+
+
+def show(db: Database, actor: Actor, deployment_id: int) -> dict[str, Any]:
+    require(db, actor, Perm.DEPLOYMENT_READ, "deployment", str(deployment_id))
+    with db.reading() as s:
+        return describe(s, _load(s, deployment_id))
+
+
+def list_deployments(db: Database, actor: Actor,
+                     status: DeploymentStatus | None = None) -> list[dict[str, Any]]:
+    require(db, actor, Perm.DEPLOYMENT_READ, "deployment", "list")
+    with db.reading() as s:
+        query = select(Deployment).order_by(Deployment.id)
+        if status is not None:
+            query = query.where(Deployment.status == status)
+        return [describe(s, d) for d in s.scalars(query).all()]
+
