@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from openlfr.audit import log as audit_log
 from openlfr.cli import app
+from openlfr.governance import questions
 from openlfr.governance.authz import PERMISSIONS, Actor, Forbidden, Perm, require
 from openlfr.governance.floors import record_floor
 from openlfr.store.db import Database
@@ -53,6 +54,9 @@ SERVICES: dict[Perm, Callable[[Database, Actor], object]] = {
     Perm.TOKEN_MANAGE: lambda db, actor: require(db, actor, Perm.TOKEN_MANAGE),
     Perm.SETTINGS: lambda db, actor: require(db, actor, Perm.SETTINGS),
     Perm.FLOOR_RECORD: lambda db, actor: record_floor(db, actor, "sface-2021dec", 0.5, {}),
+    # Residents' questions are answered in the web console (tests/test_web_public.py).
+    Perm.QUESTION_READ: lambda db, actor: questions.list_questions(db, actor),
+    Perm.QUESTION_ANSWER: lambda db, actor: questions.answer_question(db, actor, 1, "An answer."),
 }
 
 REFUSALS = [(perm, role) for perm, allowed in PERMISSIONS.items() for role in Role

@@ -14,6 +14,7 @@ from openlfr.cli import (
     models,
     recognise,
     retention,
+    serve,
     stats,
     watch,
     watchlists,
@@ -38,6 +39,7 @@ admin.register(app)
 audit.register(app)
 retention.register(app)
 stats.register(app)
+serve.register(app)
 
 
 def main() -> None:

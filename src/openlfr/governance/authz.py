@@ -35,6 +35,8 @@ class Perm(StrEnum):
     RETENTION_RUN = "retention.run"
     AUDIT_READ = "audit.read"  # verify, export, checkpoint
     STATS_READ = "stats.read"
+    QUESTION_READ = "question.read"  # residents' questions and objections
+    QUESTION_ANSWER = "question.answer"
 
 
 A, AO, OP, SV, AU = (Role.ADMIN, Role.AUTHORISING_OFFICER, Role.OPERATOR, Role.SUPERVISOR,
@@ -61,6 +63,8 @@ PERMISSIONS: dict[Perm, frozenset[Role]] = {
     Perm.RETENTION_RUN: frozenset({A}),
     Perm.AUDIT_READ: frozenset({AU, A, AO}),
     Perm.STATS_READ: EVERYONE,
+    Perm.QUESTION_READ: frozenset({AO, SV, A, AU}),
+    Perm.QUESTION_ANSWER: frozenset({AO, SV, A}),
 }
 
 

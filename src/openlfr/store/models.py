@@ -393,3 +393,55 @@ class AuditRecord(Base):
     details: Mapped[str] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+# -- web: sessions and residents' questions (migration 0002) -------------------------------------
+
+class WebSession(Base):
+    """A browser session. The cookie holds a random token; only its SHA-256 is stored, so a
+    copy of the database cannot be used to sign in. Deleting the row is signing out."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                         index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    user: Mapped[User] = relationship()
+
+
+class QuestionKind(StrEnum):
+    QUESTION = "question"
+    OBJECTION = "objection"
+
+
+class QuestionStatus(StrEnum):
+    OPEN = "open"  # received, not answered yet
+    ANSWERED = "answered"  # answered, may still be closed later
+    CLOSED = "closed"  # nothing more to do (answered or not, e.g. spam)
+
+
+class PublicQuestion(Base):
+    """A resident's question or objection about a deployment, sent from its public page without
+    an account. Never shown publicly (it may name people); only the counts are."""
+
+    __tablename__ = "public_questions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(
+        ForeignKey("deployments.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[QuestionKind] = mapped_column(_enum(QuestionKind))
+    text: Mapped[str] = mapped_column(Text)
+    contact: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    status: Mapped[QuestionStatus] = mapped_column(_enum(QuestionStatus),
+                                                   default=QuestionStatus.OPEN)
+    answer: Mapped[str | None] = mapped_column(Text)
+    answered_by: Mapped[str | None] = mapped_column(String(64))
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_by: Mapped[str | None] = mapped_column(String(64))
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

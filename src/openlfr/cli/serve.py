@@ -1,0 +1,109 @@
+"""``openlfr serve``: the web console, the API and the public pages, with the background jobs
+(live runs of running deployments, the retention schedule), in one process."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+from openlfr.cli.common import console, err_console, fail
+from openlfr.cli.context import DataDirOpt, governance_errors, read_password_file
+from openlfr.config import load_settings
+from openlfr.governance import users
+from openlfr.governance.system import initialise
+
+
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535,
+                                      help="Port to listen on.")] = 8000,
+    data_dir: DataDirOpt = None,
+    admin_user: Annotated[str, typer.Option(
+        "--admin-user", help="Name of the first admin, on first start.")] = "admin",
+    admin_password_file: Annotated[Path | None, typer.Option(
+        "--admin-password-file",
+        help="File holding the first admin's password, on first start (default: one is "
+             "generated and printed once).")] = None,
+    retention_minutes: Annotated[float, typer.Option(
+        "--retention-minutes", min=1.0,
+        help="Run the retention rules every this many minutes.")] = 60.0,
+    resume: Annotated[bool, typer.Option(
+        "--resume/--no-resume",
+        help="Resume the live runs of deployments left running by a previous server.")] = True,
+    behind_proxy: Annotated[bool, typer.Option(
+        "--behind-proxy",
+        help="Trust X-Forwarded-For/-Proto from a reverse proxy (HTTPS, client "
+             "addresses for the rate limits).")] = False,
+    log_level: Annotated[str, typer.Option("--log-level",
+                                           help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Serve the web console, the JSON API and the public pages (default
+    http://127.0.0.1:8000/public).
+
+    On first start it creates the data directory, the database and the first admin, whose
+    one-time password is printed once (or taken from --admin-password-file). Ctrl-C or SIGTERM
+    stops it gracefully: requests finish, live runs stop, the database is closed."""
+    import uvicorn
+
+    from openlfr.web.app import create_app
+    from openlfr.web.jobs import BackgroundJobs
+
+    if log_level not in ("debug", "info", "warning", "error"):
+        fail(f"--log-level {log_level!r}: choose debug, info, warning or error")
+    with governance_errors():
+        system, done = initialise(load_settings(data_dir))
+    try:
+        for line in done:
+            err_console.print(f"[green]✓[/] {line}", highlight=False)
+        if users.count_users(system.db) == 0:
+            if admin_password_file is not None:
+                password = read_password_file(admin_password_file, "--admin-password-file")
+                shown = False
+            else:
+                password, shown = secrets.token_urlsafe(18), True
+            with governance_errors():
+                users.create_first_admin(system.db, admin_user, password)
+            err_console.print(f"[green]✓[/] created the first admin {admin_user!r}",
+                              highlight=False)
+            if shown:
+                console.print(f"one-time password for {admin_user}: [bold]{password}[/]\n"
+                              "It is shown only now; the admin should change it.",
+                              highlight=False)
+        jobs = BackgroundJobs(system, retention_every=retention_minutes * 60, resume=resume)
+        with governance_errors():
+            app = create_app(system, jobs, trust_proxy=behind_proxy)
+        shown_host = f"[{host}]" if ":" in host else host
+        err_console.print(f"openlfr serving {system.settings.data_dir} on "
+                          f"http://{shown_host}:{port}/public (Ctrl-C to stop)", highlight=False)
+        config = uvicorn.Config(app, host=host, port=port, log_level=log_level,
+                                proxy_headers=behind_proxy, server_header=False,
+                                timeout_graceful_shutdown=20)
+        server = _server_class(uvicorn.Server)(config)
+        server.run()  # handles SIGINT and SIGTERM: stops accepting, finishes, runs shutdown
+        if not server.started:
+            fail(f"could not listen on {host}:{port} (in use, or not an address here?)")
+    finally:
+        system.close()
+    err_console.print("openlfr stopped", highlight=False)
+
+
+def _server_class(base: type) -> type:
+    class Server(base):  # type: ignore[misc, valid-type]
+        """uvicorn's server, but after a graceful stop on SIGINT/SIGTERM it returns (exit code
+        0, the database closed) instead of raising the signal again."""
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            super().handle_exit(sig, frame)
+            captured = getattr(self, "_captured_signals", None)
+            if isinstance(captured, list):
+                captured.clear()
+
+    return Server
+
+
+def register(root: typer.Typer) -> None:
+    root.command("serve")(serve)

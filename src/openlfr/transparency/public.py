@@ -1,0 +1,230 @@
+"""The figures behind the public pages, read from the database in one place.
+
+Only what the public may see leaves this module: a deployment's place, time, purpose, legal
+basis, impact-assessment references, threshold, watchlist size and camera count; counts of faces
+seen, alerts, decisions and outcomes; counts of residents' questions. Never a subject, a crop, a
+reason text, a camera address, an alert time or a person's name.
+
+Which deployments are public: authorised ones (planned) and running ones in advance, unless an
+authorising officer recorded an urgency reason; those appear once ended, with the reason. Drafts
+never. The figures themselves come from :func:`openlfr.transparency.stats.deployment_stats`
+(checked against the audit log there); this module only chooses and shapes what is public.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from openlfr.store.db import Database
+from openlfr.store.enums import Action, DeploymentStatus
+from openlfr.store.models import Deployment, PublicQuestion
+from openlfr.transparency.stats import DeploymentFigures, deployment_stats
+
+PUBLIC_STATUS = {DeploymentStatus.AUTHORISED: "planned", DeploymentStatus.RUNNING: "running",
+                 DeploymentStatus.ENDED: "ended"}
+
+
+@dataclass
+class Figures:
+    """What a deployment did, in counts."""
+
+    hours: float = 0.0
+    faces_seen: int = 0
+    alerts: int = 0
+    confirmed: int = 0
+    false_alerts: int = 0
+    no_action: int = 0
+    pending: int = 0
+    engaged: int = 0
+    outcomes: dict[str, int] = field(default_factory=lambda: {a.value: 0 for a in Action})
+
+    @property
+    def false_alert_rate(self) -> float | None:
+        """False alerts per face seen (the rate the public is usually told)."""
+        return self.false_alerts / self.faces_seen if self.faces_seen else None
+
+    @property
+    def false_alert_share(self) -> float | None:
+        """The share of decided alerts that were false."""
+        decided = self.confirmed + self.false_alerts + self.no_action
+        return self.false_alerts / decided if decided else None
+
+    def add(self, other: Figures) -> None:
+        for name in ("hours", "faces_seen", "alerts", "confirmed", "false_alerts", "no_action",
+                     "pending", "engaged"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for k, v in other.outcomes.items():
+            self.outcomes[k] = self.outcomes.get(k, 0) + v
+
+    def as_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["hours"] = round(self.hours, 2)
+        d["false_alert_rate"] = self.false_alert_rate
+        d["false_alert_share"] = self.false_alert_share
+        return d
+
+
+@dataclass
+class PublicDeployment:
+    id: int
+    name: str
+    status: str  # planned | running | ended
+    site: str
+    location: str
+    purpose: str
+    legal_basis: str
+    dpia_ref: str
+    equality_ref: str
+    planned_start: datetime
+    planned_end: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    threshold: float
+    model_id: str
+    watchlist_size: int
+    cameras: int
+    two_person_rule: bool
+    signage: bool
+    public_notice: bool
+    urgency_reason: str | None  # shown only once the deployment has ended
+    figures: Figures | None  # None while planned
+    questions_received: int = 0
+    questions_answered: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {k: v for k, v in asdict(self).items() if k != "figures"}
+        for k in ("planned_start", "planned_end", "started_at", "ended_at"):
+            value = getattr(self, k)
+            d[k] = value.isoformat() if value else None
+        d["figures"] = self.figures.as_json() if self.figures else None
+        return d
+
+
+def is_public(d: Deployment) -> bool:
+    if d.status not in PUBLIC_STATUS:
+        return False
+    return not (d.urgency_reason and d.status != DeploymentStatus.ENDED)
+
+
+def _figures(f: DeploymentFigures) -> Figures:
+    out = Figures(hours=f.actual_hours or 0.0, faces_seen=f.faces_seen, alerts=f.alerts,
+                  confirmed=f.confirmed, false_alerts=f.false_alerts, no_action=f.no_action,
+                  pending=f.pending, engaged=f.engaged)
+    for action, n in f.outcomes.items():
+        out.outcomes[str(action)] = out.outcomes.get(str(action), 0) + int(n)
+    return out
+
+
+def _questions(s: Session, ids: list[int]) -> dict[int, tuple[int, int]]:
+    """(received, answered) per deployment; a closed question with an answer is answered."""
+    out: dict[int, tuple[int, int]] = {}
+    if not ids:
+        return out
+    answered = PublicQuestion.answer.is_not(None)
+    for dep, has_answer, n in s.execute(
+            select(PublicQuestion.deployment_id, answered, func.count())
+            .where(PublicQuestion.deployment_id.in_(ids))
+            .group_by(PublicQuestion.deployment_id, answered)):
+        got, ans = out.get(dep, (0, 0))
+        out[dep] = (got + n, ans + (n if has_answer else 0))
+    return out
+
+
+def _public(d: Deployment, f: DeploymentFigures | None,
+            questions: tuple[int, int]) -> PublicDeployment:
+    status = PUBLIC_STATUS[d.status]
+    return PublicDeployment(
+        id=d.id, name=d.name, status=status, site=d.site, location=d.location,
+        purpose=d.purpose, legal_basis=d.legal_basis, dpia_ref=d.dpia_ref,
+        equality_ref=d.equality_ref, planned_start=d.planned_start, planned_end=d.planned_end,
+        started_at=d.started_at, ended_at=d.ended_at, threshold=d.threshold,
+        model_id=d.model_id, watchlist_size=(f.watchlist_size or 0) if f else 0,
+        cameras=len(d.cameras), two_person_rule=d.two_person_rule, signage=d.signage,
+        public_notice=d.public_notice,
+        urgency_reason=d.urgency_reason if status == "ended" else None,
+        figures=None if status == "planned" or f is None else _figures(f),
+        questions_received=questions[0], questions_answered=questions[1])
+
+
+def _collect(s: Session, rows: list[Deployment]) -> list[PublicDeployment]:
+    if not rows:
+        return []
+    ids = {d.id for d in rows}
+    if len(rows) == 1:
+        stats = deployment_stats(s, rows[0].id)
+    else:
+        stats = [f for f in deployment_stats(s) if f.deployment_id in ids]
+    by_id = {f.deployment_id: f for f in stats}
+    qs = _questions(s, sorted(ids))
+    return [_public(d, by_id.get(d.id), qs.get(d.id, (0, 0))) for d in rows]
+
+
+def list_public(db: Database) -> list[PublicDeployment]:
+    """Every public deployment: planned and running first (soonest first), then past ones
+    (latest first)."""
+    with db.reading() as s:
+        rows = [d for d in s.scalars(select(Deployment).order_by(Deployment.planned_start))
+                if is_public(d)]
+        out = _collect(s, rows)
+    current = [d for d in out if d.status != "ended"]
+    past = sorted((d for d in out if d.status == "ended"),
+                  key=lambda d: d.ended_at or d.planned_end, reverse=True)
+    return current + past
+
+
+def get_public(db: Database, deployment_id: int) -> PublicDeployment | None:
+    with db.reading() as s:
+        d = s.get(Deployment, deployment_id)
+        if d is None or not is_public(d):
+            return None
+        return _collect(s, [d])[0]
+
+
+# -- the yearly summary -------------------------------------------------------------------------
+
+@dataclass
+class YearSummary:
+    year: int
+    deployments: int
+    totals: Figures
+    months: list[Figures]  # 12 entries, by the month a deployment started
+    questions_received: int
+    questions_answered: int
+    years: list[int]  # every year with a public deployment that ran
+
+    def as_json(self) -> dict[str, Any]:
+        return {"year": self.year, "deployments": self.deployments,
+                "totals": self.totals.as_json(),
+                "months": [dict(month=i + 1, **m.as_json()) for i, m in enumerate(self.months)],
+                "questions_received": self.questions_received,
+                "questions_answered": self.questions_answered, "years": self.years}
+
+
+def _when(d: PublicDeployment) -> datetime:
+    return d.started_at or d.planned_start
+
+
+def year_summary(db: Database, year: int | None = None) -> YearSummary:
+    """Totals over the deployments that ran (running or ended) and started in ``year``
+    (default: this year)."""
+    ran = [d for d in list_public(db) if d.status != "planned" and d.figures is not None]
+    years = sorted({_when(d).year for d in ran}, reverse=True)
+    year = year or datetime.now(UTC).year
+    totals = Figures()
+    months = [Figures() for _ in range(12)]
+    count = received = answered = 0
+    for d in ran:
+        when = _when(d)
+        if when.year != year or d.figures is None:
+            continue
+        count += 1
+        totals.add(d.figures)
+        months[when.month - 1].add(d.figures)
+        received += d.questions_received
+        answered += d.questions_answered
+    return YearSummary(year, count, totals, months, received, answered, years)

@@ -1,0 +1,144 @@
+"""The FastAPI application: :func:`create_app` wires middleware, error handling and routes.
+
+Add an area by writing ``routes/<area>.py`` with an ``APIRouter`` named ``router`` and listing
+it in :data:`ROUTERS`. API routes take ``actor: Actor = Depends(current_actor)`` and call the
+governance services (which check permissions through ``authz.require``); pages take
+``Depends(page_actor)``. Errors from the services become clean answers here: JSON
+``{"detail": ...}`` under ``/api/``, an error page elsewhere.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from openlfr import __version__
+from openlfr.governance.authz import Forbidden, NotFound
+from openlfr.governance.system import System
+from openlfr.governance.users import AuthError
+from openlfr.web import sessions
+from openlfr.web.deps import LoginRequired, WebState
+from openlfr.web.render import STATIC, make_templates, render
+from openlfr.web.routes import api_meta, api_questions, api_users, auth, console, public
+from openlfr.web.security import BodyLimitMiddleware, SecurityHeadersMiddleware
+
+log = logging.getLogger("openlfr.web")
+
+ROUTERS = (auth.router, public.router, api_users.router, api_questions.router,
+           api_meta.router, console.router)
+
+#: The /api/v1 routes an anonymous caller may use; every other one answers 401.
+ANONYMOUS_API = ("/api/v1/public/", "/api/v1/auth/login")
+
+
+def create_app(system: System, runner: Any = None, *, trust_proxy: bool = False) -> FastAPI:
+    """The web app on an opened installation. ``runner`` (a
+    :class:`~openlfr.web.jobs.BackgroundJobs`, or anything with ``start()``/``stop()``) is
+    started with the server and stopped on shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if runner is not None:
+            await run_in_threadpool(runner.start)
+        try:
+            yield
+        finally:
+            if runner is not None:
+                await run_in_threadpool(runner.stop)
+
+    app = FastAPI(title="openlfr", version=__version__, lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url=None,
+                  description="Open, accountable live facial recognition: the JSON API. "
+                              "Authenticate with a bearer token (created by an admin) or a "
+                              "browser session plus the X-CSRF-Token header.")
+    app.state.web = WebState(system=system,
+                             secret=sessions.load_or_create_secret(system.settings.data_dir),
+                             templates=make_templates(), runner=runner,
+                             trust_proxy=trust_proxy)
+    app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    for router in ROUTERS:
+        app.include_router(router)
+    _error_handlers(app)
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/public", status_code=303)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def _is_api(request: Request) -> bool:
+    return request.url.path.startswith("/api/")
+
+
+def _answer(request: Request, status: int, detail: Any,
+            headers: dict[str, str] | None = None) -> Response:
+    if _is_api(request) or request.url.path.endswith((".json", ".csv", ".svg")):
+        return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+    message = detail if isinstance(detail, str) else "the request is not valid"
+    return render(request, "error.html", {"status": status, "message": message},
+                  status=status)
+
+
+def _error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(LoginRequired)
+    async def _login(request: Request, exc: LoginRequired) -> Response:
+        from urllib.parse import quote
+        return RedirectResponse(f"/login?next={quote(exc.next_path, safe='/')}",
+                                status_code=303)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        detail = exc.detail
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = "no such page"
+        return _answer(request, exc.status_code, detail, getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query"))
+            problems.append(f"{where}: {err.get('msg', 'invalid')}" if where
+                            else str(err.get("msg", "invalid")))
+        if _is_api(request):
+            return JSONResponse({"detail": "; ".join(problems) or "invalid request"},
+                                status_code=422)
+        return _answer(request, 400, "; ".join(problems) or "invalid request")
+
+    @app.exception_handler(Forbidden)
+    async def _forbidden(request: Request, exc: Forbidden) -> Response:
+        return _answer(request, 403, f"refused: {exc}")
+
+    @app.exception_handler(AuthError)
+    async def _auth(request: Request, exc: AuthError) -> Response:
+        return _answer(request, 401, str(exc))
+
+    @app.exception_handler(NotFound)
+    async def _not_found(request: Request, exc: NotFound) -> Response:
+        return _answer(request, 404, str(exc.args[0]) if exc.args else "not found")
+
+    @app.exception_handler(ValueError)
+    async def _rule(request: Request, exc: ValueError) -> Response:
+        # RuleError, StoreError, CryptoError and other bad input from the services
+        return _answer(request, 400, str(exc) or "invalid request")
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return _answer(request, 500, "internal error: it has been logged on the server")

@@ -1,0 +1,1 @@
+"""One module per area, each with an ``APIRouter`` named ``router`` (see ``web/app.py``)."""

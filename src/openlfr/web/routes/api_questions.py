@@ -1,0 +1,49 @@
+"""Residents' questions for overseers: ``/api/v1/questions`` (read: authorising officers,
+supervisors, admins, auditors; answer and close: all but auditors; every answer audited)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field
+
+from openlfr.governance import questions
+from openlfr.web.deps import CurrentActor, web
+
+router = APIRouter(prefix="/api/v1/questions", tags=["questions"])
+
+
+class AnswerIn(BaseModel):
+    answer: str = Field(max_length=questions.MAX_ANSWER * 2)
+    close: bool = Field(default=False, description="Close the question with this answer.")
+
+
+@router.get("")
+def list_questions(request: Request, actor: CurrentActor,
+                   status: Annotated[str | None, Query(max_length=20)] = None,
+                   deployment_id: int | None = None) -> list[dict[str, object]]:
+    """Questions and objections, newest first (``status``: open, answered or closed)."""
+    return [q.as_json() for q in questions.list_questions(web(request).db, actor, status,
+                                                          deployment_id)]
+
+
+@router.get("/{question_id}")
+def get_question(request: Request, question_id: int,
+                 actor: CurrentActor) -> dict[str, object]:
+    return questions.get_question(web(request).db, actor, question_id).as_json()
+
+
+@router.post("/{question_id}/answer")
+def answer_question(request: Request, question_id: int, body: AnswerIn,
+                    actor: CurrentActor) -> dict[str, object]:
+    """Answer (audited ``question.answer``); ``close`` closes it at the same time."""
+    return questions.answer_question(web(request).db, actor, question_id, body.answer,
+                                     body.close).as_json()
+
+
+@router.post("/{question_id}/close")
+def close_question(request: Request, question_id: int,
+                   actor: CurrentActor) -> dict[str, object]:
+    """Close without (further) answer (audited ``question.close``)."""
+    return questions.close_question(web(request).db, actor, question_id).as_json()

@@ -1,0 +1,86 @@
+"""Users and API tokens (admins): ``/api/v1/users`` and ``/api/v1/tokens``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+
+from openlfr.governance import users
+from openlfr.web import tokens
+from openlfr.web.deps import CurrentActor, web
+
+router = APIRouter(prefix="/api/v1", tags=["users and tokens"])
+
+
+def _user(u: Any) -> dict[str, Any]:
+    return {"name": u.name, "role": u.role.value, "active": u.active,
+            "created_at": u.created_at.isoformat(), "created_by": u.created_by}
+
+
+class UserIn(BaseModel):
+    name: str = Field(max_length=64)
+    role: str = Field(max_length=40)
+    password: str = Field(max_length=1024)
+
+
+class TokenIn(BaseModel):
+    user: str = Field(max_length=64, description="Whose token it is.")
+    name: str = Field(max_length=100, description="What it is for.")
+    role: str | None = Field(default=None, max_length=40,
+                             description="Its role (default the user's); never allowing more "
+                                         "than the user's role.")
+
+
+@router.get("/users")
+def list_users(request: Request, actor: CurrentActor) -> list[dict[str, Any]]:
+    """Every account and its role."""
+    return [_user(u) for u in users.list_users(web(request).db, actor)]
+
+
+@router.post("/users", status_code=201)
+def add_user(request: Request, body: UserIn,
+             actor: CurrentActor) -> dict[str, Any]:
+    """Add an account with a role."""
+    new = users.add_user(web(request).db, actor, body.name, users.parse_role(body.role),
+                         body.password)
+    return {"name": new.name, "role": str(new.role)}
+
+
+@router.post("/users/{name}/deactivate")
+def deactivate(request: Request, name: str,
+               actor: CurrentActor) -> dict[str, Any]:
+    """Stop an account from signing in (its sessions and tokens stop working at once)."""
+    users.set_active(web(request).db, actor, name, False)
+    return {"name": name, "active": False}
+
+
+@router.post("/users/{name}/activate")
+def activate(request: Request, name: str,
+             actor: CurrentActor) -> dict[str, Any]:
+    users.set_active(web(request).db, actor, name, True)
+    return {"name": name, "active": True}
+
+
+@router.get("/tokens")
+def list_tokens(request: Request,
+                actor: CurrentActor) -> list[dict[str, object]]:
+    """Every API token (never its secret)."""
+    return [t.as_json() for t in tokens.list_tokens(web(request).db, actor)]
+
+
+@router.post("/tokens", status_code=201)
+def create_token(request: Request, body: TokenIn,
+                 actor: CurrentActor) -> dict[str, object]:
+    """Create a token; the answer holds its secret (``token``), shown only this once."""
+    role = users.parse_role(body.role) if body.role else None
+    info, secret = tokens.create_token(web(request).db, actor, body.user, body.name, role)
+    return {**info.as_json(), "token": secret}
+
+
+@router.post("/tokens/{token_id}/revoke")
+def revoke_token(request: Request, token_id: int,
+                 actor: CurrentActor) -> dict[str, object]:
+    """Revoke a token: every later request with it is refused."""
+    return tokens.revoke_token(web(request).db, actor, token_id).as_json()

@@ -1,0 +1,153 @@
+"""Signing in and out: the login page (cookie session) and ``/api/v1/auth`` (JSON).
+
+Failed sign-ins are audited by :func:`openlfr.governance.users.authenticate` and limited per
+user name and per client address (:class:`openlfr.web.security.Limits`); while a limit holds,
+the password is not even checked (429).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field
+
+from openlfr.governance.authz import PERMISSIONS, Actor
+from openlfr.governance.users import AuthError, authenticate
+from openlfr.web import sessions
+from openlfr.web.deps import (
+    Caller,
+    CurrentCaller,
+    OptionalCaller,
+    client_ip,
+    require_csrf,
+    web,
+)
+from openlfr.web.render import render, rotate_csrf, safe_next, set_csrf_cookie
+
+router = APIRouter()
+
+
+class RateLimited(HTTPException):
+    def __init__(self, seconds: int) -> None:
+        minutes = max(1, (seconds + 59) // 60)
+        super().__init__(429, f"too many failed sign-ins: try again in {minutes} minute"
+                              f"{'s' if minutes != 1 else ''}",
+                         headers={"Retry-After": str(seconds)})
+
+
+def _check_limits(request: Request, name: str) -> None:
+    limits = web(request).limits
+    ip, key = client_ip(request), name.strip().lower()
+    wait = max(limits.login_ip.retry_after(ip), limits.login_name.retry_after(key))
+    if wait:
+        raise RateLimited(wait)
+
+
+def sign_in(request: Request, name: str, password: str) -> Actor:
+    """Check the limits, then the password; count a failure against both limits."""
+    _check_limits(request, name)
+    st = web(request)
+    try:
+        actor = authenticate(st.db, name.strip(), password)
+    except AuthError:
+        st.limits.login_ip.hit(client_ip(request))
+        st.limits.login_name.hit(name.strip().lower())
+        raise
+    st.limits.login_name.reset(name.strip().lower())
+    return actor
+
+
+def start_session(request: Request, response: Response, actor: Actor) -> str:
+    """Create the session, set its cookie and a fresh CSRF nonce; returns the CSRF token."""
+    token = sessions.create_session(web(request).db, actor)
+    response.set_cookie(sessions.SESSION_COOKIE, token, httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https", path="/",
+                        max_age=int(sessions.LIFETIME.total_seconds()))
+    rotate_csrf(request)
+    return set_csrf_cookie(request, response)
+
+
+def _end(request: Request, response: Response, caller: Caller | None) -> None:
+    if caller is not None and caller.session_token:
+        sessions.end_session(web(request).db, caller.session_token)
+    response.delete_cookie(sessions.SESSION_COOKIE, path="/")
+
+
+# -- pages ----------------------------------------------------------------------------------
+
+@router.get("/login", include_in_schema=False)
+async def login_page(request: Request, caller: OptionalCaller,
+                     next: str | None = None) -> Response:
+    if caller is not None:
+        return RedirectResponse(safe_next(next), status_code=303)
+    return render(request, "login.html", {"next": safe_next(next), "name": ""})
+
+
+@router.post("/login", include_in_schema=False, dependencies=[Depends(require_csrf)])
+def login_submit(request: Request, name: Annotated[str, Form(max_length=64)] = "",
+                 password: Annotated[str, Form(max_length=1024)] = "",
+                 next: Annotated[str, Form(max_length=2000)] = "/console") -> Response:
+    target = safe_next(next)
+    try:
+        actor = sign_in(request, name, password)
+    except AuthError as exc:
+        return render(request, "login.html",
+                      {"next": target, "name": name, "error": str(exc)}, status=401)
+    except RateLimited as exc:
+        return render(request, "login.html",
+                      {"next": target, "name": name, "error": exc.detail}, status=429)
+    response = RedirectResponse(target, status_code=303)
+    start_session(request, response, actor)
+    return response
+
+
+@router.post("/logout", include_in_schema=False)
+def logout_submit(request: Request,
+                  caller: OptionalCaller) -> Response:
+    # optional_caller checks the CSRF token for a session; without a session there is
+    # nothing to end.
+    response = RedirectResponse("/login", status_code=303)
+    _end(request, response, caller)
+    return response
+
+
+# -- API ------------------------------------------------------------------------------------
+
+class LoginIn(BaseModel):
+    name: str = Field(max_length=64)
+    password: str = Field(max_length=1024)
+
+
+@router.post("/api/v1/auth/login", tags=["auth"])
+def api_login(request: Request, response: Response, body: LoginIn) -> dict[str, object]:
+    """Sign in with a name and password: sets the session cookie and answers with the CSRF
+    token to send as ``X-CSRF-Token`` on every change. (JSON only, so a cross-site form cannot
+    post it; integrations use API tokens instead.)"""
+    actor = sign_in(request, body.name, body.password)
+    csrf = start_session(request, response, actor)
+    return {"name": actor.name, "role": str(actor.role), "csrf_token": csrf}
+
+
+@router.post("/api/v1/auth/logout", tags=["auth"])
+def api_logout(request: Request, caller: CurrentCaller) -> JSONResponse:
+    """End the browser session (API tokens are revoked by an admin instead)."""
+    if caller.via != "session":
+        raise HTTPException(400, "this request used an API token: there is no session to end; "
+                                 "an admin revokes tokens")
+    response = JSONResponse({"signed_out": caller.actor.name})
+    _end(request, response, caller)
+    return response
+
+
+@router.get("/api/v1/auth/me", tags=["auth"])
+def api_me(request: Request, response: Response,
+           caller: CurrentCaller) -> dict[str, object]:
+    """Who is signed in, with which role and permissions (and the CSRF token of a session)."""
+    actor = caller.actor
+    perms = sorted(p.value for p, roles in PERMISSIONS.items() if actor.role in roles)
+    return {"name": actor.name, "role": str(actor.role), "via": caller.via,
+            "permissions": perms,
+            "csrf_token": set_csrf_cookie(request, response) if caller.via == "session"
+            else None}

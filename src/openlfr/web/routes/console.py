@@ -1,0 +1,56 @@
+"""The console's pages (signed-in users). This round: the home page and residents' questions;
+the operator console and the governance pages add their modules beside this one."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import RedirectResponse, Response
+
+from openlfr.governance import questions
+from openlfr.governance.authz import PERMISSIONS, RuleError
+from openlfr.web.deps import PageActor, web
+from openlfr.web.render import render
+
+router = APIRouter(prefix="/console", include_in_schema=False)
+
+
+@router.get("")
+def home(request: Request, actor: PageActor) -> Response:
+    perms = sorted(p.value for p, roles in PERMISSIONS.items() if actor.role in roles)
+    return render(request, "console_home.html", {
+        "perms": perms, "may_questions": questions.may(actor, questions.QUESTION_READ)},
+        actor=actor)
+
+
+@router.get("/questions")
+def question_list(request: Request, actor: PageActor,
+                  status: str | None = "open") -> Response:
+    status = status if status in ("open", "answered", "closed") else None
+    items = questions.list_questions(web(request).db, actor, status)
+    return render(request, "console_questions.html", {
+        "items": items, "status": status,
+        "may_answer": questions.may(actor, questions.QUESTION_ANSWER)}, actor=actor)
+
+
+@router.post("/questions/{question_id}/answer")
+def answer(request: Request, question_id: int, actor: PageActor,
+           answer: Annotated[str, Form(max_length=20000)] = "",
+           close: Annotated[str, Form(max_length=10)] = "") -> Response:
+    # page_actor checked the CSRF token (a session's change)
+    try:
+        if answer.strip():
+            questions.answer_question(web(request).db, actor, question_id, answer,
+                                      close=bool(close))
+        elif close:
+            questions.close_question(web(request).db, actor, question_id)
+        else:
+            raise RuleError("write an answer, or choose to close the question")
+    except RuleError as exc:
+        items = questions.list_questions(web(request).db, actor, None)
+        return render(request, "console_questions.html", {
+            "items": items, "status": None, "error": f"Question {question_id}: {exc}",
+            "may_answer": questions.may(actor, questions.QUESTION_ANSWER)},
+            actor=actor, status=400)
+    return RedirectResponse(f"/console/questions?status=open#q{question_id}", status_code=303)

@@ -1,0 +1,207 @@
+"""Security headers, CSRF tokens and rate limits.
+
+* Every response carries a strict Content-Security-Policy (only this origin; no inline script or
+  style), ``frame-ancestors 'none'``, ``X-Content-Type-Options: nosniff``, a referrer policy and
+  ``Cache-Control: no-store`` (except static assets).
+* CSRF: a random nonce lives in an HttpOnly, SameSite=Strict cookie; the token a form or a
+  ``fetch`` sends back (field ``csrf_token`` or header ``X-CSRF-Token``) is
+  HMAC-SHA256(web secret, nonce). A forged request has neither the cookie's nonce nor the secret.
+  Requests authenticated by a bearer token carry no ambient credential and need no CSRF token.
+* Rate limits: sliding windows in memory, per key (IP address, user name), thread-safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+CSRF_COOKIE = "openlfr_csrf"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+       "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
+SECURITY_HEADERS: dict[str, str] = {
+    "content-security-policy": CSP,
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+    "permissions-policy": "camera=(), microphone=(), geolocation=()",
+    "cross-origin-opener-policy": "same-origin",
+    "cross-origin-resource-policy": "same-origin",
+}
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class SecurityHeadersMiddleware:
+    """Pure ASGI (works with streamed responses such as Server-Sent Events)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        static = str(scope.get("path", "")).startswith("/static/")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {k.lower() for k, _ in headers}
+                for name, value in SECURITY_HEADERS.items():
+                    if name.encode() not in present:
+                        headers.append((name.encode(), value.encode()))
+                if b"cache-control" not in present:
+                    cache = "public, max-age=3600" if static else "no-store"
+                    headers.append((b"cache-control", cache.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+# -- CSRF -------------------------------------------------------------------------------------
+
+def new_nonce() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def csrf_token(secret: bytes, nonce: str) -> str:
+    return hmac.new(secret, b"csrf:" + nonce.encode(), hashlib.sha256).hexdigest()
+
+
+def csrf_valid(secret: bytes, nonce: str | None, token: str | None) -> bool:
+    if not nonce or not token:
+        return False
+    return hmac.compare_digest(csrf_token(secret, nonce), token)
+
+
+# -- rate limits ------------------------------------------------------------------------------
+
+class RateLimiter:
+    """At most ``limit`` events per key in any ``window`` seconds."""
+
+    def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic,
+                 ) -> None:
+        self.limit = limit
+        self.window = window
+        self.clock = clock
+        self._events: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _trim(self, key: str, now: float) -> deque[float]:
+        q = self._events.setdefault(key, deque())
+        while q and q[0] <= now - self.window:
+            q.popleft()
+        return q
+
+    def blocked(self, key: str) -> bool:
+        """Whether ``key`` has used up its events (without counting a new one)."""
+        with self._lock:
+            return len(self._trim(key, self.clock())) >= self.limit
+
+    def hit(self, key: str) -> bool:
+        """Count an event; False when it is over the limit (and then it is not counted)."""
+        with self._lock:
+            now = self.clock()
+            q = self._trim(key, now)
+            if len(q) >= self.limit:
+                return False
+            q.append(now)
+            if len(self._events) > 100_000:  # bound memory under a flood of keys
+                for k in [k for k, v in self._events.items() if not v][:50_000]:
+                    del self._events[k]
+            return True
+
+    def retry_after(self, key: str) -> int:
+        with self._lock:
+            q = self._trim(key, self.clock())
+            if len(q) < self.limit:
+                return 0
+            return max(1, int(q[0] + self.window - self.clock()) + 1)
+
+    def reset(self, key: str) -> None:
+        with self._lock:
+            self._events.pop(key, None)
+
+
+class Limits:
+    """The rate limits of one app (fresh per app, so tests do not share state)."""
+
+    def __init__(self) -> None:
+        # failed sign-ins: per user name and per client address
+        self.login_name = RateLimiter(5, 15 * 60)
+        self.login_ip = RateLimiter(20, 15 * 60)
+        # residents' questions: per client address
+        self.question_ip = RateLimiter(5, 60 * 60)
+
+
+# -- request size ---------------------------------------------------------------------------
+
+#: Largest request body per path prefix (first match); the public forms are small.
+BODY_LIMITS: tuple[tuple[str, int], ...] = (("/public/", 32 * 1024), ("/login", 16 * 1024),
+                                            ("/api/v1/auth/", 16 * 1024), ("", 32 * 1024 * 1024))
+
+
+class BodyLimitMiddleware:
+    """Answer 413 to a request body over its limit, before it is read into memory."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = str(scope.get("path", ""))
+        limit = next(n for prefix, n in BODY_LIMITS if path.startswith(prefix))
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > limit
+                except ValueError:
+                    too_big = True
+                if too_big:
+                    await _too_large(send, limit)
+                    return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await _too_large(send, limit)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    body = f'{{"detail":"the request is too large (at most {limit} bytes)"}}'.encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
