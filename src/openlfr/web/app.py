@@ -28,13 +28,27 @@ from openlfr.governance.users import AuthError
 from openlfr.web import sessions
 from openlfr.web.deps import LoginRequired, WebState
 from openlfr.web.render import STATIC, make_templates, render
-from openlfr.web.routes import api_meta, api_questions, api_users, auth, console, public
+from openlfr.web.routes import (
+    api_meta,
+    api_questions,
+    api_users,
+    auth,
+    console,
+    public,
+)
 from openlfr.web.security import BodyLimitMiddleware, SecurityHeadersMiddleware
 
 log = logging.getLogger("openlfr.web")
 
-ROUTERS = (auth.router, public.router, api_users.router, api_questions.router,
-           api_meta.router, console.router)
+#: Every router of the app, one line each.
+ROUTERS = (
+    auth.router,
+    public.router,
+    api_users.router,
+    api_questions.router,
+    api_meta.router,
+    console.router,
+)
 
 #: The /api/v1 routes an anonymous caller may use; every other one answers 401.
 ANONYMOUS_API = ("/api/v1/public/", "/api/v1/auth/login")
