@@ -14,13 +14,21 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from types import ModuleType
 
 import numpy as np
-import supervision as sv
 
 from openlfr.vision.types import Face
 
 _LOCK = threading.Lock()
+
+
+def _sv() -> ModuleType:
+    """``supervision``, imported on first use: it takes over a second to import (it loads
+    matplotlib), which every command would otherwise pay, tracking or not."""
+    import supervision
+
+    return supervision
 
 
 class FaceTracker:
@@ -34,7 +42,7 @@ class FaceTracker:
                  match_threshold: float = 0.8) -> None:
         rate = round(min(max(frame_rate, 1.0), 120.0))
         with _LOCK:
-            self._tracker = sv.ByteTrack(
+            self._tracker = _sv().ByteTrack(
                 track_activation_threshold=0.4,
                 lost_track_buffer=max(1, round(lost_seconds * 30)),
                 minimum_matching_threshold=match_threshold,
@@ -46,14 +54,14 @@ class FaceTracker:
         if faces:
             xyxy = np.array([(x, y, x + w, y + h) for x, y, w, h in (f.box for f in faces)],
                             dtype=np.float32)
-            detections = sv.Detections(
+            detections = _sv().Detections(
                 xyxy=xyxy,
                 confidence=np.array([f.score for f in faces], dtype=np.float32),
                 class_id=np.zeros(len(faces), dtype=int),
                 data={"index": np.arange(len(faces))},
             )
         else:
-            detections = sv.Detections.empty()
+            detections = _sv().Detections.empty()
         with _LOCK:
             tracked = self._tracker.update_with_detections(detections)
         ids: list[int | None] = [None] * len(faces)
