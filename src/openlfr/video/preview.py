@@ -104,53 +104,33 @@ class _Feed:
         self.last_render = 0.0
 
 
-class PreviewServer:
-    """Serves masked MJPEG previews of the cameras on ``host:port`` (``port=0``: any free)."""
+class PreviewFeeds:
+    """The masked frames of some cameras, rendered only while someone watches, at a capped
+    rate, kept in memory only (the newest JPEG per camera). :meth:`publish` is a frame callback
+    for :class:`~openlfr.video.runner.Runner`; :meth:`next_frame` blocks until a newer frame.
+    Served over plain HTTP by :class:`PreviewServer`, or by the web console."""
 
-    def __init__(self, cameras: Sequence[str], port: int = 0, host: str = "127.0.0.1",
-                 fps: float = 10.0, jpeg_quality: int = 70) -> None:
-        if host not in ("127.0.0.1", "localhost", "::1"):
-            raise ValueError("the preview shows live video: it only listens on 127.0.0.1")
-        if not 0 <= port <= 65535:
-            raise ValueError(f"--preview {port}: not a TCP port")
+    def __init__(self, cameras: Sequence[str], fps: float = 10.0,
+                 jpeg_quality: int = 70) -> None:
         self._feeds = {name: _Feed() for name in cameras}
         self._interval = 1.0 / max(fps, 0.5)
         self._quality = int(jpeg_quality)
         self._closing = threading.Event()
-        handler = _make_handler(self)
-        try:
-            self._server = ThreadingHTTPServer((host, port), handler)
-        except OSError as exc:
-            raise ValueError(f"--preview {port}: cannot listen on {host}:{port} ({exc})") from exc
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
 
     @property
     def cameras(self) -> list[str]:
         return list(self._feeds)
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="preview",
-                                        daemon=True)
-        self._thread.start()
+    @property
+    def closing(self) -> bool:
+        return self._closing.is_set()
 
-    def stop(self) -> None:
+    def close(self) -> None:
+        """Wake every viewer and end their streams."""
         self._closing.set()
         for feed in self._feeds.values():
             with feed.cond:
                 feed.cond.notify_all()
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
 
     # -- producer side (pipeline workers) ----------------------------------------------------
 
@@ -179,12 +159,77 @@ class PreviewServer:
             feed.seq += 1
             feed.cond.notify_all()
 
-    # -- consumer side (HTTP threads) --------------------------------------------------------
+    # -- consumer side -----------------------------------------------------------------------
+
+    def watch(self, camera: str) -> bool:
+        """Count a viewer of ``camera`` (False: no such camera). Pair with :meth:`unwatch`."""
+        feed = self._feeds.get(camera)
+        if feed is None:
+            return False
+        with feed.cond:
+            feed.viewers += 1
+        return True
+
+    def unwatch(self, camera: str) -> None:
+        feed = self._feeds.get(camera)
+        if feed is not None:
+            with feed.cond:
+                feed.viewers = max(0, feed.viewers - 1)
+
+    def next_frame(self, camera: str, after: int, timeout: float) -> tuple[int, bytes | None]:
+        """``(seq, jpeg)`` of a frame newer than ``after``, or ``(seq, None)`` on timeout."""
+        feed = self._feeds[camera]
+        return self._next(feed, after, timeout)
+
+    def multipart_part(self, jpeg: bytes) -> bytes:
+        return (f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
+                f"Content-Length: {len(jpeg)}\r\n\r\n").encode() + jpeg + b"\r\n"
 
     def _next(self, feed: _Feed, after: int, timeout: float) -> tuple[int, bytes | None]:
         with feed.cond:
             feed.cond.wait_for(lambda: feed.seq > after or self._closing.is_set(), timeout)
             return feed.seq, feed.jpeg if feed.seq > after else None
+
+
+class PreviewServer(PreviewFeeds):
+    """Serves masked MJPEG previews of the cameras on ``host:port`` (``port=0``: any free)."""
+
+    def __init__(self, cameras: Sequence[str], port: int = 0, host: str = "127.0.0.1",
+                 fps: float = 10.0, jpeg_quality: int = 70) -> None:
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            raise ValueError("the preview shows live video: it only listens on 127.0.0.1")
+        if not 0 <= port <= 65535:
+            raise ValueError(f"--preview {port}: not a TCP port")
+        super().__init__(cameras, fps, jpeg_quality)
+        handler = _make_handler(self)
+        try:
+            self._server = ThreadingHTTPServer((host, port), handler)
+        except OSError as exc:
+            raise ValueError(f"--preview {port}: cannot listen on {host}:{port} ({exc})") from exc
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="preview",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.close()
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    # -- the HTTP side -----------------------------------------------------------------------
 
     def _index_page(self) -> bytes:
         items = "\n".join(
@@ -253,9 +298,7 @@ def _make_handler(server: PreviewServer) -> type[BaseHTTPRequestHandler]:
                     seq, jpeg = server._next(feed, seq, timeout=1.0)
                     if jpeg is None:
                         continue
-                    self.wfile.write(
-                        f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
-                        f"Content-Length: {len(jpeg)}\r\n\r\n".encode() + jpeg + b"\r\n")
+                    self.wfile.write(server.multipart_part(jpeg))
                     self.wfile.flush()
             except (BrokenPipeError, ConnectionResetError, TimeoutError):
                 pass
