@@ -29,11 +29,17 @@ from openlfr.web import sessions
 from openlfr.web.deps import LoginRequired, WebState
 from openlfr.web.render import STATIC, make_templates, render
 from openlfr.web.routes import (
+    api_alerts,
+    api_audit,
+    api_deployments,
     api_meta,
     api_questions,
     api_users,
+    api_watchlists,
     auth,
     console,
+    console_alerts,
+    console_governance,
     public,
 )
 from openlfr.web.security import BodyLimitMiddleware, SecurityHeadersMiddleware
@@ -48,6 +54,12 @@ ROUTERS = (
     api_questions.router,
     api_meta.router,
     console.router,
+    console_alerts.router,
+    api_alerts.router,
+    api_watchlists.router,
+    api_deployments.router,
+    api_audit.router,
+    console_governance.router,
 )
 
 #: The /api/v1 routes an anonymous caller may use; every other one answers 401.

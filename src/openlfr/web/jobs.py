@@ -31,7 +31,8 @@ from sqlalchemy import select
 from openlfr.governance.authz import SYSTEM_ACTOR, Actor
 from openlfr.governance.system import System
 from openlfr.store.enums import DeploymentStatus
-from openlfr.store.models import Deployment
+from openlfr.store.models import Camera, Deployment
+from openlfr.video.preview import PreviewFeeds
 
 log = logging.getLogger("openlfr.web.jobs")
 
@@ -40,8 +41,11 @@ AlertListener = Callable[[int, Any], None]
 
 class BackgroundJobs:
     def __init__(self, system: System, *, retention_every: float = 3600.0, tick: float = 30.0,
-                 resume: bool = False) -> None:
+                 resume: bool = False, preview: bool = False) -> None:
         self.system = system
+        #: Serve the privacy-masked live preview of running cameras in the console.
+        self.preview = preview
+        self.previews: dict[int, PreviewFeeds] = {}  # deployment id → its cameras' feeds
         self.retention_every = retention_every
         self.tick = tick
         self.resume = resume
@@ -70,6 +74,9 @@ class BackgroundJobs:
         self._stop.set()
         with self._lock:
             runs = list(self.runs.items())
+            feeds = list(self.previews.values())
+        for preview in feeds:
+            preview.close()
         for dep_id, run in runs:
             try:
                 run.stop()
@@ -117,12 +124,35 @@ class BackgroundJobs:
             current = self.runs.get(deployment_id)
             if current is not None and current.running:
                 return current
+            feeds = self._preview_feeds(deployment_id) if self.preview else None
             run = DeploymentRun(self.system, deployment_id, actor,
                                 options=RunOptions(**options) if options else None,
-                                on_alert=self._on_alert)
+                                on_alert=self._on_alert,
+                                on_frame=feeds.publish if feeds is not None else None)
             self.runs[deployment_id] = run
+            old = self.previews.pop(deployment_id, None)
+            if old is not None:
+                old.close()
+            if feeds is not None:
+                self.previews[deployment_id] = feeds
         run.start()
         return run
+
+    def _preview_feeds(self, deployment_id: int) -> PreviewFeeds:
+        with self.system.db.reading() as s:
+            names = list(s.scalars(select(Camera.name).where(
+                Camera.deployment_id == deployment_id).order_by(Camera.id)))
+        return PreviewFeeds(names)
+
+    def preview_feeds(self, deployment_id: int) -> PreviewFeeds | None:
+        """The masked preview of a deployment's cameras while it runs here (None otherwise,
+        or when the preview is not enabled)."""
+        with self._lock:
+            run = self.runs.get(deployment_id)
+            feeds = self.previews.get(deployment_id)
+        if feeds is None or run is None or not run.running:
+            return None
+        return feeds
 
     def stop_deployment(self, deployment_id: int, reason: str | None = None,
                         actor: Actor | None = None) -> bool:

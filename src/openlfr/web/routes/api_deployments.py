@@ -1,0 +1,253 @@
+"""Deployments over JSON: ``/api/v1/deployments`` — create and edit a draft (with its cameras
+and watchlists), authorise, override the threshold floor, start and stop.
+
+The governance service (:mod:`openlfr.governance.deployments`) checks every rule and role. A
+rule broken by the deployment's current state (authorising one that is not a draft, starting
+outside its window, stopping an ended one) is answered 409; bad input 400 or 422.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from pydantic import BaseModel, Field
+
+from openlfr.governance import deployments as deps
+from openlfr.governance.authz import Actor, Perm, RuleError, require
+from openlfr.governance.floors import current_floor
+from openlfr.store.db import Database
+from openlfr.store.enums import DeploymentStatus
+from openlfr.web.deps import CurrentActor, web
+
+router = APIRouter(prefix="/api/v1/deployments", tags=["deployments"])
+
+
+class CameraIn(BaseModel):
+    name: str = Field(max_length=64, description="Unique within the deployment.")
+    source: str = Field(max_length=2000, description="File path, stream URL or webcam index.")
+
+
+class DeploymentIn(BaseModel):
+    name: str = Field(max_length=200)
+    site: str = Field(max_length=200)
+    location: str = Field(max_length=500)
+    purpose: str = Field(max_length=5000)
+    legal_basis: str = Field(max_length=5000)
+    dpia_ref: str = Field(max_length=200)
+    equality_ref: str = Field(max_length=200)
+    planned_start: datetime = Field(description="ISO 8601 with a timezone.")
+    planned_end: datetime = Field(description="ISO 8601 with a timezone.")
+    threshold: float | None = Field(default=None, description="Default: the model's floor.")
+    backend: str = Field(default="sface", max_length=40)
+    two_person_rule: bool = False
+    signage: bool = False
+    public_notice: bool = False
+    urgency_reason: str | None = Field(default=None, max_length=5000)
+    watchlist_ids: list[int] = Field(default_factory=list)
+    cameras: list[CameraIn] = Field(default_factory=list)
+
+
+class DeploymentPatch(BaseModel):
+    """Only the fields given change; ``watchlist_ids`` and ``cameras`` replace the lists."""
+
+    name: str | None = Field(default=None, max_length=200)
+    site: str | None = Field(default=None, max_length=200)
+    location: str | None = Field(default=None, max_length=500)
+    purpose: str | None = Field(default=None, max_length=5000)
+    legal_basis: str | None = Field(default=None, max_length=5000)
+    dpia_ref: str | None = Field(default=None, max_length=200)
+    equality_ref: str | None = Field(default=None, max_length=200)
+    planned_start: datetime | None = None
+    planned_end: datetime | None = None
+    threshold: float | None = None
+    two_person_rule: bool | None = None
+    signage: bool | None = None
+    public_notice: bool | None = None
+    urgency_reason: str | None = Field(default=None, max_length=5000)
+    watchlist_ids: list[int] | None = None
+    cameras: list[CameraIn] | None = None
+
+
+class ReasonIn(BaseModel):
+    reason: str = Field(min_length=1, max_length=5000)
+
+
+class CameraOut(BaseModel):
+    name: str
+    source: str
+
+
+class WatchlistRef(BaseModel):
+    id: int
+    name: str
+    status: str
+
+
+class DeploymentOut(BaseModel):
+    id: int
+    name: str
+    status: str
+    site: str
+    location: str
+    purpose: str
+    legal_basis: str
+    dpia_ref: str
+    equality_ref: str
+    planned_start: datetime | None
+    planned_end: datetime | None
+    threshold: float
+    model_id: str
+    floor: float
+    floor_source: str
+    threshold_override_reason: str | None
+    threshold_override_by: str | None
+    two_person_rule: bool
+    signage: bool
+    public_notice: bool
+    urgency_reason: str | None
+    created_by: str
+    created_at: datetime | None
+    authorised_by: str | None
+    authorised_at: datetime | None
+    started_at: datetime | None
+    ended_at: datetime | None
+    end_reason: str | None
+    watchlists: list[WatchlistRef]
+    cameras: list[CameraOut]
+    missing: list[str]
+
+
+class EditOut(BaseModel):
+    changed: list[str]
+    deployment: DeploymentOut
+
+
+class StartOut(BaseModel):
+    resumed: bool
+    deployment: DeploymentOut
+
+
+def model_id_of(backend: str) -> str:
+    from openlfr.vision.engine import get_engine
+    from openlfr.vision.registry import ModelError
+
+    try:
+        return get_engine(backend).model_id
+    except (ModelError, ValueError) as exc:
+        raise RuleError(f"backend {backend!r}: {exc}") from None
+
+
+def default_threshold(db: Database, model_id: str) -> float:
+    with db.reading() as s:
+        return current_floor(s, model_id).threshold
+
+
+def create_plan(db: Database, actor: Actor, body: DeploymentIn) -> int:
+    """Create the draft (shared with the console's form)."""
+    require(db, actor, Perm.DEPLOYMENT_EDIT, "deployment", "new")
+    model_id = model_id_of(body.backend)
+    threshold = body.threshold if body.threshold is not None else default_threshold(db,
+                                                                                    model_id)
+    plan = deps.Plan(
+        name=body.name, site=body.site, location=body.location, purpose=body.purpose,
+        legal_basis=body.legal_basis, dpia_ref=body.dpia_ref, equality_ref=body.equality_ref,
+        planned_start=body.planned_start, planned_end=body.planned_end, threshold=threshold,
+        model_id=model_id, two_person_rule=body.two_person_rule, signage=body.signage,
+        public_notice=body.public_notice, urgency_reason=body.urgency_reason,
+        watchlist_ids=tuple(body.watchlist_ids),
+        cameras=tuple(deps.CameraSpec(c.name, c.source) for c in body.cameras))
+    return deps.create(db, actor, plan)
+
+
+def _conflict(exc: RuleError) -> HTTPException:
+    return HTTPException(409, str(exc))
+
+
+@router.get("", response_model=list[DeploymentOut])
+def list_deployments(request: Request, actor: CurrentActor,
+                     status: str | None = None) -> list[dict[str, Any]]:
+    """Every deployment (``status``: draft, authorised, running or ended)."""
+    wanted = None
+    if status:
+        try:
+            wanted = DeploymentStatus(status)
+        except ValueError:
+            raise HTTPException(400, f"unknown status {status!r}: draft, authorised, running "
+                                     "or ended") from None
+    return deps.list_deployments(web(request).db, actor, wanted)
+
+
+@router.post("", status_code=201, response_model=DeploymentOut)
+def create(request: Request, body: DeploymentIn, actor: CurrentActor) -> dict[str, Any]:
+    """A draft deployment with its cameras and watchlists."""
+    db = web(request).db
+    return deps.show(db, actor, create_plan(db, actor, body))
+
+
+@router.get("/{deployment_id}", response_model=DeploymentOut)
+def show(request: Request, deployment_id: int, actor: CurrentActor) -> dict[str, Any]:
+    """One deployment, its floor, watchlists, cameras (no credentials) and what it lacks."""
+    return deps.show(web(request).db, actor, deployment_id)
+
+
+@router.patch("/{deployment_id}", response_model=EditOut)
+def edit(request: Request, deployment_id: int, body: DeploymentPatch,
+         actor: CurrentActor) -> dict[str, Any]:
+    """Change a draft or authorised deployment (an authorised one goes back to draft)."""
+    db = web(request).db
+    changes: dict[str, Any] = body.model_dump(exclude_unset=True)
+    if changes.get("cameras") is not None:
+        changes["cameras"] = tuple(deps.CameraSpec(c["name"], c["source"])
+                                   for c in changes["cameras"])
+    changes = {k: v for k, v in changes.items()
+               if v is not None or k == "urgency_reason"}
+    changed = deps.edit(db, actor, deployment_id, **changes)
+    return {"changed": changed, "deployment": deps.show(db, actor, deployment_id)}
+
+
+@router.post("/{deployment_id}/authorise", response_model=DeploymentOut)
+def authorise(request: Request, deployment_id: int, actor: CurrentActor) -> dict[str, Any]:
+    """Authorise a draft: an authorising officer who neither created nor edited it."""
+    st = web(request)
+    try:
+        deps.authorise(st.db, st.system.keyring, actor, deployment_id)
+    except RuleError as exc:
+        raise _conflict(exc) from None
+    return deps.show(st.db, actor, deployment_id)
+
+
+@router.post("/{deployment_id}/override-threshold", response_model=DeploymentOut)
+def override_threshold(request: Request, deployment_id: int, body: ReasonIn,
+                       actor: CurrentActor) -> dict[str, Any]:
+    """Record why a threshold below the model's floor may be used."""
+    db = web(request).db
+    try:
+        deps.override_threshold(db, actor, deployment_id, body.reason)
+    except RuleError as exc:
+        raise _conflict(exc) from None
+    return deps.show(db, actor, deployment_id)
+
+
+@router.post("/{deployment_id}/start", response_model=StartOut)
+def start(request: Request, deployment_id: int, actor: CurrentActor) -> dict[str, Any]:
+    """Mark an authorised deployment running (inside its window, rules re-checked)."""
+    db = web(request).db
+    try:
+        resumed = deps.start(db, actor, deployment_id)
+    except RuleError as exc:
+        raise _conflict(exc) from None
+    return {"resumed": resumed, "deployment": deps.show(db, actor, deployment_id)}
+
+
+@router.post("/{deployment_id}/stop", response_model=DeploymentOut)
+def stop(request: Request, deployment_id: int, body: ReasonIn,
+         actor: CurrentActor) -> dict[str, Any]:
+    """End a deployment (final), with a reason."""
+    db = web(request).db
+    try:
+        deps.stop(db, actor, deployment_id, body.reason)
+    except RuleError as exc:
+        raise _conflict(exc) from None
+    return deps.show(db, actor, deployment_id)

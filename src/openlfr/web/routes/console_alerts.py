@@ -1,0 +1,333 @@
+"""The operator console: live alerts, decided by people.
+
+Pages (signed-in users; every check is the governance services' own, through
+:func:`openlfr.governance.authz.require`, refusals audited):
+
+* ``GET /console/alerts`` — the alert queue (per deployment, ``?deployment=ID``; ``?status=``
+  pending, decided or all), each alert a card with the probe crop and the watchlist reference
+  image side by side, score, threshold, camera, time and the words "possible match"; camera
+  health of the running deployments.
+* ``GET /console/alerts/{id}`` — one alert with its history; ``…/card`` the card alone (the
+  page's script inserts new alerts with it).
+* ``GET /console/alerts/{id}/crop.jpg`` and ``…/reference.jpg`` — the images, decrypted on
+  demand, ``Cache-Control: no-store``; each view is audited by the service.
+* ``POST /console/alerts/{id}/decide`` (confirm / reject / no action, with a reason),
+  ``…/outcome``, ``…/hold``, ``…/release`` — plain forms with the CSRF token, answered with a
+  redirect (or, for the page's script, the updated card).
+* ``GET /console/alerts/stream`` — Server-Sent Events (:mod:`openlfr.web.events`): new alerts
+  and camera health, pushed by the server.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
+
+from openlfr.governance import alerts as svc
+from openlfr.governance import deployments as deps
+from openlfr.governance.authz import Actor, NotFound, Perm, RuleError, allowed, require
+from openlfr.governance.watchlists import subject_image
+from openlfr.store.enums import AlertStatus, Decision
+from openlfr.web import events, sessions
+from openlfr.web.deps import PageActor, web
+from openlfr.web.render import render, safe_next
+
+log = logging.getLogger("openlfr.web.console_alerts")
+
+router = APIRouter(prefix="/console/alerts", include_in_schema=False)
+
+#: The reasons an operator picks with one click (free text may follow, or replace them).
+REASONS: dict[str, str] = {
+    "not_same": "Not the same person",
+    "unclear": "Image too unclear to tell",
+    "not_found": "Person could not be found in time",
+    "dealt_with": "Already dealt with",
+    "other": "Other (write it below)",
+}
+SAVED = {"confirm": "Your confirmation is recorded.", "reject": "Recorded as a false alert.",
+         "no_action": "Recorded: no action.", "outcome": "The outcome is recorded.",
+         "hold": "The alert is held past the retention period.",
+         "release": "The hold is released."}
+STATUS_FILTERS = ("pending", "decided", "all")
+
+_broker_lock = threading.Lock()
+
+
+# -- shared with the API ---------------------------------------------------------------------
+
+def broker(request: Request) -> events.AlertBroker:
+    """This app's alert broker, created on first use and subscribed to the background jobs'
+    alerts."""
+    state = request.app.state
+    with _broker_lock:
+        found: events.AlertBroker | None = getattr(state, "alert_broker", None)
+        if found is None:
+            st = web(request)
+            found = events.AlertBroker(st.db)
+            runner = st.runner
+            if runner is not None and hasattr(runner, "add_alert_listener"):
+                runner.add_alert_listener(found.on_alert)
+            state.alert_broker = found
+    return found
+
+
+def camera_health(request: Request, deployment_id: int | None = None) -> list[dict[str, Any]]:
+    """Per camera of each deployment run by this server: state, frames per second, drops
+    (counts only; blocking: call from a thread)."""
+    runner = web(request).runner
+    runs: dict[int, Any] = dict(getattr(runner, "runs", {}) or {})
+    if deployment_id is not None:
+        runs = {k: v for k, v in runs.items() if k == deployment_id}
+    if not runs:
+        return []
+    from openlfr.store.models import Deployment
+
+    with web(request).db.reading() as s:
+        found = [d for d in (s.get(Deployment, i) for i in runs) if d is not None]
+        names = {d.id: d.name for d in found}
+        live = {d.id for d in found if d.status.value == "running"}
+    out = []
+    for dep_id, run in sorted(runs.items()):
+        try:
+            figures = run.figures()
+        except Exception:  # a run being torn down
+            figures = []
+        # a deployment stopped elsewhere: its cameras close within seconds
+        running = bool(getattr(run, "running", False)) and dep_id in live
+        for f in figures:
+            state = str(f.state) if running else "stopped"
+            out.append({"deployment_id": dep_id, "deployment": names.get(dep_id, str(dep_id)),
+                        "camera": f.camera, "state": state, "connected": state == "running",
+                        "fps_in": round(float(f.fps_in), 1),
+                        "fps_processed": round(float(f.fps_processed), 1),
+                        "frames": int(f.frames_in), "dropped": int(f.dropped),
+                        "reconnects": int(f.reconnects)})
+        if not figures and running:
+            out.append({"deployment_id": dep_id, "deployment": names.get(dep_id, str(dep_id)),
+                        "camera": "—", "state": "starting", "connected": False, "fps_in": 0.0,
+                        "fps_processed": 0.0, "frames": 0, "dropped": 0, "reconnects": 0})
+    return out
+
+
+def image_response(data: bytes) -> Response:
+    media = "image/png" if data[:8] == b"\x89PNG\r\n\x1a\n" else "image/jpeg"
+    return Response(data, media_type=media,
+                    headers={"Cache-Control": "no-store, private", "Pragma": "no-cache"})
+
+
+def reference_image(request: Request, actor: Actor, alert_id: int) -> bytes:
+    st = web(request)
+    view = svc.get_alert(st.db, actor, alert_id)
+    if view.subject_image_id is None:
+        raise NotFound(f"alert {alert_id} has no reference image (purged, or the subject "
+                       "was removed)")
+    return subject_image(st.system, actor, view.subject_image_id)
+
+
+# -- pages -----------------------------------------------------------------------------------
+
+def _context(actor: Actor) -> dict[str, Any]:
+    return {"reasons": REASONS, "may_decide": allowed(actor, Perm.ALERT_ADJUDICATE),
+            "may_hold": allowed(actor, Perm.ALERT_HOLD), "label": svc.LABEL}
+
+
+def _deployment_choices(request: Request, actor: Actor,
+                        current: int | None) -> list[dict[str, Any]]:
+    """Deployments that can have alerts (running first), and the one asked for."""
+    items = deps.list_deployments(web(request).db, actor)
+    order = {"running": 0, "authorised": 1, "ended": 2, "draft": 3}
+    return sorted((d for d in items if d["status"] != "draft" or d["id"] == current),
+                  key=lambda d: (order.get(d["status"], 9), -d["id"]))
+
+
+@router.get("")
+def queue(request: Request, actor: PageActor,
+          deployment: Annotated[int | None, Query(ge=1)] = None,
+          status: Annotated[str, Query(max_length=20)] = "pending",
+          saved: Annotated[str | None, Query(max_length=20)] = None) -> Response:
+    st = web(request)
+    status = status if status in STATUS_FILTERS else "pending"
+    wanted = AlertStatus.PENDING if status == "pending" else None
+    items = svc.list_alerts(st.db, actor, deployment, wanted, limit=200)
+    if status == "decided":
+        items = [a for a in items if a.status != AlertStatus.PENDING]
+    choices = _deployment_choices(request, actor, deployment)
+    current = next((d for d in choices if d["id"] == deployment), None)
+    if deployment is not None and current is None:
+        raise NotFound(f"no deployment {deployment}")
+    return render(request, "console_alerts.html", {
+        **_context(actor), "items": items, "deployments": choices, "current": current,
+        "deployment": deployment, "status": status, "page_saved": SAVED.get(saved or ""),
+        "health": camera_health(request, deployment),
+        "stream_url": "/console/alerts/stream" + (f"?deployment={deployment}"
+                                                  if deployment else ""),
+        "here": str(request.url.path) + (f"?{request.url.query}" if request.url.query else "")},
+        actor=actor)
+
+
+@router.get("/stream")
+async def stream(request: Request, actor: PageActor,
+                 deployment: Annotated[int | None, Query(ge=1)] = None) -> Response:
+    """Server-Sent Events: ``alert`` (a stored alert: ids, camera, score, threshold, no
+    pixels), ``health`` (camera state, fps, drops), ``resync``, ``bye``; keep-alive
+    comments."""
+    from starlette.concurrency import run_in_threadpool
+
+    await run_in_threadpool(require, web(request).db, actor, Perm.ALERT_READ, "alert",
+                            "stream")
+    b = broker(request)
+    sub = b.subscribe(actor, deployment)
+    cookie = request.cookies.get(sessions.SESSION_COOKIE)
+
+    def signed_in() -> bool:
+        if not cookie:
+            return True  # a bearer-token caller: the token was checked at the start
+        info = sessions.resolve_session(web(request).db, cookie)
+        return info is not None and info.actor == actor
+
+    return StreamingResponse(
+        events.stream(b, sub, lambda: camera_health(request, deployment), signed_in),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+@router.get("/{alert_id}")
+def alert_page(request: Request, alert_id: int, actor: PageActor,
+               saved: Annotated[str | None, Query(max_length=20)] = None) -> Response:
+    view = svc.get_alert(web(request).db, actor, alert_id)
+    return render(request, "console_alert.html", {
+        **_context(actor), "a": view, "saved": SAVED.get(saved or ""),
+        "here": f"/console/alerts/{alert_id}"}, actor=actor)
+
+
+@router.get("/{alert_id}/card")
+def alert_card(request: Request, alert_id: int, actor: PageActor,
+               saved: Annotated[str | None, Query(max_length=20)] = None,
+               here: Annotated[str | None, Query(max_length=300)] = None) -> Response:
+    view = svc.get_alert(web(request).db, actor, alert_id)
+    return render(request, "console_alert_card.html", {
+        **_context(actor), "a": view, "saved": SAVED.get(saved or ""),
+        "here": safe_next(here, "/console/alerts")}, actor=actor)
+
+
+@router.get("/{alert_id}/crop.jpg")
+def crop(request: Request, alert_id: int, actor: PageActor) -> Response:
+    """The probe crop, decrypted now (audited ``alert.view_crop``), never cached."""
+    return image_response(svc.alert_crop(web(request).system, actor, alert_id))
+
+
+@router.get("/{alert_id}/reference.jpg")
+def reference(request: Request, alert_id: int, actor: PageActor) -> Response:
+    """The watchlist reference image of the alert (audited ``subject_image.view``)."""
+    return image_response(reference_image(request, actor, alert_id))
+
+
+# -- forms -----------------------------------------------------------------------------------
+
+def _done(request: Request, alert_id: int, saved: str, here: str, fragment: str) -> Response:
+    back = safe_next(here, f"/console/alerts/{alert_id}")
+    if fragment:
+        query = urlencode({"saved": saved, "here": back})
+        return RedirectResponse(f"/console/alerts/{alert_id}/card?{query}", status_code=303)
+    sep = "&" if "?" in back else "?"
+    back = back.split("#")[0]
+    if "saved=" in back:  # do not pile up messages on repeated decisions
+        from urllib.parse import parse_qsl, urlsplit
+
+        parts = urlsplit(back)
+        kept = [(k, v) for k, v in parse_qsl(parts.query) if k != "saved"]
+        back = parts.path + (f"?{urlencode(kept)}" if kept else "")
+        sep = "&" if kept else "?"
+    return RedirectResponse(f"{back}{sep}saved={saved}#alert-{alert_id}", status_code=303)
+
+
+def _failed(request: Request, actor: Actor, alert_id: int, message: str, here: str,
+            fragment: str) -> Response:
+    st = web(request)
+    view = svc.get_alert(st.db, actor, alert_id)
+    back = safe_next(here, f"/console/alerts/{alert_id}")
+    name = "console_alert_card.html" if fragment else "console_alert.html"
+    return render(request, name, {**_context(actor), "a": view, "error": message,
+                                  "here": back}, actor=actor, status=400)
+
+
+def compose_reason(decision: Decision, choice: str, text: str) -> str | None:
+    """The recorded reason: a preset (one click) and/or free text. A reject or a no action
+    needs one; "other" needs the text."""
+    text = text.strip()
+    if decision == Decision.CONFIRM:
+        return text or None
+    if choice == "other" and not text:
+        raise RuleError("you chose “other”: write the reason in the box")
+    preset = REASONS.get(choice) if choice != "other" else None
+    reason = ": ".join(p for p in (preset, text) if p)
+    if not reason:
+        what = "reject the alert" if decision == Decision.REJECT else "take no action"
+        raise RuleError(f"choose or write a reason to {what}")
+    return reason
+
+
+@router.post("/{alert_id}/decide")
+def decide(request: Request, alert_id: int, actor: PageActor,
+           decision: Annotated[str, Form(max_length=20)] = "",
+           reason_choice: Annotated[str, Form(max_length=20)] = "",
+           reason: Annotated[str, Form(max_length=svc.MAX_TEXT)] = "",
+           here: Annotated[str, Form(max_length=300)] = "",
+           fragment: Annotated[str, Form(max_length=5)] = "") -> Response:
+    # page_actor has checked the CSRF token (a change made with the session cookie)
+    try:
+        if not decision:
+            raise RuleError("choose confirm, reject or no action")
+        choice = svc.parse_decision(decision)
+        svc.adjudicate(web(request).db, actor, alert_id, choice,
+                       compose_reason(choice, reason_choice, reason))
+    except RuleError as exc:
+        return _failed(request, actor, alert_id, str(exc), here, fragment)
+    return _done(request, alert_id, choice.value, here, fragment)
+
+
+@router.post("/{alert_id}/outcome")
+def outcome(request: Request, alert_id: int, actor: PageActor,
+            engaged: Annotated[str, Form(max_length=5)] = "",
+            action: Annotated[str, Form(max_length=20)] = "",
+            notes: Annotated[str, Form(max_length=svc.MAX_TEXT)] = "",
+            here: Annotated[str, Form(max_length=300)] = "",
+            fragment: Annotated[str, Form(max_length=5)] = "") -> Response:
+    try:
+        if engaged not in ("yes", "no"):
+            raise RuleError("say whether the person was engaged")
+        if not action:
+            raise RuleError("choose the action taken")
+        svc.record_outcome(web(request).db, actor, alert_id, engaged == "yes",
+                           svc.parse_action(action), notes or None)
+    except RuleError as exc:
+        return _failed(request, actor, alert_id, str(exc), here, fragment)
+    return _done(request, alert_id, "outcome", here, fragment)
+
+
+@router.post("/{alert_id}/hold")
+def hold(request: Request, alert_id: int, actor: PageActor,
+         reason: Annotated[str, Form(max_length=svc.MAX_TEXT)] = "",
+         here: Annotated[str, Form(max_length=300)] = "",
+         fragment: Annotated[str, Form(max_length=5)] = "") -> Response:
+    try:
+        svc.hold_alert(web(request).db, actor, alert_id, reason)
+    except RuleError as exc:
+        return _failed(request, actor, alert_id, str(exc), here, fragment)
+    return _done(request, alert_id, "hold", here, fragment)
+
+
+@router.post("/{alert_id}/release")
+def release(request: Request, alert_id: int, actor: PageActor,
+            here: Annotated[str, Form(max_length=300)] = "",
+            fragment: Annotated[str, Form(max_length=5)] = "") -> Response:
+    try:
+        svc.release_hold(web(request).db, actor, alert_id)
+    except RuleError as exc:
+        return _failed(request, actor, alert_id, str(exc), here, fragment)
+    return _done(request, alert_id, "release", here, fragment)

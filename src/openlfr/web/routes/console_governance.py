@@ -1,0 +1,639 @@
+"""The governance pages of the console: watchlists, deployments (and their cameras), users and
+API tokens, and the audit log viewer.
+
+Server-rendered: every form POSTs with its CSRF token (checked by ``page_actor``) and, on
+success, redirects (303) to the page that shows the result. A broken rule, a refusal or a bad
+upload shows the same form again, its fields kept, with the message on the page (never a
+traceback). Buttons a role may not use are not shown (:func:`authz.allowed`), and the services
+refuse them anyway (:func:`authz.require`, audited).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from openlfr.audit import log as audit_log
+from openlfr.governance import deployments as deps
+from openlfr.governance import users as users_svc
+from openlfr.governance import watchlists as wls
+from openlfr.governance.authz import Actor, Forbidden, NotFound, Perm, RuleError, allowed
+from openlfr.store.enums import Category, Role
+from openlfr.transparency.art12 import art12_records
+from openlfr.web import tokens
+from openlfr.web.deps import PageActor, web
+from openlfr.web.render import render
+from openlfr.web.routes import api_audit
+from openlfr.web.routes.api_deployments import CameraIn, DeploymentIn, create_plan
+from openlfr.web.routes.api_watchlists import (
+    MAX_UPLOAD_IMAGES,
+    UPLOAD_MAX_BYTES,
+    UploadProblem,
+    image_response,
+    read_image_upload,
+    upload_label,
+)
+
+router = APIRouter(prefix="/console", include_in_schema=False)
+
+#: Image slots on the "add a subject" form.
+IMAGE_SLOTS = 3
+AUDIT_PAGE = 50
+CATEGORY_LABELS = {
+    Category.WANTED_BY_COURT.value: "Wanted by a court",
+    Category.SERIOUS_OFFENCE.value: "Suspected of a serious offence",
+    Category.MISSING_OR_VULNERABLE.value: "Missing or vulnerable person",
+    Category.RISK_OF_HARM.value: "Risk of harm to self or others",
+    Category.OTHER.value: "Other (explain in the reason)",
+}
+ROLE_LABELS = {r.value: r.value.replace("_", " ") for r in Role}
+
+
+def may(actor: Actor) -> dict[str, bool]:
+    """What the actor's role may do, for hiding buttons: ``may.watchlist_approve`` …"""
+    return {p.name.lower(): allowed(actor, p) for p in Perm}
+
+
+def fmt_iso(value: str | None) -> str:
+    """An ISO time from a service's JSON view as the pages show times: ``26 Nov 2026 16:13
+    UTC``."""
+    if not value:
+        return "—"
+    try:
+        return datetime.fromisoformat(value).astimezone(UTC).strftime("%d %b %Y %H:%M UTC")
+    except ValueError:
+        return value
+
+
+def _page(request: Request, actor: Actor, name: str, ctx: dict[str, Any],
+          status: int = 200) -> Response:
+    ctx.setdefault("iso", fmt_iso)
+    ctx.setdefault("may", may(actor))
+    ctx.setdefault("nav", "console")
+    return render(request, name, ctx, actor=actor, status=status)
+
+
+def _see_other(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def _status_of(exc: Exception) -> int:
+    if isinstance(exc, Forbidden):
+        return 403
+    if isinstance(exc, NotFound):
+        return 404
+    if isinstance(exc, UploadProblem):
+        return exc.status
+    return 400
+
+
+def _message(exc: Exception) -> str:
+    if isinstance(exc, Forbidden):
+        return f"Refused: {exc}"
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                         for e in exc.errors())
+    return str(exc) or "the request is not valid"
+
+
+#: What a page action may fail with and show on the page (anything else is a real error).
+EXPECTED = (RuleError, Forbidden, NotFound, UploadProblem, ValidationError, ValueError)
+
+
+# -- watchlists ---------------------------------------------------------------------------------
+
+def _watchlists_ctx(request: Request, actor: Actor) -> dict[str, Any]:
+    return {"items": wls.list_watchlists(web(request).db, actor),
+            "form": {"name": "", "purpose": "", "max_subjects": ""},
+            "min_reason": wls.MIN_REASON}
+
+
+@router.get("/watchlists")
+def watchlists_page(request: Request, actor: PageActor) -> Response:
+    return _page(request, actor, "gov_watchlists.html", _watchlists_ctx(request, actor))
+
+
+@router.post("/watchlists")
+def watchlist_create(request: Request, actor: PageActor,
+                     name: Annotated[str, Form(max_length=200)] = "",
+                     purpose: Annotated[str, Form(max_length=5000)] = "",
+                     max_subjects: Annotated[str, Form(max_length=10)] = "") -> Response:
+    try:
+        limit = None
+        if max_subjects.strip():
+            if not max_subjects.strip().isdigit():
+                raise RuleError(f"max subjects {max_subjects!r}: a whole number")
+            limit = int(max_subjects)
+        info = wls.create_watchlist(web(request).system, actor, name, purpose,
+                                    max_subjects=limit)
+    except EXPECTED as exc:
+        ctx = _watchlists_ctx(request, actor)
+        ctx.update(error=_message(exc),
+                   form={"name": name, "purpose": purpose, "max_subjects": max_subjects})
+        return _page(request, actor, "gov_watchlists.html", ctx, _status_of(exc))
+    return _see_other(f"/console/watchlists/{info.id}?done=created")
+
+
+_DONE = {
+    "created": "Created.", "added": "Subject added, its images checked and stored encrypted.",
+    "approved": "Approved.", "removed": "Subject removed with its images.",
+    "destroyed": "Destroyed: its subjects, images and data key are gone.",
+    "authorised": "Authorised.", "started": "Started.", "stopped": "Stopped.",
+    "override": "Threshold override recorded.", "saved": "Saved.",
+    "user": "User added.", "active": "Account changed.", "revoked": "Token revoked.",
+}
+
+
+def _done(request: Request) -> str | None:
+    return _DONE.get(request.query_params.get("done", ""))
+
+
+def _subject_form(values: dict[str, str] | None = None) -> dict[str, Any]:
+    form: dict[str, Any] = {"reference": "", "category": "", "reason": "", "expires": "",
+                            "is_minor": "", "minor_justification": ""}
+    form.update(values or {})
+    form.setdefault("sources", [""] * IMAGE_SLOTS)
+    return form
+
+
+def _watchlist_ctx(request: Request, actor: Actor, watchlist_id: int) -> dict[str, Any]:
+    return {"wl": wls.show_watchlist(web(request).db, actor, watchlist_id),
+            "categories": CATEGORY_LABELS, "form": _subject_form(), "slots": IMAGE_SLOTS,
+            "min_reason": wls.MIN_REASON, "min_justification": wls.MIN_JUSTIFICATION,
+            "max_mib": UPLOAD_MAX_BYTES // (1024 * 1024), "done": _done(request)}
+
+
+def _watchlist_error(request: Request, actor: Actor, watchlist_id: int, exc: Exception,
+                     form: dict[str, Any] | None = None, where: str = "") -> Response:
+    ctx = _watchlist_ctx(request, actor, watchlist_id)
+    ctx["done"] = None
+    ctx["error"] = _message(exc)
+    ctx["error_where"] = where
+    if form is not None:
+        ctx["form"] = form
+    return _page(request, actor, "gov_watchlist.html", ctx, _status_of(exc))
+
+
+@router.get("/watchlists/{watchlist_id}")
+def watchlist_page(request: Request, watchlist_id: int, actor: PageActor) -> Response:
+    return _page(request, actor, "gov_watchlist.html",
+                 _watchlist_ctx(request, actor, watchlist_id))
+
+
+def _subject_values(form: Any) -> dict[str, Any]:
+    """The form's text fields, kept for showing the form again."""
+    values: dict[str, Any] = {}
+    for name in ("reference", "category", "reason", "expires", "is_minor",
+                 "minor_justification"):
+        value = form.get(name)
+        values[name] = value.strip()[:20000] if isinstance(value, str) else ""
+    sources = [v[:500] if isinstance(v, str) else "" for v in form.getlist("source")]
+    values["sources"] = (sources + [""] * IMAGE_SLOTS)[:max(IMAGE_SLOTS, len(sources))]
+    return values
+
+
+async def _subject_images(form: Any, sources: list[str]) -> list[tuple[bytes, str]]:
+    """The chosen files with their sources, each checked (size, type by content)."""
+    files = form.getlist("image")
+    if len(files) > MAX_UPLOAD_IMAGES:
+        raise UploadProblem(f"{len(files)} images: at most {MAX_UPLOAD_IMAGES}")
+    images: list[tuple[bytes, str]] = []
+    for i, item in enumerate(files):
+        source = sources[i].strip() if i < len(sources) else ""
+        if not isinstance(item, UploadFile) or not (item.filename or "").strip():
+            if source:
+                raise UploadProblem(f"image {i + 1}: a source is given but no file chosen")
+            continue  # an empty slot
+        label = upload_label(len(images) + 1, item)
+        if not source:
+            raise UploadProblem(f"{label}: the source of the image is required (where it "
+                                "comes from: custody record, court file, family…)")
+        images.append((await read_image_upload(item, label), source))
+    if not images:
+        raise UploadProblem("choose at least one reference image (JPEG, PNG, WebP, BMP or "
+                            "TIFF) and give its source")
+    return images
+
+
+@router.post("/watchlists/{watchlist_id}/subjects")
+async def subject_add(request: Request, watchlist_id: int, actor: PageActor) -> Response:
+    form = await request.form()  # parsed (and CSRF-checked) by page_actor already
+    values = _subject_values(form)
+    try:
+        images = await _subject_images(form, values["sources"])
+        expires = wls.parse_expiry(values["expires"]) if values["expires"] else None
+        await run_in_threadpool(
+            wls.add_subject, web(request).system, actor, watchlist_id, values["reference"],
+            values["category"], values["reason"], expires, images, bool(values["is_minor"]),
+            values["minor_justification"] or None)
+    except EXPECTED as exc:
+        return await run_in_threadpool(_watchlist_error, request, actor, watchlist_id, exc,
+                                       _subject_form(values), "subject")
+    return _see_other(f"/console/watchlists/{watchlist_id}?done=added#subjects")
+
+
+@router.post("/watchlists/{watchlist_id}/approve")
+def watchlist_approve(request: Request, watchlist_id: int, actor: PageActor) -> Response:
+    try:
+        wls.approve_watchlist(web(request).db, actor, watchlist_id)
+    except EXPECTED as exc:
+        return _watchlist_error(request, actor, watchlist_id, exc, where="approve")
+    return _see_other(f"/console/watchlists/{watchlist_id}?done=approved")
+
+
+@router.post("/watchlists/{watchlist_id}/destroy")
+def watchlist_destroy(request: Request, watchlist_id: int, actor: PageActor,
+                      reason: Annotated[str, Form(max_length=5000)] = "") -> Response:
+    try:
+        wls.destroy_watchlist(web(request).db, actor, watchlist_id, reason)
+    except EXPECTED as exc:
+        return _watchlist_error(request, actor, watchlist_id, exc, where="destroy")
+    return _see_other(f"/console/watchlists/{watchlist_id}?done=destroyed")
+
+
+@router.post("/subjects/{subject_id}/remove")
+def subject_remove(request: Request, subject_id: int, actor: PageActor,
+                   watchlist_id: Annotated[int, Form()],
+                   reason: Annotated[str, Form(max_length=5000)] = "") -> Response:
+    try:
+        wls.remove_subject(web(request).db, actor, subject_id, reason or None)
+    except EXPECTED as exc:
+        return _watchlist_error(request, actor, watchlist_id, exc, where="subjects")
+    return _see_other(f"/console/watchlists/{watchlist_id}?done=removed#subjects")
+
+
+@router.get("/subject-images/{image_id}")
+def subject_image(request: Request, image_id: int, actor: PageActor) -> Response:
+    """The decrypted reference image (audited as ``subject_image.view``; never cached)."""
+    return image_response(wls.subject_image(web(request).system, actor, image_id))
+
+
+# -- deployments --------------------------------------------------------------------------------
+
+def _when(text: str, label: str) -> datetime:
+    """A time from the form: ``2026-12-01T08:00`` (UTC, as the browser's field gives it) or ISO
+    8601 with an offset; ``now`` and ``+N[mhd]`` as on the command line."""
+    raw = text.strip()
+    if not raw:
+        raise RuleError(f"the {label} is required")
+    if raw.lower() == "now":
+        return datetime.now(UTC)
+    m = re.fullmatch(r"\+(\d+)\s*([mhd])", raw)
+    if m:
+        unit = {"m": "minutes", "h": "hours", "d": "days"}[m.group(2)]
+        return datetime.now(UTC) + timedelta(**{unit: int(m.group(1))})
+    try:
+        when = datetime.fromisoformat(raw)
+    except ValueError:
+        raise RuleError(f"the {label} {raw!r} is not a date and time: use the date picker, "
+                        "or e.g. 2026-12-01T08:00 (UTC) or 2026-12-01T08:00+01:00") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def parse_cameras(text: str) -> list[CameraIn]:
+    """One camera per line: ``NAME=SOURCE``."""
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line:
+            continue
+        name, sep, source = line.partition("=")
+        if not sep or not name.strip() or not source.strip():
+            raise RuleError(f"cameras, line {n} ({line[:60]!r}): write NAME=SOURCE, e.g. "
+                            "gate=rtsp://10.0.0.5/stream")
+        out.append(CameraIn(name=name.strip(), source=source.strip()))
+    return out
+
+
+DEPLOYMENT_TEXT = ("name", "site", "location", "purpose", "legal_basis", "dpia_ref",
+                   "equality_ref", "planned_start", "planned_end", "threshold", "backend",
+                   "urgency_reason", "cameras")
+DEPLOYMENT_FLAGS = ("two_person_rule", "signage", "public_notice")
+
+
+async def _deployment_form(request: Request) -> dict[str, Any]:
+    form = await request.form()
+    values: dict[str, Any] = {}
+    for name in DEPLOYMENT_TEXT:
+        v = form.get(name)
+        values[name] = v[:20000] if isinstance(v, str) else ""
+    for name in DEPLOYMENT_FLAGS:
+        values[name] = bool(form.get(name))
+    ids = []
+    for v in form.getlist("watchlist_ids"):
+        if isinstance(v, str) and v.isdigit():
+            ids.append(int(v))
+    values["watchlist_ids"] = ids
+    return values
+
+
+def _blank_deployment() -> dict[str, Any]:
+    start = (datetime.now(UTC) + timedelta(hours=1)).replace(minute=0, second=0,
+                                                             microsecond=0)
+    values: dict[str, Any] = {n: "" for n in DEPLOYMENT_TEXT}
+    values.update({n: False for n in DEPLOYMENT_FLAGS}, watchlist_ids=[], backend="sface",
+                  planned_start=start.strftime("%Y-%m-%dT%H:%M"),
+                  planned_end=(start + timedelta(hours=6)).strftime("%Y-%m-%dT%H:%M"))
+    return values
+
+
+def _local(iso: str | None) -> str:
+    if not iso:
+        return ""
+    return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
+
+
+def cameras_text(cameras: list[dict[str, str]]) -> str:
+    return "\n".join(f"{c['name']}={c['source']}" for c in cameras)
+
+
+def _values_of(view: dict[str, Any]) -> dict[str, Any]:
+    values = {n: view.get(n) or "" for n in DEPLOYMENT_TEXT}
+    values.update({n: bool(view.get(n)) for n in DEPLOYMENT_FLAGS},
+                  planned_start=_local(view["planned_start"]),
+                  planned_end=_local(view["planned_end"]),
+                  threshold=f"{view['threshold']:.4f}",
+                  cameras=cameras_text(view["cameras"]),
+                  watchlist_ids=[w["id"] for w in view["watchlists"]],
+                  backend=view["model_id"])
+    return values
+
+
+def _choosable_watchlists(request: Request, actor: Actor) -> list[wls.WatchlistInfo]:
+    if not allowed(actor, Perm.WATCHLIST_READ):
+        return []
+    return wls.list_watchlists(web(request).db, actor, include_destroyed=False)
+
+
+def _form_ctx(request: Request, actor: Actor, values: dict[str, Any],
+              view: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"form": values, "dep": view, "watchlists": _choosable_watchlists(request, actor)}
+
+
+@router.get("/deployments")
+def deployments_page(request: Request, actor: PageActor) -> Response:
+    return _page(request, actor, "gov_deployments.html",
+                 {"items": deps.list_deployments(web(request).db, actor)})
+
+
+@router.get("/deployments/new")
+def deployment_new(request: Request, actor: PageActor) -> Response:
+    return _page(request, actor, "gov_deployment_form.html",
+                 _form_ctx(request, actor, _blank_deployment()))
+
+
+def _body(values: dict[str, Any]) -> DeploymentIn:
+    threshold = values["threshold"].strip()
+    try:
+        number = float(threshold) if threshold else None
+    except ValueError:
+        raise RuleError(f"threshold {threshold!r}: a number such as 0.42") from None
+    return DeploymentIn(
+        name=values["name"], site=values["site"], location=values["location"],
+        purpose=values["purpose"], legal_basis=values["legal_basis"],
+        dpia_ref=values["dpia_ref"], equality_ref=values["equality_ref"],
+        planned_start=_when(values["planned_start"], "planned start"),
+        planned_end=_when(values["planned_end"], "planned end"), threshold=number,
+        backend=values["backend"] or "sface", two_person_rule=values["two_person_rule"],
+        signage=values["signage"], public_notice=values["public_notice"],
+        urgency_reason=values["urgency_reason"].strip() or None,
+        watchlist_ids=values["watchlist_ids"], cameras=parse_cameras(values["cameras"]))
+
+
+@router.post("/deployments")
+async def deployment_create(request: Request, actor: PageActor) -> Response:
+    values = await _deployment_form(request)
+    db = web(request).db
+    try:
+        dep_id = await run_in_threadpool(lambda: create_plan(db, actor, _body(values)))
+    except EXPECTED as exc:
+        ctx = await run_in_threadpool(_form_ctx, request, actor, values)
+        ctx["error"] = _message(exc)
+        return _page(request, actor, "gov_deployment_form.html", ctx, _status_of(exc))
+    return _see_other(f"/console/deployments/{dep_id}?done=created")
+
+
+def _deployment_ctx(request: Request, actor: Actor, deployment_id: int) -> dict[str, Any]:
+    view = deps.show(web(request).db, actor, deployment_id)
+    editable = view["status"] in ("draft", "authorised")
+    ctx: dict[str, Any] = {"dep": view, "done": _done(request), "editable": editable,
+                           "below_floor": view["threshold"] < view["floor"]}
+    if editable and allowed(actor, Perm.DEPLOYMENT_EDIT):
+        ctx.update(_form_ctx(request, actor, _values_of(view), view))
+    return ctx
+
+
+def _deployment_error(request: Request, actor: Actor, deployment_id: int, exc: Exception,
+                      where: str, values: dict[str, Any] | None = None) -> Response:
+    ctx = _deployment_ctx(request, actor, deployment_id)
+    ctx.update(done=None, error=_message(exc), error_where=where)
+    if values is not None:
+        ctx["form"] = values
+    return _page(request, actor, "gov_deployment.html", ctx, _status_of(exc))
+
+
+@router.get("/deployments/{deployment_id}")
+def deployment_page(request: Request, deployment_id: int, actor: PageActor) -> Response:
+    return _page(request, actor, "gov_deployment.html",
+                 _deployment_ctx(request, actor, deployment_id))
+
+
+@router.post("/deployments/{deployment_id}/edit")
+async def deployment_edit(request: Request, deployment_id: int, actor: PageActor) -> Response:
+    values = await _deployment_form(request)
+    db = web(request).db
+
+    def save() -> None:
+        view = deps.show(db, actor, deployment_id)
+        body = _body(values)
+        changes: dict[str, Any] = {
+            k: getattr(body, k) for k in ("name", "site", "location", "purpose",
+                                          "legal_basis", "dpia_ref", "equality_ref",
+                                          "planned_start", "planned_end", "two_person_rule",
+                                          "signage", "public_notice", "urgency_reason",
+                                          "watchlist_ids")}
+        if body.threshold is not None:
+            changes["threshold"] = body.threshold
+        # the page shows camera sources without credentials: unchanged text keeps them
+        if values["cameras"].strip() != cameras_text(view["cameras"]).strip():
+            changes["cameras"] = [deps.CameraSpec(c.name, c.source) for c in body.cameras]
+        deps.edit(db, actor, deployment_id, **changes)
+
+    try:
+        await run_in_threadpool(save)
+    except EXPECTED as exc:
+        return await run_in_threadpool(_deployment_error, request, actor, deployment_id, exc,
+                                       "edit", values)
+    return _see_other(f"/console/deployments/{deployment_id}?done=saved")
+
+
+@router.post("/deployments/{deployment_id}/authorise")
+def deployment_authorise(request: Request, deployment_id: int, actor: PageActor) -> Response:
+    st = web(request)
+    try:
+        deps.authorise(st.db, st.system.keyring, actor, deployment_id)
+    except EXPECTED as exc:
+        return _deployment_error(request, actor, deployment_id, exc, "authorise")
+    return _see_other(f"/console/deployments/{deployment_id}?done=authorised")
+
+
+@router.post("/deployments/{deployment_id}/override-threshold")
+def deployment_override(request: Request, deployment_id: int, actor: PageActor,
+                        reason: Annotated[str, Form(max_length=5000)] = "") -> Response:
+    try:
+        deps.override_threshold(web(request).db, actor, deployment_id, reason)
+    except EXPECTED as exc:
+        return _deployment_error(request, actor, deployment_id, exc, "override")
+    return _see_other(f"/console/deployments/{deployment_id}?done=override")
+
+
+@router.post("/deployments/{deployment_id}/start")
+def deployment_start(request: Request, deployment_id: int, actor: PageActor) -> Response:
+    try:
+        deps.start(web(request).db, actor, deployment_id)
+    except EXPECTED as exc:
+        return _deployment_error(request, actor, deployment_id, exc, "run")
+    return _see_other(f"/console/deployments/{deployment_id}?done=started")
+
+
+@router.post("/deployments/{deployment_id}/stop")
+def deployment_stop(request: Request, deployment_id: int, actor: PageActor,
+                    reason: Annotated[str, Form(max_length=5000)] = "") -> Response:
+    try:
+        deps.stop(web(request).db, actor, deployment_id, reason)
+    except EXPECTED as exc:
+        return _deployment_error(request, actor, deployment_id, exc, "run")
+    return _see_other(f"/console/deployments/{deployment_id}?done=stopped")
+
+
+# -- users and tokens ---------------------------------------------------------------------------
+
+def _users_ctx(request: Request, actor: Actor) -> dict[str, Any]:
+    db = web(request).db
+    return {"users": users_svc.list_users(db, actor), "tokens": tokens.list_tokens(db, actor),
+            "roles": ROLE_LABELS, "form": {"name": "", "role": "operator"},
+            "token_form": {"user": "", "name": "", "role": ""}, "done": _done(request),
+            "min_password": users_svc.MIN_PASSWORD}
+
+
+def _users_error(request: Request, actor: Actor, exc: Exception, where: str,
+                 **forms: dict[str, str]) -> Response:
+    ctx = _users_ctx(request, actor)
+    ctx.update(done=None, error=_message(exc), error_where=where, **forms)
+    return _page(request, actor, "gov_users.html", ctx, _status_of(exc))
+
+
+@router.get("/users")
+def users_page(request: Request, actor: PageActor) -> Response:
+    return _page(request, actor, "gov_users.html", _users_ctx(request, actor))
+
+
+@router.post("/users")
+def user_add(request: Request, actor: PageActor,
+             name: Annotated[str, Form(max_length=64)] = "",
+             role: Annotated[str, Form(max_length=40)] = "",
+             password: Annotated[str, Form(max_length=1024)] = "") -> Response:
+    try:
+        users_svc.add_user(web(request).db, actor, name.strip(), users_svc.parse_role(role),
+                           password)
+    except EXPECTED as exc:
+        return _users_error(request, actor, exc, "user", form={"name": name, "role": role})
+    return _see_other("/console/users?done=user")
+
+
+@router.post("/users/{name}/active")
+def user_active(request: Request, name: str, actor: PageActor,
+                active: Annotated[str, Form(max_length=5)] = "") -> Response:
+    try:
+        users_svc.set_active(web(request).db, actor, name, active == "1")
+    except EXPECTED as exc:
+        return _users_error(request, actor, exc, "users")
+    return _see_other("/console/users?done=active")
+
+
+@router.post("/tokens")
+def token_create(request: Request, actor: PageActor,
+                 user: Annotated[str, Form(max_length=64)] = "",
+                 name: Annotated[str, Form(max_length=100)] = "",
+                 role: Annotated[str, Form(max_length=40)] = "") -> Response:
+    try:
+        info, secret = tokens.create_token(web(request).db, actor, user, name,
+                                           users_svc.parse_role(role) if role else None)
+    except EXPECTED as exc:
+        return _users_error(request, actor, exc, "token",
+                            token_form={"user": user, "name": name, "role": role})
+    ctx = _users_ctx(request, actor)
+    ctx.update(new_token=secret, new_token_info=info)
+    return _page(request, actor, "gov_users.html", ctx, 201)
+
+
+@router.post("/tokens/{token_id}/revoke")
+def token_revoke(request: Request, token_id: int, actor: PageActor) -> Response:
+    try:
+        tokens.revoke_token(web(request).db, actor, token_id)
+    except EXPECTED as exc:
+        return _users_error(request, actor, exc, "tokens")
+    return _see_other("/console/users?done=revoked#tokens")
+
+
+# -- audit log ----------------------------------------------------------------------------------
+
+def _audit_ctx(request: Request, actor: Actor, before: int | None) -> dict[str, Any]:
+    db = web(request).db
+    api_audit.reader(db, actor, "show")
+    rows, total, nxt = api_audit.page_of_entries(db, before, AUDIT_PAGE)
+    deployments = deps.list_deployments(db, actor)
+    return {"entries": rows, "total": total, "next_before": nxt, "before": before,
+            "deployments": deployments, "short": short_details, "when": _seq_time}
+
+
+@router.get("/audit")
+def audit_page(request: Request, actor: PageActor, before: int | None = None) -> Response:
+    return _page(request, actor, "gov_audit.html", _audit_ctx(request, actor, before))
+
+
+@router.post("/audit/verify")
+def audit_verify(request: Request, actor: PageActor) -> Response:
+    db = web(request).db
+    api_audit.reader(db, actor, "verify")
+    ctx = _audit_ctx(request, actor, None)
+    ctx["verify"] = api_audit.verify_result(db)
+    return _page(request, actor, "gov_audit.html", ctx)
+
+
+@router.post("/audit/export")
+def audit_export(request: Request, actor: PageActor,
+                 what: Annotated[str, Form(max_length=10)] = "log",
+                 deployment: Annotated[str, Form(max_length=12)] = "") -> StreamingResponse:
+    dep_id = int(deployment) if deployment.strip().isdigit() else None
+    return api_audit.export_response(web(request).db, actor, dep_id, what == "art12")
+
+
+@router.get("/audit/art12/{deployment_id}")
+def audit_art12(request: Request, deployment_id: int, actor: PageActor) -> Response:
+    db = web(request).db
+    api_audit.reader(db, actor, "art12")
+    with db.reading() as s:
+        records = art12_records(s, deployment_id)
+    if not records:
+        raise NotFound(f"no deployment {deployment_id}")
+    return _page(request, actor, "gov_art12.html", {"r": records[0]})
+
+
+def short_details(details: dict[str, Any]) -> str:
+    """An audit entry's details on one line for the table."""
+    import json
+
+    text = json.dumps(details, ensure_ascii=False, sort_keys=True)
+    return text if len(text) <= 300 else text[:297] + "…"
+
+
+def _seq_time(entry: audit_log.AuditEntry) -> str:
+    return entry.time.replace("T", " ")[:19] + " UTC"
