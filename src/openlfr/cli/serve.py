@@ -34,6 +34,10 @@ def serve(
     resume: Annotated[bool, typer.Option(
         "--resume/--no-resume",
         help="Resume the live runs of deployments left running by a previous server.")] = True,
+    preview: Annotated[bool, typer.Option(
+        "--preview/--no-preview", envvar="OPENLFR_PREVIEW",
+        help="Show operators the privacy-masked live view of running cameras (faces that do "
+             "not match pixelated).")] = False,
     behind_proxy: Annotated[bool, typer.Option(
         "--behind-proxy",
         help="Trust X-Forwarded-For/-Proto from a reverse proxy (HTTPS, client "
@@ -73,7 +77,8 @@ def serve(
                 console.print(f"one-time password for {admin_user}: [bold]{password}[/]\n"
                               "It is shown only now; the admin should change it.",
                               highlight=False)
-        jobs = BackgroundJobs(system, retention_every=retention_minutes * 60, resume=resume)
+        jobs = BackgroundJobs(system, retention_every=retention_minutes * 60, resume=resume,
+                              preview=preview)
         with governance_errors():
             app = create_app(system, jobs, trust_proxy=behind_proxy)
         shown_host = f"[{host}]" if ":" in host else host
@@ -98,6 +103,9 @@ def _server_class(base: type) -> type:
 
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             super().handle_exit(sig, frame)
+            from openlfr.web.events import shutdown_streams
+
+            shutdown_streams()  # end the live alert streams now: they must not hold it up
             captured = getattr(self, "_captured_signals", None)
             if isinstance(captured, list):
                 captured.clear()

@@ -167,10 +167,19 @@ class AlertBroker:
             sub.offer(_CLOSE)
 
 
+_SHUTDOWN = threading.Event()
+
+
 def shutdown_streams() -> None:
-    """End the live streams of every broker in this process (graceful server shutdown)."""
+    """End the live streams of every broker in this process (graceful server shutdown); other
+    long answers (the camera preview) watch :func:`shutting_down`."""
+    _SHUTDOWN.set()
     for broker in list(_BROKERS):
         broker.close()
+
+
+def shutting_down() -> bool:
+    return _SHUTDOWN.is_set()
 
 
 def sse(event: str, data: dict[str, Any] | list[Any], event_id: int | None = None) -> str:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
@@ -164,10 +164,20 @@ def queue(request: Request, actor: PageActor,
         **_context(actor), "items": items, "deployments": choices, "current": current,
         "deployment": deployment, "status": status, "page_saved": SAVED.get(saved or ""),
         "health": camera_health(request, deployment),
+        "previews": _preview_urls(request, deployment),
+        "preview_enabled": bool(getattr(web(request).runner, "preview", False)),
         "stream_url": "/console/alerts/stream" + (f"?deployment={deployment}"
                                                   if deployment else ""),
         "here": str(request.url.path) + (f"?{request.url.query}" if request.url.query else "")},
         actor=actor)
+
+
+def _preview_urls(request: Request, deployment_id: int | None) -> list[tuple[str, str]]:
+    feeds = preview_feeds(request, deployment_id)
+    if feeds is None:
+        return []
+    return [(name, f"/console/alerts/preview/{deployment_id}/{quote(name, safe='')}.mjpg")
+            for name in feeds.cameras]
 
 
 @router.get("/stream")
@@ -194,6 +204,59 @@ async def stream(request: Request, actor: PageActor,
         events.stream(b, sub, lambda: camera_health(request, deployment), signed_in),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+@router.get("/preview/{deployment_id}/{camera}.mjpg")
+async def preview(request: Request, deployment_id: int, camera: str,
+                  actor: PageActor) -> Response:
+    """The privacy-masked live view of one camera of a deployment running on this server
+    (``openlfr serve --preview``): faces that are not alerts are pixelated before a frame
+    leaves the pipeline; frames are rendered only while someone watches and kept in memory
+    only. Opening it is audited (``preview.view``)."""
+    from starlette.concurrency import run_in_threadpool
+
+    from openlfr.audit import log as audit_log
+    from openlfr.video.preview import BOUNDARY
+
+    st = web(request)
+    await run_in_threadpool(require, st.db, actor, Perm.ALERT_READ, "deployment",
+                            str(deployment_id))
+    feeds = preview_feeds(request, deployment_id)
+    if feeds is None or camera not in feeds.cameras:
+        raise NotFound(f"no live preview of camera {camera!r} of deployment {deployment_id} "
+                       "on this server")
+
+    def audit() -> None:
+        with st.db.session() as s:
+            audit_log.record(s, actor.name, "preview.view", "deployment", deployment_id,
+                             {"camera": camera})
+
+    await run_in_threadpool(audit)
+    feeds.watch(camera)
+
+    async def frames() -> Any:
+        seq = 0
+        try:
+            while not feeds.closing and not events.shutting_down():
+                if await request.is_disconnected():
+                    break
+                seq, jpeg = await run_in_threadpool(feeds.next_frame, camera, seq, 1.0)
+                if jpeg is not None:
+                    yield feeds.multipart_part(jpeg)
+        finally:
+            feeds.unwatch(camera)
+
+    return StreamingResponse(frames(),
+                             media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
+                             headers={"Cache-Control": "no-store"})
+
+
+def preview_feeds(request: Request, deployment_id: int | None) -> Any:
+    """The preview feeds of a deployment running here, if the preview is enabled."""
+    runner = web(request).runner
+    if deployment_id is None or runner is None or not hasattr(runner, "preview_feeds"):
+        return None
+    return runner.preview_feeds(deployment_id)
 
 
 @router.get("/{alert_id}")
