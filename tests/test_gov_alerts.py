@@ -317,6 +317,20 @@ def test_outcome_only_on_confirmed_and_once(gov: Gov, face_images: dict[str, Pat
     _verify(gov)
 
 
+def test_no_outcome_after_the_purge(gov: Gov, face_images: dict[str, Path]) -> None:
+    # Retention purges an alert once; notes written after it would never be blanked.
+    st = _setup(gov, face_images)
+    row_id = _stored(gov, st)
+    svc.adjudicate(gov.db, gov.actors["op1"], row_id, Decision.CONFIRM)
+    with gov.db.session() as s:
+        row = s.get(AlertRow, row_id)
+        assert row is not None
+        row.purged_at = datetime.now(UTC)
+    with pytest.raises(RuleError, match="purged"):
+        svc.record_outcome(gov.db, gov.actors["op1"], row_id, True, Action.ADVICE, "J. Doe")
+    assert svc.get_alert(gov.db, gov.actors["op1"], row_id).outcome is None
+
+
 def test_hold_and_release(gov: Gov, face_images: dict[str, Path]) -> None:
     st = _setup(gov, face_images)
     row_id = _stored(gov, st)
@@ -398,4 +412,10 @@ def test_cli_review(gov: Gov, face_images: dict[str, Path], tmp_path: Path) -> N
     assert "crop_ct" not in listed.stdout
     missing = _cli(gov, "alerts", "show", "4242", "--user", "au1")
     assert missing.returncode == 2 and "no alert 4242" in missing.stderr
+    no_deployment = _cli(gov, "alerts", "list", "--deployment", "4242", "--user", "au1")
+    assert no_deployment.returncode == 2  # a mistyped id, not "no alerts"
+    assert no_deployment.stderr.strip() == "error: no deployment 4242"
+    none_pending = _cli(gov, "alerts", "list", "--deployment", str(st.deployment_id),
+                        "--status", "rejected", "--user", "au1")
+    assert none_pending.returncode == 0 and "no alerts" in none_pending.stderr
     _verify(gov)

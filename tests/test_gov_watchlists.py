@@ -134,7 +134,7 @@ def test_subject_rules_and_bad_images_add_nothing(gov: Gov, face_images, no_face
         ({"expires_at": None}, "an expiry is required"),
         ({"expires_at": datetime.now(UTC) - timedelta(minutes=1)}, "not in the future"),
         ({"expires_at": datetime(2099, 1, 1)}, "give a timezone"),
-        ({"is_minor": True}, "under-18 subject needs an extra justification"),
+        ({"is_minor": True}, "justification for including an under-18 subject is required"),
         ({"is_minor": True, "minor_justification": "young"}, "at least 20 characters"),
     ]
     for kw, message in cases:
@@ -289,9 +289,14 @@ def test_expiry_removal_reading_and_the_system_actor(gov: Gov, face_images) -> N
     assert wls.show_watchlist(gov.db, gov.actors["au1"], wl_id).status == "approved"
 
     # A person removing a subject changes the list: back to draft.
-    assert wls.remove_subject(gov.db, gov.actors["op2"], biden.id, "arrested") == 1
+    assert wls.remove_subject(gov.db, gov.actors["op2"], biden.id,
+                              "arrested at home on 2 May") == 1
     info = wls.show_watchlist(gov.db, gov.actors["au1"], wl_id)
     assert (info.status, info.subjects, "op2" in info.editors) == ("draft", 0, True)
+    # The reason may name the person: the log, kept for ever, says only that one was given.
+    removed = _actions(gov)[-1]
+    assert (removed.action, removed.details["reason_given"]) == ("subject.remove", True)
+    assert "arrested" not in json.dumps(removed.details)
     with pytest.raises(NotFound):
         wls.remove_subject(gov.db, gov.actors["op2"], biden.id)
 
@@ -312,6 +317,9 @@ def test_expiry_parsing() -> None:
                                                                          tzinfo=UTC)
     with pytest.raises(RuleError, match="duration such as 90d"):
         wls.parse_expiry("soon", now)
+    for far in ("99999999999d", "9999-12-31", "3000000d"):  # not an OverflowError traceback
+        with pytest.raises(RuleError, match="too far"):
+            wls.parse_expiry(far, now)
 
 
 def _cli(gov: Gov, *args: object, user: str | None = None) -> subprocess.CompletedProcess:

@@ -4,6 +4,7 @@ refusals audited; on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import sqlite3
+import threading
 
 import pytest
 from sqlalchemy import text
@@ -12,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from openlfr.audit import load_or_create_signing_key, sign_checkpoint
 from openlfr.audit import log as audit_log
 from openlfr.governance import users
-from openlfr.governance.authz import Forbidden
+from openlfr.governance.authz import Forbidden, RuleError
 from openlfr.governance.users import AuthError
 from openlfr.store.enums import Role
 from tests.govfix import PASSWORD, Gov
@@ -127,6 +128,44 @@ def test_failed_sign_in_is_audited_and_says_nothing_about_which_part(gov: Gov) -
     with gov.db.reading() as s:
         failed = [e for e in audit_log.entries(s) if e.action == "auth.failed"]
     assert [e.actor for e in failed] == ["op1", "nobody"]
+
+
+@pytest.mark.parametrize("name", ["system", "System", "SYSTEM", "public", "Public", "unknown"])
+def test_the_program_s_actor_names_cannot_be_taken(gov: Gov, name: str) -> None:
+    with pytest.raises(RuleError, match="reserved"):
+        users.add_user(gov.db, gov.actors["admin"], name, Role.ADMIN, PASSWORD)
+    with pytest.raises(RuleError, match="reserved"):
+        users.check_name(name)
+
+
+def test_a_failed_sign_in_as_system_is_not_signed_system(gov: Gov) -> None:
+    with pytest.raises(AuthError):
+        users.authenticate(gov.db, "system", PASSWORD)
+    with gov.db.reading() as s:
+        last = audit_log.head(s)
+    assert last is not None
+    assert (last.actor, last.action, last.object_id) == ("unknown", "auth.failed", "system")
+
+
+def test_postgresql_writers_are_serialised_from_their_first_statement(gov: Gov) -> None:
+    if gov.kind != "postgresql":
+        pytest.skip("SQLite serialises writers with BEGIN IMMEDIATE")
+    held = text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND pid = pg_backend_pid() AND objid = :k")
+    entered = threading.Event()
+
+    def second_writer() -> None:
+        with gov.db.session():
+            entered.set()
+
+    with gov.db.session() as s:
+        # Held before the transaction reads anything, not only once it appends to the log.
+        assert s.scalar(held, {"k": audit_log.ADVISORY_LOCK}) == 1
+        other = threading.Thread(target=second_writer)
+        other.start()
+        assert not entered.wait(0.5)
+    other.join(10)
+    assert entered.is_set()
 
 
 def test_sqlite_file_settings(sqlite_gov: Gov) -> None:

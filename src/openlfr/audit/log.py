@@ -19,10 +19,12 @@ from sqlalchemy.orm import Session
 from openlfr.audit.checkpoint import Checkpoint
 from openlfr.audit.entry import AuditChain, AuditEntry
 from openlfr.audit.verify import VerifyResult, verify_chain
+from openlfr.store.db import WRITE_LOCK
 from openlfr.store.models import AuditRecord
 
-#: Arbitrary, fixed key of the PostgreSQL advisory lock that serialises audit writers.
-ADVISORY_LOCK = 0x6F6C6672  # "olfr"
+#: Arbitrary, fixed key of the PostgreSQL advisory lock that serialises audit writers (the
+#: same lock every writing session of :class:`openlfr.store.db.Database` takes at its start).
+ADVISORY_LOCK = WRITE_LOCK  # 0x6F6C6672, "olfr"
 
 SYSTEM = "system"
 """The actor of changes the program makes by itself (retention, a deployment reaching its end)."""

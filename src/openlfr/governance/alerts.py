@@ -468,6 +468,8 @@ def record_outcome(db: Database, actor: Actor, alert_id: int, engaged: bool, act
         raise RuleError(f"action {action.value} means the person was engaged: use --engaged")
     with db.session() as s:
         row = _load(s, alert_id)
+        if row.purged_at is not None:  # its notes would outlive the purge, never blanked
+            raise RuleError(f"alert {alert_id} was purged")
         if row.status != AlertStatus.CONFIRMED:
             raise RuleError(f"alert {alert_id} is {row.status.value}: outcomes are recorded "
                             "only for confirmed alerts")

@@ -15,6 +15,10 @@ from openlfr.store.enums import Role, choices
 from openlfr.store.models import User
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{1,63}$")
+#: Actor names the program writes into the audit log itself (the program, a resident sending a
+#: question, a sign-in with an unusable name): no account may take one, in any letter case, or
+#: its entries could not be told apart from theirs.
+RESERVED_NAMES = frozenset({audit_log.SYSTEM, "public", "unknown"})
 MIN_PASSWORD = 12
 _hasher = PasswordHasher()
 
@@ -41,8 +45,8 @@ def check_name(name: str) -> None:
     if not NAME_RE.match(name):
         raise RuleError(f"user name {name!r}: 2–64 letters, digits, '.', '_', '@' or '-', "
                         "starting with a letter or digit")
-    if name == audit_log.SYSTEM:
-        raise RuleError(f"{name!r} is reserved for the program's own actions")
+    if name.casefold() in RESERVED_NAMES:
+        raise RuleError(f"{name!r} is reserved for the program's own audit entries")
 
 
 def count_users(db: Database) -> int:
@@ -111,8 +115,11 @@ def authenticate(db: Database, name: str, password: str) -> Actor:
     else:
         _hasher.hash(password)  # same cost whether or not the name exists
     if not ok or stored is None or not stored[2]:
+        # A name no account can have (malformed, or one the program acts under) is not
+        # written as the actor: a stranger must not sign entries as ``system``.
+        usable = bool(NAME_RE.match(name)) and name.casefold() not in RESERVED_NAMES
         with db.session() as s:
-            audit_log.record(s, name if NAME_RE.match(name) else "unknown", "auth.failed",
+            audit_log.record(s, name if usable else "unknown", "auth.failed",
                              "user", name[:64] if NAME_RE.match(name) else "invalid-name")
         raise AuthError("wrong user name or password, or the account is inactive")
     return Actor(name, stored[1])

@@ -165,14 +165,19 @@ def parse_expiry(text: str, now: datetime | None = None) -> datetime:
     m = _DURATION.match(text)
     if m:
         n, unit = int(m.group(1)), m.group(2).lower()
-        return now + {"h": timedelta(hours=n), "d": timedelta(days=n),
-                      "w": timedelta(weeks=n)}[unit]
+        try:
+            return now + {"h": timedelta(hours=n), "d": timedelta(days=n),
+                          "w": timedelta(weeks=n)}[unit]
+        except OverflowError:
+            raise RuleError(f"expiry {text!r}: too far in the future") from None
     raw = text.strip()
     try:
         if len(raw) == 10:
             day = date.fromisoformat(raw)
             return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
         when = datetime.fromisoformat(raw)
+    except OverflowError:
+        raise RuleError(f"expiry {text!r}: too far in the future") from None
     except ValueError:
         raise RuleError(f"expiry {text!r}: give a date (2027-01-31), an ISO time "
                         "(2027-01-31T18:00+00:00) or a duration such as 90d, 12w or 48h"
@@ -396,7 +401,7 @@ def add_subject(system: System, actor: Actor, watchlist_id: int, reference: str,
     if is_minor or (minor_justification or "").strip():
         is_minor = True
         justification = _text(minor_justification,
-                              "an under-18 subject needs an extra justification",
+                              "a justification for including an under-18 subject",
                               MIN_JUSTIFICATION)
     if len(images) > MAX_IMAGES_PER_SUBJECT:
         raise RuleError(f"{len(images)} images: at most {MAX_IMAGES_PER_SUBJECT} per subject")
@@ -486,8 +491,9 @@ def remove_subject(db: Database, actor: Actor, subject_id: int,
         withdrawn = _changed(s, wl, actor)
         details: dict[str, Any] = {"watchlist_id": wl.id, "images": images,
                                    "approval_withdrawn": withdrawn}
-        if reason and reason.strip():
-            details["reason"] = reason.strip()
+        # The reason may well name the person or the case: the log, kept for ever, records
+        # only that one was given (as for alert decisions); the subject's data go with it.
+        details["reason_given"] = bool(reason and reason.strip())
         audit_log.record(s, actor.name, "subject.remove", "subject", subject_id, details)
     db.checkpoint()
     return images

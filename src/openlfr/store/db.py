@@ -26,6 +26,11 @@ if TYPE_CHECKING:
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
+#: The PostgreSQL advisory lock that serialises writers; the same key as
+#: :data:`openlfr.audit.log.ADVISORY_LOCK` ("olfr"), which takes it again before each append.
+WRITE_LOCK = 0x6F6C6672
+
+
 class StoreError(ValueError):
     """The database cannot be used: missing, not initialised, or from another version."""
 
@@ -121,8 +126,17 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A writing transaction: committed at the end, rolled back on any exception."""
+        """A writing transaction: committed at the end, rolled back on any exception.
+
+        Writers are serialised from their first statement, on both databases: SQLite by
+        ``BEGIN IMMEDIATE``, PostgreSQL by the audit log's transaction-scoped advisory lock
+        (re-entrant, so :func:`openlfr.audit.log.record` taking it again is free). Taken only at
+        the audit entry, the lock would come after the transaction had read and changed rows:
+        two writers could both pass a check on the same state (two decisions on one pending
+        alert) and, holding rows and the lock in opposite orders, deadlock."""
         with self._write() as session, session.begin():
+            if not self.is_sqlite:
+                session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK})
             yield session
 
     @contextmanager
