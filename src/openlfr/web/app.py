@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import DataError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -163,6 +164,17 @@ def _error_handlers(app: FastAPI) -> None:
     async def _rule(request: Request, exc: ValueError) -> Response:
         # RuleError, StoreError, CryptoError and other bad input from the services
         return _answer(request, 400, str(exc) or "invalid request")
+
+    @app.exception_handler(OverflowError)
+    @app.exception_handler(DataError)
+    async def _out_of_range(request: Request, exc: Exception) -> Response:
+        # a number beyond what the database stores (an id of 20 digits: SQLite raises
+        # OverflowError, PostgreSQL "integer out of range"), or text the database refuses
+        # (PostgreSQL: a NUL character): bad input, not a server fault
+        log.info("refused a value the database cannot hold on %s %s: %s", request.method,
+                 request.url.path, type(exc).__name__)
+        return _answer(request, 400, "a value in the request is out of range or contains a "
+                                     "character that is not allowed")
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> Response:

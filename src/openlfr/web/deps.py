@@ -60,15 +60,20 @@ def web(request: Request) -> WebState:
 
 
 def client_ip(request: Request) -> str:
+    """The client's address for the rate limits. Behind a proxy (``trust_proxy``) it is the
+    last ``X-Forwarded-For`` entry, the one the proxy itself added: the entries before it come
+    from the client, which could otherwise send a new address with every request."""
     st = web(request)
     if st.trust_proxy:
-        forwarded = request.headers.get("x-forwarded-for", "")
-        if forwarded:
-            return forwarded.split(",")[0].strip()[:64]
+        forwarded = ",".join(request.headers.getlist("x-forwarded-for"))
+        hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+        if hops:
+            return hops[-1][:64]
     return request.client.host if request.client else "unknown"
 
 
-def _bearer(request: Request) -> str | None:
+def bearer_token(request: Request) -> str | None:
+    """The secret of an ``Authorization: Bearer`` header, if any."""
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
@@ -79,7 +84,7 @@ def _bearer(request: Request) -> str | None:
 def resolve_caller(request: Request) -> Caller | None:
     """The caller, or None when anonymous (blocking: call from a thread)."""
     st = web(request)
-    bearer = _bearer(request)
+    bearer = bearer_token(request)
     if bearer is not None:
         actor = tokens.resolve_token(st.db, bearer)
         if actor is None:

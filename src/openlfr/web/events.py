@@ -219,8 +219,9 @@ async def stream(broker: AlertBroker, sub: Subscription,
                 continue
             if isinstance(item, dict):
                 yield sse(str(item.get("type", "message")), item, item.get("id"))
-                continue
             now = loop.time()
+            # checked after events too: a steady flow of alerts must not keep a stream open
+            # after its viewer has signed out
             if still_signed_in is not None and now >= next_check:
                 next_check = now + SESSION_RECHECK
                 if not await run_in_threadpool(still_signed_in):

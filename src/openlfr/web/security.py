@@ -138,6 +138,14 @@ class RateLimiter:
         with self._lock:
             self._events.pop(key, None)
 
+    def undo(self, key: str) -> None:
+        """Take back the newest event of ``key`` (an attempt counted in advance that did not
+        fail after all)."""
+        with self._lock:
+            q = self._events.get(key)
+            if q:
+                q.pop()
+
 
 class Limits:
     """The rate limits of one app (fresh per app, so tests do not share state)."""
@@ -179,20 +187,36 @@ class BodyLimitMiddleware:
                     await _too_large(send, limit)
                     return
         seen = 0
+        over = False  # the body (sent without a length) went over the limit
+        started = False
 
         async def limited() -> Message:
-            nonlocal seen
+            nonlocal seen, over
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
+                    over = True
                     raise _TooLarge
             return message
 
+        async def answer(message: Message) -> None:
+            # The framework may catch the error raised while it reads the body and answer
+            # it itself ("error parsing the body", 400): the answer is 413 all the same.
+            nonlocal started
+            if over:
+                if message["type"] == "http.response.start" and not started:
+                    started = True
+                    await _too_large(send, limit)
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
         try:
-            await self.app(scope, limited, send)
+            await self.app(scope, limited, answer)
         except _TooLarge:
-            await _too_large(send, limit)
+            if not started:
+                await _too_large(send, limit)
 
 
 class _TooLarge(Exception):

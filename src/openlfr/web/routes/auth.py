@@ -37,25 +37,33 @@ class RateLimited(HTTPException):
                          headers={"Retry-After": str(seconds)})
 
 
-def _check_limits(request: Request, name: str) -> None:
+def _reserve(request: Request, ip: str, key: str) -> None:
+    """Count this attempt against both limits before the password is checked, so that
+    requests sent at the same time cannot all get past a limit while the (slow) password
+    checks run; 429 when either limit is used up (and then nothing is counted)."""
     limits = web(request).limits
-    ip, key = client_ip(request), name.strip().lower()
-    wait = max(limits.login_ip.retry_after(ip), limits.login_name.retry_after(key))
-    if wait:
-        raise RateLimited(wait)
+    if not limits.login_ip.hit(ip):
+        raise RateLimited(limits.login_ip.retry_after(ip))
+    if not limits.login_name.hit(key):
+        limits.login_ip.undo(ip)
+        raise RateLimited(limits.login_name.retry_after(key))
 
 
 def sign_in(request: Request, name: str, password: str) -> Actor:
-    """Check the limits, then the password; count a failure against both limits."""
-    _check_limits(request, name)
+    """Check the limits, then the password; a failure stays counted against both limits."""
     st = web(request)
+    ip, key = client_ip(request), name.strip().lower()
+    _reserve(request, ip, key)
     try:
         actor = authenticate(st.db, name.strip(), password)
     except AuthError:
-        st.limits.login_ip.hit(client_ip(request))
-        st.limits.login_name.hit(name.strip().lower())
         raise
-    st.limits.login_name.reset(name.strip().lower())
+    except BaseException:
+        st.limits.login_ip.undo(ip)
+        st.limits.login_name.undo(key)
+        raise
+    st.limits.login_ip.undo(ip)
+    st.limits.login_name.reset(key)
     return actor
 
 

@@ -33,8 +33,8 @@ from openlfr.governance import deployments as deps
 from openlfr.governance.authz import Actor, NotFound, Perm, RuleError, allowed, require
 from openlfr.governance.watchlists import subject_image
 from openlfr.store.enums import AlertStatus, Decision
-from openlfr.web import events, sessions
-from openlfr.web.deps import PageActor, web
+from openlfr.web import events, sessions, tokens
+from openlfr.web.deps import PageActor, bearer_token, web
 from openlfr.web.render import render, safe_next
 
 log = logging.getLogger("openlfr.web.console_alerts")
@@ -192,12 +192,16 @@ async def stream(request: Request, actor: PageActor,
                             "stream")
     b = broker(request)
     sub = b.subscribe(actor, deployment)
+    # the credential the caller was resolved from (a bearer token wins over the cookie),
+    # checked again while the stream lasts: a revoked token or an ended session stops it
+    bearer = bearer_token(request)
     cookie = request.cookies.get(sessions.SESSION_COOKIE)
 
     def signed_in() -> bool:
-        if not cookie:
-            return True  # a bearer-token caller: the token was checked at the start
-        info = sessions.resolve_session(web(request).db, cookie)
+        db = web(request).db
+        if bearer is not None:
+            return tokens.resolve_token(db, bearer) == actor
+        info = sessions.resolve_session(db, cookie) if cookie else None
         return info is not None and info.actor == actor
 
     return StreamingResponse(

@@ -288,7 +288,10 @@ def _when(text: str, label: str) -> datetime:
     m = re.fullmatch(r"\+(\d+)\s*([mhd])", raw)
     if m:
         unit = {"m": "minutes", "h": "hours", "d": "days"}[m.group(2)]
-        return datetime.now(UTC) + timedelta(**{unit: int(m.group(1))})
+        try:
+            return datetime.now(UTC) + timedelta(**{unit: int(m.group(1))})
+        except OverflowError:
+            raise RuleError(f"the {label} {raw!r} is too far in the future") from None
     try:
         when = datetime.fromisoformat(raw)
     except ValueError:
