@@ -291,3 +291,23 @@ def test_watchlists_are_destroyed_within_24h_of_their_deployment_end(gov: Gov) -
     assert after.watchlists_destroyed == [wl_shared] and after.watchlists_kept == []
     with gov.db.reading() as s:
         assert audit_log.verify(s).ok
+
+
+def test_the_report_says_what_was_done_or_would_be_done() -> None:
+    from openlfr.governance.retention import RetentionReport
+
+    def report(dry_run: bool) -> list[str]:
+        return RetentionReport(now="t", dry_run=dry_run, retention_days=31,
+                               watchlist_destroy_hours=24, purge_cutoff="c",
+                               deployments_ended=[3], watchlists_destroyed=[1],
+                               subjects_expired=2, alerts_purged=4,
+                               deployment_keys_destroyed=[3]).summary()
+
+    done = report(False)
+    assert done[:4] == ["ended 1 overdue deployment(s) (3)", "destroyed 1 watchlist(s) (1)",
+                        "expired 2 subject(s)",
+                        "purged 4 alert(s) older than 31 days (before c); 0 held alert(s) kept"]
+    assert done[4].startswith("destroyed the data key of 1 ended deployment(s)")
+    dry = report(True)
+    assert dry[0] == "would end 1 overdue deployment(s) (3)"
+    assert dry[3].startswith("would purge 4 alert(s)") and dry[4].startswith("would destroy")

@@ -131,3 +131,14 @@ def test_permitted_roles_pass_the_check(install: Gov) -> None:
     assert result.exit_code == 0, result.output
     with install.db.reading() as s:
         assert audit_log.verify(s).ok
+
+
+def test_the_refusal_names_the_roles_that_may(install: Gov) -> None:
+    runner = CliRunner()
+    one = runner.invoke(app, ["retention", "run", "--user", "op1"], env=install.env())
+    assert one.exit_code == 3
+    assert "may not retention.run: it needs the role admin" in one.stderr
+    several = runner.invoke(app, ["alerts", "hold", "1", "--reason", "court", "--user", "op1"],
+                            env=install.env())
+    assert several.exit_code == 3
+    assert "it needs one of the roles authorising_officer, supervisor" in several.stderr

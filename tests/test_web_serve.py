@@ -188,3 +188,21 @@ def test_screenshots(tmp_path: Path, server_factory: type) -> None:
     for png in sorted(shots.glob("*.png")):
         assert png.stat().st_size > 5000
         shutil.copy(png, SHOTS / png.name)
+
+
+def test_serve_cannot_listen_is_one_line_and_creates_nothing(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENLFR_")}
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        for host, message in (("127.0.0.1", f"could not listen on 127.0.0.1:{port}"),
+                              ("256.1.1.1", "--host 256.1.1.1: not an address")):
+            result = subprocess.run(
+                [*openlfr_command(), "serve", "--host", host, "--port", str(port),
+                 "--data-dir", str(data)], env=env, capture_output=True, text=True, timeout=60)
+            assert result.returncode == 2, result.stderr  # not uvicorn's 3 (a refusal's code)
+            lines = result.stderr.strip().splitlines()
+            assert len(lines) == 1 and message in lines[0], result.stderr
+    assert not data.exists()

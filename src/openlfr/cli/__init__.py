@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from openlfr.cli import (
@@ -43,4 +45,28 @@ serve.register(app)
 
 
 def main() -> None:
-    app()
+    """The console script: like ``app()``, but a usage error (a missing or mistyped option, a
+    value out of range) is one line on stderr, exit code 2, as every other bad input is."""
+    try:
+        code = app(standalone_mode=False, prog_name="openlfr")
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(1)
+    except Exception as exc:  # Click's exceptions (Typer may bring its own copy of Click)
+        if not _is_a(exc, "ClickException"):
+            raise
+        if _is_a(exc, "NoArgsIsHelpError"):
+            exc.show()  # type: ignore[attr-defined]  # the help text, as without this wrapper
+        else:
+            ctx = getattr(exc, "ctx", None)
+            hint = (f" (see `{ctx.command_path} --help`)"
+                    if _is_a(exc, "UsageError") and ctx is not None else "")
+            message = " ".join(exc.format_message().split())  # type: ignore[attr-defined]
+            message = message.rstrip(".") if hint else message
+            typer.echo(f"error: {message}{hint}", err=True)
+        sys.exit(getattr(exc, "exit_code", 2))
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _is_a(exc: BaseException, class_name: str) -> bool:
+    return any(cls.__name__ == class_name for cls in type(exc).__mro__)

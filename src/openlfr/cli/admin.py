@@ -36,14 +36,16 @@ def init(
     """Create the data directory, the database, the master key and the first admin.
 
     Safe to run again: it creates only what is missing and upgrades the database schema."""
+    first_password = (read_password_file(admin_password_file, "--admin-password-file")
+                      if admin_password_file is not None else None)  # before creating anything
     with governance_errors():
         system, done = initialise(load_settings(data_dir))
     try:
         for line in done:
             err_console.print(f"[green]✓[/] {line}", highlight=False)
         if users.count_users(system.db) == 0:
-            if admin_password_file is not None:
-                password = read_password_file(admin_password_file, "--admin-password-file")
+            if first_password is not None:
+                password = first_password
                 shown = False
             else:
                 password = secrets.token_urlsafe(18)

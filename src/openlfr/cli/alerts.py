@@ -14,6 +14,7 @@ from openlfr.cli.common import console, err_console, fail, print_json
 from openlfr.cli.context import DataDirOpt, UserOpt, acting
 from openlfr.governance import alerts as svc
 from openlfr.governance.alerts import LABEL, AlertView
+from openlfr.store.models import Deployment
 
 app = typer.Typer(help="Possible matches and their review by people.", no_args_is_help=True)
 
@@ -87,6 +88,10 @@ def list_(
     with acting(data_dir, user) as ctx:
         wanted = svc.parse_status(status) if status is not None else None
         rows = svc.list_alerts(ctx.db, ctx.actor, deployment, wanted, limit)
+        if deployment is not None and not rows:
+            with ctx.db.reading() as s:
+                if s.get(Deployment, deployment) is None:  # a mistyped id is not "no alerts"
+                    fail(f"no deployment {deployment}")
     if json_out:
         print_json([a.as_dict() for a in rows])
         return
@@ -164,13 +169,16 @@ def adjudicate(
 def outcome(
     alert_id: AlertArg,
     user: UserOpt,
-    engaged: Annotated[bool, typer.Option(
-        "--engaged/--not-engaged", help="Whether the person was engaged.")],
     action: Annotated[str, typer.Option("--action", help="none, advice, arrest or other.")],
+    engaged: Annotated[bool | None, typer.Option(
+        "--engaged/--not-engaged", show_default=False,
+        help="Whether the person was engaged (one of the two is required).")] = None,
     data_dir: DataDirOpt = None,
     notes: Annotated[str | None, typer.Option("--notes", help="Free notes.")] = None,
 ) -> None:
     """Record what happened after a confirmed alert (once)."""
+    if engaged is None:
+        fail("say whether the person was engaged: --engaged or --not-engaged")
     with acting(data_dir, user) as ctx:
         view = svc.record_outcome(ctx.db, ctx.actor, alert_id, engaged,
                                   svc.parse_action(action), notes)

@@ -88,7 +88,9 @@ def calibrate_cmd(
     progress: Annotated[bool, typer.Option("--progress/--no-progress",
                                            help="Progress bar on stderr.")] = True,
 ) -> None:
-    """Find the lowest threshold that meets a target false-positive identification rate at a
+    """Find and record the model's threshold floor.
+
+    The lowest threshold that meets a target false-positive identification rate at a
     planned watchlist size and at which no demographic group falsely matches significantly
     more often than the others; record it, with its evidence, as the model's threshold floor
     (audited). Deployments below the floor need a recorded override."""

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from openlfr.cli.common import fail
 from openlfr.config import Settings, load_settings
@@ -83,8 +84,26 @@ def governance_errors() -> Iterator[None]:
         fail(str(exc), EXIT_AUTH)
     except NotFound as exc:
         fail(str(exc.args[0]) if exc.args else "not found")
-    except ValueError as exc:  # RuleError, StoreError, CryptoError, pydantic errors
-        fail(str(exc))
+    except ValidationError as exc:  # a setting from the environment
+        fail(settings_problem(exc))
+    except ValueError as exc:  # RuleError, StoreError, CryptoError
+        fail(" ".join(str(exc).split()))  # a driver's message may span lines
+    except OSError as exc:  # e.g. a data directory that is a file, or not writable
+        where = f"{exc.filename}: " if exc.filename else ""
+        if isinstance(exc, FileExistsError):
+            fail(f"{where}exists and is not a directory")
+        fail(f"{where}{exc.strerror or exc}")
+
+
+def settings_problem(exc: ValidationError) -> str:
+    """A bad ``OPENLFR_*`` setting as one line naming the variable, the value and the rule."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        field = "_".join(str(part) for part in error.get("loc", ())) or "settings"
+        value = error.get("input")
+        shown = f"={value!r}" if isinstance(value, str | int | float) else ""
+        problems.append(f"OPENLFR_{field.upper()}{shown}: {error.get('msg', 'invalid')}")
+    return "; ".join(problems) or str(exc).splitlines()[0]
 
 
 @contextmanager

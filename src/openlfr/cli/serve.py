@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import secrets
+import socket
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
@@ -45,8 +46,9 @@ def serve(
     log_level: Annotated[str, typer.Option("--log-level",
                                            help="debug, info, warning or error.")] = "info",
 ) -> None:
-    """Serve the web console, the JSON API and the public pages (default
-    http://127.0.0.1:8000/public).
+    """Serve the web console, the JSON API and the public pages.
+
+    By default on http://127.0.0.1:8000/public.
 
     On first start it creates the data directory, the database and the first admin, whose
     one-time password is printed once (or taken from --admin-password-file). Ctrl-C or SIGTERM
@@ -58,15 +60,17 @@ def serve(
 
     if log_level not in ("debug", "info", "warning", "error"):
         fail(f"--log-level {log_level!r}: choose debug, info, warning or error")
+    _check_listen(host, port)  # before anything is created
+    first_password = (read_password_file(admin_password_file, "--admin-password-file")
+                      if admin_password_file is not None else None)
     with governance_errors():
         system, done = initialise(load_settings(data_dir))
     try:
         for line in done:
             err_console.print(f"[green]✓[/] {line}", highlight=False)
         if users.count_users(system.db) == 0:
-            if admin_password_file is not None:
-                password = read_password_file(admin_password_file, "--admin-password-file")
-                shown = False
+            if first_password is not None:
+                password, shown = first_password, False
             else:
                 password, shown = secrets.token_urlsafe(18), True
             with governance_errors():
@@ -88,12 +92,31 @@ def serve(
                                 proxy_headers=behind_proxy, server_header=False,
                                 timeout_graceful_shutdown=20)
         server = _server_class(uvicorn.Server)(config)
-        server.run()  # handles SIGINT and SIGTERM: stops accepting, finishes, runs shutdown
+        try:
+            server.run()  # handles SIGINT and SIGTERM: stops accepting, finishes, runs shutdown
+        except SystemExit:  # uvicorn's own exit (code 3) when it cannot start
+            server.started = False
         if not server.started:
             fail(f"could not listen on {host}:{port} (in use, or not an address here?)")
     finally:
         system.close()
     err_console.print("openlfr stopped", highlight=False)
+
+
+def _check_listen(host: str, port: int) -> None:
+    """One clear line, before the data directory is touched, when the address cannot be
+    listened on (uvicorn would log a stack of lines and exit 3, the code of a refusal)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        fail(f"--host {host}: not an address of this machine ({exc})")
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            fail(f"could not listen on {host}:{port}: {exc.strerror or exc}")
 
 
 def _server_class(base: type) -> type:

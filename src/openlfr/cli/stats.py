@@ -28,7 +28,9 @@ def stats(
         "--deployment", "-d", min=1, help="Only this deployment.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Per deployment and camera: duration, faces seen (counts), alerts, confirmed, false
+    """Public figures per deployment, checked against the audit log (no sign-in).
+
+    Per deployment and camera: duration, faces seen (counts), alerts, confirmed, false
     alerts, no action, outcomes, watchlist size, threshold; and whether the audit log agrees.
     Exit 1 if it does not."""
     with opened(data_dir) as system, system.db.reading() as s:

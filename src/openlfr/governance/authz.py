@@ -114,7 +114,9 @@ def require(db: Database, actor: Actor, perm: Perm, object_type: str = "permissi
     """Raise :class:`Forbidden` (audited) unless ``actor``'s role grants ``perm``."""
     if allowed(actor, perm):
         return
-    roles = ", ".join(sorted(r.value for r in PERMISSIONS[perm]))
+    names = sorted(r.value for r in PERMISSIONS[perm])
+    needs = (f"the role {names[0]}" if len(names) == 1
+             else f"one of the roles {', '.join(names)}")
     raise refuse(db, actor, perm.value,
-                 f"{actor.name} ({actor.role}) may not {perm.value}: it needs one of the "
-                 f"roles {roles}", object_type, object_id)
+                 f"{actor.name} ({actor.role}) may not {perm.value}: it needs {needs}",
+                 object_type, object_id)

@@ -90,18 +90,22 @@ class RetentionReport:
         return asdict(self)
 
     def summary(self) -> list[str]:
-        verb = "would " if self.dry_run else ""
+        def verb(present: str, past: str) -> str:  # "would end" in a dry run, else "ended"
+            return f"would {present}" if self.dry_run else past
+
         lines = [
-            f"{verb}end {len(self.deployments_ended)} overdue deployment(s)"
+            f"{verb('end', 'ended')} {len(self.deployments_ended)} overdue deployment(s)"
             + _ids(self.deployments_ended),
-            f"{verb}destroy {len(self.watchlists_destroyed)} watchlist(s)"
+            f"{verb('destroy', 'destroyed')} {len(self.watchlists_destroyed)} watchlist(s)"
             + _ids(self.watchlists_destroyed),
-            f"{verb}expire {self.subjects_expired} subject(s)",
-            f"{verb}purge {self.alerts_purged} alert(s) older than {self.retention_days} days "
-            f"(before {self.purge_cutoff}); {self.alerts_held} held alert(s) kept",
+            f"{verb('expire', 'expired')} {self.subjects_expired} subject(s)",
+            f"{verb('purge', 'purged')} {self.alerts_purged} alert(s) older than "
+            f"{self.retention_days} days (before {self.purge_cutoff}); {self.alerts_held} held "
+            "alert(s) kept",
         ]
         if self.deployment_keys_destroyed:
-            lines.append(f"{verb}destroy the data key of {len(self.deployment_keys_destroyed)} "
+            lines.append(f"{verb('destroy', 'destroyed')} the data key of "
+                         f"{len(self.deployment_keys_destroyed)} "
                          "ended deployment(s) that hold no alert crop any more"
                          + _ids(self.deployment_keys_destroyed))
         if self.watchlists_late:
