@@ -318,6 +318,8 @@ def test_the_commands_create_authorise_show_start_stop(gov: Gov, face_images):
     (["--start", "now", "--end", "+2h", "--camera", "nocolon"], "NAME=SOURCE"),
     (["--start", "now", "--end", "+2h", "--watchlist", "999"], "watchlist 999 does not exist"),
     (["--start", "+2h", "--end", "now"], "must come after"),
+    (["--start", "now", "--end", "+9999999d"], "too far in the future"),
+    (["--start", "now", "--end", "+99999999999d"], "too far in the future"),
 ])
 def test_bad_command_input_is_one_clear_line(gov: Gov, args, message):
     result = _cli(gov, "deployment", "create", "--user", "op1", "--name", "x", *args)

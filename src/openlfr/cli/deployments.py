@@ -35,7 +35,10 @@ def parse_when(text: str, what: str, now: datetime | None = None) -> datetime:
         return now
     rel = _RELATIVE.match(value)
     if rel:
-        return now + timedelta(**{_UNITS[rel.group(2)]: float(rel.group(1))})
+        try:
+            return now + timedelta(**{_UNITS[rel.group(2)]: float(rel.group(1))})
+        except OverflowError:
+            fail(f"{what} {text!r}: too far in the future")
     try:
         when = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
