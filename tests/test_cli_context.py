@@ -62,6 +62,14 @@ def test_init_checks_its_input_before_creating_anything(tmp_path: Path) -> None:
     assert not (tmp_path / "data").exists()  # no key, no database, no folder left behind
 
 
+def _console_script(data_dir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``openlfr ARGS`` through the console script's ``main()``, as a user runs it."""
+    return subprocess.run([sys.executable, "-c", "from openlfr.cli import main; main()", *args],
+                          env={**os.environ, "OPENLFR_DATA_DIR": str(data_dir), **env},
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=120)
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["alerts", "list", "--limit", "-1", "--user", "x"],
      "error: Invalid value for '--limit': Input should be greater than or equal to 1 "
@@ -75,24 +83,45 @@ def test_init_checks_its_input_before_creating_anything(tmp_path: Path) -> None:
 ])
 def test_a_usage_error_is_one_line_from_the_console_script(tmp_path: Path, args: list[str],
                                                            message: str) -> None:
-    result = subprocess.run([sys.executable, "-c", "from openlfr.cli import main; main()",
-                             *args], env={**os.environ, "OPENLFR_DATA_DIR": str(tmp_path)},
-                            capture_output=True, text=True, timeout=120)
+    result = _console_script(tmp_path, *args)
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip() == message
     assert result.stdout == ""
 
 
 def test_the_console_script_keeps_help_and_exit_codes(tmp_path: Path) -> None:
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-c", "from openlfr.cli import main; main()",
-                               *args], env={**os.environ, "OPENLFR_DATA_DIR": str(tmp_path)},
-                              capture_output=True, text=True, timeout=120)
+    def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return _console_script(tmp_path, *args, **env)
 
     assert run("--help").returncode == 0
     bare = run("alerts")  # no sub-command: the help, as before
     assert bare.returncode == 2 and "Usage: openlfr alerts" in bare.stdout + bare.stderr
     assert run("init").returncode == 0  # a command that succeeds exits 0
     assert run("stats", "--json").returncode == 0
-    refused = run("audit", "show", "--user", "nobody")
-    assert refused.returncode == 4 or "no password" in refused.stderr  # its own code kept
+    refused = run("audit", "show", "--user", "nobody", OPENLFR_PASSWORD="wrong")
+    assert refused.returncode == 4, refused.stderr  # a failed sign-in keeps its own code
+    assert refused.stderr.strip() == ("error: wrong user name or password, or the account is "
+                                      "inactive")
+
+
+def test_init_creates_the_first_admin_once(tmp_path: Path) -> None:
+    pw = tmp_path / "admin.pw"
+    pw.write_text("a long admin password\n")
+    first = _console_script(tmp_path / "a", "init", "--admin-user", "chief",
+                            "--admin-password-file", str(pw))
+    assert first.returncode == 0, first.stderr
+    assert "created the first admin 'chief'" in first.stderr
+    assert "one-time password" not in first.stdout + first.stderr
+    signed_in = _console_script(tmp_path / "a", "audit", "verify", "--user", "chief",
+                                OPENLFR_PASSWORD="a long admin password")
+    assert signed_in.returncode == 0, signed_in.stderr
+    again = _console_script(tmp_path / "a", "init", "--admin-password-file", str(pw))
+    assert again.returncode == 0 and "--admin-password-file ignored" in again.stderr
+    assert "created the first admin" not in again.stderr
+
+    generated = _console_script(tmp_path / "b", "init")
+    assert generated.returncode == 0, generated.stderr
+    assert generated.stdout.count("one-time password for admin:") == 1
+    password = generated.stdout.split("one-time password for admin:")[1].split()[0]
+    assert _console_script(tmp_path / "b", "audit", "verify", "--user", "admin",
+                           OPENLFR_PASSWORD=password).returncode == 0

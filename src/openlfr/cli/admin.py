@@ -19,7 +19,7 @@ from openlfr.cli.context import (
 )
 from openlfr.config import load_settings
 from openlfr.governance import users
-from openlfr.governance.system import initialise
+from openlfr.governance.system import System, initialise
 
 app = typer.Typer(help="People and their roles.", no_args_is_help=True)
 
@@ -36,33 +36,39 @@ def init(
     """Create the data directory, the database, the master key and the first admin.
 
     Safe to run again: it creates only what is missing and upgrades the database schema."""
+    system = set_up(data_dir, admin_user, admin_password_file)
+    err_console.print(f"openlfr is ready in {system.settings.data_dir}", highlight=False)
+    system.close()
+
+
+def set_up(data_dir: Path | None, admin_user: str, admin_password_file: Path | None) -> System:
+    """What ``init`` and ``serve`` both do first: create what is missing (data directory,
+    keys, database) and, while there is no user, the first admin, whose password comes from
+    ``admin_password_file`` (read before anything is created) or is generated and printed
+    once. Returns the open installation; the caller closes it."""
     first_password = (read_password_file(admin_password_file, "--admin-password-file")
-                      if admin_password_file is not None else None)  # before creating anything
+                      if admin_password_file is not None else None)
     with governance_errors():
         system, done = initialise(load_settings(data_dir))
     try:
         for line in done:
             err_console.print(f"[green]✓[/] {line}", highlight=False)
         if users.count_users(system.db) == 0:
-            if first_password is not None:
-                password = first_password
-                shown = False
-            else:
-                password = secrets.token_urlsafe(18)
-                shown = True
+            password = first_password or secrets.token_urlsafe(18)
             with governance_errors():
                 users.create_first_admin(system.db, admin_user, password)
             err_console.print(f"[green]✓[/] created the first admin {admin_user!r}",
                               highlight=False)
-            if shown:
+            if first_password is None:
                 console.print(f"one-time password for {admin_user}: [bold]{password}[/]\n"
                               "It is shown only now; the admin should change it.",
                               highlight=False)
-        elif admin_password_file is not None:
+        elif first_password is not None:
             err_console.print("[yellow]users exist already: --admin-password-file ignored[/]")
-        err_console.print(f"openlfr is ready in {system.settings.data_dir}", highlight=False)
-    finally:
+    except BaseException:
         system.close()
+        raise
+    return system
 
 
 @app.command("add")

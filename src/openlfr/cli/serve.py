@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import secrets
 import socket
 from pathlib import Path
 from types import FrameType
@@ -11,11 +10,9 @@ from typing import Annotated
 
 import typer
 
-from openlfr.cli.common import console, err_console, fail
-from openlfr.cli.context import DataDirOpt, governance_errors, read_password_file
-from openlfr.config import load_settings
-from openlfr.governance import users
-from openlfr.governance.system import initialise
+from openlfr.cli.admin import set_up
+from openlfr.cli.common import err_console, fail
+from openlfr.cli.context import DataDirOpt, governance_errors
 
 
 def serve(
@@ -61,26 +58,8 @@ def serve(
     if log_level not in ("debug", "info", "warning", "error"):
         fail(f"--log-level {log_level!r}: choose debug, info, warning or error")
     _check_listen(host, port)  # before anything is created
-    first_password = (read_password_file(admin_password_file, "--admin-password-file")
-                      if admin_password_file is not None else None)
-    with governance_errors():
-        system, done = initialise(load_settings(data_dir))
+    system = set_up(data_dir, admin_user, admin_password_file)
     try:
-        for line in done:
-            err_console.print(f"[green]✓[/] {line}", highlight=False)
-        if users.count_users(system.db) == 0:
-            if first_password is not None:
-                password, shown = first_password, False
-            else:
-                password, shown = secrets.token_urlsafe(18), True
-            with governance_errors():
-                users.create_first_admin(system.db, admin_user, password)
-            err_console.print(f"[green]✓[/] created the first admin {admin_user!r}",
-                              highlight=False)
-            if shown:
-                console.print(f"one-time password for {admin_user}: [bold]{password}[/]\n"
-                              "It is shown only now; the admin should change it.",
-                              highlight=False)
         jobs = BackgroundJobs(system, retention_every=retention_minutes * 60, resume=resume,
                               preview=preview)
         with governance_errors():
