@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 import random
+import re
+import socket
 import threading
 import time
 from pathlib import Path
@@ -19,6 +21,7 @@ from openlfr.video.sources import (
     SourceSpec,
     SourceState,
     open_sources,
+    parse_sources,
     redact,
     unique_names,
 )
@@ -152,7 +155,20 @@ def _clip_frames(clips) -> list[np.ndarray]:
         out.append(image)
 
 
-def test_unreadable_missing_and_odd_sources_are_clear_errors(tmp_path, no_face_path):
+FAST = Backoff(initial=0.01, factor=2.0, cap=0.05, jitter=0.5)
+
+
+def _wait_for(predicate, timeout: float = 30.0) -> bool:
+    """Poll until ``predicate()`` holds (a safety bound only: tests assert on counts)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_unreadable_missing_and_odd_files_are_named_then_given_up(tmp_path):
     garbage = tmp_path / "garbage.mp4"
     garbage.write_bytes(b"\x00\x01 this is not a video " * 500)
     empty = tmp_path / "empty.avi"
@@ -163,26 +179,79 @@ def test_unreadable_missing_and_odd_sources_are_clear_errors(tmp_path, no_face_p
         str(tmp_path / "nope.mp4"): "nope: .*nope.mp4: no such file",
         str(tmp_path): "not a file",
     }
+    # One attempt (open) is a clear error …
     for text, message in cases.items():
         with pytest.raises(SourceError, match=message):
-            open_sources([text])
+            CaptureSource(SourceSpec.parse(text)).open()
+    # … and a run does not fail for it: the file is retried a bounded number of times (it
+    # may be put in place), then given up with the reason.
+    started = time.time()
+    sources = open_sources(list(cases), backoff=FAST, file_retries=3)
+    try:
+        for source in sources:
+            source.start()
+        assert _wait_for(lambda: all(s.finished for s in sources))
+    finally:
+        for source in sources:
+            source.stop()
+    for source, message in zip(sources, cases.values(), strict=True):
+        status = source.status()
+        assert status.state == SourceState.FAILED, status
+        assert re.search(message, status.error) and "gave up after 3 retries" in status.error
+        assert status.reconnects == 3 and len(source.retry_delays) == 3
+        assert started <= status.since <= time.time()
+        assert status.as_dict()["since"] == round(status.since, 3)
 
 
-def test_every_failing_source_is_named_at_once(tmp_path, clips):
+def test_input_that_can_never_work_is_an_immediate_error():
+    with pytest.raises(SourceError, match="unsupported URL scheme 'ftp'"):
+        open_sources(["a.mp4", "ftp://x/y.mp4"])
+    with pytest.raises(SourceError, match="camera name 'door' given more than once"):
+        open_sources(["door=a.mp4", "door=rtsp://127.0.0.1:9/x"])
+    # Names derived from the targets are made unique instead.
+    assert [s.name for s in parse_sources(["a.mp4", "b/a.mp4"])] == ["a", "a-2"]
+
+
+def test_one_bad_source_does_not_stop_the_others(tmp_path, clips):
+    """A camera that cannot be opened is retried in its own thread while the others run."""
     bad = tmp_path / "bad.mkv"
     bad.write_bytes(b"nonsense")
-    with pytest.raises(SourceError) as info:
-        open_sources([str(clips.obama), str(bad), "http://127.0.0.1:9/none.mjpg"])
-    message = str(info.value)
-    assert "bad: cannot open" in message and "127.0.0.1:9: cannot open" in message
-    assert "obama" not in message
+    with socket.socket() as closed:  # a port on which nobody listens: connection refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    url = f"http://user:secret@127.0.0.1:{port}/none.mjpg"
+    sources = open_sources([str(clips.obama), str(bad), f"side={url}"], backoff=FAST,
+                           file_retries=2)
+    good, bad_file, side = sources
+    try:
+        assert good.status().state == SourceState.RUNNING
+        for source in sources:
+            source.start()
+        frames = _drain(good)  # the good camera is read to its end meanwhile
+        assert _wait_for(lambda: side.status().reconnects >= 4 and bad_file.finished)
+        status = side.status()
+    finally:
+        for source in sources:
+            source.stop()
+    assert good.status().state == SourceState.ENDED and good.status().frames_in == 40
+    assert len(frames) == 40
+    assert bad_file.status().state == SourceState.FAILED
+    assert "bad: cannot open" in bad_file.status().error
+    # The stream is retried for ever; its error names it, without the credentials.
+    assert status.state == SourceState.RECONNECTING
+    assert f"side: cannot open http://127.0.0.1:{port}/none.mjpg" in status.error
+    assert "secret" not in status.error and "secret" not in str(status.as_dict())
+    assert side.status().state == SourceState.STOPPED
 
 
-def test_a_missing_webcam_is_a_clear_error():
-    started = time.monotonic()
-    with pytest.raises(SourceError, match="webcam57: cannot open 57: no such camera"):
-        open_sources(["57"])
-    assert time.monotonic() - started < 15
+def test_a_missing_webcam_is_retried_with_a_clear_error():
+    (source,) = open_sources(["57"], backoff=FAST)
+    try:
+        status = source.status()
+        assert status.state == SourceState.RECONNECTING
+        assert "webcam57: cannot open 57: no such camera" in status.error
+    finally:
+        source.stop()
 
 
 class FakeCapture:

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Group
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -29,7 +30,7 @@ from openlfr.video.pipeline import CameraPipeline, PipelineConfig
 from openlfr.video.preview import PreviewServer
 from openlfr.video.runner import Runner, Summary, close_quietly
 from openlfr.video.sinks import CallbackSink
-from openlfr.video.sources import SourceError, SourceState, open_sources
+from openlfr.video.sources import SourceError, SourceState, SourceStatus, open_sources
 from openlfr.video.stats import CameraFigures
 from openlfr.video.types import Alert
 
@@ -53,21 +54,51 @@ def _fmt(value: float | None, unit: str = "", digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}{unit}"
 
 
+def _state_text(state: str, since: float, now: float) -> str:
+    """``reconnecting 1m05s``: how long a camera has been connecting or retrying."""
+    if state not in (str(SourceState.CONNECTING), str(SourceState.RECONNECTING)) or not since:
+        return state
+    age = max(int(now - since), 0)
+    return f"{state} {age // 60}m{age % 60:02d}s" if age >= 60 else f"{state} {age}s"
+
+
 def _table(figures: list[CameraFigures], elapsed: float, preview: str | None) -> Table:
     title = f"openlfr watch — {elapsed:,.0f} s" + (f" — preview {preview}" if preview else "")
-    table = Table(title=title, caption="An alert is a possible match for a person to review.")
+    now = time.time()
+    problems = [f"[yellow]{f.camera}: {escape(f.error)}[/]" for f in figures
+                if f.error and f.state in (str(SourceState.RECONNECTING),
+                                           str(SourceState.FAILED))]
+    caption = "\n".join([*problems, "An alert is a possible match for a person to review."])
+    table = Table(title=title, caption=caption)
     for col in ("camera", "state", "fps in", "fps done", "dropped", "faces", "tracks",
                 "embeds", "alerts", "latency p95"):
         table.add_column(col, justify="left" if col in ("camera", "state") else "right")
     for f in figures:
         colour = {"running": "green", "ended": "blue", "reconnecting": "yellow",
-                  "failed": "red"}.get(f.state, "white")
-        table.add_row(f.camera, f"[{colour}]{f.state}[/]", _fmt(f.fps_in, digits=1),
+                  "connecting": "yellow", "failed": "red"}.get(f.state, "white")
+        table.add_row(f.camera, f"[{colour}]{_state_text(f.state, f.since, now)}[/]",
+                      _fmt(f.fps_in, digits=1),
                       _fmt(f.fps_processed, digits=1), str(f.dropped), str(f.faces),
                       f"{f.tracks} ({f.active_tracks})", str(f.embeddings),
                       f"[bold yellow]{f.alerts}[/]" if f.alerts else "0",
                       _fmt(f.latency_p95, " s"))
     return table
+
+
+def _camera_event(status: SourceStatus) -> dict[str, object]:
+    """The JSON line for a camera's change of state (``since``: epoch seconds)."""
+    return {"event": "camera", "camera": status.name, "state": str(status.state),
+            "since": round(status.since, 3), "error": status.error,
+            "reconnects": status.reconnects}
+
+
+def _camera_problems(summary: Summary) -> tuple[list[str], bool]:
+    """One text per failed camera, and whether no camera ever delivered a frame."""
+    failed = [f"{f.camera} ({f.error or 'failed'})" for f in summary.cameras
+              if f.state == str(SourceState.FAILED)]
+    none_opened = bool(failed) and all(
+        f.frames_in == 0 and f.state == str(SourceState.FAILED) for f in summary.cameras)
+    return failed, none_opened
 
 
 def _print_alert(alert: Alert) -> None:
@@ -219,22 +250,29 @@ def _watch(sources: list[str], watchlist: Path, threshold: float | None, json_ou
     if server is not None:
         err_console.print(f"privacy-masked preview on {server.url}", highlight=False)
 
-    states: dict[str, SourceState] = {}
+    seen: dict[str, tuple[SourceState, str]] = {}
 
     def report_states() -> None:
-        for name, state in runner.states().items():
-            if states.get(name) != state:
-                states[name] = state
+        """For each camera whose state (or, while retrying, error) changed: a JSON line, or
+        a line on stderr when there is no live table."""
+        for name, status in runner.statuses().items():
+            key = (status.state, status.error)
+            if seen.get(name) != key:
+                seen[name] = key
                 if json_out:
-                    status = next(s.status() for s in opened if s.name == name)
-                    emit({"event": "camera", "camera": name, "state": str(state),
-                          "error": status.error})
+                    emit(_camera_event(status))
+                else:
+                    why = f" ({status.error})" if status.error and status.state in (
+                        SourceState.RECONNECTING, SourceState.FAILED) else ""
+                    with out_lock:
+                        err_console.print(f"camera {name}: {status.state}{why}",
+                                          highlight=False, markup=False, soft_wrap=True)
 
-    if json_out:
+    if json_out or not console.is_terminal:
         report_states()
     try:
         if json_out or not console.is_terminal:
-            summary = runner.run(tick=report_states if json_out else None)
+            summary = runner.run(tick=report_states)
         else:
             with Live(console=console, refresh_per_second=2, transient=False) as live:
                 def refresh() -> None:
@@ -251,13 +289,19 @@ def _watch(sources: list[str], watchlist: Path, threshold: float | None, json_ou
         report_states()
         emit(summary.as_event())
     else:
+        if not console.is_terminal:
+            report_states()
         if summary.interrupted:
             err_console.print("[yellow]interrupted[/]")
         _print_summary(summary)
-    failed = [f.camera for f in summary.cameras if f.state == str(SourceState.FAILED)]
+    failed, none_opened = _camera_problems(summary)
+    if none_opened:  # nothing could be watched at all: a configuration error
+        err_console.print(f"[bold red]error:[/] no camera could be opened: "
+                          f"{'; '.join(failed)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
     if failed:
-        err_console.print(f"[bold red]error:[/] camera(s) failed: {', '.join(failed)}",
-                          highlight=False)
+        err_console.print(f"[bold red]error:[/] camera(s) failed: {'; '.join(failed)}",
+                          highlight=False, soft_wrap=True)
         raise typer.Exit(1)
 
 

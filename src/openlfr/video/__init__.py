@@ -16,7 +16,9 @@ from openlfr.video.sources import (
     SourceError,
     SourceSpec,
     SourceState,
+    SourceStatus,
     open_sources,
+    parse_sources,
 )
 from openlfr.video.types import Alert, Frame, Sighting
 
@@ -40,6 +42,8 @@ __all__ = [
     "SourceError",
     "SourceSpec",
     "SourceState",
+    "SourceStatus",
     "Summary",
     "open_sources",
+    "parse_sources",
 ]

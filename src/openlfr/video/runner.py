@@ -30,7 +30,7 @@ import cv2
 
 from openlfr.video.detectors import DetectorPool
 from openlfr.video.pipeline import CameraPipeline, Detected, FrameResult
-from openlfr.video.sources import FrameSource, SourceState
+from openlfr.video.sources import FrameSource, SourceState, SourceStatus
 from openlfr.video.stats import CameraFigures, RateMeter
 from openlfr.video.types import Frame
 
@@ -92,6 +92,11 @@ class _Camera:
 
 class Runner:
     """Runs cameras until their sources end, ``max_seconds`` pass, or :meth:`stop` is called.
+
+    A source need not be open when the run starts: it opens (and reopens, after a failure) in
+    its own thread while the other cameras run. The run ends by itself only when every source
+    is ``ended``, ``failed`` or ``stopped``: a camera that is connecting or retrying keeps it
+    going.
 
     ``on_frame(pipeline, result)`` is called after each analysed frame (from a worker thread,
     in frame order per camera), e.g. to feed a preview. ``cv_threads`` sets OpenCV's own thread
@@ -179,8 +184,7 @@ class Runner:
             self.stop(interrupted=True)
         finally:
             self._stop.set()
-            for camera in self._cameras.values():
-                camera.source.stop()
+            _stop_all([c.source for c in self._cameras.values()])
             for worker in workers:
                 worker.join()
             self._flush_all()
@@ -329,11 +333,15 @@ class Runner:
             out.append(camera.pipeline.stats.figures(
                 state=str(status.state), fps_in=camera.meter.rate(),
                 frames_in=status.frames_in, dropped=status.dropped, corrupt=status.corrupt,
-                reconnects=status.reconnects))
+                reconnects=status.reconnects, since=status.since, error=status.error))
         return out
 
     def states(self) -> dict[str, SourceState]:
         return {name: c.source.status().state for name, c in self._cameras.items()}
+
+    def statuses(self) -> dict[str, SourceStatus]:
+        """Each camera's source status: state, since when, last error, counts."""
+        return {name: c.source.status() for name, c in self._cameras.items()}
 
     def summary(self) -> Summary:
         figures = tuple(self.figures())
@@ -356,7 +364,18 @@ class Runner:
         return list(self._errors)
 
 
-def close_quietly(sources: Sequence[FrameSource]) -> None:
-    for source in sources:
+def _stop_all(sources: Sequence[FrameSource]) -> None:
+    """Stop every source at once: one stuck in FFmpeg must not delay the others' stop."""
+    def stop(source: FrameSource) -> None:
         with contextlib.suppress(Exception):
             source.stop()
+
+    threads = [threading.Thread(target=stop, args=(s,), daemon=True) for s in sources]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def close_quietly(sources: Sequence[FrameSource]) -> None:
+    _stop_all(sources)

@@ -8,9 +8,21 @@ camera never blocks another:
 * a **file** read as fast as possible keeps a small bounded buffer and its reader waits when the
   buffer is full (back-pressure), so every frame is analysed.
 
-A stream that fails is reopened with exponential backoff and jitter; its state
-(``connecting``, ``live``, ``reconnecting``, ``ended``, ``failed``, ``stopped``) is reported by
-:meth:`CaptureSource.status`. A file can be looped (``loop=True``) to simulate an endless camera.
+One camera's failure affects that camera alone. A source is opened in its own thread and, when
+it cannot be opened or is lost later, retried there with exponential backoff and jitter
+(:class:`Backoff`) while the other cameras run:
+
+* a **stream or webcam** is retried for ever (capped backoff, ``max_reconnects=None``): a camera
+  that is down, unreachable or hanging may come back at any time;
+* a **file** that is missing or cannot be decoded is retried ``file_retries`` times (someone may
+  be putting it in place) and then given up (``failed``), so a run of only bad files ends with
+  a clear error instead of waiting for ever.
+
+Only input that can never work is an immediate :class:`SourceError`: text that does not parse,
+and one camera name given twice. The state of each source (:class:`SourceState`) is reported
+by :meth:`CaptureSource.status` with the wall-clock time of its last change (``since``) and the
+last error (credentials redacted). A file can be looped (``loop=True``) to simulate an endless
+camera.
 """
 
 from __future__ import annotations
@@ -51,6 +63,15 @@ DEFAULT_FPS = 25.0
 MAX_CORRUPT_SKIP = 8
 #: Frames a file source buffers ahead when it is read as fast as possible.
 FILE_BUFFER = 4
+#: Retries of a file that is missing or cannot be decoded before it is given up (a stream or a
+#: webcam is retried for ever unless ``max_reconnects`` says otherwise).
+FILE_RETRIES = 3
+#: How long :func:`open_sources` waits for the first attempt to open each source (so that the
+#: frame rate of the cameras that open is known); a slower one goes on in the background.
+OPEN_WAIT_S = 3.0
+#: How long :meth:`CaptureSource.stop` waits for its thread; one stuck in FFmpeg (opening a
+#: hanging stream) finishes on its own and releases what it opened.
+STOP_WAIT_S = 2.0
 
 _NAME_RE = re.compile(r"^([A-Za-z][\w.-]{0,63})=(.+)$")
 
@@ -60,6 +81,11 @@ class SourceError(ValueError):
 
 
 class SourceState(StrEnum):
+    """``connecting``: the first attempt to open is in progress; ``running``: live, frames
+    arrive; ``reconnecting``: retrying (with backoff) since ``since``, ``error`` says why;
+    ``ended``: a file was read to its end; ``failed``: given up; ``stopped``: stopped by the
+    run."""
+
     CONNECTING = "connecting"
     RUNNING = "running"
     RECONNECTING = "reconnecting"
@@ -84,13 +110,7 @@ class SourceSpec:
     def parse(cls, text: str) -> SourceSpec:
         """``NAME=TARGET`` or ``TARGET``, where TARGET is a device index (``0``), a URL
         (``rtsp://…``, ``http://…/stream.mjpg``) or a video file path."""
-        text = text.strip()
-        if not text:
-            raise SourceError("an empty video source was given")
-        name = ""
-        match = _NAME_RE.match(text)
-        if match and "://" not in match.group(1):
-            name, text = match.group(1), match.group(2).strip()
+        name, text = _split_name(text)
         scheme = text.split("://", 1)[0].lower() if "://" in text else ""
         if text.isdigit():
             return cls(name or f"webcam{int(text)}", text, "device")
@@ -104,6 +124,17 @@ class SourceSpec:
         if text.startswith("/dev/video"):
             return cls(name or Path(text).name, text, "device")
         return cls(name or Path(text).stem or "video", text, "file")
+
+
+def _split_name(text: str) -> tuple[str, str]:
+    """``("NAME", "TARGET")`` for ``NAME=TARGET``, ``("", TARGET)`` when no name is given."""
+    text = text.strip()
+    if not text:
+        raise SourceError("an empty video source was given")
+    match = _NAME_RE.match(text)
+    if match and "://" not in match.group(1):
+        return match.group(1), match.group(2).strip()
+    return "", text
 
 
 def _stream_name(url: str) -> str:
@@ -129,6 +160,18 @@ def unique_names(specs: Sequence[SourceSpec]) -> list[SourceSpec]:
     return out
 
 
+def parse_sources(texts: Sequence[str]) -> list[SourceSpec]:
+    """Parse every source; a name given twice (``door=… door=…``) is an error, names derived
+    from targets are made unique (``name``, ``name-2`` …)."""
+    specs = [SourceSpec.parse(t) for t in texts]
+    given = [n for n in (_split_name(t)[0] for t in texts) if n]
+    twice = sorted({n for n in given if given.count(n) > 1})
+    if twice:
+        raise SourceError(f"camera name {', '.join(map(repr, twice))} given more than once: "
+                          "each camera needs its own name")
+    return unique_names(specs)
+
+
 def redact(target: str) -> str:
     """A URL with any ``user:password@`` removed, for messages and logs."""
     return re.sub(r"(://)[^/@]*@", r"\1", target)
@@ -149,15 +192,18 @@ class Capture(Protocol):
 Opener = Callable[[SourceSpec], Capture]
 
 
-def open_capture(spec: SourceSpec) -> Capture:
-    """An opened ``cv2.VideoCapture`` for ``spec`` (FFmpeg for files and streams)."""
+def open_capture(spec: SourceSpec, *, open_timeout: float = OPEN_TIMEOUT_S,
+                 read_timeout: float = READ_TIMEOUT_S) -> Capture:
+    """An opened ``cv2.VideoCapture`` for ``spec`` (FFmpeg for files and streams); a stream
+    that does not answer within ``open_timeout`` (or stops sending for ``read_timeout``)
+    fails."""
     if spec.kind == "device":
         target: str | int = spec.device if spec.target.isdigit() else spec.target
         return cv2.VideoCapture(target)
     if spec.kind == "stream":
         params = [
-            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(OPEN_TIMEOUT_S * 1000),
-            cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(READ_TIMEOUT_S * 1000),
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(open_timeout * 1000),
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(read_timeout * 1000),
         ]
         return cv2.VideoCapture(spec.target, cv2.CAP_FFMPEG, params)
     return cv2.VideoCapture(spec.target, cv2.CAP_FFMPEG)
@@ -190,6 +236,7 @@ class SourceStatus:
     corrupt: int
     reconnects: int
     error: str
+    since: float = 0.0  # wall clock (epoch seconds) of the last change of state
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -203,6 +250,7 @@ class SourceStatus:
             "corrupt": self.corrupt,
             "reconnects": self.reconnects,
             "error": self.error,
+            "since": round(self.since, 3),
         }
 
 
@@ -222,7 +270,8 @@ class FrameSource(Protocol):
         ...
 
     def start(self, on_frame: Callable[[str], None] | None = None) -> None:
-        """Start decoding in the background; ``on_frame(name)`` is called for each frame."""
+        """Start decoding in the background (opening first, with retries, if not open yet);
+        ``on_frame(name)`` is called for each frame and when the source finishes."""
         ...
 
     def take(self) -> Frame | None:
@@ -244,10 +293,15 @@ class FrameSource(Protocol):
 class CaptureSource:
     """A :class:`FrameSource` over an OpenCV capture (or anything with its ``read``).
 
+    The source is opened, read and reopened in its own thread: :meth:`connect` starts opening
+    (retrying on failure, see the module), :meth:`start` lets frames flow (connecting first if
+    needed). :meth:`open` is one attempt in the caller's thread that raises
+    :class:`SourceError`.
+
     ``realtime``: pace a file at its own frame rate and treat it as live (newest frame only,
     drops counted), to simulate a camera. ``loop``: start a file again at its end (stream time
-    keeps increasing). ``max_reconnects``: give a stream up after that many failed reconnection
-    attempts in a row (``None``: never).
+    keeps increasing). ``max_reconnects``: give a stream or webcam up after that many failed
+    attempts in a row (``None``: never); ``file_retries``: the same for a file.
     """
 
     def __init__(
@@ -259,6 +313,7 @@ class CaptureSource:
         opener: Opener = open_capture,
         backoff: Backoff | None = None,
         max_reconnects: int | None = None,
+        file_retries: int = FILE_RETRIES,
         buffer: int = FILE_BUFFER,
         seed: int | None = None,
     ) -> None:
@@ -268,18 +323,21 @@ class CaptureSource:
         self.loop = loop
         self._opener = opener
         self._backoff = backoff or Backoff()
-        self._max_reconnects = max_reconnects
+        self._max_retries = file_retries if spec.kind == "file" else max_reconnects
         self._live = spec.kind != "file" or realtime
         self._capacity = 1 if self._live else max(1, buffer)
         self._rng = random.Random(seed)
         self._cond = threading.Condition()
         self._frames: deque[Frame] = deque()
         self._stop = threading.Event()
+        self._go = threading.Event()  # start() was called: frames may flow
         self._thread: threading.Thread | None = None
         self._cap: Capture | None = None
         self._on_frame: Callable[[str], None] | None = None
         self._state = SourceState.CONNECTING
+        self._since = time.time()
         self._error = ""
+        self._attempted = False  # the first attempt to open has finished (either way)
         self._fps = DEFAULT_FPS
         self._frame_count = 0
         self._index = 0  # frames decoded so far, across loops and reconnects
@@ -288,6 +346,7 @@ class CaptureSource:
         self._dropped = 0
         self._corrupt = 0
         self._reconnects = 0
+        self._delays: deque[float] = deque(maxlen=64)
         self._t0 = time.monotonic()
         self._pace0: float | None = None
         self._first: ImageArray | None = None
@@ -306,21 +365,37 @@ class CaptureSource:
     def label(self) -> str:
         return redact(self.spec.target)
 
+    @property
+    def retry_delays(self) -> list[float]:
+        """The waits (seconds) chosen before the latest retries, oldest first."""
+        with self._cond:
+            return list(self._delays)
+
     def status(self) -> SourceStatus:
         with self._cond:
             return SourceStatus(self.name, self.spec.kind, self._state, self._live, self._fps,
                                 self._frames_in, self._dropped, self._corrupt, self._reconnects,
-                                self._error)
+                                self._error, self._since)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def open(self) -> None:
+        """One attempt to open the source, now, in this thread; :class:`SourceError` if it
+        fails (the state is not changed then)."""
+        cap, first = self._attempt()
+        self._adopt(cap, first)
+        self._set_state(SourceState.RUNNING)
+        self._attempt_done()
+
+    def _attempt(self) -> tuple[Capture, ImageArray]:
+        """Open the capture and read its first frame, or raise :class:`SourceError`."""
         if self.spec.kind == "file":
             path = Path(self.spec.target)
             if not path.exists():
                 raise SourceError(f"{self.name}: {path}: no such file")
             if not path.is_file():
                 raise SourceError(f"{self.name}: {path}: not a file")
+        started = time.monotonic()
         try:
             cap = self._opener(self.spec)
         except (cv2.error, OSError, RuntimeError) as exc:
@@ -334,16 +409,19 @@ class CaptureSource:
                 "stream": "stream unreachable, refused, or not a video stream",
                 "device": "no such camera, or it is busy",
             }[self.spec.kind]
-            raise SourceError(f"{self.name}: cannot open {self.label}: {what}")
+            took = time.monotonic() - started
+            after = f" (no frame after {took:.1f} s)" if took >= 1.0 else ""
+            raise SourceError(f"{self.name}: cannot open {self.label}: {what}{after}")
+        return cap, first
+
+    def _adopt(self, cap: Capture, first: ImageArray) -> None:
         self._cap = cap
         self._first = first
         self._fps = _sane_fps(cap.get(cv2.CAP_PROP_FPS))
         count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
         self._frame_count = int(count) if math.isfinite(count) and count > 0 else 0
-        self._set_state(SourceState.RUNNING)
 
-    @staticmethod
-    def _first_frame(cap: Capture) -> ImageArray | None:
+    def _first_frame(self, cap: Capture) -> ImageArray | None:
         try:
             if not cap.isOpened():
                 return None
@@ -351,30 +429,58 @@ class CaptureSource:
                 ok, image = cap.read()
                 if ok and _valid(image):
                     return image
+                if self._stop.is_set():
+                    return None
         except cv2.error:
             return None
         return None
 
-    def start(self, on_frame: Callable[[str], None] | None = None) -> None:
-        if self._cap is None:
-            self.open()
-        self._on_frame = on_frame
-        self._thread = threading.Thread(target=self._run, name=f"source-{self.name}", daemon=True)
+    def connect(self) -> None:
+        """Start opening the source in its own thread (retrying on failure); frames flow only
+        after :meth:`start`. Does nothing if the thread runs already."""
+        with self._cond:
+            if self._thread is not None or self._stop.is_set():
+                return
+            self._thread = threading.Thread(target=self._run, name=f"source-{self.name}",
+                                            daemon=True)
         self._thread.start()
+
+    def wait_attempted(self, timeout: float) -> bool:
+        """Wait until the first attempt to open has finished (opened or failed): True, or
+        False after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not self._attempted and not self._stop.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+            return True
+
+    def start(self, on_frame: Callable[[str], None] | None = None) -> None:
+        """Let frames flow (see :class:`FrameSource`); never raises for a source that cannot
+        be opened: it is retried in its own thread and its state says so."""
+        self._on_frame = on_frame
+        self._go.set()
+        self.connect()
 
     def stop(self) -> None:
         self._stop.set()
+        self._go.set()
         with self._cond:
             self._cond.notify_all()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=READ_TIMEOUT_S + 2)
+            thread.join(timeout=STOP_WAIT_S)
         if thread is None or not thread.is_alive():
-            self._release()  # else the reader, stuck in a read, releases it when it returns
+            self._release()  # else the thread, stuck in FFmpeg, releases it when it returns
         with self._cond:
-            if self._state not in (SourceState.ENDED, SourceState.FAILED):
+            if self._state not in (SourceState.ENDED, SourceState.FAILED,
+                                   SourceState.STOPPED):
                 self._state = SourceState.STOPPED
+                self._since = time.time()
             self._frames.clear()
+            self._cond.notify_all()
 
     # -- consumer side -----------------------------------------------------------------------
 
@@ -400,14 +506,20 @@ class CaptureSource:
 
     def _set_state(self, state: SourceState, error: str = "") -> None:
         with self._cond:
+            if self._state == SourceState.STOPPED:
+                return  # a late result of an attempt that was under way when stopped
             changed = state != self._state
             self._state = state
+            if changed:
+                self._since = time.time()
             if error:
-                self._error = error
+                self._error = redact(error)
+            self._cond.notify_all()
         if changed:
             level = logging.WARNING if state in (SourceState.RECONNECTING,
                                                  SourceState.FAILED) else logging.INFO
-            log.log(level, "camera %s: %s%s", self.name, state, f" ({error})" if error else "")
+            shown = f" ({redact(error)})" if error else ""
+            log.log(level, "camera %s: %s%s", self.name, state, shown)
 
     def _release(self) -> None:
         cap, self._cap = self._cap, None
@@ -416,6 +528,8 @@ class CaptureSource:
                 cap.release()
 
     def _deliver(self, image: ImageArray) -> None:
+        if self._stop.is_set():
+            return
         now_mono = time.monotonic()
         t = self._index / self._fps if self.spec.kind == "file" else now_mono - self._t0
         frame = Frame(self.name, self._index, t, time.time(), now_mono, image)
@@ -447,27 +561,32 @@ class CaptureSource:
 
     def _run(self) -> None:
         try:
-            self._read_loop()
+            if self._cap is None and not self._connect(initial=True):
+                return
+            self._go.wait()  # opened early (open_sources): frames flow once started
+            if not self._stop.is_set():
+                self._read_loop()
         except Exception as exc:  # a broken source must never take the process down
             log.exception("camera %s: reader stopped", self.name)
             self._set_state(SourceState.FAILED, f"{type(exc).__name__}: {exc}")
         finally:
             self._release()
-            with self._cond:
-                self._cond.notify_all()
+            self._attempt_done()
             if self._on_frame is not None:
                 self._on_frame(self.name)  # wake the runner so it sees the end
 
     def _read_loop(self) -> None:
-        first, self._first = self._first, None
-        if first is not None:
-            self._pace()
-            self._deliver(first)
         failures = 0
         while not self._stop.is_set():
-            if self._cap is None and not self._reconnect():
+            if self._cap is None and not self._connect(initial=False):
                 return
             assert self._cap is not None
+            first, self._first = self._first, None
+            if first is not None:  # read when the source was (re)opened
+                failures = 0
+                self._pace()
+                self._deliver(first)
+                continue
             try:
                 ok, image = self._cap.read()
             except cv2.error:
@@ -494,7 +613,6 @@ class CaptureSource:
             # A stream or webcam that stops delivering has dropped: reconnect.
             self._release()
             self._set_state(SourceState.RECONNECTING, "stream lost")
-
     def _more_frames_expected(self) -> bool:
         """Whether the file says it holds frames beyond the one that just failed."""
         position = self._index - self._pass_start
@@ -511,31 +629,52 @@ class CaptureSource:
         self._cap = cap
         self._pass_start = self._index
 
-    def _reconnect(self) -> bool:
-        """Reopen a lost stream with backoff; False when given up or stopped."""
-        attempt = 0
+    def _connect(self, initial: bool) -> bool:
+        """Open the source, retrying with backoff; False when given up or stopped.
+
+        ``initial``: the first attempt is made at once; a lost source waits first. Every
+        attempt after the first counts as a reconnect."""
+        retries = 0
+        wait = not initial
         while not self._stop.is_set():
-            if self._max_reconnects is not None and attempt >= self._max_reconnects:
-                self._set_state(SourceState.FAILED,
-                                f"gave up after {attempt} reconnection attempts")
-                return False
-            delay = self._backoff.delay(attempt, self._rng)
-            if self._stop.wait(delay):
-                return False
-            attempt += 1
-            with self._cond:
-                self._reconnects += 1
+            if wait:
+                if self._max_retries is not None and retries >= self._max_retries:
+                    with self._cond:
+                        last = self._error
+                    self._set_state(SourceState.FAILED,
+                                    f"{last} (gave up after {retries} retries)" if last
+                                    else f"gave up after {retries} retries")
+                    return False
+                delay = self._backoff.delay(retries, self._rng)
+                with self._cond:
+                    self._delays.append(delay)
+                if self._stop.wait(delay):
+                    return False
+                retries += 1
+                with self._cond:
+                    self._reconnects += 1
+            wait = True
             try:
-                cap = self._opener(self.spec)
-                opened = cap.isOpened()
-            except (cv2.error, OSError, RuntimeError):
-                opened = False
-            if opened:
-                self._cap = cap
-                self._set_state(SourceState.RUNNING)
-                return True
-            log.info("camera %s: reconnection attempt %d failed", self.name, attempt)
+                cap, first = self._attempt()
+            except SourceError as exc:
+                self._set_state(SourceState.RECONNECTING, str(exc))
+                self._attempt_done()
+                log.info("camera %s: attempt failed: %s", self.name, redact(str(exc)))
+                continue
+            if self._stop.is_set():
+                with contextlib.suppress(Exception):
+                    cap.release()
+                return False
+            self._adopt(cap, first)
+            self._set_state(SourceState.RUNNING)
+            self._attempt_done()
+            return True
         return False
+
+    def _attempt_done(self) -> None:
+        with self._cond:
+            self._attempted = True
+            self._cond.notify_all()
 
 
 def _sane_fps(value: float) -> float:
@@ -554,30 +693,27 @@ def open_sources(
     realtime: bool = False,
     loop: bool = False,
     opener: Opener = open_capture,
+    backoff: Backoff | None = None,
     max_reconnects: int | None = None,
+    file_retries: int = FILE_RETRIES,
+    wait: float = OPEN_WAIT_S,
 ) -> list[CaptureSource]:
-    """Parse and open every source (in parallel: a stream may take seconds to answer).
+    """Parse every source and start opening each in its own thread (in parallel: a stream may
+    take seconds to answer); return them once each has made its first attempt, or after
+    ``wait`` seconds at most.
 
-    Raises one :class:`SourceError` naming every source that could not be opened.
+    A source that cannot be opened is no error here: it keeps retrying in its own thread (see
+    the module) and its :meth:`~CaptureSource.status` says ``reconnecting`` with the error.
+    Only input that can never work raises :class:`SourceError`: text that does not parse, and
+    one camera name given twice.
     """
-    specs = unique_names([SourceSpec.parse(t) for t in texts])
-    sources = [CaptureSource(s, realtime=realtime, loop=loop, opener=opener,
-                             max_reconnects=max_reconnects) for s in specs]
-    errors: dict[str, str] = {}
-
-    def attempt(source: CaptureSource) -> None:
-        try:
-            source.open()
-        except SourceError as exc:
-            errors[source.name] = str(exc)
-
-    threads = [threading.Thread(target=attempt, args=(s,), daemon=True) for s in sources]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        for source in sources:
-            source.stop()
-        raise SourceError("; ".join(errors[s.name] for s in sources if s.name in errors))
+    specs = parse_sources(texts)
+    sources = [CaptureSource(s, realtime=realtime, loop=loop, opener=opener, backoff=backoff,
+                             max_reconnects=max_reconnects, file_retries=file_retries)
+               for s in specs]
+    for source in sources:
+        source.connect()
+    deadline = time.monotonic() + max(wait, 0.0)
+    for source in sources:
+        source.wait_attempted(max(deadline - time.monotonic(), 0.0))
     return sources

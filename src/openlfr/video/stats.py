@@ -84,6 +84,8 @@ class CameraFigures:
     latency_p50: float | None
     latency_p95: float | None
     alert_latency_p95: float | None
+    since: float = 0.0  # wall clock (epoch seconds) of the source's last change of state
+    error: str = ""  # the source's last error (credentials redacted)
 
     def as_dict(self) -> dict[str, object]:
         def r(v: float | None, n: int = 3) -> float | None:
@@ -111,6 +113,8 @@ class CameraFigures:
             "latency_p50": r(self.latency_p50),
             "latency_p95": r(self.latency_p95),
             "alert_latency_p95": r(self.alert_latency_p95),
+            "since": round(self.since, 3),
+            "error": self.error,
         }
 
 
@@ -156,7 +160,8 @@ class CameraStats:
             self._alert_latency.append(seconds)
 
     def figures(self, *, state: str = "", fps_in: float = 0.0, frames_in: int = 0,
-                dropped: int = 0, corrupt: int = 0, reconnects: int = 0) -> CameraFigures:
+                dropped: int = 0, corrupt: int = 0, reconnects: int = 0, since: float = 0.0,
+                error: str = "") -> CameraFigures:
         with self._lock:
             latency = list(self._latency)
             alert_latency = list(self._alert_latency)
@@ -170,4 +175,5 @@ class CameraStats:
                 alert_updates=self.alert_updates,
                 latency_p50=percentile(latency, 50), latency_p95=percentile(latency, 95),
                 alert_latency_p95=percentile(alert_latency, 95),
+                since=since, error=error,
             )
