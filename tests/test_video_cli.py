@@ -111,7 +111,7 @@ def test_ctrl_c_stops_cleanly_with_the_summary(clips):
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["nope.mp4"], "nope: nope.mp4: no such file"),
+    (["door=a.mp4", "door=b.mp4"], "camera name 'door' given more than once"),
     (["ftp://host/x"], "unsupported URL scheme 'ftp'"),
     (["{obama}", "--threshold", "1.5"], "--threshold 1.5"),
     (["{obama}", "--watchlist-missing"], "no such watchlist file"),
@@ -133,6 +133,23 @@ def test_bad_input_is_one_clear_line_and_exit_code_2(clips, tmp_path, args, mess
     assert "Traceback" not in result.output
     assert len(result.stderr.strip().splitlines()) == 1
     assert result.stdout == ""
+
+
+def test_only_missing_files_end_with_one_clear_line_and_exit_code_2(clips, tmp_path):
+    """A missing file is retried a few times (it may be put in place), then given up: a run
+    of only missing files ends with a clear error, it does not wait for ever."""
+    result = _watch("nope.mp4", f"door={tmp_path / 'door.avi'}", "--watchlist",
+                    clips.watchlist, "--json")
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "no camera could be opened: nope (nope: nope.mp4: no such file" in result.stderr
+    assert f"door (door: {tmp_path / 'door.avi'}: no such file" in result.stderr
+    assert "gave up after 3 retries" in result.stderr
+    events = _events(result.stdout)
+    assert events[-1]["event"] == "summary" and events[-1]["frames"] == 0
+    failed = {e["camera"] for e in events if e["event"] == "camera" and e["state"] == "failed"}
+    assert failed == {"nope", "door"}
 
 
 def test_a_busy_preview_port_is_a_clear_error(clips):

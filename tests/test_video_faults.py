@@ -1,10 +1,14 @@
 """Faults: a stream that drops mid-way and comes back (served from a local HTTP server on
-127.0.0.1), MJPEG over HTTP, a corrupt frame, an unreadable file."""
+127.0.0.1), a camera whose URL hangs or refuses while another runs, MJPEG over HTTP, a corrupt
+frame, an unreadable file. No traffic leaves 127.0.0.1."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
+import socket
 import threading
 import time
 import urllib.error
@@ -21,7 +25,14 @@ from openlfr.video.pipeline import CameraPipeline, PipelineConfig
 from openlfr.video.preview import PreviewServer
 from openlfr.video.runner import Runner
 from openlfr.video.sinks import MemorySink
-from openlfr.video.sources import Backoff, CaptureSource, SourceSpec, SourceState, open_sources
+from openlfr.video.sources import (
+    Backoff,
+    CaptureSource,
+    SourceSpec,
+    SourceState,
+    open_capture,
+    open_sources,
+)
 from openlfr.vision import get_engine
 
 from . import videoclips
@@ -112,8 +123,9 @@ def test_a_stream_that_drops_comes_back_and_never_takes_the_other_camera_down(cl
     assert camera.requests[:4] == ["cut", "503", "503", "full"], camera.requests
     # The door camera lost its stream, retried with backoff, came back and was analysed …
     assert door.reconnects >= 3 and door.frames_in >= 40 + 5
-    assert door.frames == door.frames_in - door.dropped
-    assert door.dropped <= door.frames_in // 4
+    # A live camera drops what the workers cannot take in time (how many depends on the load
+    # of the machine); every frame is either analysed or counted as dropped.
+    assert door.frames == door.frames_in - door.dropped and door.frames > 0
     messages = [r.getMessage() for r in caplog.records]
     lost = messages.index("camera door: reconnecting (stream lost)")
     assert "camera door: running" in messages[lost:]
@@ -125,6 +137,211 @@ def test_a_stream_that_drops_comes_back_and_never_takes_the_other_camera_down(cl
     # The other camera never noticed.
     assert stranger.state == str(SourceState.ENDED) and stranger.frames_in == 40
     assert stranger.alerts == 0
+
+
+#: Streams in these tests give up waiting for an answer after a second, not ten.
+QUICK_OPEN = functools.partial(open_capture, open_timeout=1.0, read_timeout=1.0)
+
+
+def _wait_for(predicate, timeout: float = 90.0) -> None:
+    """Poll until ``predicate()`` holds; the bound is a safety net, the tests assert on counts
+    and states."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+class HangingServer:
+    """A TCP server on 127.0.0.1 that accepts every connection and never answers (a camera
+    whose URL hangs); the connections are closed when it exits."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/live.mjpg"
+        self.accepted: list[socket.socket] = []
+        self.closing = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+
+    def _accept(self) -> None:
+        while not self.closing.is_set():
+            with contextlib.suppress(OSError):
+                conn, _ = self.sock.accept()
+                self.accepted.append(conn)
+
+    def __enter__(self) -> HangingServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.closing.set()
+        self.thread.join(timeout=5)
+        for conn in [*self.accepted, self.sock]:
+            conn.close()
+
+
+def _pipelines(sources, sink, watchlist):
+    engine = get_engine("sface")
+    gallery, names = videoclips.load_gallery(watchlist)
+    config = PipelineConfig(threshold=engine.default_threshold)
+    return [(s, CameraPipeline(s.name, engine, gallery, config, sink, fps=s.fps, names=names))
+            for s in sources]
+
+
+def test_a_camera_whose_url_hangs_is_retried_while_the_other_is_analysed(clips):
+    """The deployment case: a working camera and one whose URL hangs. The run starts at once,
+    analyses the good camera, and keeps retrying the bad one with growing delays."""
+    sink = MemorySink()
+    started = time.time()
+    with HangingServer() as hanging:
+        sources = open_sources([f"gate={clips.obama}", f"side={hanging.url}"],
+                               opener=QUICK_OPEN, wait=0.0,
+                               backoff=Backoff(initial=0.2, factor=2.0, cap=2.0, jitter=0.5))
+        side = sources[1]
+        runner = Runner(_pipelines(sources, sink, clips.watchlist), workers=2, max_seconds=120)
+        seen: dict[str, object] = {}
+
+        def until() -> bool:
+            """Checked while the run goes on: the good camera has ended, the bad one is still
+            retrying, and the run has not finished by itself."""
+            status = side.status()
+            gate_done = next(f for f in runner.figures() if f.camera == "gate").frames == 40
+            if gate_done and status.reconnects >= 3:
+                seen.update(status=status, states=runner.states(),
+                            statuses=runner.statuses(), figures=runner.figures())
+                return True
+            return False
+
+        summary = runner.run(until=until)
+    assert seen, "the run ended before the bad camera had been retried"
+    assert not summary.interrupted and summary.seconds < 120
+    by_camera = {f.camera: f for f in summary.cameras}
+    # The good camera was analysed in full and raised its alert.
+    assert by_camera["gate"].state == str(SourceState.ENDED)
+    assert by_camera["gate"].frames == 40
+    assert [a.subject_id for a in sink.firsts() if a.camera == "gate"] == ["obama"]
+    # The bad one was retrying, since a known time, with its error.
+    status = seen["status"]
+    assert status.state == SourceState.RECONNECTING
+    assert seen["states"] == {"gate": SourceState.ENDED, "side": SourceState.RECONNECTING}
+    assert f"side: cannot open {hanging.url}" in status.error
+    assert started <= status.since <= time.time()
+    side_figures = next(f for f in seen["figures"] if f.camera == "side")
+    assert side_figures.state == "reconnecting" and side_figures.error == status.error
+    assert side_figures.as_dict()["since"] == round(status.since, 3)
+    assert len(hanging.accepted) >= 4  # it really was tried again and again
+    delays = side.retry_delays
+    assert len(delays) >= 3 and delays == sorted(delays) and delays[2] > delays[0]
+    assert by_camera["side"].state == str(SourceState.STOPPED)
+    assert by_camera["side"].frames == 0
+
+
+class SwitchableCamera:
+    """An HTTP camera on 127.0.0.1 whose behaviour the test switches: ``hang`` (accepts, never
+    answers), ``refuse`` (503) or ``serve`` (the clip, paced at 15 fps). Requests are logged
+    with the mode they met."""
+
+    def __init__(self, data: bytes, mode: str = "hang") -> None:
+        self.data, self.mode = data, mode
+        self.requests: list[str] = []
+        self.closing = threading.Event()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                mode = owner.mode
+                owner.requests.append(mode)
+                if mode == "hang":  # say nothing until the test moves on (bounded)
+                    deadline = time.monotonic() + 30
+                    while (owner.mode == "hang" and not owner.closing.is_set()
+                           and time.monotonic() < deadline):
+                        time.sleep(0.05)
+                    self.close_connection = True
+                elif mode == "refuse":
+                    self.send_error(503, "camera down")
+                else:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "video/x-msvideo")
+                    self.send_header("Content-Length", str(len(owner.data)))
+                    self.end_headers()
+                    step = len(owner.data) // 40 + 1
+                    with contextlib.suppress(OSError):
+                        for i in range(0, len(owner.data), step):
+                            self.wfile.write(owner.data[i: i + step])
+                            self.wfile.flush()
+                            time.sleep(1 / 15)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/camera.avi"
+
+    def __enter__(self) -> SwitchableCamera:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.closing.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_bad_camera_comes_up_later_fails_again_and_the_other_never_notices(clips):
+    sink = MemorySink()
+    with SwitchableCamera(clips.obama.read_bytes(), mode="hang") as camera:
+        sources = open_sources([f"door={camera.url}", f"hall={clips.stranger}"],
+                               realtime=True, loop=True, opener=QUICK_OPEN, wait=0.0,
+                               backoff=Backoff(initial=0.1, factor=2.0, cap=0.8, jitter=0.5))
+        door, hall = sources
+        runner = Runner(_pipelines(sources, sink, clips.watchlist), workers=2, max_seconds=180)
+        thread = threading.Thread(target=runner.run, daemon=True)
+        thread.start()
+        try:
+            # 1. The door camera's URL hangs: it is retried, the hall camera runs.
+            _wait_for(lambda: door.status().reconnects >= 2 and hall.status().frames_in > 0)
+            status = door.status()
+            assert status.state == SourceState.RECONNECTING and "door: cannot open" in status.error
+            assert door.status().frames_in == 0
+            hall_before = hall.status().frames_in
+            # 2. It becomes reachable: it runs and is analysed.
+            camera.mode = "serve"
+            _wait_for(lambda: door.status().state == SourceState.RUNNING)
+            up_since = door.status().since
+            assert up_since >= status.since
+            _wait_for(lambda: door.status().frames_in >= 10)
+            # 3. It fails again (the served clip ends, then 503): it retries, and says why.
+            camera.mode = "refuse"
+            reconnects = door.status().reconnects
+            _wait_for(lambda: door.status().state == SourceState.RECONNECTING
+                      and door.status().reconnects >= reconnects + 2)
+            lost = door.status()
+            assert lost.since > up_since and "door: cannot open" in lost.error
+            hall_after = hall.status().frames_in
+            assert runner.states() == {"door": SourceState.RECONNECTING,
+                                       "hall": SourceState.RUNNING}
+        finally:
+            runner.stop()
+            thread.join(timeout=60)
+    assert not thread.is_alive()
+    # The hall camera kept going the whole time.
+    assert hall_after > hall_before > 0
+    summary = runner.summary()
+    by_camera = {f.camera: f for f in summary.cameras}
+    assert by_camera["door"].frames > 0 and by_camera["hall"].frames > 0
+    assert "hang" in camera.requests and "serve" in camera.requests
+    assert camera.requests.index("serve") < len(camera.requests) - 1
+    # The door camera's frames, served once it came up, were analysed: Obama was alerted.
+    assert "obama" in {a.subject_id for a in sink.firsts() if a.camera == "door"}
+    assert not [a for a in sink.firsts() if a.camera == "hall"]
 
 
 def test_mjpeg_over_http_is_a_source_and_the_preview_serves_it_masked(clips):
@@ -194,12 +411,42 @@ def test_a_corrupt_frame_is_skipped_and_the_watchlisted_person_still_alerted(cli
     assert summary["event"] == "summary" and summary["frames"] >= 38
 
 
-def test_an_unreadable_file_is_a_one_line_error_with_exit_code_2(clips, tmp_path):
+def test_an_unreadable_file_fails_alone_and_the_good_camera_is_watched(clips, tmp_path):
     bad = tmp_path / "camera-7.mp4"
     bad.write_bytes(np.random.default_rng(0).integers(0, 256, 20000, np.uint8).tobytes())
-    result = CliRunner().invoke(app, ["watch", str(clips.empty), str(bad), "--watchlist",
+    result = CliRunner().invoke(app, ["watch", str(clips.obama), str(bad), "--watchlist",
                                       str(clips.watchlist), "--json"])
-    assert result.exit_code == 2
-    assert "camera-7: cannot open" in result.stderr and str(bad) in result.stderr
-    assert "Traceback" not in result.output and result.stdout == ""
+    assert result.exit_code == 1, result.output
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [e["subject"] for e in events if e["event"] == "alert"] == ["obama"]
+    states = [(e["camera"], e["state"]) for e in events if e["event"] == "camera"]
+    assert ("obama", "ended") in states
+    bad_events = [e for e in events if e["event"] == "camera" and e["camera"] == "camera-7"]
+    assert [e["state"] for e in bad_events][-2:] == ["reconnecting", "failed"]
+    assert "camera-7: cannot open" in bad_events[-2]["error"]
+    assert bad_events[-2]["since"] <= bad_events[-1]["since"] <= time.time()
+    assert "gave up after 3 retries" in bad_events[-1]["error"]
+    summary = events[-1]
+    assert summary["event"] == "summary"
+    assert {c["camera"]: c["frames"] for c in summary["cameras"]} == {"obama": 40,
+                                                                     "camera-7": 0}
+    assert "camera(s) failed: camera-7 (camera-7: cannot open" in result.stderr
+    assert str(bad) in result.stderr and "Traceback" not in result.output
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_camera_that_refuses_is_shown_retrying_while_the_file_is_watched(clips):
+    with socket.socket() as closed:  # nobody listens there: connection refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    result = CliRunner().invoke(app, ["watch", str(clips.obama), f"side=http://127.0.0.1:{port}/x",
+                                      "--watchlist", str(clips.watchlist), "--json",
+                                      "--max-seconds", "3"])
+    assert result.exit_code == 0, result.output
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    side = [e for e in events if e["event"] == "camera" and e["camera"] == "side"]
+    assert side[0]["state"] == "reconnecting" and side[-1]["state"] == "stopped"
+    assert f"side: cannot open http://127.0.0.1:{port}/x" in side[0]["error"]
+    assert isinstance(side[0]["since"], float)
+    assert ("obama", "running") in [(e["camera"], e["state"]) for e in events
+                                    if e["event"] == "camera"]

@@ -359,3 +359,70 @@ def test_file_paths_with_spaces_work(clips, tmp_path):
     (source,) = open_sources([str(path)])
     source.stop()
     assert source.name == "a clip with spaces"
+
+
+def test_a_source_that_cannot_open_at_first_is_retried_until_it_runs():
+    opener = ScriptedOpener([None, None, None, 6])
+    source = CaptureSource(SourceSpec("cam", "rtsp://x/y", "stream"), opener=opener,
+                           backoff=Backoff(initial=0.01, factor=2.0, cap=1.0, jitter=0.5),
+                           max_reconnects=4, seed=3)
+    assert source.status().state == SourceState.CONNECTING
+    seen: list[tuple[SourceState, float, str]] = []
+    lock = threading.Lock()
+
+    def watch() -> None:
+        status = source.status()
+        with lock:
+            if not seen or seen[-1][0] != status.state:
+                seen.append((status.state, status.since, status.error))
+
+    source.connect()  # opening starts; no frame flows before start()
+    assert source.wait_attempted(10)
+    watch()
+    source.start(lambda name: watch())
+    frames = _drain(source, timeout=20)
+    source.stop()
+    status = source.status()
+    assert seen[0][0] == SourceState.RECONNECTING
+    assert "cam: cannot open rtsp://x/y: stream unreachable" in seen[0][2]
+    assert SourceState.RUNNING in [s for s, _, _ in seen]
+    assert [f.index for f in frames][-1] == 5 and len(frames) + status.dropped == 6
+    # Three failed attempts, then the fourth opened: three retries, each waiting longer; once
+    # the stream was lost, four more failed and it was given up.
+    assert status.state == SourceState.FAILED and "gave up after 4 retries" in status.error
+    assert len(opener.calls) == 1 + 3 + 4 and status.reconnects == 3 + 4
+    delays = source.retry_delays[:3]
+    assert delays == sorted(delays) and delays[2] > delays[0]
+    # ``since`` moves with each change of state and never goes back.
+    sinces = [t for _, t, _ in seen]
+    assert sinces == sorted(sinces)
+
+
+class HangingOpener:
+    """An opener that blocks (like FFmpeg on a stream that never answers) until released."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.capture: FakeCapture | None = None
+
+    def __call__(self, spec):
+        self.entered.set()
+        self.release.wait(30)
+        self.capture = FakeCapture(5)
+        return self.capture
+
+
+def test_stop_does_not_wait_for_an_open_that_hangs_and_its_late_result_is_dropped():
+    opener = HangingOpener()
+    source = CaptureSource(SourceSpec("cam", "rtsp://x/y", "stream"), opener=opener)
+    source.start()
+    assert opener.entered.wait(10)
+    assert source.status().state == SourceState.CONNECTING
+    assert not source.finished
+    source.stop()  # waits STOP_WAIT_S at most, not for the open
+    assert source.status().state == SourceState.STOPPED and source.finished
+    opener.release.set()
+    assert _wait_for(lambda: opener.capture is not None and opener.capture.released, 10)
+    assert source.status().state == SourceState.STOPPED
+    assert source.take() is None
