@@ -143,8 +143,8 @@ def test_only_missing_files_end_with_one_clear_line_and_exit_code_2(clips, tmp_p
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
     assert len(result.stderr.strip().splitlines()) == 1
-    assert "no camera could be opened: nope (nope: nope.mp4: no such file" in result.stderr
-    assert f"door (door: {tmp_path / 'door.avi'}: no such file" in result.stderr
+    assert "no camera could be opened: nope: nope.mp4: no such file" in result.stderr
+    assert f"; door: {tmp_path / 'door.avi'}: no such file" in result.stderr
     assert "gave up after 3 retries" in result.stderr
     events = _events(result.stdout)
     assert events[-1]["event"] == "summary" and events[-1]["frames"] == 0
@@ -195,3 +195,26 @@ def test_preview_option_serves_a_masked_mjpeg_stream_on_localhost(clips):
             proc.kill()
     assert proc.returncode == 0
     assert _events(out)[-1]["event"] == "summary"
+
+
+def test_the_live_table_shows_how_long_a_camera_has_been_retrying_and_why():
+    from rich.console import Console
+
+    from openlfr.cli.watch import _table
+    from openlfr.video.stats import CameraStats
+
+    error = "side: cannot open http://127.0.0.1:9/x: stream unreachable, refused, or not a video"
+    figures = [
+        CameraStats("gate").figures(state="running", since=time.time() - 5),
+        CameraStats("side").figures(state="reconnecting", since=time.time() - 75,
+                                    error=error),
+        CameraStats("door").figures(state="connecting", since=time.time() - 2),
+    ]
+    console = Console(record=True, width=200)
+    console.print(_table(figures, 80.0, None))
+    text = console.export_text()
+    rows = {line.split("│")[1].strip(): line for line in text.splitlines() if "│" in line}
+    assert "reconnecting 1m1" in rows["side"]  # 1m15s, give or take a slow machine
+    assert "connecting " in rows["door"] and "s" in rows["door"]
+    assert "running" in rows["gate"]
+    assert error in text and "side: side:" not in text

@@ -430,7 +430,7 @@ def test_an_unreadable_file_fails_alone_and_the_good_camera_is_watched(clips, tm
     assert summary["event"] == "summary"
     assert {c["camera"]: c["frames"] for c in summary["cameras"]} == {"obama": 40,
                                                                      "camera-7": 0}
-    assert "camera(s) failed: camera-7 (camera-7: cannot open" in result.stderr
+    assert "camera(s) failed: camera-7: cannot open" in result.stderr
     assert str(bad) in result.stderr and "Traceback" not in result.output
     assert len(result.stderr.strip().splitlines()) == 1
 

@@ -426,3 +426,19 @@ def test_stop_does_not_wait_for_an_open_that_hangs_and_its_late_result_is_droppe
     assert _wait_for(lambda: opener.capture is not None and opener.capture.released, 10)
     assert source.status().state == SourceState.STOPPED
     assert source.take() is None
+
+
+def test_a_flapping_stream_does_not_start_its_backoff_again_each_time():
+    """A stream lost soon after each reopening goes on waiting longer, instead of being
+    hammered at the shortest wait."""
+    opener = ScriptedOpener([2, None, 2, None, 2])
+    source = CaptureSource(SourceSpec("cam", "rtsp://x/y", "stream"), opener=opener,
+                           backoff=Backoff(initial=0.01, factor=2.0, cap=10.0, jitter=0.0),
+                           max_reconnects=2)
+    source.open()
+    source.start()
+    _drain(source, timeout=20)
+    status = source.status()
+    source.stop()
+    assert status.state == SourceState.FAILED and status.reconnects == 6
+    assert source.retry_delays == pytest.approx([0.01, 0.02, 0.04, 0.08, 0.16, 0.32])

@@ -62,10 +62,15 @@ def _state_text(state: str, since: float, now: float) -> str:
     return f"{state} {age // 60}m{age % 60:02d}s" if age >= 60 else f"{state} {age}s"
 
 
+def _named(camera: str, error: str) -> str:
+    """``camera: error``, without naming the camera twice."""
+    return error if error.startswith(f"{camera}:") else f"{camera}: {error}"
+
+
 def _table(figures: list[CameraFigures], elapsed: float, preview: str | None) -> Table:
     title = f"openlfr watch — {elapsed:,.0f} s" + (f" — preview {preview}" if preview else "")
     now = time.time()
-    problems = [f"[yellow]{f.camera}: {escape(f.error)}[/]" for f in figures
+    problems = [f"[yellow]{escape(_named(f.camera, f.error))}[/]" for f in figures
                 if f.error and f.state in (str(SourceState.RECONNECTING),
                                            str(SourceState.FAILED))]
     caption = "\n".join([*problems, "An alert is a possible match for a person to review."])
@@ -94,7 +99,7 @@ def _camera_event(status: SourceStatus) -> dict[str, object]:
 
 def _camera_problems(summary: Summary) -> tuple[list[str], bool]:
     """One text per failed camera, and whether no camera ever delivered a frame."""
-    failed = [f"{f.camera} ({f.error or 'failed'})" for f in summary.cameras
+    failed = [_named(f.camera, f.error or "failed") for f in summary.cameras
               if f.state == str(SourceState.FAILED)]
     none_opened = bool(failed) and all(
         f.frames_in == 0 and f.state == str(SourceState.FAILED) for f in summary.cameras)

@@ -68,10 +68,13 @@ FILE_BUFFER = 4
 FILE_RETRIES = 3
 #: How long :func:`open_sources` waits for the first attempt to open each source (so that the
 #: frame rate of the cameras that open is known); a slower one goes on in the background.
-OPEN_WAIT_S = 3.0
+OPEN_WAIT_S = 1.0
 #: How long :meth:`CaptureSource.stop` waits for its thread; one stuck in FFmpeg (opening a
 #: hanging stream) finishes on its own and releases what it opened.
 STOP_WAIT_S = 2.0
+#: A connection that lasted less than this is flapping: its next outage goes on with the
+#: backoff where the last one left off instead of starting again at the shortest wait.
+STABLE_S = 10.0
 
 _NAME_RE = re.compile(r"^([A-Za-z][\w.-]{0,63})=(.+)$")
 
@@ -347,6 +350,8 @@ class CaptureSource:
         self._corrupt = 0
         self._reconnects = 0
         self._delays: deque[float] = deque(maxlen=64)
+        self._carry = 0  # backoff steps taken before the latest (re)opening
+        self._opened_at = -math.inf  # monotonic time of the latest (re)opening
         self._t0 = time.monotonic()
         self._pace0: float | None = None
         self._first: ImageArray | None = None
@@ -415,6 +420,7 @@ class CaptureSource:
         return cap, first
 
     def _adopt(self, cap: Capture, first: ImageArray) -> None:
+        self._opened_at = time.monotonic()
         self._cap = cap
         self._first = first
         self._fps = _sane_fps(cap.get(cv2.CAP_PROP_FPS))
@@ -635,6 +641,8 @@ class CaptureSource:
         ``initial``: the first attempt is made at once; a lost source waits first. Every
         attempt after the first counts as a reconnect."""
         retries = 0
+        # A source that was lost soon after it (re)opened keeps its longer waits.
+        carry = self._carry if time.monotonic() - self._opened_at < STABLE_S else 0
         wait = not initial
         while not self._stop.is_set():
             if wait:
@@ -645,7 +653,7 @@ class CaptureSource:
                                     f"{last} (gave up after {retries} retries)" if last
                                     else f"gave up after {retries} retries")
                     return False
-                delay = self._backoff.delay(retries, self._rng)
+                delay = self._backoff.delay(carry + retries, self._rng)
                 with self._cond:
                     self._delays.append(delay)
                 if self._stop.wait(delay):
@@ -666,6 +674,7 @@ class CaptureSource:
                     cap.release()
                 return False
             self._adopt(cap, first)
+            self._carry, self._opened_at = carry + retries, time.monotonic()
             self._set_state(SourceState.RUNNING)
             self._attempt_done()
             return True
