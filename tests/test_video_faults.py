@@ -422,10 +422,12 @@ def test_an_unreadable_file_fails_alone_and_the_good_camera_is_watched(clips, tm
     states = [(e["camera"], e["state"]) for e in events if e["event"] == "camera"]
     assert ("obama", "ended") in states
     bad_events = [e for e in events if e["event"] == "camera" and e["camera"] == "camera-7"]
-    assert [e["state"] for e in bad_events][-2:] == ["reconnecting", "failed"]
-    assert "camera-7: cannot open" in bad_events[-2]["error"]
-    assert bad_events[-2]["since"] <= bad_events[-1]["since"] <= time.time()
+    # States are sampled (twice a second): "reconnecting" may fall between two samples.
+    assert {e["state"] for e in bad_events} <= {"reconnecting", "failed"}
+    assert bad_events[-1]["state"] == "failed"
+    assert "camera-7: cannot open" in bad_events[-1]["error"]
     assert "gave up after 3 retries" in bad_events[-1]["error"]
+    assert bad_events[0]["since"] <= bad_events[-1]["since"] <= time.time()
     summary = events[-1]
     assert summary["event"] == "summary"
     assert {c["camera"]: c["frames"] for c in summary["cameras"]} == {"obama": 40,
@@ -445,8 +447,10 @@ def test_a_camera_that_refuses_is_shown_retrying_while_the_file_is_watched(clips
     assert result.exit_code == 0, result.output
     events = [json.loads(line) for line in result.stdout.splitlines()]
     side = [e for e in events if e["event"] == "camera" and e["camera"] == "side"]
-    assert side[0]["state"] == "reconnecting" and side[-1]["state"] == "stopped"
-    assert f"side: cannot open http://127.0.0.1:{port}/x" in side[0]["error"]
-    assert isinstance(side[0]["since"], float)
+    assert next(e["state"] for e in side if e["state"] != "connecting") == "reconnecting"
+    assert side[-1]["state"] == "stopped"
+    retrying = next(e for e in side if e["state"] == "reconnecting")
+    assert f"side: cannot open http://127.0.0.1:{port}/x" in retrying["error"]
+    assert isinstance(retrying["since"], float) and retrying["since"] <= side[-1]["since"]
     assert ("obama", "running") in [(e["camera"], e["state"]) for e in events
                                     if e["event"] == "camera"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -41,7 +42,11 @@ DEFAULT_DETECT_FPS = 15.0
 def _quiet_opencv() -> None:
     """Before any camera opens: quiet FFmpeg's console messages (a corrupt packet is counted,
     not printed) and ask for RTSP over TCP (UDP is lost behind most NATs and firewalls). Either
-    variable, if already set, wins."""
+    variable, if already set, wins. The sources' own log lines about their state are not
+    printed either when no logging is configured: this command shows each camera's state."""
+    sources_log = logging.getLogger("openlfr.video.sources")
+    if not logging.getLogger().handlers and not sources_log.handlers:
+        sources_log.addHandler(logging.NullHandler())
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
     with contextlib.suppress(Exception):
