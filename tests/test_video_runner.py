@@ -99,7 +99,11 @@ def test_max_seconds_stops_looping_cameras_with_a_summary(clips):
     assert 1.4 <= summary.seconds < 6
     assert not summary.interrupted
     assert all(f.state == str(SourceState.STOPPED) for f in summary.cameras)
-    assert summary.frames > 20
+    # 1.5 s of two 15 fps cameras came in; how many the workers analysed (the rest is counted
+    # as dropped) depends on the load of the machine.
+    assert sum(f.frames_in for f in summary.cameras) > 20 and summary.frames > 0
+    for f in summary.cameras:  # at most the newest frame of each was still waiting at the end
+        assert f.frames_in - 1 <= f.frames + f.dropped <= f.frames_in
 
 
 def test_stop_from_another_thread_interrupts(clips):
