@@ -296,7 +296,7 @@ class ScriptedOpener:
 
 def test_a_lost_stream_reconnects_with_backoff_and_reports_its_state():
     opener = ScriptedOpener([5, None, None, 5, None])
-    source = CaptureSource(SourceSpec("cam", "rtsp://x/y", "stream"), opener=opener,
+    source = CaptureSource(SourceSpec("cam", "rtsp://x/y", "stream"), opener=opener, probe=False,
                            backoff=Backoff(initial=0.05, factor=2.0, cap=1.0, jitter=0.0),
                            max_reconnects=3)
     source.open()
@@ -319,7 +319,7 @@ def test_a_lost_stream_reconnects_with_backoff_and_reports_its_state():
 
 def test_stop_interrupts_a_reconnect_wait_promptly():
     opener = ScriptedOpener([2])
-    source = CaptureSource(SourceSpec("cam", "rtsp://x/y", "stream"), opener=opener,
+    source = CaptureSource(SourceSpec("cam", "rtsp://x/y", "stream"), opener=opener, probe=False,
                            backoff=Backoff(initial=30.0, jitter=0.0))
     source.open()
     source.start()
@@ -363,7 +363,7 @@ def test_file_paths_with_spaces_work(clips, tmp_path):
 
 def test_a_source_that_cannot_open_at_first_is_retried_until_it_runs():
     opener = ScriptedOpener([None, None, None, 6])
-    source = CaptureSource(SourceSpec("cam", "rtsp://x/y", "stream"), opener=opener,
+    source = CaptureSource(SourceSpec("cam", "rtsp://x/y", "stream"), opener=opener, probe=False,
                            backoff=Backoff(initial=0.01, factor=2.0, cap=1.0, jitter=0.5),
                            max_reconnects=4, seed=3)
     assert source.status().state == SourceState.CONNECTING
@@ -415,7 +415,7 @@ class HangingOpener:
 
 def test_stop_does_not_wait_for_an_open_that_hangs_and_its_late_result_is_dropped():
     opener = HangingOpener()
-    source = CaptureSource(SourceSpec("cam", "rtsp://x/y", "stream"), opener=opener)
+    source = CaptureSource(SourceSpec("cam", "rtsp://x/y", "stream"), opener=opener, probe=False)
     source.start()
     assert opener.entered.wait(10)
     assert source.status().state == SourceState.CONNECTING
@@ -432,7 +432,7 @@ def test_a_flapping_stream_does_not_start_its_backoff_again_each_time():
     """A stream lost soon after each reopening goes on waiting longer, instead of being
     hammered at the shortest wait."""
     opener = ScriptedOpener([2, None, 2, None, 2])
-    source = CaptureSource(SourceSpec("cam", "rtsp://x/y", "stream"), opener=opener,
+    source = CaptureSource(SourceSpec("cam", "rtsp://x/y", "stream"), opener=opener, probe=False,
                            backoff=Backoff(initial=0.01, factor=2.0, cap=10.0, jitter=0.0),
                            max_reconnects=2)
     source.open()

@@ -18,6 +18,14 @@ it cannot be opened or is lost later, retried there with exponential backoff and
   be putting it in place) and then given up (``failed``), so a run of only bad files ends with
   a clear error instead of waiting for ever.
 
+OpenCV's FFmpeg backend opens one capture at a time (a process-wide lock), so a stream that
+never answers would hold up every other camera's opening for the whole open timeout. Before
+handing a TCP-based stream (HTTP(S), RTSP(S), RTMP(S), TCP) to OpenCV, its server is therefore
+*probed* from Python, outside that lock: connect, send a harmless request without credentials
+(``GET``, ``OPTIONS``, the RTMP handshake) and wait for the first byte of any answer. A server
+that refuses, cannot be reached or does not answer within the open timeout fails the attempt
+there, and the other cameras are not held up.
+
 Only input that can never work is an immediate :class:`SourceError`: text that does not parse,
 and one camera name given twice. The state of each source (:class:`SourceState`) is reported
 by :meth:`CaptureSource.status` with the wall-clock time of its last change (``since``) and the
@@ -27,19 +35,28 @@ camera.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import errno
+import functools
 import logging
 import math
+import os
 import random
 import re
+import select
+import socket
+import ssl
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal, Protocol
+from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
@@ -68,7 +85,7 @@ FILE_BUFFER = 4
 FILE_RETRIES = 3
 #: How long :func:`open_sources` waits for the first attempt to open each source (so that the
 #: frame rate of the cameras that open is known); a slower one goes on in the background.
-OPEN_WAIT_S = 1.0
+OPEN_WAIT_S = 0.5
 #: How long :meth:`CaptureSource.stop` waits for its thread; one stuck in FFmpeg (opening a
 #: hanging stream) finishes on its own and releases what it opened.
 STOP_WAIT_S = 2.0
@@ -212,6 +229,97 @@ def open_capture(spec: SourceSpec, *, open_timeout: float = OPEN_TIMEOUT_S,
     return cv2.VideoCapture(spec.target, cv2.CAP_FFMPEG)
 
 
+#: Default ports of the stream schemes that are probed before OpenCV opens them.
+_PROBE_PORTS = {"http": 80, "https": 443, "rtsp": 554, "rtsps": 322, "rtmp": 1935,
+                "rtmps": 443, "tcp": None}
+_TLS_SCHEMES = ("https", "rtsps", "rtmps")
+#: The User-Agent of an HTTP probe, so that a camera's log tells it from the stream itself.
+PROBE_AGENT = "openlfr-probe"
+_SLICE_S = 0.25  # how often a probe looks at its stop event
+
+
+def probe_stream(url: str, timeout: float = OPEN_TIMEOUT_S,
+                 stop: threading.Event | None = None) -> None:
+    """Check that a stream's server answers, without OpenCV (see the module); raise
+    :class:`OSError` with a plain reason if it refuses, cannot be reached, or says nothing
+    within ``timeout`` seconds. Schemes without a request of their own (``tcp``) are only
+    connected; UDP-based ones, and HTTP when a proxy is configured, are not probed."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in _PROBE_PORTS or parts.hostname is None:
+        return
+    if scheme.startswith("http") and any(os.environ.get(v) for v in (
+            "http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY")):
+        return  # FFmpeg goes through the proxy: a direct probe would say nothing useful
+    try:
+        port = parts.port or _PROBE_PORTS[scheme]
+    except ValueError as exc:
+        raise OSError(f"bad port: {exc}") from exc
+    if port is None:
+        return
+    deadline = time.monotonic() + timeout
+
+    def left() -> float:
+        if stop is not None and stop.is_set():
+            raise OSError("stopped")
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise OSError(f"no answer within {timeout:g} s")
+        return min(remaining, _SLICE_S)
+
+    try:
+        infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise OSError(f"cannot resolve {parts.hostname}") from exc
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setblocking(False)
+        code = sock.connect_ex(address)
+        if code not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
+            raise OSError(os.strerror(code).lower())
+        while not select.select([], [sock], [], left())[1]:
+            pass
+        code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if code:
+            raise OSError(os.strerror(code).lower())
+        if scheme == "tcp":
+            return
+        sock.settimeout(max(deadline - time.monotonic(), 0.01))
+        conn: socket.socket = sock
+        if scheme in _TLS_SCHEMES:
+            context = ssl.create_default_context()
+            context.check_hostname = False  # only whether it answers: nothing is trusted
+            context.verify_mode = ssl.CERT_NONE
+            try:
+                conn = context.wrap_socket(sock, server_hostname=parts.hostname)
+            except TimeoutError as exc:
+                raise OSError(f"no answer within {timeout:g} s") from exc
+            except ssl.SSLError:
+                return  # it answered, in its own way: let FFmpeg judge
+        host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+        path = parts.path or "/"
+        if scheme.startswith("http"):
+            request = (f"GET {path} HTTP/1.0\r\nHost: {host}\r\n"
+                       f"User-Agent: {PROBE_AGENT}\r\n\r\n").encode()
+        elif scheme.startswith("rtsp"):
+            request = (f"OPTIONS {scheme}://{host}:{port}{path} RTSP/1.0\r\nCSeq: 1\r\n"
+                       "\r\n").encode()
+        else:  # RTMP: C0 and C1 of the handshake
+            request = b"\x03" + bytes(1536)
+        conn.sendall(request)
+        conn.setblocking(False)
+        while True:
+            if isinstance(conn, ssl.SSLSocket) and conn.pending():
+                return
+            if select.select([conn], [], [], left())[0]:
+                return  # an answer (or the server closed the connection): it is there
+    except ConnectionRefusedError as exc:
+        raise OSError("connection refused") from exc
+    finally:
+        sock.close()
+
+
 @dataclass(frozen=True)
 class Backoff:
     """Exponential backoff with jitter: attempt n waits ``min(cap, initial·factor^n)`` scaled by
@@ -304,7 +412,9 @@ class CaptureSource:
     ``realtime``: pace a file at its own frame rate and treat it as live (newest frame only,
     drops counted), to simulate a camera. ``loop``: start a file again at its end (stream time
     keeps increasing). ``max_reconnects``: give a stream or webcam up after that many failed
-    attempts in a row (``None``: never); ``file_retries``: the same for a file.
+    attempts in a row (``None``: never); ``file_retries``: the same for a file. ``probe``:
+    check that a stream's server answers (:func:`probe_stream`, ``open_timeout``) before
+    OpenCV opens it.
     """
 
     def __init__(
@@ -317,10 +427,14 @@ class CaptureSource:
         backoff: Backoff | None = None,
         max_reconnects: int | None = None,
         file_retries: int = FILE_RETRIES,
+        probe: bool = True,
+        open_timeout: float = OPEN_TIMEOUT_S,
         buffer: int = FILE_BUFFER,
         seed: int | None = None,
     ) -> None:
         self.spec = spec
+        self._probe = probe and spec.kind == "stream"
+        self._open_timeout = open_timeout
         self.name = spec.name
         self.realtime = realtime
         self.loop = loop
@@ -401,6 +515,11 @@ class CaptureSource:
             if not path.is_file():
                 raise SourceError(f"{self.name}: {path}: not a file")
         started = time.monotonic()
+        if self._probe:
+            try:
+                probe_stream(self.spec.target, self._open_timeout, self._stop)
+            except OSError as exc:
+                raise SourceError(f"{self.name}: cannot open {self.label}: {exc}") from exc
         try:
             cap = self._opener(self.spec)
         except (cv2.error, OSError, RuntimeError) as exc:
@@ -449,6 +568,7 @@ class CaptureSource:
                 return
             self._thread = threading.Thread(target=self._run, name=f"source-{self.name}",
                                             daemon=True)
+            _RUNNING.add(self)
         self._thread.start()
 
     def wait_attempted(self, timeout: float) -> bool:
@@ -665,6 +785,8 @@ class CaptureSource:
             try:
                 cap, first = self._attempt()
             except SourceError as exc:
+                if self._stop.is_set():  # stopped while trying: not a failure of the camera
+                    return False
                 self._set_state(SourceState.RECONNECTING, str(exc))
                 self._attempt_done()
                 log.info("camera %s: attempt failed: %s", self.name, redact(str(exc)))
@@ -705,6 +827,8 @@ def open_sources(
     backoff: Backoff | None = None,
     max_reconnects: int | None = None,
     file_retries: int = FILE_RETRIES,
+    open_timeout: float | None = None,
+    probe: bool = True,
     wait: float = OPEN_WAIT_S,
 ) -> list[CaptureSource]:
     """Parse every source and start opening each in its own thread (in parallel: a stream may
@@ -715,10 +839,18 @@ def open_sources(
     the module) and its :meth:`~CaptureSource.status` says ``reconnecting`` with the error.
     Only input that can never work raises :class:`SourceError`: text that does not parse, and
     one camera name given twice.
+
+    ``open_timeout`` (default :data:`OPEN_TIMEOUT_S`) bounds the probe of a stream and, with
+    the default opener, OpenCV's own wait.
     """
     specs = parse_sources(texts)
+    timeout = OPEN_TIMEOUT_S if open_timeout is None else open_timeout
+    if open_timeout is not None and opener is open_capture:
+        opener = functools.partial(open_capture, open_timeout=timeout,
+                                   read_timeout=min(READ_TIMEOUT_S, timeout))
     sources = [CaptureSource(s, realtime=realtime, loop=loop, opener=opener, backoff=backoff,
-                             max_reconnects=max_reconnects, file_retries=file_retries)
+                             max_reconnects=max_reconnects, file_retries=file_retries,
+                             probe=probe, open_timeout=timeout)
                for s in specs]
     for source in sources:
         source.connect()
@@ -726,3 +858,25 @@ def open_sources(
     for source in sources:
         source.wait_attempted(max(deadline - time.monotonic(), 0.0))
     return sources
+
+
+#: Sources whose thread has started: at exit they are stopped, and their threads are given
+#: time to leave OpenCV (a thread still inside OpenCV when the interpreter shuts down aborts
+#: the process).
+_RUNNING: weakref.WeakSet[CaptureSource] = weakref.WeakSet()
+EXIT_WAIT_S = OPEN_TIMEOUT_S + READ_TIMEOUT_S
+
+
+@atexit.register
+def _stop_at_exit() -> None:
+    sources = list(_RUNNING)
+    for source in sources:
+        source._stop.set()
+        source._go.set()
+        with source._cond:
+            source._cond.notify_all()
+    deadline = time.monotonic() + EXIT_WAIT_S
+    for source in sources:
+        thread = source._thread
+        if thread is not None and thread.is_alive():
+            thread.join(max(deadline - time.monotonic(), 0.0))
