@@ -8,6 +8,9 @@ import contextlib
 import json
 import logging
 import socket
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 import urllib.error
@@ -472,3 +475,54 @@ def test_a_camera_that_refuses_is_shown_retrying_while_the_file_is_watched(clips
     assert isinstance(retrying["since"], float) and retrying["since"] <= side[-1]["since"]
     assert ("obama", "running") in [(e["camera"], e["state"]) for e in events
                                     if e["event"] == "camera"]
+
+
+def test_exit_while_a_camera_is_inside_opencv_does_not_abort_the_process():
+    """A server that answers the probe but never sends the stream keeps a decoder thread
+    inside OpenCV; the process exits normally (it waits for the thread) instead of aborting
+    ("terminate called without an active exception", exit status -6)."""
+    opened = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            if self.headers.get("User-Agent") == PROBE_AGENT:
+                self.send_response(204)
+                self.end_headers()
+                return
+            opened.set()  # OpenCV is now waiting for an answer that does not come
+            time.sleep(10)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/live.mjpg"
+    # The interpreter's own shutdown is made to last (as a large program's does), so that
+    # OpenCV gives up on the open while it is under way.
+    code = textwrap.dedent(f"""
+        import sys, time
+        from openlfr.video.sources import open_sources
+
+        class SlowShutdown:
+            def __del__(self):
+                time.sleep(5)
+
+        slow = SlowShutdown()
+        (source,) = open_sources([{url!r}], open_timeout=2.0, wait=0.0)
+        source.start()
+        sys.stdin.readline()  # the test says when OpenCV is inside its open
+        print("exiting", source.status().state, flush=True)
+    """)
+    try:
+        proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert opened.wait(60)
+        out, err = proc.communicate("go\n", timeout=60)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert out.strip() == "exiting connecting", err
+    assert proc.returncode == 0, err
+    assert "terminate called" not in err
