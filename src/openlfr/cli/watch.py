@@ -146,7 +146,9 @@ def watch(
     sources: Annotated[list[str] | None, typer.Argument(
         metavar="SOURCE...",
         help="Video files, stream URLs (rtsp://, rtmp://, http(s)://, MJPEG) or webcam indexes; "
-             "NAME=SOURCE names a camera. Not with --deployment.")] = None,
+             "NAME=SOURCE names a camera. A camera that cannot be opened or is lost is retried "
+             "while the others run (streams and webcams for ever, files 3 times). Not with "
+             "--deployment.")] = None,
     watchlist: Annotated[Path | None, typer.Option(
         "--watchlist", "-w", help="Watchlist file. Not with --deployment.")] = None,
     threshold: Annotated[float | None, typer.Option(
