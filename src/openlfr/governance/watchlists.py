@@ -218,23 +218,21 @@ class _Prepared:
 def _prepare_images(model_id: str, images: Sequence[tuple[bytes, str]],
                     known_digests: set[str]) -> list[_Prepared]:
     """Check every image (one enrolment-quality face, readable, not a duplicate) and compute
-    its template; the first failure raises :class:`RuleError` naming the image and why."""
+    its template; the first failure raises :class:`RuleError` naming the image and why.
+
+    The cheap checks (source, size, duplicate, the image header: dimensions, shape, memory
+    needed) run on every image before any is decoded, so a hostile file is refused at once.
+    Decoding is bounded by :mod:`openlfr.vision.imageio` (:class:`~openlfr.vision.imageio.
+    ImageBusy` when too many run at once: not the image's fault, the caller answers "busy").
+    """
     from openlfr.vision.engine import get_engine, model_id_backend
-    from openlfr.vision.imageio import ImageError, decode_image
+    from openlfr.vision.imageio import ImageError, decode_image, probe_image
     from openlfr.vision.registry import ModelError
     from openlfr.watchlist.enrol import assess
 
     if not images:
         raise RuleError("at least one image is required")
-    try:
-        engine = get_engine(model_id_backend(model_id))
-    except ModelError as exc:
-        raise RuleError(str(exc)) from None
-    if engine.model_id != model_id:
-        raise RuleError(f"the watchlist holds {model_id!r} templates; this openlfr makes "
-                        f"{engine.model_id!r}, and scores of different models are not "
-                        "comparable")
-    out: list[_Prepared] = []
+    checked: list[tuple[bytes, str, str, str]] = []  # data, source, digest, label
     seen = set(known_digests)
     for i, item in enumerate(images, 1):
         if not isinstance(item, tuple | list) or len(item) != 2:
@@ -256,11 +254,26 @@ def _prepare_images(model_id: str, images: Sequence[tuple[bytes, str]],
                             "subject")
         seen.add(digest)
         try:
+            probe_image(data, label)
+        except ImageError as exc:
+            raise RuleError(f"{label}: unreadable: {exc.detail}") from None
+        checked.append((data, source, digest, label))
+    try:
+        engine = get_engine(model_id_backend(model_id))
+    except ModelError as exc:
+        raise RuleError(str(exc)) from None
+    if engine.model_id != model_id:
+        raise RuleError(f"the watchlist holds {model_id!r} templates; this openlfr makes "
+                        f"{engine.model_id!r}, and scores of different models are not "
+                        "comparable")
+    out: list[_Prepared] = []
+    for data, source, digest, label in checked:
+        try:
             picture = decode_image(data, label)
         except ImageError as exc:
-            detail = str(exc).removeprefix(f"{label}: ")
-            raise RuleError(f"{label}: unreadable: {detail}") from None
+            raise RuleError(f"{label}: unreadable: {exc.detail}") from None
         found = assess(engine, picture)
+        del picture
         if found.template is None:
             raise RuleError(f"{label}: {found.reason}")
         vector = np.asarray(found.template.vector, dtype=TEMPLATE_DTYPE)
