@@ -21,13 +21,16 @@ Every image goes through one decoder (:func:`decode_image`, :func:`load_image`):
 
 from __future__ import annotations
 
+import ctypes
 import io
+import logging
 import math
 import struct
 import threading
 import time
 import warnings
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -66,6 +69,9 @@ warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 # Broken metadata in a file makes PIL warn ("Corrupt EXIF data", "Truncated File Read"): the
 # file is either decoded or refused with a clear error; the warnings only add noise.
 warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+# PIL also logs some refusals before raising them: they reach the application's log handlers,
+# but are not printed on their own (beside the one-line error) where none are configured.
+logging.getLogger("PIL").addHandler(logging.NullHandler())
 
 #: What PIL, its codecs and OpenCV raise on broken or hostile files. UnidentifiedImageError
 #: and DecompressionBombError's relatives are OSError/ValueError; struct.error, SyntaxError,
@@ -156,6 +162,25 @@ class DecodeGate:
 
 
 GATE = DecodeGate(DECODE_SLOTS, DECODE_MEMORY)
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(None).malloc_trim  # type: ignore[no-any-return]
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+_TRIM = _malloc_trim()
+
+
+def _give_back_memory() -> None:
+    """Return the freed decode buffers to the system. glibc keeps freed memory of the
+    threads' arenas for reuse, so successive large decodes on different threads would ratchet
+    the process's resident memory up by hundreds of megabytes; trimming keeps each decode's
+    peak a peak."""
+    if _TRIM is not None:
+        _TRIM(0)
 
 
 # -- header checks ------------------------------------------------------------------------------
@@ -343,6 +368,7 @@ def _read(source: str | Path | IO[bytes], label: str, max_pixels: int | None) ->
                 return _decode_open(img, header)
             finally:
                 GATE.release(header.memory)
+                _give_back_memory()
     except (ImageError, ImageBusy):
         raise
     except DECODE_FAILURES as exc:
