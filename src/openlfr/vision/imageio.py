@@ -214,8 +214,7 @@ def _shrunk_size(width: int, height: int) -> tuple[int, int]:
     return math.ceil(width / f), math.ceil(height / f)
 
 
-def _check_header(img: Image.Image, label: str) -> ImageHeader:
-    width, height = img.size
+def _check_dimensions(width: int, height: int, label: str) -> None:
     if width < 1 or height < 1:
         raise ImageError(label, f"corrupt image: it claims {width}×{height} pixels")
     if width * height > MAX_PIXELS:
@@ -224,6 +223,20 @@ def _check_header(img: Image.Image, label: str) -> ImageHeader:
     if max(width, height) > MAX_ASPECT * min(width, height):
         raise ImageError(label, f"too elongated: {width:,}×{height:,} pixels, one side more "
                                 f"than {MAX_ASPECT} times the other")
+
+
+def _check_memory(memory: int, width: int, height: int, kind: str, mode: str,
+                  label: str) -> None:
+    if memory > DECODE_MEMORY:
+        raise ImageError(label, f"too large to decode: a {width:,}×{height:,} {kind} "
+                                f"({mode}) needs about {memory / 1e6:,.0f} MB, more than "
+                                f"the limit of {DECODE_MEMORY / 1e6:,.0f} MB; save it at a "
+                                "smaller size or as an ordinary JPEG")
+
+
+def _check_header(img: Image.Image, label: str) -> ImageHeader:
+    width, height = img.size
+    _check_dimensions(width, height, label)
     fmt = img.format or "?"
     draft = _draft_size(width, height) if fmt in ("JPEG", "MPO") else None
     fmt = "JPEG" if fmt == "MPO" else fmt
@@ -237,12 +250,40 @@ def _check_header(img: Image.Image, label: str) -> ImageHeader:
         kind = "progressive JPEG"
     sw, sh = _shrunk_size(dw, dh)
     memory += sw * sh * 4 * 2  # the reduced copy and its conversion
-    if memory > DECODE_MEMORY:
-        raise ImageError(label, f"too large to decode: a {width:,}×{height:,} {kind} "
-                                f"({img.mode}) needs about {memory / 1e6:,.0f} MB, more than "
-                                f"the limit of {DECODE_MEMORY / 1e6:,.0f} MB; save it at a "
-                                "smaller size or as an ordinary JPEG")
+    _check_memory(memory, width, height, kind, img.mode, label)
     return ImageHeader(fmt, width, height, img.mode, memory)
+
+
+def _webp_size(head: bytes) -> tuple[int, int] | None:
+    """A WebP's canvas size from its first 30 bytes; None if the file is not a WebP."""
+    if head[:4] != b"RIFF" or head[8:12] != b"WEBP":
+        return None
+    chunk = head[12:16]
+    if chunk == b"VP8X" and len(head) >= 30:
+        return (int.from_bytes(head[24:27], "little") + 1,
+                int.from_bytes(head[27:30], "little") + 1)
+    if chunk == b"VP8 " and len(head) >= 30 and head[23:26] == b"\x9d\x01\x2a":
+        return (int.from_bytes(head[26:28], "little") & 0x3FFF,
+                int.from_bytes(head[28:30], "little") & 0x3FFF)
+    if chunk == b"VP8L" and len(head) >= 25 and head[20] == 0x2F:
+        bits = int.from_bytes(head[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    raise ValueError("a WebP file whose size cannot be read")
+
+
+def _early_header(head: bytes, label: str) -> ImageHeader | None:
+    """The header of a file that PIL would not open lazily: its WebP plugin runs libwebp's
+    decoder, and allocates its canvases, as soon as the file is opened. Checked from the
+    bytes, before PIL sees them."""
+    size = _webp_size(head)
+    if size is None:
+        return None
+    width, height = size
+    _check_dimensions(width, height, label)
+    sw, sh = _shrunk_size(width, height)
+    memory = width * height * 4 * _BUFFERS["WEBP"] + sw * sh * 4 * 2
+    _check_memory(memory, width, height, "WEBP", "RGBA", label)
+    return ImageHeader("WEBP", width, height, "RGBA", memory)
 
 
 def _jpeg_samples_per_pixel(img: Image.Image) -> float:
@@ -354,31 +395,58 @@ def _decode_open(img: Image.Image, header: ImageHeader) -> ImageArray:
     return _to_bgr(small)
 
 
+def _head(source: str | Path | IO[bytes]) -> bytes:
+    if isinstance(source, str | Path):
+        with open(source, "rb") as f:
+            return f.read(64)
+    head = source.read(64)
+    source.seek(0)
+    return head
+
+
+def _within(header: ImageHeader, max_pixels: int | None, label: str) -> None:
+    if max_pixels is not None and header.width * header.height > max_pixels:
+        raise ImageError(label, f"too large: {header.width:,}×{header.height:,} pixels, more "
+                                f"than the limit of {max_pixels:,}")
+
+
+def _acquire(memory: int, label: str) -> int:
+    if not GATE.acquire(memory, DECODE_WAIT):
+        raise ImageBusy(f"{label}: busy: {GATE.running} images are being decoded; try again "
+                        "in a moment")
+    return memory
+
+
 def _read(source: str | Path | IO[bytes], label: str, max_pixels: int | None) -> ImageArray:
+    held: int | None = None
     try:
+        early = _early_header(_head(source), label)
+        if early is not None:
+            _within(early, max_pixels, label)
+            held = _acquire(early.memory, label)
         with _open(source) as img:
             header = _check_header(img, label)
-            if max_pixels is not None and header.width * header.height > max_pixels:
-                raise ImageError(label, f"too large: {header.width:,}×{header.height:,} "
-                                        f"pixels, more than the limit of {max_pixels:,}")
-            if not GATE.acquire(header.memory, DECODE_WAIT):
-                raise ImageBusy(f"{label}: busy: {GATE.running} images are being decoded; "
-                                "try again in a moment")
-            try:
-                return _decode_open(img, header)
-            finally:
-                GATE.release(header.memory)
-                _give_back_memory()
+            _within(header, max_pixels, label)
+            if held is None:
+                held = _acquire(header.memory, label)
+            return _decode_open(img, header)
     except (ImageError, ImageBusy):
         raise
     except DECODE_FAILURES as exc:
         raise _failure(label, exc) from None
+    finally:
+        if held is not None:
+            GATE.release(held)
+            _give_back_memory()
 
 
 def probe_image(data: bytes, label: str = "upload") -> ImageHeader:
     """Check an image's header (format, size, shape, memory needed) without decoding it:
     :class:`ImageError` names what is wrong. Quick: nothing but the header is read."""
     try:
+        early = _early_header(data[:64], label)
+        if early is not None:
+            return early
         with _open(io.BytesIO(data)) as img:
             return _check_header(img, label)
     except ImageError:
