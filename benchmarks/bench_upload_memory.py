@@ -209,7 +209,8 @@ def main() -> None:
                 # as for any photo without one)
                 upload(photo, [])
                 upload(phone_photo(photo), [])
-                upload(pil_file((4032, 3024), "JPEG"), [])
+                for size in ((4032, 3024), (3024, 4032), (3000, 3000)):
+                    upload(pil_file(size, "JPEG"), [])
                 time.sleep(0.5)
                 steady = _status(server.pid)["VmRSS"]
                 rows = []

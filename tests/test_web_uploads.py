@@ -146,8 +146,15 @@ def test_a_full_decoder_answers_busy(sqlite_gov: Gov, face_images: dict[str, Pat
                         files=[("image", ("o.jpg", photo, "image/jpeg"))],
                         follow_redirects=False)
         assert r.status_code == 503 and "busy" in r.text and 'value="case 1"' in r.text
-        gate.release(1)  # the other decode ends: the same upload goes in
-        r = _post_api(client, auth, wl_id, "o.jpg", photo)
+        gate.release(1)  # the other decode ends
+        # uploads check their images one at a time: a second one waits, then is "busy"
+        assert wls._ANALYSIS.acquire(timeout=1)
+        try:
+            r = _post_api(client, auth, wl_id, "o.jpg", photo)
+        finally:
+            wls._ANALYSIS.release()
+        assert r.status_code == 503 and "another upload" in r.json()["detail"], r.text
+        r = _post_api(client, auth, wl_id, "o.jpg", photo)  # and now the same upload goes in
         assert r.status_code == 201, r.text
     assert _counts(gov) == (1, 1)
 

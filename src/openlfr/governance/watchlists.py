@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -54,6 +55,11 @@ MIN_REASON = 20
 MIN_JUSTIFICATION = 20
 #: Largest reference image accepted, in bytes (pixel bombs are refused when decoding).
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
+#: Reference images analysed (decoded, then searched for a face) at once in this process: one.
+#: A large image accepted by the decoder's limits takes up to ~220 MB while it is decoded and
+#: ~100 MB while its face is found; one at a time keeps a server's peak within 300 MB however
+#: many uploads arrive together (the others wait, then are answered "busy").
+_ANALYSIS = threading.BoundedSemaphore(1)
 #: Most reference images one subject may have.
 MAX_IMAGES_PER_SUBJECT = 20
 TEMPLATE_DTYPE = np.dtype("<f4")
@@ -225,8 +231,15 @@ def _prepare_images(model_id: str, images: Sequence[tuple[bytes, str]],
     Decoding is bounded by :mod:`openlfr.vision.imageio` (:class:`~openlfr.vision.imageio.
     ImageBusy` when too many run at once: not the image's fault, the caller answers "busy").
     """
+    from openlfr.vision import imageio
     from openlfr.vision.engine import get_engine, model_id_backend
-    from openlfr.vision.imageio import ImageError, decode_image, probe_image
+    from openlfr.vision.imageio import (
+        ImageBusy,
+        ImageError,
+        decode_image,
+        probe_image,
+        release_memory,
+    )
     from openlfr.vision.registry import ModelError
     from openlfr.watchlist.enrol import assess
 
@@ -268,12 +281,19 @@ def _prepare_images(model_id: str, images: Sequence[tuple[bytes, str]],
                         "comparable")
     out: list[_Prepared] = []
     for data, source, digest, label in checked:
+        if not _ANALYSIS.acquire(timeout=imageio.DECODE_WAIT):
+            raise ImageBusy(f"{label}: busy: another upload's images are being checked; try "
+                            "again in a moment")
         try:
-            picture = decode_image(data, label)
-        except ImageError as exc:
-            raise RuleError(f"{label}: unreadable: {exc.detail}") from None
-        found = assess(engine, picture)
-        del picture
+            try:
+                picture = decode_image(data, label)
+            except ImageError as exc:
+                raise RuleError(f"{label}: unreadable: {exc.detail}") from None
+            found = assess(engine, picture)
+            del picture
+        finally:
+            _ANALYSIS.release()
+            release_memory()  # what detection freed, back to the system (a server's memory)
         if found.template is None:
             raise RuleError(f"{label}: {found.reason}")
         vector = np.asarray(found.template.vector, dtype=TEMPLATE_DTYPE)

@@ -174,11 +174,11 @@ def _malloc_trim() -> Callable[[int], int] | None:
 _TRIM = _malloc_trim()
 
 
-def _give_back_memory() -> None:
-    """Return the freed decode buffers to the system. glibc keeps freed memory of the
-    threads' arenas for reuse, so successive large decodes on different threads would ratchet
-    the process's resident memory up by hundreds of megabytes; trimming keeps each decode's
-    peak a peak."""
+def release_memory() -> None:
+    """Return freed memory to the system (glibc; elsewhere nothing). glibc keeps what the
+    threads' arenas freed for reuse, so successive large decodes (and face detection on their
+    pictures) on different threads would ratchet the process's resident memory up by hundreds
+    of megabytes; trimming after each keeps a peak a peak. Takes a few milliseconds."""
     if _TRIM is not None:
         _TRIM(0)
 
@@ -437,7 +437,7 @@ def _read(source: str | Path | IO[bytes], label: str, max_pixels: int | None) ->
     finally:
         if held is not None:
             GATE.release(held)
-            _give_back_memory()
+            release_memory()
 
 
 def probe_image(data: bytes, label: str = "upload") -> ImageHeader:
