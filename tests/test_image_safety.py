@@ -29,6 +29,10 @@ from openlfr.vision.imageio import (
 )
 from tests.hostile import bad_dimensions_tiff, malformed_exif_jpeg, png_bomb
 
+# PIL warns about the broken metadata these files are made of: expected here
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning",
+                                        "ignore::PIL.Image.DecompressionBombWarning")
+
 
 def test_malformed_exif_is_read_and_its_orientation_honoured(face_images: dict[str, Path]
                                                              ) -> None:

@@ -3,7 +3,8 @@ bounded amount of memory for any file, however hostile.
 
 Every image goes through one decoder (:func:`decode_image`, :func:`load_image`):
 
-1. **Header first.** The file is opened lazily (only JPEG, PNG, WebP, BMP and TIFF) and its
+1. **Header first.** The file is opened lazily (only JPEG, PNG, WebP, BMP and TIFF; a WebP's
+   size is read from its bytes, because PIL's WebP plugin decodes as soon as it opens) and its
    dimensions are checked before a single pixel is decoded: at most :data:`MAX_PIXELS` pixels,
    no side longer than :data:`MAX_ASPECT` times the other, and an estimate of the memory the
    decoder needs within :data:`DECODE_MEMORY`. A refusal names the reason (``too large``,
@@ -13,7 +14,8 @@ Every image goes through one decoder (:func:`decode_image`, :func:`load_image`):
    most :data:`MAX_SIDE` — face detection works at 1280 pixels, so nothing is lost.
 3. **Bounded.** At most :data:`DECODE_SLOTS` decodes run at once and their estimated memory
    together stays within :data:`DECODE_MEMORY`; a decode waits for room up to
-   :data:`DECODE_WAIT` seconds, then gives up with :class:`ImageBusy`.
+   :data:`DECODE_WAIT` seconds, then gives up with :class:`ImageBusy`. Afterwards the freed
+   memory is given back to the system (:func:`release_memory`).
 4. **One error.** Whatever the decoder raises on a broken file (PIL raises many types) becomes
    :class:`ImageError` naming the file and the reason. Broken metadata does not make a picture
    unreadable: an EXIF block that cannot be parsed is ignored (its orientation too).
@@ -73,10 +75,11 @@ warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 # but are not printed on their own (beside the one-line error) where none are configured.
 logging.getLogger("PIL").addHandler(logging.NullHandler())
 
-#: What PIL, its codecs and OpenCV raise on broken or hostile files. UnidentifiedImageError
-#: and DecompressionBombError's relatives are OSError/ValueError; struct.error, SyntaxError,
-#: IndexError, TypeError and KeyError come from parsers of corrupt headers and metadata;
-#: MemoryError from an allocation the checks above did not foresee.
+#: What PIL, its codecs and OpenCV raise on broken or hostile files: OSError (truncated data,
+#: UnidentifiedImageError), ValueError ("Invalid dimensions"), struct.error, SyntaxError,
+#: IndexError, TypeError and KeyError from the parsers of corrupt headers and metadata,
+#: DecompressionBombError (its own class), MemoryError from an allocation the checks above did
+#: not foresee. Anything else is a bug of ours, and is not hidden as the file's fault.
 DECODE_FAILURES: tuple[type[BaseException], ...] = (
     OSError, ValueError, TypeError, SyntaxError, struct.error, IndexError, KeyError,
     EOFError, ZeroDivisionError, OverflowError, MemoryError, zlib.error,
@@ -106,6 +109,9 @@ class ImageError(ValueError):
         super().__init__(f"{label}: {detail}")
         self.label = label
         self.detail = detail
+
+    def __reduce__(self) -> tuple[type[ImageError], tuple[str, str]]:  # across processes
+        return type(self), (self.label, self.detail)
 
 
 class ImageBusy(RuntimeError):
