@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from openlfr.vision.engine import FaceEngine, get_engine, model_id_backend
-from openlfr.vision.imageio import ImageError
+from openlfr.vision.imageio import ImageBusy, ImageError
 from openlfr.vision.registry import ModelError
 from openlfr.watchlist.store import Watchlist
 
@@ -22,8 +22,8 @@ console = Console()
 err_console = Console(stderr=True)
 
 #: Errors that mean "the user gave us something we cannot use": print them, no traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (ImageError, ModelError, FileNotFoundError,
-                                               ValueError)
+USER_ERRORS: tuple[type[BaseException], ...] = (ImageError, ImageBusy, ModelError,
+                                               FileNotFoundError, ValueError)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -54,6 +55,11 @@ MIN_REASON = 20
 MIN_JUSTIFICATION = 20
 #: Largest reference image accepted, in bytes (pixel bombs are refused when decoding).
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
+#: Reference images analysed (decoded, then searched for a face) at once in this process: one.
+#: A large image accepted by the decoder's limits takes up to ~220 MB while it is decoded and
+#: ~100 MB while its face is found; one at a time keeps a server's peak within 300 MB however
+#: many uploads arrive together (the others wait, then are answered "busy").
+_ANALYSIS = threading.BoundedSemaphore(1)
 #: Most reference images one subject may have.
 MAX_IMAGES_PER_SUBJECT = 20
 TEMPLATE_DTYPE = np.dtype("<f4")
@@ -218,23 +224,28 @@ class _Prepared:
 def _prepare_images(model_id: str, images: Sequence[tuple[bytes, str]],
                     known_digests: set[str]) -> list[_Prepared]:
     """Check every image (one enrolment-quality face, readable, not a duplicate) and compute
-    its template; the first failure raises :class:`RuleError` naming the image and why."""
+    its template; the first failure raises :class:`RuleError` naming the image and why.
+
+    The cheap checks (source, size, duplicate, the image header: dimensions, shape, memory
+    needed) run on every image before any is decoded, so a hostile file is refused at once.
+    Decoding is bounded by :mod:`openlfr.vision.imageio` (:class:`~openlfr.vision.imageio.
+    ImageBusy` when too many run at once: not the image's fault, the caller answers "busy").
+    """
+    from openlfr.vision import imageio
     from openlfr.vision.engine import get_engine, model_id_backend
-    from openlfr.vision.imageio import ImageError, decode_image
+    from openlfr.vision.imageio import (
+        ImageBusy,
+        ImageError,
+        decode_image,
+        probe_image,
+        release_memory,
+    )
     from openlfr.vision.registry import ModelError
     from openlfr.watchlist.enrol import assess
 
     if not images:
         raise RuleError("at least one image is required")
-    try:
-        engine = get_engine(model_id_backend(model_id))
-    except ModelError as exc:
-        raise RuleError(str(exc)) from None
-    if engine.model_id != model_id:
-        raise RuleError(f"the watchlist holds {model_id!r} templates; this openlfr makes "
-                        f"{engine.model_id!r}, and scores of different models are not "
-                        "comparable")
-    out: list[_Prepared] = []
+    checked: list[tuple[bytes, str, str, str]] = []  # data, source, digest, label
     seen = set(known_digests)
     for i, item in enumerate(images, 1):
         if not isinstance(item, tuple | list) or len(item) != 2:
@@ -256,11 +267,33 @@ def _prepare_images(model_id: str, images: Sequence[tuple[bytes, str]],
                             "subject")
         seen.add(digest)
         try:
-            picture = decode_image(data, label)
+            probe_image(data, label)
         except ImageError as exc:
-            detail = str(exc).removeprefix(f"{label}: ")
-            raise RuleError(f"{label}: unreadable: {detail}") from None
-        found = assess(engine, picture)
+            raise RuleError(f"{label}: unreadable: {exc.detail}") from None
+        checked.append((data, source, digest, label))
+    try:
+        engine = get_engine(model_id_backend(model_id))
+    except ModelError as exc:
+        raise RuleError(str(exc)) from None
+    if engine.model_id != model_id:
+        raise RuleError(f"the watchlist holds {model_id!r} templates; this openlfr makes "
+                        f"{engine.model_id!r}, and scores of different models are not "
+                        "comparable")
+    out: list[_Prepared] = []
+    for data, source, digest, label in checked:
+        if not _ANALYSIS.acquire(timeout=imageio.DECODE_WAIT):
+            raise ImageBusy(f"{label}: busy: another upload's images are being checked; try "
+                            "again in a moment")
+        try:
+            try:
+                picture = decode_image(data, label)
+            except ImageError as exc:
+                raise RuleError(f"{label}: unreadable: {exc.detail}") from None
+            found = assess(engine, picture)
+            del picture
+        finally:
+            _ANALYSIS.release()
+            release_memory()  # what detection freed, back to the system (a server's memory)
         if found.template is None:
             raise RuleError(f"{label}: {found.reason}")
         vector = np.asarray(found.template.vector, dtype=TEMPLATE_DTYPE)

@@ -15,7 +15,9 @@ from pathlib import Path
 from openlfr.vision.engine import ENROL_PADDING, FaceEngine
 from openlfr.vision.imageio import (
     IMAGE_SUFFIXES,
+    MAX_FILE_BYTES,
     ImageArray,
+    ImageBusy,
     ImageError,
     decode_image,
     is_image_file,
@@ -141,9 +143,15 @@ def _enrol_one(engine: FaceEngine, watchlist: Watchlist, job: EnrolJob,
                metadata: dict[str, str]) -> ImageOutcome:
     label = str(job.path)
     try:
+        size = job.path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            return ImageOutcome(label, job.subject_id, False,
+                                f"unreadable: too large: {size:,} bytes, more than the limit "
+                                f"of {MAX_FILE_BYTES:,}")
         data = job.path.read_bytes()
     except OSError as exc:
-        return ImageOutcome(label, job.subject_id, False, f"unreadable: {exc}")
+        return ImageOutcome(label, job.subject_id, False,
+                            f"unreadable: cannot read it ({exc.strerror or exc})")
     digest = hashlib.sha256(data).hexdigest()
     ref_id = f"{job.subject_id}/{digest[:12]}"
     subject = watchlist.subjects.get(job.subject_id)
@@ -153,7 +161,9 @@ def _enrol_one(engine: FaceEngine, watchlist: Watchlist, job: EnrolJob,
     try:
         image = decode_image(data, label)
     except ImageError as exc:
-        return ImageOutcome(label, job.subject_id, False, f"unreadable: {exc}")
+        return ImageOutcome(label, job.subject_id, False, f"unreadable: {exc.detail}")
+    except ImageBusy as exc:
+        return ImageOutcome(label, job.subject_id, False, f"busy: {exc}")
     found = assess(engine, image)
     quality = found.face.quality.as_dict() if found.face and found.face.quality else {}
     if found.template is None:

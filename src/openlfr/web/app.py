@@ -26,6 +26,7 @@ from openlfr import __version__
 from openlfr.governance.authz import Forbidden, NotFound
 from openlfr.governance.system import System
 from openlfr.governance.users import AuthError
+from openlfr.vision.imageio import ImageBusy
 from openlfr.web import sessions
 from openlfr.web.deps import LoginRequired, WebState
 from openlfr.web.render import STATIC, make_templates, render
@@ -91,6 +92,7 @@ def create_app(system: System, runner: Any = None, *, trust_proxy: bool = False)
                              secret=sessions.load_or_create_secret(system.settings.data_dir),
                              templates=make_templates(), runner=runner,
                              trust_proxy=trust_proxy)
+    api_watchlists.keep_uploads_in_memory()
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
@@ -164,6 +166,11 @@ def _error_handlers(app: FastAPI) -> None:
     async def _rule(request: Request, exc: ValueError) -> Response:
         # RuleError, StoreError, CryptoError and other bad input from the services
         return _answer(request, 400, str(exc) or "invalid request")
+
+    @app.exception_handler(ImageBusy)
+    async def _busy(request: Request, exc: ImageBusy) -> Response:
+        # too many images being decoded at once: the server's fault, for a moment
+        return _answer(request, 503, str(exc), {"Retry-After": "10"})
 
     @app.exception_handler(OverflowError)
     @app.exception_handler(DataError)

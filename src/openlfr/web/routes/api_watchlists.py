@@ -4,9 +4,11 @@
 Every route calls the governance services (:mod:`openlfr.governance.watchlists`), which check
 the caller's role with :func:`~openlfr.governance.authz.require` (a refusal is audited, 403).
 Uploads are checked here first — size (:data:`UPLOAD_MAX_BYTES`, else 413) and type by content
-(JPEG, PNG, WebP, BMP or TIFF, else 400) — and then by the service: decoded dimensions (a
-pixel bomb is refused), exactly one face of enrolment quality. Nothing is stored unless every
-image passes.
+(JPEG, PNG, WebP, BMP or TIFF, else 400) — and then by the service: the image header (pixels,
+shape, memory needed: a pixel bomb is refused before decoding), a bounded decode (503 when too
+many run at once), exactly one face of enrolment quality. Nothing is stored unless every image
+passes. Uploaded files are held in memory only, never spooled to a temporary file
+(:func:`keep_uploads_in_memory`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.formparsers import MultiPartParser
 
 from openlfr.governance import watchlists as wls
 from openlfr.governance.authz import Actor, Perm, RuleError, require
@@ -38,6 +41,14 @@ _MAGIC: tuple[tuple[bytes, int, str, str], ...] = (
     (b"II*\x00", 0, "TIFF", "image/tiff"),
     (b"MM\x00*", 0, "TIFF", "image/tiff"),
 )
+
+
+def keep_uploads_in_memory() -> None:
+    """Keep every uploaded file in memory while a request is handled: Starlette spools a file
+    part over 1 MB to an (unencrypted) temporary file on disk, and a reference image must never
+    lie there. 0 means "never roll over to disk"; the request body limit
+    (:data:`openlfr.web.security.BODY_LIMITS`) bounds what is held."""
+    MultiPartParser.spool_max_size = 0
 
 
 class UploadProblem(ValueError):

@@ -27,6 +27,7 @@ from openlfr.governance import watchlists as wls
 from openlfr.governance.authz import Actor, Forbidden, NotFound, Perm, RuleError, allowed
 from openlfr.store.enums import Category, Role
 from openlfr.transparency.art12 import art12_records
+from openlfr.vision.imageio import ImageBusy
 from openlfr.web import tokens
 from openlfr.web.deps import PageActor, web
 from openlfr.web.render import render
@@ -91,6 +92,8 @@ def _status_of(exc: Exception) -> int:
         return 404
     if isinstance(exc, UploadProblem):
         return exc.status
+    if isinstance(exc, ImageBusy):
+        return 503
     return 400
 
 
@@ -104,7 +107,8 @@ def _message(exc: Exception) -> str:
 
 
 #: What a page action may fail with and show on the page (anything else is a real error).
-EXPECTED = (RuleError, Forbidden, NotFound, UploadProblem, ValidationError, ValueError)
+EXPECTED = (RuleError, Forbidden, NotFound, UploadProblem, ValidationError, ValueError,
+            ImageBusy)
 
 
 # -- watchlists ---------------------------------------------------------------------------------
