@@ -111,10 +111,17 @@ def test_serve_fresh_data_dir(tmp_path: Path, server_factory: type) -> None:
     assert "Live facial recognition deployments" in r.text
     assert r.headers["content-security-policy"].startswith("default-src 'self'")
     assert httpx.get(server.url + "/api/v1/auth/me").status_code == 401
-    # the first admin signs in with the password from the file
+    # the first admin signs in with the (one-time) password from the file, and must change it
     with httpx.Client(base_url=server.url) as c:
         r = c.post("/api/v1/auth/login", json={"name": "admin", "password": PASSWORD})
         assert r.status_code == 200 and r.json()["role"] == "admin"
+        assert r.json()["must"] == "password"
+        csrf = {"X-CSRF-Token": r.json()["csrf_token"]}
+        refused = c.get("/api/v1/meta")
+        assert refused.status_code == 403 and "one-time password" in refused.json()["detail"]
+        r = c.post("/api/v1/auth/password", headers=csrf, json={
+            "current_password": PASSWORD, "new_password": "a passphrase of my own choosing"})
+        assert r.status_code == 200, r.text
         assert c.get("/api/v1/meta").json()["background_jobs"]["running"] is True
     assert server.terminate() == 0
     err = server.stderr.read_text()
@@ -133,7 +140,7 @@ def test_serve_prints_one_time_password_once(tmp_path: Path, server_factory: typ
     server.wait_up(20.0)
     with httpx.Client(base_url=server.url) as c:
         r = c.post("/api/v1/auth/login", json={"name": "admin", "password": password})
-        assert r.status_code == 200
+        assert r.status_code == 200 and r.json()["must"] == "password"
     assert server.terminate() == 0
     assert "one-time password" not in server.stdout.read_text()
 
