@@ -128,6 +128,36 @@ def test_serve_fresh_data_dir(tmp_path: Path, server_factory: type) -> None:
     assert "openlfr stopped" in err and "Traceback" not in err
 
 
+def test_behind_an_https_proxy_hsts_and_host_cookies(tmp_path: Path,
+                                                     server_factory: type) -> None:
+    pw = tmp_path / "admin.pw"
+    pw.write_text(PASSWORD + "\n")
+    server = server_factory.start(tmp_path / "proxied", "--behind-proxy",
+                                  "--admin-password-file", str(pw))
+    server.wait_up(20.0)
+    https = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"}
+    r = httpx.get(server.url + "/public", headers=https)
+    assert r.headers["strict-transport-security"] == "max-age=31536000"
+    assert "strict-transport-security" not in httpx.get(server.url + "/public").headers
+    r = httpx.post(server.url + "/api/v1/auth/login", headers=https,
+                   json={"name": "admin", "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    cookies = r.headers.get_list("set-cookie")
+    assert any(c.startswith("__Host-openlfr_session=") and "secure" in c.lower()
+               for c in cookies)
+    # the site's own origin is the HTTPS one the proxy says; the plain-HTTP one is another
+    jar = "; ".join(c.split(";")[0] for c in cookies)
+    signed_in = {**https, "Cookie": jar, "X-CSRF-Token": r.json()["csrf_token"]}
+    host = server.url.removeprefix("http://")
+    r = httpx.post(server.url + "/api/v1/auth/logout",
+                   headers={**signed_in, "Origin": f"http://{host}"})
+    assert r.status_code == 403 and "cross-site" in r.json()["detail"]
+    r = httpx.post(server.url + "/api/v1/auth/logout",
+                   headers={**signed_in, "Origin": f"https://{host}"})
+    assert r.status_code == 200, r.text
+    assert server.terminate() == 0
+
+
 def test_serve_prints_one_time_password_once(tmp_path: Path, server_factory: type) -> None:
     data = tmp_path / "otp"
     server = server_factory.start(data)
