@@ -40,7 +40,10 @@ SECURITY_HEADERS: dict[str, str] = {
     "content-security-policy": CSP,
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",
-    "referrer-policy": "no-referrer",
+    # not "no-referrer": under it a browser sends "Origin: null" with a form's POST, and the
+    # Origin check could not tell our own forms from a sandboxed attacker's; other sites still
+    # get no referrer at all
+    "referrer-policy": "same-origin",
     "permissions-policy": "camera=(), microphone=(), geolocation=()",
     "cross-origin-opener-policy": "same-origin",
     "cross-origin-resource-policy": "same-origin",
