@@ -134,7 +134,7 @@ def test_behind_an_https_proxy_hsts_and_host_cookies(tmp_path: Path,
     pw.write_text(PASSWORD + "\n")
     server = server_factory.start(tmp_path / "proxied", "--behind-proxy",
                                   "--admin-password-file", str(pw))
-    server.wait_up(20.0)
+    server.wait_up(60.0)
     https = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"}
     r = httpx.get(server.url + "/public", headers=https)
     assert r.headers["strict-transport-security"] == "max-age=31536000"
@@ -225,6 +225,50 @@ def test_screenshots(tmp_path: Path, server_factory: type) -> None:
     for png in sorted(shots.glob("*.png")):
         assert png.stat().st_size > 5000
         shutil.copy(png, SHOTS / png.name)
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium")
+def test_first_sign_in_in_a_browser_forces_a_new_password(tmp_path: Path,
+                                                          server_factory: type) -> None:
+    """The first admin's one-time password in real Chromium: every page leads to the change
+    form until a new password is chosen; the browser's own forms pass the Origin check."""
+    from playwright.sync_api import sync_playwright
+
+    pw = tmp_path / "admin.pw"
+    pw.write_text(PASSWORD + "\n")
+    server = server_factory.start(tmp_path / "first", "--no-resume",
+                                  "--admin-password-file", str(pw))
+    server.wait_up(60.0)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"])
+        try:
+            page = browser.new_page()
+            problems: list[str] = []
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.goto(server.url + "/login?next=/console/users")
+            page.fill("#name", "admin")
+            page.fill("#password", PASSWORD)
+            page.click("main button[type=submit]")
+            assert page.url.endswith("/account/password")
+            assert "one-time password" in page.inner_text("main")
+            page.goto(server.url + "/console/audit")
+            assert page.url.endswith("/account/password")
+            page.screenshot(path=str(tmp_path / "account-password.png"), full_page=True)
+            page.fill("#current", PASSWORD)
+            page.fill("#new", "orchard lantern plum velvet")
+            page.fill("#repeat", "orchard lantern plum velvet")
+            page.click("main button[type=submit]")
+            assert page.url.endswith("/console?done=account")
+            assert "Your account is updated." in page.inner_text("main")
+            page.goto(server.url + "/console/users")
+            assert "Second factor by role" in page.inner_text("main")
+            assert problems == [], problems
+        finally:
+            browser.close()
+    assert server.terminate() == 0
 
 
 def test_serve_cannot_listen_is_one_line_and_creates_nothing(tmp_path: Path) -> None:
