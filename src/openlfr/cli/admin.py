@@ -17,9 +17,11 @@ from openlfr.cli.context import (
     UserOpt,
     acting,
     governance_errors,
+    opened,
     pending_message,
     read_password,
     read_password_file,
+    sign_in,
 )
 from openlfr.config import load_settings
 from openlfr.governance import users
@@ -180,8 +182,9 @@ def passwd(
     """Change your own password (the current one from OPENLFR_PASSWORD or a prompt). The way
     out of a one-time password; your browser sessions end."""
     new = _new_password(new_password_file)
-    with acting(data_dir, user, allow_pending=True) as ctx:
-        users.change_password(ctx.system, ctx.actor, read_password(), new)
+    with opened(data_dir) as system:
+        current = read_password(f"Current password for {user}")
+        users.change_password(system, sign_in(system, user, current), current, new)
     err_console.print(f"[green]✓[/] changed the password of {user}", highlight=False)
 
 

@@ -126,10 +126,11 @@ def opened(data_dir: Path | None) -> Iterator[System]:
         system.close()
 
 
-def sign_in(system: System, user: str) -> Actor:
-    """Check ``user``'s password (and second-factor code, asked for only when the account
-    has one)."""
-    password = read_password(f"Password for {user}")
+def sign_in(system: System, user: str, password: str | None = None) -> Actor:
+    """Check ``user``'s password (read here unless given) and second-factor code (asked for
+    only when the account has one)."""
+    if password is None:
+        password = read_password(f"Password for {user}")
     code = os.environ.get("OPENLFR_TOTP") or None
     try:
         return authenticate(system, user, password, code)

@@ -306,9 +306,10 @@ def change_password(system: System, actor: Actor, current: str, new: str, *,
         user.password_hash = _hasher.hash(new)
         user.must_change_password = False
         user.password_changed_at = utcnow()
-        ended = s.execute(delete(WebSession).where(
-            WebSession.user_id == user.id,
-            WebSession.id != (keep_session if keep_session is not None else -1))).rowcount
+        others = delete(WebSession).where(WebSession.user_id == user.id)
+        if keep_session is not None:
+            others = others.where(WebSession.id != keep_session)
+        ended = s.execute(others).rowcount
         audit_log.record(s, actor.name, "user.password", "user", actor.name,
                          {"was_one_time": forced, "sessions_ended": int(ended or 0)})
 
@@ -422,7 +423,7 @@ def totp_remove(system: System, actor: Actor, name: str) -> None:
         audit_log.record(s, actor.name, "user.totp.remove", "user", name)
 
 
-def _code_steps(code: str) -> str | None:
+def _clean_code(code: str) -> str | None:
     code = code.strip().replace(" ", "")
     return code if len(code) == TOTP_DIGITS and code.isascii() and code.isdigit() else None
 
@@ -432,7 +433,7 @@ def _use_totp_code(system: System, user_id: int, code: str, *, confirmed: bool) 
     either side, and newer than the last code accepted; the step is then recorded with a
     conditional update, so the same code (or an older one) cannot be used twice, even by two
     requests at once."""
-    clean = _code_steps(code)
+    clean = _clean_code(code)
     if clean is None:
         return False
     with system.db.reading() as s:
