@@ -6,18 +6,21 @@ no secret in the audit log."""
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pyotp
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from openlfr.audit import log as audit_log
 from openlfr.governance import users
 from openlfr.governance.authz import Forbidden, RuleError
+from openlfr.store.db import Database, alembic_config
 from openlfr.store.enums import Role
 from openlfr.store.models import AuditRecord, User
 from openlfr.web import sessions, tokens
-from tests.govfix import PASSWORD, Gov
+from tests.govfix import PASSWORD, Gov, _pg_database
 
 NEW = "plum orchard lantern velvet"
 
@@ -225,3 +228,42 @@ def test_a_failed_sign_in_keeps_a_typed_password_out_of_the_log(gov: Gov) -> Non
     # the same text gives the same keyed hash: repeated attempts can still be told apart
     assert failed[-1].object_id == failed[-2].object_id == users.name_digest(gov.system, typed)
     assert failed[-1].actor == "unknown"
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_the_accounts_migration_keeps_tokens_and_sessions(kind: str, tmp_path: Path) -> None:
+    """Adding the account columns must not recreate ``users``: on SQLite a "copy and move"
+    drops the table, and the foreign keys' ON DELETE CASCADE takes every API token and session
+    with it."""
+    from alembic import command
+
+    gen = _pg_database() if kind == "postgresql" else None
+    url = next(gen) if gen is not None else f"sqlite:///{tmp_path / 'old.db'}"
+    db = Database(url)
+    try:
+        cfg = alembic_config(url)
+        with db.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0002")
+        when = datetime(2026, 11, 1, tzinfo=UTC).replace(tzinfo=None)
+        with db.engine.begin() as conn:
+            conn.execute(text("INSERT INTO users (id, name, role, password_hash, active, "
+                              "created_at, created_by) VALUES (1, 'op1', 'operator', 'x', "
+                              ":yes, :t, 'system')"), {"yes": True, "t": when})
+            conn.execute(text("INSERT INTO api_tokens (user_id, name, role, token_hash, "
+                              "created_at, created_by) VALUES (1, 'n', 'operator', :h, :t, "
+                              "'admin')"), {"h": "a" * 64, "t": when})
+            conn.execute(text("INSERT INTO web_sessions (token_hash, user_id, created_at, "
+                              "last_seen_at, expires_at) VALUES (:h, 1, :t, :t, :t)"),
+                         {"h": "b" * 64, "t": when})
+        db.upgrade()
+        with db.engine.connect() as conn:
+            counts = [conn.execute(text(f"SELECT count(*) FROM {t}")).scalar()
+                      for t in ("users", "api_tokens", "web_sessions")]
+        assert counts == [1, 1, 1]
+        assert users.pending_step(db, "op1") is None  # existing accounts are not one-time
+    finally:
+        db.dispose()
+        if gen is not None:
+            for _ in gen:
+                pass

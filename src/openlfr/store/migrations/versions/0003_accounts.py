@@ -16,15 +16,19 @@ branch_labels = None
 depends_on = None
 
 
+# Plain ALTER TABLE ... ADD/DROP COLUMN, never a batch "copy and move": on SQLite that drops
+# and recreates ``users``, and with foreign keys on, dropping it deletes every row that
+# references an account with ON DELETE CASCADE (API tokens, sessions).
+
+
 def upgrade() -> None:
-    with op.batch_alter_table('users', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('must_change_password', sa.Boolean(), nullable=False,
-                                      server_default=sa.false()))
-        batch_op.add_column(sa.Column('password_changed_at', sa.DateTime(), nullable=True))
-        batch_op.add_column(sa.Column('totp_secret', sa.LargeBinary(), nullable=True))
-        batch_op.add_column(sa.Column('totp_enabled', sa.Boolean(), nullable=False,
-                                      server_default=sa.false()))
-        batch_op.add_column(sa.Column('totp_last_step', sa.BigInteger(), nullable=True))
+    op.add_column('users', sa.Column('must_change_password', sa.Boolean(), nullable=False,
+                                     server_default=sa.false()))
+    op.add_column('users', sa.Column('password_changed_at', sa.DateTime(), nullable=True))
+    op.add_column('users', sa.Column('totp_secret', sa.LargeBinary(), nullable=True))
+    op.add_column('users', sa.Column('totp_enabled', sa.Boolean(), nullable=False,
+                                     server_default=sa.false()))
+    op.add_column('users', sa.Column('totp_last_step', sa.BigInteger(), nullable=True))
     op.create_table('role_policies',
     sa.Column('role', sa.Enum('admin', 'authorising_officer', 'operator', 'supervisor', 'auditor', name='role', native_enum=False, length=40), nullable=False),
     sa.Column('totp_required', sa.Boolean(), nullable=False),
@@ -36,9 +40,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table('role_policies')
-    with op.batch_alter_table('users', schema=None) as batch_op:
-        batch_op.drop_column('totp_last_step')
-        batch_op.drop_column('totp_enabled')
-        batch_op.drop_column('totp_secret')
-        batch_op.drop_column('password_changed_at')
-        batch_op.drop_column('must_change_password')
+    for column in ('totp_last_step', 'totp_enabled', 'totp_secret', 'password_changed_at',
+                   'must_change_password'):
+        op.drop_column('users', column)
