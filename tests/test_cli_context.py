@@ -111,9 +111,20 @@ def test_init_creates_the_first_admin_once(tmp_path: Path) -> None:
                             "--admin-password-file", str(pw))
     assert first.returncode == 0, first.stderr
     assert "created the first admin 'chief'" in first.stderr
-    assert "one-time password" not in first.stdout + first.stderr
+    assert "one-time password for" not in first.stdout + first.stderr
+    # the password from the file is one-time too: it serves only to choose a new one
+    refused = _console_script(tmp_path / "a", "audit", "verify", "--user", "chief",
+                              OPENLFR_PASSWORD="a long admin password")
+    assert refused.returncode == 3, refused.stderr
+    assert refused.stderr.strip() == (
+        "error: the password of chief is a one-time password: change it first with "
+        "`openlfr user passwd --user chief`")
+    changed = _console_script(tmp_path / "a", "user", "passwd", "--user", "chief",
+                              OPENLFR_PASSWORD="a long admin password",
+                              OPENLFR_NEW_PASSWORD="my own chosen passphrase here")
+    assert changed.returncode == 0, changed.stderr
     signed_in = _console_script(tmp_path / "a", "audit", "verify", "--user", "chief",
-                                OPENLFR_PASSWORD="a long admin password")
+                                OPENLFR_PASSWORD="my own chosen passphrase here")
     assert signed_in.returncode == 0, signed_in.stderr
     again = _console_script(tmp_path / "a", "init", "--admin-password-file", str(pw))
     assert again.returncode == 0 and "--admin-password-file ignored" in again.stderr
@@ -124,4 +135,9 @@ def test_init_creates_the_first_admin_once(tmp_path: Path) -> None:
     assert generated.stdout.count("one-time password for admin:") == 1
     password = generated.stdout.split("one-time password for admin:")[1].split()[0]
     assert _console_script(tmp_path / "b", "audit", "verify", "--user", "admin",
-                           OPENLFR_PASSWORD=password).returncode == 0
+                           OPENLFR_PASSWORD=password).returncode == 3
+    assert _console_script(tmp_path / "b", "user", "passwd", "--user", "admin",
+                           OPENLFR_PASSWORD=password,
+                           OPENLFR_NEW_PASSWORD="my own chosen passphrase here").returncode == 0
+    assert _console_script(tmp_path / "b", "audit", "verify", "--user", "admin",
+                           OPENLFR_PASSWORD="my own chosen passphrase here").returncode == 0

@@ -79,6 +79,21 @@ CASES: dict[tuple[str, str], Case] = {
         Case(Perm.USER_MANAGE, "/api/v1/users/nobody-here/deactivate"),
     ("POST", "/api/v1/users/{name}/activate"):
         Case(Perm.USER_MANAGE, "/api/v1/users/nobody-here/activate"),
+    ("POST", "/api/v1/users/{name}/role"):
+        Case(Perm.USER_MANAGE, "/api/v1/users/nobody-here/role", json={"role": "auditor"}),
+    ("POST", "/api/v1/users/{name}/reset"):
+        Case(Perm.USER_MANAGE, "/api/v1/users/nobody-here/reset", json={}),
+    ("POST", "/api/v1/users/{name}/totp/remove"):
+        Case(Perm.USER_MANAGE, "/api/v1/users/nobody-here/totp/remove"),
+    ("GET", "/api/v1/roles/totp"): Case(Perm.USER_MANAGE, "/api/v1/roles/totp"),
+    ("PUT", "/api/v1/roles/{role}/totp"):
+        Case(Perm.SETTINGS, "/api/v1/roles/auditor/totp", json={"totp_required": False}),
+    # one's own account (with an API token: 400, a token cannot change them)
+    ("POST", "/api/v1/auth/password"): Case(SIGNED_IN, "/api/v1/auth/password", json={
+        "current_password": "wrong", "new_password": "whatever"}),
+    ("POST", "/api/v1/auth/totp/begin"): Case(SIGNED_IN, "/api/v1/auth/totp/begin"),
+    ("POST", "/api/v1/auth/totp/confirm"): Case(SIGNED_IN, "/api/v1/auth/totp/confirm",
+                                               json={"code": "123456"}),
     ("GET", "/api/v1/tokens"): Case(Perm.TOKEN_MANAGE, "/api/v1/tokens"),
     ("POST", "/api/v1/tokens"): Case(Perm.TOKEN_MANAGE, "/api/v1/tokens",
                                      json={"user": "nobody-here", "name": "x"}),

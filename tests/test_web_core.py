@@ -156,7 +156,7 @@ def test_token_auth_scope_and_revocation(gov: Gov, client: TestClient) -> None:
 
     me = client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {op_token}"}).json()
     assert me == {"name": "op1", "role": "operator", "via": "token",
-                  "permissions": me["permissions"], "csrf_token": None}
+                  "permissions": me["permissions"], "csrf_token": None, "must": None}
     me = client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {ao_as_auditor}"})
     assert me.json()["role"] == "auditor"
     # a token needs no CSRF token (no ambient credential), and its role decides
@@ -258,7 +258,7 @@ def test_security_headers(client: TestClient, path: str) -> None:
     assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp
     assert "unsafe-inline" not in csp
     assert r.headers["x-content-type-options"] == "nosniff"
-    assert r.headers["referrer-policy"] == "no-referrer"
+    assert r.headers["referrer-policy"] == "same-origin"
     assert r.headers["x-frame-options"] == "DENY"
 
 

@@ -60,7 +60,7 @@ def test_concurrent_sign_ins_do_not_get_past_the_name_limit(
     checked: list[str] = []
     lock = threading.Lock()
 
-    def slow_wrong(db: Any, name: str, password: str) -> Actor:
+    def slow_wrong(system: Any, name: str, password: str, code: str | None = None) -> Actor:
         with lock:
             checked.append(name)
         time.sleep(0.4)

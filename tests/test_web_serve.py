@@ -111,14 +111,51 @@ def test_serve_fresh_data_dir(tmp_path: Path, server_factory: type) -> None:
     assert "Live facial recognition deployments" in r.text
     assert r.headers["content-security-policy"].startswith("default-src 'self'")
     assert httpx.get(server.url + "/api/v1/auth/me").status_code == 401
-    # the first admin signs in with the password from the file
+    # the first admin signs in with the (one-time) password from the file, and must change it
     with httpx.Client(base_url=server.url) as c:
         r = c.post("/api/v1/auth/login", json={"name": "admin", "password": PASSWORD})
         assert r.status_code == 200 and r.json()["role"] == "admin"
+        assert r.json()["must"] == "password"
+        csrf = {"X-CSRF-Token": r.json()["csrf_token"]}
+        refused = c.get("/api/v1/meta")
+        assert refused.status_code == 403 and "one-time password" in refused.json()["detail"]
+        r = c.post("/api/v1/auth/password", headers=csrf, json={
+            "current_password": PASSWORD, "new_password": "a passphrase of my own choosing"})
+        assert r.status_code == 200, r.text
         assert c.get("/api/v1/meta").json()["background_jobs"]["running"] is True
     assert server.terminate() == 0
     err = server.stderr.read_text()
     assert "openlfr stopped" in err and "Traceback" not in err
+
+
+def test_behind_an_https_proxy_hsts_and_host_cookies(tmp_path: Path,
+                                                     server_factory: type) -> None:
+    pw = tmp_path / "admin.pw"
+    pw.write_text(PASSWORD + "\n")
+    server = server_factory.start(tmp_path / "proxied", "--behind-proxy",
+                                  "--admin-password-file", str(pw))
+    server.wait_up(60.0)
+    https = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"}
+    r = httpx.get(server.url + "/public", headers=https)
+    assert r.headers["strict-transport-security"] == "max-age=31536000"
+    assert "strict-transport-security" not in httpx.get(server.url + "/public").headers
+    r = httpx.post(server.url + "/api/v1/auth/login", headers=https,
+                   json={"name": "admin", "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    cookies = r.headers.get_list("set-cookie")
+    assert any(c.startswith("__Host-openlfr_session=") and "secure" in c.lower()
+               for c in cookies)
+    # the site's own origin is the HTTPS one the proxy says; the plain-HTTP one is another
+    jar = "; ".join(c.split(";")[0] for c in cookies)
+    signed_in = {**https, "Cookie": jar, "X-CSRF-Token": r.json()["csrf_token"]}
+    host = server.url.removeprefix("http://")
+    r = httpx.post(server.url + "/api/v1/auth/logout",
+                   headers={**signed_in, "Origin": f"http://{host}"})
+    assert r.status_code == 403 and "cross-site" in r.json()["detail"]
+    r = httpx.post(server.url + "/api/v1/auth/logout",
+                   headers={**signed_in, "Origin": f"https://{host}"})
+    assert r.status_code == 200, r.text
+    assert server.terminate() == 0
 
 
 def test_serve_prints_one_time_password_once(tmp_path: Path, server_factory: type) -> None:
@@ -133,7 +170,7 @@ def test_serve_prints_one_time_password_once(tmp_path: Path, server_factory: typ
     server.wait_up(20.0)
     with httpx.Client(base_url=server.url) as c:
         r = c.post("/api/v1/auth/login", json={"name": "admin", "password": password})
-        assert r.status_code == 200
+        assert r.status_code == 200 and r.json()["must"] == "password"
     assert server.terminate() == 0
     assert "one-time password" not in server.stdout.read_text()
 
@@ -188,6 +225,50 @@ def test_screenshots(tmp_path: Path, server_factory: type) -> None:
     for png in sorted(shots.glob("*.png")):
         assert png.stat().st_size > 5000
         shutil.copy(png, SHOTS / png.name)
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium")
+def test_first_sign_in_in_a_browser_forces_a_new_password(tmp_path: Path,
+                                                          server_factory: type) -> None:
+    """The first admin's one-time password in real Chromium: every page leads to the change
+    form until a new password is chosen; the browser's own forms pass the Origin check."""
+    from playwright.sync_api import sync_playwright
+
+    pw = tmp_path / "admin.pw"
+    pw.write_text(PASSWORD + "\n")
+    server = server_factory.start(tmp_path / "first", "--no-resume",
+                                  "--admin-password-file", str(pw))
+    server.wait_up(60.0)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"])
+        try:
+            page = browser.new_page()
+            problems: list[str] = []
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.goto(server.url + "/login?next=/console/users")
+            page.fill("#name", "admin")
+            page.fill("#password", PASSWORD)
+            page.click("main button[type=submit]")
+            assert page.url.endswith("/account/password")
+            assert "one-time password" in page.inner_text("main")
+            page.goto(server.url + "/console/audit")
+            assert page.url.endswith("/account/password")
+            page.screenshot(path=str(tmp_path / "account-password.png"), full_page=True)
+            page.fill("#current", PASSWORD)
+            page.fill("#new", "orchard lantern plum velvet")
+            page.fill("#repeat", "orchard lantern plum velvet")
+            page.click("main button[type=submit]")
+            assert page.url.endswith("/console?done=account")
+            assert "Your account is updated." in page.inner_text("main")
+            page.goto(server.url + "/console/users")
+            assert "Second factor by role" in page.inner_text("main")
+            assert problems == [], problems
+        finally:
+            browser.close()
+    assert server.terminate() == 0
 
 
 def test_serve_cannot_listen_is_one_line_and_creates_nothing(tmp_path: Path) -> None:

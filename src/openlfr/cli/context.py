@@ -1,8 +1,10 @@
 """Opening the installation and signing in, for the commands that act as a user.
 
 Every state-changing command takes ``--user NAME``; the password comes from
-``OPENLFR_PASSWORD`` or, in a terminal, a prompt. ``--data-dir`` (or ``OPENLFR_DATA_DIR``)
-says which installation.
+``OPENLFR_PASSWORD`` or, in a terminal, a prompt; for an account with a second factor, the
+authenticator code from ``OPENLFR_TOTP`` or a prompt. ``--data-dir`` (or ``OPENLFR_DATA_DIR``)
+says which installation. An account that must first change a one-time password (or set up a
+second factor its role requires) may run only the command that does it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,13 @@ from openlfr.cli.common import fail
 from openlfr.config import Settings, load_settings
 from openlfr.governance.authz import Actor, Forbidden, NotFound
 from openlfr.governance.system import System, open_system
-from openlfr.governance.users import AuthError, authenticate
+from openlfr.governance.users import (
+    PENDING_PASSWORD,
+    AuthError,
+    SecondFactorNeeded,
+    authenticate,
+    pending_step,
+)
 from openlfr.store.db import Database
 
 DataDirOpt = Annotated[Path | None, typer.Option(
@@ -118,9 +126,39 @@ def opened(data_dir: Path | None) -> Iterator[System]:
         system.close()
 
 
+def sign_in(system: System, user: str, password: str | None = None) -> Actor:
+    """Check ``user``'s password (read here unless given) and second-factor code (asked for
+    only when the account has one)."""
+    if password is None:
+        password = read_password(f"Password for {user}")
+    code = os.environ.get("OPENLFR_TOTP") or None
+    try:
+        return authenticate(system, user, password, code)
+    except SecondFactorNeeded as exc:
+        if code is not None or not sys.stdin.isatty():
+            fail(f"{exc} (set OPENLFR_TOTP, or run the command in a terminal to be asked)",
+                 EXIT_AUTH)
+        code = str(typer.prompt("Authenticator code"))
+        return authenticate(system, user, password, code)
+
+
+def pending_message(user: str, pending: str) -> str:
+    if pending == PENDING_PASSWORD:
+        return (f"the password of {user} is a one-time password: change it first with "
+                f"`openlfr user passwd --user {user}`")
+    return (f"the role of {user} requires a second factor: set one up first with "
+            f"`openlfr user totp enrol --user {user}`")
+
+
 @contextmanager
-def acting(data_dir: Path | None, user: str) -> Iterator[Context]:
-    """The installation and the signed-in ``user``; errors become clean exits."""
+def acting(data_dir: Path | None, user: str, *, allow_pending: bool = False
+           ) -> Iterator[Context]:
+    """The installation and the signed-in ``user``; errors become clean exits. Unless
+    ``allow_pending``, an account with a step to take first is refused with one line naming
+    the command that takes it."""
     with opened(data_dir) as system, governance_errors():
-        actor = authenticate(system.db, user, read_password(f"Password for {user}"))
+        actor = sign_in(system, user)
+        pending = pending_step(system.db, user)
+        if pending is not None and not allow_pending:
+            fail(pending_message(user, pending), EXIT_REFUSED)
         yield Context(system, actor)

@@ -24,8 +24,9 @@ def serve(
         "--admin-user", help="Name of the first admin, on first start.")] = "admin",
     admin_password_file: Annotated[Path | None, typer.Option(
         "--admin-password-file",
-        help="File holding the first admin's password, on first start (default: one is "
-             "generated and printed once).")] = None,
+        help="File holding the first admin's one-time password, on first start (default: "
+             "one is generated and printed once); it must be changed at the first "
+             "sign-in.")] = None,
     retention_minutes: Annotated[float, typer.Option(
         "--retention-minutes", min=1.0,
         help="Run the retention rules every this many minutes.")] = 60.0,
@@ -48,7 +49,8 @@ def serve(
     By default on http://127.0.0.1:8000/public.
 
     On first start it creates the data directory, the database and the first admin, whose
-    one-time password is printed once (or taken from --admin-password-file). Ctrl-C or SIGTERM
+    one-time password is printed once (or taken from --admin-password-file) and must be changed
+    at the first sign-in. Ctrl-C or SIGTERM
     stops it gracefully: requests finish, live runs stop, the database is closed."""
     import uvicorn
 

@@ -127,3 +127,13 @@ class Keyring:
         session.delete(row)
         session.flush()
         return True
+
+    def derive(self, purpose: str) -> bytes:
+        """A key of its own for one purpose, derived (HKDF-SHA256) from the master key: for
+        small secrets that belong to no data key (a TOTP secret; the keyed hash of a name
+        typed at a failed sign-in). Same master key, same purpose: same key."""
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+        return HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None,
+                    info=f"openlfr/derived/{purpose}".encode()).derive(self._master)

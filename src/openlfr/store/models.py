@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -30,6 +31,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -102,6 +104,29 @@ class User(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_by: Mapped[str] = mapped_column(String(64))
+    # account lifecycle (migration 0003): a one-time password (the first admin's, or an
+    # admin's reset) must be changed before the account may do anything else
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                       server_default=false())
+    password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # the TOTP second factor: the secret sealed (AES-256-GCM) under a key derived from the
+    # master key, bound to this row; enabled once a first code confirmed it; the time step of
+    # the last code accepted, so that a code cannot be used twice
+    totp_secret: Mapped[bytes | None] = mapped_column(LargeBinary)
+    totp_enabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class RolePolicy(Base):
+    """Per-role account rules set by an admin (migration 0003): whether the role's accounts
+    must use a TOTP second factor."""
+
+    __tablename__ = "role_policies"
+
+    role: Mapped[Role] = mapped_column(_enum(Role), primary_key=True)
+    totp_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    changed_by: Mapped[str] = mapped_column(String(64))
 
 
 class ApiToken(Base):

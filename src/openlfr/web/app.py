@@ -28,9 +28,10 @@ from openlfr.governance.system import System
 from openlfr.governance.users import AuthError
 from openlfr.vision.imageio import ImageBusy
 from openlfr.web import sessions
-from openlfr.web.deps import LoginRequired, WebState
+from openlfr.web.deps import LoginRequired, StepFirst, WebState
 from openlfr.web.render import STATIC, make_templates, render
 from openlfr.web.routes import (
+    account,
     api_alerts,
     api_audit,
     api_deployments,
@@ -51,6 +52,7 @@ log = logging.getLogger("openlfr.web")
 #: Every router of the app, one line each.
 ROUTERS = (
     auth.router,
+    account.router,
     public.router,
     api_users.router,
     api_questions.router,
@@ -130,6 +132,10 @@ def _error_handlers(app: FastAPI) -> None:
         from urllib.parse import quote
         return RedirectResponse(f"/login?next={quote(exc.next_path, safe='/')}",
                                 status_code=303)
+
+    @app.exception_handler(StepFirst)
+    async def _step_first(request: Request, exc: StepFirst) -> Response:
+        return RedirectResponse(account.STEP_PAGES[exc.pending], status_code=303)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:

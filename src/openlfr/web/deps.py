@@ -4,7 +4,12 @@ A caller is identified by a bearer token (``Authorization: Bearer olfr_…``, fo
 or by the browser session cookie. Routes take ``actor: Actor = Depends(current_actor)`` (401 for
 an anonymous caller) and hand the actor to the governance services, whose
 :func:`~openlfr.governance.authz.require` decides and audits refusals (403). A request
-authenticated by the session cookie that changes something must also carry the CSRF token.
+authenticated by the session cookie that changes something must also carry the CSRF token
+(bound to that session) and come from this site (``Origin``).
+
+A session whose account must first change a one-time password or enrol a second factor
+(``Caller.pending``) may do only that: pages redirect to the account page, the API answers 403
+with the step to take (:func:`account_caller` is the dependency of the routes that do it).
 """
 
 from __future__ import annotations
@@ -44,6 +49,17 @@ class Caller:
     actor: Actor
     via: str  # "token" | "session"
     session_token: str | None = None
+    session_id: int | None = None
+    pending: str | None = None  # users.PENDING_PASSWORD / PENDING_TOTP, or None
+
+
+class StepFirst(Exception):
+    """A page was asked for by a session that must first change its password or enrol a
+    second factor: answered with a redirect to the account page."""
+
+    def __init__(self, pending: str) -> None:
+        super().__init__(pending)
+        self.pending = pending
 
 
 class LoginRequired(Exception):
@@ -57,6 +73,23 @@ class LoginRequired(Exception):
 def web(request: Request) -> WebState:
     state: WebState = request.app.state.web
     return state
+
+
+def is_https(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+def session_cookie(request: Request) -> str:
+    """The session cookie's name for this request (``__Host-`` prefixed over HTTPS)."""
+    return sessions.cookie_name(sessions.SESSION_COOKIE, is_https(request))
+
+
+def csrf_cookie(request: Request) -> str:
+    return sessions.cookie_name(security.CSRF_COOKIE, is_https(request))
+
+
+def own_origin(request: Request) -> str:
+    return f"{request.url.scheme}://{request.url.netloc}"
 
 
 def client_ip(request: Request) -> str:
@@ -91,11 +124,11 @@ def resolve_caller(request: Request) -> Caller | None:
             raise HTTPException(401, "invalid, revoked or expired API token",
                                 headers={"WWW-Authenticate": "Bearer"})
         return Caller(actor, "token")
-    cookie = request.cookies.get(sessions.SESSION_COOKIE)
+    cookie = request.cookies.get(session_cookie(request))
     if cookie:
         info = sessions.resolve_session(st.db, cookie)
         if info is not None:
-            return Caller(info.actor, "session", cookie)
+            return Caller(info.actor, "session", cookie, info.id, info.pending)
     return None
 
 
@@ -112,11 +145,18 @@ async def submitted_csrf(request: Request) -> str | None:
 
 
 async def require_csrf(request: Request) -> None:
-    """Refuse (403) a state-changing request without the right CSRF token."""
+    """Refuse (403) a state-changing request from another site (``Origin``/``Referer``) or
+    without the right CSRF token for its session."""
     if request.method in security.SAFE_METHODS:
         return
-    nonce = request.cookies.get(security.CSRF_COOKIE)
-    if not security.csrf_valid(web(request).secret, nonce, await submitted_csrf(request)):
+    if not security.same_origin(own_origin(request), request.headers.get("origin"),
+                                request.headers.get("referer")):
+        raise HTTPException(403, "cross-site request refused: it does not come from a page of "
+                                 "this site")
+    nonce = request.cookies.get(csrf_cookie(request))
+    session = request.cookies.get(session_cookie(request)) or ""
+    if not security.csrf_valid(web(request).secret, nonce, await submitted_csrf(request),
+                               session):
         raise HTTPException(403, "missing or wrong CSRF token: reload the page and try again "
                                  "(API clients: send the X-CSRF-Token header, or use a token)")
 
@@ -128,11 +168,30 @@ async def optional_caller(request: Request) -> Caller | None:
     return caller
 
 
-async def current_caller(request: Request) -> Caller:
+PENDING_API = {
+    "password": "your password is a one-time password: change it first (POST "
+                "/api/v1/auth/password with current_password and new_password, or the console's "
+                "page /account/password); nothing else is allowed until then",
+    "totp": "your role requires a second factor: set up an authenticator app first (POST "
+            "/api/v1/auth/totp/begin, then /api/v1/auth/totp/confirm with a code, or the "
+            "console's page /account/totp); nothing else is allowed until then",
+}
+
+
+async def account_caller(request: Request) -> Caller:
+    """The signed-in caller, even one that must first change its password or enrol a second
+    factor (for the routes that do just that); 401 when anonymous."""
     caller = await optional_caller(request)
     if caller is None:
         raise HTTPException(401, "sign in first (a session cookie or an API token)",
                             headers={"WWW-Authenticate": "Bearer"})
+    return caller
+
+
+async def current_caller(request: Request) -> Caller:
+    caller = await account_caller(request)
+    if caller.pending is not None:
+        raise HTTPException(403, PENDING_API[caller.pending])
     return caller
 
 
@@ -154,11 +213,14 @@ async def page_actor(request: Request) -> Actor:
         if request.url.query:
             path += "?" + request.url.query
         raise LoginRequired(path)
+    if caller.pending is not None:
+        raise StepFirst(caller.pending)
     return caller.actor
 
 
 #: Parameter types for routes: ``def route(actor: CurrentActor) -> ...``.
 CurrentActor = Annotated[Actor, Depends(current_actor)]
 CurrentCaller = Annotated[Caller, Depends(current_caller)]
+AccountCaller = Annotated[Caller, Depends(account_caller)]
 OptionalCaller = Annotated[Caller | None, Depends(optional_caller)]
 PageActor = Annotated[Actor, Depends(page_actor)]

@@ -12,7 +12,7 @@ from fastapi.templating import Jinja2Templates
 
 from openlfr.governance.authz import Actor
 from openlfr.web import security
-from openlfr.web.deps import web
+from openlfr.web.deps import csrf_cookie, is_https, session_cookie, web
 
 TEMPLATES = Path(__file__).with_name("templates")
 STATIC = Path(__file__).with_name("static")
@@ -83,7 +83,7 @@ def csrf_nonce(request: Request) -> tuple[str, bool]:
     fresh = getattr(request.state, "csrf_nonce", None)
     if fresh:
         return fresh, True
-    nonce = request.cookies.get(security.CSRF_COOKIE)
+    nonce = request.cookies.get(csrf_cookie(request))
     if nonce and 20 <= len(nonce) <= 100:
         return nonce, False
     request.state.csrf_nonce = security.new_nonce()
@@ -96,17 +96,26 @@ def rotate_csrf(request: Request) -> str:
     return str(request.state.csrf_nonce)
 
 
+def bound_session(request: Request) -> str:
+    """The session the CSRF token is bound to: one started by this very request, else the
+    session cookie the request came with (empty when signed out)."""
+    fresh = getattr(request.state, "session_cookie", None)
+    if fresh is not None:
+        return str(fresh)
+    return request.cookies.get(session_cookie(request)) or ""
+
+
 def set_csrf_cookie(request: Request, response: Response) -> str:
     nonce, fresh = csrf_nonce(request)
     if fresh:
-        response.set_cookie(security.CSRF_COOKIE, nonce, httponly=True, samesite="strict",
-                            secure=request.url.scheme == "https", path="/")
-    return security.csrf_token(web(request).secret, nonce)
+        response.set_cookie(csrf_cookie(request), nonce, httponly=True, samesite="strict",
+                            secure=is_https(request), path="/")
+    return security.csrf_token(web(request).secret, nonce, bound_session(request))
 
 
 def current_csrf_token(request: Request) -> str:
     nonce, _ = csrf_nonce(request)
-    return security.csrf_token(web(request).secret, nonce)
+    return security.csrf_token(web(request).secret, nonce, bound_session(request))
 
 
 def render(request: Request, name: str, context: dict[str, Any] | None = None, *,

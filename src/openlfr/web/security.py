@@ -3,10 +3,16 @@
 * Every response carries a strict Content-Security-Policy (only this origin; no inline script or
   style), ``frame-ancestors 'none'``, ``X-Content-Type-Options: nosniff``, a referrer policy and
   ``Cache-Control: no-store`` (except static assets).
+* Over HTTPS (a proxy's ``X-Forwarded-Proto: https`` with ``--behind-proxy``), also
+  ``Strict-Transport-Security``: the browser then refuses plain HTTP to this site for a year.
 * CSRF: a random nonce lives in an HttpOnly, SameSite=Strict cookie; the token a form or a
   ``fetch`` sends back (field ``csrf_token`` or header ``X-CSRF-Token``) is
-  HMAC-SHA256(web secret, nonce). A forged request has neither the cookie's nonce nor the secret.
-  Requests authenticated by a bearer token carry no ambient credential and need no CSRF token.
+  HMAC-SHA256(web secret, nonce and the SHA-256 of the session cookie): bound to the session,
+  so a nonce and token pair obtained elsewhere (e.g. a cookie planted by a neighbouring host)
+  does not work with someone else's session. A state-changing request whose ``Origin`` (or,
+  without one, ``Referer``) is another site is refused before anything else. Over HTTPS both
+  cookies carry the ``__Host-`` prefix. Requests authenticated by a bearer token carry no
+  ambient credential and need no CSRF token.
 * Rate limits: sliding windows in memory, per key (IP address, user name), thread-safe.
 """
 
@@ -20,6 +26,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import urlsplit
 
 CSRF_COOKIE = "openlfr_csrf"
 CSRF_FIELD = "csrf_token"
@@ -33,11 +40,16 @@ SECURITY_HEADERS: dict[str, str] = {
     "content-security-policy": CSP,
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",
-    "referrer-policy": "no-referrer",
+    # not "no-referrer": under it a browser sends "Origin: null" with a form's POST, and the
+    # Origin check could not tell our own forms from a sandboxed attacker's; other sites still
+    # get no referrer at all
+    "referrer-policy": "same-origin",
     "permissions-policy": "camera=(), microphone=(), geolocation=()",
     "cross-origin-opener-policy": "same-origin",
     "cross-origin-resource-policy": "same-origin",
 }
+#: Sent only over HTTPS (a browser ignores it over plain HTTP).
+HSTS = "max-age=31536000"
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -57,6 +69,7 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
         static = str(scope.get("path", "")).startswith("/static/")
+        https = scope.get("scheme") == "https"
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -65,6 +78,8 @@ class SecurityHeadersMiddleware:
                 for name, value in SECURITY_HEADERS.items():
                     if name.encode() not in present:
                         headers.append((name.encode(), value.encode()))
+                if https and b"strict-transport-security" not in present:
+                    headers.append((b"strict-transport-security", HSTS.encode()))
                 if b"cache-control" not in present:
                     cache = "public, max-age=3600" if static else "no-store"
                     headers.append((b"cache-control", cache.encode()))
@@ -80,14 +95,40 @@ def new_nonce() -> str:
     return secrets.token_urlsafe(32)
 
 
-def csrf_token(secret: bytes, nonce: str) -> str:
-    return hmac.new(secret, b"csrf:" + nonce.encode(), hashlib.sha256).hexdigest()
+def csrf_token(secret: bytes, nonce: str, session: str = "") -> str:
+    """The token for ``nonce`` within ``session`` (the session cookie's value; empty when
+    signed out)."""
+    bound = hashlib.sha256(session.encode()).hexdigest()
+    return hmac.new(secret, f"csrf:{nonce}:{bound}".encode(), hashlib.sha256).hexdigest()
 
 
-def csrf_valid(secret: bytes, nonce: str | None, token: str | None) -> bool:
+def csrf_valid(secret: bytes, nonce: str | None, token: str | None, session: str = "") -> bool:
     if not nonce or not token:
         return False
-    return hmac.compare_digest(csrf_token(secret, nonce), token)
+    return hmac.compare_digest(csrf_token(secret, nonce, session), token)
+
+
+def _origin_parts(value: str) -> tuple[str, str, int] | None:
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return parts.scheme, parts.hostname.lower(), port or (443 if parts.scheme == "https"
+                                                          else 80)
+
+
+def same_origin(own: str, origin: str | None, referer: str | None) -> bool:
+    """Whether a state-changing request comes from this site: its ``Origin`` (or, without
+    one, its ``Referer``) must be ``own`` (scheme, host and port). A request with neither (a
+    script, an old client) passes: the CSRF token still has to be right."""
+    claimed = origin if origin is not None else referer
+    if claimed is None or claimed == "":
+        return origin is None
+    theirs = _origin_parts(claimed)  # "null" (a sandboxed frame, a file) is never this site
+    return theirs is not None and theirs == _origin_parts(own)
 
 
 # -- rate limits ------------------------------------------------------------------------------

@@ -1,10 +1,12 @@
 """Browser sessions (server-side) and the web secret.
 
 The session cookie (HttpOnly, SameSite=Strict, Secure over HTTPS) holds 32 random bytes; the
-``web_sessions`` row holds only their SHA-256. A session ends on sign-out (row deleted), after
-:data:`IDLE` without a request, after :data:`LIFETIME` in any case, and as soon as the account
-is deactivated. The web secret (``web-secret.key`` in the data directory, 0600) keys the CSRF
-tokens.
+``web_sessions`` row holds only their SHA-256. Over HTTPS (behind a proxy that says so) the
+cookie is named with the ``__Host-`` prefix, which a browser accepts only from this very host,
+over HTTPS, for the whole site. A session ends on sign-out (row deleted), after :data:`IDLE`
+without a request, after :data:`LIFETIME` in any case, and when the account is deactivated, its
+role changed or its password reset (rows deleted: reactivating the account revives nothing).
+The web secret (``web-secret.key`` in the data directory, 0600) keys the CSRF tokens.
 """
 
 from __future__ import annotations
@@ -20,15 +22,22 @@ from sqlalchemy import delete, select
 
 from openlfr.audit import log as audit_log
 from openlfr.governance.authz import Actor
+from openlfr.governance.users import pending_of
 from openlfr.store.db import Database
 from openlfr.store.enums import Role
-from openlfr.store.models import User, WebSession, utcnow
+from openlfr.store.models import RolePolicy, User, WebSession, utcnow
 
 SESSION_COOKIE = "openlfr_session"
+HOST_PREFIX = "__Host-"
 SECRET_FILENAME = "web-secret.key"
 LIFETIME = timedelta(hours=12)
 IDLE = timedelta(hours=2)
 TOUCH_EVERY = timedelta(minutes=5)  # last_seen_at is written at most this often
+
+
+def cookie_name(base: str, https: bool) -> str:
+    """``base``, or ``__Host-base`` over HTTPS."""
+    return HOST_PREFIX + base if https else base
 
 
 def hash_token(token: str) -> str:
@@ -59,6 +68,8 @@ def load_or_create_secret(data_dir: Path) -> bytes:
 class SessionInfo:
     id: int
     actor: Actor
+    #: what the account must do before anything else (``users.pending_step``), or None
+    pending: str | None = None
 
 
 def create_session(db: Database, actor: Actor) -> str:
@@ -86,17 +97,20 @@ def resolve_session(db: Database, token: str) -> SessionInfo | None:
     with db.reading() as s:
         row = s.execute(
             select(WebSession.id, WebSession.expires_at, WebSession.last_seen_at, User.name,
-                   User.role, User.active)
+                   User.role, User.active, User.must_change_password, User.totp_enabled,
+                   RolePolicy.totp_required)
             .join(User, User.id == WebSession.user_id)
+            .outerjoin(RolePolicy, RolePolicy.role == User.role)
             .where(WebSession.token_hash == hash_token(token))).first()
     if row is None:
         return None
-    sid, expires_at, last_seen, name, role, active = row
+    sid, expires_at, last_seen, name, role, active, must_change, totp_on, totp_needed = row
     if not active or expires_at <= now or last_seen + IDLE <= now:
         return None
     if now - last_seen >= TOUCH_EVERY:
         _touch(db, sid, now)
-    return SessionInfo(sid, Actor(name, Role(role)))
+    return SessionInfo(sid, Actor(name, Role(role)),
+                       pending_of(bool(must_change), bool(totp_on), bool(totp_needed)))
 
 
 def _touch(db: Database, sid: int, now: datetime) -> None:

@@ -16,13 +16,29 @@ router = APIRouter(prefix="/api/v1", tags=["users and tokens"])
 
 def _user(u: Any) -> dict[str, Any]:
     return {"name": u.name, "role": u.role.value, "active": u.active,
-            "created_at": u.created_at.isoformat(), "created_by": u.created_by}
+            "created_at": u.created_at.isoformat(), "created_by": u.created_by,
+            "one_time_password": u.must_change_password, "totp": u.totp_enabled}
 
 
 class UserIn(BaseModel):
     name: str = Field(max_length=64)
     role: str = Field(max_length=40)
     password: str = Field(max_length=1024)
+    one_time: bool = Field(default=False, description="The person must change the password "
+                                                      "at the first sign-in.")
+
+
+class RoleIn(BaseModel):
+    role: str = Field(max_length=40)
+
+
+class ResetIn(BaseModel):
+    remove_totp: bool = Field(default=False, description="Also remove the second factor (a "
+                                                         "lost phone).")
+
+
+class PolicyIn(BaseModel):
+    totp_required: bool
 
 
 class TokenIn(BaseModel):
@@ -44,14 +60,53 @@ def add_user(request: Request, body: UserIn,
              actor: CurrentActor) -> dict[str, Any]:
     """Add an account with a role."""
     new = users.add_user(web(request).db, actor, body.name, users.parse_role(body.role),
-                         body.password)
+                         body.password, one_time=body.one_time)
     return {"name": new.name, "role": str(new.role)}
+
+
+@router.post("/users/{name}/role")
+def set_role(request: Request, name: str, body: RoleIn, actor: CurrentActor) -> dict[str, Any]:
+    """Give an account another role; its sessions and API tokens end."""
+    users.set_role(web(request).db, actor, name, users.parse_role(body.role))
+    return {"name": name, "role": users.parse_role(body.role).value}
+
+
+@router.post("/users/{name}/reset")
+def reset_password(request: Request, name: str, body: ResetIn,
+                   actor: CurrentActor) -> dict[str, Any]:
+    """A new one-time password (``one_time_password``, shown only this once): the person
+    must change it at the next sign-in; their sessions and API tokens end."""
+    password = users.reset_password(web(request).db, actor, name, remove_totp=body.remove_totp)
+    return {"name": name, "one_time_password": password}
+
+
+@router.post("/users/{name}/totp/remove")
+def remove_totp(request: Request, name: str, actor: CurrentActor) -> dict[str, Any]:
+    """Remove an account's second factor (it sets one up again if its role requires it)."""
+    users.totp_remove(web(request).system, actor, name)
+    return {"name": name, "totp": False}
+
+
+@router.get("/roles/totp")
+def totp_policies(request: Request, actor: CurrentActor) -> dict[str, bool]:
+    """Which roles must use a second factor."""
+    return users.totp_policies(web(request).db, actor)
+
+
+@router.put("/roles/{role}/totp")
+def set_totp_policy(request: Request, role: str, body: PolicyIn,
+                    actor: CurrentActor) -> dict[str, Any]:
+    """Require (or stop requiring) a second factor for a role's accounts (audited)."""
+    r = users.parse_role(role)
+    users.set_totp_required(web(request).db, actor, r, body.totp_required)
+    return {"role": r.value, "totp_required": body.totp_required}
 
 
 @router.post("/users/{name}/deactivate")
 def deactivate(request: Request, name: str,
                actor: CurrentActor) -> dict[str, Any]:
-    """Stop an account from signing in (its sessions and tokens stop working at once)."""
+    """Stop an account from signing in: its sessions end and its tokens are revoked, for
+    good (reactivating it revives neither)."""
     users.set_active(web(request).db, actor, name, False)
     return {"name": name, "active": False}
 

@@ -2,7 +2,8 @@
 
 Failed sign-ins are audited by :func:`openlfr.governance.users.authenticate` and limited per
 user name and per client address (:class:`openlfr.web.security.Limits`); while a limit holds,
-the password is not even checked (429).
+the password is not even checked (429). An account with a second factor also gives the code
+from its authenticator app (``code``); a wrong or reused code counts as a failed sign-in.
 """
 
 from __future__ import annotations
@@ -14,14 +15,21 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
 from openlfr.governance.authz import PERMISSIONS, Actor
-from openlfr.governance.users import AuthError, authenticate
+from openlfr.governance.users import (
+    AuthError,
+    SecondFactorNeeded,
+    authenticate,
+    pending_step,
+)
 from openlfr.web import sessions
 from openlfr.web.deps import (
+    AccountCaller,
     Caller,
-    CurrentCaller,
     OptionalCaller,
     client_ip,
+    is_https,
     require_csrf,
+    session_cookie,
     web,
 )
 from openlfr.web.render import render, rotate_csrf, safe_next, set_csrf_cookie
@@ -49,13 +57,14 @@ def _reserve(request: Request, ip: str, key: str) -> None:
         raise RateLimited(limits.login_name.retry_after(key))
 
 
-def sign_in(request: Request, name: str, password: str) -> Actor:
-    """Check the limits, then the password; a failure stays counted against both limits."""
+def sign_in(request: Request, name: str, password: str, code: str | None = None) -> Actor:
+    """Check the limits, then the password (and the second factor's code); a failure stays
+    counted against both limits."""
     st = web(request)
     ip, key = client_ip(request), name.strip().lower()
     _reserve(request, ip, key)
     try:
-        actor = authenticate(st.db, name.strip(), password)
+        actor = authenticate(st.system, name.strip(), password, code)
     except AuthError:
         raise
     except BaseException:
@@ -70,9 +79,10 @@ def sign_in(request: Request, name: str, password: str) -> Actor:
 def start_session(request: Request, response: Response, actor: Actor) -> str:
     """Create the session, set its cookie and a fresh CSRF nonce; returns the CSRF token."""
     token = sessions.create_session(web(request).db, actor)
-    response.set_cookie(sessions.SESSION_COOKIE, token, httponly=True, samesite="strict",
-                        secure=request.url.scheme == "https", path="/",
+    response.set_cookie(session_cookie(request), token, httponly=True, samesite="strict",
+                        secure=is_https(request), path="/",
                         max_age=int(sessions.LIFETIME.total_seconds()))
+    request.state.session_cookie = token  # the CSRF token is bound to the new session
     rotate_csrf(request)
     return set_csrf_cookie(request, response)
 
@@ -80,7 +90,8 @@ def start_session(request: Request, response: Response, actor: Actor) -> str:
 def _end(request: Request, response: Response, caller: Caller | None) -> None:
     if caller is not None and caller.session_token:
         sessions.end_session(web(request).db, caller.session_token)
-    response.delete_cookie(sessions.SESSION_COOKIE, path="/")
+    response.delete_cookie(session_cookie(request), path="/", secure=is_https(request),
+                           httponly=True, samesite="strict")
 
 
 # -- pages ----------------------------------------------------------------------------------
@@ -96,13 +107,16 @@ async def login_page(request: Request, caller: OptionalCaller,
 @router.post("/login", include_in_schema=False, dependencies=[Depends(require_csrf)])
 def login_submit(request: Request, name: Annotated[str, Form(max_length=64)] = "",
                  password: Annotated[str, Form(max_length=1024)] = "",
+                 code: Annotated[str, Form(max_length=20)] = "",
                  next: Annotated[str, Form(max_length=2000)] = "/console") -> Response:
     target = safe_next(next)
     try:
-        actor = sign_in(request, name, password)
+        actor = sign_in(request, name, password, code or None)
     except AuthError as exc:
         return render(request, "login.html",
-                      {"next": target, "name": name, "error": str(exc)}, status=401)
+                      {"next": target, "name": name, "error": str(exc),
+                       "ask_code": isinstance(exc, SecondFactorNeeded) or bool(code)},
+                      status=401)
     except RateLimited as exc:
         return render(request, "login.html",
                       {"next": target, "name": name, "error": exc.detail}, status=429)
@@ -126,20 +140,26 @@ def logout_submit(request: Request,
 class LoginIn(BaseModel):
     name: str = Field(max_length=64)
     password: str = Field(max_length=1024)
+    code: str | None = Field(default=None, max_length=20,
+                             description="The authenticator app's code, for an account with a "
+                                         "second factor.")
 
 
 @router.post("/api/v1/auth/login", tags=["auth"])
 def api_login(request: Request, response: Response, body: LoginIn) -> dict[str, object]:
     """Sign in with a name and password: sets the session cookie and answers with the CSRF
     token to send as ``X-CSRF-Token`` on every change. (JSON only, so a cross-site form cannot
-    post it; integrations use API tokens instead.)"""
-    actor = sign_in(request, body.name, body.password)
+    post it; integrations use API tokens instead.) ``must`` says what the account has to do
+    before anything else (``password``: change a one-time password; ``totp``: set up a second
+    factor), or is null."""
+    actor = sign_in(request, body.name, body.password, body.code)
     csrf = start_session(request, response, actor)
-    return {"name": actor.name, "role": str(actor.role), "csrf_token": csrf}
+    return {"name": actor.name, "role": str(actor.role), "csrf_token": csrf,
+            "must": pending_step(web(request).db, actor.name)}
 
 
 @router.post("/api/v1/auth/logout", tags=["auth"])
-def api_logout(request: Request, caller: CurrentCaller) -> JSONResponse:
+def api_logout(request: Request, caller: AccountCaller) -> JSONResponse:
     """End the browser session (API tokens are revoked by an admin instead)."""
     if caller.via != "session":
         raise HTTPException(400, "this request used an API token: there is no session to end; "
@@ -151,11 +171,12 @@ def api_logout(request: Request, caller: CurrentCaller) -> JSONResponse:
 
 @router.get("/api/v1/auth/me", tags=["auth"])
 def api_me(request: Request, response: Response,
-           caller: CurrentCaller) -> dict[str, object]:
-    """Who is signed in, with which role and permissions (and the CSRF token of a session)."""
+           caller: AccountCaller) -> dict[str, object]:
+    """Who is signed in, with which role and permissions (and the CSRF token of a session);
+    ``must``: what the account has to do first (``password``, ``totp``), or null."""
     actor = caller.actor
     perms = sorted(p.value for p, roles in PERMISSIONS.items() if actor.role in roles)
     return {"name": actor.name, "role": str(actor.role), "via": caller.via,
-            "permissions": perms,
+            "permissions": perms, "must": caller.pending,
             "csrf_token": set_csrf_cookie(request, response) if caller.via == "session"
             else None}

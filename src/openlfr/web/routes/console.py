@@ -19,9 +19,11 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 @router.get("")
 def home(request: Request, actor: PageActor) -> Response:
     perms = sorted(p.value for p, roles in PERMISSIONS.items() if actor.role in roles)
+    done = ("Your account is updated." if request.query_params.get("done") == "account"
+            else None)
     return render(request, "console_home.html", {
-        "perms": perms, "may_questions": questions.may(actor, questions.QUESTION_READ)},
-        actor=actor)
+        "perms": perms, "may_questions": questions.may(actor, questions.QUESTION_READ),
+        "done": done}, actor=actor)
 
 
 @router.get("/questions")

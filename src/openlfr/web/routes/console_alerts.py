@@ -34,7 +34,7 @@ from openlfr.governance.authz import Actor, NotFound, Perm, RuleError, allowed, 
 from openlfr.governance.watchlists import subject_image
 from openlfr.store.enums import AlertStatus, Decision
 from openlfr.web import events, sessions, tokens
-from openlfr.web.deps import PageActor, bearer_token, web
+from openlfr.web.deps import PageActor, bearer_token, session_cookie, web
 from openlfr.web.render import render, safe_next
 
 log = logging.getLogger("openlfr.web.console_alerts")
@@ -195,7 +195,7 @@ async def stream(request: Request, actor: PageActor,
     # the credential the caller was resolved from (a bearer token wins over the cookie),
     # checked again while the stream lasts: a revoked token or an ended session stops it
     bearer = bearer_token(request)
-    cookie = request.cookies.get(sessions.SESSION_COOKIE)
+    cookie = request.cookies.get(session_cookie(request))
 
     def signed_in() -> bool:
         db = web(request).db

@@ -152,6 +152,8 @@ _DONE = {
     "authorised": "Authorised.", "started": "Started.", "stopped": "Stopped.",
     "override": "Threshold override recorded.", "saved": "Saved.",
     "user": "User added.", "active": "Account changed.", "revoked": "Token revoked.",
+    "role": "Role changed: the account's sessions and API tokens have ended.",
+    "totp_removed": "Second factor removed.", "policy": "Second-factor rule saved.",
 }
 
 
@@ -527,7 +529,8 @@ def _users_ctx(request: Request, actor: Actor) -> dict[str, Any]:
     return {"users": users_svc.list_users(db, actor), "tokens": tokens.list_tokens(db, actor),
             "roles": ROLE_LABELS, "form": {"name": "", "role": "operator"},
             "token_form": {"user": "", "name": "", "role": ""}, "done": _done(request),
-            "min_password": users_svc.MIN_PASSWORD}
+            "min_password": users_svc.MIN_PASSWORD,
+            "totp_policies": users_svc.totp_policies(db, actor)}
 
 
 def _users_error(request: Request, actor: Actor, exc: Exception, where: str,
@@ -546,13 +549,58 @@ def users_page(request: Request, actor: PageActor) -> Response:
 def user_add(request: Request, actor: PageActor,
              name: Annotated[str, Form(max_length=64)] = "",
              role: Annotated[str, Form(max_length=40)] = "",
-             password: Annotated[str, Form(max_length=1024)] = "") -> Response:
+             password: Annotated[str, Form(max_length=1024)] = "",
+             one_time: Annotated[str, Form(max_length=5)] = "") -> Response:
     try:
         users_svc.add_user(web(request).db, actor, name.strip(), users_svc.parse_role(role),
-                           password)
+                           password, one_time=bool(one_time))
     except EXPECTED as exc:
         return _users_error(request, actor, exc, "user", form={"name": name, "role": role})
     return _see_other("/console/users?done=user")
+
+
+@router.post("/users/{name}/role")
+def user_role(request: Request, name: str, actor: PageActor,
+              role: Annotated[str, Form(max_length=40)] = "") -> Response:
+    try:
+        users_svc.set_role(web(request).db, actor, name, users_svc.parse_role(role))
+    except EXPECTED as exc:
+        return _users_error(request, actor, exc, "users")
+    return _see_other("/console/users?done=role")
+
+
+@router.post("/users/{name}/reset")
+def user_reset(request: Request, name: str, actor: PageActor,
+               remove_totp: Annotated[str, Form(max_length=5)] = "") -> Response:
+    try:
+        password = users_svc.reset_password(web(request).db, actor, name,
+                                            remove_totp=bool(remove_totp))
+    except EXPECTED as exc:
+        return _users_error(request, actor, exc, "users")
+    ctx = _users_ctx(request, actor)
+    ctx.update(reset_user=name, reset_password=password)
+    return _page(request, actor, "gov_users.html", ctx)
+
+
+@router.post("/users/{name}/totp/remove")
+def user_totp_remove(request: Request, name: str, actor: PageActor) -> Response:
+    try:
+        users_svc.totp_remove(web(request).system, actor, name)
+    except EXPECTED as exc:
+        return _users_error(request, actor, exc, "users")
+    return _see_other("/console/users?done=totp_removed")
+
+
+@router.post("/roles/totp")
+def totp_policy(request: Request, actor: PageActor,
+                role: Annotated[str, Form(max_length=40)] = "",
+                required: Annotated[str, Form(max_length=5)] = "") -> Response:
+    try:
+        users_svc.set_totp_required(web(request).db, actor, users_svc.parse_role(role),
+                                    required == "1")
+    except EXPECTED as exc:
+        return _users_error(request, actor, exc, "policy")
+    return _see_other("/console/users?done=policy#policy")
 
 
 @router.post("/users/{name}/active")
