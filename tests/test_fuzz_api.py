@@ -1,0 +1,161 @@
+"""Fuzzing the JSON API from its own OpenAPI schema (schemathesis), as every role.
+
+The app is built as in the other web tests (a real SQLite data directory, one account and one API
+token per role, from :mod:`tests.govfix`), with a few objects to find (a watchlist, deployments, a
+resident's question). The schema is the one the app serves at ``/api/openapi.json``. For every
+operation of it and every role (and an anonymous caller), schemathesis generates valid and
+invalid requests; each answer must
+
+* not be a server error (5xx),
+* have a status the schema documents for that operation,
+* carry a content type the schema documents, and
+* match the schema documented for its status.
+
+The list of operations is read from the app's routers, so it cannot drift: an operation left out
+must be in :data:`SKIPPED` with its reason, and :func:`test_every_operation_is_fuzzed` checks that.
+
+Bounded for CI: ``OPENLFR_FUZZ_EXAMPLES`` examples per operation and role (default 6),
+derandomised (the same requests on every run) with no deadline. ``OPENLFR_FUZZ_SEED=N`` draws
+other requests instead; ``benchmarks/fuzz_api.py --examples 500`` is the long run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import schemathesis
+from fastapi import FastAPI
+from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.python.asgi import ASGIClient
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from openlfr.governance import deployments, questions, users
+from openlfr.governance import watchlists as wls
+from openlfr.store.enums import Role
+from openlfr.web.app import ROUTERS, create_app
+from tests.govfix import ACCOUNT, Gov, bearer_headers, installation
+from tests.test_gov_deployments import approved_watchlist, plan
+
+EXAMPLES = int(os.environ.get("OPENLFR_FUZZ_EXAMPLES", "6"))
+SEED = os.environ.get("OPENLFR_FUZZ_SEED")
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
+          response_schema_conformance]
+
+#: Operations not fuzzed, each with the reason (none at present). The console's pages, the
+#: alert stream (``/console/alerts/stream``, server-sent events that never end) and the
+#: transparency pages are not in the OpenAPI schema: tests/test_web_*.py drive them.
+SKIPPED: dict[tuple[str, str], str] = {}
+
+#: Who calls: each role with its own token, and nobody (``None``).
+CALLERS: list[Role | None] = [*Role, None]
+
+
+def schema_operations() -> list[tuple[str, str]]:
+    """(METHOD, path) of every operation of the OpenAPI schema of the app's routers."""
+    app = FastAPI()
+    for router in ROUTERS:
+        app.include_router(router)
+    return sorted((method.upper(), path) for path, ops in app.openapi()["paths"].items()
+                  for method in ops)
+
+
+OPERATIONS = [op for op in schema_operations() if op not in SKIPPED]
+RUNS = [(op, caller) for op in OPERATIONS for caller in CALLERS]
+
+
+@dataclass
+class Fuzz:
+    gov: Gov
+    schema: schemathesis.BaseSchema
+    client: ASGIClient
+    bearer: dict[Role, dict[str, str]]
+
+
+def _seed(gov: Gov, face: Path) -> None:
+    """Objects for the fuzzer to find (it tries small numbers often): watchlists 1 (approved,
+    one subject with one image) and 2 (empty), deployments 1 (authorised, public) and 2
+    (a draft), question 1, and a spare account."""
+    admin, ao1, ao2, op1 = (gov.actors[n] for n in ("admin", "ao1", "ao2", "op1"))
+    approved = approved_watchlist(gov, face)
+    wls.create_watchlist(gov.system, op1, "empty", "Find people wanted by the courts")
+    start = datetime.now(UTC) + timedelta(days=30)
+    public = deployments.create(gov.db, ao1, plan((approved,), start=start,
+                                                  end=start + timedelta(hours=8)))
+    deployments.authorise(gov.db, gov.system.keyring, ao2, public)
+    deployments.create(gov.db, op1, plan((), start=start, end=start + timedelta(hours=8)))
+    questions.submit_question(gov.db, public, "question", "Where will the cameras be?", None)
+    users.add_user(gov.db, admin, "spare", Role.OPERATOR, "another good pass phrase")
+
+
+@pytest.fixture(scope="module")
+def fuzz(tmp_path_factory: pytest.TempPathFactory,
+         face_images: dict[str, Path]) -> Iterator[Fuzz]:
+    tmp: Path = tmp_path_factory.mktemp("api-fuzz")
+    with installation("sqlite", tmp) as gov:
+        _seed(gov, face_images["obama"])
+        bearer = bearer_headers(gov, "fuzz")
+        app = create_app(gov.system)
+        schema = schemathesis.openapi.from_asgi("/api/openapi.json", app,
+                                                headers=bearer[Role.ADMIN])
+        with ASGIClient(app) as client:
+            yield Fuzz(gov, schema, client, bearer)
+
+
+@pytest.fixture()
+def caller_headers(fuzz: Fuzz, request: pytest.FixtureRequest) -> dict[str, str]:
+    """The caller's headers, its account active and its token unrevoked (an admin's fuzzing
+    may deactivate accounts and revoke tokens: put them back, so every run signs in)."""
+    role: Role | None = request.param
+    if role is None:
+        return {}
+    name = ACCOUNT[role]
+    if fuzz.client.get("/api/v1/auth/me", headers=fuzz.bearer[role]).status_code != 200:
+        users.set_active(fuzz.gov.db, fuzz.gov.actors["admin"], name, True)
+        fuzz.bearer.update(bearer_headers(fuzz.gov, "fuzz again"))
+    assert fuzz.client.get("/api/v1/auth/me", headers=fuzz.bearer[role]).status_code == 200
+    return fuzz.bearer[role]
+
+
+def test_every_operation_is_fuzzed(fuzz: Fuzz) -> None:
+    """The schema the app serves has exactly the operations fuzzed here (or skipped, with a
+    reason)."""
+    served = sorted((method.upper(), path) for path, ops in fuzz.schema.raw_schema["paths"]
+                    .items() for method in ops)
+    assert served == schema_operations()
+    assert len(served) >= 40
+    stale = [op for op in SKIPPED if op not in served]
+    assert not stale, f"these operations no longer exist: {stale}"
+    assert all(reason.strip() for reason in SKIPPED.values())
+
+
+@pytest.mark.parametrize(("operation", "caller_headers"), RUNS, indirect=["caller_headers"],
+                         ids=[f"{m} {p} as {c.value if c else 'anonymous'}"
+                              for (m, p), c in RUNS])
+def test_fuzz(fuzz: Fuzz, operation: tuple[str, str], caller_headers: dict[str, str]) -> None:
+    method, path = operation
+    op = fuzz.schema[path][method]
+    strategy = st.one_of(op.as_strategy(GenerationMode.POSITIVE),
+                         op.as_strategy(GenerationMode.NEGATIVE))
+
+    @settings(max_examples=EXAMPLES, derandomize=SEED is None, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck), print_blob=True)
+    @given(case=strategy)
+    def run(case: schemathesis.Case) -> None:
+        response = case.call(session=fuzz.client, headers=caller_headers)
+        case.validate_response(response, checks=CHECKS, headers=caller_headers)
+
+    if SEED is not None:
+        run = seed(int(SEED))(run)
+    run()
