@@ -172,6 +172,17 @@ def test_console_when_round_trips(when: datetime) -> None:
         naive.replace(second=0, microsecond=0, tzinfo=UTC)
 
 
+@pytest.mark.xfail(strict=False, reason=OVERFLOW_REASON)
+@given(aware)
+@example(datetime(1, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=1))))
+@example(datetime(9999, 12, 31, 23, 30, tzinfo=timezone(timedelta(hours=-1))))
+def test_parsed_times_convert_to_utc(when: datetime) -> None:
+    """What the command line and the console accept, the database can store (in UTC)."""
+    for parsed in (_parse_when(when.isoformat()), _when(when.isoformat(), "planned start")):
+        if parsed is not None:
+            parsed.astimezone(UTC)
+
+
 # -- camera lines --------------------------------------------------------------------------
 
 @given(text)
