@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import string
+import time
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from hypothesis import assume, example, given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from openlfr.cli.calibrate import parse_rate
 from openlfr.cli.deployments import parse_when
 from openlfr.evaluation.groups import (
     AGE_BANDS,
@@ -30,6 +32,7 @@ from openlfr.evaluation.groups import (
     load_groups,
     parse_utkface_name,
 )
+from openlfr.evaluation.identify import parse_sizes
 from openlfr.evaluation.pairs import (
     CSV_FOLDS,
     Pair,
@@ -367,6 +370,56 @@ def test_parse_decision(value: str) -> None:
         assert "decision must be" in str(exc)
         return
     assert parse_decision(value.upper()) == same == parse_decision(f" {value} ")
+
+
+# -- numbers on the command line ----------------------------------------------------------
+
+@given(st.one_of(text, st.fractions().map(str), st.floats().map(str)))
+@example("1e1000")  # overflowed float(): a traceback
+@example("1e-10000000")  # Fraction built a ten-million-digit denominator: 47 s
+@example("1/" + "9" * 5000)
+@example("nan")
+def test_parse_rate_any_text(value: str) -> None:
+    try:
+        rate = parse_rate(value)
+    except ValueError as exc:
+        assert str(exc).startswith("--target-fpir")
+        return
+    assert 0.0 < rate < 1.0
+
+
+def test_parse_rate_is_quick_on_huge_exponents() -> None:
+    """Regression: ``--target-fpir 1e-10000000`` took 47 s before it was refused."""
+    start = time.monotonic()
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        parse_rate("1e-10000000")
+    assert time.monotonic() - start < 5
+
+
+@given(st.integers(1, 10**6), st.integers(1, 10**6))
+def test_parse_rate_round_trips_fractions(a: int, b: int) -> None:
+    low, high = sorted((a, b))
+    if low == high:
+        return
+    assert parse_rate(f"{low}/{high}") == low / high
+    assert parse_rate(repr(low / high)) == low / high
+
+
+@given(text)
+@example("²")  # a digit to str.isdigit(), not to int()
+@example("9" * 5000)
+def test_parse_sizes_any_text(value: str) -> None:
+    try:
+        sizes = parse_sizes(value)
+    except ValueError as exc:
+        assert str(exc).startswith("--gallery-sizes")
+        return
+    assert sizes and sizes == sorted(set(sizes)) and all(s >= 1 for s in sizes)
+
+
+@given(st.lists(st.integers(1, 10**9), min_size=1, max_size=6))
+def test_parse_sizes_round_trip(sizes: list[int]) -> None:
+    assert parse_sizes(", ".join(f"{s:_}" for s in sizes)) == sorted(set(sizes))
 
 
 # -- group specs ---------------------------------------------------------------------------
