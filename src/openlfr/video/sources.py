@@ -92,7 +92,7 @@ class SourceSpec:
         if match and "://" not in match.group(1):
             name, text = match.group(1), match.group(2).strip()
         scheme = text.split("://", 1)[0].lower() if "://" in text else ""
-        if text.isdigit():
+        if text.isascii() and text.isdigit() and len(text) <= 6:  # not "¹", nor 5,000 digits
             return cls(name or f"webcam{int(text)}", text, "device")
         if scheme in STREAM_SCHEMES:
             return cls(name or _stream_name(text), text, "stream")
