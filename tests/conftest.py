@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from hypothesis import settings
 
 SDISTS = {
     "face_recognition-1.3.0.tar.gz": (
@@ -38,6 +39,16 @@ IMAGES = {
     "biden": (_FR[0], _FR[1] + "biden.jpg"),
     "group": ("insightface-2.1.tar.gz", "insightface-2.1/insightface/data/images/t1.jpg"),
 }
+
+
+# Property-based tests (hypothesis): the same examples on every run and no per-example deadline
+# (a shared CI machine is slow at times), nothing stored between runs. `--hypothesis-profile
+# long` (benchmarks/fuzz_api.py) draws many more, new ones each run.
+settings.register_profile("ci", max_examples=100, derandomize=True, deadline=None,
+                          database=None, print_blob=True)
+settings.register_profile("long", max_examples=2000, deadline=None, database=None,
+                          print_blob=True)
+settings.load_profile("ci")
 
 
 def _cache_dir() -> Path:

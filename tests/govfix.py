@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,9 @@ PEOPLE = {
     "sv1": Role.SUPERVISOR,
     "au1": Role.AUDITOR,
 }
+#: The account of each role used where one per role is enough.
+ACCOUNT = {Role.ADMIN: "admin", Role.AUTHORISING_OFFICER: "ao1", Role.OPERATOR: "op1",
+           Role.SUPERVISOR: "sv1", Role.AUDITOR: "au1"}
 
 
 @dataclass
@@ -100,11 +104,11 @@ def make_gov(kind: str, tmp_path: Path, database_url: str | None) -> Gov:
     return gov
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def gov(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Gov]:
-    """A fresh installation (data dir, master key, schema, one user per role), run twice:
-    on SQLite and on PostgreSQL."""
-    if request.param == "sqlite":
+@contextmanager
+def installation(kind: str, tmp_path: Path) -> Iterator[Gov]:
+    """A fresh installation on ``kind`` ("sqlite" or "postgresql"), closed after use; a
+    PostgreSQL one lives in a database of its own, dropped after use."""
+    if kind == "sqlite":
         g = make_gov("sqlite", tmp_path, None)
         try:
             yield g
@@ -112,8 +116,7 @@ def gov(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Gov]:
             g.system.close()
         return
     gen = _pg_database()
-    url = next(gen)
-    g = make_gov("postgresql", tmp_path, url)
+    g = make_gov("postgresql", tmp_path, next(gen))
     try:
         yield g
     finally:
@@ -122,11 +125,27 @@ def gov(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Gov]:
             pass
 
 
+def bearer_headers(gov: Gov, label: str) -> dict[Role, dict[str, str]]:
+    """An API token for the account of each role in :data:`ACCOUNT`, as request headers."""
+    from openlfr.web import tokens  # the web layer only where a test asks for it
+
+    out = {}
+    for role, name in ACCOUNT.items():
+        _, secret = tokens.create_token(gov.db, gov.actors["admin"], name, f"{label} {name}")
+        out[role] = {"Authorization": f"Bearer {secret}"}
+    return out
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def gov(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Gov]:
+    """A fresh installation (data dir, master key, schema, one user per role), run twice:
+    on SQLite and on PostgreSQL."""
+    with installation(request.param, tmp_path) as g:
+        yield g
+
+
 @pytest.fixture()
 def sqlite_gov(tmp_path: Path) -> Iterator[Gov]:
     """The SQLite installation alone (for tests about the database file itself)."""
-    g = make_gov("sqlite", tmp_path, None)
-    try:
+    with installation("sqlite", tmp_path) as g:
         yield g
-    finally:
-        g.system.close()

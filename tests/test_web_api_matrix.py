@@ -28,14 +28,10 @@ from fastapi.testclient import TestClient
 from openlfr.audit import log as audit_log
 from openlfr.governance.authz import PERMISSIONS, Perm
 from openlfr.store.enums import Role
-from openlfr.web import tokens
 from openlfr.web.app import ROUTERS, create_app
-from tests.govfix import PASSWORD, Gov, _pg_database, make_gov
+from tests.govfix import ACCOUNT, PASSWORD, Gov, bearer_headers, installation
 from tests.test_web_core import all_routes
 
-#: One account per role (from tests.govfix.PEOPLE).
-ACCOUNT = {Role.ADMIN: "admin", Role.AUTHORISING_OFFICER: "ao1", Role.OPERATOR: "op1",
-           Role.SUPERVISOR: "sv1", Role.AUDITOR: "au1"}
 ANYONE = "anyone"  # no sign-in needed (the public API, signing in)
 SIGNED_IN = "signed-in"  # any role
 NO = 999999  # an id that does not exist
@@ -195,21 +191,8 @@ def install(request: pytest.FixtureRequest,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gov]:
     """One installation per database for the whole matrix."""
     tmp: Path = tmp_path_factory.mktemp(f"api-matrix-{request.param}")
-    if request.param == "sqlite":
-        g = make_gov("sqlite", tmp, None)
-        try:
-            yield g
-        finally:
-            g.system.close()
-        return
-    gen = _pg_database()
-    g = make_gov("postgresql", tmp, next(gen))
-    try:
+    with installation(request.param, tmp) as g:
         yield g
-    finally:
-        g.system.close()
-        for _ in gen:
-            pass
 
 
 @dataclass
@@ -221,11 +204,7 @@ class Matrix:
 
 @pytest.fixture(scope="module")
 def matrix(install: Gov) -> Iterator[Matrix]:
-    bearer = {}
-    for role, name in ACCOUNT.items():
-        _, secret = tokens.create_token(install.db, install.actors["admin"], name,
-                                        f"matrix {name}")
-        bearer[role] = {"Authorization": f"Bearer {secret}"}
+    bearer = bearer_headers(install, "matrix")
     with TestClient(create_app(install.system), base_url="http://testserver") as client:
         yield Matrix(install, client, bearer)
 

@@ -28,9 +28,12 @@ CACHE_HELP = ("Template cache directory (one .npz per model, keyed by image SHA-
 
 def parse_rate(text: str, option: str = "--target-fpir") -> float:
     """``"1/6000"``, ``"0.0001"`` or ``"1e-4"`` → a float strictly between 0 and 1."""
+    raw = text.strip().replace("_", "")
     try:
-        value = float(Fraction(text.strip().replace("_", "")))
-    except (ValueError, ZeroDivisionError) as exc:
+        # a fraction of integers; anything else as a float: Fraction("1e-10000000") would take
+        # a minute to build its ten-million-digit denominator
+        value = float(Fraction(raw)) if "/" in raw else float(raw)
+    except (ValueError, ZeroDivisionError, OverflowError) as exc:
         raise ValueError(f"{option} {text!r}: not a number (write e.g. 1/6000 or "
                          "0.000167)") from exc
     if not 0.0 < value < 1.0:

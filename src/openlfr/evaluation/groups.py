@@ -86,7 +86,8 @@ def parse_utkface_name(name: str) -> dict[str, str] | None:
     if len(parts) < 4:
         return None
     age, gender, race = parts[0], parts[1], parts[2]
-    if not age.isdigit() or gender not in UTK_GENDER or race not in UTK_RACE:
+    if (not age.isascii() or not age.isdigit() or len(age) > 3 or gender not in UTK_GENDER
+            or race not in UTK_RACE):  # isdigit() alone lets "²" and 5,000 digits through
         return None
     years = int(age)
     if years > 130:

@@ -151,7 +151,9 @@ def parse_sizes(text: str) -> list[int]:
         part = part.strip().replace("_", "")
         if not part:
             continue
-        if not part.isdigit() or int(part) < 1:
+        # isascii: str.isdigit() also takes "²", which int() refuses; 12 digits: int() refuses
+        # thousands of them, and no gallery is that large
+        if not (part.isascii() and part.isdigit()) or len(part) > 12 or int(part) < 1:
             raise ValueError(f"--gallery-sizes: {part!r} is not a positive integer")
         out.append(int(part))
     if not out:

@@ -36,7 +36,8 @@ CSV_FOLD_SEED = 20240607
 CSV_COLUMNS = ("file_x", "file_y", "decision")
 _TRUE = {"yes", "true", "1", "y", "t", "same", "match"}
 _FALSE = {"no", "false", "0", "n", "f", "different", "mismatch"}
-_INT = re.compile(r"^[0-9]+$")
+#: A number in a pairs file (at most 18 digits: int() refuses thousands of them).
+_INT = re.compile(r"^[0-9]{1,18}$")
 
 
 class PairsError(ValueError):
@@ -189,7 +190,10 @@ def parse_decision(value: str) -> bool:
 
 def _parse_csv(path: Path, text: str) -> list[Pair]:
     reader = csv.reader(io.StringIO(text))
-    rows = [(reader.line_num, row) for row in reader]
+    try:
+        rows = [(reader.line_num, row) for row in reader]
+    except csv.Error as exc:  # e.g. a field over csv's limit of 131,072 characters
+        raise _error(path, reader.line_num or None, f"not a readable CSV ({exc})") from exc
     rows = [(n, r) for n, r in rows if any(c.strip() for c in r)]
     header_line, header = rows[0]
     columns = [c.strip().lower() for c in header]

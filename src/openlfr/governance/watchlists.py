@@ -169,6 +169,8 @@ def parse_expiry(text: str, now: datetime | None = None) -> datetime:
     that day, UTC) or an ISO time (UTC unless it names its offset)."""
     now = now or datetime.now(UTC)
     m = _DURATION.match(text)
+    if m and len(m.group(1)) > 12:  # no datetime is that far away (nor can int() read 5000)
+        raise RuleError(f"expiry {text[:40]!r}…: too far in the future")
     if m:
         n, unit = int(m.group(1)), m.group(2).lower()
         try:

@@ -132,7 +132,7 @@ class SourceSpec:
         (``rtsp://…``, ``http://…/stream.mjpg``) or a video file path."""
         name, text = _split_name(text)
         scheme = text.split("://", 1)[0].lower() if "://" in text else ""
-        if text.isdigit():
+        if text.isascii() and text.isdigit() and len(text) <= 6:  # not "¹", nor 5,000 digits
             return cls(name or f"webcam{int(text)}", text, "device")
         if scheme in STREAM_SCHEMES:
             return cls(name or _stream_name(text), text, "stream")

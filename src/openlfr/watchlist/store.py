@@ -38,6 +38,13 @@ META_NAME = "meta.json"
 TEMPLATES_NAME = "templates.npy"
 #: Largest deviation from unit length accepted for a stored template.
 _NORM_TOLERANCE = 1e-3
+#: Limits that keep a hostile file from using unbounded memory: the largest ``meta.json``
+#: (about 100,000 subjects), the largest template length of any face model, and the highest
+#: compression ratio of a member (JSON deflates about 5:1, templates are stored; a zip bomb
+#: reaches 1000:1). Each is checked on the archive's directory before anything is read.
+MAX_META_BYTES = 64 << 20
+MAX_DIM = 4096
+MAX_RATIO = 200
 
 
 class WatchlistError(ValueError):
@@ -312,8 +319,9 @@ class Watchlist:
         """Write the watchlist to ``path`` atomically (the old file survives any failure)."""
         path = Path(path)
         try:
-            meta = json.dumps(self._meta(), ensure_ascii=False, indent=1, allow_nan=False)
-        except (TypeError, ValueError) as exc:
+            meta = json.dumps(self._meta(), ensure_ascii=False, indent=1,
+                              allow_nan=False).encode("utf-8")
+        except (TypeError, ValueError) as exc:  # UnicodeEncodeError: a lone surrogate
             raise WatchlistError(f"{path}: metadata cannot be written as JSON: {exc}") from exc
         matrix = np.ascontiguousarray(self.matrix(), dtype="<f4")
         directory = path.parent if str(path.parent) else Path(".")
@@ -324,8 +332,7 @@ class Watchlist:
             ) as handle:
                 tmp_name = handle.name
                 with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_STORED) as archive:
-                    archive.writestr(META_NAME, meta.encode("utf-8"),
-                                     compress_type=zipfile.ZIP_DEFLATED)
+                    archive.writestr(META_NAME, meta, compress_type=zipfile.ZIP_DEFLATED)
                     big = matrix.nbytes > (1 << 30)
                     with archive.open(TEMPLATES_NAME, "w", force_zip64=big) as member:
                         np.lib.format.write_array(member, matrix, allow_pickle=False)
@@ -377,38 +384,41 @@ class Watchlist:
                 names = set(archive.namelist())
                 if META_NAME not in names:
                     raise fail(f"not a watchlist file (no {META_NAME} inside)")
-                raw_meta = archive.read(META_NAME)
+                meta_info = archive.getinfo(META_NAME)
+                _check_member(meta_info, MAX_META_BYTES, fail)
+                with archive.open(meta_info) as member:
+                    raw_meta = _read_at_most(member, MAX_META_BYTES + 1)
+                if len(raw_meta) > MAX_META_BYTES:
+                    raise fail(f"{META_NAME} is larger than {MAX_META_BYTES:,} bytes")
                 meta = _parse_header(raw_meta, fail)
                 if expect_model_id is not None and meta["model_id"] != expect_model_id:
                     raise fail(
                         f"holds templates of model {meta['model_id']!r}, not the expected "
                         f"{expect_model_id!r}; templates of different models are not comparable"
                     )
+                subjects = _subjects(meta, fail)  # before the matrix: its size is checked
                 if TEMPLATES_NAME not in names:
                     raise fail(f"corrupt watchlist file: {TEMPLATES_NAME} is missing")
-                with archive.open(TEMPLATES_NAME) as member:
+                templates_info = archive.getinfo(TEMPLATES_NAME)
+                # the .npy header (at most 64 KiB) and the matrix, nothing more
+                _check_member(templates_info, (64 << 10) + meta["count"] * meta["dim"] * 4,
+                              fail)
+                with archive.open(templates_info) as member:
                     matrix = _read_matrix(member, meta["count"], meta["dim"], fail)
         except WatchlistError:
             raise
         except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error) as exc:
             raise fail(f"corrupt watchlist file: {exc}") from exc
-        return cls._from_parts(meta, matrix, fail)
+        except (NotImplementedError, RuntimeError) as exc:  # a compression method or
+            # encryption zipfile does not support: never what openlfr writes
+            raise fail(f"not a watchlist file openlfr can read: {exc}") from exc
+        return cls._from_parts(meta, subjects, matrix, fail)
 
     @classmethod
-    def _from_parts(cls, meta: dict[str, Any], matrix: FloatArray, fail: Any) -> Watchlist:
-        dim, count = meta["dim"], meta["count"]
-        try:
-            subjects = [Subject.from_dict(s) for s in meta["subjects"]]
-        except (TypeError, AttributeError) as exc:
-            raise fail(f"corrupt watchlist file: bad subject record ({exc})") from exc
+    def _from_parts(cls, meta: dict[str, Any], subjects: list[Subject], matrix: FloatArray,
+                    fail: Any) -> Watchlist:
+        dim = meta["dim"]
         references = [r for s in subjects for r in s.references]
-        if not all(s.id for s in subjects) or not all(r.id for r in references):
-            raise fail("corrupt watchlist file: a subject or reference has no id")
-        if len(references) != count:
-            raise fail(
-                f"inconsistent watchlist file: {count} templates but {len(references)} "
-                "references"
-            )
         if not np.isfinite(matrix).all():
             raise fail("corrupt watchlist file: templates contain NaN or infinite values")
         norms = np.sqrt(np.einsum("ij,ij->i", matrix, matrix))
@@ -432,11 +442,55 @@ class Watchlist:
         return watchlist
 
 
+def _check_member(info: zipfile.ZipInfo, limit: int, fail: Any) -> None:
+    """Refuse, before reading it, a member larger than ``limit`` or compressed like a bomb."""
+    if info.file_size > limit:
+        raise fail(f"corrupt watchlist file: {info.filename} is {info.file_size:,} bytes, "
+                   f"more than the {limit:,} it may have")
+    if info.file_size > MAX_RATIO * info.compress_size + (64 << 10):
+        raise fail(f"corrupt watchlist file: {info.filename} is compressed "
+                   f"{info.file_size // max(info.compress_size, 1):,} to 1, more than "
+                   f"{MAX_RATIO} to 1 (a zip bomb?)")
+
+
+def _read_at_most(stream: IO[bytes], limit: int) -> bytes:
+    """Up to ``limit`` bytes, inflated 1 MiB at a time: a member whose directory entry
+    understates its size is never inflated whole (``read()`` of zipfile would)."""
+    chunks: list[bytes] = []
+    left = limit
+    while left > 0:
+        chunk = stream.read(min(left, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _subjects(meta: dict[str, Any], fail: Any) -> list[Subject]:
+    """The subject records of the header, checked against its template count."""
+    try:
+        subjects = [Subject.from_dict(s) for s in meta["subjects"]]
+    except (TypeError, AttributeError) as exc:
+        raise fail(f"corrupt watchlist file: bad subject record ({exc})") from exc
+    references = [r for s in subjects for r in s.references]
+    if not all(s.id for s in subjects) or not all(r.id for r in references):
+        raise fail("corrupt watchlist file: a subject or reference has no id")
+    if len(references) != meta["count"]:
+        raise fail(
+            f"inconsistent watchlist file: {meta['count']} templates but {len(references)} "
+            "references"
+        )
+    return subjects
+
+
 def _parse_header(raw: bytes, fail: Any) -> dict[str, Any]:
     try:
         meta = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise fail(f"corrupt watchlist file: {META_NAME} is not valid JSON ({exc})") from exc
+    except RecursionError:  # "[[[[…": nested deeper than the parser goes
+        raise fail(f"corrupt watchlist file: {META_NAME} is nested too deeply") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         found = meta.get("format") if isinstance(meta, dict) else None
         raise fail(f"not a watchlist file (format {found!r}, expected {FORMAT!r})")
@@ -456,6 +510,9 @@ def _parse_header(raw: bytes, fail: Any) -> dict[str, Any]:
     for key, value, least in (("dim", dim, 1), ("count", count, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise fail(f"corrupt watchlist file: bad {key} {value!r} in the header")
+    if dim > MAX_DIM:
+        raise fail(f"corrupt watchlist file: templates of {dim} values, more than any face "
+                   f"model's ({MAX_DIM})")
     if not isinstance(meta.get("subjects"), list):
         raise fail("corrupt watchlist file: the header has no subject list")
     created = meta.get("created_at", "")
@@ -480,8 +537,8 @@ def _read_matrix(stream: IO[bytes], count: int, dim: int, fail: Any) -> FloatArr
             f"({count}, {dim})"
         )
     size = count * dim * 4
-    data = stream.read(size)
-    if len(data) != size or stream.read(1):
+    data = _read_at_most(stream, size + 1)
+    if len(data) != size:
         raise fail("corrupt watchlist file: the template matrix is truncated or too long")
     return np.frombuffer(data, dtype="<f4").reshape(count, dim)  # read-only
 

@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
 from sqlalchemy.exc import DataError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -70,6 +71,29 @@ ROUTERS = (
 ANONYMOUS_API = ("/api/v1/public/", "/api/v1/auth/login")
 
 
+class Problem(BaseModel):
+    """Every error answer of the API: ``{"detail": "what was wrong"}``."""
+
+    detail: str
+
+
+#: The error answers any API operation may give, as the OpenAPI schema documents them (an
+#: operation's own descriptions take precedence). 422 replaces FastAPI's default, whose list of
+#: errors this API does not send: its detail is one plain sentence too.
+API_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": Problem, "description": text} for status, text in (
+        (400, "Bad input, or a broken rule (the detail says which)"),
+        (401, "Not signed in"),
+        (403, "Refused for the caller's role (audited)"),
+        (404, "No such object"),
+        (409, "The object is not in a state that allows this"),
+        (413, "The request body is too large"),
+        (422, "A parameter or the body does not match the schema"),
+        (429, "Too many attempts: wait as long as Retry-After says"),
+    )
+}
+
+
 def create_app(system: System, runner: Any = None, *, trust_proxy: bool = False) -> FastAPI:
     """The web app on an opened installation. ``runner`` (a
     :class:`~openlfr.web.jobs.BackgroundJobs`, or anything with ``start()``/``stop()``) is
@@ -99,7 +123,7 @@ def create_app(system: System, runner: Any = None, *, trust_proxy: bool = False)
     app.add_middleware(SecurityHeadersMiddleware)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     for router in ROUTERS:
-        app.include_router(router)
+        app.include_router(router, responses=API_ERRORS)
     _error_handlers(app)
 
     @app.get("/", include_in_schema=False)

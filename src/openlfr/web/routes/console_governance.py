@@ -292,6 +292,8 @@ def _when(text: str, label: str) -> datetime:
     if raw.lower() == "now":
         return datetime.now(UTC)
     m = re.fullmatch(r"\+(\d+)\s*([mhd])", raw)
+    if m and len(m.group(1)) > 12:  # no datetime is that far away (nor can int() read 5000)
+        raise RuleError(f"the {label} {raw[:40]!r}… is too far in the future")
     if m:
         unit = {"m": "minutes", "h": "hours", "d": "days"}[m.group(2)]
         try:
