@@ -244,7 +244,22 @@ def test_window_over_cannot_be_authorised_and_end_overdue_stops(gov: Gov, face_i
     running = deps.create(gov.db, gov.actors["op1"], plan((wid,)))
     deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], running)
     assert deps.start(gov.db, gov.actors["op1"], running) is False
-    assert deps.start(gov.db, gov.actors["op2"], running) is True  # resumed
+    assert deps.start(gov.db, gov.actors["op2"], running) is False  # running: nothing changes
+    assert actions(gov, running)[-1] == ("deployment.start", "op1")
+    # A run that stops without ending it pauses it; a person resumes it (audited).
+    assert deps.pause(gov.db, SYSTEM_ACTOR, running, "the server stopped") is True
+    assert deps.pause(gov.db, SYSTEM_ACTOR, running, "again") is False  # not running: recorded
+    assert [a for a, _ in actions(gov, running)[-2:]] == ["deployment.pause",
+                                                          "deployment.run_end"]
+    with pytest.raises(RuleError, match="only a paused deployment"):
+        deps.resume(gov.db, gov.actors["op1"], later)
+    with pytest.raises(Forbidden):
+        deps.resume(gov.db, gov.actors["au1"], running)
+    deps.resume(gov.db, gov.actors["op2"], running)
+    assert actions(gov, running)[-1] == ("deployment.resume", "op2")
+    assert deps.show(gov.db, gov.actors["au1"], running)["status"] == "running"
+    # A paused deployment is ended at the end of its window like a running one.
+    deps.pause(gov.db, SYSTEM_ACTOR, running, "the camera sources ended")
     assert deps.end_overdue(gov.db, now + timedelta(minutes=30)) == []
     assert deps.end_overdue(gov.db, now + timedelta(hours=3)) == [later, running]
     with gov.db.reading() as s:

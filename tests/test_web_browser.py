@@ -199,7 +199,7 @@ def test_operator_sees_the_alert_live_and_confirms_it(tmp_path: Path, face_image
             expect(page.locator("#live-state")).to_have_text(re.compile("^live"),
                                                              timeout=10_000)
             # camera health arrives on the same stream
-            expect(page.locator("#health-rows")).to_contain_text("connected", timeout=30_000)
+            expect(page.locator("#health-rows")).to_contain_text("live", timeout=30_000)
             assert page.locator("article.alert-card").count() == 0
             page.evaluate("window.__sameDocument = true")
             shot(page, "queue-waiting")

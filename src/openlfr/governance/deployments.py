@@ -58,6 +58,7 @@ from openlfr.store.enums import DeploymentStatus, WatchlistStatus
 from openlfr.store.models import (
     AuditRecord,
     Camera,
+    CameraStats,
     Deployment,
     Watchlist,
 )
@@ -577,8 +578,10 @@ def end_overdue(db: Database, now: datetime | None = None) -> list[int]:
 # -- reading -----------------------------------------------------------------------------------
 
 def describe(session: Session, dep: Deployment) -> dict[str, Any]:
-    """A JSON-ready view of a deployment (no keys, no biometric data)."""
+    """A JSON-ready view of a deployment (no keys, no biometric data), with each camera's
+    state (:func:`camera_states`)."""
     floor = current_floor(session, dep.model_id)
+    cameras = camera_states(session, dep)
     return {
         "id": dep.id, "name": dep.name, "status": dep.status.value, "site": dep.site,
         "location": dep.location, "purpose": dep.purpose, "legal_basis": dep.legal_basis,
@@ -596,9 +599,51 @@ def describe(session: Session, dep: Deployment) -> dict[str, Any]:
         "end_reason": dep.end_reason, "pause_reason": dep.pause_reason,
         "watchlists": [{"id": wl.id, "name": wl.name, "status": wl.status.value}
                        for wl in dep.watchlists],
-        "cameras": [{"name": c.name, "source": _redact(c.source)} for c in dep.cameras],
+        "cameras": cameras,
+        "cameras_live": sum(1 for c in cameras if c["state"] == "live"),
         "missing": missing_fields(dep) if dep.status == DeploymentStatus.DRAFT else [],
     }
+
+
+#: How each camera state of a run is shown.
+STATE_WORDS = {"connecting": "connecting", "running": "live", "reconnecting": "retrying",
+               "failed": "failed", "ended": "ended", "stopped": "stopped"}
+#: A state written longer ago than this, while the deployment runs, is not trusted: the process
+#: running it may have died.
+STALE_AFTER = 30.0
+
+
+def camera_states(session: Session, dep: Deployment, now: datetime | None = None
+                  ) -> list[dict[str, Any]]:
+    """Each camera of a deployment with its state in the latest run (written by the run, in
+    whichever process it runs): ``connecting``, ``live``, ``retrying`` (since when, with the
+    last error, credentials removed), ``ended``, ``stopped``; ``unknown`` when a running
+    deployment's state is stale; ``None`` before any run. Counts only, no people."""
+    now = now or utcnow()
+    rows = {r.camera: r for r in session.scalars(select(CameraStats).where(
+        CameraStats.deployment_id == dep.id))}
+    out = []
+    for c in dep.cameras:
+        row = rows.get(c.name)
+        state = since = error = None
+        frames = seconds = 0
+        if row is not None:
+            frames, seconds = row.frames, row.seconds
+            if row.state is not None:
+                state = STATE_WORDS.get(row.state, row.state)
+                since, error = row.state_since, row.last_error
+                current = state in ("live", "connecting", "retrying", "failed")
+                if dep.status != DeploymentStatus.RUNNING and current and state != "failed":
+                    state = "stopped"
+                elif dep.status == DeploymentStatus.RUNNING and current and (
+                        row.updated_at is not None
+                        and (now - row.updated_at).total_seconds() > STALE_AFTER):
+                    state = "unknown"
+        out.append({"name": c.name, "source": _redact(c.source), "state": state,
+                    "state_since": _dt(since), "last_error": error if state in (
+                        "retrying", "failed", "unknown", "stopped", "ended") else None,
+                    "frames": frames, "seconds": round(float(seconds), 1)})
+    return out
 
 
 def show(db: Database, actor: Actor, deployment_id: int) -> dict[str, Any]:

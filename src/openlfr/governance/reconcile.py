@@ -211,6 +211,8 @@ class Reconciler:
         self._retry: dict[int, tuple[float, float]] = {}  # id → (not before, next delay)
         self._lock = threading.Lock()
         self._closed = False
+        #: The last error of each deployment whose run could not start or reload.
+        self.errors: dict[int, str] = {}
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -282,6 +284,7 @@ class Reconciler:
             handle = self.launcher.launch(dep_id, gallery, names)
         except Exception as exc:
             log.error("deployment %d: its run could not start: %s", dep_id, exc)
+            self.errors[dep_id] = str(exc)
             self._backoff(dep_id)
             report.failed.append(dep_id)
             return
@@ -299,6 +302,7 @@ class Reconciler:
             # What cannot be loaded must not be searched any longer: an empty gallery until it
             # can (the fingerprint stays old, so the next tick tries again).
             log.error("deployment %d: its gallery could not be loaded: %s", dep_id, exc)
+            self.errors[dep_id] = str(exc)
             report.failed.append(dep_id)
             try:
                 with self.system.db.reading() as s:
