@@ -298,12 +298,14 @@ def override_threshold(
 
 @app.command()
 def start(deployment: IdArg, user: UserOpt, data_dir: DataDirOpt = None) -> None:
-    """Mark an authorised deployment running, inside its window. `openlfr watch --deployment
-    ID` runs its cameras (and starts it itself if needed)."""
+    """Mark an authorised (or paused: resume it) deployment running, inside its window. A
+    running `openlfr serve` opens its cameras within 2 s; `openlfr watch --deployment ID` runs
+    them in its own process instead."""
     with acting(data_dir, user) as ctx:
         resumed = deps.start(ctx.db, ctx.actor, deployment)
     err_console.print(f"[green]✓[/] deployment {deployment} "
-                      f"{'was already running' if resumed else 'is running'}", highlight=False)
+                      f"{'is resumed' if resumed else 'is running'} (a running `openlfr "
+                      "serve` opens its cameras within 2 s)", highlight=False)
 
 
 @app.command()
@@ -312,7 +314,8 @@ def stop(
     reason: Annotated[str, typer.Option("--reason", help="Why it ends now.")],
     data_dir: DataDirOpt = None,
 ) -> None:
-    """End a deployment (final). A running `openlfr watch --deployment` notices and stops."""
+    """End a deployment (final; running, paused or authorised). Its live run, wherever it
+    runs, stops within 2 s."""
     with acting(data_dir, user) as ctx:
         deps.stop(ctx.db, ctx.actor, deployment, reason)
     err_console.print(f"[green]✓[/] deployment {deployment} ended", highlight=False)
