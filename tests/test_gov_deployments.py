@@ -308,7 +308,9 @@ def test_the_commands_create_authorise_show_start_stop(gov: Gov, face_images):
     view = json.loads(created.stdout)
     dep_id = view["id"]
     assert view["status"] == "draft" and view["threshold"] == DEFAULT_FLOORS["sface"]
-    assert view["cameras"] == [{"name": "gate", "source": "rtsp://10.0.0.5/stream"}]
+    assert view["cameras"] == [{"name": "gate", "source": "rtsp://10.0.0.5/stream",
+                                "state": None, "state_since": None, "last_error": None,
+                                "frames": 0, "seconds": 0.0}]
     refused = _cli(gov, "deployment", "authorise", dep_id, "--user", "op1")
     assert refused.returncode == 3 and "refused" in refused.stderr
     assert "Traceback" not in refused.stderr

@@ -340,6 +340,11 @@ class Reconciler:
 
     # -- shutting down -------------------------------------------------------------------------
 
+    def reopen(self) -> None:
+        """Reconcile again after :meth:`stop_all` (a server started again)."""
+        with self._lock:
+            self._closed = False
+
     def stop_all(self, why: str) -> list[RunHandle]:
         """Stop every owned run (they pause their deployments with ``why``) and stop
         reconciling; returns the runs, for the caller to wait on."""

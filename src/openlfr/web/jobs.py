@@ -73,6 +73,7 @@ class BackgroundJobs:
         if self._thread is not None:
             return
         self._stop.clear()
+        self.reconciler.reopen()
         if self.resume:
             self.resume_paused()
         self._thread = threading.Thread(target=self._loop, name="lfr-jobs", daemon=True)

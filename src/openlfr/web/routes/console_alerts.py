@@ -151,7 +151,7 @@ def _deployment_choices(request: Request, actor: Actor,
                         current: int | None) -> list[dict[str, Any]]:
     """Deployments that can have alerts (running first), and the one asked for."""
     items = deps.list_deployments(web(request).db, actor)
-    order = {"running": 0, "authorised": 1, "ended": 2, "draft": 3}
+    order = {"running": 0, "paused": 1, "authorised": 2, "ended": 3, "draft": 4}
     return sorted((d for d in items if d["status"] != "draft" or d["id"] == current),
                   key=lambda d: (order.get(d["status"], 9), -d["id"]))
 
