@@ -167,7 +167,7 @@ def test_a_change_after_authorisation_needs_a_new_authorisation(gov: Gov, face_i
     dep_id = make_authorised(gov, face_images["obama"])
     assert deps.edit(gov.db, gov.actors["op2"], dep_id, location="Same place") == ["location"]
     assert status(gov, dep_id) == DeploymentStatus.DRAFT
-    with pytest.raises(RuleError, match="only an authorised deployment"):
+    with pytest.raises(RuleError, match="only an authorised or paused deployment"):
         deps.start(gov.db, gov.actors["op1"], dep_id)
     deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
     assert status(gov, dep_id) == DeploymentStatus.AUTHORISED

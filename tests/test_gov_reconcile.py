@@ -22,7 +22,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import delete, func, select, update
+from typer.testing import CliRunner
 
+from openlfr.cli import app
 from openlfr.governance import deployments as deps
 from openlfr.governance import watchlists
 from openlfr.governance.alerts import AlertRecorder
@@ -143,6 +145,10 @@ def test_start_elsewhere_runs_within_two_seconds_and_stop_ends_it(gov: Gov, face
         assert body["cameras_live"] == 2 and body["cameras"][0]["state_since"]
         page = client.get(f"/public/deployments/{dep_id}").text
         assert "Running now" in page and "running, 2 of 2 cameras live" in page
+        # The command line does not run it a second time beside the server.
+        result = CliRunner().invoke(app, ["watch", "--deployment", str(dep_id), "--user",
+                                          "op1"], env=gov.env())
+        assert result.exit_code == 2 and "running in another process" in result.stderr
         run = jobs.runs[dep_id]
         with other_connection(gov) as other:
             deps.stop(other, gov.actors["op2"], dep_id, "Operation finished")

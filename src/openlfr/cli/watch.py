@@ -352,6 +352,11 @@ def _watch_deployment(deployment_id: int, user: str, data_dir: Path | None, json
                 run.start()
                 return run
 
+        busy = _running_elsewhere(ctx.db, deployment_id)
+        if busy is not None:
+            fail(f"deployment {deployment_id} is running in another process (its cameras "
+                 f"reported {busy:.0f} s ago, e.g. under `openlfr serve`); stop or pause it "
+                 "there first")
         resumed = deps.start(ctx.db, ctx.actor, deployment_id)
         if resumed and not json_out:
             err_console.print(f"deployment {deployment_id} resumed", highlight=False)
@@ -418,6 +423,34 @@ def _watch_deployment(deployment_id: int, user: str, data_dir: Path | None, json
         err_console.print(f"[bold red]error:[/] camera(s) failed: {', '.join(failed)}",
                           highlight=False)
         raise typer.Exit(1)
+
+
+#: A running deployment whose cameras reported this recently is taken to run somewhere else.
+RUNNING_ELSEWHERE_S = 15.0
+
+
+def _running_elsewhere(db: object, deployment_id: int) -> float | None:
+    """Seconds since a running deployment's cameras last reported, if that is recent (another
+    process runs it); None otherwise."""
+    from sqlalchemy import func, select
+
+    from openlfr.store.enums import DeploymentStatus
+    from openlfr.store.models import CameraStats, Deployment, utcnow
+
+    with db.reading() as s:  # type: ignore[attr-defined]
+        dep = s.get(Deployment, deployment_id)
+        if dep is None or dep.status != DeploymentStatus.RUNNING:
+            return None
+        last = s.scalar(select(func.max(CameraStats.updated_at)).where(
+            CameraStats.deployment_id == deployment_id))
+    if last is None:
+        return None
+    if last.tzinfo is None:
+        from datetime import UTC
+
+        last = last.replace(tzinfo=UTC)
+    age = (utcnow() - last).total_seconds()
+    return age if age < RUNNING_ELSEWHERE_S else None
 
 
 def register(app: typer.Typer) -> None:
