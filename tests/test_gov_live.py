@@ -115,8 +115,8 @@ def test_a_run_stops_itself_at_the_end_of_the_window(gov: Gov, face_images, clip
     # time, so the end comes about two seconds into a run of an endless (looping) camera.
     dep_id = authorised(gov, face_images, {"gate": clips.stranger},
                         start=now - timedelta(minutes=5), end=now + timedelta(minutes=10))
-    clock = SteppedClock(now, speed=300.0)
-    deps.start(gov.db, gov.actors["op1"], dep_id)
+    deps.start(gov.db, gov.actors["op1"], dep_id)  # before the fast clock starts
+    clock = SteppedClock(datetime.now(UTC), speed=300.0)
     run = DeploymentRun(gov.system, dep_id, gov.actors["op1"], clock=clock,
                         options=RunOptions(realtime=True, loop=True, workers=1,
                                            flush_interval=0.5))

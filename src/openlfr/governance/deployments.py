@@ -507,17 +507,21 @@ def resume(db: Database, actor: Actor, deployment_id: int, now: datetime | None 
 
 def pause(db: Database, actor: Actor, deployment_id: int, reason: str,
           now: datetime | None = None,
-          counts: Mapping[str, Mapping[str, Any]] | None = None) -> bool:
+          counts: Mapping[str, Mapping[str, Any]] | None = None,
+          alerts_refused: int | None = None) -> bool:
     """Record that a run stopped without ending its deployment: a ``running`` deployment
     becomes ``paused`` (``deployment.pause``, with the run's counts). A deployment that is no
     longer running (stopped or paused meanwhile) is left as it is and False returned; the run's
-    counts then go on record as ``deployment.run_end``."""
+    counts then go on record as ``deployment.run_end``. ``alerts_refused``: matches the alert
+    recorder did not store because their subject had left the deployment's watchlists."""
     now = now or utcnow()
     with db.session() as s:
         dep = _load(s, deployment_id)
         details: dict[str, Any] = {"reason": reason, "at": _dt(now)}
         if counts is not None:
             details["cameras"] = {name: dict(c) for name, c in counts.items()}
+        if alerts_refused is not None:
+            details["alerts_refused"] = int(alerts_refused)  # a count: no one is named
         if dep.status != DeploymentStatus.RUNNING:
             details["status"] = dep.status.value
             audit_log.record(s, actor.name, "deployment.run_end", "deployment", dep.id, details)

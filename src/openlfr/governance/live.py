@@ -147,6 +147,7 @@ class DeploymentRun:
         self._window_over = False
         self._active = False
         self._pause_why: str | None = None
+        self._recorder: Any = None
         self._gallery_lock = threading.Lock()
         self._gallery: tuple[Gallery, dict[str, str]] | None = gallery
         self._pipelines: list[CameraPipeline] = []
@@ -210,6 +211,11 @@ class DeploymentRun:
         if self._thread is not None:
             return self._thread.is_alive()
         return self._active
+
+    @property
+    def alerts_refused(self) -> int:
+        """Matches not stored because their subject had left the deployment's watchlists."""
+        return int(getattr(self._recorder, "refused", 0))
 
     def figures(self) -> list[CameraFigures]:
         return self._runner.figures() if self._runner is not None else []
@@ -328,6 +334,7 @@ class DeploymentRun:
                                     detect_max_side=opt.detect_max_side,
                                     shots=ShotPolicy(max_embeddings=opt.max_embeddings))
             recorder = AlertRecorder(self.system, self.deployment_id, on_stored=self._stored)
+            self._recorder = recorder
             self._sources = open_sources([f"{name}={source}" for name, source in cameras],
                                          realtime=opt.realtime, loop=opt.loop)
         except BaseException as exc:
@@ -537,7 +544,7 @@ class DeploymentRun:
                    and summary.seconds >= self.options.max_seconds else
                    PAUSE_SOURCES_ENDED)
             paused = deps.pause(db, self.actor, self.deployment_id, why, now=now,
-                                counts=audit_counts)
+                                counts=audit_counts, alerts_refused=self.alerts_refused)
             if not paused:
                 why = None
         return RunResult(self.deployment_id, summary, ended, reason, paused, why, counts)
