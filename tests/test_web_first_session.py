@@ -155,8 +155,9 @@ def test_first_session_through_the_console(tmp_path: Path, face_images, no_face_
             shot(queue, "queue-alert")
 
             # 5. Two people confirm; the second records the outcome.
+            card = queue.locator(f"#alert-{alert_id}")  # not .first: a new card may come on top
             card.locator("button[value=confirm]").click()
-            expect(queue.locator(f"#alert-{alert_id}")).to_contain_text("1 of 2 confirmations")
+            expect(card).to_contain_text("1 of 2 confirmations")
             sam = person("sam")
             sam.goto(f"{url}/console/alerts/{alert_id}")
             sam.click("button[value=confirm]")
