@@ -326,3 +326,17 @@ def test_searching_while_the_gallery_changes():
         t.join()
     assert not errors, errors[0]
     assert len(g) == 3000 - 20
+
+
+def test_clear_overwrites_the_templates_and_empties_the_gallery():
+    """A gallery replaced during a live run (a subject removed) leaves nothing behind."""
+    rng = np.random.default_rng(3)
+    g = Gallery("m", 8)
+    g.add_many(["a", "b"], ["1", "2"], rng.normal(size=(2, 8)).astype(np.float32))
+    held = g._buffer  # the memory the templates were in
+    assert g.clear() == 2
+    assert len(g) == 0 and g.subjects() == set() and "a" not in g
+    assert not held.any()
+    assert g.search(rng.normal(size=(1, 8)).astype(np.float32), k=3) == [[]]
+    g.add("c", "3", rng.normal(size=8).astype(np.float32))  # still usable afterwards
+    assert g.subjects() == {"c"}

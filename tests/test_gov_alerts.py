@@ -20,7 +20,7 @@ from openlfr.audit import log as audit_log
 from openlfr.governance import alerts as svc
 from openlfr.governance.authz import SYSTEM_ACTOR, Forbidden, NotFound, RuleError
 from openlfr.store.crypto import CryptoError
-from openlfr.store.enums import Action, AlertStatus, Category, Decision
+from openlfr.store.enums import Action, AlertStatus, Category, Decision, WatchlistStatus
 from openlfr.store.models import Alert as AlertRow
 from openlfr.store.models import Deployment, Subject, SubjectImage, Watchlist
 from openlfr.video.types import Alert
@@ -45,7 +45,8 @@ def _setup(gov: Gov, face_images: dict[str, Path], two_person_rule: bool = False
     with gov.db.session() as s:
         wl_key = ks.new_key(s, "watchlist")
         wl = Watchlist(name="wl", purpose="test", model_id="sface", max_subjects=10,
-                       created_by="op1", data_key_id=wl_key.id)
+                       created_by="op1", data_key_id=wl_key.id,
+                       status=WatchlistStatus.APPROVED, approved_by="ao1", approved_at=NOW)
         s.add(wl)
         s.flush()
         subject = Subject(watchlist_id=wl.id, reference="CASE-17", category=Category.OTHER,
@@ -63,6 +64,7 @@ def _setup(gov: Gov, face_images: dict[str, Path], two_person_rule: bool = False
                          planned_end=NOW + timedelta(hours=1), threshold=0.36,
                          model_id="sface", created_by="op1", two_person_rule=two_person_rule,
                          data_key_id=dep_key.id)
+        dep.watchlists = [wl]  # the recorder stores alerts only of the deployment's subjects
         s.add(dep)
         s.flush()
         ids = (dep.id, subject.id, image.id, wl.id)

@@ -167,7 +167,7 @@ def test_a_change_after_authorisation_needs_a_new_authorisation(gov: Gov, face_i
     dep_id = make_authorised(gov, face_images["obama"])
     assert deps.edit(gov.db, gov.actors["op2"], dep_id, location="Same place") == ["location"]
     assert status(gov, dep_id) == DeploymentStatus.DRAFT
-    with pytest.raises(RuleError, match="only an authorised deployment"):
+    with pytest.raises(RuleError, match="only an authorised or paused deployment"):
         deps.start(gov.db, gov.actors["op1"], dep_id)
     deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
     assert status(gov, dep_id) == DeploymentStatus.AUTHORISED
@@ -244,7 +244,22 @@ def test_window_over_cannot_be_authorised_and_end_overdue_stops(gov: Gov, face_i
     running = deps.create(gov.db, gov.actors["op1"], plan((wid,)))
     deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], running)
     assert deps.start(gov.db, gov.actors["op1"], running) is False
-    assert deps.start(gov.db, gov.actors["op2"], running) is True  # resumed
+    assert deps.start(gov.db, gov.actors["op2"], running) is False  # running: nothing changes
+    assert actions(gov, running)[-1] == ("deployment.start", "op1")
+    # A run that stops without ending it pauses it; a person resumes it (audited).
+    assert deps.pause(gov.db, SYSTEM_ACTOR, running, "the server stopped") is True
+    assert deps.pause(gov.db, SYSTEM_ACTOR, running, "again") is False  # not running: recorded
+    assert [a for a, _ in actions(gov, running)[-2:]] == ["deployment.pause",
+                                                          "deployment.run_end"]
+    with pytest.raises(RuleError, match="only a paused deployment"):
+        deps.resume(gov.db, gov.actors["op1"], later)
+    with pytest.raises(Forbidden):
+        deps.resume(gov.db, gov.actors["au1"], running)
+    deps.resume(gov.db, gov.actors["op2"], running)
+    assert actions(gov, running)[-1] == ("deployment.resume", "op2")
+    assert deps.show(gov.db, gov.actors["au1"], running)["status"] == "running"
+    # A paused deployment is ended at the end of its window like a running one.
+    deps.pause(gov.db, SYSTEM_ACTOR, running, "the camera sources ended")
     assert deps.end_overdue(gov.db, now + timedelta(minutes=30)) == []
     assert deps.end_overdue(gov.db, now + timedelta(hours=3)) == [later, running]
     with gov.db.reading() as s:
@@ -293,7 +308,9 @@ def test_the_commands_create_authorise_show_start_stop(gov: Gov, face_images):
     view = json.loads(created.stdout)
     dep_id = view["id"]
     assert view["status"] == "draft" and view["threshold"] == DEFAULT_FLOORS["sface"]
-    assert view["cameras"] == [{"name": "gate", "source": "rtsp://10.0.0.5/stream"}]
+    assert view["cameras"] == [{"name": "gate", "source": "rtsp://10.0.0.5/stream",
+                                "state": None, "state_since": None, "last_error": None,
+                                "frames": 0, "seconds": 0.0}]
     refused = _cli(gov, "deployment", "authorise", dep_id, "--user", "op1")
     assert refused.returncode == 3 and "refused" in refused.stderr
     assert "Traceback" not in refused.stderr

@@ -90,6 +90,12 @@ def test_outside_its_window_a_deployment_processes_no_frame(gov: Gov, face_image
     dep = deployment(gov, dep_id)
     moment = (dep.planned_start - timedelta(minutes=1) if when == "before"
               else dep.planned_end + timedelta(seconds=1))
+    # Starting is refused outside the window, and a run of a deployment not started is too.
+    with pytest.raises(RuleError, match="cannot start"):
+        deps.start(gov.db, gov.actors["op1"], dep_id, now=moment)
+    with pytest.raises(RuleError, match="only a running deployment"):
+        DeploymentRun(gov.system, dep_id, gov.actors["op1"]).run()
+    deps.start(gov.db, gov.actors["op1"], dep_id)  # now, inside the window
     alerts: list[int] = []
     run = DeploymentRun(gov.system, dep_id, gov.actors["op1"], clock=lambda: moment,
                         on_alert=lambda row, _alert: alerts.append(row))
@@ -97,9 +103,10 @@ def test_outside_its_window_a_deployment_processes_no_frame(gov: Gov, face_image
         run.run()
     assert run.runner is None and run.sources == [] and alerts == []
     assert stats(gov, dep_id) == {}
-    assert deployment(gov, dep_id).status == DeploymentStatus.AUTHORISED
+    assert deployment(gov, dep_id).status == DeploymentStatus.RUNNING
     assert [e.action for e in entries(gov, dep_id)] == ["deployment.create",
-                                                        "deployment.authorise"]
+                                                        "deployment.authorise",
+                                                        "deployment.start"]
 
 
 def test_a_run_stops_itself_at_the_end_of_the_window(gov: Gov, face_images, clips):
@@ -108,7 +115,8 @@ def test_a_run_stops_itself_at_the_end_of_the_window(gov: Gov, face_images, clip
     # time, so the end comes about two seconds into a run of an endless (looping) camera.
     dep_id = authorised(gov, face_images, {"gate": clips.stranger},
                         start=now - timedelta(minutes=5), end=now + timedelta(minutes=10))
-    clock = SteppedClock(now, speed=300.0)
+    deps.start(gov.db, gov.actors["op1"], dep_id)  # before the fast clock starts
+    clock = SteppedClock(datetime.now(UTC), speed=300.0)
     run = DeploymentRun(gov.system, dep_id, gov.actors["op1"], clock=clock,
                         options=RunOptions(realtime=True, loop=True, workers=1,
                                            flush_interval=0.5))
@@ -140,6 +148,7 @@ def test_a_run_stops_itself_at_the_end_of_the_window(gov: Gov, face_images, clip
 
 def test_a_deployment_stopped_elsewhere_stops_its_run(gov: Gov, face_images, clips):
     dep_id = authorised(gov, face_images, {"gate": clips.empty})
+    deps.start(gov.db, gov.actors["op1"], dep_id)
     run = DeploymentRun(gov.system, dep_id, gov.actors["op1"],
                         options=RunOptions(realtime=True, loop=True, workers=1,
                                            status_interval=0.2),
@@ -159,12 +168,16 @@ def test_a_run_where_nobody_matches_keeps_only_counts(gov: Gov, face_images, cli
     with gov.db.reading() as s:
         images_before = s.scalar(select(func.count()).select_from(SubjectImage))
     shown: list[int] = []
+    deps.start(gov.db, gov.actors["op1"], dep_id)
     run = DeploymentRun(gov.system, dep_id, gov.actors["op1"], options=RunOptions(workers=1),
                         on_alert=lambda row, _alert: shown.append(row))
-    result = run.run()  # the files are read to their end: the deployment stays running
+    result = run.run()  # the files are read to their end: the deployment is paused
     assert not result.ended and shown == []
+    assert result.paused and result.pause_reason == "the camera sources ended"
     assert result.summary.faces > 0 and result.summary.embeddings > 0
-    assert deployment(gov, dep_id).status == DeploymentStatus.RUNNING
+    dep = deployment(gov, dep_id)
+    assert dep.status == DeploymentStatus.PAUSED
+    assert dep.pause_reason == "the camera sources ended"
     with gov.db.reading() as s:
         assert s.scalar(select(func.count()).select_from(Alert)) == 0
         assert s.scalar(select(func.count()).select_from(SubjectImage)) == images_before
@@ -182,10 +195,13 @@ def test_a_run_where_nobody_matches_keeps_only_counts(gov: Gov, face_images, cli
         gov.db.checkpoint()
         blob = b"".join(p.read_bytes() for p in gov.data_dir.glob("openlfr.db*"))
         assert b"JFIF" not in blob and b"\x89PNG" not in blob
-    # Resuming adds to the counts.
+    assert rows["street"].state == "ended" and rows["street"].state_since is not None
+    # Resuming (audited) adds to the counts.
+    assert deps.start(gov.db, gov.actors["op2"], dep_id) is True
+    assert entries(gov, dep_id)[-1].action == "deployment.resume"
     again = DeploymentRun(gov.system, dep_id, gov.actors["op2"],
                           options=RunOptions(workers=1)).run()
-    assert again.resumed and stats(gov, dep_id)["street"].frames == 80
+    assert again.paused and stats(gov, dep_id)["street"].frames == 80
 
 
 # -- the command -------------------------------------------------------------------------------
@@ -258,6 +274,6 @@ def test_watch_deployment_readable_output_says_what_was_stored(sqlite_gov: Gov, 
     assert result.exit_code == 0, result.output
     assert "POSSIBLE MATCH" in result.stdout and "stored as alert" in result.stdout
     assert "Summary" in result.stdout
-    assert "is still running" in result.stderr
+    assert "is paused (the camera sources ended)" in result.stderr
     with gov.db.reading() as s:
         assert s.scalar(select(func.count()).select_from(Alert)) == 1

@@ -154,6 +154,8 @@ CASES: dict[tuple[str, str], Case] = {
              json={"reason": "tested on site"}),
     ("POST", "/api/v1/deployments/{deployment_id}/start"):
         Case(Perm.DEPLOYMENT_RUN, f"/api/v1/deployments/{NO}/start"),
+    ("POST", "/api/v1/deployments/{deployment_id}/resume"):
+        Case(Perm.DEPLOYMENT_RUN, f"/api/v1/deployments/{NO}/resume"),
     ("POST", "/api/v1/deployments/{deployment_id}/stop"):
         Case(Perm.DEPLOYMENT_RUN, f"/api/v1/deployments/{NO}/stop", json={"reason": "done"}),
     # the audit log

@@ -32,8 +32,17 @@ def clips(tmp_path_factory, face_images, no_face_path) -> videoclips.ClipSet:
 
 
 def _serve(gov: Gov, preview: bool) -> tuple[TestClient, BackgroundJobs]:
-    jobs = BackgroundJobs(gov.system, tick=3600, preview=preview)
+    jobs = BackgroundJobs(gov.system, tick=3600, preview=preview,
+                          run_options={"realtime": True, "loop": True, "workers": 1})
     return TestClient(create_app(gov.system, jobs)), jobs
+
+
+def _wait_run(jobs: BackgroundJobs, dep_id: int) -> None:
+    """The running deployment gets its run from the reconciler (no route starts one)."""
+    deadline = time.monotonic() + 10
+    while dep_id not in jobs.runs:
+        assert time.monotonic() < deadline, "no run started"
+        time.sleep(0.05)
 
 
 @pytest.fixture()
@@ -70,7 +79,7 @@ def test_the_live_view_masks_every_face_and_is_audited(running, face_images) -> 
     gov, dep_id = running
     client, jobs = _serve(gov, preview=True)
     with client:
-        jobs.run_deployment(dep_id, gov.actors["op1"], realtime=True, loop=True, workers=1)
+        _wait_run(jobs, dep_id)
         login(client, "op1")
         page = client.get(f"/console/alerts?deployment={dep_id}")
         url = f"/console/alerts/preview/{dep_id}/street.mjpg"
@@ -94,14 +103,14 @@ def test_the_live_view_masks_every_face_and_is_audited(running, face_images) -> 
         client.cookies.clear()
         login(client, "admin")
         assert client.get(url).status_code == 403
-        jobs.stop_deployment(dep_id, "Test over", gov.actors["op1"])
+        deps.stop(gov.db, gov.actors["op1"], dep_id, "Test over")
 
 
 def test_without_preview_nothing_is_served(running) -> None:
     gov, dep_id = running
     client, jobs = _serve(gov, preview=False)
     with client:
-        jobs.run_deployment(dep_id, gov.actors["op1"], realtime=True, loop=True, workers=1)
+        _wait_run(jobs, dep_id)
         login(client, "op1")
         page = client.get(f"/console/alerts?deployment={dep_id}")
         assert page.status_code == 200
@@ -109,7 +118,7 @@ def test_without_preview_nothing_is_served(running) -> None:
         assert "openlfr serve --preview" in page.text
         r = client.get(f"/console/alerts/preview/{dep_id}/street.mjpg")
         assert r.status_code == 404
-        jobs.stop_deployment(dep_id, "Test over", gov.actors["op1"])
+        deps.stop(gov.db, gov.actors["op1"], dep_id, "Test over")
 
 
 def test_the_unmasked_clip_has_a_face(clips: videoclips.ClipSet) -> None:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from openlfr.cli.common import console, err_console, fail, print_json
@@ -217,13 +218,19 @@ def _show_table(view: dict[str, Any]) -> None:
         table.add_row("urgency_reason", view["urgency_reason"])
     table.add_row("watchlists", ", ".join(f"{w['id']} {w['name']} ({w['status']})"
                                           for w in view["watchlists"]) or "-")
-    table.add_row("cameras", ", ".join(f"{c['name']}={c['source']}"
-                                       for c in view["cameras"]) or "-")
+    table.add_row("cameras", "\n".join(
+        f"{c['name']}={c['source']}" + (f"  ({c['state']}" + (
+            f" since {c['state_since']}" if c.get("state_since") else "") + (
+            f"; last error: {escape(c['last_error'])}" if c.get("last_error") else "") + ")"
+            if c.get("state") else "") for c in view["cameras"]) or "-")
     table.add_row("created", f"{view['created_at']} by {view['created_by']}")
     if view["authorised_by"]:
         table.add_row("authorised", f"{view['authorised_at']} by {view['authorised_by']}")
     if view["started_at"]:
         table.add_row("started", view["started_at"])
+    if view.get("pause_reason") and view["status"] == "paused":
+        table.add_row("paused", f"{view['pause_reason']} (resume with `openlfr deployment "
+                      "start`)")
     if view["ended_at"]:
         table.add_row("ended", f"{view['ended_at']}: {view['end_reason']}")
     if view["missing"]:
@@ -298,12 +305,14 @@ def override_threshold(
 
 @app.command()
 def start(deployment: IdArg, user: UserOpt, data_dir: DataDirOpt = None) -> None:
-    """Mark an authorised deployment running, inside its window. `openlfr watch --deployment
-    ID` runs its cameras (and starts it itself if needed)."""
+    """Mark an authorised (or paused: resume it) deployment running, inside its window. A
+    running `openlfr serve` opens its cameras within 2 s; `openlfr watch --deployment ID` runs
+    them in its own process instead."""
     with acting(data_dir, user) as ctx:
         resumed = deps.start(ctx.db, ctx.actor, deployment)
     err_console.print(f"[green]✓[/] deployment {deployment} "
-                      f"{'was already running' if resumed else 'is running'}", highlight=False)
+                      f"{'is resumed' if resumed else 'is running'} (a running `openlfr "
+                      "serve` opens its cameras within 2 s)", highlight=False)
 
 
 @app.command()
@@ -312,7 +321,8 @@ def stop(
     reason: Annotated[str, typer.Option("--reason", help="Why it ends now.")],
     data_dir: DataDirOpt = None,
 ) -> None:
-    """End a deployment (final). A running `openlfr watch --deployment` notices and stops."""
+    """End a deployment (final; running, paused or authorised). Its live run, wherever it
+    runs, stops within 2 s."""
     with acting(data_dir, user) as ctx:
         deps.stop(ctx.db, ctx.actor, deployment, reason)
     err_console.print(f"[green]✓[/] deployment {deployment} ended", highlight=False)

@@ -1,5 +1,6 @@
 """``openlfr serve``: the web console, the API and the public pages, with the background jobs
-(live runs of running deployments, the retention schedule), in one process."""
+(live runs of running deployments, reconciled every half second; the retention schedule), in
+one process."""
 
 from __future__ import annotations
 
@@ -32,7 +33,9 @@ def serve(
         help="Run the retention rules every this many minutes.")] = 60.0,
     resume: Annotated[bool, typer.Option(
         "--resume/--no-resume",
-        help="Resume the live runs of deployments left running by a previous server.")] = True,
+        help="At start, resume the deployments the previous server paused when it stopped "
+             "(deployments left running by a crash run again in any case; those paused for "
+             "another reason stay paused).")] = True,
     preview: Annotated[bool, typer.Option(
         "--preview/--no-preview", envvar="OPENLFR_PREVIEW",
         help="Show operators the privacy-masked live view of running cameras (faces that do "

@@ -321,9 +321,14 @@ def _watch_deployment(deployment_id: int, user: str, data_dir: Path | None, json
                       realtime: bool, max_seconds: float | None, loop: bool,
                       preview: int | None, detect_fps: float, detect_size: int,
                       workers: int | None, max_embeddings: int) -> None:
-    """``watch --deployment``: the deployment's cameras under its rules (governance/live)."""
+    """``watch --deployment``: start (or resume) the deployment, then run it here through the
+    same reconcile logic as ``openlfr serve`` (:mod:`openlfr.governance.reconcile`), limited to
+    this deployment: its run ends when the deployment stops anywhere, and watchlist changes
+    reach it within a second."""
     from openlfr.governance import deployments as deps
-    from openlfr.governance.live import DeploymentRun, RunOptions
+    from openlfr.governance.live import DeploymentRun, RunOptions, RunResult
+    from openlfr.governance.reconcile import Reconciler
+    from openlfr.watchlist.gallery import Gallery
 
     _quiet_opencv()
     out_lock = threading.Lock()
@@ -359,8 +364,12 @@ def _watch_deployment(deployment_id: int, user: str, data_dir: Path | None, json
                              max_embeddings=max_embeddings, max_seconds=max_seconds)
         states: dict[str, SourceState] = {}
         live: Live | None = None
+        runs: list[DeploymentRun] = []
 
         def report_states() -> None:
+            if not runs:
+                return
+            run = runs[-1]
             for name, state in run.states().items():
                 if states.get(name) != state:
                     states[name] = state
@@ -372,13 +381,13 @@ def _watch_deployment(deployment_id: int, user: str, data_dir: Path | None, json
         def tick() -> None:
             if json_out:
                 report_states()
-            elif live is not None and run.runner is not None:
+            elif live is not None and runs and runs[-1].runner is not None:
+                run = runs[-1]
                 live.update(Group(_table(run.figures(), run.runner.elapsed,
                                          server.url if server else None),
-                                  Text(f"deployment {deployment_id} — Ctrl-C to stop "
-                                       "(the deployment stays running: resume with the same "
-                                       "command, end it with `openlfr deployment stop`)",
-                                       style="dim")))
+                                  Text(f"deployment {deployment_id} — Ctrl-C to pause it "
+                                       "(resume with the same command or in the console; end "
+                                       "it with `openlfr deployment stop`)", style="dim")))
 
         def started(_run: DeploymentRun) -> None:
             if json_out:
@@ -387,21 +396,64 @@ def _watch_deployment(deployment_id: int, user: str, data_dir: Path | None, json
             else:
                 err_console.print(f"deployment {deployment_id} is running", highlight=False)
 
-        run = DeploymentRun(ctx.system, deployment_id, ctx.actor, options=options,
-                            on_alert=show, on_frame=server.publish if server else None,
-                            on_start=started, tick=tick)
+        class Here:
+            """The launcher: the deployment's run, in this process."""
+
+            def launch(self, dep_id: int, gallery: Gallery,
+                       names: dict[str, str]) -> DeploymentRun:
+                run = DeploymentRun(ctx.system, dep_id, ctx.actor, options=options,
+                                    on_alert=show, on_frame=server.publish if server else None,
+                                    on_start=started, tick=tick, gallery=(gallery, names))
+                runs.append(run)
+                run.start()
+                return run
+
+        busy = _running_elsewhere(ctx.db, deployment_id)
+        if busy is not None:
+            fail(f"deployment {deployment_id} is running in another process (its cameras "
+                 f"reported {busy:.0f} s ago, e.g. under `openlfr serve`); stop or pause it "
+                 "there first")
+        resumed = deps.start(ctx.db, ctx.actor, deployment_id)
+        if resumed and not json_out:
+            err_console.print(f"deployment {deployment_id} resumed", highlight=False)
+        reconciler = Reconciler(ctx.system, Here(), only=[deployment_id])
         if server is not None:
             server.start()
             err_console.print(f"privacy-masked preview on {server.url}", highlight=False)
+
+        def follow() -> RunResult:
+            """Reconcile until this process's run has finished; Ctrl-C pauses it."""
+            try:
+                while True:
+                    report = reconciler.tick()
+                    if report.failed and not runs:
+                        fail(f"deployment {deployment_id} could not run: "
+                             f"{reconciler.errors.get(deployment_id, 'see the log')}", code=1)
+                    if runs and not runs[-1].running:
+                        break
+                    if not runs and not report.started:
+                        # not (or no longer) to run: stopped or paused elsewhere at once
+                        fail(f"deployment {deployment_id} is not running any more")
+                    time.sleep(0.25)
+            except KeyboardInterrupt:
+                for run in runs:
+                    run.stop()
+            for run in runs:
+                run.join()
+            result = runs[-1].join()
+            assert result is not None
+            return result
+
         try:
             if json_out or not console.is_terminal:
-                result = run.run()
+                result = follow()
             else:
                 with Live(console=console, refresh_per_second=2, transient=False) as shown:
                     live = shown
-                    result = run.run()
+                    result = follow()
                     tick()
         finally:
+            reconciler.stop_all("interrupted")
             if server is not None:
                 server.stop()
     summary = result.summary
@@ -415,15 +467,46 @@ def _watch_deployment(deployment_id: int, user: str, data_dir: Path | None, json
         if result.ended:
             err_console.print(f"deployment {deployment_id} has ended: {result.end_reason}",
                               highlight=False)
+        elif result.paused:
+            err_console.print(f"deployment {deployment_id} is paused ({result.pause_reason}): "
+                              "resume it with the same command or in the console; end it "
+                              "with `openlfr deployment stop`", highlight=False)
         else:
-            err_console.print(f"deployment {deployment_id} is still running (resume with "
-                              "the same command; end it with `openlfr deployment stop`)",
+            err_console.print(f"deployment {deployment_id} is no longer running here",
                               highlight=False)
     failed = [f.camera for f in summary.cameras if f.state == str(SourceState.FAILED)]
     if failed:
         err_console.print(f"[bold red]error:[/] camera(s) failed: {', '.join(failed)}",
                           highlight=False)
         raise typer.Exit(1)
+
+
+#: A running deployment whose cameras reported this recently is taken to run somewhere else.
+RUNNING_ELSEWHERE_S = 15.0
+
+
+def _running_elsewhere(db: object, deployment_id: int) -> float | None:
+    """Seconds since a running deployment's cameras last reported, if that is recent (another
+    process runs it); None otherwise."""
+    from sqlalchemy import func, select
+
+    from openlfr.store.enums import DeploymentStatus
+    from openlfr.store.models import CameraStats, Deployment, utcnow
+
+    with db.reading() as s:  # type: ignore[attr-defined]
+        dep = s.get(Deployment, deployment_id)
+        if dep is None or dep.status != DeploymentStatus.RUNNING:
+            return None
+        last = s.scalar(select(func.max(CameraStats.updated_at)).where(
+            CameraStats.deployment_id == deployment_id))
+    if last is None:
+        return None
+    if last.tzinfo is None:
+        from datetime import UTC
+
+        last = last.replace(tzinfo=UTC)
+    age = (utcnow() - last).total_seconds()
+    return age if age < RUNNING_ELSEWHERE_S else None
 
 
 def register(app: typer.Typer) -> None:

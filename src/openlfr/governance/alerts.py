@@ -43,7 +43,7 @@ from openlfr.audit import log as audit_log
 from openlfr.governance.authz import Actor, NotFound, Perm, RuleError, refuse, require
 from openlfr.governance.system import System
 from openlfr.store.db import Database
-from openlfr.store.enums import Action, AlertStatus, Decision, choices
+from openlfr.store.enums import Action, AlertStatus, Decision, WatchlistStatus, choices
 from openlfr.store.models import (
     Adjudication,
     Alert,
@@ -51,6 +51,8 @@ from openlfr.store.models import (
     Outcome,
     Subject,
     SubjectImage,
+    Watchlist,
+    deployment_watchlists,
     utcnow,
 )
 from openlfr.video import types as vtypes
@@ -256,6 +258,12 @@ class AlertRecorder:
     (``alert.create`` / ``alert.update``) in the same transaction; after the commit
     ``on_stored(row_id, alert)`` is called (in order, under the recorder's lock). A failure to
     store is logged and raised, and ``on_stored`` is then not called.
+
+    In the same transaction that would store it, the recorder checks that the subject is still
+    enrolled, unexpired, on an approved watchlist attached to this deployment. If not (removed,
+    expired, the watchlist back to draft, destroyed or taken off — even if the match was
+    computed a moment before that change committed), nothing is stored or shown: the alert is
+    only counted in :attr:`refused`.
     """
 
     def __init__(self, system: System, deployment_id: int,
@@ -265,6 +273,8 @@ class AlertRecorder:
         self._on_stored = on_stored
         self._lock = threading.Lock()
         self._rows: dict[str, int] = {}
+        #: Alerts not stored because their subject was no longer on the deployment's watchlists.
+        self.refused = 0
         with system.db.reading() as s:
             dep = s.get(Deployment, deployment_id)
             if dep is None:
@@ -296,6 +306,11 @@ class AlertRecorder:
             dep = s.get(Deployment, self.deployment_id)
             if dep is None:
                 raise NotFound(f"no deployment {self.deployment_id}")
+            if not self._enrolled(s, _db_id(alert.subject_id)):
+                self.refused += 1
+                log.info("deployment %d: an alert was not stored: its subject is no longer on "
+                         "an approved watchlist of the deployment", self.deployment_id)
+                return None
             row_id = self._rows.get(alert.alert_id) if alert.revision > 0 else None
             row = s.get(Alert, row_id) if row_id is not None else None
             if row is not None:
@@ -320,9 +335,6 @@ class AlertRecorder:
             subject = s.get(Subject, subject_id) if subject_id is not None else None
             image_id = _db_id(alert.reference_id)
             image = s.get(SubjectImage, image_id) if image_id is not None else None
-            if subject is None:
-                log.warning("alert %s: subject %r is not in the database",
-                            alert.alert_id, alert.subject_id)
             if image is not None and (subject is None or image.subject_id != subject.id):
                 image = None
             row = Alert(
@@ -343,6 +355,21 @@ class AlertRecorder:
             new_id = row.id
         self._rows[alert.alert_id] = new_id
         return new_id
+
+    def _enrolled(self, s: Session, subject_id: int | None) -> bool:
+        """Whether the subject is, in this transaction, enrolled and unexpired on an approved
+        watchlist attached to this deployment."""
+        if subject_id is None:
+            return False
+        dw = deployment_watchlists
+        return s.scalar(
+            select(Subject.id)
+            .join(Watchlist, Watchlist.id == Subject.watchlist_id)
+            .join(dw, dw.c.watchlist_id == Watchlist.id)
+            .where(Subject.id == subject_id, Subject.expires_at > utcnow(),
+                   Watchlist.status == WatchlistStatus.APPROVED,
+                   dw.c.deployment_id == self.deployment_id)
+            .limit(1)) is not None
 
     def _details(self, alert: vtypes.Alert, row: Alert) -> dict[str, Any]:
         return {"deployment": self.deployment_id, "camera": alert.camera,

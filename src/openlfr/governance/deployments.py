@@ -1,7 +1,7 @@
 """Deployments: where, why, under which legal basis, with which watchlists and threshold, and
 when a live facial recognition run may happen.
 
-Life cycle ``draft → authorised → running → ended``:
+Life cycle ``draft → authorised → running ⇄ paused → ended``:
 
 * **create / edit** (``deployment.edit``): a draft with every field of
   :class:`openlfr.store.models.Deployment`, its cameras (name and source) and its watchlists.
@@ -13,10 +13,18 @@ Life cycle ``draft → authorised → running → ended``:
   (:func:`override_threshold`, ``threshold.override``). Creates the deployment's data key (alert
   crops are encrypted under it).
 * **start** (``deployment.run``): authorised, inside its window, rules re-checked (a watchlist
-  changed since, a floor recalibrated since); ``running``. Starting a deployment that is already
-  ``running`` (its process died) resumes it, audited as ``deployment.resume``.
+  changed since, a floor recalibrated since); ``running``. Starting only changes the state: the
+  reconciler (:mod:`openlfr.governance.reconcile`) of ``openlfr serve`` (or of
+  ``openlfr watch --deployment``) sees it and opens the cameras. Starting a ``running``
+  deployment changes nothing.
+* **pause** (the program): a run that stopped without ending its deployment (its sources
+  ended, the server stopped, Ctrl-C, a time limit) leaves it ``paused``, with the reason
+  (``deployment.pause``, with the run's counts).
+* **resume** (``deployment.run``): a ``paused`` deployment runs again, rules and window
+  re-checked as for start (``deployment.resume``); :func:`start` on a paused one resumes it.
 * **stop**: by a person with a reason, or by the program (``system``) when the window is over
-  (:func:`end_overdue`); ``ended`` is final.
+  (:func:`end_overdue`, which ends authorised, running and paused deployments alike);
+  ``ended`` is final.
 
 Every change writes its audit entry in the same transaction (DESIGN.md, invariant 2). Audit
 details hold no floats (thresholds as decimal strings) and no biometric data.
@@ -50,6 +58,7 @@ from openlfr.store.enums import DeploymentStatus, WatchlistStatus
 from openlfr.store.models import (
     AuditRecord,
     Camera,
+    CameraStats,
     Deployment,
     Watchlist,
 )
@@ -438,43 +447,96 @@ def window_problem(dep: Deployment, now: datetime) -> str | None:
     return None
 
 
+#: The states from which a deployment may (re)start.
+STARTABLE = (DeploymentStatus.AUTHORISED, DeploymentStatus.PAUSED, DeploymentStatus.RUNNING)
+#: The states a deployment's window-end applies to (:func:`end_overdue`).
+LIVE = (DeploymentStatus.AUTHORISED, DeploymentStatus.RUNNING, DeploymentStatus.PAUSED)
+
+
 def start(db: Database, actor: Actor, deployment_id: int, now: datetime | None = None) -> bool:
-    """Mark an authorised deployment running (``deployment.run``), inside its window and with
-    its rules re-checked. A deployment already ``running`` is resumed (its process ended
-    without stopping it). Returns True when resumed."""
+    """Mark an authorised (or paused) deployment running (``deployment.run``), inside its window
+    and with its rules re-checked. This only changes the state: whatever reconciles the desired
+    state (:mod:`openlfr.governance.reconcile`) starts the run. A paused deployment is resumed
+    (``deployment.resume``); one already running is left as it is. Returns True when resumed."""
     require(db, actor, Perm.DEPLOYMENT_RUN, "deployment", str(deployment_id))
     now = now or utcnow()
     with db.session() as s:
         dep = _load(s, deployment_id)
-        if dep.status not in (DeploymentStatus.AUTHORISED, DeploymentStatus.RUNNING):
+        if dep.status not in STARTABLE:
             raise RuleError(f"deployment {deployment_id} is {dep.status.value}: only an "
-                            "authorised deployment can start")
+                            "authorised or paused deployment can start")
         problems = _runnable_problems(s, dep)
         window = window_problem(dep, now)
         if window:
             problems.insert(0, window)
         if problems:
             raise RuleError(f"deployment {deployment_id} cannot start: " + "; ".join(problems))
-        resumed = dep.status == DeploymentStatus.RUNNING
-        if not resumed:
-            dep.status = DeploymentStatus.RUNNING
+        if dep.status == DeploymentStatus.RUNNING:
+            return False
+        resumed = dep.status == DeploymentStatus.PAUSED
+        paused_for = dep.pause_reason
+        dep.status = DeploymentStatus.RUNNING
+        dep.pause_reason = None
+        if dep.started_at is None:
             dep.started_at = now
+        details: dict[str, Any] = {
+            "at": _dt(now),
+            "planned_end": _dt(dep.planned_end),
+            "watchlists": [wl.id for wl in dep.watchlists],
+            "cameras": [c.name for c in dep.cameras],
+            "threshold": audit_log.fmt_float(dep.threshold),
+            "model_id": dep.model_id,
+        }
+        if resumed:
+            details["paused_for"] = paused_for
         audit_log.record(s, actor.name, "deployment.resume" if resumed else "deployment.start",
-                         "deployment", dep.id, {
-                             "at": _dt(now),
-                             "planned_end": _dt(dep.planned_end),
-                             "watchlists": [wl.id for wl in dep.watchlists],
-                             "cameras": [c.name for c in dep.cameras],
-                             "threshold": audit_log.fmt_float(dep.threshold),
-                             "model_id": dep.model_id,
-                         })
+                         "deployment", dep.id, details)
         return resumed
+
+
+def resume(db: Database, actor: Actor, deployment_id: int, now: datetime | None = None) -> None:
+    """Run a ``paused`` deployment again (as :func:`start`; refused for any other state)."""
+    require(db, actor, Perm.DEPLOYMENT_RUN, "deployment", str(deployment_id))
+    with db.reading() as s:
+        dep = _load(s, deployment_id)
+        if dep.status != DeploymentStatus.PAUSED:
+            raise RuleError(f"deployment {deployment_id} is {dep.status.value}: only a paused "
+                            "deployment can be resumed")
+    start(db, actor, deployment_id, now=now)
+
+
+def pause(db: Database, actor: Actor, deployment_id: int, reason: str,
+          now: datetime | None = None,
+          counts: Mapping[str, Mapping[str, Any]] | None = None,
+          alerts_refused: int | None = None) -> bool:
+    """Record that a run stopped without ending its deployment: a ``running`` deployment
+    becomes ``paused`` (``deployment.pause``, with the run's counts). A deployment that is no
+    longer running (stopped or paused meanwhile) is left as it is and False returned; the run's
+    counts then go on record as ``deployment.run_end``. ``alerts_refused``: matches the alert
+    recorder did not store because their subject had left the deployment's watchlists."""
+    now = now or utcnow()
+    with db.session() as s:
+        dep = _load(s, deployment_id)
+        details: dict[str, Any] = {"reason": reason, "at": _dt(now)}
+        if counts is not None:
+            details["cameras"] = {name: dict(c) for name, c in counts.items()}
+        if alerts_refused is not None:
+            details["alerts_refused"] = int(alerts_refused)  # a count: no one is named
+        if dep.status != DeploymentStatus.RUNNING:
+            details["status"] = dep.status.value
+            audit_log.record(s, actor.name, "deployment.run_end", "deployment", dep.id, details)
+            return False
+        dep.status = DeploymentStatus.PAUSED
+        dep.pause_reason = reason
+        audit_log.record(s, actor.name, "deployment.pause", "deployment", dep.id, details)
+        return True
 
 
 def stop(db: Database, actor: Actor, deployment_id: int, reason: str,
          now: datetime | None = None,
          counts: Mapping[str, Mapping[str, Any]] | None = None) -> None:
-    """End a deployment (``ended`` is final): by a person (``deployment.run``) with a reason,
+    """End a deployment (``ended`` is final; running, paused, authorised or draft): by a person
+    (``deployment.run``) with a reason,
     or by the program at the end of the window. ``counts`` (per camera, counts only) go into
     the audit entry."""
     require(db, actor, Perm.DEPLOYMENT_RUN, "deployment", str(deployment_id))
@@ -505,12 +567,12 @@ def _end(s: Session, dep: Deployment, actor: Actor, reason: str, now: datetime,
 
 
 def end_overdue(db: Database, now: datetime | None = None) -> list[int]:
-    """Stop (as ``system``) every authorised or running deployment whose window is over;
+    """Stop (as ``system``) every authorised, running or paused deployment whose window is over;
     returns their ids. For the retention runner and ``openlfr serve``."""
     now = now or utcnow()
     with db.session() as s:
         rows = s.scalars(select(Deployment).where(
-            Deployment.status.in_([DeploymentStatus.AUTHORISED, DeploymentStatus.RUNNING]),
+            Deployment.status.in_(LIVE),
             Deployment.planned_end <= now).order_by(Deployment.id)).all()
         for dep in rows:
             _end(s, dep, SYSTEM_ACTOR, END_OF_WINDOW, now, None)
@@ -520,8 +582,10 @@ def end_overdue(db: Database, now: datetime | None = None) -> list[int]:
 # -- reading -----------------------------------------------------------------------------------
 
 def describe(session: Session, dep: Deployment) -> dict[str, Any]:
-    """A JSON-ready view of a deployment (no keys, no biometric data)."""
+    """A JSON-ready view of a deployment (no keys, no biometric data), with each camera's
+    state (:func:`camera_states`)."""
     floor = current_floor(session, dep.model_id)
+    cameras = camera_states(session, dep)
     return {
         "id": dep.id, "name": dep.name, "status": dep.status.value, "site": dep.site,
         "location": dep.location, "purpose": dep.purpose, "legal_basis": dep.legal_basis,
@@ -536,12 +600,54 @@ def describe(session: Session, dep: Deployment) -> dict[str, Any]:
         "created_by": dep.created_by, "created_at": _dt(dep.created_at),
         "authorised_by": dep.authorised_by, "authorised_at": _dt(dep.authorised_at),
         "started_at": _dt(dep.started_at), "ended_at": _dt(dep.ended_at),
-        "end_reason": dep.end_reason,
+        "end_reason": dep.end_reason, "pause_reason": dep.pause_reason,
         "watchlists": [{"id": wl.id, "name": wl.name, "status": wl.status.value}
                        for wl in dep.watchlists],
-        "cameras": [{"name": c.name, "source": _redact(c.source)} for c in dep.cameras],
+        "cameras": cameras,
+        "cameras_live": sum(1 for c in cameras if c["state"] == "live"),
         "missing": missing_fields(dep) if dep.status == DeploymentStatus.DRAFT else [],
     }
+
+
+#: How each camera state of a run is shown.
+STATE_WORDS = {"connecting": "connecting", "running": "live", "reconnecting": "retrying",
+               "failed": "failed", "ended": "ended", "stopped": "stopped"}
+#: A state written longer ago than this, while the deployment runs, is not trusted: the process
+#: running it may have died.
+STALE_AFTER = 30.0
+
+
+def camera_states(session: Session, dep: Deployment, now: datetime | None = None
+                  ) -> list[dict[str, Any]]:
+    """Each camera of a deployment with its state in the latest run (written by the run, in
+    whichever process it runs): ``connecting``, ``live``, ``retrying`` (since when, with the
+    last error, credentials removed), ``ended``, ``stopped``; ``unknown`` when a running
+    deployment's state is stale; ``None`` before any run. Counts only, no people."""
+    now = now or utcnow()
+    rows = {r.camera: r for r in session.scalars(select(CameraStats).where(
+        CameraStats.deployment_id == dep.id))}
+    out = []
+    for c in dep.cameras:
+        row = rows.get(c.name)
+        state = since = error = None
+        frames = seconds = 0
+        if row is not None:
+            frames, seconds = row.frames, row.seconds
+            if row.state is not None:
+                state = STATE_WORDS.get(row.state, row.state)
+                since, error = row.state_since, row.last_error
+                current = state in ("live", "connecting", "retrying", "failed")
+                if dep.status != DeploymentStatus.RUNNING and current and state != "failed":
+                    state = "stopped"
+                elif dep.status == DeploymentStatus.RUNNING and current and (
+                        row.updated_at is not None
+                        and (now - row.updated_at).total_seconds() > STALE_AFTER):
+                    state = "unknown"
+        out.append({"name": c.name, "source": _redact(c.source), "state": state,
+                    "state_since": _dt(since), "last_error": error if state in (
+                        "retrying", "failed", "unknown", "stopped", "ended") else None,
+                    "frames": frames, "seconds": round(float(seconds), 1)})
+    return out
 
 
 def show(db: Database, actor: Actor, deployment_id: int) -> dict[str, Any]:

@@ -1,22 +1,27 @@
 """A deployment's live run: the video pipeline under the deployment's rules.
 
 :class:`DeploymentRun` runs :class:`openlfr.video.runner.Runner` over the deployment's cameras,
-with the gallery of its approved watchlists (decrypted in memory only,
-:func:`openlfr.governance.watchlists.deployment_gallery`), its threshold and model, and an
-:class:`openlfr.governance.alerts.AlertRecorder` as the alert sink: an alert is stored
+with the gallery of its approved watchlists (decrypted in memory only), its threshold and model,
+and an :class:`openlfr.governance.alerts.AlertRecorder` as the alert sink: an alert is stored
 (encrypted, audited, committed) *before* ``on_alert`` shows it to anyone.
 
-* It runs **only inside the window**: outside it, :meth:`DeploymentRun.run` refuses before any
-  camera is opened (no frame is read, let alone processed).
+A run does not decide whether it should exist: :mod:`openlfr.governance.reconcile` starts it
+when the deployment is ``running`` (inside its window), stops it when it no longer is, and
+swaps its gallery (:meth:`DeploymentRun.reload_gallery`) when its watchlists change. A run never
+changes the deployment to ``running`` itself.
+
+* It runs **only while the deployment is running, inside the window**: otherwise
+  :meth:`DeploymentRun.run` refuses before any camera is opened.
 * It **stops by itself at the planned end**: the deployment is then ended by the program
   (``system``, ``deployment.end`` audited with the per-camera counts).
-* It also stops when the deployment is ended elsewhere (``openlfr deployment stop``, the
-  retention runner) or stopped here with a reason (:meth:`stop`). A run that stops without
-  ending the deployment (Ctrl-C, files read to their end, a time limit) leaves it ``running``,
-  to be resumed, and audits ``deployment.pause`` with the counts.
-* Per-camera **counts only** (frames, faces seen, tracks, dropped frames, seconds) are written
-  to ``camera_stats`` every ``flush_interval`` seconds and at the end; they add up over the
-  runs of a deployment.
+* It also stops when the deployment is ended or paused elsewhere, or stopped here with a
+  reason (:meth:`stop`, which ends the deployment). A run that stops without ending the
+  deployment (Ctrl-C, files read to their end, a time limit, the server stopping) leaves it
+  ``paused`` (:func:`openlfr.governance.deployments.pause`, audited with the counts).
+* Per-camera **counts only** (frames, faces seen, tracks, dropped frames, seconds spent
+  analysing) and each camera's **state** (connecting, running, reconnecting since when with its
+  last error, ended) are written to ``camera_stats`` whenever a state changes and every
+  ``flush_interval`` seconds, so any process can show them; counts add up over the runs.
 
 For ``openlfr serve``: :meth:`start` runs it in a background thread, :meth:`stop` asks it to
 end, :meth:`join` waits for the result; :meth:`figures` and :meth:`states` report camera health
@@ -26,12 +31,13 @@ from any thread. ``clock`` (aware UTC ``datetime``) is injectable so tests can p
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -48,6 +54,9 @@ from openlfr.video.sources import CaptureSource, SourceState, open_sources
 from openlfr.video.stats import CameraFigures
 from openlfr.video.types import Alert
 
+if TYPE_CHECKING:
+    from openlfr.watchlist.gallery import Gallery
+
 log = logging.getLogger("openlfr.governance.live")
 
 Clock = Callable[[], datetime]
@@ -55,6 +64,19 @@ OnAlert = Callable[[int, Alert], None]
 
 #: Detections per second per camera (as ``openlfr watch``).
 DEFAULT_DETECT_FPS = 15.0
+
+#: Why a run paused its deployment (``Deployment.pause_reason``).
+PAUSE_INTERRUPTED = "interrupted"
+PAUSE_TIME_LIMIT = "time limit"
+PAUSE_SOURCES_ENDED = "the camera sources ended"
+PAUSE_SERVER_STOPPED = "the server stopped"
+
+_CREDENTIALS = re.compile(r"(://)[^/@\s]*@")
+
+
+def redact(text: str | None) -> str | None:
+    """An error message without any ``user:password@`` of a camera URL."""
+    return None if text is None else _CREDENTIALS.sub(r"\1", text)
 
 
 @dataclass(frozen=True)
@@ -78,13 +100,15 @@ class RunResult:
     summary: Summary
     ended: bool  # the deployment is ended (by its window, or a stop with a reason)
     end_reason: str | None
-    resumed: bool
+    paused: bool  # the run paused the deployment (``pause_reason`` says why)
+    pause_reason: str | None
     counts: dict[str, dict[str, Any]]
 
     def as_event(self) -> dict[str, object]:
         event = self.summary.as_event()
         event.update(deployment=self.deployment_id, deployment_ended=self.ended,
-                     end_reason=self.end_reason, resumed=self.resumed)
+                     end_reason=self.end_reason, deployment_paused=self.paused,
+                     pause_reason=self.pause_reason)
         return event
 
 
@@ -96,7 +120,8 @@ class DeploymentRun:
                  on_alert: OnAlert | None = None,
                  on_frame: FrameCallback | None = None,
                  on_start: Callable[[DeploymentRun], None] | None = None,
-                 tick: Callable[[], None] | None = None) -> None:
+                 tick: Callable[[], None] | None = None,
+                 gallery: tuple[Gallery, dict[str, str]] | None = None) -> None:
         self.system = system
         self.deployment_id = deployment_id
         self.actor = actor
@@ -121,7 +146,15 @@ class DeploymentRun:
         self._ended_elsewhere = False
         self._window_over = False
         self._active = False
-        self.names: dict[str, str] = {}
+        self._pause_why: str | None = None
+        self._recorder: Any = None
+        self._gallery_lock = threading.Lock()
+        self._gallery: tuple[Gallery, dict[str, str]] | None = gallery
+        self._pipelines: list[CameraPipeline] = []
+        self._live_seconds: dict[str, float] = {}
+        self._last_live_tick: float | None = None
+        self._seen: dict[str, tuple[str, float, str | None]] = {}  # state, since, error
+        self.names: dict[str, str] = dict(gallery[1]) if gallery is not None else {}
 
     # -- control (any thread) ----------------------------------------------------------------
 
@@ -153,9 +186,13 @@ class DeploymentRun:
             raise self._error
         return self._result
 
-    def stop(self, reason: str | None = None, actor: Actor | None = None) -> None:
+    def stop(self, reason: str | None = None, actor: Actor | None = None, *,
+             why: str | None = None) -> None:
         """Ask the run to end. With a ``reason`` the deployment is ended too (by ``actor``,
-        who needs ``deployment.run``; checked now); without one it is only paused."""
+        who needs ``deployment.run``; checked now); without one it is paused, ``why`` saying
+        why (default: interrupted) — unless it is no longer running anyway."""
+        if why is not None and self._pause_why is None:
+            self._pause_why = why
         if reason is not None:
             if not reason.strip():
                 raise RuleError("stopping a deployment needs a reason")
@@ -175,6 +212,11 @@ class DeploymentRun:
             return self._thread.is_alive()
         return self._active
 
+    @property
+    def alerts_refused(self) -> int:
+        """Matches not stored because their subject had left the deployment's watchlists."""
+        return int(getattr(self._recorder, "refused", 0))
+
     def figures(self) -> list[CameraFigures]:
         return self._runner.figures() if self._runner is not None else []
 
@@ -184,6 +226,33 @@ class DeploymentRun:
     @property
     def runner(self) -> Runner | None:
         return self._runner
+
+    # -- the gallery -------------------------------------------------------------------------
+
+    def gallery_size(self) -> tuple[int, int]:
+        """(subjects, templates) of the gallery searched now."""
+        with self._gallery_lock:
+            current = self._gallery
+        if current is None:
+            return (0, 0)
+        return (len(current[0].subjects()), len(current[0]))
+
+    def reload_gallery(self, gallery: Gallery, names: dict[str, str]) -> tuple[int, int]:
+        """Search ``gallery`` from now on, in every camera (atomically per camera; see
+        :meth:`openlfr.video.pipeline.CameraPipeline.replace_gallery`); the old gallery's
+        templates are then overwritten in memory. Returns the old (subjects, templates)."""
+        with self._gallery_lock:
+            old = self._gallery
+            self._gallery = (gallery, dict(names))
+            self.names = dict(names)
+            for pipeline in self._pipelines:
+                pipeline.replace_gallery(gallery, names)
+        if old is None:
+            return (0, 0)
+        before = (len(old[0].subjects()), len(old[0]))
+        if old[0] is not gallery:
+            old[0].clear()
+        return before
 
     @property
     def sources(self) -> list[CaptureSource]:
@@ -200,14 +269,35 @@ class DeploymentRun:
             dep = s.get(Deployment, self.deployment_id)
             if dep is None:
                 raise NotFound(f"deployment {self.deployment_id} does not exist")
-            if dep.status not in (DeploymentStatus.AUTHORISED, DeploymentStatus.RUNNING):
-                raise RuleError(f"deployment {dep.id} is {dep.status.value}: only an authorised "
-                                "deployment can run")
+            if dep.status != DeploymentStatus.RUNNING:
+                raise RuleError(f"deployment {dep.id} is {dep.status.value}: only a running "
+                                "deployment has a live run (start it first)")
             window = deps.window_problem(dep, now)
             if window:
                 raise RuleError(f"refused: {window}; no camera was opened")
             return (dep.model_id, [(c.name, c.source) for c in dep.cameras], dep.threshold,
                     [wl.id for wl in dep.watchlists], dep.planned_end)
+
+    def _failed(self, cameras: list[tuple[str, str]], exc: BaseException) -> None:
+        """A run that could not start: its cameras say so (for the console)."""
+        try:
+            now = utcnow()
+            error = redact(f"{type(exc).__name__}: {exc}" if not isinstance(
+                exc, RuleError | ValueError) else str(exc))
+            with self.system.db.session() as s:
+                rows = {r.camera: r for r in s.scalars(select(CameraStats).where(
+                    CameraStats.deployment_id == self.deployment_id)).all()}
+                for name, _source in cameras:
+                    row = rows.get(name)
+                    if row is None:
+                        row = CameraStats(deployment_id=self.deployment_id, camera=name,
+                                          frames=0, faces_seen=0, tracks=0, dropped=0,
+                                          seconds=0.0)
+                        s.add(row)
+                    row.state, row.state_since, row.last_error = "failed", now, error
+                    row.updated_at = now
+        except Exception:  # pragma: no cover - only a display
+            log.exception("deployment %d: camera states not written", self.deployment_id)
 
     def run(self) -> RunResult:
         """Check, open, start, run until the window ends (or a stop), record, return."""
@@ -219,39 +309,50 @@ class DeploymentRun:
 
     def _run(self) -> RunResult:
         from openlfr.governance.alerts import AlertRecorder
-        from openlfr.governance.watchlists import deployment_gallery
         from openlfr.vision.engine import get_engine, model_id_backend
 
         if self._stop.is_set():
             raise RuleError("the run was stopped before it started")
-        model_id, cameras, threshold, watchlist_ids, planned_end = self._check()
+        model_id, cameras, threshold, _watchlists, planned_end = self._check()
         self._planned_end = planned_end
-        engine = get_engine(model_id_backend(model_id))
-        if engine.model_id != model_id:
-            raise RuleError(f"deployment {self.deployment_id} uses model {model_id!r}; this "
-                            f"openlfr makes {engine.model_id!r}")
-        with self.system.db.reading() as s:
-            gallery, names = deployment_gallery(s, self.system.keyring, watchlist_ids)
-        self.names = names
-        opt = self.options
-        config = PipelineConfig(threshold=threshold, detect_fps=opt.detect_fps,
-                                detect_max_side=opt.detect_max_side,
-                                shots=ShotPolicy(max_embeddings=opt.max_embeddings))
-        recorder = AlertRecorder(self.system, self.deployment_id, on_stored=self._stored)
-        # Opening a stream may take seconds: check the window again afterwards (start does).
-        self._sources = open_sources([f"{name}={source}" for name, source in cameras],
-                                     realtime=opt.realtime, loop=opt.loop)
         try:
-            pipelines = [(src, CameraPipeline(src.name, engine, gallery, config, recorder,
-                                              fps=src.fps, names=names))
-                         for src in self._sources]
+            engine = get_engine(model_id_backend(model_id))
+            if engine.model_id != model_id:
+                raise RuleError(f"deployment {self.deployment_id} uses model {model_id!r}; "
+                                f"this openlfr makes {engine.model_id!r}")
+            with self._gallery_lock:
+                if self._gallery is None:
+                    from openlfr.governance.reconcile import desired_gallery
+
+                    with self.system.db.reading() as s:
+                        gallery, names = desired_gallery(s, self.system.keyring,
+                                                         self.deployment_id)
+                    self._gallery = (gallery, names)
+                    self.names = dict(names)
+            opt = self.options
+            config = PipelineConfig(threshold=threshold, detect_fps=opt.detect_fps,
+                                    detect_max_side=opt.detect_max_side,
+                                    shots=ShotPolicy(max_embeddings=opt.max_embeddings))
+            recorder = AlertRecorder(self.system, self.deployment_id, on_stored=self._stored)
+            self._recorder = recorder
+            self._sources = open_sources([f"{name}={source}" for name, source in cameras],
+                                         realtime=opt.realtime, loop=opt.loop)
+        except BaseException as exc:
+            self._failed(cameras, exc)
+            raise
+        try:
+            with self._gallery_lock:
+                gallery, names = self._gallery
+                pipelines = [(src, CameraPipeline(src.name, engine, gallery, config, recorder,
+                                                  fps=src.fps, names=names))
+                             for src in self._sources]
+                self._pipelines = [p for _, p in pipelines]
             runner = Runner(pipelines, workers=opt.workers, max_seconds=opt.max_seconds,
                             on_frame=self.on_frame)
-            resumed = deps.start(self.system.db, self.actor, self.deployment_id,
-                                 now=self.clock())
             self._base = self._load_base()
-        except BaseException:
+        except BaseException as exc:
             close_quietly(self._sources)
+            self._failed(cameras, exc)
             raise
         self._runner = runner
         if self._stop.is_set():  # stopped while opening
@@ -259,11 +360,19 @@ class DeploymentRun:
         if self.on_start is not None:
             self.on_start(self)
         self._last_flush = self._last_status = time.monotonic()
+        self._last_live_tick = time.monotonic()
+        self._flush_safely()
         try:
             summary = runner.run(until=self._until, tick=self._tick, tick_interval=0.25)
         finally:
+            self._count_live()
             counts = self._flush_stats()
-        return self._finish(summary, counts, resumed)
+            with self._gallery_lock:
+                self._pipelines = []
+                current, self._gallery = self._gallery, None
+            if current is not None:
+                current[0].clear()  # the templates leave memory with the run
+        return self._finish(summary, counts)
 
     def _stored(self, row_id: int, alert: Alert) -> None:
         if self.on_alert is not None:
@@ -286,8 +395,8 @@ class DeploymentRun:
                 log.warning("deployment %d: status check failed: %s", self.deployment_id, exc)
                 return False
             if status != DeploymentStatus.RUNNING:
-                log.warning("deployment %d is now %s: stopping its cameras",
-                            self.deployment_id, status)
+                log.info("deployment %d is now %s: stopping its cameras",
+                         self.deployment_id, status)
                 self._ended_elsewhere = True
                 return True
         return False
@@ -298,12 +407,49 @@ class DeploymentRun:
                 self._tick_fn()
             except Exception:
                 log.exception("tick failed")
-        if time.monotonic() - self._last_flush >= self.options.flush_interval:
-            try:
-                self._flush_stats()
-            except Exception as exc:  # counts are retried at the next flush and at the end
-                log.warning("deployment %d: camera counts not written: %s",
-                            self.deployment_id, exc)
+        self._count_live()
+        if (self._states_changed()
+                or time.monotonic() - self._last_flush >= self.options.flush_interval):
+            self._flush_safely()
+
+    def _flush_safely(self) -> None:
+        try:
+            self._flush_stats()
+        except Exception as exc:  # counts are retried at the next flush and at the end
+            log.warning("deployment %d: camera counts not written: %s",
+                        self.deployment_id, exc)
+
+    def _count_live(self) -> None:
+        """Add the time since the last call to each camera that is delivering frames (the
+        public hours are time spent analysing, not time since the start)."""
+        runner = self._runner
+        now = time.monotonic()
+        last, self._last_live_tick = self._last_live_tick, now
+        if runner is None or last is None:
+            return
+        for name, state in runner.states().items():
+            if state == SourceState.RUNNING:
+                self._live_seconds[name] = self._live_seconds.get(name, 0.0) + (now - last)
+
+    def _camera_states(self) -> dict[str, tuple[str, float, str | None]]:
+        """Per camera: state, since (epoch seconds), last error (credentials removed)."""
+        out = {}
+        for source in self._sources:
+            status = source.status()
+            state = str(status.state)
+            previous = self._seen.get(source.name)
+            since = getattr(status, "since", None)
+            if not isinstance(since, int | float):
+                since = previous[1] if previous is not None and previous[0] == state \
+                    else time.time()
+            error = redact(status.error or None)
+            out[source.name] = (state, float(since), error)
+        return out
+
+    def _states_changed(self) -> bool:
+        current = self._camera_states()
+        return any(self._seen.get(k, (None,))[0] != v[0] or self._seen[k][2] != v[2]
+                   for k, v in current.items())
 
     # -- counts ------------------------------------------------------------------------------
 
@@ -317,11 +463,11 @@ class DeploymentRun:
                     for r in rows}
 
     def counts(self) -> dict[str, dict[str, Any]]:
-        """Per camera, this deployment's counts so far (earlier runs included)."""
+        """Per camera, this deployment's counts so far (earlier runs included); ``seconds`` is
+        the time the camera was delivering frames to the analysis."""
         runner = self._runner
         if runner is None:
             return {}
-        elapsed = runner.elapsed
         out = {}
         for f in runner.figures():
             base = self._base.get(f.camera, {})
@@ -330,12 +476,14 @@ class DeploymentRun:
                 "faces_seen": int(base.get("faces_seen", 0)) + f.faces,
                 "tracks": int(base.get("tracks", 0)) + f.tracks,
                 "dropped": int(base.get("dropped", 0)) + f.dropped,
-                "seconds": float(base.get("seconds", 0.0)) + elapsed,
+                "seconds": float(base.get("seconds", 0.0))
+                + self._live_seconds.get(f.camera, 0.0),
             }
         return out
 
     def _flush_stats(self) -> dict[str, dict[str, Any]]:
         counts = self.counts()
+        states = self._camera_states()
         self._last_flush = time.monotonic()
         if not counts:
             return counts
@@ -350,6 +498,12 @@ class DeploymentRun:
                 row.frames, row.faces_seen = c["frames"], c["faces_seen"]
                 row.tracks, row.dropped, row.seconds = c["tracks"], c["dropped"], c["seconds"]
                 row.updated_at = utcnow()
+                if camera in states:
+                    state, since, error = states[camera]
+                    row.state = state
+                    row.state_since = datetime.fromtimestamp(since, UTC)
+                    row.last_error = error
+        self._seen.update(states)
         return counts
 
     @staticmethod
@@ -358,11 +512,10 @@ class DeploymentRun:
         return {cam: {**c, "seconds": audit_log.fmt_float(c["seconds"], 1)}
                 for cam, c in counts.items()}
 
-    def _finish(self, summary: Summary, counts: dict[str, dict[str, Any]],
-                resumed: bool) -> RunResult:
+    def _finish(self, summary: Summary, counts: dict[str, dict[str, Any]]) -> RunResult:
         db = self.system.db
         now = self.clock()
-        ended, reason = False, None
+        ended, reason, paused, why = False, None, False, None
         audit_counts = self.audit_counts(counts)
         with db.reading() as s:
             status = s.scalar(select(Deployment.status).where(
@@ -385,15 +538,16 @@ class DeploymentRun:
                                audit_counts)
             ended = True
         else:
-            why = ("interrupted" if summary.interrupted else
-                   "time limit" if self.options.max_seconds is not None
+            why = (self._pause_why if self._pause_why is not None else
+                   PAUSE_INTERRUPTED if summary.interrupted else
+                   PAUSE_TIME_LIMIT if self.options.max_seconds is not None
                    and summary.seconds >= self.options.max_seconds else
-                   "the camera sources ended")
-            with db.session() as s:
-                audit_log.record(s, self.actor.name, "deployment.pause", "deployment",
-                                 self.deployment_id, {"reason": why, "at": now.isoformat(),
-                                                      "cameras": audit_counts})
-        return RunResult(self.deployment_id, summary, ended, reason, resumed, counts)
+                   PAUSE_SOURCES_ENDED)
+            paused = deps.pause(db, self.actor, self.deployment_id, why, now=now,
+                                counts=audit_counts, alerts_refused=self.alerts_refused)
+            if not paused:
+                why = None
+        return RunResult(self.deployment_id, summary, ended, reason, paused, why, counts)
 
     def _end(self, actor: Actor, reason: str, now: datetime,
              counts: dict[str, dict[str, Any]]) -> str:

@@ -31,6 +31,7 @@ class DeploymentStatus(StrEnum):
     DRAFT = "draft"
     AUTHORISED = "authorised"
     RUNNING = "running"
+    PAUSED = "paused"  # its run stopped without ending it (sources ended, server stopped)
     ENDED = "ended"
 
 

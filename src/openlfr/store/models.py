@@ -278,6 +278,8 @@ class Deployment(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     end_reason: Mapped[str | None] = mapped_column(Text)
+    #: Why its last run stopped without ending it (``paused``); cleared when it runs again.
+    pause_reason: Mapped[str | None] = mapped_column(Text)
     data_key_id: Mapped[int | None] = mapped_column(
         ForeignKey("data_keys.id", ondelete="SET NULL"))
 
@@ -313,8 +315,13 @@ class CameraStats(Base):
     faces_seen: Mapped[int] = mapped_column(Integer, default=0)
     tracks: Mapped[int] = mapped_column(Integer, default=0)
     dropped: Mapped[int] = mapped_column(Integer, default=0)
-    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)  # time spent analysing frames
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: The camera's state in the latest run (connecting, running, reconnecting, ended, failed,
+    #: stopped), since when, and its last error (credentials removed).
+    state: Mapped[str | None] = mapped_column(String(20))
+    state_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
 
 
 # -- alerts ------------------------------------------------------------------------------------

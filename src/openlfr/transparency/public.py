@@ -14,7 +14,7 @@ never. The figures themselves come from :func:`openlfr.transparency.stats.deploy
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -22,11 +22,13 @@ from sqlalchemy.orm import Session
 
 from openlfr.store.db import Database
 from openlfr.store.enums import Action, DeploymentStatus
-from openlfr.store.models import Deployment, PublicQuestion
+from openlfr.store.models import CameraStats, Deployment, PublicQuestion
 from openlfr.transparency.stats import DeploymentFigures, deployment_stats
 
 PUBLIC_STATUS = {DeploymentStatus.AUTHORISED: "planned", DeploymentStatus.RUNNING: "running",
-                 DeploymentStatus.ENDED: "ended"}
+                 DeploymentStatus.PAUSED: "paused", DeploymentStatus.ENDED: "ended"}
+#: A camera state written longer ago than this is not trusted to be live (its process died).
+LIVE_STATE_STALE = timedelta(seconds=30)
 
 
 @dataclass
@@ -73,7 +75,7 @@ class Figures:
 class PublicDeployment:
     id: int
     name: str
-    status: str  # planned | running | ended
+    status: str  # planned | running | paused | ended
     site: str
     location: str
     purpose: str
@@ -95,6 +97,7 @@ class PublicDeployment:
     figures: Figures | None  # None while planned
     questions_received: int = 0
     questions_answered: int = 0
+    cameras_live: int = 0  # while running: cameras delivering frames now
 
     def as_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {k: v for k, v in asdict(self).items() if k != "figures"}
@@ -135,8 +138,26 @@ def _questions(s: Session, ids: list[int]) -> dict[int, tuple[int, int]]:
     return out
 
 
+def cameras_live(s: Session, ids: list[int], now: datetime | None = None) -> dict[int, int]:
+    """Per running deployment, how many of its cameras are live now (their state, written by
+    the run whichever process runs it, is ``running`` and recent)."""
+    if not ids:
+        return {}
+    now = now or datetime.now(UTC)
+    out: dict[int, int] = {}
+    for dep_id, n in s.execute(
+            select(CameraStats.deployment_id, func.count())
+            .join(Deployment, Deployment.id == CameraStats.deployment_id)
+            .where(CameraStats.deployment_id.in_(ids), CameraStats.state == "running",
+                   Deployment.status == DeploymentStatus.RUNNING,
+                   CameraStats.updated_at >= now - LIVE_STATE_STALE)
+            .group_by(CameraStats.deployment_id)):
+        out[dep_id] = int(n)
+    return out
+
+
 def _public(d: Deployment, f: DeploymentFigures | None,
-            questions: tuple[int, int]) -> PublicDeployment:
+            questions: tuple[int, int], live: int = 0) -> PublicDeployment:
     status = PUBLIC_STATUS[d.status]
     return PublicDeployment(
         id=d.id, name=d.name, status=status, site=d.site, location=d.location,
@@ -148,7 +169,8 @@ def _public(d: Deployment, f: DeploymentFigures | None,
         public_notice=d.public_notice,
         urgency_reason=d.urgency_reason if status == "ended" else None,
         figures=None if status == "planned" or f is None else _figures(f),
-        questions_received=questions[0], questions_answered=questions[1])
+        questions_received=questions[0], questions_answered=questions[1],
+        cameras_live=live if status == "running" else 0)
 
 
 def _collect(s: Session, rows: list[Deployment]) -> list[PublicDeployment]:
@@ -161,7 +183,8 @@ def _collect(s: Session, rows: list[Deployment]) -> list[PublicDeployment]:
         stats = [f for f in deployment_stats(s) if f.deployment_id in ids]
     by_id = {f.deployment_id: f for f in stats}
     qs = _questions(s, sorted(ids))
-    return [_public(d, by_id.get(d.id), qs.get(d.id, (0, 0))) for d in rows]
+    live = cameras_live(s, sorted(ids))
+    return [_public(d, by_id.get(d.id), qs.get(d.id, (0, 0)), live.get(d.id, 0)) for d in rows]
 
 
 def list_public(db: Database) -> list[PublicDeployment]:

@@ -2,8 +2,11 @@
 
 What each figure is
 -------------------
-* **duration**: planned (``planned_start`` → ``planned_end``) and actual (``started_at`` →
-  ``ended_at``, or → now while running; ``None`` if it never started), in hours.
+* **duration**: planned (``planned_start`` → ``planned_end``) and actual, in hours. The actual
+  hours count only time spent analysing frames: the seconds the live runs had a camera
+  delivering frames (``camera_stats.seconds``, added up over the runs), of the camera that
+  analysed longest — not the time since the start, which would go on counting while the
+  deployment is paused or its cameras are down. ``None`` if it never started.
 * **faces seen, frames, tracks, dropped frames**: the live pipeline's counters
   (``camera_stats``), per camera. Counts only: nothing about the people is kept.
 * **alerts**: every alert stored, purged ones included (purging clears the crop and the free
@@ -246,13 +249,14 @@ def deployment_stats(session: Session, deployment_id: int | None = None,
     per_dep: dict[int, DeploymentFigures] = {}
     for dep in deployments:
         wls = links.get(dep.id, [])
-        end = dep.ended_at or (now if dep.status == DeploymentStatus.RUNNING else None)
+        analysed = max((c.seconds for c in cameras.get(dep.id, {}).values()), default=0.0)
         fig = DeploymentFigures(
             deployment_id=dep.id, name=dep.name, site=dep.site, status=dep.status.value,
             planned_start=_iso(dep.planned_start) or "", planned_end=_iso(dep.planned_end) or "",
             planned_hours=_hours(dep.planned_start, dep.planned_end) or 0.0,
             started_at=_iso(dep.started_at), ended_at=_iso(dep.ended_at),
-            actual_hours=_hours(dep.started_at, end), threshold=dep.threshold,
+            actual_hours=None if dep.started_at is None else round(analysed / 3600.0, 3),
+            threshold=dep.threshold,
             model_id=dep.model_id, two_person_rule=dep.two_person_rule, watchlists=wls)
         size = sizes.at_authorisation(dep.id, wls)
         if size is not None:

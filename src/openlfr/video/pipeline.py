@@ -122,10 +122,13 @@ class CameraPipeline:
             )
         self.camera = camera
         self.engine = engine
-        self.gallery = gallery
         self.config = config
         self.sink = sink
-        self.names = dict(names or {})
+        # The gallery and its display names are swapped together, atomically (one reference):
+        # a search uses the pair it read, never a mix of two galleries.
+        self._live: tuple[GallerySearch, dict[str, str]] = (gallery, dict(names or {}))
+        self._generation = 0
+        self._seen_generation = 0
         self.stats = stats or CameraStats(camera)
         rate = min(fps, config.detect_fps) if config.detect_fps > 0 else fps
         # ByteTrack lets a track go a little before this pipeline forgets it, so an id it
@@ -137,6 +140,43 @@ class CameraPipeline:
         self._last_faces: tuple[Face, ...] = ()
         self._last_ids: tuple[int | None, ...] = ()
         self._last_t = 0.0
+
+    @property
+    def gallery(self) -> GallerySearch:
+        return self._live[0]
+
+    @property
+    def names(self) -> dict[str, str]:
+        return self._live[1]
+
+    def replace_gallery(self, gallery: GallerySearch,
+                        names: Mapping[str, str] | None = None) -> GallerySearch:
+        """Search ``gallery`` from now on (any thread; atomic). A search already under way
+        finishes on the old one; the alerts a track raised for subjects no longer in the
+        gallery are forgotten on the next frame (they are not shown as labels, and the subject
+        is not debounced if it comes back). Returns the old gallery (for the caller to clear:
+        it may be shared by other cameras)."""
+        if gallery.model_id != self.engine.model_id:
+            raise ValueError(
+                f"the new gallery holds {gallery.model_id!r} templates but the engine makes "
+                f"{self.engine.model_id!r}")
+        old = self._live[0]
+        self._live = (gallery, dict(names or {}))
+        self._generation += 1
+        return old
+
+    def _prune_alerts(self) -> None:
+        """After a gallery swap (in frame order): forget track alerts of subjects that left."""
+        generation = self._generation
+        if generation == self._seen_generation:
+            return
+        self._seen_generation = generation
+        gallery, names = self._live
+        subjects = getattr(gallery, "subjects", None)
+        present = set(subjects()) if callable(subjects) else set(names)
+        for record in self.tracks.values():
+            for subject_id in [sid for sid in record.alerts if sid not in present]:
+                del record.alerts[subject_id]
 
     # -- per frame ---------------------------------------------------------------------------
 
@@ -182,6 +222,7 @@ class CameraPipeline:
             self.stats.frame_done(frame.mono, False)
             return FrameResult(frame, (), (), {}, (), False)
         self._last_t = frame.t
+        self._prune_alerts()
         alerts: list[Alert] = []
         faces = detected.faces
         if faces is not None:
@@ -264,9 +305,10 @@ class CameraPipeline:
             return []
         templates = self.engine.embed(sighting.crop, [sighting.face])
         self.stats.add(embeddings=1)
-        if not templates or len(self.gallery) == 0:
+        gallery, names = self._live  # one consistent pair, whatever a swap does meanwhile
+        if not templates or len(gallery) == 0:
             return []
-        hits = self.gallery.search(templates[0].vector[None, :], k=self.config.top_k)[0]
+        hits = gallery.search(templates[0].vector[None, :], k=self.config.top_k)[0]
         del templates  # the template is not needed past the search, whatever the outcome
         best = hits[0] if hits else None
         if best is None or best.score < self.config.threshold:
@@ -274,7 +316,7 @@ class CameraPipeline:
         previous = record.alerts.get(best.subject_id)
         if previous is not None and best.score <= previous.score:
             return []  # debounced: this track already raised this subject at least as high
-        alert = self._alert(record, sighting, best, previous)
+        alert = self._alert(record, sighting, best, previous, names)
         record.alerts[best.subject_id] = alert
         if previous is None:
             self.stats.add(alerts=1)
@@ -286,7 +328,7 @@ class CameraPipeline:
         return [alert]
 
     def _alert(self, record: TrackRecord, sighting: Sighting, best: Candidate,
-               previous: Alert | None) -> Alert:
+               previous: Alert | None, names: Mapping[str, str]) -> Alert:
         now_mono = time.monotonic()
         latency = None
         if record.enrol_quality_mono is not None:
@@ -296,7 +338,7 @@ class CameraPipeline:
             camera=self.camera,
             track_id=record.track_id,
             subject_id=best.subject_id,
-            display_name=self.names.get(best.subject_id, best.subject_id),
+            display_name=names.get(best.subject_id, best.subject_id),
             score=float(best.score),
             threshold=self.config.threshold,
             reference_id=best.reference_id,

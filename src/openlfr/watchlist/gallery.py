@@ -341,6 +341,17 @@ class Gallery:
         self._faiss_index = None
         self._max_refs = None
 
+    def clear(self) -> int:
+        """Forget every template, overwriting the memory that held them (a gallery that is
+        replaced, e.g. after a removal, leaves nothing behind); returns how many there were."""
+        with self._lock:
+            count = self._size
+            self._buffer.fill(0.0)
+            self._count_of.clear()
+            self._code_of.clear()
+            self._keep_only(np.zeros(self._size, dtype=bool))
+            return count
+
     def remove_subject(self, subject_id: str) -> int:
         """Remove every template of a subject; returns how many were removed (0 if unknown)."""
         with self._lock:

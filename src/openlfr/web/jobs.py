@@ -3,16 +3,19 @@
 :class:`BackgroundJobs` is handed to :func:`openlfr.web.app.create_app` as ``runner``; the app
 starts it with the server and stops it (gracefully) on shutdown. It owns
 
-* the **deployment runs**: :meth:`run_deployment` starts a
-  :class:`openlfr.governance.live.DeploymentRun` in a background thread (the console's "start"
-  calls it after :func:`openlfr.governance.deployments.start`), :meth:`stop_deployment` stops
-  one; alerts are passed to every listener added with :meth:`add_alert_listener` (the console's
-  live alert stream subscribes here); on :meth:`start` with ``resume=True``, deployments left
-  ``running`` by a previous server are resumed;
+* the **deployment runs**, through a :class:`openlfr.governance.reconcile.Reconciler` ticked
+  every ``reconcile_every`` seconds (at most 1 s): a deployment set ``running`` — by the console,
+  the API or the CLI of another process — gets a live run
+  (:class:`openlfr.governance.live.DeploymentRun` in a background thread), one that is no longer
+  running loses it, and watchlist changes reach the running cameras. No route starts a run
+  itself. Alerts are passed to every listener added with :meth:`add_alert_listener` (the
+  console's live alert stream subscribes here). When the server stops, its runs pause their
+  deployments (``the server stopped``); with ``resume=True`` the next server resumes exactly
+  those at start. A deployment left ``running`` by a server that crashed is simply
+  reconciled: it runs again.
 * the **schedule**: every ``tick`` seconds deployments past their end are ended
-  (:func:`openlfr.governance.deployments.end_overdue`) and finished runs are reaped; every
-  ``retention_every`` seconds :func:`openlfr.governance.retention.run_retention` runs as
-  ``system``.
+  (:func:`openlfr.governance.deployments.end_overdue`); every ``retention_every`` seconds
+  :func:`openlfr.governance.retention.run_retention` runs as ``system``.
 
 Each step is guarded: a failing step is logged and retried on the next tick; a module that is
 missing disables its step only.
@@ -28,7 +31,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from openlfr.governance.authz import SYSTEM_ACTOR, Actor
+from openlfr.governance.authz import SYSTEM_ACTOR
 from openlfr.governance.system import System
 from openlfr.store.enums import DeploymentStatus
 from openlfr.store.models import Camera, Deployment
@@ -41,7 +44,8 @@ AlertListener = Callable[[int, Any], None]
 
 class BackgroundJobs:
     def __init__(self, system: System, *, retention_every: float = 3600.0, tick: float = 30.0,
-                 resume: bool = False, preview: bool = False) -> None:
+                 resume: bool = False, preview: bool = False, reconcile_every: float = 0.5,
+                 run_options: dict[str, Any] | None = None) -> None:
         self.system = system
         #: Serve the privacy-masked live preview of running cameras in the console.
         self.preview = preview
@@ -49,13 +53,19 @@ class BackgroundJobs:
         self.retention_every = retention_every
         self.tick = tick
         self.resume = resume
-        self.runs: dict[int, Any] = {}  # deployment id → DeploymentRun
+        self.reconcile_every = min(1.0, reconcile_every)
+        self.run_options = dict(run_options or {})
+        self.runs: dict[int, Any] = {}  # deployment id → DeploymentRun (live or stopping)
         self.last_retention: float | None = None
+        self.last_overdue: float | None = None
         self.last_retention_report: dict[str, Any] | None = None
         self._listeners: list[AlertListener] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        from openlfr.governance.reconcile import Reconciler
+
+        self.reconciler = Reconciler(system, self)
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -63,34 +73,32 @@ class BackgroundJobs:
         if self._thread is not None:
             return
         self._stop.clear()
+        self.reconciler.reopen()
         if self.resume:
-            self.resume_running()
+            self.resume_paused()
         self._thread = threading.Thread(target=self._loop, name="lfr-jobs", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 15.0) -> None:
-        """Stop the schedule and every run (a run stopped without a reason leaves its
-        deployment ``running``, to be resumed by the next server)."""
+        """Stop the schedule and every run (each pauses its deployment: ``the server
+        stopped``; ``openlfr serve --resume`` resumes them)."""
+        from openlfr.governance.live import PAUSE_SERVER_STOPPED
+
         self._stop.set()
+        deadline = time.monotonic() + timeout
+        if self._thread is not None:
+            self._thread.join(max(0.1, deadline - time.monotonic()))
+            self._thread = None
         with self._lock:
-            runs = list(self.runs.items())
             feeds = list(self.previews.values())
         for preview in feeds:
             preview.close()
-        for dep_id, run in runs:
-            try:
-                run.stop()
-            except Exception:  # pragma: no cover - logged, shutdown goes on
-                log.exception("stopping the run of deployment %s", dep_id)
-        deadline = time.monotonic() + timeout
-        for _, run in runs:
+        runs = self.reconciler.stop_all(PAUSE_SERVER_STOPPED)
+        for run in runs:
             try:
                 run.join(max(0.1, deadline - time.monotonic()))
             except Exception:  # pragma: no cover
                 log.exception("waiting for a run")
-        if self._thread is not None:
-            self._thread.join(max(0.1, deadline - time.monotonic()))
-            self._thread = None
 
     @property
     def running(self) -> bool:
@@ -116,19 +124,19 @@ class BackgroundJobs:
             except Exception:
                 log.exception("alert listener failed")
 
-    def run_deployment(self, deployment_id: int, actor: Actor, **options: Any) -> Any:
-        """Start the live run of a (started) deployment in a background thread."""
+    def launch(self, deployment_id: int, gallery: Any, names: dict[str, str]) -> Any:
+        """The reconciler's launcher: start the live run of a running deployment in a
+        background thread (with its first gallery)."""
         from openlfr.governance.live import DeploymentRun, RunOptions
 
         with self._lock:
-            current = self.runs.get(deployment_id)
-            if current is not None and current.running:
-                return current
             feeds = self._preview_feeds(deployment_id) if self.preview else None
-            run = DeploymentRun(self.system, deployment_id, actor,
-                                options=RunOptions(**options) if options else None,
+            run = DeploymentRun(self.system, deployment_id, SYSTEM_ACTOR,
+                                options=RunOptions(**self.run_options) if self.run_options
+                                else None,
                                 on_alert=self._on_alert,
-                                on_frame=feeds.publish if feeds is not None else None)
+                                on_frame=feeds.publish if feeds is not None else None,
+                                gallery=(gallery, names))
             self.runs[deployment_id] = run
             old = self.previews.pop(deployment_id, None)
             if old is not None:
@@ -154,60 +162,76 @@ class BackgroundJobs:
             return None
         return feeds
 
-    def stop_deployment(self, deployment_id: int, reason: str | None = None,
-                        actor: Actor | None = None) -> bool:
-        with self._lock:
-            run = self.runs.get(deployment_id)
-        if run is None:
-            return False
-        run.stop(reason, actor)
-        return True
+    def resume_paused(self) -> list[int]:
+        """Resume the deployments the previous server paused when it stopped (and only
+        those: one paused because its sources ended or by a person stays paused)."""
+        from openlfr.governance import deployments as deps
+        from openlfr.governance.live import PAUSE_SERVER_STOPPED
 
-    def resume_running(self) -> list[int]:
-        """Resume the runs of deployments a previous server left ``running``."""
         try:
             with self.system.db.reading() as s:
                 ids = list(s.scalars(select(Deployment.id).where(
-                    Deployment.status == DeploymentStatus.RUNNING)))
+                    Deployment.status == DeploymentStatus.PAUSED,
+                    Deployment.pause_reason == PAUSE_SERVER_STOPPED)))
         except Exception:
-            log.exception("reading the running deployments")
+            log.exception("reading the paused deployments")
             return []
         resumed = []
         for dep_id in ids:
             try:
-                self.run_deployment(dep_id, SYSTEM_ACTOR)
+                deps.resume(self.system.db, SYSTEM_ACTOR, dep_id)
                 resumed.append(dep_id)
-            except Exception:
-                log.exception("resuming deployment %s", dep_id)
+            except Exception as exc:
+                log.warning("deployment %s was not resumed: %s", dep_id, exc)
         return resumed
 
     # -- the schedule ----------------------------------------------------------------------
 
     def _loop(self) -> None:
         self.step()
-        while not self._stop.wait(self.tick):
+        while not self._stop.wait(self.reconcile_every):
             self.step()
 
     def step(self) -> None:
-        """One tick: reap finished runs, end overdue deployments, retention when due."""
-        with self._lock:
-            for dep_id in [d for d, r in self.runs.items() if not r.running]:
-                del self.runs[dep_id]
+        """One tick: reconcile the runs; end overdue deployments every ``tick`` seconds;
+        retention when due."""
         try:
-            from openlfr.governance.deployments import end_overdue
-        except ImportError:
-            end_overdue = None
-        if end_overdue is not None:
-            try:
-                ended = end_overdue(self.system.db)
-                if ended:
-                    log.info("ended deployments past their window: %s", ended)
-            except Exception:
-                log.exception("ending overdue deployments")
+            self.reconcile()
+        except Exception:
+            log.exception("reconciling the live runs")
         now = time.monotonic()
+        if self.last_overdue is None or now - self.last_overdue >= self.tick:
+            self.last_overdue = now
+            self.end_overdue()
         if self.last_retention is None or now - self.last_retention >= self.retention_every:
             self.last_retention = now
             self.run_retention()
+
+    def reconcile(self) -> Any:
+        report = self.reconciler.tick()
+        owned = self.reconciler.runs
+        with self._lock:
+            for dep_id in [d for d in self.runs if d not in owned]:
+                del self.runs[dep_id]
+                feeds = self.previews.pop(dep_id, None)
+                if feeds is not None:
+                    feeds.close()
+        return report
+
+    def end_overdue(self) -> list[int]:
+        try:
+            from openlfr.governance.deployments import end_overdue
+        except ImportError:
+            return []
+        try:
+            ended = end_overdue(self.system.db)
+        except Exception:
+            log.exception("ending overdue deployments")
+            return []
+        if ended:
+            log.info("ended deployments past their window: %s", ended)
+            self.reconcile()
+        return ended
 
     def run_retention(self) -> dict[str, Any] | None:
         try:

@@ -1,5 +1,10 @@
 """Deployments over JSON: ``/api/v1/deployments`` — create and edit a draft (with its cameras
-and watchlists), authorise, override the threshold floor, start and stop.
+and watchlists), authorise, override the threshold floor, start, resume and stop.
+
+Start and resume only change the deployment's state: the server's reconciler
+(:mod:`openlfr.governance.reconcile`) opens its cameras within a second or two, and
+``GET /api/v1/deployments/{id}`` shows each camera's state (``connecting``, ``live``,
+``retrying`` since when with the last error, ``ended``).
 
 The governance service (:mod:`openlfr.governance.deployments`) checks every rule and role. A
 rule broken by the deployment's current state (authorising one that is not a draft, starting
@@ -77,6 +82,13 @@ class ReasonIn(BaseModel):
 class CameraOut(BaseModel):
     name: str
     source: str
+    state: str | None = Field(default=None, description=(
+        "In the latest run: connecting, live, retrying, failed, ended, stopped; unknown when "
+        "a running deployment's state is stale; null before any run."))
+    state_since: datetime | None = None
+    last_error: str | None = Field(default=None, description="Without credentials.")
+    frames: int = 0
+    seconds: float = Field(default=0.0, description="Time spent analysing frames.")
 
 
 class WatchlistRef(BaseModel):
@@ -114,8 +126,10 @@ class DeploymentOut(BaseModel):
     started_at: datetime | None
     ended_at: datetime | None
     end_reason: str | None
+    pause_reason: str | None = None
     watchlists: list[WatchlistRef]
     cameras: list[CameraOut]
+    cameras_live: int = 0
     missing: list[str]
 
 
@@ -232,13 +246,25 @@ def override_threshold(request: Request, deployment_id: int, body: ReasonIn,
 
 @router.post("/{deployment_id}/start", response_model=StartOut)
 def start(request: Request, deployment_id: int, actor: CurrentActor) -> dict[str, Any]:
-    """Mark an authorised deployment running (inside its window, rules re-checked)."""
+    """Mark an authorised deployment running (inside its window, rules re-checked); on a
+    paused one this resumes it (``resumed: true``). The live run follows within seconds."""
     db = web(request).db
     try:
         resumed = deps.start(db, actor, deployment_id)
     except RuleError as exc:
         raise _conflict(exc) from None
     return {"resumed": resumed, "deployment": deps.show(db, actor, deployment_id)}
+
+
+@router.post("/{deployment_id}/resume", response_model=DeploymentOut)
+def resume(request: Request, deployment_id: int, actor: CurrentActor) -> dict[str, Any]:
+    """Run a paused deployment again (rules and window re-checked); 409 if it is not paused."""
+    db = web(request).db
+    try:
+        deps.resume(db, actor, deployment_id)
+    except RuleError as exc:
+        raise _conflict(exc) from None
+    return deps.show(db, actor, deployment_id)
 
 
 @router.post("/{deployment_id}/stop", response_model=DeploymentOut)

@@ -77,40 +77,51 @@ def broker(request: Request) -> events.AlertBroker:
 
 
 def camera_health(request: Request, deployment_id: int | None = None) -> list[dict[str, Any]]:
-    """Per camera of each deployment run by this server: state, frames per second, drops
-    (counts only; blocking: call from a thread)."""
-    runner = web(request).runner
-    runs: dict[int, Any] = dict(getattr(runner, "runs", {}) or {})
-    if deployment_id is not None:
-        runs = {k: v for k, v in runs.items() if k == deployment_id}
-    if not runs:
-        return []
+    """Per camera of each running or paused deployment: its state as the run wrote it in the
+    database (so a run of another process, e.g. ``openlfr watch --deployment``, shows too) —
+    connecting, live, retrying since when with the last error, ended — and, when this server
+    runs it, frames per second and drops (counts only; blocking: call from a thread)."""
+    from sqlalchemy import select
+
+    from openlfr.store.enums import DeploymentStatus
     from openlfr.store.models import Deployment
 
+    runner = web(request).runner
+    runs: dict[int, Any] = dict(getattr(runner, "runs", {}) or {})
     with web(request).db.reading() as s:
-        found = [d for d in (s.get(Deployment, i) for i in runs) if d is not None]
-        names = {d.id: d.name for d in found}
-        live = {d.id for d in found if d.status.value == "running"}
+        query = select(Deployment).where(Deployment.status.in_(
+            [DeploymentStatus.RUNNING, DeploymentStatus.PAUSED])).order_by(Deployment.id)
+        if deployment_id is not None:
+            query = query.where(Deployment.id == deployment_id)
+        found = [(d.id, d.name, d.status.value, deps.camera_states(s, d))
+                 for d in s.scalars(query)]
     out = []
-    for dep_id, run in sorted(runs.items()):
-        try:
-            figures = run.figures()
-        except Exception:  # a run being torn down
-            figures = []
-        # a deployment stopped elsewhere: its cameras close within seconds
-        running = bool(getattr(run, "running", False)) and dep_id in live
-        for f in figures:
-            state = str(f.state) if running else "stopped"
-            out.append({"deployment_id": dep_id, "deployment": names.get(dep_id, str(dep_id)),
-                        "camera": f.camera, "state": state, "connected": state == "running",
-                        "fps_in": round(float(f.fps_in), 1),
-                        "fps_processed": round(float(f.fps_processed), 1),
-                        "frames": int(f.frames_in), "dropped": int(f.dropped),
-                        "reconnects": int(f.reconnects)})
-        if not figures and running:
-            out.append({"deployment_id": dep_id, "deployment": names.get(dep_id, str(dep_id)),
-                        "camera": "—", "state": "starting", "connected": False, "fps_in": 0.0,
-                        "fps_processed": 0.0, "frames": 0, "dropped": 0, "reconnects": 0})
+    for dep_id, name, status, cameras in found:
+        figures: dict[str, Any] = {}
+        run = runs.get(dep_id)
+        if run is not None and status == "running":
+            try:
+                figures = {f.camera: f for f in run.figures()}
+            except Exception:  # a run being torn down
+                figures = {}
+        for cam in cameras:
+            state = cam["state"] or ("connecting" if status == "running" else "stopped")
+            if status == "paused":
+                state = "paused"
+            label = state
+            if state in ("retrying", "failed", "unknown") and cam["state_since"]:
+                label = f"{state} since {cam['state_since'][11:19]} UTC"
+            if cam["last_error"] and state in ("retrying", "failed", "unknown"):
+                label += f": {cam['last_error']}"
+            f = figures.get(cam["name"])
+            out.append({"deployment_id": dep_id, "deployment": name, "camera": cam["name"],
+                        "state": state, "label": label, "connected": state == "live",
+                        "since": cam["state_since"], "error": cam["last_error"],
+                        "fps_in": round(float(f.fps_in), 1) if f else 0.0,
+                        "fps_processed": round(float(f.fps_processed), 1) if f else 0.0,
+                        "frames": int(f.frames_in) if f else int(cam["frames"]),
+                        "dropped": int(f.dropped) if f else 0,
+                        "reconnects": int(f.reconnects) if f else 0})
     return out
 
 
@@ -140,7 +151,7 @@ def _deployment_choices(request: Request, actor: Actor,
                         current: int | None) -> list[dict[str, Any]]:
     """Deployments that can have alerts (running first), and the one asked for."""
     items = deps.list_deployments(web(request).db, actor)
-    order = {"running": 0, "authorised": 1, "ended": 2, "draft": 3}
+    order = {"running": 0, "paused": 1, "authorised": 2, "ended": 3, "draft": 4}
     return sorted((d for d in items if d["status"] != "draft" or d["id"] == current),
                   key=lambda d: (order.get(d["status"], 9), -d["id"]))
 

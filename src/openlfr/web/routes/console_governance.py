@@ -149,7 +149,8 @@ _DONE = {
     "created": "Created.", "added": "Subject added, its images checked and stored encrypted.",
     "approved": "Approved.", "removed": "Subject removed with its images.",
     "destroyed": "Destroyed: its subjects, images and data key are gone.",
-    "authorised": "Authorised.", "started": "Started.", "stopped": "Stopped.",
+    "authorised": "Authorised.", "started": "Started: its cameras open within seconds.",
+    "resumed": "Resumed: its cameras open within seconds.", "stopped": "Stopped.",
     "override": "Threshold override recorded.", "saved": "Saved.",
     "user": "User added.", "active": "Account changed.", "revoked": "Token revoked.",
     "role": "Role changed: the account's sessions and API tokens have ended.",
@@ -512,6 +513,15 @@ def deployment_start(request: Request, deployment_id: int, actor: PageActor) -> 
     except EXPECTED as exc:
         return _deployment_error(request, actor, deployment_id, exc, "run")
     return _see_other(f"/console/deployments/{deployment_id}?done=started")
+
+
+@router.post("/deployments/{deployment_id}/resume")
+def deployment_resume(request: Request, deployment_id: int, actor: PageActor) -> Response:
+    try:
+        deps.resume(web(request).db, actor, deployment_id)
+    except EXPECTED as exc:
+        return _deployment_error(request, actor, deployment_id, exc, "run")
+    return _see_other(f"/console/deployments/{deployment_id}?done=resumed")
 
 
 @router.post("/deployments/{deployment_id}/stop")

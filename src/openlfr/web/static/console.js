@@ -71,7 +71,7 @@
     var fresh = document.createDocumentFragment();
     if (!rows.length) {
       var tr0 = document.createElement("tr");
-      var td0 = cell("No camera is running on this server.", "muted");
+      var td0 = cell("No camera is running.", "muted");
       td0.colSpan = 7;
       tr0.appendChild(td0);
       fresh.appendChild(tr0);
@@ -83,7 +83,8 @@
       var state = document.createElement("td");
       var span = document.createElement("span");
       span.className = "cam " + (h.connected ? "up" : "down");
-      span.textContent = h.connected ? "connected" : h.state;
+      span.setAttribute("data-state", h.state);
+      span.textContent = h.label || h.state;
       state.appendChild(span);
       tr.appendChild(state);
       tr.appendChild(cell(String(h.fps_in), "num"));
