@@ -3,7 +3,7 @@
 ``deployments.status`` gains the value ``paused``: the column is a non-native enum (a
 VARCHAR(40) without a CHECK constraint), so no change of the column is needed.
 
-Revision ID: 0003_live
+Revision ID: 0003
 Revises: 0002
 Create Date: 2026-11-29 09:00:00
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0003_live'
+revision = '0003'
 down_revision = '0002'
 branch_labels = None
 depends_on = None
