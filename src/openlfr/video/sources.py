@@ -32,6 +32,7 @@ from typing import Literal, Protocol
 import cv2
 import numpy as np
 
+from openlfr.redact import redact
 from openlfr.video.types import Frame
 from openlfr.vision.imageio import ImageArray
 
@@ -127,11 +128,6 @@ def unique_names(specs: Sequence[SourceSpec]) -> list[SourceSpec]:
         seen.setdefault(name, 1)
         out.append(SourceSpec(name, spec.target, spec.kind))
     return out
-
-
-def redact(target: str) -> str:
-    """A URL with any ``user:password@`` removed, for messages and logs."""
-    return re.sub(r"(://)[^/@]*@", r"\1", target)
 
 
 class Capture(Protocol):

@@ -415,7 +415,8 @@ async def deployment_create(request: Request, actor: PageActor) -> Response:
     values = await _deployment_form(request)
     db = web(request).db
     try:
-        dep_id = await run_in_threadpool(lambda: create_plan(db, actor, _body(values)))
+        dep_id = await run_in_threadpool(lambda: create_plan(db, actor, _body(values),
+                                                                 web(request).system.keyring))
     except EXPECTED as exc:
         ctx = await run_in_threadpool(_form_ctx, request, actor, values)
         ctx["error"] = _message(exc)
@@ -464,10 +465,11 @@ async def deployment_edit(request: Request, deployment_id: int, actor: PageActor
                                           "watchlist_ids")}
         if body.threshold is not None:
             changes["threshold"] = body.threshold
-        # the page shows camera sources without credentials: unchanged text keeps them
+        # the page shows camera sources without their secrets: a line whose name and text are
+        # unchanged keeps its stored source (deps.edit)
         if values["cameras"].strip() != cameras_text(view["cameras"]).strip():
             changes["cameras"] = [deps.CameraSpec(c.name, c.source) for c in body.cameras]
-        deps.edit(db, actor, deployment_id, **changes)
+        deps.edit(db, actor, deployment_id, keyring=web(request).system.keyring, **changes)
 
     try:
         await run_in_threadpool(save)

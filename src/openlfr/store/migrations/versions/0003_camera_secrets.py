@@ -1,0 +1,58 @@
+"""Camera sources kept secret; a second officer for a threshold override
+
+Camera sources get an encrypted column (``source_ct``), a redacted display form (``display``)
+and a keyed digest; deployments a camera key. The migration cannot read the master key, so it
+fills ``display`` and leaves the plaintext in ``source`` (now nullable): the next time the
+installation is opened, :func:`openlfr.governance.deployments.seal_sources` encrypts it and
+clears it. Deployments get ``threshold_override_confirmed_by``.
+
+Revision ID: 0003_camera_secrets
+Revises: 0002
+Create Date: 2026-11-29 09:30:00
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = '0003_camera_secrets'
+down_revision = '0002'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    from openlfr.redact import redact
+
+    with op.batch_alter_table('deployments', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('threshold_override_confirmed_by', sa.String(length=64),
+                                      nullable=True))
+        batch_op.add_column(sa.Column('camera_key_id', sa.Integer(), nullable=True))
+        batch_op.create_foreign_key(batch_op.f('fk_deployments_camera_key_id_data_keys'),
+                                    'data_keys', ['camera_key_id'], ['id'],
+                                    ondelete='SET NULL')
+    with op.batch_alter_table('cameras', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('display', sa.Text(), nullable=False,
+                                      server_default=''))
+        batch_op.add_column(sa.Column('source_ct', sa.LargeBinary(), nullable=True))
+        batch_op.add_column(sa.Column('source_digest', sa.String(length=64), nullable=True))
+        batch_op.alter_column('source', existing_type=sa.Text(), nullable=True)
+    cameras = sa.table('cameras', sa.column('id', sa.Integer()), sa.column('source', sa.Text()),
+                       sa.column('display', sa.Text()))
+    conn = op.get_bind()
+    for cam_id, source in conn.execute(sa.select(cameras.c.id, cameras.c.source)).all():
+        conn.execute(cameras.update().where(cameras.c.id == cam_id)
+                     .values(display=redact(source or "")))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('cameras', schema=None) as batch_op:
+        batch_op.drop_column('source_digest')
+        batch_op.drop_column('source_ct')
+        batch_op.drop_column('display')
+    with op.batch_alter_table('deployments', schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f('fk_deployments_camera_key_id_data_keys'),
+                                 type_='foreignkey')
+        batch_op.drop_column('camera_key_id')
+        batch_op.drop_column('threshold_override_confirmed_by')
