@@ -28,6 +28,7 @@ from openlfr.governance.system import System
 from openlfr.governance.users import AuthError
 from openlfr.web import sessions
 from openlfr.web.deps import LoginRequired, WebState
+from openlfr.web.ratelimit import PublicRateLimitMiddleware
 from openlfr.web.render import STATIC, make_templates, render
 from openlfr.web.routes import (
     api_alerts,
@@ -79,6 +80,7 @@ def create_app(system: System, runner: Any = None, *, trust_proxy: bool = False)
         try:
             yield
         finally:
+            app.state.web.charts.close()
             if runner is not None:
                 await run_in_threadpool(runner.stop)
 
@@ -92,6 +94,7 @@ def create_app(system: System, runner: Any = None, *, trust_proxy: bool = False)
                              templates=make_templates(), runner=runner,
                              trust_proxy=trust_proxy)
     app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(PublicRateLimitMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     for router in ROUTERS:
