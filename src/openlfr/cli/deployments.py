@@ -13,7 +13,9 @@ from rich.table import Table
 from openlfr.cli.common import console, err_console, fail, print_json
 from openlfr.cli.context import DataDirOpt, UserOpt, acting
 from openlfr.governance import deployments as deps
+from openlfr.governance.authz import RuleError
 from openlfr.governance.floors import current_floor
+from openlfr.governance.times import to_utc
 from openlfr.store.enums import DeploymentStatus, choices
 
 app = typer.Typer(help="Deployments: where, why, when and under whose authority.",
@@ -46,7 +48,10 @@ def parse_when(text: str, what: str, now: datetime | None = None) -> datetime:
              "or +2h)")
     if when.tzinfo is None:
         fail(f"{what} {text!r}: give a timezone (e.g. 2026-05-01T08:00+01:00 or ...Z)")
-    return when
+    try:
+        return to_utc(when, what, repr(text))
+    except RuleError as exc:
+        fail(str(exc))
 
 
 def _cameras(values: list[str] | None) -> tuple[deps.CameraSpec, ...] | None:

@@ -51,6 +51,7 @@ from openlfr.governance.authz import (
     require,
 )
 from openlfr.governance.floors import Floor, current_floor
+from openlfr.governance.times import to_utc
 from openlfr.redact import redact, source_digest
 from openlfr.store.crypto import Keyring
 from openlfr.store.db import Database
@@ -160,6 +161,8 @@ def _check_plan(plan: Plan) -> Plan:
         if not isinstance(value, datetime) or value.tzinfo is None:
             raise RuleError(f"the {label} must be a date and time with a timezone "
                             "(e.g. 2026-05-01T08:00+01:00)")
+    plan = replace(plan, planned_start=to_utc(plan.planned_start, "the planned start"),
+                   planned_end=to_utc(plan.planned_end, "the planned end"))
     if plan.planned_end <= plan.planned_start:
         raise RuleError(f"the planned end {plan.planned_end.isoformat()} must come after the "
                         f"planned start {plan.planned_start.isoformat()}")

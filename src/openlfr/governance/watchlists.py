@@ -42,6 +42,7 @@ from openlfr.governance.authz import (
     require,
 )
 from openlfr.governance.system import System
+from openlfr.governance.times import to_utc
 from openlfr.store.crypto import CryptoError, Keyring, open_sealed, seal
 from openlfr.store.db import Database
 from openlfr.store.enums import Category, WatchlistStatus, choices
@@ -182,7 +183,7 @@ def parse_expiry(text: str, now: datetime | None = None) -> datetime:
         raise RuleError(f"expiry {text!r}: give a date (2027-01-31), an ISO time "
                         "(2027-01-31T18:00+00:00) or a duration such as 90d, 12w or 48h"
                         ) from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+    return to_utc(when, "expiry", repr(raw)) if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _text(value: str | None, what: str, minimum: int = 1) -> str:
@@ -200,9 +201,10 @@ def _check_expiry(expires_at: datetime | None, now: datetime) -> datetime:
         raise RuleError("an expiry is required: every subject leaves the watchlist at a set time")
     if expires_at.tzinfo is None:
         raise RuleError(f"expiry {expires_at.isoformat()}: give a timezone")
+    expires_at = to_utc(expires_at, "expiry")
     if expires_at <= now:
         raise RuleError(f"expiry {expires_at.isoformat()} is not in the future")
-    return expires_at.astimezone(UTC)
+    return to_utc(expires_at, "expiry")
 
 
 # -- images → encrypted references -------------------------------------------------------------

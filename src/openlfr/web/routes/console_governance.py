@@ -25,6 +25,7 @@ from openlfr.governance import deployments as deps
 from openlfr.governance import users as users_svc
 from openlfr.governance import watchlists as wls
 from openlfr.governance.authz import Actor, Forbidden, NotFound, Perm, RuleError, allowed
+from openlfr.governance.times import to_utc
 from openlfr.store.enums import Category, Role
 from openlfr.transparency.art12 import art12_records
 from openlfr.web import tokens
@@ -297,7 +298,7 @@ def _when(text: str, label: str) -> datetime:
     except ValueError:
         raise RuleError(f"the {label} {raw!r} is not a date and time: use the date picker, "
                         "or e.g. 2026-12-01T08:00 (UTC) or 2026-12-01T08:00+01:00") from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+    return to_utc(when, f"the {label}", repr(raw)) if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def parse_cameras(text: str) -> list[CameraIn]:
