@@ -51,6 +51,7 @@ from openlfr.governance.authz import (
     require,
 )
 from openlfr.governance.floors import Floor, current_floor
+from openlfr.governance.names import check_name, check_text
 from openlfr.governance.times import to_utc
 from openlfr.redact import redact, source_digest
 from openlfr.store.crypto import Keyring
@@ -154,6 +155,10 @@ def _check_plan(plan: Plan) -> Plan:
             raise RuleError(f"{name} must be text")
     plan = replace(plan, **{n: getattr(plan, n).strip() for n in TEXT_FIELDS},
                    urgency_reason=(plan.urgency_reason or "").strip() or None)
+    for name in TEXT_FIELDS:
+        check = check_text if name in ("purpose", "legal_basis") else check_name
+        check(getattr(plan, name), f"the {name.replace('_', ' ')}")
+    check_text(plan.urgency_reason or "", "the urgency reason")
     if not plan.name:
         raise RuleError("a deployment needs a name")
     for label, value in (("planned start", plan.planned_start),
@@ -184,6 +189,7 @@ def _check_plan(plan: Plan) -> Plan:
                             "or - (at most 64)")
         if not cam.source.strip():
             raise RuleError(f"camera {cam.name}: no source")
+        check_text(cam.source, f"the source of camera {cam.name}")
     if len(set(names)) != len(names):
         raise RuleError(f"camera names must be unique within a deployment: {names}")
     if len(set(plan.watchlist_ids)) != len(plan.watchlist_ids):

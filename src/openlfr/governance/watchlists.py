@@ -41,6 +41,7 @@ from openlfr.governance.authz import (
     refuse,
     require,
 )
+from openlfr.governance.names import check_name, check_text
 from openlfr.governance.system import System
 from openlfr.governance.times import to_utc
 from openlfr.store.crypto import CryptoError, Keyring, open_sealed, seal
@@ -187,7 +188,7 @@ def parse_expiry(text: str, now: datetime | None = None) -> datetime:
 
 
 def _text(value: str | None, what: str, minimum: int = 1) -> str:
-    text = (value or "").strip()
+    text = check_text((value or "").strip(), what)
     if len(text) < minimum:
         if minimum <= 1:
             raise RuleError(f"{what} is required")
@@ -355,7 +356,7 @@ def create_watchlist(system: System, actor: Actor, name: str, purpose: str,
 
     db = system.db
     require(db, actor, Perm.WATCHLIST_EDIT, "watchlist", "new")
-    name = _text(name, "a watchlist name")
+    name = check_name(_text(name, "a watchlist name"), "the watchlist name")
     if len(name) > 200:
         raise RuleError("a watchlist name has at most 200 characters")
     purpose = _text(purpose, "the deployment purpose the watchlist serves", MIN_REASON)
@@ -393,7 +394,8 @@ def add_subject(system: System, actor: Actor, watchlist_id: int, reference: str,
     db = system.db
     require(db, actor, Perm.WATCHLIST_EDIT, "watchlist", str(watchlist_id))
     now = datetime.now(UTC)
-    reference = _text(reference, "a subject reference (name or case reference)")
+    reference = check_name(_text(reference, "a subject reference (name or case reference)"),
+                           "the subject reference")
     if len(reference) > 200:
         raise RuleError("a subject reference has at most 200 characters")
     cat = parse_category(category)
