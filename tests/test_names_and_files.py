@@ -39,7 +39,7 @@ def test_names_refuse_nul_and_bidi_controls(gov: Gov, face_images, bad: str) -> 
     with pytest.raises(RuleError, match="not allowed"):
         wls.create_watchlist(gov.system, op1, bad, "Locate people wanted by the courts")
     wl = wls.create_watchlist(gov.system, op1, "ok", "Locate people wanted by the courts")
-    with pytest.raises(RuleError, match="reference.*contains"):
+    with pytest.raises(RuleError, match=r"reference.*contains"):
         wls.add_subject(gov.system, op1, wl.id, bad, "wanted_by_court",
                         "A warrant of the magistrates' court for this case",
                         datetime.now(UTC) + timedelta(days=3),
