@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,10 +21,12 @@ from sqlalchemy import select, text
 from typer.testing import CliRunner
 
 from openlfr.cli import app as cli_app
+from openlfr.config import Settings
 from openlfr.governance import deployments as deps
 from openlfr.governance.live import DeploymentRun, RunOptions
-from openlfr.governance.system import open_system
+from openlfr.governance.system import initialise, open_system
 from openlfr.redact import redact
+from openlfr.store.db import Database, alembic_config
 from openlfr.store.models import AuditRecord, Camera, Deployment
 from openlfr.web.app import create_app
 from tests import videoclips
@@ -278,3 +281,68 @@ def test_the_live_run_opens_the_real_source(gov: Gov, face_images, tmp_path: Pat
     # the camera was asked with the real credentials and token, and its frames were read
     assert any("token=t0ps3cret" in p for p in handler.seen)
     assert result.summary.frames >= 10
+
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def old_install(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+    """An installation at the schema before encryption (0002), with a master key."""
+    from openlfr.store.crypto import create_master_key
+    from tests.govfix import _pg_database
+
+    gen = _pg_database() if request.param == "postgresql" else None
+    settings = Settings(data_dir=tmp_path / "data",
+                        database_url=next(gen) if gen is not None else None)
+    settings.data_dir.mkdir(mode=0o700)
+    create_master_key(settings.master_key_path)
+    db = Database(settings.url)
+    try:
+        from alembic import command
+
+        cfg = alembic_config(settings.url)
+        with db.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0002")
+    finally:
+        db.dispose()
+    yield settings
+    if gen is not None:
+        for _ in gen:
+            pass
+
+
+def test_the_migration_moves_plaintext_sources_to_the_encrypted_column(old_install: Settings):
+    db = Database(old_install.url)
+    now = datetime(2026, 11, 1, 8)
+    with db.engine.begin() as conn:  # a deployment as the older version stored it
+        conn.execute(text(
+            "INSERT INTO deployments (id, name, site, location, purpose, legal_basis, dpia_ref,"
+            " equality_ref, planned_start, planned_end, threshold, model_id, two_person_rule,"
+            " signage, public_notice, status, created_by, created_at) VALUES (1, 'Gate', 's',"
+            " 'l', 'p', 'b', 'd', 'e', :t, :t, 0.5, 'm', false, false, false, 'draft', 'op1',"
+            " :t)"), {"t": now})
+        conn.execute(text("INSERT INTO cameras (deployment_id, name, source) VALUES "
+                          "(1, 'gate', :a), (1, 'yard', :b)"), {"a": AT_PASSWORD, "b": QUERY})
+        conn.execute(text("INSERT INTO camera_stats (deployment_id, camera, frames, faces_seen,"
+                          " tracks, dropped, seconds, updated_at) VALUES (1, 'gate', 10, 2, 1,"
+                          " 0, 1.0, :t)"), {"t": now})
+    db.dispose()
+    system, done = initialise(old_install)  # migrates, then seals
+    try:
+        assert "encrypted the camera sources of 1 deployment(s)" in done
+        with system.db.reading() as s:
+            raw = s.execute(text("SELECT source FROM cameras")).scalars().all()
+            shown = s.execute(text("SELECT name, display FROM cameras ORDER BY id")).all()
+            stats = s.execute(text("SELECT count(*) FROM camera_stats")).scalar()
+            dep = s.get(Deployment, 1)
+            assert dep is not None
+            sources = deps.camera_sources(s, system.keyring, dep)
+            sealed = s.scalars(select(AuditRecord).where(
+                AuditRecord.action == "deployment.cameras_sealed")).one()
+    finally:
+        system.close()
+    assert raw == [None, None] and stats == 1  # nothing of the deployment was lost
+    assert [tuple(r) for r in shown] == [("gate", "rtsp://***@10.0.0.5/live"),
+                                         ("yard", redact(QUERY))]
+    assert sources == [("gate", AT_PASSWORD), ("yard", QUERY)]
+    _no_secret(sealed.details)

@@ -25,13 +25,20 @@ depends_on = None
 def upgrade() -> None:
     from openlfr.redact import redact
 
-    with op.batch_alter_table('deployments', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('threshold_override_confirmed_by', sa.String(length=64),
-                                      nullable=True))
-        batch_op.add_column(sa.Column('camera_key_id', sa.Integer(), nullable=True))
-        batch_op.create_foreign_key(batch_op.f('fk_deployments_camera_key_id_data_keys'),
-                                    'data_keys', ['camera_key_id'], ['id'],
-                                    ondelete='SET NULL')
+    sqlite = op.get_bind().dialect.name == "sqlite"
+    # deployments: plain ADD COLUMN. On SQLite a batch operation would rebuild the table, and
+    # dropping the old one (foreign keys on) would cascade-delete its cameras, statistics and
+    # alerts; SQLite adds a column with a REFERENCES clause in place when it defaults to NULL.
+    op.add_column('deployments', sa.Column('threshold_override_confirmed_by',
+                                           sa.String(length=64), nullable=True))
+    if sqlite:
+        op.execute("ALTER TABLE deployments ADD COLUMN camera_key_id INTEGER "
+                   "REFERENCES data_keys (id) ON DELETE SET NULL")
+    else:
+        op.add_column('deployments', sa.Column('camera_key_id', sa.Integer(), nullable=True))
+        op.create_foreign_key(op.f('fk_deployments_camera_key_id_data_keys'), 'deployments',
+                              'data_keys', ['camera_key_id'], ['id'], ondelete='SET NULL')
+    # cameras: no table refers to it, so SQLite may rebuild it (to make `source` nullable)
     with op.batch_alter_table('cameras', schema=None) as batch_op:
         batch_op.add_column(sa.Column('display', sa.Text(), nullable=False,
                                       server_default=''))
@@ -47,12 +54,17 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    """Drops the new columns (sources already sealed stay unreadable to the old version: run
+    it only on a database that has not been opened since the upgrade). On SQLite the camera
+    key column of deployments stays (dropping it would mean rebuilding the table)."""
     with op.batch_alter_table('cameras', schema=None) as batch_op:
         batch_op.drop_column('source_digest')
         batch_op.drop_column('source_ct')
         batch_op.drop_column('display')
-    with op.batch_alter_table('deployments', schema=None) as batch_op:
-        batch_op.drop_constraint(batch_op.f('fk_deployments_camera_key_id_data_keys'),
-                                 type_='foreignkey')
-        batch_op.drop_column('camera_key_id')
-        batch_op.drop_column('threshold_override_confirmed_by')
+    if op.get_bind().dialect.name == "sqlite":
+        op.execute("ALTER TABLE deployments DROP COLUMN threshold_override_confirmed_by")
+        return
+    op.drop_constraint(op.f('fk_deployments_camera_key_id_data_keys'), 'deployments',
+                       type_='foreignkey')
+    op.drop_column('deployments', 'camera_key_id')
+    op.drop_column('deployments', 'threshold_override_confirmed_by')
