@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from openlfr.cli import app as cli_app
 from openlfr.config import Settings
 from openlfr.governance import deployments as deps
+from openlfr.governance.authz import RuleError
 from openlfr.governance.live import DeploymentRun, RunOptions
 from openlfr.governance.system import initialise, open_system
 from openlfr.redact import redact
@@ -145,6 +146,10 @@ def test_an_edit_keeps_the_secret_of_unchanged_lines(gov: Gov, face_images):
                      cameras=[deps.CameraSpec("gate", new),
                               deps.CameraSpec("yard", redact(QUERY))]) == ["cameras"]
     assert _sources(gov, dep_id) == [("gate", new), ("yard", QUERY)]
+    # a display form under another name is not a source: refused, not stored with its masks
+    with pytest.raises(RuleError, match="redacted display form"):
+        deps.edit(gov.db, gov.actors["op2"], dep_id, keyring=gov.system.keyring,
+                  cameras=[deps.CameraSpec("gate2", "rtsp://***@10.0.0.5/live")])
     last = json.loads(_entries(gov, dep_id)[-1].details)
     assert last["cameras"][0]["source"] == "rtsp://***@10.0.0.5/live"
     assert last["cameras"][0]["digest"] != digests[0]

@@ -90,6 +90,15 @@ def redact(source: str) -> str:
     return f"{scheme}://{userinfo}{host}{tail}{fragment}"
 
 
+def is_redacted(source: str) -> bool:
+    """Does ``source`` carry a mask where a secret was (a display form, not a source)?"""
+    m = _SCHEME.match(source.strip())
+    if m is None:
+        return False
+    rest = m.group(2)
+    return rest.startswith(f"{MASK}@") or f"={MASK}" in rest
+
+
 def source_digest(key: bytes, source: str) -> str:
     """A keyed digest (HMAC-SHA256, 128 bits in hex) of a secret camera source."""
     return hmac.new(key, b"openlfr/camera-source\x00" + source.encode(),

@@ -53,7 +53,7 @@ from openlfr.governance.authz import (
 from openlfr.governance.floors import Floor, current_floor
 from openlfr.governance.names import check_name, check_text
 from openlfr.governance.times import to_utc
-from openlfr.redact import redact, source_digest
+from openlfr.redact import is_redacted, redact, source_digest
 from openlfr.store.crypto import Keyring
 from openlfr.store.db import Database
 from openlfr.store.enums import DeploymentStatus, WatchlistStatus
@@ -410,6 +410,10 @@ def _resolve_cameras(s: Session, keyring: Keyring, dep: Deployment,
         digest = source_digest(_digest_key(key), spec.source)
         if cam is not None and (spec.source == cam.display or digest == cam.source_digest):
             out.append(_SealedCamera(cam.name, cam.display, cam.source_digest or "", None))
+        elif is_redacted(spec.source):
+            raise RuleError(f"camera {spec.name}: {spec.source!r} is a redacted display form, "
+                            "not a source; give the full source (a line keeps its stored "
+                            "source only under its own name)")
         else:
             out.append(_SealedCamera(spec.name, redact(spec.source), digest,
                                      keyring.encrypt(s, dep.camera_key_id,
@@ -425,6 +429,10 @@ def create(db: Database, actor: Actor, plan: Plan, keyring: Keyring | None = Non
     when the plan has cameras)."""
     require(db, actor, Perm.DEPLOYMENT_EDIT, "deployment", "new")
     plan = _check_plan(plan)
+    for cam in plan.cameras:
+        if is_redacted(cam.source):
+            raise RuleError(f"camera {cam.name}: {cam.source!r} is a redacted display form, "
+                            "not a source; give the full source")
     if plan.cameras:
         keyring = _need_keyring(keyring)
     with db.session() as s:
