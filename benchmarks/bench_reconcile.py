@@ -115,7 +115,7 @@ def main() -> None:
                 planned_start=now - timedelta(minutes=1), planned_end=now + timedelta(hours=1),
                 threshold=DEFAULT_FLOORS["sface"], model_id=model_id, signage=True,
                 public_notice=True, watchlist_ids=(wl.id,),
-                cameras=(deps.CameraSpec("gate", str(clip)),)))
+                cameras=(deps.CameraSpec("gate", str(clip)),)), keyring=system.keyring)
             deps.authorise(system.db, system.keyring, ao, dep_id)
 
             t0 = time.monotonic()

@@ -98,9 +98,11 @@ def _seed(gov: Gov, face: Path) -> None:
     wls.create_watchlist(gov.system, op1, "empty", "Find people wanted by the courts")
     start = datetime.now(UTC) + timedelta(days=30)
     public = deployments.create(gov.db, ao1, plan((approved,), start=start,
-                                                  end=start + timedelta(hours=8)))
+                                                  end=start + timedelta(hours=8)),
+                                keyring=gov.system.keyring)
     deployments.authorise(gov.db, gov.system.keyring, ao2, public)
-    deployments.create(gov.db, op1, plan((), start=start, end=start + timedelta(hours=8)))
+    deployments.create(gov.db, op1, plan((), start=start, end=start + timedelta(hours=8)),
+                       keyring=gov.system.keyring)
     questions.submit_question(gov.db, public, "question", "Where will the cameras be?", None)
 
 

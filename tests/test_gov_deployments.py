@@ -62,7 +62,8 @@ def plan(watchlist_ids: tuple[int, ...] = (), cameras: tuple[deps.CameraSpec, ..
 
 def make_authorised(gov: Gov, face: Path, **kwargs: object) -> int:
     wid = approved_watchlist(gov, face)
-    dep_id = deps.create(gov.db, gov.actors["op1"], plan((wid,), **kwargs))  # type: ignore[arg-type]
+    dep_id = deps.create(gov.db, gov.actors["op1"], plan((wid,), **kwargs),
+            keyring=gov.system.keyring)  # type: ignore[arg-type]
     deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
     return dep_id
 
@@ -91,7 +92,7 @@ def refusals(gov: Gov) -> list[dict]:
 
 def test_authorisation_refuses_the_author_and_audits_it(gov: Gov, face_images):
     wid = approved_watchlist(gov, face_images["obama"])
-    dep_id = deps.create(gov.db, gov.actors["ao1"], plan((wid,)))
+    dep_id = deps.create(gov.db, gov.actors["ao1"], plan((wid,)), keyring=gov.system.keyring)
     with pytest.raises(Forbidden, match="another authorising officer"):
         deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
     assert status(gov, dep_id) == DeploymentStatus.DRAFT
@@ -127,7 +128,8 @@ def test_authorisation_by_another_officer_creates_the_data_key(gov: Gov, face_im
 def test_threshold_below_the_floor_needs_a_recorded_override(gov: Gov, face_images):
     wid = approved_watchlist(gov, face_images["obama"])
     low = DEFAULT_FLOORS["sface"] - 0.1
-    dep_id = deps.create(gov.db, gov.actors["op1"], plan((wid,), threshold=low))
+    dep_id = deps.create(gov.db, gov.actors["op1"], plan((wid,), threshold=low),
+            keyring=gov.system.keyring)
     with pytest.raises(RuleError, match="below the default floor"):
         deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
     assert status(gov, dep_id) == DeploymentStatus.DRAFT
@@ -136,16 +138,32 @@ def test_threshold_below_the_floor_needs_a_recorded_override(gov: Gov, face_imag
         deps.override_threshold(gov.db, gov.actors["op2"], dep_id, "busy event")
     with pytest.raises(RuleError, match="reason"):
         deps.override_threshold(gov.db, gov.actors["ao2"], dep_id, "  ")
+    # ... of at least a sentence: 20 characters and 3 words
+    for short in ("busy event", "Overcrowded-platform-tonight", "too short a b"):
+        with pytest.raises(RuleError, match="at least a sentence: 20 characters and 3 words"):
+            deps.override_threshold(gov.db, gov.actors["ao2"], dep_id, short)
     deps.override_threshold(gov.db, gov.actors["ao2"], dep_id,
                             "Missing child: more false alerts are accepted for a few hours")
+    # One officer is not enough below the floor: a second, different one must confirm.
+    with pytest.raises(RuleError, match="second authorising officer"):
+        deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
+    with pytest.raises(RuleError, match="second, different authorising officer"):
+        deps.override_threshold(gov.db, gov.actors["ao2"], dep_id,
+                                "I confirm my own override, which is not allowed")
+    deps.override_threshold(gov.db, gov.actors["ao1"], dep_id,
+                            "Confirmed: the child's life is at risk tonight")
     deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
     assert status(gov, dep_id) == DeploymentStatus.AUTHORISED
     with gov.db.reading() as s:
         entry = s.scalars(select(AuditRecord).where(
             AuditRecord.action == "deployment.threshold_override")).one()
         details = json.loads(entry.details)
+        confirm = json.loads(s.scalars(select(AuditRecord.details).where(
+            AuditRecord.action == "deployment.threshold_override_confirm")).one())
     assert details["floor"] == f"{DEFAULT_FLOORS['sface']:.4f}"
     assert details["threshold"] == f"{low:.4f}" and details["below_floor"] is True
+    assert confirm["recorded_by"] == "ao2" and confirm["below_floor"] is True
+    assert deps.show(gov.db, gov.actors["op1"], dep_id)["threshold_override_confirmed_by"] == "ao1"
     # Changing the threshold drops the override: it was given for that threshold.
     deps.edit(gov.db, gov.actors["op1"], dep_id, threshold=low - 0.01)
     assert status(gov, dep_id) == DeploymentStatus.DRAFT
@@ -199,7 +217,7 @@ def test_authorisation_needs_every_field_and_an_approved_watchlist(gov: Gov, fac
         name="Sketch", site="", location="", purpose="", legal_basis="", dpia_ref="",
         equality_ref="", planned_start=datetime.now(UTC),
         planned_end=datetime.now(UTC) + timedelta(hours=1), threshold=0.6,
-        model_id=model_id()))
+        model_id=model_id()), keyring=gov.system.keyring)
     with pytest.raises(RuleError) as info:
         deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], draft)
     message = str(info.value)
@@ -209,7 +227,7 @@ def test_authorisation_needs_every_field_and_an_approved_watchlist(gov: Gov, fac
         assert needed in message
     unapproved = watchlists.create_watchlist(gov.system, gov.actors["op1"], "draft list",
                                              "Locate people wanted by the courts").id
-    dep_id = deps.create(gov.db, gov.actors["op1"], plan((unapproved,)))
+    dep_id = deps.create(gov.db, gov.actors["op1"], plan((unapproved,)), keyring=gov.system.keyring)
     with pytest.raises(RuleError, match="not approved"):
         deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
 
@@ -226,22 +244,25 @@ def test_bad_plans_are_refused_with_a_clear_message(gov: Gov, change, message):
     from dataclasses import replace
 
     with pytest.raises(RuleError, match=message):
-        deps.create(gov.db, gov.actors["op1"], replace(plan(), **change))
+        deps.create(gov.db, gov.actors["op1"], replace(plan(), **change),
+                keyring=gov.system.keyring)
 
 
 def test_window_over_cannot_be_authorised_and_end_overdue_stops(gov: Gov, face_images):
     wid = approved_watchlist(gov, face_images["obama"])
     now = datetime.now(UTC)
     past = deps.create(gov.db, gov.actors["op1"], plan(
-        (wid,), start=now - timedelta(hours=3), end=now - timedelta(hours=1)))
+        (wid,), start=now - timedelta(hours=3), end=now - timedelta(hours=1)),
+                keyring=gov.system.keyring)
     with pytest.raises(RuleError, match="window ended"):
         deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], past)
     later = deps.create(gov.db, gov.actors["op1"], plan(
-        (wid,), start=now + timedelta(hours=1), end=now + timedelta(hours=2)))
+        (wid,), start=now + timedelta(hours=1), end=now + timedelta(hours=2)),
+                keyring=gov.system.keyring)
     deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], later)
     with pytest.raises(RuleError, match="may run only from"):
         deps.start(gov.db, gov.actors["op1"], later)
-    running = deps.create(gov.db, gov.actors["op1"], plan((wid,)))
+    running = deps.create(gov.db, gov.actors["op1"], plan((wid,)), keyring=gov.system.keyring)
     deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], running)
     assert deps.start(gov.db, gov.actors["op1"], running) is False
     assert deps.start(gov.db, gov.actors["op2"], running) is False  # running: nothing changes
@@ -308,7 +329,7 @@ def test_the_commands_create_authorise_show_start_stop(gov: Gov, face_images):
     view = json.loads(created.stdout)
     dep_id = view["id"]
     assert view["status"] == "draft" and view["threshold"] == DEFAULT_FLOORS["sface"]
-    assert view["cameras"] == [{"name": "gate", "source": "rtsp://10.0.0.5/stream",
+    assert view["cameras"] == [{"name": "gate", "source": "rtsp://***@10.0.0.5/stream",
                                 "state": None, "state_since": None, "last_error": None,
                                 "frames": 0, "seconds": 0.0}]
     refused = _cli(gov, "deployment", "authorise", dep_id, "--user", "op1")

@@ -45,7 +45,8 @@ def authorised(gov: Gov, face_images, cameras: dict[str, object], **kwargs: obje
     wid = approved_watchlist(gov, face_images["obama"])
     specs = tuple(deps.CameraSpec(name, str(path)) for name, path in cameras.items())
     dep_id = deps.create(gov.db, gov.actors["op1"], plan((wid,), cameras=specs,
-                                                         **kwargs))  # type: ignore[arg-type]
+                                                         **kwargs),
+                                                                 keyring=gov.system.keyring)  # type: ignore[arg-type]
     deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
     return dep_id
 

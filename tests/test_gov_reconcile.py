@@ -69,7 +69,8 @@ def authorised(gov: Gov, face_images, cameras: dict[str, object]) -> tuple[int, 
     """(deployment, watchlist): an authorised deployment whose watchlist holds Obama."""
     wid = approved_watchlist(gov, face_images["obama"])
     specs = tuple(deps.CameraSpec(name, str(src)) for name, src in cameras.items())
-    dep_id = deps.create(gov.db, gov.actors["op1"], plan((wid,), cameras=specs))
+    dep_id = deps.create(gov.db, gov.actors["op1"], plan((wid,), cameras=specs),
+                         keyring=gov.system.keyring)
     deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
     return dep_id, wid
 

@@ -97,7 +97,7 @@ def make_deployment(gov: Gov, watchlists: list[int], status: DeploymentStatus,
                          ended_at=ended_at, data_key_id=key.id,
                          end_reason="ended" if ended_at else None)
         dep.watchlists = [s.get(Watchlist, i) for i in watchlists]  # type: ignore[misc]
-        dep.cameras = [Camera(name=c, source=f"{c}.mp4") for c in cameras]
+        dep.cameras = [Camera(name=c, display=f"{c}.mp4") for c in cameras]
         s.add(dep)
         s.flush()
         audit_log.record(s, "ao2", "deployment.authorise", "deployment", dep.id,

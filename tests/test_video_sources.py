@@ -76,7 +76,7 @@ def test_bad_specs_are_refused_and_names_made_unique():
         SourceSpec.parse("  ")
     specs = unique_names([SourceSpec.parse(t) for t in ("a.mp4", "b/a.mp4", "a.mp4")])
     assert [s.name for s in specs] == ["a", "a-2", "a-3"]
-    assert redact("rtsp://admin:secret@cam/s") == "rtsp://cam/s"
+    assert redact("rtsp://admin:secret@cam/s") == "rtsp://***@cam/s"
 
 
 def test_a_file_is_read_in_full_in_order_without_drops(clips):

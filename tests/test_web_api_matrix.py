@@ -151,7 +151,7 @@ CASES: dict[tuple[str, str], Case] = {
         Case(Perm.DEPLOYMENT_AUTHORISE, f"/api/v1/deployments/{NO}/authorise"),
     ("POST", "/api/v1/deployments/{deployment_id}/override-threshold"):
         Case(Perm.THRESHOLD_OVERRIDE, f"/api/v1/deployments/{NO}/override-threshold",
-             json={"reason": "tested on site"}),
+             json={"reason": "tested on site with a small crowd"}),
     ("POST", "/api/v1/deployments/{deployment_id}/start"):
         Case(Perm.DEPLOYMENT_RUN, f"/api/v1/deployments/{NO}/start"),
     ("POST", "/api/v1/deployments/{deployment_id}/resume"):

@@ -126,7 +126,7 @@ def prepare(data: Path, face: Path, camera_url: str) -> int:
                                [(face.read_bytes(), "custody record 117")])
         watchlists.approve_watchlist(system.db, ao1, wl.id)
         dep_id = deps.create(system.db, op1, plan(
-            (wl.id,), cameras=(deps.CameraSpec("gate", camera_url),)))
+            (wl.id,), cameras=(deps.CameraSpec("gate", camera_url),)), keyring=system.keyring)
         deps.authorise(system.db, system.keyring, ao1, dep_id)
         deps.start(system.db, op1, dep_id)
         return dep_id

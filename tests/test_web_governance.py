@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from openlfr.governance import deployments as deps
 from openlfr.governance import watchlists as wls
-from openlfr.store.models import AuditRecord, Subject, SubjectImage
+from openlfr.store.models import AuditRecord, Deployment, Subject, SubjectImage
 from openlfr.web.app import create_app
 from tests.govfix import PASSWORD, Gov
 
@@ -261,19 +261,24 @@ def test_deployment_flow_on_the_pages(gov: Gov, people: Callable[[str], TestClie
     url = r.headers["location"].split("?")[0]
     dep_id = int(url.rsplit("/", 1)[1])
     page = op1.get(url).text
-    assert "rtsp://10.0.0.5/s" in page and "secret" not in page  # no credentials shown
+    assert "rtsp://***@10.0.0.5/s" in page and "secret" not in page  # no credentials shown
     assert "/authorise" not in page and "Change the plan" in page
 
     # the cameras are edited with the draft; unchanged lines keep the credentials
-    r = post(op1, f"{url}/edit", {**fields, "cameras": "gate=rtsp://10.0.0.5/s\n"
+    r = post(op1, f"{url}/edit", {**fields, "cameras": "gate=rtsp://***@10.0.0.5/s\n"
                                                        "side=rtsp://10.0.0.6/s",
                                   "name": "Cup final 2026"}, page=url)
     assert r.status_code == 303, r.text
     view = deps.show(gov.db, gov.actors["au1"], dep_id)
     assert [c["name"] for c in view["cameras"]] == ["gate", "side"]
     assert view["name"] == "Cup final 2026"
+    with gov.db.reading() as s:
+        dep = s.get(Deployment, dep_id)
+        assert deps.camera_sources(s, gov.system.keyring, dep) == [
+            ("gate", "rtsp://user:secret@10.0.0.5/s"), ("side", "rtsp://10.0.0.6/s")]
     r = post(op1, f"{url}/edit", {**fields, "name": "Cup final",
-                                  "cameras": "gate=rtsp://10.0.0.5/s\nside=rtsp://10.0.0.6/s"},
+                                  "cameras": "gate=rtsp://***@10.0.0.5/s\n"
+                                             "side=rtsp://10.0.0.6/s"},
              page=url)
     assert r.status_code == 303
     # the author may not authorise (no button; refused by the service if forced)
@@ -305,17 +310,26 @@ def test_threshold_override_on_the_page(gov: Gov, people: Callable[[str], TestCl
                      model_id=wls.show_watchlist(gov.db, gov.actors["au1"], wl_id).model_id,
                      signage=True, public_notice=True, watchlist_ids=(wl_id,),
                      cameras=(deps.CameraSpec("a", "0"),))
-    dep_id = deps.create(gov.db, gov.actors["op1"], plan)
+    dep_id = deps.create(gov.db, gov.actors["op1"], plan, keyring=gov.system.keyring)
     ao1 = people("ao1")
     url = f"/console/deployments/{dep_id}"
     r = post(ao1, f"{url}/authorise", page=url)
     assert r.status_code == 400 and "below the" in r.text
     r = post(ao1, f"{url}/override-threshold", {"reason": ""}, page=url)
     assert r.status_code == 400 and "written reason" in r.text
+    r = post(ao1, f"{url}/override-threshold", {"reason": "Small crowd"}, page=url)
+    assert r.status_code == 400 and "at least a sentence" in r.text
     r = post(ao1, f"{url}/override-threshold", {"reason": "Small crowd, tested on site"},
              page=url)
     assert r.status_code == 303
     assert "Small crowd, tested on site" in ao1.get(url).text
+    r = post(ao1, f"{url}/authorise", page=url)
+    assert r.status_code == 400 and "second authorising officer" in r.text
+    ao2 = people("ao2")
+    r = post(ao2, f"{url}/override-threshold", {"reason": "Agreed: the crowd is small today"},
+             page=url)
+    assert r.status_code == 303
+    assert "confirmed by ao2" in ao1.get(url).text
     r = post(ao1, f"{url}/authorise", page=url)
     assert r.status_code == 303
 
@@ -380,7 +394,7 @@ def test_audit_pages(gov: Gov, people: Callable[[str], TestClient],
     dep_id = deps.create(gov.db, gov.actors["op1"], deps.Plan(
         name="Art12", site="s", location="l", purpose="p", legal_basis="b", dpia_ref="d",
         equality_ref="e", planned_start=now, planned_end=now + timedelta(hours=1),
-        threshold=0.5, model_id=model_id))
+        threshold=0.5, model_id=model_id), keyring=gov.system.keyring)
     r = au1.get(f"/console/audit/art12/{dep_id}")
     assert r.status_code == 200 and "Art. 12 record: Art12" in r.text
     assert au1.get("/console/audit/art12/999").status_code == 404
@@ -522,13 +536,15 @@ def test_screenshots_of_the_governance_pages(sqlite_gov: Gov, face_images: dict[
         planned_end=now + timedelta(hours=4), threshold=0.52, model_id=model_id,
         two_person_rule=True, signage=True, public_notice=True, watchlist_ids=(wl_id,),
         cameras=(deps.CameraSpec("gate", "rtsp://user:pw@10.0.0.5/stream"),
-                 deps.CameraSpec("side", "rtsp://10.0.0.6/stream"))))
+                 deps.CameraSpec("side", "rtsp://10.0.0.6/stream"))),
+        keyring=gov.system.keyring)
     deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
     deps.start(gov.db, gov.actors["op1"], dep_id)
     draft_dep = deps.create(gov.db, gov.actors["op1"], deps.Plan(
         name="Market day", site="Market square", location="", purpose="", legal_basis="",
         dpia_ref="", equality_ref="", planned_start=now + timedelta(days=2),
-        planned_end=now + timedelta(days=2, hours=6), threshold=0.30, model_id=model_id))
+        planned_end=now + timedelta(days=2, hours=6), threshold=0.30, model_id=model_id),
+                keyring=gov.system.keyring)
     from openlfr.web import tokens as tok
     tok.create_token(gov.db, gov.actors["admin"], "op1", "camera bridge")
     bad = tmp_path / "notes.jpg"

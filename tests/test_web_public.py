@@ -106,7 +106,7 @@ def populate(db: Database) -> Demo:
             s.add(d)
         s.flush()
         for d in (planned, running, ended, ended_urgent):
-            s.add(Camera(deployment_id=d.id, name="cam-north", source=CAMERA_URL))
+            s.add(Camera(deployment_id=d.id, name="cam-north", display=CAMERA_URL))
         s.add(CameraStats(deployment_id=ended.id, camera="cam-north", frames=90000,
                           faces_seen=12000, tracks=4000, seconds=18000.0))
         s.add(CameraStats(deployment_id=running.id, camera="cam-north", frames=9000,

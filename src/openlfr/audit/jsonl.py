@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from openlfr.audit.entry import AuditEntry
+from openlfr.privatefile import open_private
 
 
 class AuditFormatError(ValueError):
@@ -63,7 +64,7 @@ def entry_from_line(line: str) -> AuditEntry:
 def write_jsonl(entries: Iterable[AuditEntry], target: str | os.PathLike[str] | IO[str]) -> int:
     """Write entries to a path (created or replaced) or an open text stream; returns the count."""
     if isinstance(target, str | os.PathLike):
-        with Path(target).open("w", encoding="utf-8", newline="\n") as handle:
+        with open_private(target) as handle:
             return write_jsonl(entries, handle)
     count = 0
     for entry in entries:

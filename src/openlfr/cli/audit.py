@@ -27,6 +27,7 @@ from openlfr.audit.jsonl import entry_to_line
 from openlfr.cli.common import console, err_console, fail, print_json
 from openlfr.cli.context import Context, DataDirOpt, UserOpt, acting
 from openlfr.governance.authz import Perm, require
+from openlfr.privatefile import open_private
 from openlfr.store.models import AuditRecord, Deployment
 from openlfr.transparency.art12 import art12_records
 
@@ -172,7 +173,7 @@ def export(
                                  "deployment": dep_id,
                                  "out": out.name if out is not None else "stdout"})
         try:
-            handle = out.open("w", encoding="utf-8", newline="\n") if out else sys.stdout
+            handle = open_private(out) if out else sys.stdout
         except OSError as exc:
             fail(f"--out {out}: cannot write it ({exc})")
         count = 0

@@ -14,7 +14,9 @@ from rich.table import Table
 from openlfr.cli.common import console, err_console, fail, print_json
 from openlfr.cli.context import DataDirOpt, UserOpt, acting
 from openlfr.governance import deployments as deps
+from openlfr.governance.authz import RuleError
 from openlfr.governance.floors import current_floor
+from openlfr.governance.times import to_utc
 from openlfr.store.enums import DeploymentStatus, choices
 
 app = typer.Typer(help="Deployments: where, why, when and under whose authority.",
@@ -47,7 +49,10 @@ def parse_when(text: str, what: str, now: datetime | None = None) -> datetime:
              "or +2h)")
     if when.tzinfo is None:
         fail(f"{what} {text!r}: give a timezone (e.g. 2026-05-01T08:00+01:00 or ...Z)")
-    return when
+    try:
+        return to_utc(when, what, repr(text))
+    except RuleError as exc:
+        fail(str(exc))
 
 
 def _cameras(values: list[str] | None) -> tuple[deps.CameraSpec, ...] | None:
@@ -142,7 +147,7 @@ def create(
             model_id=model_id, two_person_rule=bool(two_person_rule), signage=bool(signage),
             public_notice=bool(public_notice), urgency_reason=urgency_reason,
             watchlist_ids=tuple(watchlist or ()), cameras=cameras)
-        new_id = deps.create(ctx.db, ctx.actor, plan)
+        new_id = deps.create(ctx.db, ctx.actor, plan, ctx.system.keyring)
         view = deps.show(ctx.db, ctx.actor, new_id)
     if json_out:
         print_json(view)
@@ -189,7 +194,8 @@ def edit(
     if not changes:
         fail("nothing to change: give at least one option")
     with acting(data_dir, user) as ctx:
-        changed = deps.edit(ctx.db, ctx.actor, deployment, **changes)
+        changed = deps.edit(ctx.db, ctx.actor, deployment, keyring=ctx.system.keyring,
+                            **changes)
         view = deps.show(ctx.db, ctx.actor, deployment)
     if json_out:
         print_json({"changed": changed, "deployment": view})
@@ -211,7 +217,9 @@ def _show_table(view: dict[str, Any]) -> None:
     override = view["threshold_override_reason"]
     table.add_row("threshold", f"{view['threshold']:.4f} (floor {view['floor']:.4f}, "
                   f"{view['floor_source']})" + (f"; override by {view['threshold_override_by']}"
-                                                f": {override}" if override else ""))
+                                                f": {override}" if override else "")
+                  + (f" (confirmed by {view['threshold_override_confirmed_by']})"
+                     if view["threshold_override_confirmed_by"] else ""))
     for key in ("two_person_rule", "signage", "public_notice"):
         table.add_row(key, "yes" if view[key] else "no")
     if view["urgency_reason"]:

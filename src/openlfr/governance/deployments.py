@@ -6,6 +6,11 @@ Life cycle ``draft → authorised → running ⇄ paused → ended``:
 * **create / edit** (``deployment.edit``): a draft with every field of
   :class:`openlfr.store.models.Deployment`, its cameras (name and source) and its watchlists.
   Editing an *authorised* deployment sends it back to draft: it needs a new authorisation.
+* **camera sources are secrets**: stored encrypted under the deployment's camera key (made with
+  its first camera), beside a redacted display form (:func:`openlfr.redact.redact`) and a keyed
+  digest. Pages, answers and audit entries hold only those two; only the live run decrypts
+  (:func:`camera_sources`). On edit, a camera line whose name and text are unchanged (the
+  display form, as pages show it, or the full source again) keeps its stored source.
 * **authorise** (``deployment.authorise``): by an authorising officer who neither created nor
   edited it (a refusal is audited); every required field present; every watchlist approved and
   of the deployment's model; the window not over; the threshold at or above the model's floor
@@ -32,6 +37,8 @@ details hold no floats (thresholds as decimal strings) and no biometric data.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -52,6 +59,9 @@ from openlfr.governance.authz import (
     require,
 )
 from openlfr.governance.floors import Floor, current_floor
+from openlfr.governance.names import check_name, check_text
+from openlfr.governance.times import to_utc
+from openlfr.redact import is_redacted, redact, source_digest
 from openlfr.store.crypto import Keyring
 from openlfr.store.db import Database
 from openlfr.store.enums import DeploymentStatus, WatchlistStatus
@@ -71,6 +81,12 @@ CAMERA_NAME = re.compile(r"^[A-Za-z][\w.-]{0,63}$")
 AUTHOR_ACTIONS = ("deployment.create", "deployment.edit")
 #: Statuses in which a deployment may still be changed (an authorised one goes back to draft).
 CHANGEABLE = (DeploymentStatus.DRAFT, DeploymentStatus.AUTHORISED)
+
+#: The purpose of the data key camera sources are encrypted under.
+CAMERA_KEY_PURPOSE = "camera-secrets"
+#: A reason for a threshold override below the floor: at least a sentence.
+OVERRIDE_REASON_CHARS = 20
+OVERRIDE_REASON_WORDS = 3
 
 END_OF_WINDOW = "the planned end of the deployment window was reached"
 
@@ -148,6 +164,10 @@ def _check_plan(plan: Plan) -> Plan:
             raise RuleError(f"{name} must be text")
     plan = replace(plan, **{n: getattr(plan, n).strip() for n in TEXT_FIELDS},
                    urgency_reason=(plan.urgency_reason or "").strip() or None)
+    for name in TEXT_FIELDS:
+        check = check_text if name in ("purpose", "legal_basis") else check_name
+        check(getattr(plan, name), f"the {name.replace('_', ' ')}")
+    check_text(plan.urgency_reason or "", "the urgency reason")
     if not plan.name:
         raise RuleError("a deployment needs a name")
     for label, value in (("planned start", plan.planned_start),
@@ -155,6 +175,8 @@ def _check_plan(plan: Plan) -> Plan:
         if not isinstance(value, datetime) or value.tzinfo is None:
             raise RuleError(f"the {label} must be a date and time with a timezone "
                             "(e.g. 2026-05-01T08:00+01:00)")
+    plan = replace(plan, planned_start=to_utc(plan.planned_start, "the planned start"),
+                   planned_end=to_utc(plan.planned_end, "the planned end"))
     if plan.planned_end <= plan.planned_start:
         raise RuleError(f"the planned end {plan.planned_end.isoformat()} must come after the "
                         f"planned start {plan.planned_start.isoformat()}")
@@ -176,6 +198,7 @@ def _check_plan(plan: Plan) -> Plan:
                             "or - (at most 64)")
         if not cam.source.strip():
             raise RuleError(f"camera {cam.name}: no source")
+        check_text(cam.source, f"the source of camera {cam.name}")
     if len(set(names)) != len(names):
         raise RuleError(f"camera names must be unique within a deployment: {names}")
     if len(set(plan.watchlist_ids)) != len(plan.watchlist_ids):
@@ -228,13 +251,33 @@ def missing_fields(dep: Deployment) -> list[str]:
 
 
 def threshold_problem(dep: Deployment, floor: Floor) -> str | None:
-    """Why the threshold may not be used, or None."""
-    if dep.threshold >= floor.threshold or dep.threshold_override_reason:
+    """Why the threshold may not be used, or None. Below the floor it needs an override
+    recorded by one authorising officer and confirmed by a second."""
+    if dep.threshold >= floor.threshold:
         return None
-    return (f"threshold {dep.threshold:.4f} is below the {floor.source} floor "
-            f"{floor.threshold:.4f} of model {dep.model_id}: raise it, or have an authorising "
-            "officer record an override with a reason (`openlfr deployment "
-            "override-threshold`)")
+    below = (f"threshold {dep.threshold:.4f} is below the {floor.source} floor "
+             f"{floor.threshold:.4f} of model {dep.model_id}")
+    if not dep.threshold_override_reason:
+        return (f"{below}: raise it, or have two authorising officers record and confirm an "
+                "override with a reason (`openlfr deployment override-threshold`)")
+    if not dep.threshold_override_confirmed_by:
+        return (f"{below}: the override recorded by {dep.threshold_override_by} needs a "
+                "second authorising officer to confirm it (`openlfr deployment "
+                "override-threshold`)")
+    return None
+
+
+def check_override_reason(reason: str | None) -> str:
+    """A threshold override's reason, tidied: at least a sentence (``OVERRIDE_REASON_CHARS``
+    characters and ``OVERRIDE_REASON_WORDS`` words)."""
+    reason = " ".join((reason or "").split())
+    if not reason:
+        raise RuleError("a threshold override needs a written reason")
+    if len(reason) < OVERRIDE_REASON_CHARS or len(reason.split()) < OVERRIDE_REASON_WORDS:
+        raise RuleError(f"the reason for a threshold override must be at least a sentence: "
+                        f"{OVERRIDE_REASON_CHARS} characters and {OVERRIDE_REASON_WORDS} words "
+                        f"(this one has {len(reason)} and {len(reason.split())})")
+    return reason
 
 
 def _runnable_problems(session: Session, dep: Deployment) -> list[str]:
@@ -270,45 +313,169 @@ def _plan_details(dep: Deployment) -> dict[str, Any]:
         "signage": dep.signage, "public_notice": dep.public_notice,
         "urgency_reason": dep.urgency_reason,
         "watchlists": [wl.id for wl in dep.watchlists],
-        "cameras": [{"name": c.name, "source": _redact(c.source)} for c in dep.cameras],
+        "cameras": [{"name": c.name, "source": c.display, "digest": c.source_digest}
+                    for c in dep.cameras],
     }
 
 
-def _redact(source: str) -> str:
-    """A camera source without any ``user:password@`` (never in the audit log)."""
-    return re.sub(r"(://)[^/@]*@", r"\1", source)
+# -- camera sources ----------------------------------------------------------------------------
+
+def _camera_aad(deployment_id: int, name: str) -> bytes:
+    return f"camera-source:{deployment_id}:{name}".encode()
+
+
+def _digest_key(key: bytes) -> bytes:
+    """The digest key, derived from the camera key (one key, one use)."""
+    return hmac.new(key, b"openlfr/camera-source-digest", hashlib.sha256).digest()
+
+
+def _need_keyring(keyring: Keyring | None) -> Keyring:
+    if keyring is None:
+        raise TypeError("camera sources are stored encrypted: pass keyring=")
+    return keyring
+
+
+def _camera_key(s: Session, keyring: Keyring, dep: Deployment) -> bytes:
+    if dep.camera_key_id is None:
+        dep.camera_key_id = keyring.new_key(s, CAMERA_KEY_PURPOSE).id
+    return keyring.unwrap(s, dep.camera_key_id)
+
+
+@dataclass(frozen=True, slots=True)
+class _SealedCamera:
+    name: str
+    display: str
+    digest: str
+    sealed: bytes | None  # None: a kept camera (its row's ciphertext stays)
+
+
+def _sealed(s: Session, keyring: Keyring, dep: Deployment, name: str,
+            source: str) -> Camera:
+    key = _camera_key(s, keyring, dep)
+    return Camera(name=name, display=redact(source),
+                  source_ct=keyring.encrypt(s, dep.camera_key_id, source.encode(),
+                                            _camera_aad(dep.id, name)),
+                  source_digest=source_digest(_digest_key(key), source))
+
+
+def _seal_legacy(s: Session, keyring: Keyring, dep: Deployment) -> list[str]:
+    """Encrypt the plaintext sources a database from before encryption holds."""
+    done = []
+    for cam in dep.cameras:
+        if cam.legacy_source is None:
+            continue
+        new = _sealed(s, keyring, dep, cam.name, cam.legacy_source)
+        cam.display, cam.source_ct, cam.source_digest = (new.display, new.source_ct,
+                                                         new.source_digest)
+        cam.legacy_source = None
+        done.append(cam.name)
+    return done
+
+
+def seal_sources(db: Database, keyring: Keyring) -> list[int]:
+    """Encrypt every camera source still stored in plaintext (``deployment.cameras_sealed``,
+    per deployment); returns the deployments' ids. Run when an installation is opened."""
+    with db.reading() as s:
+        ids = sorted(set(s.scalars(select(Camera.deployment_id).where(
+            Camera.legacy_source.is_not(None))).all()))
+    if not ids:
+        return []
+    with db.session() as s:
+        for dep_id in ids:
+            dep = _load(s, dep_id)
+            names = _seal_legacy(s, keyring, dep)
+            s.flush()
+            audit_log.record(s, SYSTEM_ACTOR.name, "deployment.cameras_sealed", "deployment",
+                             dep.id, {"cameras": [
+                                 {"name": c.name, "source": c.display, "digest": c.source_digest}
+                                 for c in dep.cameras if c.name in names]})
+    return ids
+
+
+def camera_sources(session: Session, keyring: Keyring, dep: Deployment
+                   ) -> list[tuple[str, str]]:
+    """The cameras' names and full sources (decrypted): for the live run only."""
+    out = []
+    for cam in dep.cameras:
+        if cam.source_ct is None:
+            if cam.legacy_source is None:
+                raise RuleError(f"camera {cam.name} of deployment {dep.id} has no source")
+            out.append((cam.name, cam.legacy_source))
+            continue
+        out.append((cam.name, keyring.decrypt(session, dep.camera_key_id, cam.source_ct,
+                                              _camera_aad(dep.id, cam.name)).decode()))
+    return out
+
+
+def _resolve_cameras(s: Session, keyring: Keyring, dep: Deployment,
+                     specs: Sequence[CameraSpec]) -> list[_SealedCamera]:
+    """What the edited camera list stands for: a line whose name and text match a stored
+    camera (its display form, or its full source) keeps that camera's secret source."""
+    old = {c.name: c for c in dep.cameras}
+    key = _camera_key(s, keyring, dep) if specs else b""  # existing, or made for new lines
+    out = []
+    for spec in specs:
+        cam = old.get(spec.name)
+        digest = source_digest(_digest_key(key), spec.source)
+        if cam is not None and (spec.source == cam.display or digest == cam.source_digest):
+            out.append(_SealedCamera(cam.name, cam.display, cam.source_digest or "", None))
+        elif is_redacted(spec.source):
+            raise RuleError(f"camera {spec.name}: {spec.source!r} is a redacted display form, "
+                            "not a source; give the full source (a line keeps its stored "
+                            "source only under its own name)")
+        else:
+            out.append(_SealedCamera(spec.name, redact(spec.source), digest,
+                                     keyring.encrypt(s, dep.camera_key_id,
+                                                     spec.source.encode(),
+                                                     _camera_aad(dep.id, spec.name))))
+    return out
 
 
 # -- create and edit ---------------------------------------------------------------------------
 
-def create(db: Database, actor: Actor, plan: Plan) -> int:
-    """A new draft deployment; returns its id."""
+def create(db: Database, actor: Actor, plan: Plan, keyring: Keyring | None = None) -> int:
+    """A new draft deployment; returns its id. ``keyring`` encrypts the camera sources (needed
+    when the plan has cameras)."""
     require(db, actor, Perm.DEPLOYMENT_EDIT, "deployment", "new")
     plan = _check_plan(plan)
+    for cam in plan.cameras:
+        if is_redacted(cam.source):
+            raise RuleError(f"camera {cam.name}: {cam.source!r} is a redacted display form, "
+                            "not a source; give the full source")
+    if plan.cameras:
+        keyring = _need_keyring(keyring)
     with db.session() as s:
         dep = Deployment(**{c: getattr(plan, c) for c in COLUMNS},
                          status=DeploymentStatus.DRAFT, created_by=actor.name)
         dep.threshold = float(plan.threshold)
         dep.watchlists = _watchlists(s, plan.watchlist_ids)
-        dep.cameras = [Camera(name=c.name, source=c.source) for c in plan.cameras]
         s.add(dep)
         s.flush()
+        if plan.cameras:
+            assert keyring is not None
+            dep.cameras = [_sealed(s, keyring, dep, c.name, c.source) for c in plan.cameras]
+            s.flush()
         audit_log.record(s, actor.name, "deployment.create", "deployment", dep.id,
                          _plan_details(dep))
         return dep.id
 
 
 def plan_of(dep: Deployment) -> Plan:
+    """The deployment's plan; camera sources in their display form (never the secret)."""
     return Plan(**{c: getattr(dep, c) for c in COLUMNS},
                 watchlist_ids=tuple(wl.id for wl in dep.watchlists),
-                cameras=tuple(CameraSpec(c.name, c.source) for c in dep.cameras))
+                cameras=tuple(CameraSpec(c.name, c.display) for c in dep.cameras))
 
 
-def edit(db: Database, actor: Actor, deployment_id: int, **changes: Any) -> list[str]:
+def edit(db: Database, actor: Actor, deployment_id: int, *, keyring: Keyring | None = None,
+         **changes: Any) -> list[str]:
     """Change fields of a draft or authorised deployment (keyword names of :class:`Plan`;
     ``watchlist_ids`` and ``cameras`` replace the lists). An authorised deployment goes back to
     draft. Changing the threshold or the model drops a recorded threshold override. Returns the
-    names of the fields that changed (nothing changed: nothing written)."""
+    names of the fields that changed (nothing changed: nothing written).
+
+    ``cameras`` needs ``keyring``: a line whose name and text match a stored camera (its
+    display form or its full source) keeps the stored source; any other line is a new one."""
     require(db, actor, Perm.DEPLOYMENT_EDIT, "deployment", str(deployment_id))
     known = {f.name for f in fields(Plan)}
     unknown = sorted(set(changes) - known)
@@ -316,6 +483,7 @@ def edit(db: Database, actor: Actor, deployment_id: int, **changes: Any) -> list
         raise RuleError(f"unknown deployment field(s): {', '.join(unknown)}")
     if "cameras" in changes:
         changes["cameras"] = tuple(changes["cameras"])
+        keyring = _need_keyring(keyring)
     if "watchlist_ids" in changes:
         changes["watchlist_ids"] = tuple(int(w) for w in changes["watchlist_ids"])
     with db.session() as s:
@@ -325,9 +493,18 @@ def edit(db: Database, actor: Actor, deployment_id: int, **changes: Any) -> list
                             "longer be changed")
         before = plan_of(dep)
         after = _check_plan(replace(before, **changes))
-        changed = [f.name for f in fields(Plan) if getattr(before, f.name) != getattr(after,
-                                                                                   f.name)]
-        if not changed:
+        changed = [f.name for f in fields(Plan) if f.name != "cameras"
+                   and getattr(before, f.name) != getattr(after, f.name)]
+        cameras: list[_SealedCamera] = []
+        if "cameras" in changes:
+            assert keyring is not None
+            if any(c.legacy_source is not None for c in dep.cameras):
+                _seal_legacy(s, keyring, dep)
+            cameras = _resolve_cameras(s, keyring, dep, after.cameras)
+            if ([(c.name, c.digest) for c in cameras]
+                    != [(c.name, c.source_digest) for c in dep.cameras]):
+                changed.append("cameras")
+        if not changed:  # (a camera key is made only with a new camera: a change)
             return []
         for column in COLUMNS:
             setattr(dep, column, getattr(after, column))
@@ -335,13 +512,17 @@ def edit(db: Database, actor: Actor, deployment_id: int, **changes: Any) -> list
         if "watchlist_ids" in changed:
             dep.watchlists = _watchlists(s, after.watchlist_ids)
         if "cameras" in changed:
+            kept = {c.name: c.source_ct for c in dep.cameras}
             dep.cameras = []
             s.flush()
-            dep.cameras = [Camera(name=c.name, source=c.source) for c in after.cameras]
+            dep.cameras = [Camera(name=c.name, display=c.display, source_digest=c.digest,
+                                  source_ct=c.sealed if c.sealed is not None else kept[c.name])
+                           for c in cameras]
         dropped_override = False
         if ({"threshold", "model_id"} & set(changed)) and dep.threshold_override_reason:
             dep.threshold_override_reason = None
             dep.threshold_override_by = None
+            dep.threshold_override_confirmed_by = None
             dropped_override = True
         was = dep.status
         _back_to_draft(dep)
@@ -361,12 +542,14 @@ def _back_to_draft(dep: Deployment) -> None:
 
 
 def override_threshold(db: Database, actor: Actor, deployment_id: int, reason: str) -> None:
-    """Record why a threshold below the model's floor may be used (``threshold.override``).
-    A change like any other: an authorised deployment goes back to draft."""
+    """Record why a threshold below the model's floor may be used
+    (``deployment.threshold_override``), or confirm the override another authorising officer
+    recorded (``deployment.threshold_override_confirm``): below the floor, a deployment needs
+    both, by two different officers, neither an author, each with a reason of at least a
+    sentence (:func:`check_override_reason`). Recording a new override after a confirmed one
+    starts again. A change like any other: an authorised deployment goes back to draft."""
     require(db, actor, Perm.THRESHOLD_OVERRIDE, "deployment", str(deployment_id))
-    reason = (reason or "").strip()
-    if not reason:
-        raise RuleError("a threshold override needs a written reason")
+    reason = check_override_reason(reason)
     with db.reading() as s:
         _load(s, deployment_id)
         is_author = actor.name in authors(s, deployment_id)
@@ -381,11 +564,23 @@ def override_threshold(db: Database, actor: Actor, deployment_id: int, reason: s
                             "can no longer be changed")
         floor = current_floor(s, dep.model_id)
         was = dep.status
-        dep.threshold_override_reason = reason
-        dep.threshold_override_by = actor.name
+        pending = (dep.threshold_override_reason is not None
+                   and dep.threshold_override_confirmed_by is None)
+        if pending and dep.threshold_override_by == actor.name:
+            raise RuleError(f"{actor.name} recorded this override: a second, different "
+                            "authorising officer must confirm it")
+        if pending:
+            dep.threshold_override_confirmed_by = actor.name
+            action = "deployment.threshold_override_confirm"
+        else:
+            dep.threshold_override_reason = reason
+            dep.threshold_override_by = actor.name
+            dep.threshold_override_confirmed_by = None
+            action = "deployment.threshold_override"
         _back_to_draft(dep)
-        audit_log.record(s, actor.name, "deployment.threshold_override", "deployment", dep.id, {
+        audit_log.record(s, actor.name, action, "deployment", dep.id, {
             "reason": reason,
+            "recorded_by": dep.threshold_override_by,
             "threshold": audit_log.fmt_float(dep.threshold),
             "floor": audit_log.fmt_float(floor.threshold),
             "floor_source": floor.source,
@@ -595,6 +790,7 @@ def describe(session: Session, dep: Deployment) -> dict[str, Any]:
         "floor": floor.threshold, "floor_source": floor.source,
         "threshold_override_reason": dep.threshold_override_reason,
         "threshold_override_by": dep.threshold_override_by,
+        "threshold_override_confirmed_by": dep.threshold_override_confirmed_by,
         "two_person_rule": dep.two_person_rule, "signage": dep.signage,
         "public_notice": dep.public_notice, "urgency_reason": dep.urgency_reason,
         "created_by": dep.created_by, "created_at": _dt(dep.created_at),
@@ -643,7 +839,7 @@ def camera_states(session: Session, dep: Deployment, now: datetime | None = None
                         row.updated_at is not None
                         and (now - row.updated_at).total_seconds() > STALE_AFTER):
                     state = "unknown"
-        out.append({"name": c.name, "source": _redact(c.source), "state": state,
+        out.append({"name": c.name, "source": c.display, "state": state,
                     "state_since": _dt(since), "last_error": error if state in (
                         "retrying", "failed", "unknown", "stopped", "ended") else None,
                     "frames": frames, "seconds": round(float(seconds), 1)})

@@ -275,7 +275,7 @@ class DeploymentRun:
             window = deps.window_problem(dep, now)
             if window:
                 raise RuleError(f"refused: {window}; no camera was opened")
-            return (dep.model_id, [(c.name, c.source) for c in dep.cameras], dep.threshold,
+            return (dep.model_id, deps.camera_sources(s, self.system.keyring, dep), dep.threshold,
                     [wl.id for wl in dep.watchlists], dep.planned_end)
 
     def _failed(self, cameras: list[tuple[str, str]], exc: BaseException) -> None:

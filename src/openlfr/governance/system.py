@@ -27,6 +27,13 @@ def _private_dir(path: Path) -> None:
     os.chmod(path, 0o700)
 
 
+def _seal_camera_sources(db: Database, keyring: Keyring) -> list[int]:
+    """Encrypt camera sources a database from before encryption keeps in plaintext."""
+    from openlfr.governance.deployments import seal_sources
+
+    return seal_sources(db, keyring)
+
+
 def open_system(settings: Settings) -> System:
     """Open an initialised installation (refuses one that is not)."""
     if settings.is_sqlite and not (settings.data_dir / "openlfr.db").exists():
@@ -36,6 +43,7 @@ def open_system(settings: Settings) -> System:
     try:
         db.check()
         keyring = Keyring(load_master_key(settings.master_key_path, settings.master_key))
+        _seal_camera_sources(db, keyring)
     except Exception:
         db.dispose()
         raise
@@ -64,6 +72,9 @@ def initialise(settings: Settings) -> tuple[System, list[str]]:
         if before != after:
             done.append(f"database schema {before or 'empty'} → {after}")
         keyring = Keyring(load_master_key(settings.master_key_path, settings.master_key))
+        sealed = _seal_camera_sources(db, keyring)
+        if sealed:
+            done.append(f"encrypted the camera sources of {len(sealed)} deployment(s)")
     except Exception:
         db.dispose()
         raise

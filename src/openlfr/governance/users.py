@@ -99,7 +99,7 @@ def check_password(password: str, name: str = "") -> None:
 
 
 def check_name(name: str) -> None:
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise RuleError(f"user name {name!r}: 2–64 letters, digits, '.', '_', '@' or '-', "
                         "starting with a letter or digit")
     if name.casefold() in RESERVED_NAMES:

@@ -42,7 +42,9 @@ from openlfr.governance.authz import (
     refuse,
     require,
 )
+from openlfr.governance.names import check_name, check_text
 from openlfr.governance.system import System
+from openlfr.governance.times import to_utc
 from openlfr.store.crypto import CryptoError, Keyring, open_sealed, seal
 from openlfr.store.db import Database
 from openlfr.store.enums import Category, WatchlistStatus, choices
@@ -190,11 +192,11 @@ def parse_expiry(text: str, now: datetime | None = None) -> datetime:
         raise RuleError(f"expiry {text!r}: give a date (2027-01-31), an ISO time "
                         "(2027-01-31T18:00+00:00) or a duration such as 90d, 12w or 48h"
                         ) from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+    return to_utc(when, "expiry", repr(raw)) if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _text(value: str | None, what: str, minimum: int = 1) -> str:
-    text = (value or "").strip()
+    text = check_text((value or "").strip(), what)
     if len(text) < minimum:
         if minimum <= 1:
             raise RuleError(f"{what} is required")
@@ -208,9 +210,10 @@ def _check_expiry(expires_at: datetime | None, now: datetime) -> datetime:
         raise RuleError("an expiry is required: every subject leaves the watchlist at a set time")
     if expires_at.tzinfo is None:
         raise RuleError(f"expiry {expires_at.isoformat()}: give a timezone")
+    expires_at = to_utc(expires_at, "expiry")
     if expires_at <= now:
         raise RuleError(f"expiry {expires_at.isoformat()} is not in the future")
-    return expires_at.astimezone(UTC)
+    return to_utc(expires_at, "expiry")
 
 
 # -- images → encrypted references -------------------------------------------------------------
@@ -388,7 +391,7 @@ def create_watchlist(system: System, actor: Actor, name: str, purpose: str,
 
     db = system.db
     require(db, actor, Perm.WATCHLIST_EDIT, "watchlist", "new")
-    name = _text(name, "a watchlist name")
+    name = check_name(_text(name, "a watchlist name"), "the watchlist name")
     if len(name) > 200:
         raise RuleError("a watchlist name has at most 200 characters")
     purpose = _text(purpose, "the deployment purpose the watchlist serves", MIN_REASON)
@@ -426,7 +429,8 @@ def add_subject(system: System, actor: Actor, watchlist_id: int, reference: str,
     db = system.db
     require(db, actor, Perm.WATCHLIST_EDIT, "watchlist", str(watchlist_id))
     now = datetime.now(UTC)
-    reference = _text(reference, "a subject reference (name or case reference)")
+    reference = check_name(_text(reference, "a subject reference (name or case reference)"),
+                           "the subject reference")
     if len(reference) > 200:
         raise RuleError("a subject reference has at most 200 characters")
     cat = parse_category(category)

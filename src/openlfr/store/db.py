@@ -23,6 +23,8 @@ from sqlalchemy.orm import Session, sessionmaker
 if TYPE_CHECKING:
     from alembic.config import Config
 
+from openlfr.privatefile import create_private, make_private, sqlite_files
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -35,12 +37,15 @@ class StoreError(ValueError):
     """The database cannot be used: missing, not initialised, or from another version."""
 
 
-def _sqlite_setup(engine: Engine) -> None:
+def _sqlite_setup(engine: Engine, path: str | None) -> None:
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (below)
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
+        if path:  # the database and its WAL files: 0600 (SQLite gives its files the db's mode)
+            for file in sqlite_files(path):
+                make_private(file)
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA secure_delete=ON")
         cur.execute("PRAGMA synchronous=NORMAL")  # WAL: durable across a process crash
@@ -59,8 +64,11 @@ def make_engine(url: str) -> Engine:
     except ArgumentError as exc:
         raise StoreError(f"database URL {url!r} is not a valid URL: {exc}") from None
     if parsed.get_backend_name() == "sqlite":
+        path = parsed.database if parsed.database not in (None, "", ":memory:") else None
+        if path and Path(path).parent.is_dir():
+            create_private(path)  # 0600 from its first byte
         engine = create_engine(url, connect_args={"timeout": 15})
-        _sqlite_setup(engine)
+        _sqlite_setup(engine, path)
         return engine
     if parsed.get_backend_name() != "postgresql":
         raise StoreError(f"database URL {url!r}: only sqlite and postgresql are supported")

@@ -265,6 +265,8 @@ class Deployment(Base):
     model_id: Mapped[str] = mapped_column(String(100))
     threshold_override_reason: Mapped[str | None] = mapped_column(Text)
     threshold_override_by: Mapped[str | None] = mapped_column(String(64))
+    #: the second authorising officer who confirmed an override below the floor
+    threshold_override_confirmed_by: Mapped[str | None] = mapped_column(String(64))
     two_person_rule: Mapped[bool] = mapped_column(Boolean, default=False)
     signage: Mapped[bool] = mapped_column(Boolean, default=False)
     public_notice: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -282,6 +284,10 @@ class Deployment(Base):
     pause_reason: Mapped[str | None] = mapped_column(Text)
     data_key_id: Mapped[int | None] = mapped_column(
         ForeignKey("data_keys.id", ondelete="SET NULL"))
+    #: the key the camera sources are encrypted under (made with the first camera: drafts have
+    #: cameras long before they have a data key)
+    camera_key_id: Mapped[int | None] = mapped_column(
+        ForeignKey("data_keys.id", ondelete="SET NULL"))
 
     cameras: Mapped[list[Camera]] = relationship(
         back_populates="deployment", cascade="all, delete-orphan", passive_deletes=True,
@@ -297,7 +303,16 @@ class Camera(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(100))
-    source: Mapped[str] = mapped_column(Text)  # file path, stream URL or webcam index
+    #: the source (file path, stream URL or webcam index) without its secrets
+    #: (:func:`openlfr.redact.redact`): what every page, answer and audit entry shows
+    display: Mapped[str] = mapped_column(Text, default="")
+    #: the full source, AES-256-GCM under the deployment's camera key
+    source_ct: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: keyed digest of the full source (:func:`openlfr.redact.source_digest`)
+    source_digest: Mapped[str | None] = mapped_column(String(64))
+    #: the plaintext source of a database from before encryption, sealed (and cleared) when
+    #: the installation is next opened (:func:`openlfr.governance.deployments.seal_sources`)
+    legacy_source: Mapped[str | None] = mapped_column("source", Text)
 
     deployment: Mapped[Deployment] = relationship(back_populates="cameras")
 

@@ -61,6 +61,7 @@ from urllib.parse import urlsplit
 import cv2
 import numpy as np
 
+from openlfr.redact import redact
 from openlfr.video.types import Frame
 from openlfr.vision.imageio import ImageArray
 
@@ -190,11 +191,6 @@ def parse_sources(texts: Sequence[str]) -> list[SourceSpec]:
         raise SourceError(f"camera name {', '.join(map(repr, twice))} given more than once: "
                           "each camera needs its own name")
     return unique_names(specs)
-
-
-def redact(target: str) -> str:
-    """A URL with any ``user:password@`` removed, for messages and logs."""
-    return re.sub(r"(://)[^/@]*@", r"\1", target)
 
 
 class Capture(Protocol):

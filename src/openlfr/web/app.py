@@ -30,6 +30,7 @@ from openlfr.governance.users import AuthError
 from openlfr.vision.imageio import ImageBusy
 from openlfr.web import sessions
 from openlfr.web.deps import LoginRequired, StepFirst, WebState
+from openlfr.web.ratelimit import PublicRateLimitMiddleware
 from openlfr.web.render import STATIC, make_templates, render
 from openlfr.web.routes import (
     account,
@@ -106,6 +107,7 @@ def create_app(system: System, runner: Any = None, *, trust_proxy: bool = False)
         try:
             yield
         finally:
+            app.state.web.charts.close()
             if runner is not None:
                 await run_in_threadpool(runner.stop)
 
@@ -120,6 +122,7 @@ def create_app(system: System, runner: Any = None, *, trust_proxy: bool = False)
                              trust_proxy=trust_proxy)
     api_watchlists.keep_uploads_in_memory()
     app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(PublicRateLimitMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     for router in ROUTERS:

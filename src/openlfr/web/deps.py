@@ -25,6 +25,8 @@ from openlfr.governance.authz import Actor
 from openlfr.governance.system import System
 from openlfr.store.db import Database
 from openlfr.web import security, sessions, tokens
+from openlfr.web.charts import ChartCache
+from openlfr.web.ratelimit import TokenBucket
 from openlfr.web.security import Limits
 
 
@@ -38,6 +40,8 @@ class WebState:
     limits: Limits = field(default_factory=Limits)
     runner: Any = None  # BackgroundJobs (openlfr serve) or None
     trust_proxy: bool = False  # take the client address from X-Forwarded-For
+    public_limit: TokenBucket = field(default_factory=TokenBucket)  # per address, public routes
+    charts: ChartCache = field(default_factory=ChartCache)  # the public chart, drawn once
 
     @property
     def db(self) -> Database:

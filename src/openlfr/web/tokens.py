@@ -23,6 +23,7 @@ from openlfr.governance.authz import (
     RuleError,
     require,
 )
+from openlfr.governance.names import check_name
 from openlfr.store.db import Database
 from openlfr.store.enums import Role
 from openlfr.store.models import ApiToken, User, utcnow
@@ -71,7 +72,7 @@ def create_token(db: Database, actor: Actor, user_name: str, name: str,
                  role: Role | None = None) -> tuple[TokenInfo, str]:
     """A new token (admins only); returns its record and the secret, which is never stored."""
     require(db, actor, Perm.TOKEN_MANAGE, "user", user_name)
-    name = name.strip()
+    name = check_name(name.strip(), "the token name")
     if not name or len(name) > 100:
         raise RuleError("a token needs a name of 1–100 characters (what it is for)")
     secret = PREFIX + secrets.token_urlsafe(32)

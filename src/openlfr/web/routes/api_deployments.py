@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from openlfr.governance import deployments as deps
 from openlfr.governance.authz import Actor, Perm, RuleError, require
 from openlfr.governance.floors import current_floor
+from openlfr.store.crypto import Keyring
 from openlfr.store.db import Database
 from openlfr.store.enums import DeploymentStatus
 from openlfr.web.deps import CurrentActor, web
@@ -115,6 +116,7 @@ class DeploymentOut(BaseModel):
     floor_source: str
     threshold_override_reason: str | None
     threshold_override_by: str | None
+    threshold_override_confirmed_by: str | None = None
     two_person_rule: bool
     signage: bool
     public_notice: bool
@@ -158,7 +160,7 @@ def default_threshold(db: Database, model_id: str) -> float:
         return current_floor(s, model_id).threshold
 
 
-def create_plan(db: Database, actor: Actor, body: DeploymentIn) -> int:
+def create_plan(db: Database, actor: Actor, body: DeploymentIn, keyring: Keyring) -> int:
     """Create the draft (shared with the console's form)."""
     require(db, actor, Perm.DEPLOYMENT_EDIT, "deployment", "new")
     model_id = model_id_of(body.backend)
@@ -172,7 +174,7 @@ def create_plan(db: Database, actor: Actor, body: DeploymentIn) -> int:
         public_notice=body.public_notice, urgency_reason=body.urgency_reason,
         watchlist_ids=tuple(body.watchlist_ids),
         cameras=tuple(deps.CameraSpec(c.name, c.source) for c in body.cameras))
-    return deps.create(db, actor, plan)
+    return deps.create(db, actor, plan, keyring)
 
 
 def _conflict(exc: RuleError) -> HTTPException:
@@ -196,8 +198,8 @@ def list_deployments(request: Request, actor: CurrentActor,
 @router.post("", status_code=201, response_model=DeploymentOut)
 def create(request: Request, body: DeploymentIn, actor: CurrentActor) -> dict[str, Any]:
     """A draft deployment with its cameras and watchlists."""
-    db = web(request).db
-    return deps.show(db, actor, create_plan(db, actor, body))
+    st = web(request)
+    return deps.show(st.db, actor, create_plan(st.db, actor, body, st.system.keyring))
 
 
 @router.get("/{deployment_id}", response_model=DeploymentOut)
@@ -217,7 +219,8 @@ def edit(request: Request, deployment_id: int, body: DeploymentPatch,
                                    for c in changes["cameras"])
     changes = {k: v for k, v in changes.items()
                if v is not None or k == "urgency_reason"}
-    changed = deps.edit(db, actor, deployment_id, **changes)
+    changed = deps.edit(db, actor, deployment_id, keyring=web(request).system.keyring,
+                        **changes)
     return {"changed": changed, "deployment": deps.show(db, actor, deployment_id)}
 
 

@@ -25,6 +25,7 @@ from openlfr.governance import deployments as deps
 from openlfr.governance import users as users_svc
 from openlfr.governance import watchlists as wls
 from openlfr.governance.authz import Actor, Forbidden, NotFound, Perm, RuleError, allowed
+from openlfr.governance.times import to_utc
 from openlfr.store.enums import Category, Role
 from openlfr.transparency.art12 import art12_records
 from openlfr.vision.imageio import ImageBusy
@@ -306,7 +307,7 @@ def _when(text: str, label: str) -> datetime:
     except ValueError:
         raise RuleError(f"the {label} {raw!r} is not a date and time: use the date picker, "
                         "or e.g. 2026-12-01T08:00 (UTC) or 2026-12-01T08:00+01:00") from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+    return to_utc(when, f"the {label}", repr(raw)) if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def parse_cameras(text: str) -> list[CameraIn]:
@@ -424,7 +425,8 @@ async def deployment_create(request: Request, actor: PageActor) -> Response:
     values = await _deployment_form(request)
     db = web(request).db
     try:
-        dep_id = await run_in_threadpool(lambda: create_plan(db, actor, _body(values)))
+        dep_id = await run_in_threadpool(lambda: create_plan(db, actor, _body(values),
+                                                                 web(request).system.keyring))
     except EXPECTED as exc:
         ctx = await run_in_threadpool(_form_ctx, request, actor, values)
         ctx["error"] = _message(exc)
@@ -473,10 +475,11 @@ async def deployment_edit(request: Request, deployment_id: int, actor: PageActor
                                           "watchlist_ids")}
         if body.threshold is not None:
             changes["threshold"] = body.threshold
-        # the page shows camera sources without credentials: unchanged text keeps them
+        # the page shows camera sources without their secrets: a line whose name and text are
+        # unchanged keeps its stored source (deps.edit)
         if values["cameras"].strip() != cameras_text(view["cameras"]).strip():
             changes["cameras"] = [deps.CameraSpec(c.name, c.source) for c in body.cameras]
-        deps.edit(db, actor, deployment_id, **changes)
+        deps.edit(db, actor, deployment_id, keyring=web(request).system.keyring, **changes)
 
     try:
         await run_in_threadpool(save)

@@ -20,7 +20,6 @@ from openlfr.governance.authz import NotFound, RuleError
 from openlfr.store.enums import Action
 from openlfr.transparency import public as public_data
 from openlfr.transparency.public import PublicDeployment
-from openlfr.web.charts import summary_svg
 from openlfr.web.deps import client_ip, require_csrf, web
 from openlfr.web.render import render
 
@@ -72,15 +71,21 @@ def public_question(request: Request, deployment_id: int,
     st = web(request)
     if website.strip():  # the honeypot: people do not see this field, robots fill it in
         return done
-    if st.limits.question_ip.blocked(client_ip(request)):
-        retry = st.limits.question_ip.retry_after(client_ip(request))
+    ip = client_ip(request)
+    # checked and counted in one step (as sign-ins are): parallel posts cannot all pass the
+    # check before any is counted. A message refused as invalid is given back.
+    if not st.limits.question_ip.hit(ip):
+        retry = st.limits.question_ip.retry_after(ip)
         return _form_error(request, d, 429, "Too many messages from your connection: please "
                            f"try again in {max(1, retry // 60)} minutes.", kind, text, contact)
     try:
         questions.submit_question(st.db, d.id, kind, text, contact or None)
     except (RuleError, NotFound) as exc:
+        st.limits.question_ip.undo(ip)
         return _form_error(request, d, 400, str(exc), kind, text, contact)
-    st.limits.question_ip.hit(client_ip(request))
+    except BaseException:
+        st.limits.question_ip.undo(ip)
+        raise
     return done
 
 
@@ -104,8 +109,9 @@ def public_summary(request: Request, year: YearQ = None) -> Response:
 
 @router.get("/public/summary/chart.svg", include_in_schema=False)
 async def public_chart(request: Request, year: YearQ = None) -> Response:
-    summary = await run_in_threadpool(public_data.year_summary, web(request).db, year)
-    svg = await run_in_threadpool(summary_svg, summary)
+    st = web(request)
+    summary = await run_in_threadpool(public_data.year_summary, st.db, year)
+    svg = await st.charts.svg(summary)  # drawn once per set of figures, on its own thread
     return Response(svg, media_type="image/svg+xml")
 
 
