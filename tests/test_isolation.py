@@ -5,6 +5,7 @@ sees what a test would leave there."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -93,3 +94,17 @@ def test_the_guard_sees_what_a_test_would_leave_in_a_home(tmp_path: Path) -> Non
     (elsewhere / "openlfr" / "openlfr.db").write_bytes(b"new")
     assert home_changes(before, watched_in_home(home, moved, allowed)) == [
         f"created {elsewhere / 'openlfr' / 'openlfr.db'}"]
+
+
+def test_ci_runs_the_readmes_test_command_as_written() -> None:
+    """The README's second set-up command starts the services itself, and CI runs that line."""
+    root = Path(__file__).resolve().parent.parent
+    setup = (root / "README.md").read_text().split("## Set-up on a fresh machine")[1]
+    commands = re.findall(r"```bash\n(.+?)\n```", setup.split("\n## ")[0], re.S)
+    assert len(commands) == 2, commands
+    test_command = commands[1]
+    assert "\n" not in test_command
+    assert test_command.startswith("bash scripts/test-services && ")
+    assert "&& python -m pytest" in test_command
+    ci = (root / ".ci" / "run").read_text().splitlines()
+    assert test_command in ci
