@@ -152,8 +152,8 @@ def _real_home_untouched() -> Iterator[None]:
     changes = home_changes(_home_before,
                            watched_in_home(real_home(), real_env(), _cache_dir()))
     if changes:
-        pytest.fail("the tests wrote under the real home " + str(real_home()) + ": "
-                    + "; ".join(changes[:20]), pytrace=False)
+        pytest.fail(f"the tests wrote under the real home {real_home()} (unless another program "
+                    "did at the same time): " + "; ".join(changes[:20]), pytrace=False)
 
 
 SDISTS = {
