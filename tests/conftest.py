@@ -1,24 +1,161 @@
-"""Shared fixtures: real face photos from registry packages, fetched once and verified.
+"""Shared fixtures: real face photos from registry packages, fetched once and verified; and
+every test kept away from the user's real home.
 
 The images come from the source distributions of ``face_recognition==1.3.0`` and
 ``insightface==2.1`` on PyPI (fetched with pip, checked by SHA-256, cached under
-``OPENLFR_TEST_CACHE`` or ``~/.cache/openlfr-test``) and from scikit-image's bundled
-``astronaut``. Nothing here reads ../shared.
+``OPENLFR_TEST_CACHE`` or ``~/.cache/openlfr-test`` of the real home) and from scikit-image's
+bundled ``astronaut``. Nothing here reads ../shared.
+
+Isolation: before anything is collected, ``HOME`` and the ``XDG_*`` base directories point into
+a temporary folder and every ``OPENLFR_*`` setting of the user's shell is removed (the suite's
+own ``OPENLFR_TEST_*`` stay), so the program's defaults (data directory, model cache) and every
+library's caches land there, for the tests and for the processes they start. The photo cache is
+the one thing kept in the real home. A guard compares the real home at the end of the session
+with its start and fails the run if anything but that cache was written there.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from hypothesis import settings
+
+#: The variables that place a user's files; each points into the session's temporary home.
+HOME_VARIABLES = {
+    "HOME": "",
+    "XDG_DATA_HOME": ".local/share",
+    "XDG_CONFIG_HOME": ".config",
+    "XDG_CACHE_HOME": ".cache",
+    "XDG_STATE_HOME": ".local/state",
+}
+#: The user's real values, handed down to pytest-xdist workers and read by the guard.
+_REAL_ENV = "OPENLFR_TEST_REAL_ENV"
+_saved_env: dict[str, str | None] = {}
+_temp_home: Path | None = None
+_home_before: dict[str, object] = {}
+
+
+def real_env() -> dict[str, str | None]:
+    """The home variables as the user's shell had them (``None``: unset)."""
+    return json.loads(os.environ[_REAL_ENV])
+
+
+def real_home() -> Path:
+    return Path(real_env()["HOME"] or "/").expanduser()
+
+
+def _cache_dir() -> Path:
+    """The photo cache: ``OPENLFR_TEST_CACHE``, resolved in the real home at start-up."""
+    return Path(os.environ["OPENLFR_TEST_CACHE"])
+
+
+def watched_in_home(home: Path, env: dict[str, str | None], allowed: Path) -> dict[str, object]:
+    """What a test could leave under a home: every entry directly in it and in its XDG base
+    directories (by name), and every file of the program's own folders there (by size and
+    time), except the allowed cache. Other programs' folders are compared by name only, so
+    that their own work at the same time does not count."""
+    def base(variable: str) -> Path:
+        value = env.get(variable)
+        return Path(value) if value else home / HOME_VARIABLES[variable]
+
+    bases = [base(v) for v in HOME_VARIABLES if v != "HOME"]
+    ours = [b / "openlfr" for b in bases]
+    seen: dict[str, object] = {}
+
+    def skip(path: Path) -> bool:
+        return path == allowed or allowed in path.parents
+
+    for folder in [home, *bases]:
+        if not folder.is_dir():
+            continue
+        for entry in folder.iterdir():
+            if not skip(entry) and entry not in bases and entry.name != ".local":
+                seen[str(entry)] = "dir" if entry.is_dir() else "file"
+    for folder in ours:
+        for dirpath, dirnames, filenames in os.walk(folder):
+            dirnames[:] = [d for d in dirnames if not skip(Path(dirpath) / d)]
+            for name in filenames:
+                path = Path(dirpath) / name
+                if skip(path):
+                    continue
+                try:
+                    st = path.stat()
+                except FileNotFoundError:
+                    continue
+                seen[str(path)] = (st.st_size, st.st_mtime_ns)
+    return seen
+
+
+def home_changes(before: dict[str, object], after: dict[str, object]) -> list[str]:
+    return sorted(
+        [f"created {p}" for p in after.keys() - before.keys()]
+        + [f"removed {p}" for p in before.keys() - after.keys()]
+        + [f"changed {p}" for p in before.keys() & after.keys() if before[p] != after[p]])
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Point HOME and the XDG directories at a temporary home before anything is imported or
+    collected; keep the real photo cache."""
+    global _temp_home, _home_before
+    if _REAL_ENV not in os.environ:  # the main process (an xdist worker inherits it)
+        real = {v: os.environ.get(v) for v in HOME_VARIABLES}
+        real["HOME"] = str(Path.home())
+        os.environ[_REAL_ENV] = json.dumps(real)
+        _saved_env[_REAL_ENV] = None
+    cache = os.environ.get("OPENLFR_TEST_CACHE")
+    cache_path = (Path(cache).expanduser() if cache
+                  else real_home() / ".cache" / "openlfr-test").absolute()
+    _temp_home = Path(tempfile.mkdtemp(prefix="openlfr-test-home-"))
+    changes: dict[str, str | None] = {"OPENLFR_TEST_CACHE": str(cache_path)}
+    for variable, relative in HOME_VARIABLES.items():
+        changes[variable] = str(_temp_home / relative)
+    for variable in os.environ:
+        if variable.startswith("OPENLFR_") and not variable.startswith("OPENLFR_TEST_"):
+            changes[variable] = None  # the user's data dir, database, key, model dir, user, ...
+    for variable, value in changes.items():
+        _saved_env.setdefault(variable, os.environ.get(variable))
+        if value is None:
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = value
+    _home_before = watched_in_home(real_home(), real_env(), _cache_dir())
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for variable, value in _saved_env.items():
+        if value is None:
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = value
+    _saved_env.clear()
+    if _temp_home is not None:
+        shutil.rmtree(_temp_home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _real_home_untouched() -> Iterator[None]:
+    """The guard: fails the session if a test wrote under the real home (outside the photo
+    cache). Torn down last, after every other fixture."""
+    yield
+    changes = home_changes(_home_before,
+                           watched_in_home(real_home(), real_env(), _cache_dir()))
+    if changes:
+        pytest.fail(f"the tests wrote under the real home {real_home()} (unless another program "
+                    "did at the same time): " + "; ".join(changes[:20]), pytrace=False)
+
 
 SDISTS = {
     "face_recognition-1.3.0.tar.gz": (
@@ -51,48 +188,63 @@ settings.register_profile("long", max_examples=2000, deadline=None, database=Non
 settings.load_profile("ci")
 
 
-def _cache_dir() -> Path:
-    return Path(os.environ.get("OPENLFR_TEST_CACHE", Path.home() / ".cache" / "openlfr-test"))
-
-
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _fetch_sdist(filename: str) -> Path:
-    requirement, digest = SDISTS[filename]
+def _locked_cache() -> tuple[Path, int]:
+    """The photo cache, locked against other test processes (pytest-xdist workers, a second
+    run) until the returned descriptor is closed."""
     cache = _cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
+    fd = os.open(cache / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return cache, fd
+
+
+def _fetch_sdist(cache: Path, filename: str) -> Path:
+    """The sdist in the (locked) cache, downloaded by pip with the user's real pip settings
+    when missing or wrong, and moved into place only once its digest is right."""
+    requirement, digest = SDISTS[filename]
     target = cache / filename
-    if not target.exists() or _sha256(target) != digest:
+    if target.exists() and _sha256(target) == digest:
+        return target
+    env = {k: v for k, v in os.environ.items() if k not in HOME_VARIABLES}
+    env.update({k: v for k, v in real_env().items() if v is not None})
+    with tempfile.TemporaryDirectory(dir=cache, prefix=".download-") as tmp:
         subprocess.run(
             [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary",
-             ":all:", "--dest", str(cache), requirement],
-            check=True,
-            stdout=subprocess.DEVNULL,
+             ":all:", "--no-cache-dir", "--dest", tmp, requirement],
+            check=True, stdout=subprocess.DEVNULL, env=env,
         )
-    found = _sha256(target)
-    if found != digest:
-        raise RuntimeError(f"{target}: SHA-256 {found}, expected {digest}")
+        fetched = Path(tmp) / filename
+        found = _sha256(fetched)
+        if found != digest:
+            raise RuntimeError(f"{requirement}: SHA-256 {found}, expected {digest}")
+        fetched.replace(target)
     return target
 
 
 @pytest.fixture(scope="session")
 def face_images() -> dict[str, Path]:
     """Paths of real face photos: obama, obama2, obama3, biden (one face each), group (six)."""
-    out_dir = _cache_dir() / "images"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths: dict[str, Path] = {}
-    for name, (sdist, member) in IMAGES.items():
-        target = out_dir / f"{name}{Path(member).suffix}"
-        if not target.exists():
-            with tarfile.open(_fetch_sdist(sdist)) as tar:
-                extracted = tar.extractfile(member)
-                assert extracted is not None, member
-                tmp = target.with_suffix(".part")
-                tmp.write_bytes(extracted.read())
-                tmp.replace(target)
-        paths[name] = target
+    cache, lock = _locked_cache()
+    try:
+        out_dir = cache / "images"
+        out_dir.mkdir(exist_ok=True)
+        paths: dict[str, Path] = {}
+        for name, (sdist, member) in IMAGES.items():
+            target = out_dir / f"{name}{Path(member).suffix}"
+            if not target.exists():
+                with tarfile.open(_fetch_sdist(cache, sdist)) as tar:
+                    extracted = tar.extractfile(member)
+                    assert extracted is not None, member
+                    tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
+                    tmp.write_bytes(extracted.read())
+                    tmp.replace(target)
+            paths[name] = target
+    finally:
+        os.close(lock)
     return paths
 
 

@@ -74,10 +74,13 @@ def test_a_passer_by_leaves_no_file_no_row_and_no_log_line(clips, tmp_path, monk
     monkeypatch.chdir(work)
     monkeypatch.setenv("OPENLFR_DATA_DIR", str(data))
     monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    # The home is the suite's temporary one (conftest.py), with the program's default folders:
+    # whatever was left there before this run is not this run's doing.
     home = Path.home()
-    watched = [work, data, tmp, clips.root, home / ".cache" / "openlfr",
-               home / ".local" / "share" / "openlfr", home / ".config" / "openlfr"]
-    before = _snapshot(*watched)
+    ours = [home / ".local" / "share" / "openlfr", home / ".cache" / "openlfr",
+            home / ".config" / "openlfr", home / ".local" / "state" / "openlfr"]
+    watched = [work, data, tmp, clips.root, *ours]
+    before, home_before = _snapshot(*watched), _snapshot(home)
     caplog.set_level(logging.DEBUG)
 
     result = CliRunner().invoke(app, ["watch", str(clips.stranger), "--watchlist",
@@ -91,14 +94,18 @@ def test_a_passer_by_leaves_no_file_no_row_and_no_log_line(clips, tmp_path, monk
     # … and nothing came of it but counters.
     assert summary["alerts"] == 0
     assert not [e for e in events if e["event"].startswith("alert")]
-    assert _snapshot(*watched) == before, "files were written or changed"
+    # No database rows: the run created no database file, in the home (libraries' caches
+    # aside) or anywhere else it could write …
+    after = _snapshot(*watched)
+    created = sorted((after.keys() - before.keys()) | (_snapshot(home).keys() - home_before.keys()))
+    assert not [p for p in created if re.search(r"\.(db|sqlite3?)$", p)], \
+        f"the run created a database: {created}"
+    # … and no other file either, nor changed one.
+    assert after == before, f"files were written or changed: {created}"
     assert not list(work.iterdir()) and not list(data.iterdir()) and not list(tmp.iterdir())
     for label, text in [("stdout", result.stdout), ("stderr", result.stderr),
                         ("log", "\n".join(r.getMessage() for r in caplog.records))]:
         _assert_no_biometric_text(label, text)
-    # No database rows: there is no database file anywhere we looked (the governance store
-    # will be checked here too once it exists).
-    assert not [p for p in _snapshot(*watched) if re.search(r"\.(db|sqlite3?)$", p)]
 
 
 def test_templates_and_crops_of_non_matches_are_released_at_the_decision(clips):
