@@ -6,10 +6,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import func, select
+
 from openlfr.audit import load_or_create_signing_key
+from openlfr.audit import log as audit_log
 from openlfr.config import Settings
 from openlfr.store.crypto import Keyring, create_master_key, load_master_key
 from openlfr.store.db import Database, StoreError
+from openlfr.store.keystore import KeyStore
+from openlfr.store.models import DataKey
 
 
 @dataclass
@@ -27,6 +32,28 @@ def _private_dir(path: Path) -> None:
     os.chmod(path, 0o700)
 
 
+def _keyring(settings: Settings) -> Keyring:
+    store = KeyStore.in_data_dir(settings.data_dir)
+    store.ensure()
+    return Keyring(load_master_key(settings.master_key_path, settings.master_key), store)
+
+
+def _move_keys(db: Database, keyring: Keyring) -> int:
+    """Move wrapped data keys a database from before revision 0003 still holds to the key
+    store (audited ``keys.move``, a count), then make sure no copy of them is left in SQLite's
+    log. Returns how many were moved; costs one query when there is nothing to move."""
+    with db.reading() as s:
+        if not s.scalar(select(func.count()).select_from(DataKey)
+                        .where(func.length(DataKey.wrapped) > 0)):
+            return 0
+    with db.session() as s:
+        moved = keyring.move_to_store(s)
+        audit_log.record(s, audit_log.SYSTEM, "keys.move", "data_keys", "all",
+                         {"keys": moved, "to": "key store"})
+    db.checkpoint()
+    return moved
+
+
 def open_system(settings: Settings) -> System:
     """Open an initialised installation (refuses one that is not)."""
     if settings.is_sqlite and not (settings.data_dir / "openlfr.db").exists():
@@ -35,7 +62,8 @@ def open_system(settings: Settings) -> System:
     db = Database(settings.url)
     try:
         db.check()
-        keyring = Keyring(load_master_key(settings.master_key_path, settings.master_key))
+        keyring = _keyring(settings)
+        _move_keys(db, keyring)
     except Exception:
         db.dispose()
         raise
@@ -44,7 +72,8 @@ def open_system(settings: Settings) -> System:
 
 def initialise(settings: Settings) -> tuple[System, list[str]]:
     """Create what is missing: the data directory (0700), the master key (0600), the audit
-    signing key (0600) and the database schema (or its migration). Returns what was done."""
+    signing key (0600), the key store (0700) and the database schema (or its migration, which
+    moves data keys still in the database to the key store). Returns what was done."""
     done: list[str] = []
     if not settings.data_dir.exists():
         done.append(f"created the data directory {settings.data_dir}")
@@ -63,7 +92,11 @@ def initialise(settings: Settings) -> tuple[System, list[str]]:
         after = db.revision()
         if before != after:
             done.append(f"database schema {before or 'empty'} → {after}")
-        keyring = Keyring(load_master_key(settings.master_key_path, settings.master_key))
+        keyring = _keyring(settings)
+        moved = _move_keys(db, keyring)
+        if moved:
+            done.append(f"moved {moved} data key(s) from the database to the key store "
+                        f"{keyring.store.directory}")
     except Exception:
         db.dispose()
         raise

@@ -3,14 +3,18 @@
 * The **master key** (32 random bytes) is the file ``master.key`` in the data directory (mode
   0600), or ``OPENLFR_MASTER_KEY`` (base64). It never enters the database.
 * Each watchlist and each deployment has its own **data key** (32 random bytes), stored only
-  wrapped: ``nonce ‖ AES-256-GCM(master, nonce, key, aad="openlfr/data-key/<purpose>")``.
+  wrapped: ``nonce ‖ AES-256-GCM(master, nonce, key, aad="openlfr/data-key/<purpose>")``, as one
+  file of the key store (:mod:`openlfr.store.keystore`, ``keys/<id>.key`` in the data
+  directory). The database keeps only the key's record (``data_keys``: id, purpose, created,
+  destroyed), never its material.
 * Biometric data is stored as ``nonce ‖ AES-256-GCM(data key, nonce, plaintext, aad)``; the
   associated data binds a ciphertext to its row (e.g. ``b"subject-image:12:template"``), so a
   ciphertext moved to another row does not decrypt.
-* **Crypto-shredding**: deleting a data key's row makes everything under it unreadable, even from
-  a backup or a copy of the database file. SQLite's ``secure_delete`` and a WAL checkpoint make
-  sure the wrapped key does not survive in free pages or the log
-  (:meth:`openlfr.store.db.Database.checkpoint`).
+* **Crypto-shredding**: destroying a data key deletes its file (and ``fsync``s the folder), which
+  makes everything under it unreadable, in the database and in any backup of it (a backup of
+  the key store itself taken before is another matter: keep those apart, see the README).
+  The ciphertext itself is deleted too; on SQLite ``secure_delete`` overwrites it and a checked
+  WAL checkpoint removes it from the log (:meth:`openlfr.store.db.Database.checkpoint`).
 """
 
 from __future__ import annotations
@@ -19,12 +23,15 @@ import base64
 import binascii
 import os
 import secrets
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from openlfr.store.keystore import KeyStore
 from openlfr.store.models import DataKey
 
 KEY_BYTES = 32
@@ -85,31 +92,41 @@ def open_sealed(key: bytes, sealed: bytes, aad: bytes) -> bytes:
 
 
 class Keyring:
-    """Creates, unwraps and destroys data keys within one database session."""
+    """Creates, unwraps and destroys data keys: records in the database session, material in
+    the key store."""
 
-    def __init__(self, master_key: bytes) -> None:
+    #: A key file with no record older than this is what a rolled-back creation left behind.
+    ABANDONED_AFTER_S = 3600.0
+
+    def __init__(self, master_key: bytes, store: KeyStore) -> None:
         if len(master_key) != KEY_BYTES:
             raise CryptoError(f"a master key is {KEY_BYTES} bytes")
         self._master = master_key
+        self.store = store
 
     @staticmethod
     def _aad(purpose: str) -> bytes:
         return f"openlfr/data-key/{purpose}".encode()
 
     def new_key(self, session: Session, purpose: str) -> DataKey:
-        """A fresh data key, stored wrapped; flushed so it has an id."""
-        row = DataKey(purpose=purpose,
-                      wrapped=seal(self._master, secrets.token_bytes(KEY_BYTES),
-                                   self._aad(purpose)))
+        """A fresh data key: its record flushed (so it has an id), its wrapped material
+        written to the key store."""
+        row = DataKey(purpose=purpose, wrapped=b"")
         session.add(row)
         session.flush()
+        self.store.write(row.id, seal(self._master, secrets.token_bytes(KEY_BYTES),
+                                      self._aad(purpose)))
         return row
 
     def unwrap(self, session: Session, key_id: int | None) -> bytes:
         row = session.get(DataKey, key_id) if key_id is not None else None
-        if row is None:
+        if row is None or row.destroyed_at is not None:
             raise CryptoError(f"data key {key_id} does not exist (destroyed?)")
-        return open_sealed(self._master, row.wrapped, self._aad(row.purpose))
+        wrapped = self.store.read(row.id)
+        if wrapped is None:
+            raise CryptoError(f"data key {key_id}: its file is missing from the key store "
+                              f"{self.store.directory}")
+        return open_sealed(self._master, wrapped, self._aad(row.purpose))
 
     def encrypt(self, session: Session, key_id: int | None, plaintext: bytes,
                 aad: bytes) -> bytes:
@@ -118,12 +135,52 @@ class Keyring:
     def decrypt(self, session: Session, key_id: int | None, sealed: bytes, aad: bytes) -> bytes:
         return open_sealed(self.unwrap(session, key_id), sealed, aad)
 
-    @staticmethod
-    def destroy(session: Session, key_id: int | None) -> bool:
-        """Delete a data key (crypto-shredding). True if there was one."""
+    def destroy(self, session: Session, key_id: int | None) -> bool:
+        """Mark a data key destroyed (crypto-shredding). True if there was a live one.
+
+        Its file is deleted by :meth:`shred` once the transaction has committed: deleted
+        before, a rollback would leave a watchlist that is not destroyed and can no longer be
+        read. Until then the key still exists; callers report destruction only after
+        :meth:`shred` (see :mod:`openlfr.governance.purge`)."""
         row = session.get(DataKey, key_id) if key_id is not None else None
-        if row is None:
+        if row is None or row.destroyed_at is not None:
             return False
-        session.delete(row)
+        row.destroyed_at = datetime.now(UTC)
+        row.wrapped = b""
         session.flush()
         return True
+
+    def shred(self, session: Session) -> tuple[int, list[int]]:
+        """Delete the file of every key recorded as destroyed, and files with no record at all
+        that are older than :attr:`ABANDONED_AFTER_S`. Returns (files deleted, ids whose file
+        could not be deleted). Safe to repeat; run after the destroying transaction commits."""
+        held = self.store.ids()
+        if not held:
+            return 0, []
+        rows = {key_id: destroyed for key_id, destroyed in session.execute(
+            select(DataKey.id, DataKey.destroyed_at).where(DataKey.id.in_(held)))}
+        deleted, failed = 0, []
+        for key_id in held:
+            if key_id in rows and rows[key_id] is None:
+                continue  # a live key
+            try:
+                if key_id not in rows and self.store.age_seconds(key_id) < self.ABANDONED_AFTER_S:
+                    continue  # perhaps a key being created by another process
+                deleted += int(self.store.delete(key_id))
+            except FileNotFoundError:
+                continue
+            except OSError:
+                failed.append(key_id)
+        self.store.remove_stale_temporaries(self.ABANDONED_AFTER_S)
+        return deleted, failed
+
+    def move_to_store(self, session: Session) -> int:
+        """Move wrapped keys still held in the database (before revision 0003) to the key
+        store, then empty the column. Returns how many were moved."""
+        rows = session.scalars(select(DataKey).where(func.length(DataKey.wrapped) > 0)).all()
+        for row in rows:
+            if row.destroyed_at is None and not self.store.exists(row.id):
+                self.store.write(row.id, bytes(row.wrapped))
+            row.wrapped = b""
+        session.flush()
+        return len(rows)

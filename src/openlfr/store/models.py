@@ -125,15 +125,33 @@ class ApiToken(Base):
 # -- keys --------------------------------------------------------------------------------------
 
 class DataKey(Base):
-    """A 256-bit data key, wrapped (AES-256-GCM) by the master key. Deleting the row is
-    crypto-shredding: whatever was encrypted under it can no longer be read."""
+    """A 256-bit data key's record. The key itself, wrapped (AES-256-GCM) by the master key,
+    is a file of the key store (:mod:`openlfr.store.keystore`), never a row: ``wrapped`` is
+    empty (it held the key before revision 0003; opening the database moves such keys to
+    files). Destroying a key deletes its file (crypto-shredding) and sets ``destroyed_at``; the
+    row stays as the record, so that an id is never given to another key."""
 
     __tablename__ = "data_keys"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     purpose: Mapped[str] = mapped_column(String(40))  # "watchlist" | "deployment"
-    wrapped: Mapped[bytes] = mapped_column(LargeBinary)
+    wrapped: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    destroyed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class PendingPurge(Base):
+    """A deletion whose traces could not all be removed yet: SQLite's write-ahead log could not
+    be emptied (a reader held an old snapshot) or a key file could not be deleted. The
+    retention job retries, and audits ``purge.complete`` when nothing is left."""
+
+    __tablename__ = "pending_purges"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    action: Mapped[str] = mapped_column(String(40))  # the audited action it completes
+    target_type: Mapped[str] = mapped_column(String(40))
+    target_id: Mapped[str] = mapped_column(String(80))
+    since: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 # -- watchlists --------------------------------------------------------------------------------

@@ -145,6 +145,13 @@ _DONE = {
     "created": "Created.", "added": "Subject added, its images checked and stored encrypted.",
     "approved": "Approved.", "removed": "Subject removed with its images.",
     "destroyed": "Destroyed: its subjects, images and data key are gone.",
+    "destroy_pending": "Its subjects and images are deleted and it can no longer be used, "
+                       "but the purge is pending: another program holds the database open "
+                       "(a backup?), so deleted data may remain in the database files. The "
+                       "next retention run completes the purge.",
+    "remove_pending": "Subject removed, but the purge of its images is pending: another "
+                      "program holds the database open (a backup?), so they may remain in "
+                      "the database files until the next retention run.",
     "authorised": "Authorised.", "started": "Started.", "stopped": "Stopped.",
     "override": "Threshold override recorded.", "saved": "Saved.",
     "user": "User added.", "active": "Account changed.", "revoked": "Token revoked.",
@@ -252,10 +259,11 @@ def watchlist_approve(request: Request, watchlist_id: int, actor: PageActor) -> 
 def watchlist_destroy(request: Request, watchlist_id: int, actor: PageActor,
                       reason: Annotated[str, Form(max_length=5000)] = "") -> Response:
     try:
-        wls.destroy_watchlist(web(request).db, actor, watchlist_id, reason)
+        result = wls.destroy_watchlist(web(request).system, actor, watchlist_id, reason)
     except EXPECTED as exc:
         return _watchlist_error(request, actor, watchlist_id, exc, where="destroy")
-    return _see_other(f"/console/watchlists/{watchlist_id}?done=destroyed")
+    done = "destroyed" if result.destroyed else "destroy_pending"
+    return _see_other(f"/console/watchlists/{watchlist_id}?done={done}")
 
 
 @router.post("/subjects/{subject_id}/remove")
@@ -263,10 +271,11 @@ def subject_remove(request: Request, subject_id: int, actor: PageActor,
                    watchlist_id: Annotated[int, Form()],
                    reason: Annotated[str, Form(max_length=5000)] = "") -> Response:
     try:
-        wls.remove_subject(web(request).db, actor, subject_id, reason or None)
+        result = wls.remove_subject(web(request).db, actor, subject_id, reason or None)
     except EXPECTED as exc:
         return _watchlist_error(request, actor, watchlist_id, exc, where="subjects")
-    return _see_other(f"/console/watchlists/{watchlist_id}?done=removed#subjects")
+    done = "removed" if result.destroyed else "remove_pending"
+    return _see_other(f"/console/watchlists/{watchlist_id}?done={done}#subjects")
 
 
 @router.get("/subject-images/{image_id}")

@@ -1,0 +1,41 @@
+"""Data keys move to the key store; pending purges
+
+The wrapped data keys leave the database for one file each in the data directory's key store
+(``openlfr.store.keystore``). This revision only changes the schema: ``data_keys`` gains
+``destroyed_at`` (a destroyed key's row stays as the record), and ``pending_purges`` records
+deletions whose traces could not all be removed yet. Moving the keys themselves needs the data
+directory, so it is done when the installation is opened (``openlfr.governance.system``), which
+then empties the ``wrapped`` column.
+
+Revision ID: 0003_key_store
+Revises: 0002
+Create Date: 2026-11-29 09:10:00
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = '0003_key_store'
+down_revision = '0002'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column('data_keys', sa.Column('destroyed_at', sa.DateTime(), nullable=True))
+    op.create_table('pending_purges',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('action', sa.String(length=40), nullable=False),
+    sa.Column('target_type', sa.String(length=40), nullable=False),
+    sa.Column('target_id', sa.String(length=80), nullable=False),
+    sa.Column('since', sa.DateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_pending_purges'))
+    )
+
+
+def downgrade() -> None:
+    op.drop_table('pending_purges')
+    with op.batch_alter_table('data_keys', schema=None) as batch_op:
+        batch_op.drop_column('destroyed_at')
