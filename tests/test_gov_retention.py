@@ -192,8 +192,13 @@ def test_expired_alerts_are_purged_unless_held(gov: Gov) -> None:
     # Released, the held alert goes at the next run; with no crop left, the ended
     # deployment's data key goes too.
     gov_alerts.release_hold(gov.db, sv1, held)
+    with gov.db.reading() as s:
+        dep_key = s.get(Deployment, dep).data_key_id  # type: ignore[union-attr]
+    assert dep_key is not None and gov.system.keyring.store.exists(dep_key)
     again = run_retention(gov.system, now=later)
     assert again.alerts_purged == 1 and again.deployment_keys_destroyed == [dep]
+    assert (again.purges_pending, again.purges_completed) == (0, 0)
+    assert not gov.system.keyring.store.exists(dep_key)  # its file is gone
     with gov.db.reading() as s:
         d = s.get(Deployment, dep)
         assert d is not None and d.data_key_id is None
