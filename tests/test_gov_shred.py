@@ -7,6 +7,7 @@ On SQLite and PostgreSQL, with real faces."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 from typer.testing import CliRunner
 
@@ -31,7 +33,8 @@ from openlfr.store.crypto import CryptoError, load_master_key, open_sealed
 from openlfr.store.db import Database
 from openlfr.store.enums import Category
 from openlfr.store.models import DataKey, PendingPurge, Subject, SubjectImage, Watchlist
-from tests.govfix import Gov
+from openlfr.web.app import create_app
+from tests.govfix import PASSWORD, Gov
 
 REASON = "Wanted on warrant W-77 issued by the crown court on 1 March"
 PURPOSE = "Find people wanted by the courts at the city centre event"
@@ -404,6 +407,27 @@ def test_the_api_and_the_cli_say_pending_not_destroyed(gov: Gov, face_images) ->
                                      "the event ended", "--user", "ao2"], env=gov.env())
         assert r.exit_code == 0, r.output
         assert "PENDING" in r.output and "destroyed:" not in r.output
+    # the JSON API and the console say the same
+    wl3 = _watchlist(gov, face_images, ("obama2",))
+    wl4 = _watchlist(gov, face_images, ("obama3",))
+    with TestClient(create_app(gov.system), base_url="http://testserver") as client:
+        r = client.post("/api/v1/auth/login", json={"name": "ao2", "password": PASSWORD})
+        assert r.status_code == 200, r.text
+        csrf = {"X-CSRF-Token": str(r.json()["csrf_token"])}
+        with _reader(gov):
+            start = time.monotonic()
+            r = client.post(f"/api/v1/watchlists/{wl3}/destroy", headers=csrf,
+                            json={"reason": "the event ended"})
+            assert time.monotonic() - start < 3
+            assert r.status_code == 200, r.text
+            assert (r.json()["destroyed"], r.json()["purge_pending"]) == (False, True)
+            page = client.get(f"/console/watchlists/{wl4}")
+            token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+            assert token
+            r = client.post(f"/console/watchlists/{wl4}/destroy", follow_redirects=True,
+                            data={"reason": "the event ended", "csrf_token": token.group(1)})
+            assert r.status_code == 200
+            assert "purge is pending" in r.text and "are gone" not in r.text
     r = CliRunner().invoke(app, ["retention", "run", "--user", "admin"], env=gov.env())
     assert r.exit_code == 0, r.output
-    assert "completed 2 pending purge(s)" in r.output
+    assert "completed 4 pending purge(s)" in r.output
