@@ -158,8 +158,15 @@ def test_expired_alerts_are_purged_unless_held(gov: Gov) -> None:
     first = run_retention(gov.system, now=now)
     assert first.alerts_purged == 0 and first.deployments_ended == []
 
+    with gov.db.reading() as s:
+        crops = [s.get(Alert, a).crop_ct for a in (confirmed, rejected)]  # type: ignore[union-attr]
     later = now + timedelta(days=gov.settings.retention_days + 1)
     report = run_retention(gov.system, now=later)
+    assert (report.purges_pending, report.purges_completed) == (0, 0)
+    # nothing purged is left in any file of the data directory (database, its log, keys)
+    raw = b"".join(p.read_bytes() for p in gov.data_dir.rglob("*") if p.is_file())
+    for needle in [*crops, b"SECRET-REASON-ONE", b"SECRET-REASON-TWO", b"SECRET-NOTES"]:
+        assert needle and needle not in raw
     assert report.alerts_purged == 2
     assert report.alerts_held == 1
     assert report.alerts_purged_by_deployment == {str(dep): 2}
