@@ -410,24 +410,35 @@ def test_the_api_and_the_cli_say_pending_not_destroyed(gov: Gov, face_images) ->
     # the JSON API and the console say the same
     wl3 = _watchlist(gov, face_images, ("obama2",))
     wl4 = _watchlist(gov, face_images, ("obama3",))
-    with TestClient(create_app(gov.system), base_url="http://testserver") as client:
-        r = client.post("/api/v1/auth/login", json={"name": "ao2", "password": PASSWORD})
-        assert r.status_code == 200, r.text
-        csrf = {"X-CSRF-Token": str(r.json()["csrf_token"])}
+    wl5 = _watchlist(gov, face_images, ("biden",))
+    subject = wls.show_watchlist(gov.db, gov.actors["au1"], wl5).subject_list[0].id
+    web_app = create_app(gov.system)
+    with TestClient(web_app, base_url="http://testserver") as ao2, \
+            TestClient(web_app, base_url="http://testserver") as op1:
+        csrf = {}
+        for name, client in (("ao2", ao2), ("op1", op1)):
+            r = client.post("/api/v1/auth/login", json={"name": name, "password": PASSWORD})
+            assert r.status_code == 200, r.text
+            csrf[name] = {"X-CSRF-Token": str(r.json()["csrf_token"])}
         with _reader(gov):
             start = time.monotonic()
-            r = client.post(f"/api/v1/watchlists/{wl3}/destroy", headers=csrf,
-                            json={"reason": "the event ended"})
+            r = ao2.post(f"/api/v1/watchlists/{wl3}/destroy", headers=csrf["ao2"],
+                         json={"reason": "the event ended"})
             assert time.monotonic() - start < 3
             assert r.status_code == 200, r.text
             assert (r.json()["destroyed"], r.json()["purge_pending"]) == (False, True)
-            page = client.get(f"/console/watchlists/{wl4}")
+            page = ao2.get(f"/console/watchlists/{wl4}")
             token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
             assert token
-            r = client.post(f"/console/watchlists/{wl4}/destroy", follow_redirects=True,
-                            data={"reason": "the event ended", "csrf_token": token.group(1)})
+            r = ao2.post(f"/console/watchlists/{wl4}/destroy", follow_redirects=True,
+                         data={"reason": "the event ended", "csrf_token": token.group(1)})
             assert r.status_code == 200
             assert "purge is pending" in r.text and "are gone" not in r.text
+            r = op1.post(f"/api/v1/subjects/{subject}/remove", headers=csrf["op1"],
+                         json={"reason": "arrested"})
+            assert r.status_code == 200, r.text
+            assert (r.json()["images_removed"], r.json()["destroyed"],
+                    r.json()["purge_pending"]) == (1, False, True)
     r = CliRunner().invoke(app, ["retention", "run", "--user", "admin"], env=gov.env())
     assert r.exit_code == 0, r.output
-    assert "completed 4 pending purge(s)" in r.output
+    assert "completed 5 pending purge(s)" in r.output

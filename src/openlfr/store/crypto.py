@@ -95,7 +95,7 @@ class Keyring:
     """Creates, unwraps and destroys data keys: records in the database session, material in
     the key store."""
 
-    #: A key file with no record older than this is what a rolled-back creation left behind.
+    #: A temporary key file older than this is what a crash in the middle of a write left.
     ABANDONED_AFTER_S = 3600.0
 
     def __init__(self, master_key: bytes, store: KeyStore) -> None:
@@ -151,26 +151,23 @@ class Keyring:
         return True
 
     def shred(self, session: Session) -> tuple[int, list[int]]:
-        """Delete the file of every key recorded as destroyed, and files with no record at all
-        that are older than :attr:`ABANDONED_AFTER_S`. Returns (files deleted, ids whose file
-        could not be deleted). Safe to repeat; run after the destroying transaction commits."""
+        """Delete the file of every key recorded as destroyed (and temporary files a crash
+        left). Returns (files deleted, ids whose file could not be deleted). Safe to repeat;
+        run after the destroying transaction commits.
+
+        A file with no record at all is left alone: only a creation rolled back leaves one
+        (a key that never encrypted anything, overwritten if its id comes again), and it
+        may as well belong to another database pointed at the same data directory."""
         held = self.store.ids()
-        if not held:
-            return 0, []
-        rows = {key_id: destroyed for key_id, destroyed in session.execute(
-            select(DataKey.id, DataKey.destroyed_at).where(DataKey.id.in_(held)))}
         deleted, failed = 0, []
-        for key_id in held:
-            if key_id in rows and rows[key_id] is None:
-                continue  # a live key
-            try:
-                if key_id not in rows and self.store.age_seconds(key_id) < self.ABANDONED_AFTER_S:
-                    continue  # perhaps a key being created by another process
-                deleted += int(self.store.delete(key_id))
-            except FileNotFoundError:
-                continue
-            except OSError:
-                failed.append(key_id)
+        if held:
+            destroyed = set(session.scalars(select(DataKey.id).where(
+                DataKey.id.in_(held), DataKey.destroyed_at.is_not(None))))
+            for key_id in sorted(destroyed):
+                try:
+                    deleted += int(self.store.delete(key_id))
+                except OSError:
+                    failed.append(key_id)
         self.store.remove_stale_temporaries(self.ABANDONED_AFTER_S)
         return deleted, failed
 

@@ -111,10 +111,6 @@ class KeyStore:
         found = (_NAME.match(p.name) for p in self.directory.iterdir())
         return sorted(int(m.group(1)) for m in found if m)
 
-    def age_seconds(self, key_id: int) -> float:
-        """Seconds since a key's file was written (for the sweep of abandoned files)."""
-        return time.time() - self.path(key_id).stat().st_mtime
-
     def remove_stale_temporaries(self, older_than: float = 3600.0) -> int:
         """Delete temporary files a crash left behind (they may hold a wrapped key)."""
         if not self.directory.is_dir():
