@@ -28,9 +28,9 @@ from openlfr.cli import app
 from openlfr.config import Settings
 from openlfr.governance import watchlists as wls
 from openlfr.governance.retention import run_retention
-from openlfr.governance.system import open_system
+from openlfr.governance.system import initialise, open_system
 from openlfr.store.crypto import CryptoError, load_master_key, open_sealed
-from openlfr.store.db import Database
+from openlfr.store.db import Database, alembic_config
 from openlfr.store.enums import Category
 from openlfr.store.models import DataKey, PendingPurge, Subject, SubjectImage, Watchlist
 from openlfr.web.app import create_app
@@ -364,11 +364,26 @@ def test_keys_in_an_older_database_move_to_the_key_store(gov: Gov, face_images) 
         assert row is not None
         row.wrapped = wrapped
     store.path(key_id).unlink()
+    from alembic import command
+
+    cfg = alembic_config(gov.settings.url)
+    with gov.db.engine.begin() as conn:  # the schema before the key store
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0002")
+    assert gov.db.revision() == "0002"
     gov.db.checkpoint()
     gov.system.close()
 
+    # `openlfr init` upgrades it and moves the key; opening it again finds nothing to move
+    system, done = initialise(Settings(data_dir=gov.data_dir,
+                                       database_url=gov.settings.database_url))
+    assert any("moved 1 data key(s)" in line for line in done), done
+    system.close()
     system = open_system(Settings(data_dir=gov.data_dir, database_url=gov.settings.database_url))
     try:
+        with system.db.reading() as s:
+            wl = s.get(Watchlist, wl_id)
+            assert wl is not None and wl.data_key_id == key_id  # the links survived
         assert system.keyring.store.read(key_id) == wrapped
         with system.db.reading() as s:
             row = s.get(DataKey, key_id)

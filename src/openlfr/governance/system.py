@@ -85,6 +85,10 @@ def initialise(settings: Settings) -> tuple[System, list[str]]:
     if not settings.signing_key_path.exists():
         load_or_create_signing_key(settings.signing_key_path)
         done.append(f"created the audit checkpoint signing key {settings.signing_key_path}")
+    if not KeyStore.in_data_dir(settings.data_dir).directory.exists():
+        done.append(f"created the key store {KeyStore.in_data_dir(settings.data_dir).directory} "
+                    "(one file per data key; back it up apart from the database, see the "
+                    "README on backups)")
     db = Database(settings.url)
     try:
         before = db.revision()

@@ -36,6 +36,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # Not a batch (table copy) on SQLite: dropping data_keys would set every watchlist's and
+    # deployment's data_key_id to NULL through the foreign keys. The keys themselves stay in
+    # the key store, where an older openlfr does not look.
     op.drop_table('pending_purges')
-    with op.batch_alter_table('data_keys', schema=None) as batch_op:
-        batch_op.drop_column('destroyed_at')
+    op.execute('ALTER TABLE data_keys DROP COLUMN destroyed_at')
