@@ -449,6 +449,7 @@ def test_the_api_and_the_cli_say_pending_not_destroyed(gov: Gov, face_images) ->
                          data={"reason": "the event ended", "csrf_token": token.group(1)})
             assert r.status_code == 200
             assert "purge is pending" in r.text and "are gone" not in r.text
+            assert "Purge pending:" in r.text  # and the page says so until it is complete
             r = op1.post(f"/api/v1/subjects/{subject}/remove", headers=csrf["op1"],
                          json={"reason": "arrested"})
             assert r.status_code == 200, r.text
@@ -457,3 +458,7 @@ def test_the_api_and_the_cli_say_pending_not_destroyed(gov: Gov, face_images) ->
     r = CliRunner().invoke(app, ["retention", "run", "--user", "admin"], env=gov.env())
     assert r.exit_code == 0, r.output
     assert "completed 5 pending purge(s)" in r.output
+    with TestClient(web_app, base_url="http://testserver") as ao2:
+        r = ao2.post("/api/v1/auth/login", json={"name": "ao2", "password": PASSWORD})
+        page = ao2.get(f"/console/watchlists/{wl4}")
+        assert page.status_code == 200 and "Purge pending" not in page.text

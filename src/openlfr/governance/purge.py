@@ -80,6 +80,14 @@ def finish(db: Database, keyring: Keyring | None, action: str, target_type: str,
     return outcome
 
 
+def is_pending(db: Database, target_type: str, target_id: object) -> bool:
+    """Whether a purge of this object (e.g. a destroyed watchlist) is still pending."""
+    with db.reading() as s:
+        return s.scalars(select(PendingPurge.id).where(
+            PendingPurge.target_type == target_type,
+            PendingPurge.target_id == str(target_id)).limit(1)).first() is not None
+
+
 def pending_count(db: Database) -> int:
     with db.reading() as s:
         return int(s.scalar(select(func.count()).select_from(PendingPurge)) or 0)

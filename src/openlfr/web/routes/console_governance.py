@@ -22,6 +22,7 @@ from starlette.datastructures import UploadFile
 
 from openlfr.audit import log as audit_log
 from openlfr.governance import deployments as deps
+from openlfr.governance import purge
 from openlfr.governance import users as users_svc
 from openlfr.governance import watchlists as wls
 from openlfr.governance.authz import Actor, Forbidden, NotFound, Perm, RuleError, allowed
@@ -174,7 +175,8 @@ def _watchlist_ctx(request: Request, actor: Actor, watchlist_id: int) -> dict[st
     return {"wl": wls.show_watchlist(web(request).db, actor, watchlist_id),
             "categories": CATEGORY_LABELS, "form": _subject_form(), "slots": IMAGE_SLOTS,
             "min_reason": wls.MIN_REASON, "min_justification": wls.MIN_JUSTIFICATION,
-            "max_mib": UPLOAD_MAX_BYTES // (1024 * 1024), "done": _done(request)}
+            "max_mib": UPLOAD_MAX_BYTES // (1024 * 1024), "done": _done(request),
+            "purge_pending": purge.is_pending(web(request).db, "watchlist", watchlist_id)}
 
 
 def _watchlist_error(request: Request, actor: Actor, watchlist_id: int, exc: Exception,
