@@ -462,3 +462,28 @@ def test_the_api_and_the_cli_say_pending_not_destroyed(gov: Gov, face_images) ->
         r = ao2.post("/api/v1/auth/login", json={"name": "ao2", "password": PASSWORD})
         page = ao2.get(f"/console/watchlists/{wl4}")
         assert page.status_code == 200 and "Purge pending" not in page.text
+
+
+def test_two_databases_in_one_data_directory_keep_their_own_keys(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    first, _ = initialise(Settings(data_dir=data))
+    second, _ = initialise(Settings(data_dir=data,
+                                    database_url=f"sqlite:///{tmp_path / 'other.db'}"))
+    try:
+        assert first.keyring.store.directory != second.keyring.store.directory
+        assert first.keyring.store.directory.parent == data / "keys"
+        assert (data / "keys").stat().st_mode & 0o777 == 0o700
+        ids = []
+        for system in (first, second):
+            with system.db.session() as s:
+                ids.append(system.keyring.new_key(s, "watchlist").id)
+        assert ids[0] == ids[1] == 1  # the same id, two files
+        with first.db.session() as s:
+            assert first.keyring.destroy(s, ids[0])
+        with first.db.reading() as s:
+            assert first.keyring.shred(s) == (1, [])
+        with second.db.reading() as s:  # the other database's key 1 is untouched
+            assert len(second.keyring.unwrap(s, ids[1])) == 32
+    finally:
+        first.close()
+        second.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,8 +14,8 @@ from openlfr.audit import log as audit_log
 from openlfr.config import Settings
 from openlfr.store.crypto import Keyring, create_master_key, load_master_key
 from openlfr.store.db import Database, StoreError
-from openlfr.store.keystore import KeyStore
-from openlfr.store.models import DataKey
+from openlfr.store.keystore import KEYS_DIRNAME, KeyStore
+from openlfr.store.models import DataKey, Installation
 
 
 @dataclass
@@ -32,8 +33,25 @@ def _private_dir(path: Path) -> None:
     os.chmod(path, 0o700)
 
 
-def _keyring(settings: Settings) -> Keyring:
-    store = KeyStore.in_data_dir(settings.data_dir)
+def _key_store_name(db: Database) -> str:
+    """This database's folder in the key store; named (and audited) on first use."""
+    with db.reading() as s:
+        name = s.scalars(select(Installation.key_store).order_by(Installation.id)).first()
+    if name is not None:
+        return name
+    with db.session() as s:
+        name = s.scalars(select(Installation.key_store).order_by(Installation.id)).first()
+        if name is None:  # another process may have just named it
+            name = secrets.token_hex(8)
+            s.add(Installation(key_store=name))
+            s.flush()
+            audit_log.record(s, audit_log.SYSTEM, "keys.store", "installation", name,
+                             {"folder": f"keys/{name}"})
+    return name
+
+
+def _keyring(settings: Settings, db: Database) -> Keyring:
+    store = KeyStore.in_data_dir(settings.data_dir, _key_store_name(db))
     store.ensure()
     return Keyring(load_master_key(settings.master_key_path, settings.master_key), store)
 
@@ -62,7 +80,7 @@ def open_system(settings: Settings) -> System:
     db = Database(settings.url)
     try:
         db.check()
-        keyring = _keyring(settings)
+        keyring = _keyring(settings, db)
         _move_keys(db, keyring)
     except Exception:
         db.dispose()
@@ -85,10 +103,6 @@ def initialise(settings: Settings) -> tuple[System, list[str]]:
     if not settings.signing_key_path.exists():
         load_or_create_signing_key(settings.signing_key_path)
         done.append(f"created the audit checkpoint signing key {settings.signing_key_path}")
-    if not KeyStore.in_data_dir(settings.data_dir).directory.exists():
-        done.append(f"created the key store {KeyStore.in_data_dir(settings.data_dir).directory} "
-                    "(one file per data key; back it up apart from the database, see the "
-                    "README on backups)")
     db = Database(settings.url)
     try:
         before = db.revision()
@@ -96,7 +110,11 @@ def initialise(settings: Settings) -> tuple[System, list[str]]:
         after = db.revision()
         if before != after:
             done.append(f"database schema {before or 'empty'} → {after}")
-        keyring = _keyring(settings)
+        existed = (settings.data_dir / KEYS_DIRNAME).exists()
+        keyring = _keyring(settings, db)
+        if not existed:
+            done.append(f"created the key store {keyring.store.directory} (one file per data "
+                        "key; back it up apart from the database, see the README on backups)")
         moved = _move_keys(db, keyring)
         if moved:
             done.append(f"moved {moved} data key(s) from the database to the key store "

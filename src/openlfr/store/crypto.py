@@ -4,7 +4,7 @@
   0600), or ``OPENLFR_MASTER_KEY`` (base64). It never enters the database.
 * Each watchlist and each deployment has its own **data key** (32 random bytes), stored only
   wrapped: ``nonce ‖ AES-256-GCM(master, nonce, key, aad="openlfr/data-key/<purpose>")``, as one
-  file of the key store (:mod:`openlfr.store.keystore`, ``keys/<id>.key`` in the data
+  file of the key store (:mod:`openlfr.store.keystore`, ``keys/<store>/<id>.key`` in the data
   directory). The database keeps only the key's record (``data_keys``: id, purpose, created,
   destroyed), never its material.
 * Biometric data is stored as ``nonce ‖ AES-256-GCM(data key, nonce, plaintext, aad)``; the
@@ -155,9 +155,8 @@ class Keyring:
         left). Returns (files deleted, ids whose file could not be deleted). Safe to repeat;
         run after the destroying transaction commits.
 
-        A file with no record at all is left alone: only a creation rolled back leaves one
-        (a key that never encrypted anything, overwritten if its id comes again), and it
-        may as well belong to another database pointed at the same data directory."""
+        A file with no record at all is left alone: only a creation rolled back leaves one,
+        a key that never encrypted anything (overwritten if its id comes again)."""
         held = self.store.ids()
         deleted, failed = 0, []
         if held:

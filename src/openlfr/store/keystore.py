@@ -1,7 +1,9 @@
 """The key store: one file per data key, outside the database.
 
 Each data key (:mod:`openlfr.store.crypto`) is kept, wrapped by the master key, as the file
-``keys/<id>.key`` of the data directory (the directory mode 0700, each file 0600). A file is
+``keys/<store>/<id>.key`` of the data directory (the folders mode 0700, each file 0600), where
+``<store>`` is a random name the database holds (table ``installation``): two databases pointed
+at the same data directory never share a key file. A file is
 written atomically (a temporary file, ``fsync``, rename, ``fsync`` of the directory) and never
 changed afterwards. Destroying a key overwrites its file with zeros, ``fsync``s it, deletes it
 and ``fsync``s the directory, so that once :meth:`KeyStore.delete` returns the key is gone from
@@ -46,14 +48,18 @@ class KeyStore:
         self.directory = Path(directory)
 
     @classmethod
-    def in_data_dir(cls, data_dir: Path) -> KeyStore:
-        return cls(Path(data_dir) / KEYS_DIRNAME)
+    def in_data_dir(cls, data_dir: Path, name: str) -> KeyStore:
+        if not re.fullmatch(r"[0-9a-f]{8,40}", name):
+            raise KeyStoreError(f"{name!r} is not a key store name")
+        return cls(Path(data_dir) / KEYS_DIRNAME / name)
 
     def ensure(self) -> None:
-        """Create the folder (mode 0700) if needed, and make it private if it is not."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        if self.directory.stat().st_mode & 0o077:
-            os.chmod(self.directory, 0o700)
+        """Create the folder and its parent ``keys`` (mode 0700) if needed, and make them
+        private if they are not."""
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for folder in (self.directory.parent, self.directory):
+            if folder.stat().st_mode & 0o077:
+                os.chmod(folder, 0o700)
 
     def path(self, key_id: int) -> Path:
         return self.directory / f"{int(key_id)}.key"

@@ -140,6 +140,18 @@ class DataKey(Base):
     destroyed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class Installation(Base):
+    """One row: the name of this database's folder in the key store (``keys/<key_store>``), so
+    that two databases pointed at one data directory never share, overwrite or shred each
+    other's key files."""
+
+    __tablename__ = "installation"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key_store: Mapped[str] = mapped_column(String(40), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class PendingPurge(Base):
     """A deletion whose traces could not all be removed yet: SQLite's write-ahead log could not
     be emptied (a reader held an old snapshot) or a key file could not be deleted. The
