@@ -34,7 +34,9 @@ def _private_dir(path: Path) -> None:
 
 
 def _key_store_name(db: Database) -> str:
-    """This database's folder in the key store; named (and audited) on first use."""
+    """This database's folder in the key store, named on first use. Part of setting up, like
+    the schema itself: not an audited change (a fresh installation's log starts with its
+    first user)."""
     with db.reading() as s:
         name = s.scalars(select(Installation.key_store).order_by(Installation.id)).first()
     if name is not None:
@@ -44,9 +46,6 @@ def _key_store_name(db: Database) -> str:
         if name is None:  # another process may have just named it
             name = secrets.token_hex(8)
             s.add(Installation(key_store=name))
-            s.flush()
-            audit_log.record(s, audit_log.SYSTEM, "keys.store", "installation", name,
-                             {"folder": f"keys/{name}"})
     return name
 
 

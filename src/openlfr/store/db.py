@@ -1,9 +1,10 @@
 """Engines, sessions and schema migrations.
 
 SQLite (the embedded default, ``openlfr.db`` in the data directory) runs in WAL mode with
-foreign keys on, ``secure_delete`` on (deleted rows are overwritten, so a shredded key does not
-linger in free pages) and every writing transaction opened with ``BEGIN IMMEDIATE``, so that the
-audit chain's read-the-head-then-append never races another process. PostgreSQL takes a
+foreign keys on, ``secure_delete`` on and checked on every connection (deleted rows are
+overwritten, so deleted ciphertext does not linger in free pages) and every writing
+transaction opened with ``BEGIN IMMEDIATE``, so that the audit chain's
+read-the-head-then-append never races another process. PostgreSQL takes a
 transaction-scoped advisory lock for the same purpose (:mod:`openlfr.audit.log`).
 """
 
