@@ -28,6 +28,7 @@ from openlfr.cli import app
 from openlfr.governance import deployments as deps
 from openlfr.governance import watchlists
 from openlfr.governance.alerts import AlertRecorder
+from openlfr.governance.system import System
 from openlfr.store.db import Database
 from openlfr.store.enums import DeploymentStatus
 from openlfr.store.models import (
@@ -211,7 +212,8 @@ def test_a_subject_that_leaves_is_never_alerted_again(gov: Gov, face_images, cli
             if change == "remove":
                 watchlists.remove_subject(other, gov.actors["op1"], subject_id, "Arrested")
             elif change == "destroy":
-                watchlists.destroy_watchlist(other, gov.actors["ao1"], wid, "Operation over")
+                watchlists.destroy_watchlist(System(gov.settings, other, gov.system.keyring),
+                                             gov.actors["ao1"], wid, "Operation over")
             elif change == "detach":
                 with other.session() as s:
                     s.execute(delete(deployment_watchlists).where(

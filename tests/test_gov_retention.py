@@ -158,8 +158,15 @@ def test_expired_alerts_are_purged_unless_held(gov: Gov) -> None:
     first = run_retention(gov.system, now=now)
     assert first.alerts_purged == 0 and first.deployments_ended == []
 
+    with gov.db.reading() as s:
+        crops = [s.get(Alert, a).crop_ct for a in (confirmed, rejected)]  # type: ignore[union-attr]
     later = now + timedelta(days=gov.settings.retention_days + 1)
     report = run_retention(gov.system, now=later)
+    assert (report.purges_pending, report.purges_completed) == (0, 0)
+    # nothing purged is left in any file of the data directory (database, its log, keys)
+    raw = b"".join(p.read_bytes() for p in gov.data_dir.rglob("*") if p.is_file())
+    for needle in [*crops, b"SECRET-REASON-ONE", b"SECRET-REASON-TWO", b"SECRET-NOTES"]:
+        assert needle and needle not in raw
     assert report.alerts_purged == 2
     assert report.alerts_held == 1
     assert report.alerts_purged_by_deployment == {str(dep): 2}
@@ -192,8 +199,13 @@ def test_expired_alerts_are_purged_unless_held(gov: Gov) -> None:
     # Released, the held alert goes at the next run; with no crop left, the ended
     # deployment's data key goes too.
     gov_alerts.release_hold(gov.db, sv1, held)
+    with gov.db.reading() as s:
+        dep_key = s.get(Deployment, dep).data_key_id  # type: ignore[union-attr]
+    assert dep_key is not None and gov.system.keyring.store.exists(dep_key)
     again = run_retention(gov.system, now=later)
     assert again.alerts_purged == 1 and again.deployment_keys_destroyed == [dep]
+    assert (again.purges_pending, again.purges_completed) == (0, 0)
+    assert not gov.system.keyring.store.exists(dep_key)  # its file is gone
     with gov.db.reading() as s:
         d = s.get(Deployment, dep)
         assert d is not None and d.data_key_id is None
@@ -220,11 +232,13 @@ def _shred_evidence(gov: Gov, watchlist_id: int) -> tuple[int, bytes, bytes, int
         wl = s.get(Watchlist, watchlist_id)
         assert wl is not None and wl.data_key_id is not None
         key = s.get(DataKey, wl.data_key_id)
-        assert key is not None
+        assert key is not None and key.wrapped == b""  # the material is in the key store
+        wrapped = gov.system.keyring.store.read(key.id)
+        assert wrapped is not None
         img = s.scalars(select(SubjectImage).join(Subject)
                         .where(Subject.watchlist_id == watchlist_id)).first()
         assert img is not None
-        return wl.data_key_id, key.wrapped, img.image_ct, img.id
+        return wl.data_key_id, wrapped, img.image_ct, img.id
 
 
 def test_watchlists_are_destroyed_within_24h_of_their_deployment_end(gov: Gov) -> None:
@@ -267,7 +281,9 @@ def test_watchlists_are_destroyed_within_24h_of_their_deployment_end(gov: Gov) -
         for wl_id, (key_id, _wrapped, sealed, image_id) in evidence.items():
             wl = s.get(Watchlist, wl_id)
             assert wl is not None and wl.status == WatchlistStatus.DESTROYED
-            assert wl.data_key_id is None and s.get(DataKey, key_id) is None
+            assert wl.data_key_id is None
+            assert s.get(DataKey, key_id).destroyed_at is not None  # type: ignore[union-attr]
+            assert not gov.system.keyring.store.exists(key_id)
             assert s.get(SubjectImage, image_id) is None
             assert s.scalar(select(func.count()).select_from(Subject)
                             .where(Subject.watchlist_id == wl_id)) == 0
@@ -276,9 +292,10 @@ def test_watchlists_are_destroyed_within_24h_of_their_deployment_end(gov: Gov) -
                                            f"subject-image:{image_id}:image".encode())
         shared = s.get(Watchlist, wl_shared)
         assert shared is not None and shared.status == WatchlistStatus.APPROVED
-    if gov.kind == "sqlite":  # the wrapped keys are gone from the file and its log
-        files = [gov.data_dir / "openlfr.db", gov.data_dir / "openlfr.db-wal"]
-        raw = b"".join(p.read_bytes() for p in files if p.exists())
+    # the wrapped keys and the ciphertext are gone from the data directory
+    files = [p for p in gov.data_dir.rglob("*") if p.is_file()]
+    raw = b"".join(p.read_bytes() for p in files)
+    if True:
         for _key_id, wrapped, sealed, _ in evidence.values():
             assert wrapped not in raw and sealed not in raw
     destroyed = audit_details(gov, "watchlist.destroy")

@@ -195,7 +195,10 @@ def test_destroy_leaves_nothing_that_can_decrypt(gov: Gov, face_images) -> None:
         wl = s.get(Watchlist, wl_id)
         assert wl is not None
         key_id = wl.data_key_id
-        wrapped = s.get(DataKey, key_id).wrapped  # type: ignore[union-attr]
+        assert s.get(DataKey, key_id).wrapped == b""  # type: ignore[union-attr]
+    wrapped = gov.system.keyring.store.read(key_id)  # the key lives in the key store only
+    assert wrapped is not None
+    with gov.db.reading() as s:
         copies = [(ct, f"subject-image:{img.id}:{part}".encode())
                   for img in s.scalars(select(SubjectImage).join(Subject)
                                        .where(Subject.watchlist_id == wl_id))
@@ -207,11 +210,13 @@ def test_destroy_leaves_nothing_that_can_decrypt(gov: Gov, face_images) -> None:
             face_images["obama"].read_bytes()
 
     with pytest.raises(Forbidden):
-        wls.destroy_watchlist(gov.db, gov.actors["op1"], wl_id, "done")
+        wls.destroy_watchlist(gov.system, gov.actors["op1"], wl_id, "done")
     with pytest.raises(RuleError, match="reason"):
-        wls.destroy_watchlist(gov.db, gov.actors["ao1"], wl_id, " ")
-    result = wls.destroy_watchlist(gov.db, gov.actors["ao2"], wl_id, "deployment ended")
+        wls.destroy_watchlist(gov.system, gov.actors["ao1"], wl_id, " ")
+    result = wls.destroy_watchlist(gov.system, gov.actors["ao2"], wl_id, "deployment ended")
     assert (result.subjects, result.images, result.key_destroyed) == (2, 3, True)
+    assert (result.destroyed, result.purge_pending) == (True, False)
+    assert not gov.system.keyring.store.exists(key_id)
     assert _counts(gov, wl_id) == (0, 0)
     last = _actions(gov)[-1]
     assert (last.action, last.details) == ("watchlist.destroy", {
@@ -221,12 +226,16 @@ def test_destroy_leaves_nothing_that_can_decrypt(gov: Gov, face_images) -> None:
     with gov.db.reading() as s:
         wl = s.get(Watchlist, wl_id)
         assert wl is not None and wl.status == WatchlistStatus.DESTROYED
-        assert wl.data_key_id is None and s.get(DataKey, key_id) is None
-        rows = s.scalars(select(DataKey)).all()
+        assert wl.data_key_id is None
+        record = s.get(DataKey, key_id)  # the record stays, without material
+        assert record is not None and record.destroyed_at is not None and record.wrapped == b""
+        rows = s.scalars(select(DataKey).where(DataKey.destroyed_at.is_(None))).all()
     assert rows  # the other watchlist's key
     candidates = [master]
     for row in rows:
-        candidates.append(open_sealed(master, row.wrapped,
+        held = gov.system.keyring.store.read(row.id)
+        assert held is not None
+        candidates.append(open_sealed(master, held,
                                       f"openlfr/data-key/{row.purpose}".encode()))
     for key in candidates:
         for ct, aad in copies:
@@ -242,7 +251,7 @@ def test_destroy_leaves_nothing_that_can_decrypt(gov: Gov, face_images) -> None:
     with pytest.raises(RuleError, match="destroyed"):
         _gallery(gov, wl_id)
     with pytest.raises(RuleError, match="already destroyed"):
-        wls.destroy_watchlist(gov.db, SYSTEM_ACTOR, wl_id, "again")
+        wls.destroy_watchlist(gov.system, SYSTEM_ACTOR, wl_id, "again")
     with pytest.raises(RuleError, match="destroyed"):
         _add(gov, wl_id, face_images, "obama")
 
@@ -280,8 +289,8 @@ def test_expiry_removal_reading_and_the_system_actor(gov: Gov, face_images) -> N
     assert names == {str(biden.id): "case-2"} and len(gallery) == 1
     with pytest.raises(Forbidden):
         wls.expire_subjects(gov.db, gov.actors["op1"])
-    assert wls.expire_subjects(gov.db, SYSTEM_ACTOR) == 1
-    assert wls.expire_subjects(gov.db, SYSTEM_ACTOR) == 0
+    assert wls.expire_subjects(gov.db, SYSTEM_ACTOR).subjects == 1
+    assert wls.expire_subjects(gov.db, SYSTEM_ACTOR).subjects == 0
     last = _actions(gov)[-1]
     assert (last.actor, last.action, last.details) == ("system", "subject.expire",
                                                        {"subjects": 1, "images": 1})
@@ -290,7 +299,8 @@ def test_expiry_removal_reading_and_the_system_actor(gov: Gov, face_images) -> N
 
     # A person removing a subject changes the list: back to draft.
     assert wls.remove_subject(gov.db, gov.actors["op2"], biden.id,
-                              "arrested at home on 2 May") == 1
+                              "arrested at home on 2 May").as_dict() == {
+        "subjects": 1, "images": 1, "destroyed": True, "purge_pending": False}
     info = wls.show_watchlist(gov.db, gov.actors["au1"], wl_id)
     assert (info.status, info.subjects, "op2" in info.editors) == ("draft", 0, True)
     # The reason may name the person: the log, kept for ever, says only that one was given.
@@ -301,7 +311,7 @@ def test_expiry_removal_reading_and_the_system_actor(gov: Gov, face_images) -> N
         wls.remove_subject(gov.db, gov.actors["op2"], biden.id)
 
     # The retention runner destroys as the program itself.
-    result = wls.destroy_watchlist(gov.db, SYSTEM_ACTOR, wl_id, "deployment ended 24 h ago")
+    result = wls.destroy_watchlist(gov.system, SYSTEM_ACTOR, wl_id, "deployment ended 24 h ago")
     assert result.key_destroyed
     assert _actions(gov)[-1].actor == "system"
     with gov.db.reading() as s:

@@ -247,9 +247,15 @@ def remove_subject(
 ) -> None:
     """Take a subject and its images off its watchlist (back to draft if approved)."""
     with acting(data_dir, user) as ctx:
-        images = watchlists.remove_subject(ctx.db, ctx.actor, subject_id, reason)
-    err_console.print(f"[green]✓[/] removed subject {subject_id} and {images} image(s)",
-                      highlight=False)
+        result = watchlists.remove_subject(ctx.db, ctx.actor, subject_id, reason)
+    if result.destroyed:
+        err_console.print(f"[green]✓[/] removed subject {subject_id} and {result.images} "
+                          "image(s)", highlight=False)
+    else:
+        err_console.print(f"[yellow]![/] removed subject {subject_id} and {result.images} "
+                          "image(s), but the purge is pending: another program holds the "
+                          "database open, so they may remain in its files until `openlfr "
+                          "retention run` completes it", highlight=False)
 
 
 @app.command("destroy")
@@ -262,14 +268,21 @@ def destroy(
 ) -> None:
     """Destroy a watchlist: its subjects, images and data key (authorising officers)."""
     with acting(data_dir, user) as ctx:
-        result = watchlists.destroy_watchlist(ctx.db, ctx.actor, watchlist_id, reason)
+        result = watchlists.destroy_watchlist(ctx.system, ctx.actor, watchlist_id, reason)
     if json_out:
-        print_json({"watchlist_id": result.watchlist_id, "subjects": result.subjects,
-                    "images": result.images, "key_destroyed": result.key_destroyed})
+        print_json(result.as_dict())
         return
-    err_console.print(f"[green]✓[/] watchlist {result.watchlist_id} destroyed: "
-                      f"{result.subjects} subjects, {result.images} images and its data key "
-                      "deleted", highlight=False)
+    if result.destroyed:
+        err_console.print(f"[green]✓[/] watchlist {result.watchlist_id} destroyed: "
+                          f"{result.subjects} subjects, {result.images} images and its data "
+                          "key deleted", highlight=False)
+        return
+    err_console.print(f"[yellow]![/] watchlist {result.watchlist_id}: {result.subjects} "
+                      f"subjects and {result.images} images deleted"
+                      + (" and its data key destroyed" if result.key_destroyed else "")
+                      + ", but the purge is PENDING: another program holds the database open "
+                      "(a backup?), so deleted data may remain in its files; `openlfr retention "
+                      "run` completes it once that program is done", highlight=False)
 
 
 @app.command("list")

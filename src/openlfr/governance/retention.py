@@ -24,9 +24,12 @@ this order, each step in its own transaction and audited:
    ended deployment holds no crop any more, its data key is destroyed as well.
 
 Every purge and destruction is audited with **counts only** (how many alerts, per deployment;
-how many subjects), never with what was purged. Finally the SQLite write-ahead log is folded
-into the database file (:meth:`openlfr.store.db.Database.checkpoint`), so that overwritten
-pages do not survive there.
+how many subjects), never with what was purged. Finally the run **completes pending purges**
+(:func:`openlfr.governance.purge.complete_pending`): it deletes the key-store files of destroyed
+data keys and folds SQLite's write-ahead log into the database file, so that overwritten pages
+do not survive there. A deletion that a concurrent reader kept from finishing (its own or an
+earlier one, reported "purge pending") is completed here and audited ``purge.complete``; if a
+reader still blocks it, the report says how many purges are still pending.
 
 A person needs :attr:`Perm.RETENTION_RUN` (admin); the scheduled run acts as
 :data:`SYSTEM_ACTOR`. The steps themselves are taken by the program (actor ``system``) whoever
@@ -45,7 +48,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from openlfr.audit import log as audit_log
-from openlfr.governance import deployments, watchlists
+from openlfr.governance import deployments, purge, watchlists
 from openlfr.governance.authz import SYSTEM_ACTOR, Actor, Perm, RuleError, require
 from openlfr.governance.system import System
 from openlfr.store.enums import DeploymentStatus, WatchlistStatus
@@ -85,6 +88,8 @@ class RetentionReport:
     alerts_purged_by_deployment: dict[str, int] = field(default_factory=dict)
     alerts_held: int = 0  # past the retention period but held by a person
     deployment_keys_destroyed: list[int] = field(default_factory=list)
+    purges_completed: int = 0  # pending purges (of this run or earlier) completed
+    purges_pending: int = 0  # still pending after the run: a reader blocked SQLite's log
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,6 +113,13 @@ class RetentionReport:
                          f"{len(self.deployment_keys_destroyed)} "
                          "ended deployment(s) that hold no alert crop any more"
                          + _ids(self.deployment_keys_destroyed))
+        if self.purges_completed:
+            lines.append(f"{verb('complete', 'completed')} {self.purges_completed} pending "
+                         "purge(s)")
+        if self.purges_pending:
+            lines.append(f"PENDING: {self.purges_pending} purge(s) not complete: another "
+                         "connection holds the database open (a backup?); deleted data may "
+                         "still be in its files until the next retention run")
         if self.watchlists_late:
             lines.append("LATE: watchlist(s) past the "
                          f"{self.watchlist_destroy_hours} h deadline" + _ids(self.watchlists_late)
@@ -224,7 +236,7 @@ def run_retention(system: System, actor: Actor = SYSTEM_ACTOR, now: datetime | N
             when_ = (f"later than {hours} h after the end" if wl_id in late
                      else f"within {hours} h of the end")
             watchlists.destroy_watchlist(
-                db, SYSTEM_ACTOR, wl_id,
+                system, SYSTEM_ACTOR, wl_id,
                 f"retention: every deployment using it has ended; destroyed {when_} "
                 f"(run started by {actor.name})")
             report.watchlists_destroyed.append(wl_id)
@@ -235,7 +247,7 @@ def run_retention(system: System, actor: Actor = SYSTEM_ACTOR, now: datetime | N
             report.subjects_expired = len(s.scalars(select(Subject.id).where(
                 Subject.expires_at <= when)).all())
     else:
-        report.subjects_expired = int(watchlists.expire_subjects(db, SYSTEM_ACTOR, when) or 0)
+        report.subjects_expired = watchlists.expire_subjects(db, SYSTEM_ACTOR, when).subjects
 
     # 4. alerts past the retention period
     if dry_run:
@@ -244,10 +256,11 @@ def run_retention(system: System, actor: Actor = SYSTEM_ACTOR, now: datetime | N
             report.alerts_purged = len(alerts)
             report.alerts_purged_by_deployment = {
                 str(k): v for k, v in sorted(Counter(a.deployment_id for a in alerts).items())}
+        report.purges_pending = purge.pending_count(db)
         return report
     report.alerts_purged, report.alerts_purged_by_deployment, report.alerts_held = \
         _purge_alerts(system, when, cutoff)
-    report.deployment_keys_destroyed = _destroy_spent_keys(system)
+    report.deployment_keys_destroyed, spent_keys = _destroy_spent_keys(system)
 
     with db.session() as s:
         audit_log.record(s, actor.name, "retention.run", "retention", "run", {
@@ -262,7 +275,14 @@ def run_retention(system: System, actor: Actor = SYSTEM_ACTOR, now: datetime | N
             "alerts_held": report.alerts_held,
             "deployment_keys_destroyed": len(report.deployment_keys_destroyed),
         })
-    db.checkpoint()
+    if report.alerts_purged or report.deployment_keys_destroyed:
+        # this run's own deletions: pending if a reader blocks them (completed just below
+        # if it has gone)
+        purge.finish(db, system.keyring, "retention.run", "retention", "run",
+                     spent_keys)
+    completion = purge.complete_pending(db, system.keyring)
+    report.purges_completed = completion.completed
+    report.purges_pending = completion.pending
     return report
 
 
@@ -297,9 +317,11 @@ def _purge_alerts(system: System, now: datetime,
         return (sum(per_dep.values()), {str(k): v for k, v in sorted(per_dep.items())}, held)
 
 
-def _destroy_spent_keys(system: System) -> list[int]:
-    """Crypto-shred the data key of ended deployments whose alerts hold no crop any more."""
-    done = []
+def _destroy_spent_keys(system: System) -> tuple[list[int], list[int]]:
+    """Crypto-shred the data key of ended deployments whose alerts hold no crop any more.
+    Returns (deployment ids, key ids); the key files go once this has committed."""
+    done: list[int] = []
+    keys: list[int] = []
     with system.db.session() as s:
         for dep_id in _keys_to_destroy(s):
             dep = s.get(Deployment, dep_id)
@@ -307,8 +329,9 @@ def _destroy_spent_keys(system: System) -> list[int]:
             key_id = dep.data_key_id
             dep.data_key_id = None
             s.flush()
-            system.keyring.destroy(s, key_id)
+            if system.keyring.destroy(s, key_id) and key_id is not None:
+                keys.append(key_id)
             audit_log.record(s, audit_log.SYSTEM, "deployment.key_destroy", "deployment",
                              dep_id, {"reason": "ended, and no alert crop left"})
             done.append(dep_id)
-    return done
+    return done, keys

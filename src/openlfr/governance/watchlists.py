@@ -10,8 +10,11 @@ own data key, with associated data binding each ciphertext to its row
 A watchlist is usable only once approved by an authorising officer who neither built nor
 changed it (everyone who did is a :class:`~openlfr.store.models.WatchlistEditor`). Any change
 to an approved watchlist — a subject or an image added, a subject removed by a person — puts it
-back to draft, to be approved again. Destroying it deletes its rows and its data key
-(crypto-shredding) in one transaction.
+back to draft, to be approved again. Destroying it deletes its rows and marks its data key
+destroyed in one transaction, then deletes the key's file from the key store (crypto-shredding)
+and empties SQLite's log (:mod:`openlfr.governance.purge`): it reports "destroyed" only when
+nothing of it can be recovered from the data directory, else a pending purge that the
+retention job completes. Removing and expiring subjects report the same way.
 
 Every change checks the actor's permission (:func:`~openlfr.governance.authz.require`) and
 writes its audit entry in the same transaction. Audit details hold ids, categories and counts:
@@ -34,6 +37,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from openlfr.audit import log as audit_log
+from openlfr.governance import purge
 from openlfr.governance.authz import (
     Actor,
     NotFound,
@@ -131,10 +135,34 @@ class WatchlistInfo:
 
 @dataclass(frozen=True, slots=True)
 class DestroyResult:
+    """``destroyed``: nothing of the watchlist's data can be recovered from the data
+    directory. Otherwise ``purge_pending``: the rows are deleted and, if ``key_destroyed``,
+    the data key's file too, but a trace is left (SQLite's log, held by a reader) until the
+    retention job completes the purge."""
+
     watchlist_id: int
     subjects: int
     images: int
-    key_destroyed: bool
+    key_destroyed: bool  # the data key's file is deleted
+    destroyed: bool
+    purge_pending: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class RemovalResult:
+    """A subject removed (or subjects expired): ``destroyed`` when none of their data can be
+    recovered from the data directory, else ``purge_pending`` (see :class:`DestroyResult`)."""
+
+    subjects: int
+    images: int
+    destroyed: bool
+    purge_pending: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def _jsonable(value: Any) -> Any:
@@ -512,9 +540,10 @@ def add_image(system: System, actor: Actor, subject_id: int,
 
 
 def remove_subject(db: Database, actor: Actor, subject_id: int,
-                   reason: str | None = None) -> int:
+                   reason: str | None = None) -> RemovalResult:
     """Take a subject and all its images off its watchlist. A change: an approved watchlist
-    goes back to draft. Returns the number of images removed."""
+    goes back to draft. Reports whether the images' ciphertext is gone from the data directory
+    or its purge is pending (:mod:`openlfr.governance.purge`)."""
     require(db, actor, Perm.WATCHLIST_EDIT, "subject", str(subject_id))
     with db.session() as s:
         subject = s.get(Subject, int(subject_id))
@@ -534,8 +563,8 @@ def remove_subject(db: Database, actor: Actor, subject_id: int,
         # only that one was given (as for alert decisions); the subject's data go with it.
         details["reason_given"] = bool(reason and reason.strip())
         audit_log.record(s, actor.name, "subject.remove", "subject", subject_id, details)
-    db.checkpoint()
-    return images
+    done = purge.finish(db, None, "subject.remove", "subject", subject_id)
+    return RemovalResult(1, images, done.done, done.pending)
 
 
 def approve_watchlist(db: Database, actor: Actor, watchlist_id: int) -> WatchlistInfo:
@@ -576,12 +605,15 @@ def approve_watchlist(db: Database, actor: Actor, watchlist_id: int) -> Watchlis
     return info
 
 
-def destroy_watchlist(db: Database, actor: Actor, watchlist_id: int,
+def destroy_watchlist(system: System, actor: Actor, watchlist_id: int,
                       reason: str) -> DestroyResult:
-    """Delete a watchlist's subjects and images and its data key (crypto-shredding) in one
-    transaction; the watchlist row stays, as ``destroyed``, for the record. Audited with counts
-    only. Then SQLite's write-ahead log is emptied so no copy of the wrapped key lingers there.
+    """Delete a watchlist's subjects and images and destroy its data key (crypto-shredding) in
+    one transaction; the watchlist row stays, as ``destroyed``, for the record. Audited with
+    counts only. Then the key's file is deleted from the key store and SQLite's log emptied
+    (:func:`openlfr.governance.purge.finish`); if a reader blocks that, the result (and the
+    audit log, ``purge.pending``) says the purge is pending, not done.
     The retention runner calls this as :data:`~openlfr.governance.authz.SYSTEM_ACTOR`."""
+    db = system.db
     require(db, actor, Perm.WATCHLIST_DESTROY, "watchlist", str(watchlist_id))
     reason = _text(reason, "a reason for destroying the watchlist")
     with db.session() as s:
@@ -599,18 +631,22 @@ def destroy_watchlist(db: Database, actor: Actor, watchlist_id: int,
         wl.destroyed_at = utcnow()
         wl.destroy_reason = reason
         s.flush()
-        key_destroyed = Keyring.destroy(s, key_id)
+        had_key = system.keyring.destroy(s, key_id)
         audit_log.record(s, actor.name, "watchlist.destroy", "watchlist", wl.id, {
-            "subjects": subjects, "images": images, "key_destroyed": key_destroyed,
+            "subjects": subjects, "images": images, "key_destroyed": had_key,
             "reason": reason})
-        result = DestroyResult(wl.id, subjects, images, key_destroyed)
-    db.checkpoint()
-    return result
+        wl_id = wl.id
+    keys = [key_id] if had_key and key_id is not None else []
+    done = purge.finish(db, system.keyring, "watchlist.destroy", "watchlist", wl_id, keys)
+    return DestroyResult(wl_id, subjects, images, key_destroyed=had_key and
+                         done.key_files_left == 0, destroyed=done.done,
+                         purge_pending=done.pending)
 
 
-def expire_subjects(db: Database, actor: Actor, now: datetime | None = None) -> int:
+def expire_subjects(db: Database, actor: Actor, now: datetime | None = None) -> RemovalResult:
     """Remove every subject whose expiry has passed, with its images; one audit entry per
-    watchlist, with counts. Returns the number of subjects removed.
+    watchlist, with counts. Reports how many subjects were removed and whether their data is
+    gone from the data directory or its purge pending.
 
     An expiry is a removal the approval already foresaw (the approver saw each expiry), not an
     addition: it leaves the watchlist's approval as it is and makes nobody an editor."""
@@ -618,7 +654,7 @@ def expire_subjects(db: Database, actor: Actor, now: datetime | None = None) -> 
     now = now or datetime.now(UTC)
     if now.tzinfo is None:
         raise RuleError("expire_subjects: give an aware time")
-    total = 0
+    total = total_images = 0
     with db.session() as s:
         rows = s.execute(select(Subject.watchlist_id, Subject.id)
                          .where(Subject.expires_at <= now)
@@ -634,9 +670,11 @@ def expire_subjects(db: Database, actor: Actor, now: datetime | None = None) -> 
             audit_log.record(s, actor.name, "subject.expire", "watchlist", wl_id,
                              {"subjects": len(sids), "images": images})
             total += len(sids)
-    if total:
-        db.checkpoint()
-    return total
+            total_images += images
+    if not total:
+        return RemovalResult(0, 0, True, False)
+    done = purge.finish(db, None, "subject.expire", "subjects", "expired")
+    return RemovalResult(total, total_images, done.done, done.pending)
 
 
 # -- the live gallery --------------------------------------------------------------------------

@@ -3,14 +3,18 @@
 * The **master key** (32 random bytes) is the file ``master.key`` in the data directory (mode
   0600), or ``OPENLFR_MASTER_KEY`` (base64). It never enters the database.
 * Each watchlist and each deployment has its own **data key** (32 random bytes), stored only
-  wrapped: ``nonce ‖ AES-256-GCM(master, nonce, key, aad="openlfr/data-key/<purpose>")``.
+  wrapped: ``nonce ‖ AES-256-GCM(master, nonce, key, aad="openlfr/data-key/<purpose>")``, as one
+  file of the key store (:mod:`openlfr.store.keystore`, ``keys/<store>/<id>.key`` in the data
+  directory). The database keeps only the key's record (``data_keys``: id, purpose, created,
+  destroyed), never its material.
 * Biometric data is stored as ``nonce ‖ AES-256-GCM(data key, nonce, plaintext, aad)``; the
   associated data binds a ciphertext to its row (e.g. ``b"subject-image:12:template"``), so a
   ciphertext moved to another row does not decrypt.
-* **Crypto-shredding**: deleting a data key's row makes everything under it unreadable, even from
-  a backup or a copy of the database file. SQLite's ``secure_delete`` and a WAL checkpoint make
-  sure the wrapped key does not survive in free pages or the log
-  (:meth:`openlfr.store.db.Database.checkpoint`).
+* **Crypto-shredding**: destroying a data key deletes its file (and ``fsync``s the folder), which
+  makes everything under it unreadable, in the database and in any backup of it (a backup of
+  the key store itself taken before is another matter: keep those apart, see the README).
+  The ciphertext itself is deleted too; on SQLite ``secure_delete`` overwrites it and a checked
+  WAL checkpoint removes it from the log (:meth:`openlfr.store.db.Database.checkpoint`).
 """
 
 from __future__ import annotations
@@ -19,12 +23,15 @@ import base64
 import binascii
 import os
 import secrets
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from openlfr.store.keystore import KeyStore
 from openlfr.store.models import DataKey
 
 KEY_BYTES = 32
@@ -85,31 +92,41 @@ def open_sealed(key: bytes, sealed: bytes, aad: bytes) -> bytes:
 
 
 class Keyring:
-    """Creates, unwraps and destroys data keys within one database session."""
+    """Creates, unwraps and destroys data keys: records in the database session, material in
+    the key store."""
 
-    def __init__(self, master_key: bytes) -> None:
+    #: A temporary key file older than this is what a crash in the middle of a write left.
+    ABANDONED_AFTER_S = 3600.0
+
+    def __init__(self, master_key: bytes, store: KeyStore) -> None:
         if len(master_key) != KEY_BYTES:
             raise CryptoError(f"a master key is {KEY_BYTES} bytes")
         self._master = master_key
+        self.store = store
 
     @staticmethod
     def _aad(purpose: str) -> bytes:
         return f"openlfr/data-key/{purpose}".encode()
 
     def new_key(self, session: Session, purpose: str) -> DataKey:
-        """A fresh data key, stored wrapped; flushed so it has an id."""
-        row = DataKey(purpose=purpose,
-                      wrapped=seal(self._master, secrets.token_bytes(KEY_BYTES),
-                                   self._aad(purpose)))
+        """A fresh data key: its record flushed (so it has an id), its wrapped material
+        written to the key store."""
+        row = DataKey(purpose=purpose, wrapped=b"")
         session.add(row)
         session.flush()
+        self.store.write(row.id, seal(self._master, secrets.token_bytes(KEY_BYTES),
+                                      self._aad(purpose)))
         return row
 
     def unwrap(self, session: Session, key_id: int | None) -> bytes:
         row = session.get(DataKey, key_id) if key_id is not None else None
-        if row is None:
+        if row is None or row.destroyed_at is not None:
             raise CryptoError(f"data key {key_id} does not exist (destroyed?)")
-        return open_sealed(self._master, row.wrapped, self._aad(row.purpose))
+        wrapped = self.store.read(row.id)
+        if wrapped is None:
+            raise CryptoError(f"data key {key_id}: its file is missing from the key store "
+                              f"{self.store.directory}")
+        return open_sealed(self._master, wrapped, self._aad(row.purpose))
 
     def encrypt(self, session: Session, key_id: int | None, plaintext: bytes,
                 aad: bytes) -> bytes:
@@ -118,13 +135,18 @@ class Keyring:
     def decrypt(self, session: Session, key_id: int | None, sealed: bytes, aad: bytes) -> bytes:
         return open_sealed(self.unwrap(session, key_id), sealed, aad)
 
-    @staticmethod
-    def destroy(session: Session, key_id: int | None) -> bool:
-        """Delete a data key (crypto-shredding). True if there was one."""
+    def destroy(self, session: Session, key_id: int | None) -> bool:
+        """Mark a data key destroyed (crypto-shredding). True if there was a live one.
+
+        Its file is deleted by :meth:`shred` once the transaction has committed: deleted
+        before, a rollback would leave a watchlist that is not destroyed and can no longer be
+        read. Until then the key still exists; callers report destruction only after
+        :meth:`shred` (see :mod:`openlfr.governance.purge`)."""
         row = session.get(DataKey, key_id) if key_id is not None else None
-        if row is None:
+        if row is None or row.destroyed_at is not None:
             return False
-        session.delete(row)
+        row.destroyed_at = datetime.now(UTC)
+        row.wrapped = b""
         session.flush()
         return True
 
@@ -137,3 +159,34 @@ class Keyring:
 
         return HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None,
                     info=f"openlfr/derived/{purpose}".encode()).derive(self._master)
+
+    def shred(self, session: Session) -> tuple[int, list[int]]:
+        """Delete the file of every key recorded as destroyed (and temporary files a crash
+        left). Returns (files deleted, ids whose file could not be deleted). Safe to repeat;
+        run after the destroying transaction commits.
+
+        A file with no record at all is left alone: only a creation rolled back leaves one,
+        a key that never encrypted anything (overwritten if its id comes again)."""
+        held = self.store.ids()
+        deleted, failed = 0, []
+        if held:
+            destroyed = set(session.scalars(select(DataKey.id).where(
+                DataKey.id.in_(held), DataKey.destroyed_at.is_not(None))))
+            for key_id in sorted(destroyed):
+                try:
+                    deleted += int(self.store.delete(key_id))
+                except OSError:
+                    failed.append(key_id)
+        self.store.remove_stale_temporaries(self.ABANDONED_AFTER_S)
+        return deleted, failed
+
+    def move_to_store(self, session: Session) -> int:
+        """Move wrapped keys still held in the database (before revision 0006) to the key
+        store, then empty the column. Returns how many were moved."""
+        rows = session.scalars(select(DataKey).where(func.length(DataKey.wrapped) > 0)).all()
+        for row in rows:
+            if row.destroyed_at is None and not self.store.exists(row.id):
+                self.store.write(row.id, bytes(row.wrapped))
+            row.wrapped = b""
+        session.flush()
+        return len(rows)

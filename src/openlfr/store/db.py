@@ -1,15 +1,17 @@
 """Engines, sessions and schema migrations.
 
 SQLite (the embedded default, ``openlfr.db`` in the data directory) runs in WAL mode with
-foreign keys on, ``secure_delete`` on (deleted rows are overwritten, so a shredded key does not
-linger in free pages) and every writing transaction opened with ``BEGIN IMMEDIATE``, so that the
-audit chain's read-the-head-then-append never races another process. PostgreSQL takes a
+foreign keys on, ``secure_delete`` on and checked on every connection (deleted rows are
+overwritten, so deleted ciphertext does not linger in free pages) and every writing
+transaction opened with ``BEGIN IMMEDIATE``, so that the audit chain's
+read-the-head-then-append never races another process. PostgreSQL takes a
 transaction-scoped advisory lock for the same purpose (:mod:`openlfr.audit.log`).
 """
 
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,6 +50,10 @@ def _sqlite_setup(engine: Engine, path: str | None) -> None:
                 make_private(file)
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA secure_delete=ON")
+        cur.execute("PRAGMA secure_delete")
+        if cur.fetchone()[0] != 1:  # e.g. a build with SQLITE_SECURE_DELETE forced off
+            raise StoreError("SQLite refused secure_delete: deleted biometric data would "
+                             "linger in free pages")
         cur.execute("PRAGMA synchronous=NORMAL")  # WAL: durable across a process crash
         cur.execute("PRAGMA busy_timeout=15000")
         cur.close()
@@ -153,13 +159,46 @@ class Database:
         with self._read() as session, session.begin():
             yield session
 
-    def checkpoint(self) -> None:
+    def checkpoint(self, attempts: int = 3, busy_ms: int = 100) -> bool:
         """Fold SQLite's write-ahead log into the database file and empty it, so that deleted
-        (overwritten) pages do not survive in the log. A no-op on PostgreSQL."""
+        (overwritten) pages do not survive in the log. True when that was done: the checkpoint
+        was not blocked, every frame of the log was copied and the log file is empty.
+
+        A reader holding an old snapshot (a backup tool, another process mid-read) blocks it;
+        each of ``attempts`` waits at most ``busy_ms`` for it, and then this returns False
+        rather than blocking the caller: the purge is *pending*
+        (:mod:`openlfr.governance.purge`). Always True on PostgreSQL, which has no such log
+        in the data directory."""
         if not self.is_sqlite:
-            return
-        with self.engine.connect().execution_options(openlfr_readonly=True) as conn:
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            return True
+        raw = self.engine.raw_connection()
+        try:
+            dbapi = raw.driver_connection
+            assert isinstance(dbapi, sqlite3.Connection)
+            dbapi.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
+            try:
+                for attempt in range(max(1, attempts)):
+                    if attempt:
+                        time.sleep(busy_ms / 1000)
+                    try:
+                        busy, log, done = dbapi.execute(
+                            "PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                    except sqlite3.OperationalError:  # locked: same as busy
+                        continue
+                    if busy == 0 and log in (0, -1) and done in (0, -1) and self._wal_empty():
+                        return True
+                return False
+            finally:
+                dbapi.execute("PRAGMA busy_timeout=15000")
+        finally:
+            raw.close()
+
+    def _wal_empty(self) -> bool:
+        path = self.engine.url.database
+        if not path:
+            return True
+        wal = Path(f"{path}-wal")
+        return not wal.exists() or wal.stat().st_size == 0
 
     def dispose(self) -> None:
         self.engine.dispose()

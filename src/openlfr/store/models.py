@@ -104,7 +104,7 @@ class User(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_by: Mapped[str] = mapped_column(String(64))
-    # account lifecycle (migration 0003): a one-time password (the first admin's, or an
+    # account lifecycle (migration 0004): a one-time password (the first admin's, or an
     # admin's reset) must be changed before the account may do anything else
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=False,
                                                        server_default=false())
@@ -118,7 +118,7 @@ class User(Base):
 
 
 class RolePolicy(Base):
-    """Per-role account rules set by an admin (migration 0003): whether the role's accounts
+    """Per-role account rules set by an admin (migration 0004): whether the role's accounts
     must use a TOTP second factor."""
 
     __tablename__ = "role_policies"
@@ -150,15 +150,45 @@ class ApiToken(Base):
 # -- keys --------------------------------------------------------------------------------------
 
 class DataKey(Base):
-    """A 256-bit data key, wrapped (AES-256-GCM) by the master key. Deleting the row is
-    crypto-shredding: whatever was encrypted under it can no longer be read."""
+    """A 256-bit data key's record. The key itself, wrapped (AES-256-GCM) by the master key,
+    is a file of the key store (:mod:`openlfr.store.keystore`), never a row: ``wrapped`` is
+    empty (it held the key before revision 0006; opening the database moves such keys to
+    files). Destroying a key deletes its file (crypto-shredding) and sets ``destroyed_at``; the
+    row stays as the record, so that an id is never given to another key."""
 
     __tablename__ = "data_keys"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     purpose: Mapped[str] = mapped_column(String(40))  # "watchlist" | "deployment"
-    wrapped: Mapped[bytes] = mapped_column(LargeBinary)
+    wrapped: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    destroyed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Installation(Base):
+    """One row: the name of this database's folder in the key store (``keys/<key_store>``), so
+    that two databases pointed at one data directory never share, overwrite or shred each
+    other's key files."""
+
+    __tablename__ = "installation"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key_store: Mapped[str] = mapped_column(String(40), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PendingPurge(Base):
+    """A deletion whose traces could not all be removed yet: SQLite's write-ahead log could not
+    be emptied (a reader held an old snapshot) or a key file could not be deleted. The
+    retention job retries, and audits ``purge.complete`` when nothing is left."""
+
+    __tablename__ = "pending_purges"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    action: Mapped[str] = mapped_column(String(40))  # the audited action it completes
+    target_type: Mapped[str] = mapped_column(String(40))
+    target_id: Mapped[str] = mapped_column(String(80))
+    since: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 # -- watchlists --------------------------------------------------------------------------------

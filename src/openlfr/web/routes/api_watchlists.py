@@ -172,15 +172,26 @@ class WatchlistDetailOut(WatchlistOut):
 
 
 class DestroyOut(BaseModel):
+    """``destroyed`` is true only when nothing of the watchlist can be recovered from the data
+    directory; else ``purge_pending`` (a reader held the database) until the retention job
+    completes it. ``key_destroyed``: the data key's file is deleted."""
+
     watchlist_id: int
     subjects: int
     images: int
     key_destroyed: bool
+    destroyed: bool
+    purge_pending: bool
 
 
 class RemovedOut(BaseModel):
+    """``destroyed``: the subject's images are gone from the data directory; else
+    ``purge_pending`` until the retention job completes it."""
+
     subject_id: int
     images_removed: int
+    destroyed: bool
+    purge_pending: bool
 
 
 def _conflict(exc: RuleError) -> HTTPException:
@@ -270,10 +281,11 @@ def remove_subject(request: Request, subject_id: int, body: OptionalReasonIn,
                    actor: CurrentActor) -> dict[str, Any]:
     """Take a subject and its images off its watchlist (an approved one goes back to draft)."""
     try:
-        n = wls.remove_subject(web(request).db, actor, subject_id, body.reason)
+        r = wls.remove_subject(web(request).db, actor, subject_id, body.reason)
     except RuleError as exc:
         raise _conflict(exc) from None
-    return {"subject_id": subject_id, "images_removed": n}
+    return {"subject_id": subject_id, "images_removed": r.images, "destroyed": r.destroyed,
+            "purge_pending": r.purge_pending}
 
 
 @router.post("/watchlists/{watchlist_id}/approve", response_model=WatchlistOut)
@@ -288,13 +300,14 @@ def approve(request: Request, watchlist_id: int, actor: CurrentActor) -> dict[st
 @router.post("/watchlists/{watchlist_id}/destroy", response_model=DestroyOut)
 def destroy(request: Request, watchlist_id: int, body: ReasonIn,
             actor: CurrentActor) -> dict[str, Any]:
-    """Delete its subjects, images and data key (crypto-shredding); the record stays."""
+    """Delete its subjects, images and data key (crypto-shredding); the record stays.
+    ``destroyed: false, purge_pending: true`` when another connection kept the purge from
+    completing (the retention job completes it)."""
     try:
-        r = wls.destroy_watchlist(web(request).db, actor, watchlist_id, body.reason)
+        r = wls.destroy_watchlist(web(request).system, actor, watchlist_id, body.reason)
     except RuleError as exc:
         raise _conflict(exc) from None
-    return {"watchlist_id": r.watchlist_id, "subjects": r.subjects, "images": r.images,
-            "key_destroyed": r.key_destroyed}
+    return r.as_dict()
 
 
 def image_response(data: bytes) -> Response:

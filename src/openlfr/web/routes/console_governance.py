@@ -22,6 +22,7 @@ from starlette.datastructures import UploadFile
 
 from openlfr.audit import log as audit_log
 from openlfr.governance import deployments as deps
+from openlfr.governance import purge
 from openlfr.governance import users as users_svc
 from openlfr.governance import watchlists as wls
 from openlfr.governance.authz import Actor, Forbidden, NotFound, Perm, RuleError, allowed
@@ -150,6 +151,13 @@ _DONE = {
     "created": "Created.", "added": "Subject added, its images checked and stored encrypted.",
     "approved": "Approved.", "removed": "Subject removed with its images.",
     "destroyed": "Destroyed: its subjects, images and data key are gone.",
+    "destroy_pending": "Its subjects and images are deleted and it can no longer be used, "
+                       "but the purge is pending: another program holds the database open "
+                       "(a backup?), so deleted data may remain in the database files. The "
+                       "next retention run completes the purge.",
+    "remove_pending": "Subject removed, but the purge of its images is pending: another "
+                      "program holds the database open (a backup?), so they may remain in "
+                      "the database files until the next retention run.",
     "authorised": "Authorised.", "started": "Started: its cameras open within seconds.",
     "resumed": "Resumed: its cameras open within seconds.", "stopped": "Stopped.",
     "override": "Threshold override recorded.", "saved": "Saved.",
@@ -175,7 +183,8 @@ def _watchlist_ctx(request: Request, actor: Actor, watchlist_id: int) -> dict[st
     return {"wl": wls.show_watchlist(web(request).db, actor, watchlist_id),
             "categories": CATEGORY_LABELS, "form": _subject_form(), "slots": IMAGE_SLOTS,
             "min_reason": wls.MIN_REASON, "min_justification": wls.MIN_JUSTIFICATION,
-            "max_mib": UPLOAD_MAX_BYTES // (1024 * 1024), "done": _done(request)}
+            "max_mib": UPLOAD_MAX_BYTES // (1024 * 1024), "done": _done(request),
+            "purge_pending": purge.is_pending(web(request).db, "watchlist", watchlist_id)}
 
 
 def _watchlist_error(request: Request, actor: Actor, watchlist_id: int, exc: Exception,
@@ -260,10 +269,11 @@ def watchlist_approve(request: Request, watchlist_id: int, actor: PageActor) -> 
 def watchlist_destroy(request: Request, watchlist_id: int, actor: PageActor,
                       reason: Annotated[str, Form(max_length=5000)] = "") -> Response:
     try:
-        wls.destroy_watchlist(web(request).db, actor, watchlist_id, reason)
+        result = wls.destroy_watchlist(web(request).system, actor, watchlist_id, reason)
     except EXPECTED as exc:
         return _watchlist_error(request, actor, watchlist_id, exc, where="destroy")
-    return _see_other(f"/console/watchlists/{watchlist_id}?done=destroyed")
+    done = "destroyed" if result.destroyed else "destroy_pending"
+    return _see_other(f"/console/watchlists/{watchlist_id}?done={done}")
 
 
 @router.post("/subjects/{subject_id}/remove")
@@ -271,10 +281,11 @@ def subject_remove(request: Request, subject_id: int, actor: PageActor,
                    watchlist_id: Annotated[int, Form()],
                    reason: Annotated[str, Form(max_length=5000)] = "") -> Response:
     try:
-        wls.remove_subject(web(request).db, actor, subject_id, reason or None)
+        result = wls.remove_subject(web(request).db, actor, subject_id, reason or None)
     except EXPECTED as exc:
         return _watchlist_error(request, actor, watchlist_id, exc, where="subjects")
-    return _see_other(f"/console/watchlists/{watchlist_id}?done=removed#subjects")
+    done = "removed" if result.destroyed else "remove_pending"
+    return _see_other(f"/console/watchlists/{watchlist_id}?done={done}#subjects")
 
 
 @router.get("/subject-images/{image_id}")
