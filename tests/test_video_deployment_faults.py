@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 
+from openlfr.governance import deployments as deps
 from openlfr.governance.live import DeploymentRun, RunOptions
 from openlfr.store.enums import DeploymentStatus
 from openlfr.video.sources import SourceState
@@ -28,6 +29,7 @@ def test_a_hanging_camera_does_not_stop_the_deployments_other_camera(gov: Gov, f
     shown: list[int] = []
     with HangingServer() as hanging:
         dep_id = authorised(gov, face_images, {"gate": clips.obama, "side": hanging.url})
+        deps.start(gov.db, gov.actors["op1"], dep_id)  # the state; the run follows it
         run = DeploymentRun(gov.system, dep_id, gov.actors["op1"],
                             options=RunOptions(workers=2),
                             on_alert=lambda row, _alert: shown.append(row))
