@@ -239,7 +239,7 @@ def test_one_bad_source_does_not_stop_the_others(tmp_path, clips):
     assert "bad: cannot open" in bad_file.status().error
     # The stream is retried for ever; its error names it, without the credentials.
     assert status.state == SourceState.RECONNECTING
-    assert f"side: cannot open http://127.0.0.1:{port}/none.mjpg" in status.error
+    assert f"side: cannot open http://***@127.0.0.1:{port}/none.mjpg" in status.error
     assert "secret" not in status.error and "secret" not in str(status.as_dict())
     assert side.status().state == SourceState.STOPPED
 
