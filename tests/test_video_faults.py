@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Self
 
 import cv2
 import numpy as np
@@ -45,7 +46,34 @@ def clips(tmp_path_factory, face_images, no_face_path) -> videoclips.ClipSet:
     return videoclips.clip_set(tmp_path_factory, face_images, no_face_path)
 
 
-class FlakyCamera:
+class LocalCamera:
+    """An HTTP camera on 127.0.0.1 (a free port) serving ``/camera.avi`` with the handler a
+    subclass gives :meth:`_serve`; a context manager. ``closing`` is set on exit, so that a
+    handler waiting on purpose lets go."""
+
+    closing: threading.Event
+
+    def _serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.closing = threading.Event()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/camera.avi"
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.closing.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class FlakyCamera(LocalCamera):
     """Serves a video over HTTP on 127.0.0.1: the 1st request is cut off after ``cut`` of the
     bytes, the next ``down`` requests get 503 (camera down), one request is served in full,
     and every later one is refused (the camera is gone for good)."""
@@ -92,21 +120,7 @@ class FlakyCamera:
                 self.send_header("Content-Length", str(len(owner.data)))
                 self.end_headers()
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/camera.avi"
-
-    def __enter__(self) -> FlakyCamera:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._serve(Handler)
 
 
 def test_a_stream_that_drops_comes_back_and_never_takes_the_other_camera_down(clips, caplog):
@@ -259,7 +273,7 @@ def test_a_camera_that_does_not_answer_does_not_hold_up_another_cameras_opening(
         assert silent.status().state == SourceState.STOPPED
 
 
-class SwitchableCamera:
+class SwitchableCamera(LocalCamera):
     """An HTTP camera on 127.0.0.1 whose behaviour the test switches: ``hang`` (accepts, never
     answers), ``refuse`` (503) or ``serve`` (the clip, paced at 15 fps). Requests are logged
     with the mode they met."""
@@ -267,7 +281,6 @@ class SwitchableCamera:
     def __init__(self, data: bytes, mode: str = "hang") -> None:
         self.data, self.mode = data, mode
         self.requests: list[str] = []
-        self.closing = threading.Event()
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -298,22 +311,7 @@ class SwitchableCamera:
                             self.wfile.flush()
                             time.sleep(1 / 15)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/camera.avi"
-
-    def __enter__(self) -> SwitchableCamera:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.closing.set()
-        self.server.shutdown()
-        self.server.server_close()
+        self._serve(Handler)
 
 
 def test_a_bad_camera_comes_up_later_fails_again_and_the_other_never_notices(clips):
