@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import socket
 import statistics
+import sys
 import threading
 import time
 from pathlib import Path
@@ -29,37 +29,14 @@ from openlfr.video.sources import open_sources
 from openlfr.vision import get_engine
 from openlfr.watchlist import Watchlist
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.test_video_faults import HangingServer
+
 CLIP = (Path(__file__).resolve().parent.parent.parent / "shared" / "data"
         / "face_recognition_examples" / "short_hamilton_clip.mp4")
 
 
-class Silent:
-    """Accepts connections on 127.0.0.1 and never answers."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.sock.settimeout(0.2)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/live.mjpg"
-        self.conns: list[socket.socket] = []
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self) -> None:
-        while not self.done.is_set():
-            with contextlib.suppress(OSError):
-                self.conns.append(self.sock.accept()[0])
-
-    def close(self) -> None:
-        self.done.set()
-        self.thread.join()
-        for conn in [*self.conns, self.sock]:
-            conn.close()
-
-
-def once(clip: Path, silent: Silent | None, engine, gallery) -> tuple[float, float]:
+def once(clip: Path, silent: HangingServer | None, engine, gallery) -> tuple[float, float]:
     texts = [f"gate={clip}"] + ([f"side={silent.url}"] if silent else [])
     t0 = time.monotonic()
     sources = open_sources(texts, realtime=True, loop=True)
@@ -98,12 +75,8 @@ def main() -> None:
     for label, with_silent in (("cameras all answer", False), ("one camera silent", True)):
         starts, stops = [], []
         for _ in range(args.tries):
-            silent = Silent() if with_silent else None
-            try:
+            with HangingServer() if with_silent else contextlib.nullcontext() as silent:
                 start, stop = once(args.clip, silent, engine, gallery)
-            finally:
-                if silent is not None:
-                    silent.close()
             starts.append(start)
             stops.append(stop)
         print(f"{label}: start → first frame analysed median {statistics.median(starts):.2f} s,"
