@@ -21,13 +21,11 @@ import io
 import json
 import os
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,30 +39,10 @@ PASSWORD = "correct horse battery staple"
 REASON = "Warrant W-77 of the crown court, failing to appear at trial"
 TARGET_MB = 300.0
 
+sys.path.insert(0, str(HERE.parent))
+from tests.hostile import png_bomb  # noqa: E402  (the tests' own hostile PNGs)
 
 # -- hostile files ------------------------------------------------------------------------------
-
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return (struct.pack(">I", len(data)) + kind + data
-            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-
-
-def png_zeros(width: int, height: int, colour_type: int = 0) -> bytes:
-    channels = {0: 1, 2: 3, 6: 4}[colour_type]
-    row = 1 + width * channels
-    per = max(1, (1 << 20) // row)
-    block = b"\x00" * (row * per)
-    packer = zlib.compressobj(9)
-    parts, left = [], height
-    while left > 0:
-        n = min(left, per)
-        parts.append(packer.compress(block[: n * row]))
-        left -= n
-    parts.append(packer.flush())
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", b"".join(parts))
-            + _chunk(b"IEND", b""))
-
 
 def pil_file(size: tuple[int, int], fmt: str, mode: str = "RGB", **kw: object) -> bytes:
     saved = Image.MAX_IMAGE_PIXELS
@@ -95,13 +73,13 @@ def cases(photo: bytes) -> list[tuple[str, Callable[[], bytes], int]]:
     return [
         ("normal photo: 12 MP phone JPEG of obama.jpg", lambda: phone, 1),
         ("normal photo: obama.jpg as it is", lambda: photo, 1),
-        ("PNG 1 × 64,000,000 grey", lambda: png_zeros(1, 64_000_000), 1),
-        ("two of those at once", lambda: png_zeros(1, 64_000_000), 2),
-        ("PNG 8000 × 8000 grey", lambda: png_zeros(8000, 8000), 1),
-        ("PNG 6300 × 6300 RGB (39.7 MP, accepted)", lambda: png_zeros(6300, 6300, 2), 1),
-        ("PNG 6300 × 6300 RGBA (39.7 MP, accepted)", lambda: png_zeros(6300, 6300, 6), 1),
-        ("two RGBA 39.7 MP PNGs at once", lambda: png_zeros(6300, 6300, 6), 2),
-        ("PNG 1414 × 28280 RGB (1:20, 40 MP)", lambda: png_zeros(1414, 28280, 2), 1),
+        ("PNG 1 × 64,000,000 grey", lambda: png_bomb(1, 64_000_000), 1),
+        ("two of those at once", lambda: png_bomb(1, 64_000_000), 2),
+        ("PNG 8000 × 8000 grey", lambda: png_bomb(8000, 8000), 1),
+        ("PNG 6300 × 6300 RGB (39.7 MP, accepted)", lambda: png_bomb(6300, 6300, 2), 1),
+        ("PNG 6300 × 6300 RGBA (39.7 MP, accepted)", lambda: png_bomb(6300, 6300, 6), 1),
+        ("two RGBA 39.7 MP PNGs at once", lambda: png_bomb(6300, 6300, 6), 2),
+        ("PNG 1414 × 28280 RGB (1:20, 40 MP)", lambda: png_bomb(1414, 28280, 2), 1),
         ("JPEG 7700 × 5190 baseline (40 MP)", lambda: pil_file((7700, 5190), "JPEG"), 1),
         ("JPEG 7700 × 5190 progressive 4:2:0", lambda: pil_file(
             (7700, 5190), "JPEG", progressive=True), 1),
