@@ -164,13 +164,14 @@ def test_public_pages_show_the_figures(demo: Demo, client: TestClient) -> None:
 
     page = client.get(f"/public/deployments/{demo.ended}").text
     for text in ("High Street", "Common law policing powers", "DPIA-2026-014", "0.48",
-                 "12,000", "1 in 6,000"):  # faces seen; 2 false alerts in 12,000 faces
+                 "4,000", "1 in 2,000"):  # people passing; 2 false alerts in 4,000 people
         assert text in page, text
     d = client.get(f"/api/v1/public/deployments/{demo.ended}").json()
     f = d["figures"]
-    assert (f["faces_seen"], f["alerts"], f["confirmed"], f["false_alerts"], f["no_action"],
-            f["engaged"], f["outcomes"]["arrest"]) == (12000, 4, 1, 2, 1, 1, 1)
-    assert f["false_alert_rate"] == pytest.approx(2 / 12000)
+    assert (f["people_passing"], f["faces_seen"], f["alerts"], f["confirmed"],
+            f["false_alerts"], f["no_action"], f["engaged"],
+            f["outcomes"]["arrest"]) == (4000, 12000, 4, 1, 2, 1, 1, 1)
+    assert f["false_alert_rate"] == pytest.approx(2 / 4000)  # per person passing
     assert d["watchlist_size"] == 3 and d["cameras"] == 1 and d["two_person_rule"] is True
     # the urgency reason is shown once the deployment has ended
     assert URGENCY in client.get(f"/public/deployments/{demo.ended_urgent}").text
@@ -241,7 +242,8 @@ def test_residents_question_flow(gov: Gov, demo: Demo, client: TestClient) -> No
     assert r.status_code == 400 and "at least 10 characters" in r.text and "why?" in r.text
     r = client.post(post, data={"kind": "objection", "text": text, "contact": "me@example.org",
                                 "csrf_token": token}, follow_redirects=False)
-    assert r.status_code == 303 and r.headers["location"].endswith("?sent=1#questions")
+    assert r.status_code == 303 and re.search(r"\?sent=1&ref=Q-[0-9A-Z]{4}-[0-9A-Z]{4}#questions$",
+                                              r.headers["location"])
     page = client.get(r.headers["location"])
     assert "your message was received" in page.text
     assert "Received: <strong>1</strong>" in page.text and text not in page.text

@@ -41,6 +41,40 @@ class Settings(BaseSettings):
         default=24, ge=0, le=24,
         description="Hours after a deployment's end within which its watchlists are destroyed.")
 
+    # -- what the public pages tell residents (README "Public pages") --
+    responsible_body: str = Field(
+        default="the police force that runs this system (the data controller)",
+        max_length=300,
+        description="Who is responsible for the deployments, as the public pages name it.")
+    complaints_contact: str | None = Field(
+        default=None, max_length=300,
+        description="Where residents send a complaint: an e-mail address, a phone number or "
+                    "a postal address (shown as written).")
+    complaints_url: str | None = Field(
+        default=None, max_length=500,
+        description="A web page of the responsible body on how to complain (https://...).")
+    regulator: str = Field(
+        default="the Information Commissioner's Office (ICO)", max_length=300,
+        description="The independent regulator residents may complain to.")
+    regulator_url: str | None = Field(
+        default="https://ico.org.uk/make-a-complaint/", max_length=500,
+        description="The regulator's page for complaints (https://...).")
+    impact_assessments_url: str | None = Field(
+        default=None, max_length=500,
+        description="Where the published impact assessments can be read (https://...); "
+                    "otherwise residents are told to ask for them by their reference.")
+
+    @field_validator("complaints_url", "regulator_url", "impact_assessments_url")
+    @classmethod
+    def _web_address(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if not value.lower().startswith(("https://", "http://")) or any(
+                c.isspace() or c in "<>\"'" for c in value):
+            raise ValueError(f"{value!r} is not a web address (https://...)")
+        return value
+
     @field_validator("data_dir", mode="before")
     @classmethod
     def _expand(cls, value: object) -> object:

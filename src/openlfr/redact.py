@@ -1,5 +1,6 @@
-"""Camera sources without their secrets: the one redaction used everywhere (pages, API, CLI,
-audit entries, log messages).
+"""Redaction, in one place: camera sources without their secrets (the one form shown in pages,
+API, CLI, audit entries and log messages), and residents' texts without personal details
+(:func:`redact_personal`, for what the public pages publish).
 
 A camera source is a file path, a webcam index or a stream URL. :func:`redact` hides, in a URL:
 
@@ -103,3 +104,32 @@ def source_digest(key: bytes, source: str) -> str:
     """A keyed digest (HMAC-SHA256, 128 bits in hex) of a secret camera source."""
     return hmac.new(key, b"openlfr/camera-source\x00" + source.encode(),
                     hashlib.sha256).hexdigest()[:32]
+
+
+# -- personal details in residents' texts -------------------------------------------------------
+
+#: What replaces a personal detail in a published text.
+REMOVED = "[removed]"
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_URL = re.compile(r"\b(?:https?://|www\.)\S+", re.IGNORECASE)
+#: A phone number or any long number (an account, a case, a plate of digits): seven digits or
+#: more, spaces, dots, dashes, slashes and brackets allowed between them, a leading + kept out.
+_NUMBER = re.compile(r"\+?\(?\d(?:[\s./()-]{0,2}\d){6,}")
+#: A UK postcode (``SW1A 1AA``, ``M1 1AE``).
+_POSTCODE = re.compile(r"\b[A-Z]{1,2}\d[A-Z\d]?\s*\d[A-Z]{2}\b", re.IGNORECASE)
+#: A name given as such: "my name is Jane Doe", "I am John", "signed, Ann Lee".
+_NAMED = re.compile(r"\b(?i:my name is|my name's|I am|I'm|signed,?|regards,?|thanks,?)\s+"
+                    r"((?:[A-Z][\w'-]+)(?:\s+[A-Z][\w'-]+){0,2})")
+
+
+def redact_personal(text: str) -> str:
+    """``text`` with the personal details a machine can find replaced by ``[removed]``: e-mail
+    addresses, web addresses, phone and other long numbers, UK postcodes, and a name introduced
+    as one ("my name is …", "I'm …", "regards, …", capitalised). Names mentioned any other way
+    cannot be found reliably: whoever publishes a text reads it first (the overseer edits the
+    published question, :func:`openlfr.governance.questions.publish_answer`)."""
+    out = _EMAIL.sub(REMOVED, text)
+    out = _URL.sub(REMOVED, out)
+    out = _NUMBER.sub(REMOVED, out)
+    out = _POSTCODE.sub(REMOVED, out)
+    return _NAMED.sub(lambda m: m.group(0)[: m.start(1) - m.start(0)] + REMOVED, out)

@@ -4,7 +4,16 @@ Anyone may send one from a deployment's public page (no account; spam is limited
 route: per-address rate limit, size limit, a honeypot field, CSRF). Authorising officers,
 supervisors and admins read, answer and close them; auditors read them. Receiving, answering and
 closing are audited (the audit entry holds the SHA-256 of an answer, not its text, since a
-question or an answer may name people). The public sees only counts.
+question or an answer may name people). The public sees the counts, and the questions whose
+answer an overseer published (:func:`publish_answer`): the question as the overseer edited it
+and the answer, both passed through :func:`openlfr.redact.redact_personal`, copied at
+publication (a later change to the answer is published only when published again). Withdrawing
+a publication is :func:`unpublish_answer`. Both are audited with the digests of the texts.
+
+Each question gets a **reference** when it is received (:func:`new_reference`): ``Q-`` and
+eight random characters (40 bits, from :mod:`secrets`), shown to the sender, so that they can
+find the answer on the public page. It is not a sequence number: one reference says nothing
+about another, nor how many questions were sent.
 
 Permissions are ``question.read`` and ``question.answer`` of
 :mod:`openlfr.governance.authz`, refusals audited like every other.
@@ -14,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -21,6 +31,7 @@ from sqlalchemy import select
 
 from openlfr.audit import log as audit_log
 from openlfr.governance.authz import Actor, NotFound, Perm, RuleError, allowed, require
+from openlfr.redact import redact_personal
 from openlfr.store.db import Database
 from openlfr.store.models import (
     Deployment,
@@ -67,6 +78,11 @@ class QuestionView:
     answered_at: datetime | None
     closed_by: str | None
     closed_at: datetime | None
+    reference: str | None = None
+    published_by: str | None = None
+    published_at: datetime | None = None
+    public_text: str | None = None
+    public_answer: str | None = None
 
     def as_json(self) -> dict[str, object]:
         return {k: (v.isoformat() if isinstance(v, datetime) else v)
@@ -76,12 +92,38 @@ class QuestionView:
 def _view(q: PublicQuestion, name: str) -> QuestionView:
     return QuestionView(q.id, q.deployment_id, name, q.kind.value, q.text, q.contact,
                         q.created_at, q.status.value, q.answer, q.answered_by, q.answered_at,
-                        q.closed_by, q.closed_at)
+                        q.closed_by, q.closed_at, reference=q.reference,
+                        published_by=q.published_by, published_at=q.published_at,
+                        public_text=q.public_text, public_answer=q.public_answer)
+
+
+#: The characters of a reference: Crockford's base 32 (no I, L, O or U to misread).
+REFERENCE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+REFERENCE_PATTERN = re.compile(r"Q-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}")
+
+
+def new_reference() -> str:
+    """A fresh random reference, ``Q-XXXX-XXXX`` (module doc)."""
+    chars = "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(8))
+    return f"Q-{chars[:4]}-{chars[4:]}"
+
+
+@dataclass(frozen=True)
+class Received:
+    id: int
+    reference: str
 
 
 def submit_question(db: Database, deployment_id: int, kind: str, text: str,
                     contact: str | None) -> int:
-    """Store a resident's question (audited as ``question.received`` by ``public``)."""
+    """Store a resident's question (audited as ``question.received`` by ``public``); its id."""
+    return receive_question(db, deployment_id, kind, text, contact).id
+
+
+def receive_question(db: Database, deployment_id: int, kind: str, text: str,
+                     contact: str | None) -> Received:
+    """Store a resident's question (audited as ``question.received`` by ``public``); its id
+    and the reference to give the sender."""
     try:
         qkind = QuestionKind(kind.strip().lower())
     except ValueError:
@@ -98,14 +140,17 @@ def submit_question(db: Database, deployment_id: int, kind: str, text: str,
         d = s.get(Deployment, deployment_id)
         if d is None or not is_public(d):
             raise NotFound(f"no public deployment {deployment_id}")
+        reference = new_reference()
+        while s.scalar(select(PublicQuestion.id).where(PublicQuestion.reference == reference)):
+            reference = new_reference()
         q = PublicQuestion(deployment_id=d.id, kind=qkind, text=text, contact=contact,
-                           status=QuestionStatus.OPEN)
+                           status=QuestionStatus.OPEN, reference=reference)
         s.add(q)
         s.flush()
         audit_log.record(s, PUBLIC_ACTOR, "question.received", "question", q.id,
                          {"deployment": d.id, "kind": qkind.value,
                           "with_contact": contact is not None})
-        return q.id
+        return Received(q.id, reference)
 
 
 def list_questions(db: Database, actor: Actor, status: str | None = None,
@@ -180,4 +225,57 @@ def close_question(db: Database, actor: Actor, question_id: int) -> QuestionView
         q.status, q.closed_by, q.closed_at = QuestionStatus.CLOSED, actor.name, utcnow()
         audit_log.record(s, actor.name, "question.close", "question", q.id,
                          {"deployment": q.deployment_id, "answered": q.answer is not None})
+        return _view(q, name)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def publish_answer(db: Database, actor: Actor, question_id: int,
+                   public_text: str | None = None) -> QuestionView:
+    """Publish an answered question on the deployment's public page: ``public_text`` (the
+    question as the overseer edited it for publication; default the question as sent) and the
+    answer, both redacted (:func:`openlfr.redact.redact_personal`); the contact never. Audited
+    ``question.publish`` with the SHA-256 of both published texts. Publishing again replaces
+    the published texts (e.g. after a new answer)."""
+    require_question(db, actor, QUESTION_ANSWER, str(question_id))
+    edited = _clean(public_text or "")
+    if len(edited) > MAX_TEXT:
+        raise RuleError(f"the published question may have at most {MAX_TEXT} characters")
+    with db.session() as s:
+        row = s.execute(select(PublicQuestion, Deployment.name)
+                        .join(Deployment, Deployment.id == PublicQuestion.deployment_id)
+                        .where(PublicQuestion.id == question_id)).first()
+        if row is None:
+            raise NotFound(f"no question {question_id}")
+        q, name = row
+        if not q.answer:
+            raise RuleError(f"question {question_id} has no answer to publish yet")
+        q.public_text = redact_personal(edited or q.text)
+        q.public_answer = redact_personal(q.answer)
+        q.published_by, q.published_at = actor.name, utcnow()
+        audit_log.record(s, actor.name, "question.publish", "question", q.id,
+                         {"deployment": q.deployment_id, "edited": bool(edited),
+                          "question_sha256": _digest(q.public_text),
+                          "answer_sha256": _digest(q.public_answer)})
+        return _view(q, name)
+
+
+def unpublish_answer(db: Database, actor: Actor, question_id: int) -> QuestionView:
+    """Take a published question and answer off the public page; audited
+    ``question.unpublish``."""
+    require_question(db, actor, QUESTION_ANSWER, str(question_id))
+    with db.session() as s:
+        row = s.execute(select(PublicQuestion, Deployment.name)
+                        .join(Deployment, Deployment.id == PublicQuestion.deployment_id)
+                        .where(PublicQuestion.id == question_id)).first()
+        if row is None:
+            raise NotFound(f"no question {question_id}")
+        q, name = row
+        if q.published_at is None:
+            raise RuleError(f"question {question_id} is not published")
+        q.public_text = q.public_answer = q.published_by = q.published_at = None
+        audit_log.record(s, actor.name, "question.unpublish", "question", q.id,
+                         {"deployment": q.deployment_id})
         return _view(q, name)

@@ -504,7 +504,9 @@ class QuestionStatus(StrEnum):
 
 class PublicQuestion(Base):
     """A resident's question or objection about a deployment, sent from its public page without
-    an account. Never shown publicly (it may name people); only the counts are."""
+    an account. Never shown publicly as sent (it may name people): the counts are, and, once an
+    overseer publishes it, its redacted question and answer (``public_text``, ``public_answer``,
+    copies made at publication). ``reference`` is the random reference given to the sender."""
 
     __tablename__ = "public_questions"
 
@@ -522,3 +524,8 @@ class PublicQuestion(Base):
     answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     closed_by: Mapped[str | None] = mapped_column(String(64))
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reference: Mapped[str | None] = mapped_column(String(16), unique=True)
+    published_by: Mapped[str | None] = mapped_column(String(64))
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    public_text: Mapped[str | None] = mapped_column(Text)
+    public_answer: Mapped[str | None] = mapped_column(Text)

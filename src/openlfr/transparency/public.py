@@ -1,9 +1,10 @@
 """The figures behind the public pages, read from the database in one place.
 
 Only what the public may see leaves this module: a deployment's place, time, purpose, legal
-basis, impact-assessment references, threshold, watchlist size and camera count; counts of faces
-seen, alerts, decisions and outcomes; counts of residents' questions. Never a subject, a crop, a
-reason text, a camera address, an alert time or a person's name.
+basis, impact-assessment references, threshold, watchlist size and camera count; counts of people
+passing (tracks), of face detections (a technical figure), alerts, decisions and outcomes; counts
+of residents' questions, and the questions and answers an overseer published (redacted). Never a
+subject, a crop, a reason text, a camera address, an alert time or a person's name.
 
 Which deployments are public: authorised ones (planned) and running ones in advance, unless an
 authorising officer recorded an urgency reason; those appear once ended, with the reason. Drafts
@@ -20,6 +21,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from openlfr.config import Settings
 from openlfr.store.db import Database
 from openlfr.store.enums import Action, DeploymentStatus
 from openlfr.store.models import CameraStats, Deployment, PublicQuestion
@@ -36,6 +38,11 @@ class Figures:
     """What a deployment did, in counts."""
 
     hours: float = 0.0
+    #: People passing: tracks, one per person the tracker followed (how the count is made and
+    #: where it is wrong: :mod:`openlfr.transparency.stats`). The denominator of the rate.
+    people_passing: int = 0
+    #: Face detections summed over frames (a technical figure: one person is detected in many
+    #: frames, so it is many times the number of people).
     faces_seen: int = 0
     alerts: int = 0
     confirmed: int = 0
@@ -47,8 +54,8 @@ class Figures:
 
     @property
     def false_alert_rate(self) -> float | None:
-        """False alerts per face seen (the rate the public is usually told)."""
-        return self.false_alerts / self.faces_seen if self.faces_seen else None
+        """False alerts per person passing (the rate the public is usually told)."""
+        return self.false_alerts / self.people_passing if self.people_passing else None
 
     @property
     def false_alert_share(self) -> float | None:
@@ -57,8 +64,8 @@ class Figures:
         return self.false_alerts / decided if decided else None
 
     def add(self, other: Figures) -> None:
-        for name in ("hours", "faces_seen", "alerts", "confirmed", "false_alerts", "no_action",
-                     "pending", "engaged"):
+        for name in ("hours", "people_passing", "faces_seen", "alerts", "confirmed",
+                     "false_alerts", "no_action", "pending", "engaged"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for k, v in other.outcomes.items():
             self.outcomes[k] = self.outcomes.get(k, 0) + v
@@ -69,6 +76,19 @@ class Figures:
         d["false_alert_rate"] = self.false_alert_rate
         d["false_alert_share"] = self.false_alert_share
         return d
+
+
+@dataclass
+class PublishedAnswer:
+    """A resident's question and its answer as an overseer published them (personal details
+    removed, :func:`openlfr.governance.questions.publish_answer`)."""
+
+    reference: str
+    kind: str  # question | objection
+    question: str
+    answer: str
+    received: str  # the date (UTC) the question was received, YYYY-MM-DD
+    published: str  # the date (UTC) it was published
 
 
 @dataclass
@@ -98,6 +118,9 @@ class PublicDeployment:
     questions_received: int = 0
     questions_answered: int = 0
     cameras_live: int = 0  # while running: cameras delivering frames now
+    #: The questions and answers an overseer published (redacted), newest first; filled for
+    #: one deployment's page (:func:`get_public`), empty in lists.
+    answers: list[PublishedAnswer] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {k: v for k, v in asdict(self).items() if k != "figures"}
@@ -115,7 +138,8 @@ def is_public(d: Deployment) -> bool:
 
 
 def _figures(f: DeploymentFigures) -> Figures:
-    out = Figures(hours=f.actual_hours or 0.0, faces_seen=f.faces_seen, alerts=f.alerts,
+    out = Figures(hours=f.actual_hours or 0.0, people_passing=f.tracks,
+                  faces_seen=f.faces_seen, alerts=f.alerts,
                   confirmed=f.confirmed, false_alerts=f.false_alerts, no_action=f.no_action,
                   pending=f.pending, engaged=f.engaged)
     for action, n in f.outcomes.items():
@@ -200,12 +224,24 @@ def list_public(db: Database) -> list[PublicDeployment]:
     return current + past
 
 
+def published_answers(s: Session, deployment_id: int) -> list[PublishedAnswer]:
+    """The published questions and answers of one deployment, newest publication first."""
+    rows = s.scalars(select(PublicQuestion).where(
+        PublicQuestion.deployment_id == deployment_id, PublicQuestion.published_at.is_not(None))
+        .order_by(PublicQuestion.published_at.desc(), PublicQuestion.id.desc()))
+    return [PublishedAnswer(q.reference or "", q.kind.value, q.public_text or "",
+                            q.public_answer or "", f"{q.created_at:%Y-%m-%d}",
+                            f"{q.published_at:%Y-%m-%d}") for q in rows]
+
+
 def get_public(db: Database, deployment_id: int) -> PublicDeployment | None:
     with db.reading() as s:
         d = s.get(Deployment, deployment_id)
         if d is None or not is_public(d):
             return None
-        return _collect(s, [d])[0]
+        out = _collect(s, [d])[0]
+        out.answers = published_answers(s, d.id)
+        return out
 
 
 # -- the yearly summary -------------------------------------------------------------------------
@@ -251,3 +287,102 @@ def year_summary(db: Database, year: int | None = None) -> YearSummary:
         received += d.questions_received
         answered += d.questions_answered
     return YearSummary(year, count, totals, months, received, answered, years)
+
+
+# -- what residents ask first -------------------------------------------------------------------
+
+@dataclass
+class ThresholdNote:
+    """What a deployment's threshold means, from the floor records of its model."""
+
+    threshold: float
+    model_id: str
+    floor: float
+    calibrated: bool  # a calibration was recorded (else: the model's default floor)
+    #: The share of searches of people NOT on a list of ``list_size`` people that gave a
+    #: possible match at the floor, as measured (None: not in the record).
+    fpir: float | None
+    list_size: int | None
+    measured_on: str  # in words: which data the measurement was made on
+    recorded_at: str | None = None  # when the calibration was recorded (YYYY-MM-DD)
+
+
+#: The default floors' measurement (README "Default thresholds"): LFW, 1,000 people, FPIR 1 %.
+DEFAULT_MEASUREMENT = (0.01, 1000, "the public LFW photo collection (photos of 5,749 people)")
+
+
+def _number(value: object) -> float | None:
+    try:
+        return float(str(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def threshold_note(s: Session, model_id: str, threshold: float) -> ThresholdNote:
+    """The floor of ``model_id`` and the false-alert rate measured there (from the recorded
+    calibration's evidence, or the default floor's measurement)."""
+    from openlfr.governance.authz import RuleError
+    from openlfr.governance.floors import current_floor
+
+    try:
+        floor = current_floor(s, model_id)
+    except RuleError:  # a model without a known floor
+        return ThresholdNote(threshold, model_id, threshold, False, None, None, "")
+    if floor.source != "calibrated":
+        rate, size, where = DEFAULT_MEASUREMENT
+        return ThresholdNote(threshold, model_id, floor.threshold, False, rate, size, where)
+    ev = floor.evidence
+    fpir = ev.get("fpir") if isinstance(ev.get("fpir"), dict) else {}
+    rate = _number(fpir.get("fpir")) if fpir else None
+    if rate is None:
+        rate = _number(ev.get("target_fpir"))
+    size = _int_or_none(ev.get("watchlist_size"))
+    dataset = ev.get("dataset") if isinstance(ev.get("dataset"), dict) else {}
+    people = _int_or_none(dataset.get("identities")) if dataset else None
+    where = ("the operator's own test photos" + (f" ({people:,} people)" if people else ""))
+    return ThresholdNote(threshold, model_id, floor.threshold, True, rate, size, where,
+                         (floor.recorded_at or "")[:10] or None)
+
+
+def _int_or_none(value: object) -> int | None:
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass
+class ResidentsInfo:
+    """The plain answers on the index and each deployment's page: from the settings (retention,
+    who is responsible, how to complain, where the assessments are) and the data."""
+
+    retention_days: int
+    watchlist_destroy_hours: int
+    responsible_body: str
+    complaints_contact: str | None
+    complaints_url: str | None
+    regulator: str
+    regulator_url: str | None
+    impact_assessments_url: str | None
+    #: This year's false alerts per person passing, over every public deployment that ran.
+    year: int = 0
+    year_people_passing: int = 0
+    year_false_alerts: int = 0
+
+
+def residents_info(db: Database, settings: Settings) -> ResidentsInfo:
+    summary = year_summary(db)
+    return ResidentsInfo(
+        retention_days=settings.retention_days,
+        watchlist_destroy_hours=settings.watchlist_destroy_hours,
+        responsible_body=settings.responsible_body, complaints_contact=settings.complaints_contact,
+        complaints_url=settings.complaints_url, regulator=settings.regulator,
+        regulator_url=settings.regulator_url,
+        impact_assessments_url=settings.impact_assessments_url, year=summary.year,
+        year_people_passing=summary.totals.people_passing,
+        year_false_alerts=summary.totals.false_alerts)
+
+
+def deployment_threshold(db: Database, d: PublicDeployment) -> ThresholdNote:
+    with db.reading() as s:
+        return threshold_note(s, d.model_id, d.threshold)

@@ -9,6 +9,22 @@ What each figure is
   deployment is paused or its cameras are down. ``None`` if it never started.
 * **faces seen, frames, tracks, dropped frames**: the live pipeline's counters
   (``camera_stats``), per camera. Counts only: nothing about the people is kept.
+* **people passing** (``tracks``): how many people the cameras saw, the figure the public pages
+  publish and the denominator of their false-alert rate. *Faces seen* counts face detections,
+  frame by frame: a person crossing the view in three seconds is detected some 40 times at
+  15 fps, so it is a technical figure (it says how busy the detector was), not a number of
+  people. A track is counted once, when the tracker (ByteTrack, :mod:`openlfr.video.tracking`)
+  first reports it, i.e. when it is confirmed by a detection in a second frame (or in the first
+  frame the tracker sees), before any quality gate or best shot: a person whose face is too
+  small or blurred to be compared is still a person who passed. Known errors: it **over-counts**
+  a person who leaves the view and comes back (or turns away for longer than the tracker's
+  memory, about a second), and a track split in two when someone walks behind another person
+  or an obstacle; two cameras seeing the same person count them twice. It **under-counts**
+  people whose face is never detected: seen from behind or from the side, too far away (the
+  detector misses faces much under about 15 pixels wide in the image it analyses, a frame
+  scaled down to 640 pixels on its longer side), passing while the camera was down or its
+  frames were dropped, and two people whose faces overlap so closely the tracker keeps one
+  track.
 * **alerts**: every alert stored, purged ones included (purging clears the crop and the free
   texts but keeps the row and its decision codes, :mod:`openlfr.governance.retention`), split
   by status: **confirmed**, **false alerts** (rejected), **no action**, **pending** (nobody

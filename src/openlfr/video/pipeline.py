@@ -278,6 +278,8 @@ class CameraPipeline:
         record = self.tracks.get(track_id)
         if record is None:
             record = self.tracks[track_id] = TrackRecord(track_id, frame.t, frame.t, face.box)
+            # one person passing: counted once, when the tracker first reports the track (it
+            # forgets a track before this record expires, so a track id never comes back)
             self.stats.add(tracks=1)
         record.frames += 1
         record.last_t = frame.t

@@ -35,11 +35,12 @@ def summary_svg(summary: YearSummary) -> bytes:
     fig = Figure(figsize=(9, 5.4), layout="constrained")
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[1, 1.3])
     x = list(range(12))
-    faces = [m.faces_seen for m in summary.months]
-    top.bar(x, faces, color=COLOURS["faces"], edgecolor="#1f4e79",
-            linewidth=[0.6 if v else 0 for v in faces])
-    top.set_ylabel("faces seen")
-    top.set_title(f"Live facial recognition in {summary.year}: faces seen and alerts by month",
+    people = [m.people_passing for m in summary.months]
+    top.bar(x, people, color=COLOURS["faces"], edgecolor="#1f4e79",
+            linewidth=[0.6 if v else 0 for v in people])
+    top.set_ylabel("people passing")
+    top.set_title(f"Live facial recognition in {summary.year}: people passing and alerts by "
+                  "month",
                   loc="left", fontsize=11)
     base = [0] * 12
     for key, label, attr in (("confirmed", "confirmed", "confirmed"),
@@ -54,7 +55,7 @@ def summary_svg(summary: YearSummary) -> bytes:
     bottom.set_xticks(x, MONTH_ABBR)
     bottom.legend(loc="upper left", ncols=4, frameon=False, fontsize=9)
     bottom.set_ylim(0, max(1, max(base)) * 1.35)
-    top.set_ylim(0, max(1, max(m.faces_seen for m in summary.months)) * 1.1)
+    top.set_ylim(0, max(1, max(people)) * 1.1)
     for ax in (top, bottom):
         ax.spines[["top", "right"]].set_visible(False)
         ax.yaxis.get_major_locator().set_params(integer=True)
@@ -68,7 +69,7 @@ def summary_svg(summary: YearSummary) -> bytes:
 
 
 #: The figures of a month the chart draws (hours, which grow while a deployment runs, are not).
-DRAWN = ("faces_seen", "confirmed", "false_alerts", "no_action", "pending")
+DRAWN = ("people_passing", "confirmed", "false_alerts", "no_action", "pending")
 
 
 def figures_key(summary: YearSummary) -> str:

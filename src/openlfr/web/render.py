@@ -56,6 +56,25 @@ def _rate(value: float | None) -> str:
     return f"1 in {round(1 / value):,}"
 
 
+#: Plurals that do not just add an "s".
+IRREGULAR = {"person": "people", "entry": "entries", "reply": "replies", "match": "matches",
+             "this": "these"}
+
+
+def _noun(value: float | int | None, singular: str, plural: str | None = None) -> str:
+    """The noun alone in the number ``value`` asks for: ``person`` for 1, else ``people``
+    (for a count shown apart, e.g. in a large figure)."""
+    if value == 1:
+        return singular
+    return plural or IRREGULAR.get(singular, singular + "s")
+
+
+def _plural(value: float | int | None, singular: str, plural: str | None = None) -> str:
+    """A count with its noun in the right number: ``1 person``, ``2 people``, ``0 alerts``,
+    ``1,200 deployments`` (the count formatted as by ``num``)."""
+    return f"{_num(value)} {_noun(value, singular, plural)}"
+
+
 def _pct(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.1f} %"
 
@@ -64,7 +83,8 @@ def make_templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=str(TEMPLATES))
     env = templates.env
     env.autoescape = True
-    env.filters.update(date=_date, num=_num, rate=_rate, pct=_pct, sentence=_sentence)
+    env.filters.update(date=_date, num=_num, rate=_rate, pct=_pct, sentence=_sentence,
+                       plural=_plural, noun=_noun)
     env.globals["span"] = _span
     return templates
 

@@ -42,21 +42,37 @@ def _download(body: str | bytes, filename: str, media_type: str) -> Response:
 
 # -- pages ------------------------------------------------------------------------------------
 
+def _residents(request: Request) -> public_data.ResidentsInfo:
+    st = web(request)
+    return public_data.residents_info(st.db, st.system.settings)
+
+
+def _deployment_page(request: Request, d: PublicDeployment) -> dict[str, Any]:
+    """What every rendering of a deployment's page needs besides the form."""
+    return {"d": d, "info": _residents(request),
+            "t": public_data.deployment_threshold(web(request).db, d),
+            "limits": {"min": questions.MIN_TEXT, "max": questions.MAX_TEXT,
+                       "contact": questions.MAX_CONTACT}}
+
+
 @router.get("/public", include_in_schema=False)
 def public_index(request: Request) -> Response:
     items = public_data.list_public(web(request).db)
+    info = _residents(request)
     return render(request, "public_index.html", {
         "current": [d for d in items if d.status != "ended"],
-        "past": [d for d in items if d.status == "ended"]})
+        "past": [d for d in items if d.status == "ended"], "info": info,
+        "summary": public_data.year_summary(web(request).db, info.year)})
 
 
 @router.get("/public/deployments/{deployment_id}", include_in_schema=False)
-def public_deployment(request: Request, deployment_id: int, sent: int = 0) -> Response:
-    return render(request, "public_deployment.html",
-                  {"d": _deployment(request, deployment_id), "sent": bool(sent),
-                   "form": {"kind": "question", "text": "", "contact": ""},
-                   "limits": {"min": questions.MIN_TEXT, "max": questions.MAX_TEXT,
-                              "contact": questions.MAX_CONTACT}})
+def public_deployment(request: Request, deployment_id: int, sent: int = 0,
+                      ref: Annotated[str, Query(max_length=20)] = "") -> Response:
+    d = _deployment(request, deployment_id)
+    reference = ref if questions.REFERENCE_PATTERN.fullmatch(ref) else ""
+    return render(request, "public_deployment.html", {
+        **_deployment_page(request, d), "sent": bool(sent), "reference": reference,
+        "form": {"kind": "question", "text": "", "contact": ""}})
 
 
 @router.post("/public/deployments/{deployment_id}/questions", include_in_schema=False,
@@ -79,24 +95,24 @@ def public_question(request: Request, deployment_id: int,
         return _form_error(request, d, 429, "Too many messages from your connection: please "
                            f"try again in {max(1, retry // 60)} minutes.", kind, text, contact)
     try:
-        questions.submit_question(st.db, d.id, kind, text, contact or None)
+        received = questions.receive_question(st.db, d.id, kind, text, contact or None)
     except (RuleError, NotFound) as exc:
         st.limits.question_ip.undo(ip)
         return _form_error(request, d, 400, str(exc), kind, text, contact)
     except BaseException:
         st.limits.question_ip.undo(ip)
         raise
-    return done
+    return RedirectResponse(f"/public/deployments/{d.id}?sent=1&ref={received.reference}"
+                            "#questions", status_code=303)
 
 
 def _form_error(request: Request, d: PublicDeployment, status: int, message: str, kind: str,
                 text: str, contact: str) -> Response:
     return render(request, "public_deployment.html", {
-        "d": d, "sent": False, "error": message,
+        **_deployment_page(request, d), "sent": False, "error": message,
         "form": {"kind": kind if kind in ("question", "objection") else "question",
-                 "text": text[:questions.MAX_TEXT + 100], "contact": contact[:300]},
-        "limits": {"min": questions.MIN_TEXT, "max": questions.MAX_TEXT,
-                   "contact": questions.MAX_CONTACT}}, status=status)
+                 "text": text[:questions.MAX_TEXT + 100], "contact": contact[:300]}},
+        status=status)
 
 
 @router.get("/public/summary", include_in_schema=False)
@@ -124,13 +140,14 @@ DEPLOYMENT_COLUMNS = [
     "id", "name", "status", "site", "location", "purpose", "legal_basis", "dpia_ref",
     "equality_ref", "planned_start", "planned_end", "started_at", "ended_at", "threshold",
     "model_id", "watchlist_size", "cameras", "two_person_rule", "signage", "public_notice",
-    "urgency_reason", "hours", "faces_seen", "alerts", "confirmed", "false_alerts",
-    "no_action", "pending", "engaged", *[f"outcome_{a.value}" for a in Action],
+    "urgency_reason", "hours", "people_passing", "faces_seen", "alerts", "confirmed",
+    "false_alerts", "no_action", "pending", "engaged", *[f"outcome_{a.value}" for a in Action],
     "false_alert_rate", "false_alert_share", "questions_received", "questions_answered"]
 
-FIGURE_COLUMNS = ["hours", "faces_seen", "alerts", "confirmed", "false_alerts", "no_action",
-                  "pending", "engaged", *[f"outcome_{a.value}" for a in Action],
-                  "false_alert_rate", "false_alert_share"]
+FIGURE_COLUMNS = ["hours", "people_passing", "faces_seen", "alerts", "confirmed",
+                  "false_alerts", "no_action", "pending", "engaged",
+                  *[f"outcome_{a.value}" for a in Action], "false_alert_rate",
+                  "false_alert_share"]
 
 
 def _cell(value: Any) -> str:
