@@ -84,6 +84,12 @@ class QuestionView:
     public_text: str | None = None
     public_answer: str | None = None
 
+    @property
+    def published_stale(self) -> bool:
+        """Published, but the answer changed since (publish again to show the new one)."""
+        return (self.published_at is not None and self.answer is not None
+                and redact_personal(self.answer) != self.public_answer)
+
     def as_json(self) -> dict[str, object]:
         return {k: (v.isoformat() if isinstance(v, datetime) else v)
                 for k, v in self.__dict__.items()}

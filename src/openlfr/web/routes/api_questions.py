@@ -47,3 +47,27 @@ def close_question(request: Request, question_id: int,
                    actor: CurrentActor) -> dict[str, object]:
     """Close without (further) answer (audited ``question.close``)."""
     return questions.close_question(web(request).db, actor, question_id).as_json()
+
+
+class PublishIn(BaseModel):
+    public_text: str | None = Field(
+        default=None, max_length=questions.MAX_TEXT * 2,
+        description="The question as it is to be published (edited to remove personal "
+                    "details); default the question as sent. Both texts are redacted again.")
+
+
+@router.post("/{question_id}/publish")
+def publish_answer(request: Request, question_id: int, body: PublishIn,
+                   actor: CurrentActor) -> dict[str, object]:
+    """Publish the question and its answer on the deployment's public page, personal details
+    removed (audited ``question.publish``)."""
+    return questions.publish_answer(web(request).db, actor, question_id,
+                                    body.public_text).as_json()
+
+
+@router.post("/{question_id}/unpublish")
+def unpublish_answer(request: Request, question_id: int,
+                     actor: CurrentActor) -> dict[str, object]:
+    """Take the published question and answer off the public page (audited
+    ``question.unpublish``)."""
+    return questions.unpublish_answer(web(request).db, actor, question_id).as_json()

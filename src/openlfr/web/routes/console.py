@@ -56,3 +56,23 @@ def answer(request: Request, question_id: int, actor: PageActor,
             "may_answer": questions.may(actor, questions.QUESTION_ANSWER)},
             actor=actor, status=400)
     return RedirectResponse(f"/console/questions?status=open#q{question_id}", status_code=303)
+
+
+@router.post("/questions/{question_id}/publish")
+def publish(request: Request, question_id: int, actor: PageActor,
+            public_text: Annotated[str, Form(max_length=20000)] = "",
+            withdraw: Annotated[str, Form(max_length=10)] = "") -> Response:
+    """Publish an answered question (the text as edited here) with its answer, personal
+    details removed; or withdraw the publication. Both audited by the service."""
+    try:
+        if withdraw:
+            questions.unpublish_answer(web(request).db, actor, question_id)
+        else:
+            questions.publish_answer(web(request).db, actor, question_id, public_text)
+    except RuleError as exc:
+        items = questions.list_questions(web(request).db, actor, None)
+        return render(request, "console_questions.html", {
+            "items": items, "status": None, "error": f"Question {question_id}: {exc}",
+            "may_answer": questions.may(actor, questions.QUESTION_ANSWER)},
+            actor=actor, status=400)
+    return RedirectResponse(f"/console/questions?status=all#q{question_id}", status_code=303)
