@@ -308,7 +308,8 @@ class ThresholdNote:
 
 
 #: The default floors' measurement (README "Default thresholds"): LFW, 1,000 people, FPIR 1 %.
-DEFAULT_MEASUREMENT = (0.01, 1000, "the public LFW photo collection (photos of 5,749 people)")
+DEFAULT_MEASUREMENT: tuple[float, int, str] = (
+    0.01, 1000, "the public LFW photo collection (photos of 5,749 people)")
 
 
 def _number(value: object) -> float | None:
@@ -329,13 +330,12 @@ def threshold_note(s: Session, model_id: str, threshold: float) -> ThresholdNote
     except RuleError:  # a model without a known floor
         return ThresholdNote(threshold, model_id, threshold, False, None, None, "")
     if floor.source != "calibrated":
-        rate, size, where = DEFAULT_MEASUREMENT
-        return ThresholdNote(threshold, model_id, floor.threshold, False, rate, size, where)
+        return ThresholdNote(threshold, model_id, floor.threshold, False,
+                             *DEFAULT_MEASUREMENT)
     ev = floor.evidence
     fpir = ev.get("fpir") if isinstance(ev.get("fpir"), dict) else {}
-    rate = _number(fpir.get("fpir")) if fpir else None
-    if rate is None:
-        rate = _number(ev.get("target_fpir"))
+    measured = _number(fpir.get("fpir")) if fpir else None
+    rate = measured if measured is not None else _number(ev.get("target_fpir"))
     size = _int_or_none(ev.get("watchlist_size"))
     dataset = ev.get("dataset") if isinstance(ev.get("dataset"), dict) else {}
     people = _int_or_none(dataset.get("identities")) if dataset else None
