@@ -103,6 +103,10 @@ CASES: dict[tuple[str, str], Case] = {
         Case(Perm.QUESTION_ANSWER, f"/api/v1/questions/{NO}/answer", json={"answer": "Yes."}),
     ("POST", "/api/v1/questions/{question_id}/close"):
         Case(Perm.QUESTION_ANSWER, f"/api/v1/questions/{NO}/close"),
+    ("POST", "/api/v1/questions/{question_id}/publish"):
+        Case(Perm.QUESTION_ANSWER, f"/api/v1/questions/{NO}/publish", json={}),
+    ("POST", "/api/v1/questions/{question_id}/unpublish"):
+        Case(Perm.QUESTION_ANSWER, f"/api/v1/questions/{NO}/unpublish"),
     # alerts
     ("GET", "/api/v1/alerts"): Case(Perm.ALERT_READ, "/api/v1/alerts"),
     ("GET", "/api/v1/alerts/{alert_id}"): Case(Perm.ALERT_READ, f"/api/v1/alerts/{NO}"),

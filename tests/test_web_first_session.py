@@ -201,7 +201,7 @@ def test_first_session_through_the_console(tmp_path: Path, face_images, no_face_
             assert "Running now" not in main and "Ended" in main
             alerts = re.search(r"Alerts \(possible matches\)\s+([\d,]+)", main)
             confirmed = re.search(r"Confirmed by an officer\s+([\d,]+)", main)
-            faces = re.search(r"Faces seen\s+([\d,]+)", main)
+            faces = re.search(r"People passing\s+([\d,]+)", main)  # tracks, not detections
             assert alerts and int(alerts.group(1)) >= 1, main
             assert confirmed and confirmed.group(1) == "1", main
             assert faces and int(faces.group(1).replace(",", "")) > 0, main

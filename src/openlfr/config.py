@@ -54,11 +54,13 @@ class Settings(BaseSettings):
         default=None, max_length=500,
         description="A web page of the responsible body on how to complain (https://...).")
     regulator: str = Field(
-        default="the Information Commissioner's Office (ICO)", max_length=300,
+        default="the Information Commissioner's Office (ICO, ico.org.uk/make-a-complaint)",
+        max_length=300,
         description="The independent regulator residents may complain to.")
     regulator_url: str | None = Field(
-        default="https://ico.org.uk/make-a-complaint/", max_length=500,
-        description="The regulator's page for complaints (https://...).")
+        default=None, max_length=500,
+        description="The regulator's page for complaints (https://...), shown as a link; "
+                    "none by default, so the public pages link to no other site.")
     impact_assessments_url: str | None = Field(
         default=None, max_length=500,
         description="Where the published impact assessments can be read (https://...); "
