@@ -105,6 +105,11 @@ def test_people_passing_are_published_and_the_rate_is_per_person(demo: Demo,
     index = visible(client.get("/public").text)
     assert "People passing" in index and "false alerts per person passing" in index
     assert "Faces seen" not in index
+    this_year = client.get("/api/v1/public/summary").json()
+    if this_year["totals"]["people_passing"]:  # the index's answer about the threshold
+        t = this_year["totals"]
+        assert (f"In {this_year['year']}, there were {t['false_alerts']} false alerts for "
+                f"{t['people_passing']:,} people passing the cameras") in index
     summary = client.get(f"/api/v1/public/summary?year={demo.year}").json()
     assert summary["totals"]["people_passing"] == 4300  # ended 4,000 + running 300
     assert summary["totals"]["false_alert_rate"] == pytest.approx(2 / 4300)

@@ -268,10 +268,12 @@ def _when(d: PublicDeployment) -> datetime:
     return d.started_at or d.planned_start
 
 
-def year_summary(db: Database, year: int | None = None) -> YearSummary:
+def year_summary(db: Database, year: int | None = None,
+                 listed: list[PublicDeployment] | None = None) -> YearSummary:
     """Totals over the deployments that ran (running or ended) and started in ``year``
-    (default: this year)."""
-    ran = [d for d in list_public(db) if d.status != "planned" and d.figures is not None]
+    (default: this year); ``listed``: :func:`list_public`'s answer if the caller has it."""
+    ran = [d for d in (list_public(db) if listed is None else listed)
+           if d.status != "planned" and d.figures is not None]
     years = sorted({_when(d).year for d in ran}, reverse=True)
     year = year or datetime.now(UTC).year
     totals = Figures()
@@ -370,17 +372,20 @@ class ResidentsInfo:
     year_false_alerts: int = 0
 
 
-def residents_info(db: Database, settings: Settings) -> ResidentsInfo:
-    summary = year_summary(db)
-    return ResidentsInfo(
+def residents_info(settings: Settings, summary: YearSummary | None = None) -> ResidentsInfo:
+    """The answers' facts; with ``summary`` (the index), also that year's false alerts per
+    person passing."""
+    info = ResidentsInfo(
         retention_days=settings.retention_days,
         watchlist_destroy_hours=settings.watchlist_destroy_hours,
         responsible_body=settings.responsible_body, complaints_contact=settings.complaints_contact,
         complaints_url=settings.complaints_url, regulator=settings.regulator,
         regulator_url=settings.regulator_url,
-        impact_assessments_url=settings.impact_assessments_url, year=summary.year,
-        year_people_passing=summary.totals.people_passing,
-        year_false_alerts=summary.totals.false_alerts)
+        impact_assessments_url=settings.impact_assessments_url)
+    if summary is not None:
+        info.year, info.year_people_passing = summary.year, summary.totals.people_passing
+        info.year_false_alerts = summary.totals.false_alerts
+    return info
 
 
 def deployment_threshold(db: Database, d: PublicDeployment) -> ThresholdNote:

@@ -42,14 +42,9 @@ def _download(body: str | bytes, filename: str, media_type: str) -> Response:
 
 # -- pages ------------------------------------------------------------------------------------
 
-def _residents(request: Request) -> public_data.ResidentsInfo:
-    st = web(request)
-    return public_data.residents_info(st.db, st.system.settings)
-
-
 def _deployment_page(request: Request, d: PublicDeployment) -> dict[str, Any]:
     """What every rendering of a deployment's page needs besides the form."""
-    return {"d": d, "info": _residents(request),
+    return {"d": d, "info": public_data.residents_info(web(request).system.settings),
             "t": public_data.deployment_threshold(web(request).db, d),
             "limits": {"min": questions.MIN_TEXT, "max": questions.MAX_TEXT,
                        "contact": questions.MAX_CONTACT}}
@@ -57,12 +52,13 @@ def _deployment_page(request: Request, d: PublicDeployment) -> dict[str, Any]:
 
 @router.get("/public", include_in_schema=False)
 def public_index(request: Request) -> Response:
-    items = public_data.list_public(web(request).db)
-    info = _residents(request)
+    st = web(request)
+    items = public_data.list_public(st.db)
+    summary = public_data.year_summary(st.db, listed=items)
     return render(request, "public_index.html", {
         "current": [d for d in items if d.status != "ended"],
-        "past": [d for d in items if d.status == "ended"], "info": info,
-        "summary": public_data.year_summary(web(request).db, info.year)})
+        "past": [d for d in items if d.status == "ended"], "summary": summary,
+        "info": public_data.residents_info(st.system.settings, summary)})
 
 
 @router.get("/public/deployments/{deployment_id}", include_in_schema=False)
