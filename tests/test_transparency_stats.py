@@ -4,6 +4,7 @@ the audit log (and a disagreement is reported); on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 
 from sqlalchemy import text
@@ -137,6 +138,7 @@ def test_stats_command_is_public_and_checks_the_audit_log(gov: Gov) -> None:
     one = runner.invoke(app, ["stats", "--deployment", str(ids["two"])], env=env)
     assert one.exit_code == 0, one.output
     assert "consistent with the audit log" in one.stdout
+    assert re.search(r"\d+ people passing, \d+ faces seen", one.stdout)
     missing = runner.invoke(app, ["stats", "--deployment", "999"], env=env)
     assert missing.exit_code == 2 and "no deployment 999" in missing.output
 

@@ -71,7 +71,8 @@ def stats(
 def _counts(f: DeploymentFigures | Totals, planned: float, actual: float | None) -> str:
     ran = "never ran" if actual is None else f"ran {actual:g} h"
     outcomes = ", ".join(f"{k} {v}" for k, v in f.outcomes.items() if v) or "none recorded"
-    return (f"planned {planned:g} h, {ran}; {f.faces_seen} faces seen ({f.frames} frames); "
+    return (f"planned {planned:g} h, {ran}; {f.tracks} people passing, {f.faces_seen} faces "
+            f"seen ({f.frames} frames); "
             f"{f.alerts} alert(s): {f.confirmed} confirmed, {f.false_alerts} false, "
             f"{f.no_action} no action, {f.pending} pending; outcomes: {outcomes}; "
             f"{f.engaged} engaged")
@@ -86,7 +87,8 @@ def _print_deployment(f: DeploymentFigures) -> None:
     console.print("  " + _counts(f, f.planned_hours, f.actual_hours), highlight=False,
                   soft_wrap=True)
     for c in f.cameras:
-        console.print(f"  camera {escape(c.camera)}: {c.faces_seen} faces seen "
+        console.print(f"  camera {escape(c.camera)}: {c.tracks} people passing, "
+                      f"{c.faces_seen} faces seen "
                       f"({c.frames} frames, {c.dropped_frames} dropped); {c.alerts} alert(s): "
                       f"{c.confirmed} confirmed, {c.false_alerts} false, {c.no_action} no "
                       f"action, {c.pending} pending", highlight=False, soft_wrap=True)
