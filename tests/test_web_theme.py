@@ -62,6 +62,7 @@ class Site:
     url: str
     demo: Demo
     alert_id: int
+    shots: Path
 
 
 @pytest.fixture()
@@ -80,7 +81,7 @@ def site(tmp_path: Path, server_factory: type) -> Iterator[Site]:  # noqa: F811
     assert alert_id is not None
     server = server_factory.start(data, "--no-resume")
     server.wait_up(90.0)  # a busy machine imports slowly
-    yield Site(server.url, demo, alert_id)
+    yield Site(server.url, demo, alert_id, tmp_path)
 
 
 @pytest.fixture()
@@ -109,6 +110,8 @@ def test_on_a_phone_the_key_figures_come_first_without_sideways_scrolling(
                               is_mobile=True, has_touch=True)
     page = ctx.new_page()
     d = site.demo
+    page.goto(f"{site.url}/public/deployments/{d.ended}")
+    page.screenshot(path=str(site.shots / "phone-deployment.png"), full_page=True)
     for path in ("/public", f"/public/deployments/{d.ended}", f"/public/deployments/{d.running}",
                  f"/public/deployments/{d.planned}", f"/public/summary?year={d.year}",
                  "/public/summary?year=2031"):
@@ -138,13 +141,13 @@ def low_contrast(page: Any) -> list[dict[str, Any]]:
     return [c for c in page.evaluate(CONTRASTS) if c["ratio"] < (3.0 if c["large"] else 4.5)]
 
 
-def test_dark_mode_follows_the_system_setting_with_aa_contrast(site: Site,
-                                                               browser: Any) -> None:
+def test_dark_mode_follows_the_system_setting_with_aa_contrast(site: Site, browser: Any,
+                                                               tmp_path: Path) -> None:
     d = site.demo
     pages = ["/public", f"/public/deployments/{d.ended}", f"/public/deployments/{d.running}",
              f"/public/summary?year={d.year}", "/login"]
     console = [f"/console/alerts/{site.alert_id}", f"/console/audit/art12/{d.ended}",
-               "/console/audit", "/console"]
+               "/console/audit", "/console/questions?status=all", "/console"]
     for scheme in ("dark", "light"):
         ctx = browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme=scheme)
         page = ctx.new_page()
@@ -162,6 +165,7 @@ def test_dark_mode_follows_the_system_setting_with_aa_contrast(site: Site,
             assert any(c["link"] for c in checked) and len(checked) > 10, path
             bad = low_contrast(page)
             assert bad == [], (scheme, path, bad[:5])
+            page.screenshot(path=str(tmp_path / f"{scheme}-{i}.png"), full_page=True)
         ctx.close()
 
 
