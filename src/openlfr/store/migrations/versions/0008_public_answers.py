@@ -11,6 +11,8 @@ Create Date: 2026-11-29 12:30:00
 
 from __future__ import annotations
 
+import secrets
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -20,9 +22,17 @@ branch_labels = None
 depends_on = None
 
 
-def upgrade() -> None:
-    from openlfr.governance.questions import new_reference
+# The reference format of this revision, written out here so that the migration does not
+# change when the application's code does (openlfr.governance.questions.new_reference).
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
+
+def new_reference() -> str:
+    chars = "".join(secrets.choice(_ALPHABET) for _ in range(8))
+    return f"Q-{chars[:4]}-{chars[4:]}"
+
+
+def upgrade() -> None:
     with op.batch_alter_table('public_questions', schema=None) as batch_op:
         batch_op.add_column(sa.Column('reference', sa.String(length=16), nullable=True))
         batch_op.add_column(sa.Column('published_by', sa.String(length=64), nullable=True))
