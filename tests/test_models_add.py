@@ -100,7 +100,7 @@ def test_added_model_is_unusable_until_calibrated(gov: Gov, outside_file: Path,
     assert rec["sface"]["floor"] == registry.BACKENDS["sface"].default_floor
 
     # Refused for a deployment, through the service and the command line.
-    with pytest.raises(RuleError, match="no threshold floor yet.*openlfr calibrate"):
+    with pytest.raises(RuleError, match=r"no threshold floor yet.*openlfr calibrate"):
         deps.create(gov.db, gov.actors["op1"], plan(model_id, 0.5))
     refused = cli(gov, "deployment", "create", "--user", "op1", "--name", "Concourse",
                   "--start", "2030-01-01T08:00+00:00", "--end", "2030-01-01T10:00+00:00",
