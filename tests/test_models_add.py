@@ -19,12 +19,12 @@ from typer.testing import CliRunner
 from openlfr.audit import log as audit_log
 from openlfr.cli import app
 from openlfr.governance import deployments as deps
-from openlfr.governance import models
+from openlfr.governance import models, watchlists
 from openlfr.governance.authz import RuleError
 from openlfr.governance.floors import current_floor
 from openlfr.store.models import UserModel
 from openlfr.vision import engine as engine_module
-from openlfr.vision import registry
+from openlfr.vision import load_image, registry
 from tests.govfix import Gov
 from tests.test_eval_identify import build_people
 
@@ -74,7 +74,8 @@ def plan(model_id: str, threshold: float) -> deps.Plan:
 
 
 def test_added_model_is_unusable_until_calibrated(gov: Gov, outside_file: Path,
-                                                  people_dir: Path, groups_csv: Path) -> None:
+                                                  people_dir: Path, groups_csv: Path,
+                                                  face_images: dict[str, Path]) -> None:
     added = cli(gov, "models", "add", str(outside_file), *ADD, "--json")
     assert added.exit_code == 0, added.output
     info = json.loads(added.stdout)
@@ -140,6 +141,25 @@ def test_added_model_is_unusable_until_calibrated(gov: Gov, outside_file: Path,
     dep = json.loads(made.stdout)
     assert dep["model_id"] == model_id and dep["threshold"] == out["threshold"]
 
+    # Its watchlists hold its templates, made by the added file.
+    wl = watchlists.create_watchlist(gov.system, gov.actors["op1"], "wanted",
+                                     "Locate people wanted by the courts at the station",
+                                     backend="outside")
+    assert wl.model_id == model_id
+    image = face_images["obama"]
+    watchlists.add_subject(gov.system, gov.actors["op1"], wl.id, "Case 1", "wanted_by_court",
+                           "Wanted on a warrant issued by the magistrates' court (case 1).",
+                           datetime.now(UTC) + timedelta(days=30),
+                           [(image.read_bytes(), f"custody record ({image.name})")])
+    watchlists.approve_watchlist(gov.db, gov.actors["ao2"], wl.id)
+    with gov.db.reading() as s:
+        gallery, _names = watchlists.deployment_gallery(s, gov.system.keyring, [wl.id])
+    assert gallery.model_id == model_id and len(gallery) == 1
+    engine = models.engine_for(gov.db, model_id, gov.data_dir)
+    probe = load_image(face_images["obama2"])
+    template = engine.embed(probe, engine.detect(probe)[:1])[0]
+    best = gallery.search(template.vector[None, :], k=1)[0][0]
+    assert best.score > 0.5  # the same person, by the added model
     # In use: it cannot be removed.
     gone = cli(gov, "models", "remove", "outside", "--user", "admin")
     assert gone.exit_code == 2 and "used by deployment" in gone.output

@@ -21,7 +21,7 @@ import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -32,6 +32,9 @@ from openlfr.store.db import Database
 from openlfr.store.models import Deployment, ThresholdFloor, UserModel, Watchlist
 from openlfr.vision import registry
 from openlfr.vision.registry import BackendSpec, ModelError
+
+if TYPE_CHECKING:
+    from openlfr.vision.engine import FaceEngine
 
 #: The data directory's folder of added model files.
 MODELS_DIRNAME = "models"
@@ -80,7 +83,7 @@ class ModelInfo:
 
 # -- specs --------------------------------------------------------------------------------------
 
-def _config(row: UserModel, data_dir: Path | None) -> dict[str, Any]:
+def _config(row: UserModel) -> dict[str, Any]:
     config: dict[str, Any] = json.loads(row.config)
     return config
 
@@ -88,7 +91,7 @@ def _config(row: UserModel, data_dir: Path | None) -> dict[str, Any]:
 def _recogniser(row: UserModel, data_dir: Path | None) -> Any:
     from openlfr.vision.embed_onnx import OnnxRecogniser
 
-    c = _config(row, data_dir)
+    c = _config(row)
     path = str(data_dir / row.filename) if data_dir is not None else row.filename
     return OnnxRecogniser(path=path, sha256=row.sha256, model_id=row.model_id,
                           width=int(c["width"]), height=int(c["height"]),
@@ -101,7 +104,7 @@ def _user_spec(session: Session, row: UserModel, data_dir: Path | None) -> Backe
     from openlfr.vision.embed_onnx import user_spec
 
     floor = session.get(ThresholdFloor, row.floor_id) if row.floor_id is not None else None
-    return user_spec(row.name, _recogniser(row, data_dir), _config(row, data_dir)["detector"],
+    return user_spec(row.name, _recogniser(row, data_dir), _config(row)["detector"],
                      None if floor is None else floor.threshold)
 
 
@@ -146,6 +149,27 @@ def model_id_for(db: Database, name: str) -> str:
         return spec_named(s, name).model_id
 
 
+def engine_for(db: Database, model_id: str, data_dir: Path | None) -> FaceEngine:
+    """The shared engine that makes ``model_id`` templates (an added model's file is checked
+    against its recorded SHA-256 when it loads)."""
+    from openlfr.vision.engine import get_engine
+
+    with db.reading() as s:
+        spec = spec_of(s, model_id, data_dir)
+    return get_engine(spec)
+
+
+def template_dim(session: Session, model_id: str) -> int:
+    """The length of a ``model_id`` template (an added model's from its record, without
+    loading it)."""
+    row = _row_of(session, model_id)
+    if row is not None:
+        return int(_config(row)["dim"])
+    from openlfr.vision.engine import get_engine
+
+    return get_engine(registry.spec_for_model_id(model_id)).embedder.dim
+
+
 def backend_names(db: Database | None = None) -> list[str]:
     """Every backend name: the built-in ones, then the added ones."""
     names = list(registry.BACKENDS)
@@ -187,7 +211,7 @@ def _builtin_info(session: Session, spec: BackendSpec) -> ModelInfo:
 def _user_info(session: Session, row: UserModel, data_dir: Path | None,
                verify: bool) -> ModelInfo:
     floor = session.get(ThresholdFloor, row.floor_id) if row.floor_id is not None else None
-    config = _config(row, data_dir)
+    config = _config(row)
     path = data_dir / row.filename if data_dir is not None else None
     file_ok: bool | None = None
     problem: str | None = None
