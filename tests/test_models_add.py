@@ -21,7 +21,7 @@ from openlfr.cli import app
 from openlfr.governance import deployments as deps
 from openlfr.governance import models, watchlists
 from openlfr.governance.authz import RuleError
-from openlfr.governance.floors import current_floor
+from openlfr.governance.floors import current_floor, record_floor
 from openlfr.store.models import UserModel
 from openlfr.vision import engine as engine_module
 from openlfr.vision import load_image, registry
@@ -223,6 +223,14 @@ def test_a_changed_file_is_an_integrity_failure(gov: Gov, outside_file: Path, pe
 
 def test_remove_an_unused_model(gov: Gov, outside_file: Path) -> None:
     info = json.loads(cli(gov, "models", "add", str(outside_file), *ADD, "--json").stdout)
+    model_id = info["model_id"]
+    # Only a calibration with its fairness results makes it usable.
+    with pytest.raises(RuleError, match="must come from `openlfr calibrate`"):
+        record_floor(gov.db, gov.actors["ao1"], model_id, 0.5, {"note": "chosen by hand"})
+    assert models.get_model(gov.db, "outside").state == models.NEEDS_CALIBRATION
+    record_floor(gov.db, gov.actors["ao1"], model_id, 0.5,
+                 {"kind": models.CALIBRATION_KIND, "fairness": {"attributes": {}}})
+    assert models.get_model(gov.db, "outside").state == models.CALIBRATED
     assert cli(gov, "models", "remove", "outside", "--user", "op1").exit_code == 3
     done = cli(gov, "models", "remove", "outside", "--user", "admin")
     assert done.exit_code == 0, done.output
@@ -233,6 +241,12 @@ def test_remove_an_unused_model(gov: Gov, outside_file: Path) -> None:
     with gov.db.reading() as s:
         acts = [e.action for e in audit_log.entries(s) if e.action.startswith("model.")]
     assert acts == ["model.add", "model.remove"]
+    # The same file under the same name again: a new record, not calibrated, whatever floors
+    # the earlier record had.
+    again = json.loads(cli(gov, "models", "add", str(outside_file), *ADD, "--json").stdout)
+    assert again["model_id"] == model_id and again["state"] == "needs calibration"
+    with pytest.raises(RuleError, match="no threshold floor yet"):
+        deps.create(gov.db, gov.actors["op1"], plan(model_id, 0.6))
 
 
 def test_creating_a_deployment_loads_no_face_model(gov: Gov) -> None:

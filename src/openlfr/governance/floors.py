@@ -52,8 +52,13 @@ def default_floor(session: Session, model_id: str) -> Floor:
 
 def current_floor(session: Session, model_id: str) -> Floor:
     """The newest calibrated floor of ``model_id``, else its default floor."""
-    row = session.scalars(select(ThresholdFloor).where(ThresholdFloor.model_id == model_id)
-                          .order_by(ThresholdFloor.id.desc()).limit(1)).first()
+    added = models.added_model(session, model_id)
+    if added is not None:  # the floor its record points to: this record's own calibration
+        row = None if added.floor_id is None else session.get(ThresholdFloor, added.floor_id)
+    else:
+        row = session.scalars(select(ThresholdFloor)
+                              .where(ThresholdFloor.model_id == model_id)
+                              .order_by(ThresholdFloor.id.desc()).limit(1)).first()
     if row is None:
         return default_floor(session, model_id)
     return Floor(model_id, row.threshold, "calibrated", json.loads(row.evidence),
@@ -68,11 +73,11 @@ def record_floor(db: Database, actor: Actor, model_id: str, threshold: float,
     if not -1.0 <= threshold <= 1.0:
         raise RuleError(f"threshold {threshold}: a cosine threshold lies between -1 and 1")
     with db.session() as s:
-        spec = _spec(s, model_id)
-        previous = (current_floor(s, model_id) if spec.default_floor is not None
-                    or s.scalars(select(ThresholdFloor.id)
-                                 .where(ThresholdFloor.model_id == model_id)).first()
-                    else None)
+        _spec(s, model_id)
+        try:
+            previous: Floor | None = current_floor(s, model_id)
+        except RuleError:  # an added model's first calibration
+            previous = None
         row = ThresholdFloor(model_id=model_id, threshold=threshold,
                              evidence=json.dumps(evidence, sort_keys=True),
                              created_by=actor.name)

@@ -112,6 +112,11 @@ def _row_named(session: Session, name: str) -> UserModel | None:
     return session.scalars(select(UserModel).where(UserModel.name == name)).first()
 
 
+def added_model(session: Session, model_id: str) -> UserModel | None:
+    """The record of the added model that makes ``model_id`` templates (``None``: not one)."""
+    return _row_of(session, model_id)
+
+
 def _row_of(session: Session, model_id: str) -> UserModel | None:
     if not model_id.startswith(MODEL_ID_PREFIX):
         return None
