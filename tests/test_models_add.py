@@ -7,6 +7,7 @@ loads no face model."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import stat
 from datetime import UTC, datetime, timedelta
@@ -269,3 +270,36 @@ def test_floors_come_from_the_specs(gov: Gov) -> None:
         for spec in registry.BACKENDS.values():
             floor = current_floor(s, spec.model_id)
             assert (floor.threshold, floor.source) == (spec.default_floor, "default")
+
+
+def test_the_console_lists_recognisers_from_the_registry(gov: Gov, outside_file: Path) -> None:
+    """The deployment form offers every backend of the registry and the added model, the
+    latter disabled until calibrated; the API refuses it with a plain message."""
+    from fastapi.testclient import TestClient
+
+    from openlfr.web.app import create_app
+    from tests.govfix import PASSWORD
+
+    info = models.add_model(gov.db, gov.actors["admin"], gov.data_dir, outside_file, "outside",
+                            width=112, height=112, mean=[0], std=[1])
+    with TestClient(create_app(gov.system), base_url="http://testserver") as op1:
+        assert op1.post("/api/v1/auth/login",
+                        json={"name": "op1", "password": PASSWORD}).status_code == 200
+        form = op1.get("/console/deployments/new").text
+        for name in registry.BACKENDS:
+            assert f'<option value="{name}"' in form
+        assert '<option value="outside" disabled>' in form and "needs calibration" in form
+        csrf = re.search(r'<meta name="csrf-token" content="([0-9a-f]{64})">', form)
+        assert csrf is not None
+        now = datetime.now(UTC)
+        r = op1.post("/api/v1/deployments", headers={"X-CSRF-Token": csrf.group(1)}, json={
+            "name": "Concourse", "site": "Central station", "location": "Gate 3",
+            "purpose": "Locate people wanted by the courts", "legal_basis": "Common law",
+            "dpia_ref": "DPIA-1", "equality_ref": "EIA-1",
+            "planned_start": (now + timedelta(hours=1)).isoformat(),
+            "planned_end": (now + timedelta(hours=2)).isoformat(), "backend": "outside"})
+        assert r.status_code == 400 and "no threshold floor yet" in r.json()["detail"]
+        record_floor(gov.db, gov.actors["ao1"], info.model_id, 0.52,
+                     {"kind": models.CALIBRATION_KIND, "fairness": {"attributes": {}}})
+        form = op1.get("/console/deployments/new").text
+        assert '<option value="outside">' in form and "floor 0.52, calibrated" in form
