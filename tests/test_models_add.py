@@ -205,6 +205,12 @@ def test_bad_input_is_one_line(gov: Gov, outside_file: Path, tmp_path: Path) -> 
 def test_a_changed_file_is_an_integrity_failure(gov: Gov, outside_file: Path, people_dir: Path,
                                                groups_csv: Path) -> None:
     info = json.loads(cli(gov, "models", "add", str(outside_file), *ADD, "--json").stdout)
+    dry = cli(gov, "calibrate", "-d", str(people_dir), "-g", str(groups_csv), "--backend",
+              "outside", "--watchlist-size", "2", "--target-fpir", "1/5", "--no-progress",
+              "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    assert json.loads(dry.stdout)["model_id"] == info["model_id"]
+    assert models.get_model(gov.db, "outside").state == models.NEEDS_CALIBRATION
     stored = gov.data_dir / "models" / f"{info['sha256']}.onnx"
     data = bytearray(stored.read_bytes())
     data[4096] ^= 0x01
