@@ -52,12 +52,12 @@ def main() -> None:
     from openlfr.governance import deployments as deps
     from openlfr.governance import users, watchlists
     from openlfr.governance.authz import Actor
-    from openlfr.governance.floors import DEFAULT_FLOORS
     from openlfr.governance.reconcile import Reload
     from openlfr.governance.system import initialise
     from openlfr.store.db import Database
     from openlfr.store.enums import Role
     from openlfr.vision import get_engine
+    from openlfr.vision.registry import BACKENDS
     from openlfr.web.jobs import BackgroundJobs
     from tests import videoclips
 
@@ -113,7 +113,7 @@ def main() -> None:
                 name=f"Bench {i}", site="Bench", location="here", purpose="benchmark",
                 legal_basis="test", dpia_ref="D", equality_ref="E",
                 planned_start=now - timedelta(minutes=1), planned_end=now + timedelta(hours=1),
-                threshold=DEFAULT_FLOORS["sface"], model_id=model_id, signage=True,
+                threshold=BACKENDS["sface"].default_floor, model_id=model_id, signage=True,
                 public_notice=True, watchlist_ids=(wl.id,),
                 cameras=(deps.CameraSpec("gate", str(clip)),)), keyring=system.keyring)
             deps.authorise(system.db, system.keyring, ao, dep_id)

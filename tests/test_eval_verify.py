@@ -254,10 +254,12 @@ def test_missing_dlib_is_a_clear_error(lfw_dir: Path, monkeypatch: pytest.Monkey
 
     from openlfr.evaluation import verify as verify_module
     from openlfr.vision import engine as engine_module
+    from openlfr.vision import registry
 
     monkeypatch.setitem(sys.modules, "dlib", None)  # "import dlib" now raises ImportError
     # bypass the per-process engine cache, which may already hold a dlib engine
-    monkeypatch.setattr(verify_module, "get_engine", engine_module.get_engine.__wrapped__)
+    monkeypatch.setattr(verify_module, "get_engine",
+                        lambda name: engine_module.build_engine(registry.backend_spec(name)))
     result = runner.invoke(app, ["eval", "verify", "-d", str(lfw_dir / "images"),
                                  "-p", str(lfw_dir / "pairs.csv"), "-b", "dlib"])
     assert result.exit_code == 2

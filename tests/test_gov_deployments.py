@@ -17,12 +17,15 @@ from openlfr.audit import log as audit_log
 from openlfr.governance import deployments as deps
 from openlfr.governance import watchlists
 from openlfr.governance.authz import SYSTEM_ACTOR, Forbidden, RuleError
-from openlfr.governance.floors import DEFAULT_FLOORS, record_floor
+from openlfr.governance.floors import record_floor
 from openlfr.store.enums import DeploymentStatus
 from openlfr.store.models import AuditRecord, DataKey, Deployment
+from openlfr.vision.registry import BACKENDS
 from tests.govfix import Gov
 
 REASON = "Wanted on a warrant issued by the magistrates' court (test case 1)."
+#: The sface model's floor, as its spec declares it.
+SFACE_FLOOR: float = BACKENDS["sface"].default_floor or 0.0
 
 
 def approved_watchlist(gov: Gov, face: Path, builder: str = "op1",
@@ -55,7 +58,7 @@ def plan(watchlist_ids: tuple[int, ...] = (), cameras: tuple[deps.CameraSpec, ..
         dpia_ref="DPIA-2026-014", equality_ref="EIA-2026-009",
         planned_start=start or now - timedelta(minutes=5),
         planned_end=end or now + timedelta(hours=2),
-        threshold=DEFAULT_FLOORS["sface"] + 0.05 if threshold is None else threshold,
+        threshold=SFACE_FLOOR + 0.05 if threshold is None else threshold,
         model_id=model_id(), two_person_rule=True, signage=True, public_notice=True,
         watchlist_ids=watchlist_ids, cameras=cameras)
 
@@ -127,7 +130,7 @@ def test_authorisation_by_another_officer_creates_the_data_key(gov: Gov, face_im
 
 def test_threshold_below_the_floor_needs_a_recorded_override(gov: Gov, face_images):
     wid = approved_watchlist(gov, face_images["obama"])
-    low = DEFAULT_FLOORS["sface"] - 0.1
+    low = SFACE_FLOOR - 0.1
     dep_id = deps.create(gov.db, gov.actors["op1"], plan((wid,), threshold=low),
             keyring=gov.system.keyring)
     with pytest.raises(RuleError, match="below the default floor"):
@@ -160,7 +163,7 @@ def test_threshold_below_the_floor_needs_a_recorded_override(gov: Gov, face_imag
         details = json.loads(entry.details)
         confirm = json.loads(s.scalars(select(AuditRecord.details).where(
             AuditRecord.action == "deployment.threshold_override_confirm")).one())
-    assert details["floor"] == f"{DEFAULT_FLOORS['sface']:.4f}"
+    assert details["floor"] == f"{SFACE_FLOOR:.4f}"
     assert details["threshold"] == f"{low:.4f}" and details["below_floor"] is True
     assert confirm["recorded_by"] == "ao2" and confirm["below_floor"] is True
     assert deps.show(gov.db, gov.actors["op1"], dep_id)["threshold_override_confirmed_by"] == "ao1"
@@ -328,7 +331,7 @@ def test_the_commands_create_authorise_show_start_stop(gov: Gov, face_images):
     assert created.returncode == 0, created.stderr
     view = json.loads(created.stdout)
     dep_id = view["id"]
-    assert view["status"] == "draft" and view["threshold"] == DEFAULT_FLOORS["sface"]
+    assert view["status"] == "draft" and view["threshold"] == SFACE_FLOOR
     assert view["cameras"] == [{"name": "gate", "source": "rtsp://***@10.0.0.5/stream",
                                 "state": None, "state_since": None, "last_error": None,
                                 "frames": 0, "seconds": 0.0}]

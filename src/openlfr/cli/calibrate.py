@@ -15,13 +15,15 @@ from openlfr.vision import registry
 
 if TYPE_CHECKING:
     from openlfr.evaluation.calibrate import Calibration
+    from openlfr.vision.engine import FaceEngine
 
 #: The defaults of openlfr.evaluation.calibrate (not imported here: it loads matplotlib).
 DEFAULT_WATCHLIST_SIZE = 1000
 DEFAULT_TARGET_FPIR = "1/6000"
 DEFAULT_STEP = 0.01
 
-BACKEND_HELP = f"Face backend: {', '.join(registry.BACKENDS)}."
+BACKEND_HELP = (f"Face backend: {', '.join(registry.BACKENDS)}, or a model added with "
+                "`openlfr models add` (its first calibration makes it usable).")
 CACHE_HELP = ("Template cache directory (one .npz per model, keyed by image SHA-256): a rerun "
               "resumes from it. Default: off.")
 
@@ -103,15 +105,16 @@ def calibrate_cmd(
         fail("--user NAME is required to record the floor (or use --dry-run to compute and "
              "print only)")
     with user_errors():
-        registry.backend_spec(backend)
+        added = backend not in registry.BACKENDS
         target = parse_rate(target_fpir)
         if report_out is not None and not report_out.parent.is_dir():
             raise FileNotFoundError(f"--report {report_out}: directory {report_out.parent} "
                                     "does not exist")
         if dry_run:
+            engine = _added_engine(data_dir, backend) if added else None
             cal = calibrate(dataset, groups, backend, watchlist_size, target,
                             attributes=attribute, max_pairs=max_pairs, seed=seed, step=step,
-                            alpha=alpha, cache_dir=cache, progress=progress)
+                            alpha=alpha, cache_dir=cache, progress=progress, engine=engine)
             recorded = None
         else:
             assert user is not None
@@ -162,6 +165,22 @@ def calibrate_cmd(
         console.print(f"written: {escape(str(report_out))}", highlight=False)
 
 
+def _added_engine(data_dir: Path | None, backend: str) -> FaceEngine:
+    """The engine of a model added to the installation (its file checked against its
+    recorded SHA-256 as it loads)."""
+    from openlfr.cli.models import installation
+    from openlfr.governance.models import spec_named
+    from openlfr.vision.engine import get_engine
+
+    with installation(data_dir) as system:
+        if system is None:
+            raise registry.ModelError(f"unknown backend {backend!r}; known: "
+                                      f"{', '.join(registry.BACKENDS)}")
+        with system.db.reading() as s:
+            spec = spec_named(s, backend, system.settings.data_dir)
+    return get_engine(spec)
+
+
 def _calibrate_and_record(user: str, data_dir: Path | None, dataset: Path, groups: str,
                           backend: str, watchlist_size: int, target: float,
                           attribute: list[str] | None, max_pairs: int, seed: int, step: float,
@@ -175,11 +194,17 @@ def _calibrate_and_record(user: str, data_dir: Path | None, dataset: Path, group
     from openlfr.governance.floors import record_floor
 
     # acting() turns refusals and failed sign-ins into clean exits (codes 3 and 4).
+    from openlfr.governance.models import spec_named
+    from openlfr.vision.engine import get_engine
+
     with acting(data_dir, user) as ctx:
         require(ctx.db, ctx.actor, Perm.FLOOR_RECORD, "threshold_floor", backend)
+        with ctx.db.reading() as s:
+            spec = spec_named(s, backend, ctx.settings.data_dir)
         cal = calibrate(dataset, groups, backend, watchlist_size, target,
                         attributes=attribute, max_pairs=max_pairs, seed=seed, step=step,
-                        alpha=alpha, cache_dir=cache, progress=progress)
+                        alpha=alpha, cache_dir=cache, progress=progress,
+                        engine=get_engine(spec))
         cal = cal.with_evidence(run_by=user)
         floor = record_floor(ctx.db, ctx.actor, cal.model_id, cal.threshold, cal.evidence)
     return cal, {"model_id": floor.model_id, "threshold": floor.threshold,

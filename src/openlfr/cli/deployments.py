@@ -17,7 +17,10 @@ from openlfr.governance import deployments as deps
 from openlfr.governance.authz import RuleError
 from openlfr.governance.floors import current_floor
 from openlfr.governance.times import to_utc
+from openlfr.store.db import Database
 from openlfr.store.enums import DeploymentStatus, choices
+from openlfr.vision import registry
+from openlfr.vision.registry import DEFAULT_BACKEND
 
 app = typer.Typer(help="Deployments: where, why, when and under whose authority.",
                   no_args_is_help=True)
@@ -67,13 +70,14 @@ def _cameras(values: list[str] | None) -> tuple[deps.CameraSpec, ...] | None:
     return tuple(out)
 
 
-def _model_id(backend: str) -> str:
-    from openlfr.vision.engine import get_engine
+def _model_id(db: Database, backend: str) -> str:
+    """The model id of ``--backend``, from its spec (no model is loaded)."""
+    from openlfr.governance.models import model_id_for
     from openlfr.vision.registry import ModelError
 
     try:
-        return get_engine(backend).model_id
-    except (ModelError, ValueError) as exc:
+        return model_id_for(db, backend)
+    except ModelError as exc:
         fail(f"--backend {backend}: {exc}")
 
 
@@ -97,7 +101,8 @@ EndOpt = Annotated[str | None, typer.Option(
 ThresholdOpt = Annotated[float | None, typer.Option(
     "--threshold", "-t", help="Cosine threshold (create: default the model's current floor).")]
 BackendOpt = Annotated[str | None, typer.Option(
-    "--backend", help="Recogniser: sface (default), dlib or fusion.")]
+    "--backend", help=f"Recogniser: {', '.join(registry.BACKENDS)} (default "
+                      f"{DEFAULT_BACKEND}), or a model added with `openlfr models add`.")]
 TwoPersonOpt = Annotated[bool | None, typer.Option(
     "--two-person-rule/--no-two-person-rule",
     help="An alert is verified only when two different people confirm it.")]
@@ -134,9 +139,9 @@ def create(
         fail("--start and --end are required")
     planned_start = parse_when(start, "--start")
     planned_end = parse_when(end, "--end")
-    model_id = _model_id(backend or "sface")
     cameras = _cameras(camera) or ()
     with acting(data_dir, user) as ctx:
+        model_id = _model_id(ctx.db, backend or DEFAULT_BACKEND)
         if threshold is None:
             with ctx.db.reading() as s:
                 threshold = current_floor(s, model_id).threshold
@@ -185,15 +190,15 @@ def edit(
         changes["planned_start"] = parse_when(start, "--start")
     if end is not None:
         changes["planned_end"] = parse_when(end, "--end")
-    if backend is not None:
-        changes["model_id"] = _model_id(backend)
     if watchlist is not None:
         changes["watchlist_ids"] = tuple(watchlist)
     if camera is not None:
         changes["cameras"] = _cameras(camera)
-    if not changes:
+    if not changes and backend is None:
         fail("nothing to change: give at least one option")
     with acting(data_dir, user) as ctx:
+        if backend is not None:
+            changes["model_id"] = _model_id(ctx.db, backend)
         changed = deps.edit(ctx.db, ctx.actor, deployment, keyring=ctx.system.keyring,
                             **changes)
         view = deps.show(ctx.db, ctx.actor, deployment)

@@ -510,7 +510,9 @@ def calibrate(
         "threshold": dec(chosen, 6),
         "target_fpir": dec(target_fpir, 6),
         "watchlist_size": watchlist_size,
-        "default_threshold": dec(engine.default_threshold, 6),
+        # None: a model a user added, which has no threshold before its first calibration
+        "default_threshold": (None if engine.spec.default_threshold is None
+                              else dec(engine.spec.default_threshold, 6)),
         "fpir": fpir,
         "fairness": {
             "rule": "each group's FMR over within-group impostor pairs against the pooled "
@@ -648,6 +650,9 @@ def summary_sentences(cal: Calibration) -> list[str]:
             out.append(f"{attr}: too few comparisons for a conclusion in "
                        f"{', '.join(small)}: at the overall rate fewer than 5 false matches "
                        "would be expected there, so a difference could not be seen.")
+    if ev["default_threshold"] is None:
+        out.append("The model had no threshold before this calibration (a model you added).")
+        return out
     dflt = float(ev["default_threshold"])
     rel = "above" if t > dflt else "below" if t < dflt else "equal to"
     out.append(f"The floor is {rel} the model's default threshold ({dflt:g}).")
@@ -687,8 +692,9 @@ def write_report(cal: Calibration, path: Path) -> Path:
              "<th>images</th><th>impostor pairs</th><th>false matches</th><th>FMR</th>"
              "<th>95 % CI</th><th>significantly above the rest</th><th>too small</th></tr>"
              + "".join(rows) + "</table>")
-    marks = [("floor", cal.threshold), ("FPIR target met from", round(d.fpir_threshold, 3)),
-             ("default", float(ev["default_threshold"]))]
+    marks = [("floor", cal.threshold), ("FPIR target met from", round(d.fpir_threshold, 3))]
+    if ev["default_threshold"] is not None:
+        marks.append(("default", float(ev["default_threshold"])))
     measured = [("all images", cal.threshold, d.measured)] if d.measured else []
     figures = [
         ("DET curves for all images and per group (only groups with several photos of the "

@@ -1,5 +1,7 @@
 """Threshold floors: the lowest threshold a deployment may use with a model without a recorded
-override. A calibrated floor (``openlfr calibrate``) replaces the model's default floor."""
+override. A calibrated floor (``openlfr calibrate``) replaces the model's default floor, which
+its :class:`~openlfr.vision.registry.BackendSpec` declares. A model a user added has no default
+floor: until it is calibrated, asking for its floor is refused, and so is any deployment of it."""
 
 from __future__ import annotations
 
@@ -12,13 +14,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from openlfr.audit import log as audit_log
+from openlfr.governance import models
 from openlfr.governance.authz import Actor, Perm, RuleError, require
 from openlfr.store.db import Database
 from openlfr.store.models import ThresholdFloor
-
-#: Floors per recogniser until a calibration is recorded: each model's default threshold
-#: (chosen at FPIR 1 % with 1,000 identities on LFW; README "Default thresholds").
-DEFAULT_FLOORS: dict[str, float] = {"sface": 0.48, "dlib": 0.96, "fusion": 0.69}
+from openlfr.vision.registry import BackendSpec, ModelError
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,26 +31,36 @@ class Floor:
     recorded_at: str | None = None
 
 
-def _backend(model_id: str) -> str:
-    from openlfr.vision.engine import model_id_backend
+def _spec(session: Session, model_id: str) -> BackendSpec:
+    try:
+        return models.spec_of(session, model_id)
+    except ModelError as exc:
+        raise RuleError(str(exc)) from None
 
-    return model_id_backend(model_id)
 
-
-def default_floor(model_id: str) -> Floor:
-    backend = _backend(model_id)
-    if backend not in DEFAULT_FLOORS:
-        raise RuleError(f"no threshold floor is known for model {model_id!r}")
-    return Floor(model_id, DEFAULT_FLOORS[backend], "default",
+def default_floor(session: Session, model_id: str) -> Floor:
+    """The floor its spec declares for ``model_id``; a RuleError for an unknown model and for
+    a model a user added that has not been calibrated yet."""
+    spec = _spec(session, model_id)
+    if spec.default_floor is None:
+        raise RuleError(f"model {spec.name} ({model_id}) has no threshold floor yet: run "
+                        f"`openlfr calibrate --backend {spec.name}` on your evaluation data "
+                        "first; until then no deployment can use it")
+    return Floor(model_id, spec.default_floor, "default",
                  {"note": "the model's default threshold; no calibration recorded yet"})
 
 
 def current_floor(session: Session, model_id: str) -> Floor:
     """The newest calibrated floor of ``model_id``, else its default floor."""
-    row = session.scalars(select(ThresholdFloor).where(ThresholdFloor.model_id == model_id)
-                          .order_by(ThresholdFloor.id.desc()).limit(1)).first()
+    added = models.added_model(session, model_id)
+    if added is not None:  # the floor its record points to: this record's own calibration
+        row = None if added.floor_id is None else session.get(ThresholdFloor, added.floor_id)
+    else:
+        row = session.scalars(select(ThresholdFloor)
+                              .where(ThresholdFloor.model_id == model_id)
+                              .order_by(ThresholdFloor.id.desc()).limit(1)).first()
     if row is None:
-        return default_floor(model_id)
+        return default_floor(session, model_id)
     return Floor(model_id, row.threshold, "calibrated", json.loads(row.evidence),
                  row.created_by, row.created_at.isoformat())
 
@@ -62,9 +72,12 @@ def record_floor(db: Database, actor: Actor, model_id: str, threshold: float,
     require(db, actor, Perm.FLOOR_RECORD, "threshold_floor", model_id)
     if not -1.0 <= threshold <= 1.0:
         raise RuleError(f"threshold {threshold}: a cosine threshold lies between -1 and 1")
-    _backend(model_id)
     with db.session() as s:
-        previous = current_floor(s, model_id)
+        _spec(s, model_id)
+        try:
+            previous: Floor | None = current_floor(s, model_id)
+        except RuleError:  # an added model's first calibration
+            previous = None
         row = ThresholdFloor(model_id=model_id, threshold=threshold,
                              evidence=json.dumps(evidence, sort_keys=True),
                              created_by=actor.name)
@@ -73,9 +86,10 @@ def record_floor(db: Database, actor: Actor, model_id: str, threshold: float,
         audit_log.record(s, actor.name, "floor.record", "threshold_floor", row.id, {
             "model_id": model_id,
             "threshold": audit_log.fmt_float(threshold),
-            "previous": audit_log.fmt_float(previous.threshold),
-            "previous_source": previous.source,
+            "previous": None if previous is None else audit_log.fmt_float(previous.threshold),
+            "previous_source": "none" if previous is None else previous.source,
             # The evidence itself is kept with the floor; the log pins it by its digest.
             "evidence_sha256": hashlib.sha256(row.evidence.encode("utf-8")).hexdigest(),
         })
+        models.attach_floor(s, model_id, row)
         return current_floor(s, model_id)

@@ -309,14 +309,14 @@ class DeploymentRun:
 
     def _run(self) -> RunResult:
         from openlfr.governance.alerts import AlertRecorder
-        from openlfr.vision.engine import get_engine, model_id_backend
+        from openlfr.governance.models import engine_for
 
         if self._stop.is_set():
             raise RuleError("the run was stopped before it started")
         model_id, cameras, threshold, _watchlists, planned_end = self._check()
         self._planned_end = planned_end
         try:
-            engine = get_engine(model_id_backend(model_id))
+            engine = engine_for(self.system.db, model_id, self.system.settings.data_dir)
             if engine.model_id != model_id:
                 raise RuleError(f"deployment {self.deployment_id} uses model {model_id!r}; "
                                 f"this openlfr makes {engine.model_id!r}")

@@ -126,13 +126,13 @@ def desired_gallery(session: Session, keyring: Keyring, deployment_id: int
            if wl.status == WatchlistStatus.APPROVED and wl.model_id == dep.model_id]
     if ids:
         return deployment_gallery(session, keyring, ids)
-    return empty_gallery(dep.model_id), {}
+    return empty_gallery(session, dep.model_id), {}
 
 
-def empty_gallery(model_id: str) -> Gallery:
-    from openlfr.vision.engine import get_engine, model_id_backend
+def empty_gallery(session: Session, model_id: str) -> Gallery:
+    from openlfr.governance.models import template_dim
 
-    return Gallery(model_id, get_engine(model_id_backend(model_id)).embedder.dim)
+    return Gallery(model_id, template_dim(session, model_id))
 
 
 def _reason(before: Fingerprint, after: Fingerprint) -> str:
@@ -308,9 +308,10 @@ class Reconciler:
                 with self.system.db.reading() as s:
                     dep = s.get(Deployment, dep_id)
                     model_id = dep.model_id if dep is not None else None
-                if model_id is None or owned.handle.gallery_size() == (0, 0):
-                    return
-                gallery, names, fingerprint = empty_gallery(model_id), {}, owned.fingerprint
+                    if model_id is None or owned.handle.gallery_size() == (0, 0):
+                        return
+                    gallery, names = empty_gallery(s, model_id), {}
+                fingerprint = owned.fingerprint
                 reason = "the watchlists could not be loaded"
             except Exception:
                 log.exception("deployment %d: emptying its gallery", dep_id)

@@ -254,7 +254,7 @@ class _Prepared:
     template: bytes  # float32 little-endian
 
 
-def _prepare_images(model_id: str, images: Sequence[tuple[bytes, str]],
+def _prepare_images(system: System, model_id: str, images: Sequence[tuple[bytes, str]],
                     known_digests: set[str]) -> list[_Prepared]:
     """Check every image (one enrolment-quality face, readable, not a duplicate) and compute
     its template; the first failure raises :class:`RuleError` naming the image and why.
@@ -264,8 +264,8 @@ def _prepare_images(model_id: str, images: Sequence[tuple[bytes, str]],
     Decoding is bounded by :mod:`openlfr.vision.imageio` (:class:`~openlfr.vision.imageio.
     ImageBusy` when too many run at once: not the image's fault, the caller answers "busy").
     """
+    from openlfr.governance.models import engine_for
     from openlfr.vision import imageio
-    from openlfr.vision.engine import get_engine, model_id_backend
     from openlfr.vision.imageio import (
         ImageBusy,
         ImageError,
@@ -305,7 +305,7 @@ def _prepare_images(model_id: str, images: Sequence[tuple[bytes, str]],
             raise RuleError(f"{label}: unreadable: {exc.detail}") from None
         checked.append((data, source, digest, label))
     try:
-        engine = get_engine(model_id_backend(model_id))
+        engine = engine_for(system.db, model_id, system.settings.data_dir)
     except ModelError as exc:
         raise RuleError(str(exc)) from None
     if engine.model_id != model_id:
@@ -414,7 +414,7 @@ def create_watchlist(system: System, actor: Actor, name: str, purpose: str,
 
     Takes the :class:`System` (not only the database): the data key is made with the keyring,
     and the default size limit is ``settings.watchlist_max_subjects``."""
-    from openlfr.vision.engine import get_engine
+    from openlfr.governance.models import model_id_for
     from openlfr.vision.registry import ModelError
 
     db = system.db
@@ -430,7 +430,7 @@ def create_watchlist(system: System, actor: Actor, name: str, purpose: str,
         raise RuleError(f"max subjects {limit}: above the configured limit of "
                         f"{system.settings.watchlist_max_subjects}")
     try:
-        model_id = get_engine(backend).model_id
+        model_id = model_id_for(db, backend)
     except ModelError as exc:
         raise RuleError(str(exc)) from None
     with db.session() as s:
@@ -477,7 +477,7 @@ def add_subject(system: System, actor: Actor, watchlist_id: int, reference: str,
         _editable(wl)
         model_id = wl.model_id
         _check_room(s, wl)
-    prepared = _prepare_images(model_id, images, set())
+    prepared = _prepare_images(system, model_id, images, set())
     with db.session() as s:
         wl = _watchlist(s, watchlist_id, lock=True)
         _editable(wl)
@@ -520,7 +520,7 @@ def add_image(system: System, actor: Actor, subject_id: int,
             raise RuleError(f"subject {subject_id} would have {len(known) + len(images)} "
                             f"images: at most {MAX_IMAGES_PER_SUBJECT}")
         model_id, watchlist_id = wl.model_id, wl.id
-    prepared = _prepare_images(model_id, images, known)
+    prepared = _prepare_images(system, model_id, images, known)
     with db.session() as s:
         wl = _watchlist(s, watchlist_id, lock=True)
         _editable(wl)
@@ -731,9 +731,9 @@ def deployment_gallery(session: Session, keyring: Keyring, watchlist_ids: Sequen
     if vectors:
         dim = len(vectors[0])
     else:
-        from openlfr.vision.engine import get_engine, model_id_backend
+        from openlfr.governance.models import template_dim
 
-        dim = get_engine(model_id_backend(model_id)).embedder.dim
+        dim = template_dim(session, model_id)
     gallery = Gallery(model_id, dim)
     if vectors:
         gallery.add_many(subject_ids, reference_ids, np.stack(vectors))

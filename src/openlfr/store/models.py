@@ -453,6 +453,25 @@ class ThresholdFloor(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class UserModel(Base):
+    """A recogniser a user added (``openlfr models add``): its file (in the data directory,
+    by SHA-256), how to run it (JSON), and the calibrated floor whose evidence is its fairness
+    report (``floor_id``; none yet: the model cannot be used for a deployment)."""
+
+    __tablename__ = "user_models"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    model_id: Mapped[str] = mapped_column(String(100), unique=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    filename: Mapped[str] = mapped_column(String(200))
+    config: Mapped[str] = mapped_column(Text)
+    floor_id: Mapped[int | None] = mapped_column(ForeignKey("threshold_floors.id"),
+                                                 nullable=True)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 # -- audit -------------------------------------------------------------------------------------
 
 class AuditRecord(Base):

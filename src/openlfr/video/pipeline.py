@@ -27,9 +27,8 @@ from openlfr.video.stats import CameraStats
 from openlfr.video.tracking import FaceTracker
 from openlfr.video.types import Alert, Frame, Sighting
 from openlfr.vision import quality as q
-from openlfr.vision.engine import FaceEngine
-from openlfr.vision.imageio import ImageArray
-from openlfr.vision.protocols import Detector
+from openlfr.vision.imageio import ImageArray, as_image
+from openlfr.vision.protocols import Detector, Engine
 from openlfr.vision.types import Candidate, Face
 
 log = logging.getLogger("openlfr.video.pipeline")
@@ -106,7 +105,7 @@ class CameraPipeline:
     def __init__(
         self,
         camera: str,
-        engine: FaceEngine,
+        engine: Engine,
         gallery: GallerySearch,
         config: PipelineConfig,
         sink: AlertSink,
@@ -266,7 +265,7 @@ class CameraPipeline:
         sx, sy = w / dw, h / dh
         # Area averaging only pays for a real reduction; a few rows less is a linear resize.
         shrink = cv2.INTER_AREA if max(sx, sy) > 1.3 else cv2.INTER_LINEAR
-        small = cv2.resize(image, (dw, dh), interpolation=shrink)
+        small = as_image(cv2.resize(image, (dw, dh), interpolation=shrink))
         scale = np.array([sx, sy], dtype=np.float32)
         return [
             Face((f.box[0] * sx, f.box[1] * sy, f.box[2] * sx, f.box[3] * sy),
@@ -383,11 +382,11 @@ def _usable(image: object) -> ImageArray | None:
     if image.dtype != np.uint8:
         return None
     if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        return as_image(cv2.cvtColor(image, cv2.COLOR_GRAY2BGR))
     if image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+        return as_image(cv2.cvtColor(image, cv2.COLOR_BGRA2BGR))
     if image.shape[2] == 1:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        return as_image(cv2.cvtColor(image, cv2.COLOR_GRAY2BGR))
     if image.shape[2] != 3:
         return None
     return image

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from openlfr.vision.imageio import ImageArray
+from openlfr.vision.imageio import ImageArray, as_image
 
 #: The canonical 5-point template for a 112×112 crop (ArcFace / SFace convention), in the
 #: order right eye, left eye, nose tip, right mouth corner, left mouth corner.
@@ -35,4 +35,4 @@ def similarity_matrix(landmarks: np.ndarray, size: int = 112) -> np.ndarray:
 def align(image: ImageArray, landmarks: np.ndarray, size: int = 112) -> ImageArray:
     """Crop and rotate one face to a ``size``×``size`` canonical view."""
     matrix = similarity_matrix(landmarks, size)
-    return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR)
+    return as_image(cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR))

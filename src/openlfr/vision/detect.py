@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from openlfr.vision import registry
-from openlfr.vision.imageio import ImageArray
+from openlfr.vision.imageio import ImageArray, as_image
 from openlfr.vision.types import Face
 
 
@@ -34,8 +34,14 @@ class YuNetDetector:
         self._net = cv2.FaceDetectorYN.create(
             str(path), "", (320, 320), score_threshold, nms_threshold, top_k
         )
+        self.nms_threshold = nms_threshold
+        self.top_k = top_k
         # FaceDetectorYN keeps per-input-size state: one call at a time per detector.
         self._lock = threading.Lock()
+
+    def copy(self) -> YuNetDetector:
+        """A second detector with the same settings (its own network and lock)."""
+        return YuNetDetector(self.score_threshold, self.nms_threshold, self.top_k, self.max_side)
 
     def detect(self, image: ImageArray) -> list[Face]:
         h, w = image.shape[:2]
@@ -43,10 +49,10 @@ class YuNetDetector:
         work = image
         if max(h, w) > self.max_side:
             scale = self.max_side / max(h, w)
-            work = cv2.resize(image, (max(int(w * scale), 1), max(int(h * scale), 1)),
-                              interpolation=cv2.INTER_AREA)
+            work = as_image(cv2.resize(image, (max(int(w * scale), 1), max(int(h * scale), 1)),
+                                       interpolation=cv2.INTER_AREA))
         if work.ndim == 2:
-            work = cv2.cvtColor(work, cv2.COLOR_GRAY2BGR)
+            work = as_image(cv2.cvtColor(work, cv2.COLOR_GRAY2BGR))
         with self._lock:
             self._net.setInputSize((work.shape[1], work.shape[0]))
             _, rows = self._net.detect(work)

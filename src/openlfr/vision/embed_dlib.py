@@ -19,7 +19,7 @@ from openlfr.vision.embed_sface import l2_normalise
 from openlfr.vision.imageio import ImageArray
 from openlfr.vision.types import Face, FloatArray, Template
 
-DLIB_MODEL_ID = "dlib-resnet-v1"
+DLIB_MODEL_ID = registry.DLIB_MODEL_ID
 
 
 def import_dlib() -> Any:

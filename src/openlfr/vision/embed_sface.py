@@ -19,10 +19,10 @@ import numpy as np
 
 from openlfr.vision import registry
 from openlfr.vision.align import align
-from openlfr.vision.imageio import ImageArray
+from openlfr.vision.imageio import ImageArray, as_image
 from openlfr.vision.types import Face, FloatArray, Template
 
-SFACE_MODEL_ID = "sface-2021dec-int8bq"
+SFACE_MODEL_ID = registry.SFACE_MODEL_ID
 
 #: Accepted values of ``SFaceEmbedder(runtime=...)``.
 RUNTIMES = ("auto", "onnxruntime", "opencv")
@@ -131,7 +131,7 @@ class SFaceEmbedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         batch = list(crops)
         if self.flip:
-            batch += [cv2.flip(c, 1) for c in crops]
+            batch += [as_image(cv2.flip(c, 1)) for c in crops]
         if self.runtime == "onnxruntime":
             out = self._forward_onnxruntime(batch)
         else:

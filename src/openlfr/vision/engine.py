@@ -1,7 +1,8 @@
-"""The face engine: one detector and one embedder behind a backend name.
+"""The face engine: one detector and one embedder behind a backend spec.
 
 ``FaceEngine`` is what the rest of openlfr uses: detect faces with their quality, embed the ones
-worth embedding, and know the model's default threshold. It holds no state about people.
+worth embedding, and know the model's default threshold (from its
+:class:`~openlfr.vision.registry.BackendSpec`). It holds no state about people.
 """
 
 from __future__ import annotations
@@ -14,24 +15,10 @@ import numpy as np
 
 from openlfr.vision import quality as q
 from openlfr.vision import registry
-from openlfr.vision.detect import YuNetDetector
-from openlfr.vision.imageio import ImageArray
+from openlfr.vision.imageio import ImageArray, as_image
 from openlfr.vision.protocols import Detector, Embedder
+from openlfr.vision.registry import BackendSpec
 from openlfr.vision.types import Face, Template
-
-#: Default decision thresholds (cosine similarity), one per backend, chosen for the watchlist
-#: case: on LFW (../shared/data/lfw) open-set identification with 1,000 enrolled identities
-#: (``openlfr eval identify --gallery-sizes 1000``, one enrolment image each, seed 0), the
-#: threshold at which 1 % of searches for people not on the list return a candidate
-#: (FPIR 0.01), rounded up to the next 0.01 (README, "Default thresholds"). A pairwise
-#: false-match rate that looks small (0.1 %) becomes a false alert in most searches against a
-#: thousand people, so the default is set on searches, not on pairs. Scores of different models
-#: are not comparable: each backend has its own.
-DEFAULT_THRESHOLDS: dict[str, float] = {
-    "sface": 0.48,
-    "dlib": 0.96,
-    "fusion": 0.69,
-}
 
 #: How far to pad an image (fraction of its size on each side) so a tight face crop still has
 #: the margin the detector needs.
@@ -39,8 +26,12 @@ ENROL_PADDING = 0.3
 
 
 class FaceEngine:
-    def __init__(self, backend: str, detector: Detector, embedder: Embedder) -> None:
-        self.backend = backend
+    """A detector and an embedder; ``backend`` is a registered backend's name or its spec."""
+
+    def __init__(self, backend: str | BackendSpec, detector: Detector,
+                 embedder: Embedder) -> None:
+        self.spec = registry.backend_spec(backend) if isinstance(backend, str) else backend
+        self.backend = self.spec.name
         self.detector = detector
         self.embedder = embedder
 
@@ -50,7 +41,12 @@ class FaceEngine:
 
     @property
     def default_threshold(self) -> float:
-        return DEFAULT_THRESHOLDS[self.backend]
+        """The model's default threshold; a ModelError for a model not calibrated yet."""
+        if self.spec.default_threshold is None:
+            raise registry.ModelError(
+                f"model {self.backend} has no threshold yet: run `openlfr calibrate --backend "
+                f"{self.backend}` on your evaluation data first")
+        return self.spec.default_threshold
 
     def detect(self, image: ImageArray, policy: q.QualityPolicy | None = None,
                pad: float = 0.0) -> list[Face]:
@@ -68,7 +64,8 @@ class FaceEngine:
         h, w = image.shape[:2]
         py, px = int(h * pad), int(w * pad)
         mean = [int(v) for v in np.asarray(image).reshape(-1, image.shape[2]).mean(axis=0)]
-        padded = cv2.copyMakeBorder(image, py, py, px, px, cv2.BORDER_CONSTANT, value=mean)
+        padded = as_image(cv2.copyMakeBorder(image, py, py, px, px, cv2.BORDER_CONSTANT,
+                                             value=mean))
         return [f.shifted(-px, -py) for f in self.detector.detect(padded)]
 
     def embed(self, image: ImageArray, faces: Sequence[Face]) -> list[Template]:
@@ -76,32 +73,32 @@ class FaceEngine:
 
 
 
-def _make_embedder(backend: str) -> Embedder:
-    if backend == "sface":
-        from openlfr.vision.embed_sface import SFaceEmbedder
+def get_engine(backend: str | BackendSpec = registry.DEFAULT_BACKEND) -> FaceEngine:
+    """The shared engine of a backend (a built-in name or a spec): one copy of each model per
+    process. Loading is lazy: nothing is read before the first call for a backend."""
+    return _engine(registry.backend_spec(backend) if isinstance(backend, str) else backend)
 
-        return SFaceEmbedder()
-    if backend == "dlib":
-        from openlfr.vision.embed_dlib import DlibEmbedder
 
-        return DlibEmbedder()
-    if backend == "fusion":
-        from openlfr.vision.embed_fusion import FusionEmbedder
-
-        return FusionEmbedder()
-    raise AssertionError(f"backend {backend!r} is registered but has no embedder")
+def build_engine(spec: BackendSpec) -> FaceEngine:
+    """A new engine for ``spec`` (its detector and embedder loaded now), not shared."""
+    return FaceEngine(spec, spec.detector(), spec.embedder())
 
 
 @cache
-def get_engine(backend: str = registry.DEFAULT_BACKEND) -> FaceEngine:
-    """The shared engine for a backend: one copy of each model per process."""
-    registry.backend_spec(backend)
-    return FaceEngine(backend, YuNetDetector(), _make_embedder(backend))
+def _engine(spec: BackendSpec) -> FaceEngine:
+    return build_engine(spec)
+
+
+def loaded_engines() -> int:
+    """How many engines this process has loaded (and shares)."""
+    return _engine.cache_info().currsize
+
+
+def clear_engines() -> None:
+    """Forget the shared engines (the next :func:`get_engine` loads again)."""
+    _engine.cache_clear()
 
 
 def model_id_backend(model_id: str) -> str:
-    """Which backend produced templates with this model id."""
-    for name in registry.BACKENDS:
-        if model_id.startswith(name):
-            return name
-    raise registry.ModelError(f"templates of unknown model {model_id!r}")
+    """Which built-in backend produced templates with this model id."""
+    return registry.spec_for_model_id(model_id).name

@@ -35,7 +35,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, cast
 
 import cv2
 import numpy as np
@@ -43,6 +43,12 @@ import numpy.typing as npt
 from PIL import ExifTags, Image
 
 ImageArray = npt.NDArray[np.uint8]
+
+
+def as_image(array: npt.NDArray[Any]) -> ImageArray:
+    """An OpenCV result on 8-bit input, typed as what it is (OpenCV's stubs say "any number
+    type"). No copy, no conversion."""
+    return cast(ImageArray, array)
 
 #: Images larger than this many pixels are refused (decompression bombs).
 MAX_PIXELS = 40_000_000
@@ -373,16 +379,16 @@ def _shrink(img: Image.Image) -> Image.Image:
 def _to_bgr(img: Image.Image) -> ImageArray:
     if img.mode.startswith("I;16"):
         grey = (np.asarray(img).astype(np.uint16, copy=False) >> 8).astype(np.uint8)
-        return cv2.cvtColor(np.ascontiguousarray(grey), cv2.COLOR_GRAY2BGR)
+        return as_image(cv2.cvtColor(np.ascontiguousarray(grey), cv2.COLOR_GRAY2BGR))
     if img.mode in ("I", "F"):
         values = np.asarray(img, dtype=np.float32)
         top = float(values.max()) if values.size else 0.0
         if top > 255:  # 16-bit samples as 8 (or, beyond, scaled to the brightest)
             values = values * (255.0 / max(top, 65535.0))
         grey = np.clip(values, 0, 255).astype(np.uint8)
-        return cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
+        return as_image(cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR))
     rgb = img if img.mode == "RGB" else img.convert("RGB")
-    return cv2.cvtColor(np.asarray(rgb), cv2.COLOR_RGB2BGR)
+    return as_image(cv2.cvtColor(np.asarray(rgb), cv2.COLOR_RGB2BGR))
 
 
 def _decode_open(img: Image.Image, header: ImageHeader) -> ImageArray:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from openlfr.vision.imageio import ImageArray
+from openlfr.vision.imageio import ImageArray, as_image
 from openlfr.vision.types import Face, Quality
 
 #: Nose-tip depth in front of the eye line, as a fraction of the inter-ocular distance (an
@@ -101,7 +101,7 @@ def _face_patch(image: ImageArray, face: Face) -> np.ndarray:
         return np.zeros((2, 2), dtype=np.uint8)
     patch = image[y0:y1, x0:x1]
     if patch.ndim == 3:
-        patch = cv2.cvtColor(patch, cv2.COLOR_BGR2GRAY)
+        patch = as_image(cv2.cvtColor(patch, cv2.COLOR_BGR2GRAY))
     return patch
 
 

@@ -1,9 +1,17 @@
-"""Model registry: which files each backend needs, their SHA-256 digests, and where they are found.
+"""Model registry: every recogniser backend, declared once as a :class:`BackendSpec`.
 
-Search order for a file: the pinned registry package that ships it (located without importing
-the package's code), then the user's model cache directory (``OPENLFR_MODEL_DIR``, default
-``~/.cache/openlfr/models``). Nothing is ever downloaded implicitly: ``openlfr models pull``
-fetches from the official URL into the cache, on machines that have internet, and verifies it.
+A spec names the backend, the model id its templates carry, the files it needs with their
+SHA-256 digests, the factories of its detector and embedder, its default threshold and its
+threshold floor. Everything else reads the registry: :func:`openlfr.vision.engine.get_engine`,
+the command line's ``--backend`` choices, deployment validation and the governance floors.
+The built-in specs are registered here; a model a user brings (``openlfr models add``) is
+recorded by the governance layer, which builds its spec (:func:`user_spec`) when it is needed.
+
+Search order for a built-in file: the pinned registry package that ships it (located without
+importing the package's code), then the user's model cache directory (``OPENLFR_MODEL_DIR``,
+default ``~/.cache/openlfr/models``). A user's file has one place, in the data directory.
+Nothing is ever downloaded implicitly: ``openlfr models pull`` fetches from the official URL
+into the cache, on machines that have internet, and verifies it.
 """
 
 from __future__ import annotations
@@ -15,8 +23,13 @@ import os
 import shutil
 import tempfile
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from openlfr.vision.protocols import Detector, Embedder
 
 
 class ModelError(RuntimeError):
@@ -33,17 +46,13 @@ class ModelFile:
     url: str
     licence: str
     role: str
+    #: Where the file is, for a file with one fixed place (a user's model in the data
+    #: directory); ``None``: searched in the package, then the cache.
+    path: str | None = None
 
     @property
     def pip_hint(self) -> str:
         return PIP_HINTS.get(self.package, self.package)
-
-
-@dataclass(frozen=True)
-class Backend:
-    name: str
-    files: tuple[str, ...]
-    description: str
 
 
 FILES: dict[str, ModelFile] = {
@@ -109,22 +118,106 @@ PIP_HINTS = {
     "face_recognition_models": "pip install 'openlfr[dlib]'",
 }
 
-BACKENDS: dict[str, Backend] = {
-    b.name: b
-    for b in (
-        Backend("sface", ("yunet", "sface"), "YuNet detector + SFace recogniser (default)"),
-        Backend(
-            "dlib",
-            ("yunet", "dlib_shape5", "dlib_resnet"),
-            "YuNet detector + dlib 5-point alignment + dlib ResNet recogniser",
-        ),
-        Backend(
-            "fusion",
-            ("yunet", "sface", "dlib_shape5", "dlib_resnet"),
-            "SFace and dlib scores combined",
-        ),
-    )
-}
+#: Model ids: what the templates of each built-in recogniser are tagged with.
+SFACE_MODEL_ID = "sface-2021dec-int8bq"
+DLIB_MODEL_ID = "dlib-resnet-v1"
+#: The ``fusion`` backend's weight of SFace (dlib gets the rest).
+FUSION_WEIGHT = 0.5
+FUSION_MODEL_ID = f"fusion-{SFACE_MODEL_ID}+flip+{DLIB_MODEL_ID}-w{FUSION_WEIGHT:g}"
+
+
+def _yunet() -> Detector:
+    from openlfr.vision.detect import YuNetDetector
+
+    return YuNetDetector()
+
+
+def _sface() -> Embedder:
+    from openlfr.vision.embed_sface import SFaceEmbedder
+
+    return SFaceEmbedder()
+
+
+def _dlib() -> Embedder:
+    from openlfr.vision.embed_dlib import DlibEmbedder
+
+    return DlibEmbedder()
+
+
+def _fusion() -> Embedder:
+    from openlfr.vision.embed_fusion import FusionEmbedder
+
+    return FusionEmbedder(weight=FUSION_WEIGHT)
+
+
+#: Detectors a recogniser can be paired with, by name (all align with the 5-point template).
+DETECTORS: dict[str, Callable[[], Detector]] = {"yunet": _yunet}
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """One recogniser backend, declared once.
+
+    ``default_threshold`` is the decision threshold a deployment gets when none is given;
+    ``floor`` the lowest threshold allowed without a recorded override until ``openlfr
+    calibrate`` records one (``None``: the default threshold is the floor). A model a user
+    brings has neither until it is calibrated (``default_threshold is None``): it cannot be
+    used for a deployment before then. Scores of different models are not comparable, so both
+    numbers belong to the model. Two equal specs share one engine (specs are hashable).
+    """
+
+    name: str
+    model_id: str
+    files: tuple[ModelFile, ...]
+    detector: Callable[[], Detector]
+    embedder: Callable[[], Embedder]
+    default_threshold: float | None
+    description: str
+    floor: float | None = None
+    #: ``"built-in"``, or ``"user"`` for a model added with ``openlfr models add``.
+    origin: str = "built-in"
+
+    @property
+    def default_floor(self) -> float | None:
+        """The floor before any calibration (``None``: the model must be calibrated first)."""
+        return self.default_threshold if self.floor is None else self.floor
+
+    @property
+    def file_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.files)
+
+
+#: Every built-in backend, by name: the one place a recogniser is declared.
+BACKENDS: dict[str, BackendSpec] = {}
+
+
+def register(spec: BackendSpec) -> BackendSpec:
+    """Add a built-in backend to the registry (a name is registered once)."""
+    if spec.name in BACKENDS and BACKENDS[spec.name] != spec:
+        raise ModelError(f"backend {spec.name!r} is already registered")
+    if any(s.model_id == spec.model_id and s.name != spec.name for s in BACKENDS.values()):
+        raise ModelError(f"model id {spec.model_id!r} is already registered")
+    BACKENDS[spec.name] = spec
+    return spec
+
+
+# Default thresholds (cosine similarity), chosen for the watchlist case: on LFW
+# (../shared/data/lfw) open-set identification with 1,000 enrolled identities (``openlfr eval
+# identify --gallery-sizes 1000``, one enrolment image each, seed 0), the threshold at which 1 %
+# of searches for people not on the list return a candidate (FPIR 0.01), rounded up to the next
+# 0.01 (README, "Default thresholds"). A pairwise false-match rate that looks small (0.1 %)
+# becomes a false alert in most searches against a thousand people, so the default is set on
+# searches, not on pairs. Until a calibration is recorded, each one is also its model's floor.
+register(BackendSpec(
+    "sface", SFACE_MODEL_ID, (FILES["yunet"], FILES["sface"]), _yunet, _sface, 0.48,
+    "YuNet detector + SFace recogniser (default)"))
+register(BackendSpec(
+    "dlib", DLIB_MODEL_ID, (FILES["yunet"], FILES["dlib_shape5"], FILES["dlib_resnet"]),
+    _yunet, _dlib, 0.96, "YuNet detector + dlib 5-point alignment + dlib ResNet recogniser"))
+register(BackendSpec(
+    "fusion", FUSION_MODEL_ID,
+    (FILES["yunet"], FILES["sface"], FILES["dlib_shape5"], FILES["dlib_resnet"]),
+    _yunet, _fusion, 0.69, "SFace and dlib scores combined"))
 
 DEFAULT_BACKEND = "sface"
 
@@ -158,6 +251,8 @@ def _package_dir(package: str) -> Path | None:
 
 def candidates(model: ModelFile) -> list[tuple[str, Path]]:
     """Every place this file may be, in search order, with a label for each."""
+    if model.path is not None:
+        return [("data directory", Path(model.path))]
     found: list[tuple[str, Path]] = []
     pkg = _package_dir(model.package)
     if pkg is not None:
@@ -177,8 +272,12 @@ class FileStatus:
 
 
 def check(name: str) -> FileStatus:
+    """Locate one built-in model file and verify its digest, without raising."""
+    return check_file(FILES[name])
+
+
+def check_file(model: ModelFile) -> FileStatus:
     """Locate one model file and verify its digest, without raising."""
-    model = FILES[name]
     wrong: FileStatus | None = None
     for label, path in candidates(model):
         if not path.is_file():
@@ -193,11 +292,16 @@ def check(name: str) -> FileStatus:
             digest,
             False,
             f"model file {path} ({model.name}) has the wrong SHA-256: expected {model.sha256}, "
-            f"found {digest}",
+            f"found {digest}" + ("; the file changed since it was added: refusing to load it"
+                                 if model.path is not None else ""),
         )
     if wrong is not None:
         return wrong
     places = ", ".join(str(p) for _, p in candidates(model))
+    if model.path is not None:
+        return FileStatus(model, None, "missing", None, False,
+                          f"model file {model.path} ({model.name}) is missing; it was "
+                          f"recorded with SHA-256 {model.sha256}")
     return FileStatus(
         model,
         None,
@@ -209,25 +313,43 @@ def check(name: str) -> FileStatus:
     )
 
 
-def resolve(name: str) -> Path:
-    """The verified path of a model file, or a ModelError naming file and digests."""
-    if name not in FILES:
-        raise ModelError(f"unknown model {name!r}; known: {', '.join(sorted(FILES))}")
-    status = check(name)
+def resolve(name: str | ModelFile) -> Path:
+    """The verified path of a model file (a built-in file's name, or the file itself), or a
+    ModelError naming file and digests."""
+    if isinstance(name, str):
+        if name not in FILES:
+            raise ModelError(f"unknown model {name!r}; known: {', '.join(sorted(FILES))}")
+        name = FILES[name]
+    status = check_file(name)
     if not status.ok or status.path is None:
         raise ModelError(status.message)
     return status.path
 
 
-def backend_spec(name: str) -> Backend:
-    """The named backend, or a ModelError listing the known ones."""
+def backend_spec(name: str) -> BackendSpec:
+    """The named built-in backend, or a ModelError listing the known ones."""
     if name not in BACKENDS:
         raise ModelError(f"unknown backend {name!r}; known: {', '.join(BACKENDS)}")
     return BACKENDS[name]
 
 
-def verify_backend(backend: str) -> list[FileStatus]:
-    return [check(n) for n in backend_spec(backend).files]
+def spec_for_model_id(model_id: str) -> BackendSpec:
+    """The built-in backend whose templates carry ``model_id``, or a ModelError.
+
+    Exact first; then by name prefix, for the ids a backend's embedder makes with other
+    settings (``sface-2021dec-int8bq+flip``)."""
+    for spec in BACKENDS.values():
+        if spec.model_id == model_id:
+            return spec
+    for spec in BACKENDS.values():
+        if model_id.startswith(spec.name):
+            return spec
+    raise ModelError(f"templates of unknown model {model_id!r}")
+
+
+def verify_backend(backend: str | BackendSpec) -> list[FileStatus]:
+    spec = backend_spec(backend) if isinstance(backend, str) else backend
+    return [check_file(f) for f in spec.files]
 
 
 def pull(name: str, timeout: float = 60.0) -> Path:

@@ -82,12 +82,22 @@ def load_sface_session(path: Path, threads: int | None = None,
 
 
 def repair_sface_graph(model: onnx.ModelProto, fast_prelu: bool = True) -> onnx.ModelProto:
+    """Repair ``model`` in place for ONNX Runtime and return it (:func:`repair_graph`, batch
+    dimension made dynamic)."""
+    return repair_graph(model, fast_prelu=fast_prelu, dynamic_batch=True)
+
+
+def repair_graph(model: onnx.ModelProto, fast_prelu: bool = True,
+                 dynamic_batch: bool = False) -> onnx.ModelProto:
     """Repair ``model`` in place for ONNX Runtime and return it.
 
     Steps, in order: rewire consumers of undefined tensors, drop every graph input that is an
     initializer or that no node reads, fold ``DequantizeLinear``/``Reshape`` of constant
     weights into float initializers, optionally rewrite ``PRelu``, drop unused initializers,
-    and make the batch dimension dynamic.
+    and optionally make the batch dimension dynamic. Each step leaves a graph without that
+    problem as it was (the values computed change by float rounding at most), so any graph
+    with one image input can go through it: models a user brings do. A graph with more than
+    one real input raises :class:`ValueError`.
     """
     graph = model.graph
     _rewire_undefined(graph)
@@ -96,7 +106,8 @@ def repair_sface_graph(model: onnx.ModelProto, fast_prelu: bool = True) -> onnx.
     if fast_prelu:
         _rewrite_prelu(graph)
     _drop_unused_initializers(graph)
-    _make_batch_dynamic(graph)
+    if dynamic_batch:
+        _make_batch_dynamic(graph)
     return model
 
 

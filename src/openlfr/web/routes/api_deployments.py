@@ -145,13 +145,14 @@ class StartOut(BaseModel):
     deployment: DeploymentOut
 
 
-def model_id_of(backend: str) -> str:
-    from openlfr.vision.engine import get_engine
+def model_id_of(db: Database, backend: str) -> str:
+    """The backend's model id, from its spec: nothing is loaded."""
+    from openlfr.governance.models import model_id_for
     from openlfr.vision.registry import ModelError
 
     try:
-        return get_engine(backend).model_id
-    except (ModelError, ValueError) as exc:
+        return model_id_for(db, backend)
+    except ModelError as exc:
         raise RuleError(f"backend {backend!r}: {exc}") from None
 
 
@@ -163,7 +164,7 @@ def default_threshold(db: Database, model_id: str) -> float:
 def create_plan(db: Database, actor: Actor, body: DeploymentIn, keyring: Keyring) -> int:
     """Create the draft (shared with the console's form)."""
     require(db, actor, Perm.DEPLOYMENT_EDIT, "deployment", "new")
-    model_id = model_id_of(body.backend)
+    model_id = model_id_of(db, body.backend)
     threshold = body.threshold if body.threshold is not None else default_threshold(db,
                                                                                     model_id)
     plan = deps.Plan(

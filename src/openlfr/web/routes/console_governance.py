@@ -398,7 +398,10 @@ def _choosable_watchlists(request: Request, actor: Actor) -> list[wls.WatchlistI
 
 def _form_ctx(request: Request, actor: Actor, values: dict[str, Any],
               view: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"form": values, "dep": view, "watchlists": _choosable_watchlists(request, actor)}
+    from openlfr.governance.models import list_models
+
+    return {"form": values, "dep": view, "watchlists": _choosable_watchlists(request, actor),
+            "recognisers": list_models(web(request).db)}
 
 
 @router.get("/deployments")
