@@ -5,7 +5,7 @@ stored get one here), and ``published_by``, ``published_at``, ``public_text`` an
 ``public_answer``: the redacted question and answer an overseer published.
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-11-29 12:30:00
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0008'
-down_revision = '0006'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 
