@@ -51,6 +51,7 @@ from openlfr.audit import log as audit_log
 from openlfr.governance import deployments, purge, watchlists
 from openlfr.governance.authz import SYSTEM_ACTOR, Actor, Perm, RuleError, require
 from openlfr.governance.system import System
+from openlfr.store.db import affected
 from openlfr.store.enums import DeploymentStatus, WatchlistStatus
 from openlfr.store.models import (
     Adjudication,
@@ -300,12 +301,12 @@ def _purge_alerts(system: System, now: datetime,
                 chunk = ids[start:start + 500]
                 s.execute(update(Alert).where(Alert.id.in_(chunk)).values(
                     crop_ct=None, subject_id=None, subject_image_id=None, purged_at=now))
-                blanked = s.execute(update(Adjudication).where(
+                blanked = affected(s.execute(update(Adjudication).where(
                     Adjudication.alert_id.in_(chunk), Adjudication.reason.is_not(None))
-                    .values(reason=None)).rowcount
-                blanked += s.execute(update(Outcome).where(
+                    .values(reason=None)))
+                blanked += affected(s.execute(update(Outcome).where(
                     Outcome.alert_id.in_(chunk), Outcome.notes.is_not(None))
-                    .values(notes=None)).rowcount
+                    .values(notes=None)))
                 texts[dep_id] += int(blanked or 0)
         s.flush()
         for dep_id, n in sorted(per_dep.items()):
