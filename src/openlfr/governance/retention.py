@@ -1,7 +1,8 @@
 """Retention and forgetting: what the program deletes by itself, and when.
 
-One run (:func:`run_retention`; ``openlfr retention run``, and on a schedule later) does, in
-this order, each step in its own transaction and audited:
+One run (:func:`run_retention`: ``openlfr retention run``, and every ``retention_every``
+seconds in ``openlfr serve``'s background jobs, :mod:`openlfr.web.jobs`) does, in this order,
+each step in its own transaction and audited:
 
 1. **Ends overdue deployments**: authorised or running deployments whose planned end has passed
    are stopped (:func:`openlfr.governance.deployments.end_overdue`).

@@ -341,12 +341,6 @@ def pending_of(must_change: bool, totp_enabled: bool, totp_needed: bool | None) 
     return None
 
 
-PENDING_MESSAGES = {
-    PENDING_PASSWORD: "your password is a one-time password: change it first",
-    PENDING_TOTP: "your role requires a second factor: set up an authenticator app first",
-}
-
-
 # -- TOTP second factor -----------------------------------------------------------------------
 
 @dataclass(frozen=True)
