@@ -282,4 +282,13 @@ def tight_crop(image: np.ndarray, box: tuple[float, float, float, float]) -> np.
 
 
 # The governance fixtures (`gov`: SQLite and PostgreSQL; `sqlite_gov`) live in tests/govfix.py.
+from tests import videoclips  # noqa: E402
 from tests.govfix import gov, sqlite_gov  # noqa: E402, F401
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory: pytest.TempPathFactory, face_images: dict[str, Path],
+          no_face_path: Path) -> videoclips.ClipSet:
+    """The test clips of tests/videoclips.py (a person walking in, a stranger, an empty scene,
+    their watchlist), built once per session on first use and only read by the tests."""
+    return videoclips.clip_set(tmp_path_factory, face_images, no_face_path)

@@ -31,14 +31,8 @@ from openlfr.store.models import (
     Deployment,
     SubjectImage,
 )
-from tests import videoclips
 from tests.govfix import Gov
 from tests.test_gov_deployments import approved_watchlist, plan
-
-
-@pytest.fixture(scope="session")
-def clips(tmp_path_factory, face_images, no_face_path) -> videoclips.ClipSet:
-    return videoclips.clip_set(tmp_path_factory, face_images, no_face_path)
 
 
 def authorised(gov: Gov, face_images, cameras: dict[str, object], **kwargs: object) -> int:

@@ -42,17 +42,11 @@ from openlfr.store.models import (
 from openlfr.video import types as vtypes
 from openlfr.web.app import create_app
 from openlfr.web.jobs import BackgroundJobs
-from tests import videoclips
 from tests.govfix import Gov
 from tests.test_gov_deployments import REASON, approved_watchlist, plan
 from tests.test_web_core import login
 
 LIVE = {"realtime": True, "loop": True, "workers": 1, "flush_interval": 0.5}
-
-
-@pytest.fixture(scope="module")
-def clips(tmp_path_factory, face_images, no_face_path) -> videoclips.ClipSet:
-    return videoclips.clip_set(tmp_path_factory, face_images, no_face_path)
 
 
 def wait_for(what: str, cond: Callable[[], object], timeout: float, step: float = 0.02

@@ -15,16 +15,9 @@ from typer.testing import CliRunner
 
 from openlfr.cli import app
 
-from . import videoclips
-
 ALERT_KEYS = {"event", "camera", "t", "frame", "track", "subject", "score"}
 SUMMARY_KEYS = {"event", "frames", "faces", "tracks", "embeddings", "alerts", "dropped_frames",
                 "seconds", "fps"}
-
-
-@pytest.fixture(scope="session")
-def clips(tmp_path_factory, face_images, no_face_path) -> videoclips.ClipSet:
-    return videoclips.clip_set(tmp_path_factory, face_images, no_face_path)
 
 
 def _watch(*args: object):

@@ -13,7 +13,7 @@ from openlfr.store.enums import DeploymentStatus
 from openlfr.video.sources import SourceState
 from tests.govfix import Gov
 from tests.test_gov_live import authorised, deployment, entries
-from tests.test_video_faults import HangingServer, clips  # noqa: F401  (a fixture)
+from tests.test_video_faults import HangingServer
 
 
 def _wait_for(predicate, timeout: float = 120.0) -> None:
@@ -25,7 +25,7 @@ def _wait_for(predicate, timeout: float = 120.0) -> None:
 
 
 def test_a_hanging_camera_does_not_stop_the_deployments_other_camera(gov: Gov, face_images,
-                                                                      clips):  # noqa: F811
+                                                                      clips):
     shown: list[int] = []
     with HangingServer() as hanging:
         dep_id = authorised(gov, face_images, {"gate": clips.obama, "side": hanging.url})

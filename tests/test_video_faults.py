@@ -41,11 +41,6 @@ from openlfr.vision import get_engine
 from . import videoclips
 
 
-@pytest.fixture(scope="session")
-def clips(tmp_path_factory, face_images, no_face_path) -> videoclips.ClipSet:
-    return videoclips.clip_set(tmp_path_factory, face_images, no_face_path)
-
-
 class LocalCamera:
     """An HTTP camera on 127.0.0.1 (a free port) serving ``/camera.avi`` with the handler a
     subclass gives :meth:`_serve`; a context manager. ``closing`` is set on exit, so that a

@@ -16,11 +16,6 @@ from openlfr.vision import get_engine
 from . import videoclips
 
 
-@pytest.fixture(scope="session")
-def clips(tmp_path_factory, face_images, no_face_path) -> videoclips.ClipSet:
-    return videoclips.clip_set(tmp_path_factory, face_images, no_face_path)
-
-
 def _cameras(clips, paths, sink, pipeline_cls=CameraPipeline, **source_kwargs):
     engine = get_engine("sface")
     gallery, names = videoclips.load_gallery(clips.watchlist)

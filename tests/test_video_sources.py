@@ -29,11 +29,6 @@ from openlfr.video.sources import (
 from . import videoclips
 
 
-@pytest.fixture(scope="session")
-def clips(tmp_path_factory, face_images, no_face_path) -> videoclips.ClipSet:
-    return videoclips.clip_set(tmp_path_factory, face_images, no_face_path)
-
-
 def _drain(source, slow: float = 0.0, timeout: float = 30.0):
     frames = []
     deadline = time.monotonic() + timeout
