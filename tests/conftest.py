@@ -31,6 +31,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from hypothesis import settings
 
 #: The variables that place a user's files; each points into the session's temporary home.
@@ -281,9 +283,10 @@ def tight_crop(image: np.ndarray, box: tuple[float, float, float, float]) -> np.
     return image[max(y, 0): y + h, max(x, 0): x + w].copy()
 
 
-# The governance fixtures (`gov`: SQLite and PostgreSQL; `sqlite_gov`) live in tests/govfix.py.
 from tests import videoclips  # noqa: E402
-from tests.govfix import gov, sqlite_gov  # noqa: E402, F401
+
+# The governance fixtures (`gov`: SQLite and PostgreSQL; `sqlite_gov`) live in tests/govfix.py.
+from tests.govfix import Gov, gov, sqlite_gov  # noqa: E402, F401
 
 
 @pytest.fixture(scope="session")
@@ -292,3 +295,18 @@ def clips(tmp_path_factory: pytest.TempPathFactory, face_images: dict[str, Path]
     """The test clips of tests/videoclips.py (a person walking in, a stranger, an empty scene,
     their watchlist), built once per session on first use and only read by the tests."""
     return videoclips.clip_set(tmp_path_factory, face_images, no_face_path)
+
+
+@pytest.fixture()
+def app(gov: Gov) -> FastAPI:  # noqa: F811 (the parameter is the gov fixture imported above)
+    """The web app over the test's installation (``gov``: SQLite and PostgreSQL)."""
+    from openlfr.web.app import create_app
+
+    return create_app(gov.system)
+
+
+@pytest.fixture()
+def client(app: FastAPI) -> Iterator[TestClient]:
+    """A client of :func:`app`, started (lifespan run) and closed around the test."""
+    with TestClient(app, base_url="http://testserver") as c:
+        yield c

@@ -9,12 +9,10 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -33,12 +31,6 @@ READERS = {"op1", "op2", "sv1", "ao1", "au1"}
 DECIDERS = {"op1", "op2", "sv1"}
 HOLDERS = {"sv1", "ao1"}
 EVERYONE = ("admin", "ao1", "op1", "op2", "sv1", "au1")
-
-
-@pytest.fixture()
-def client(gov: Gov) -> Iterator[TestClient]:
-    with TestClient(create_app(gov.system), base_url="http://testserver") as c:
-        yield c
 
 
 def setup_alerts(gov: Gov, face_images: dict[str, Path], two: bool = True) -> Setup:

@@ -21,12 +21,6 @@ from tests.govfix import PASSWORD, Gov
 META_CSRF = re.compile(r'<meta name="csrf-token" content="([0-9a-f]{64})">')
 
 
-@pytest.fixture()
-def client(gov: Gov) -> Iterator[TestClient]:
-    with TestClient(create_app(gov.system), base_url="http://testserver") as c:
-        yield c
-
-
 def page_token(client: TestClient, path: str = "/login") -> str:
     r = client.get(path)
     assert r.status_code == 200, r.text

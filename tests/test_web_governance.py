@@ -27,11 +27,6 @@ REASON = "Warrant W-77 of the crown court, failing to appear at trial"
 
 
 @pytest.fixture()
-def app(gov: Gov) -> FastAPI:
-    return create_app(gov.system)
-
-
-@pytest.fixture()
 def people(app: FastAPI) -> Iterator[Callable[[str], TestClient]]:
     """``people("op1")``: a client signed in as op1 (one per name, made on first use)."""
     clients: dict[str, TestClient] = {}
