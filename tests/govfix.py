@@ -9,6 +9,8 @@ the current user; `.ci/run` starts one).
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -71,6 +73,19 @@ class Gov:
         if self.settings.database_url:
             env["OPENLFR_DATABASE_URL"] = self.settings.database_url
         return env
+
+
+#: The command line as a user runs it: the console script's ``main()``.
+CLI = [sys.executable, "-c", "from openlfr.cli import main; main()"]
+
+
+def run_cli(gov: Gov, *args: object, user: str | None = None,
+            **env: str) -> subprocess.CompletedProcess[str]:
+    """``openlfr ARGS [--user USER]`` on ``gov``'s installation, in a process of its own (the
+    password in the environment, stdin closed, 200 columns, two minutes at most)."""
+    cmd = [*CLI, *map(str, args), *(["--user", user] if user else [])]
+    return subprocess.run(cmd, env={**gov.env(), "COLUMNS": "200", **env}, capture_output=True,
+                          text=True, timeout=120, stdin=subprocess.DEVNULL)
 
 
 def _pg_database() -> Iterator[str]:
