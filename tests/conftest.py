@@ -285,8 +285,9 @@ def tight_crop(image: np.ndarray, box: tuple[float, float, float, float]) -> np.
 
 from tests import videoclips  # noqa: E402
 
-# The governance fixtures (`gov`: SQLite and PostgreSQL; `sqlite_gov`) live in tests/govfix.py.
-from tests.govfix import Gov, gov, sqlite_gov  # noqa: E402, F401
+# The governance fixtures (`gov`: SQLite and PostgreSQL; `sqlite_gov`; `install`: one per
+# module) live in tests/govfix.py.
+from tests.govfix import Gov, gov, install, sqlite_gov  # noqa: E402, F401
 
 
 @pytest.fixture(scope="session")

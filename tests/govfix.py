@@ -159,6 +159,16 @@ def gov(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Gov]:
         yield g
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def install(request: pytest.FixtureRequest,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gov]:
+    """One installation per database shared by all the tests of a module, for those that
+    change nothing another test looks at (the role and route matrices: refusals)."""
+    tmp: Path = tmp_path_factory.mktemp(f"install-{request.param}")
+    with installation(request.param, tmp) as g:
+        yield g
+
+
 @pytest.fixture()
 def sqlite_gov(tmp_path: Path) -> Iterator[Gov]:
     """The SQLite installation alone (for tests about the database file itself)."""
