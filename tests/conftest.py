@@ -298,6 +298,26 @@ def clips(tmp_path_factory: pytest.TempPathFactory, face_images: dict[str, Path]
     return videoclips.clip_set(tmp_path_factory, face_images, no_face_path)
 
 
+@pytest.fixture(scope="module")
+def people_dir(tmp_path_factory: pytest.TempPathFactory, face_images: dict[str, Path],
+               no_face_path: Path) -> Path:
+    """An evaluation data set in folders (tests/test_eval_identify.py's build_people): obama/
+    (3 images), biden/ (1), p0..p5/ (one crop each from the group photo), coffee/ (no face)."""
+    from tests.test_eval_identify import build_people
+
+    return build_people(tmp_path_factory.mktemp("people"), face_images, no_face_path)
+
+
+@pytest.fixture()
+def groups_csv(tmp_path: Path) -> Path:
+    """The groups (gender, skin tone) of :func:`people_dir`'s identities, as a CSV file."""
+    path = tmp_path / "groups.csv"
+    path.write_text("identity,gender,tone\n"
+                    "obama,M,dark\nbiden,M,light\np0,M,light\np1,M,dark\n"
+                    "p2,F,light\np3,F,dark\np4,F,light\np5,F,light\ncoffee,,\n")
+    return path
+
+
 @pytest.fixture()
 def app(gov: Gov) -> FastAPI:  # noqa: F811 (the parameter is the gov fixture imported above)
     """The web app over the test's installation (``gov``: SQLite and PostgreSQL)."""
