@@ -228,7 +228,7 @@ def test_a_camera_whose_url_hangs_is_retried_while_the_other_is_analysed(clips):
 
         summary = runner.run(until=until)
     assert seen, "the run ended before the bad camera had been retried"
-    assert not summary.interrupted and summary.seconds < 120
+    assert not summary.interrupted  # ended by until(), well before max_seconds
     by_camera = {f.camera: f for f in summary.cameras}
     # The good camera was analysed in full and raised its alert.
     assert by_camera["gate"].state == str(SourceState.ENDED)
