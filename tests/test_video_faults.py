@@ -39,6 +39,7 @@ from openlfr.video.sources import (
 from openlfr.vision import get_engine
 
 from . import videoclips
+from .videoclips import wait_for as _wait_for
 
 
 class LocalCamera:
@@ -152,15 +153,6 @@ def test_a_stream_that_drops_comes_back_and_never_takes_the_other_camera_down(cl
     # The other camera never noticed.
     assert stranger.state == str(SourceState.ENDED) and stranger.frames_in == 40
     assert stranger.alerts == 0
-
-
-def _wait_for(predicate, timeout: float = 90.0) -> None:
-    """Poll until ``predicate()`` holds; the bound is a safety net, the tests assert on counts
-    and states."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 class HangingServer:

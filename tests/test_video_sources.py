@@ -28,6 +28,7 @@ from openlfr.video.sources import (
 )
 
 from . import videoclips
+from .videoclips import wait_until as _wait_for
 
 
 def _drain(source, slow: float = 0.0, timeout: float = 30.0):
@@ -152,16 +153,6 @@ def _clip_frames(clips) -> list[np.ndarray]:
 
 
 FAST = Backoff(initial=0.01, factor=2.0, cap=0.05, jitter=0.5)
-
-
-def _wait_for(predicate, timeout: float = 30.0) -> bool:
-    """Poll until ``predicate()`` holds (a safety bound only: tests assert on counts)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def test_unreadable_missing_and_odd_files_are_named_then_given_up(tmp_path):
