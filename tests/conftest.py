@@ -27,6 +27,7 @@ import tarfile
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -289,6 +290,9 @@ from tests import videoclips  # noqa: E402
 # module) live in tests/govfix.py.
 from tests.govfix import Gov, gov, install, sqlite_gov  # noqa: E402, F401
 
+if TYPE_CHECKING:
+    from tests.test_web_public import Demo
+
 
 @pytest.fixture(scope="session")
 def clips(tmp_path_factory: pytest.TempPathFactory, face_images: dict[str, Path],
@@ -316,6 +320,15 @@ def groups_csv(tmp_path: Path) -> Path:
                     "obama,M,dark\nbiden,M,light\np0,M,light\np1,M,dark\n"
                     "p2,F,light\np3,F,dark\np4,F,light\np5,F,light\ncoffee,,\n")
     return path
+
+
+@pytest.fixture()
+def demo(gov: Gov) -> Demo:  # noqa: F811 (the parameter is the gov fixture imported above)
+    """The public pages' data (tests/test_web_public.py's populate): deployments planned,
+    running, ended, urgent and a draft, with their alerts and figures."""
+    from tests.test_web_public import populate
+
+    return populate(gov.db)
 
 
 @pytest.fixture()

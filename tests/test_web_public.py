@@ -127,11 +127,6 @@ def populate(db: Database) -> Demo:
     return ids
 
 
-@pytest.fixture()
-def demo(gov: Gov) -> Demo:
-    return populate(gov.db)
-
-
 def public_urls(demo: Demo) -> list[str]:
     return ["/public", f"/public/deployments/{demo.ended}", f"/public/deployments/{demo.running}",
             f"/public/deployments/{demo.planned}", f"/public/deployments/{demo.ended_urgent}",
