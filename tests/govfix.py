@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
 from openlfr.config import Settings
@@ -27,6 +27,7 @@ from openlfr.governance.authz import Actor
 from openlfr.governance.system import System, initialise
 from openlfr.store.db import Database
 from openlfr.store.enums import Role
+from openlfr.store.models import AuditRecord
 
 PG_ADMIN_URL = os.environ.get(
     "OPENLFR_TEST_POSTGRES", "postgresql+psycopg://root@/postgres?host=/var/run/postgresql")
@@ -86,6 +87,13 @@ def run_cli(gov: Gov, *args: object, user: str | None = None,
     cmd = [*CLI, *map(str, args), *(["--user", user] if user else [])]
     return subprocess.run(cmd, env={**gov.env(), "COLUMNS": "200", **env}, capture_output=True,
                           text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+
+def audit_records(gov: Gov, action: str) -> list[AuditRecord]:
+    """The audit log's rows of ``action``, oldest first."""
+    with gov.db.reading() as s:
+        return list(s.scalars(select(AuditRecord).where(AuditRecord.action == action)
+                              .order_by(AuditRecord.seq)))
 
 
 def _pg_database() -> Iterator[str]:

@@ -24,6 +24,7 @@ from openlfr.store.models import AuditRecord, SubjectImage, Watchlist
 from openlfr.web import events
 from openlfr.web.app import create_app
 from tests.govfix import Gov
+from tests.govfix import audit_records as actions
 from tests.test_gov_alerts import Setup, _setup, _stored
 from tests.test_web_core import META_CSRF, login
 
@@ -51,12 +52,6 @@ def refusals(gov: Gov, actor: str) -> int:
     with gov.db.reading() as s:
         return len(list(s.scalars(select(AuditRecord.seq).where(
             AuditRecord.action == "access.refused", AuditRecord.actor == actor))))
-
-
-def actions(gov: Gov, action: str) -> list[AuditRecord]:
-    with gov.db.reading() as s:
-        return list(s.scalars(select(AuditRecord).where(AuditRecord.action == action)
-                              .order_by(AuditRecord.seq)))
 
 
 def status(gov: Gov, alert_id: int) -> str:
