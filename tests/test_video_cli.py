@@ -185,8 +185,7 @@ def test_preview_option_serves_a_masked_mjpeg_stream_on_localhost(clips):
     code = "from openlfr.cli import main; main()"
     proc = subprocess.Popen(
         [sys.executable, "-c", code, "watch", str(clips.stranger), "--watchlist",
-         str(clips.watchlist), "--json", "--realtime", "--loop", "--max-seconds", "4",
-         "--preview", "0"],
+         str(clips.watchlist), "--json", "--realtime", "--loop", "--preview", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -194,11 +193,13 @@ def test_preview_option_serves_a_masked_mjpeg_stream_on_localhost(clips):
         line = proc.stderr.readline()
         assert "privacy-masked preview on http://127.0.0.1:" in line, line
         url = line.strip().rsplit(" ", 1)[-1]
-        page = urllib.request.urlopen(url, timeout=10).read().decode()
+        page = urllib.request.urlopen(url, timeout=60).read().decode()
         assert "/cameras/stranger.mjpg" in page
-        jpeg = urllib.request.urlopen(url + "cameras/stranger.jpg", timeout=10).read()
+        jpeg = urllib.request.urlopen(url + "cameras/stranger.jpg", timeout=60).read()
         assert jpeg[:2] == b"\xff\xd8"
-        out, _ = proc.communicate(timeout=40)
+        # Ended by Ctrl-C once the preview was seen, not by --max-seconds racing the requests.
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
