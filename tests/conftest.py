@@ -27,10 +27,13 @@ import tarfile
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from hypothesis import settings
 
 #: The variables that place a user's files; each points into the session's temporary home.
@@ -281,5 +284,63 @@ def tight_crop(image: np.ndarray, box: tuple[float, float, float, float]) -> np.
     return image[max(y, 0): y + h, max(x, 0): x + w].copy()
 
 
-# The governance fixtures (`gov`: SQLite and PostgreSQL; `sqlite_gov`) live in tests/govfix.py.
-from tests.govfix import gov, sqlite_gov  # noqa: E402, F401
+from tests import videoclips  # noqa: E402
+
+# The governance fixtures (`gov`: SQLite and PostgreSQL; `sqlite_gov`; `install`: one per
+# module) live in tests/govfix.py.
+from tests.govfix import Gov, gov, install, sqlite_gov  # noqa: E402, F401
+
+if TYPE_CHECKING:
+    from tests.test_web_public import Demo
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory: pytest.TempPathFactory, face_images: dict[str, Path],
+          no_face_path: Path) -> videoclips.ClipSet:
+    """The test clips of tests/videoclips.py (a person walking in, a stranger, an empty scene,
+    their watchlist), built once per session on first use and only read by the tests."""
+    return videoclips.clip_set(tmp_path_factory, face_images, no_face_path)
+
+
+@pytest.fixture(scope="module")
+def people_dir(tmp_path_factory: pytest.TempPathFactory, face_images: dict[str, Path],
+               no_face_path: Path) -> Path:
+    """An evaluation data set in folders (tests/test_eval_identify.py's build_people): obama/
+    (3 images), biden/ (1), p0..p5/ (one crop each from the group photo), coffee/ (no face)."""
+    from tests.test_eval_identify import build_people
+
+    return build_people(tmp_path_factory.mktemp("people"), face_images, no_face_path)
+
+
+@pytest.fixture()
+def groups_csv(tmp_path: Path) -> Path:
+    """The groups (gender, skin tone) of :func:`people_dir`'s identities, as a CSV file."""
+    path = tmp_path / "groups.csv"
+    path.write_text("identity,gender,tone\n"
+                    "obama,M,dark\nbiden,M,light\np0,M,light\np1,M,dark\n"
+                    "p2,F,light\np3,F,dark\np4,F,light\np5,F,light\ncoffee,,\n")
+    return path
+
+
+@pytest.fixture()
+def demo(gov: Gov) -> Demo:  # noqa: F811 (the parameter is the gov fixture imported above)
+    """The public pages' data (tests/test_web_public.py's populate): deployments planned,
+    running, ended, urgent and a draft, with their alerts and figures."""
+    from tests.test_web_public import populate
+
+    return populate(gov.db)
+
+
+@pytest.fixture()
+def app(gov: Gov) -> FastAPI:  # noqa: F811 (the parameter is the gov fixture imported above)
+    """The web app over the test's installation (``gov``: SQLite and PostgreSQL)."""
+    from openlfr.web.app import create_app
+
+    return create_app(gov.system)
+
+
+@pytest.fixture()
+def client(app: FastAPI) -> Iterator[TestClient]:
+    """A client of :func:`app`, started (lifespan run) and closed around the test."""
+    with TestClient(app, base_url="http://testserver") as c:
+        yield c

@@ -9,6 +9,8 @@ the current user; `.ci/run` starts one).
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
 from openlfr.config import Settings
@@ -25,6 +27,7 @@ from openlfr.governance.authz import Actor
 from openlfr.governance.system import System, initialise
 from openlfr.store.db import Database
 from openlfr.store.enums import Role
+from openlfr.store.models import AuditRecord
 
 PG_ADMIN_URL = os.environ.get(
     "OPENLFR_TEST_POSTGRES", "postgresql+psycopg://root@/postgres?host=/var/run/postgresql")
@@ -71,6 +74,26 @@ class Gov:
         if self.settings.database_url:
             env["OPENLFR_DATABASE_URL"] = self.settings.database_url
         return env
+
+
+#: The command line as a user runs it: the console script's ``main()``.
+CLI = [sys.executable, "-c", "from openlfr.cli import main; main()"]
+
+
+def run_cli(gov: Gov, *args: object, user: str | None = None,
+            **env: str) -> subprocess.CompletedProcess[str]:
+    """``openlfr ARGS [--user USER]`` on ``gov``'s installation, in a process of its own (the
+    password in the environment, stdin closed, 200 columns, two minutes at most)."""
+    cmd = [*CLI, *map(str, args), *(["--user", user] if user else [])]
+    return subprocess.run(cmd, env={**gov.env(), "COLUMNS": "200", **env}, capture_output=True,
+                          text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+
+def audit_records(gov: Gov, action: str) -> list[AuditRecord]:
+    """The audit log's rows of ``action``, oldest first."""
+    with gov.db.reading() as s:
+        return list(s.scalars(select(AuditRecord).where(AuditRecord.action == action)
+                              .order_by(AuditRecord.seq)))
 
 
 def _pg_database() -> Iterator[str]:
@@ -141,6 +164,16 @@ def gov(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Gov]:
     """A fresh installation (data dir, master key, schema, one user per role), run twice:
     on SQLite and on PostgreSQL."""
     with installation(request.param, tmp_path) as g:
+        yield g
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def install(request: pytest.FixtureRequest,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gov]:
+    """One installation per database shared by all the tests of a module, for those that
+    change nothing another test looks at (the role and route matrices: refusals)."""
+    tmp: Path = tmp_path_factory.mktemp(f"install-{request.param}")
+    with installation(request.param, tmp) as g:
         yield g
 
 

@@ -6,7 +6,6 @@ TOTP second factor at sign-in."""
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,14 +13,9 @@ import pyotp
 
 from openlfr.governance import users
 from tests.govfix import PASSWORD, Gov
+from tests.govfix import run_cli as run
 
-CLI = [sys.executable, "-c", "from openlfr.cli import main; main()"]
 NEW = "plum orchard lantern velvet"
-
-
-def run(gov: Gov, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], env={**gov.env(), **env}, capture_output=True,
-                          text=True, timeout=120, stdin=subprocess.DEVNULL)
 
 
 def one_line(result: subprocess.CompletedProcess[str]) -> str:

@@ -6,20 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from openlfr.audit import log as audit_log
 from tests.govfix import Gov
+from tests.govfix import run_cli as run
 from tests.test_store_audit import _tamper
-
-CLI = [sys.executable, "-c", "from openlfr.cli import main; main()"]
-
-
-def run(gov: Gov, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], env=gov.env(), capture_output=True, text=True,
-                          timeout=120)
 
 
 def stdlib_check(path: Path) -> tuple[int, str]:

@@ -20,7 +20,6 @@ from openlfr.cli import calibrate as cli_calibrate
 from openlfr.evaluation import calibrate as cal
 from openlfr.evaluation import report as rp
 from openlfr.evaluation import stats
-from tests.test_eval_identify import build_people
 
 runner = CliRunner()
 
@@ -200,21 +199,6 @@ def test_parse_rate() -> None:
 
 
 # -- real faces through the CLI ------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def people_dir(tmp_path_factory: pytest.TempPathFactory, face_images: dict[str, Path],
-               no_face_path: Path) -> Path:
-    return build_people(tmp_path_factory.mktemp("people"), face_images, no_face_path)
-
-
-@pytest.fixture()
-def groups_csv(tmp_path: Path) -> Path:
-    path = tmp_path / "groups.csv"
-    path.write_text("identity,gender,tone\n"
-                    "obama,M,dark\nbiden,M,light\np0,M,light\np1,M,dark\n"
-                    "p2,F,light\np3,F,dark\np4,F,light\np5,F,light\ncoffee,,\n")
-    return path
 
 
 def _no_floats(value: Any, where: str = "evidence") -> None:

@@ -20,7 +20,7 @@ from openlfr.evaluation.fairness import (
     count_impostor_sampled,
 )
 from openlfr.evaluation.groups import age_band, load_groups, parse_utkface_name, scan_dataset
-from tests.test_eval_identify import _put, _scaled, build_people
+from tests.test_eval_identify import _put, _scaled
 
 runner = CliRunner()
 SFACE_T = 0.35  # the sface default threshold
@@ -145,21 +145,6 @@ def test_sampled_pairs_are_distinct_impostors() -> None:
 
 
 # -- datasets and groups -------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def people_dir(tmp_path_factory: pytest.TempPathFactory, face_images: dict[str, Path],
-               no_face_path: Path) -> Path:
-    return build_people(tmp_path_factory.mktemp("people"), face_images, no_face_path)
-
-
-@pytest.fixture()
-def groups_csv(tmp_path: Path) -> Path:
-    path = tmp_path / "groups.csv"
-    path.write_text("identity,gender,tone\n"
-                    "obama,M,dark\nbiden,M,light\np0,M,light\np1,M,dark\n"
-                    "p2,F,light\np3,F,dark\np4,F,light\np5,F,light\ncoffee,,\n")
-    return path
 
 
 def test_eval_fairness_json(people_dir: Path, groups_csv: Path, tmp_path: Path) -> None:

@@ -59,12 +59,6 @@ def build_people(root: Path, face_images: dict[str, Path], no_face_path: Path) -
     return root
 
 
-@pytest.fixture(scope="module")
-def people_dir(tmp_path_factory: pytest.TempPathFactory, face_images: dict[str, Path],
-               no_face_path: Path) -> Path:
-    return build_people(tmp_path_factory.mktemp("people"), face_images, no_face_path)
-
-
 # -- arithmetic ------------------------------------------------------------------------------
 
 

@@ -4,8 +4,6 @@ outcomes, holds, role refusals; on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,6 +23,7 @@ from openlfr.store.models import Alert as AlertRow
 from openlfr.store.models import Deployment, Subject, SubjectImage, Watchlist
 from openlfr.video.types import Alert
 from tests.govfix import Gov
+from tests.govfix import run_cli as _cli
 
 NOW = datetime.now(UTC)
 
@@ -376,12 +375,6 @@ def test_roles_are_refused_and_audited(gov: Gov, face_images: dict[str, Path]) -
 
 
 # -- the command line --------------------------------------------------------------------------
-
-def _cli(gov: Gov, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", "from openlfr.cli import main; main()", *args],
-                          env={**gov.env(), "COLUMNS": "200"}, capture_output=True,
-                          text=True, timeout=120)
-
 
 def test_cli_review(gov: Gov, face_images: dict[str, Path], tmp_path: Path) -> None:
     st = _setup(gov, face_images, two_person_rule=True)

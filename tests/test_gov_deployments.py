@@ -5,8 +5,6 @@ any change, the window, and the commands. Real SQLite file and real PostgreSQL (
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from openlfr.store.enums import DeploymentStatus
 from openlfr.store.models import AuditRecord, DataKey, Deployment
 from openlfr.vision.registry import BACKENDS
 from tests.govfix import Gov
+from tests.govfix import run_cli as _cli
 
 REASON = "Wanted on a warrant issued by the magistrates' court (test case 1)."
 #: The sface model's floor, as its spec declares it.
@@ -313,12 +312,6 @@ def test_manual_stop_needs_a_reason_and_the_run_permission(gov: Gov, face_images
 
 
 # -- the commands ------------------------------------------------------------------------------
-
-def _cli(gov: Gov, *args: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from openlfr.cli import main; main()", *map(str, args)],
-        capture_output=True, text=True, env=gov.env(), timeout=120)
-
 
 def test_the_commands_create_authorise_show_start_stop(gov: Gov, face_images):
     wid = approved_watchlist(gov, face_images["obama"])

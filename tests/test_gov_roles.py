@@ -10,8 +10,7 @@ the installation in the environment, like a shell would give it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 from typer.testing import CliRunner
@@ -23,7 +22,7 @@ from openlfr.governance.authz import PERMISSIONS, Actor, Forbidden, Perm, requir
 from openlfr.governance.floors import record_floor
 from openlfr.store.db import Database
 from openlfr.store.enums import Role
-from tests.govfix import Gov, _pg_database, make_gov
+from tests.govfix import Gov
 
 #: One account per role (from tests.govfix.PEOPLE).
 ACCOUNT = {Role.ADMIN: "admin", Role.AUTHORISING_OFFICER: "ao1", Role.OPERATOR: "op1",
@@ -62,28 +61,6 @@ SERVICES: dict[Perm, Callable[[Database, Actor], object]] = {
 
 REFUSALS = [(perm, role) for perm, allowed in PERMISSIONS.items() for role in Role
             if role not in allowed]
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def install(request: pytest.FixtureRequest,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gov]:
-    """One installation per database for the whole matrix (refusals change nothing)."""
-    tmp: Path = tmp_path_factory.mktemp(f"roles-{request.param}")
-    if request.param == "sqlite":
-        g = make_gov("sqlite", tmp, None)
-        try:
-            yield g
-        finally:
-            g.system.close()
-        return
-    gen = _pg_database()
-    g = make_gov("postgresql", tmp, next(gen))
-    try:
-        yield g
-    finally:
-        g.system.close()
-        for _ in gen:
-            pass
 
 
 def test_every_permission_is_covered() -> None:

@@ -5,8 +5,6 @@ crypto-shredding on destruction, expiry; on SQLite and PostgreSQL, with real fac
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,6 +23,7 @@ from openlfr.vision.engine import get_engine
 from openlfr.vision.imageio import load_image
 from openlfr.watchlist.enrol import assess
 from tests.govfix import Gov
+from tests.govfix import run_cli as _cli
 
 REASON = "Wanted on warrant W-77 issued by the crown court on 1 March"
 PURPOSE = "Find people wanted by the courts at the city centre event"
@@ -330,14 +329,6 @@ def test_expiry_parsing() -> None:
     for far in ("99999999999d", "9999-12-31", "3000000d"):  # not an OverflowError traceback
         with pytest.raises(RuleError, match="too far"):
             wls.parse_expiry(far, now)
-
-
-def _cli(gov: Gov, *args: object, user: str | None = None) -> subprocess.CompletedProcess:
-    """The real command line in a process of its own."""
-    cmd = [sys.executable, "-c", "from openlfr.cli import main; main()", *map(str, args)]
-    if user:
-        cmd += ["--user", user]
-    return subprocess.run(cmd, env=gov.env(), capture_output=True, text=True, timeout=120)
 
 
 def _invoke(gov: Gov, *args: object, user: str | None = None) -> Result:

@@ -106,5 +106,7 @@ def test_ci_runs_the_readmes_test_command_as_written() -> None:
     assert "\n" not in test_command
     assert test_command.startswith("bash scripts/test-services && ")
     assert "&& python -m pytest" in test_command
+    # Lint, types and the layers' import contracts are checked before the tests.
+    assert "&& ruff check . && mypy && lint-imports && python -m pytest" in test_command
     ci = (root / ".ci" / "run").read_text().splitlines()
     assert test_command in ci

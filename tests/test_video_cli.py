@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -15,16 +16,9 @@ from typer.testing import CliRunner
 
 from openlfr.cli import app
 
-from . import videoclips
-
 ALERT_KEYS = {"event", "camera", "t", "frame", "track", "subject", "score"}
 SUMMARY_KEYS = {"event", "frames", "faces", "tracks", "embeddings", "alerts", "dropped_frames",
                 "seconds", "fps"}
-
-
-@pytest.fixture(scope="session")
-def clips(tmp_path_factory, face_images, no_face_path) -> videoclips.ClipSet:
-    return videoclips.clip_set(tmp_path_factory, face_images, no_face_path)
 
 
 def _watch(*args: object):
@@ -75,14 +69,19 @@ def test_readable_output_names_the_match_and_summarises(clips):
 
 
 def test_max_seconds_ends_a_looping_realtime_run(clips):
-    started = time.monotonic()
+    """An endless camera ends when --max-seconds have passed, not before; the frames that came
+    in fit the seconds at the clip's own rate (how many were analysed depends on the machine's
+    load, the rest count as dropped)."""
     result = _watch(clips.empty, "--watchlist", clips.watchlist, "--json", "--realtime",
                     "--loop", "--max-seconds", "1.5")
     assert result.exit_code == 0, result.output
     summary = _events(result.stdout)[-1]
-    assert 1.4 <= summary["seconds"] < 5 and summary["interrupted"] is False
-    assert 15 <= summary["frames"] <= 30
-    assert time.monotonic() - started < 20
+    assert summary["seconds"] >= 1.4 and summary["interrupted"] is False
+    (camera,) = summary["cameras"]
+    assert camera["state"] == "stopped"
+    assert 0 < summary["frames"] <= camera["frames_in"]
+    assert camera["frames_in"] <= 15 * summary["seconds"] + 2  # paced: 15 fps, not faster
+    assert camera["frames_in"] - 1 <= summary["frames"] + summary["dropped_frames"]
 
 
 def test_ctrl_c_stops_cleanly_with_the_summary(clips):
@@ -93,21 +92,31 @@ def test_ctrl_c_stops_cleanly_with_the_summary(clips):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+    # Ctrl-C once the run has analysed frames (its first alert, on the looping clip), not
+    # after a fixed time: a busy machine only makes the wait longer. The timer ends a run that
+    # never alerts, so the test fails instead of hanging.
+    guard = threading.Timer(120, proc.kill)
+    guard.start()
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline()  # the camera's state: the run has started
         assert json.loads(first)["event"] == "camera"
-        time.sleep(1.0)
+        seen = [json.loads(first)]
+        while seen[-1]["event"] != "alert":
+            line = proc.stdout.readline()
+            assert line, f"the run ended without an alert: {seen}"
+            seen.append(json.loads(line))
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        out, err = proc.communicate(timeout=60)
     finally:
+        guard.cancel()
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     summary = _events(out)[-1]
     assert summary["event"] == "summary" and summary["interrupted"] is True
-    assert summary["frames"] > 5
+    assert summary["alerts"] >= 1 and summary["frames"] >= 1
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -176,8 +185,7 @@ def test_preview_option_serves_a_masked_mjpeg_stream_on_localhost(clips):
     code = "from openlfr.cli import main; main()"
     proc = subprocess.Popen(
         [sys.executable, "-c", code, "watch", str(clips.stranger), "--watchlist",
-         str(clips.watchlist), "--json", "--realtime", "--loop", "--max-seconds", "4",
-         "--preview", "0"],
+         str(clips.watchlist), "--json", "--realtime", "--loop", "--preview", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -185,11 +193,13 @@ def test_preview_option_serves_a_masked_mjpeg_stream_on_localhost(clips):
         line = proc.stderr.readline()
         assert "privacy-masked preview on http://127.0.0.1:" in line, line
         url = line.strip().rsplit(" ", 1)[-1]
-        page = urllib.request.urlopen(url, timeout=10).read().decode()
+        page = urllib.request.urlopen(url, timeout=60).read().decode()
         assert "/cameras/stranger.mjpg" in page
-        jpeg = urllib.request.urlopen(url + "cameras/stranger.jpg", timeout=10).read()
+        jpeg = urllib.request.urlopen(url + "cameras/stranger.jpg", timeout=60).read()
         assert jpeg[:2] == b"\xff\xd8"
-        out, _ = proc.communicate(timeout=40)
+        # Ended by Ctrl-C once the preview was seen, not by --max-seconds racing the requests.
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()

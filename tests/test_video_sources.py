@@ -20,6 +20,7 @@ from openlfr.video.sources import (
     SourceError,
     SourceSpec,
     SourceState,
+    open_capture,
     open_sources,
     parse_sources,
     redact,
@@ -27,11 +28,7 @@ from openlfr.video.sources import (
 )
 
 from . import videoclips
-
-
-@pytest.fixture(scope="session")
-def clips(tmp_path_factory, face_images, no_face_path) -> videoclips.ClipSet:
-    return videoclips.clip_set(tmp_path_factory, face_images, no_face_path)
+from .videoclips import wait_until as _wait_for
 
 
 def _drain(source, slow: float = 0.0, timeout: float = 30.0):
@@ -156,16 +153,6 @@ def _clip_frames(clips) -> list[np.ndarray]:
 
 
 FAST = Backoff(initial=0.01, factor=2.0, cap=0.05, jitter=0.5)
-
-
-def _wait_for(predicate, timeout: float = 30.0) -> bool:
-    """Poll until ``predicate()`` holds (a safety bound only: tests assert on counts)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def test_unreadable_missing_and_odd_files_are_named_then_given_up(tmp_path):
@@ -319,16 +306,15 @@ def test_a_lost_stream_reconnects_with_backoff_and_reports_its_state():
 
 def test_stop_interrupts_a_reconnect_wait_promptly():
     opener = ScriptedOpener([2])
+    wait = 600.0  # the reconnect wait stop() interrupts: ten minutes
     source = CaptureSource(SourceSpec("cam", "rtsp://x/y", "stream"), opener=opener, probe=False,
-                           backoff=Backoff(initial=30.0, jitter=0.0))
+                           backoff=Backoff(initial=wait, cap=wait, jitter=0.0))
     source.open()
     source.start()
-    deadline = time.monotonic() + 5
-    while source.status().state != SourceState.RECONNECTING and time.monotonic() < deadline:
-        time.sleep(0.01)
+    assert _wait_for(lambda: source.status().state == SourceState.RECONNECTING, 60.0)
     started = time.monotonic()
     source.stop()
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < wait / 10  # not at the end of the wait
     assert source.status().state == SourceState.STOPPED
 
 
@@ -342,15 +328,22 @@ def test_backoff_grows_exponentially_with_bounded_jitter():
 
 
 def test_open_sources_opens_in_parallel(clips):
-    started = time.monotonic()
-    sources = open_sources([str(clips.obama), str(clips.stranger), str(clips.empty)])
+    """Each opening waits until all three cameras are opening (a barrier): one after the
+    other, the first would wait in vain."""
+    together = threading.Barrier(3, timeout=60)
+
+    def opener(spec):
+        together.wait()
+        return open_capture(spec)
+
+    sources = open_sources([str(clips.obama), str(clips.stranger), str(clips.empty)],
+                           opener=opener)
     try:
         assert [s.name for s in sources] == ["obama", "stranger", "empty"]
         assert all(s.status().state == SourceState.RUNNING for s in sources)
     finally:
         for s in sources:
             s.stop()
-    assert time.monotonic() - started < 10
 
 
 def test_file_paths_with_spaces_work(clips, tmp_path):

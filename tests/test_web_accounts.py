@@ -15,16 +15,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from openlfr.governance import users
-from openlfr.web.app import create_app
 from tests.govfix import PASSWORD, Gov
 from tests.test_web_core import META_CSRF, audit_actions, login, make_token, page_token
 
 NEW = "plum orchard lantern velvet"
-
-
-@pytest.fixture()
-def app(gov: Gov) -> object:
-    return create_app(gov.system)
 
 
 @pytest.fixture()

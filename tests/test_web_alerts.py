@@ -9,12 +9,10 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -26,6 +24,7 @@ from openlfr.store.models import AuditRecord, SubjectImage, Watchlist
 from openlfr.web import events
 from openlfr.web.app import create_app
 from tests.govfix import Gov
+from tests.govfix import audit_records as actions
 from tests.test_gov_alerts import Setup, _setup, _stored
 from tests.test_web_core import META_CSRF, login
 
@@ -33,12 +32,6 @@ READERS = {"op1", "op2", "sv1", "ao1", "au1"}
 DECIDERS = {"op1", "op2", "sv1"}
 HOLDERS = {"sv1", "ao1"}
 EVERYONE = ("admin", "ao1", "op1", "op2", "sv1", "au1")
-
-
-@pytest.fixture()
-def client(gov: Gov) -> Iterator[TestClient]:
-    with TestClient(create_app(gov.system), base_url="http://testserver") as c:
-        yield c
 
 
 def setup_alerts(gov: Gov, face_images: dict[str, Path], two: bool = True) -> Setup:
@@ -59,12 +52,6 @@ def refusals(gov: Gov, actor: str) -> int:
     with gov.db.reading() as s:
         return len(list(s.scalars(select(AuditRecord.seq).where(
             AuditRecord.action == "access.refused", AuditRecord.actor == actor))))
-
-
-def actions(gov: Gov, action: str) -> list[AuditRecord]:
-    with gov.db.reading() as s:
-        return list(s.scalars(select(AuditRecord).where(AuditRecord.action == action)
-                              .order_by(AuditRecord.seq)))
 
 
 def status(gov: Gov, alert_id: int) -> str:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,7 +28,7 @@ from openlfr.audit import log as audit_log
 from openlfr.governance.authz import PERMISSIONS, Perm
 from openlfr.store.enums import Role
 from openlfr.web.app import ROUTERS, create_app
-from tests.govfix import ACCOUNT, PASSWORD, Gov, bearer_headers, installation
+from tests.govfix import ACCOUNT, PASSWORD, Gov, bearer_headers
 from tests.test_web_core import all_routes
 
 ANYONE = "anyone"  # no sign-in needed (the public API, signing in)
@@ -190,15 +189,6 @@ MATRIX = [(route, role) for route in ROUTES for role in Role]
 
 def allows(need: Perm | str, role: Role) -> bool:
     return need in (ANYONE, SIGNED_IN) or role in PERMISSIONS[Perm(need)]
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def install(request: pytest.FixtureRequest,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gov]:
-    """One installation per database for the whole matrix."""
-    tmp: Path = tmp_path_factory.mktemp(f"api-matrix-{request.param}")
-    with installation(request.param, tmp) as g:
-        yield g
 
 
 @dataclass

@@ -150,7 +150,9 @@ def test_operator_sees_the_alert_live_and_confirms_it(tmp_path: Path, face_image
                                                       ) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    t0 = time.monotonic()
+    # Each step waits for what the page shows, with room for a busy machine (the default is 5 s:
+    # a confirmation's round trip took longer than that on a loaded CI machine).
+    expect.set_options(timeout=30_000)
     data = tmp_path / "data"
     dep_id = prepare(data, face_images["obama"], camera.url)
     server = server_factory.start(data)
@@ -215,11 +217,13 @@ def test_operator_sees_the_alert_live_and_confirms_it(tmp_path: Path, face_image
             text = card.inner_text()
             assert "POSSIBLE MATCH" in text.upper() and "gate" in text
             assert "threshold" in text and "0 of 2 confirmations" in text
-            expect(card.locator("img[data-crop]")).to_have_js_property("complete", True)
-            assert card.locator("img[data-crop]").evaluate("i => i.naturalWidth") > 0
-            reference = card.locator("img[alt^='Watchlist reference']")
-            expect(reference).to_have_js_property("complete", True)
-            assert reference.evaluate("i => i.naturalWidth") > 0
+            # Both pictures load (a better shot of the same track may swap the crop's source
+            # meanwhile: wait for a loaded one rather than checking at one instant).
+            for picture in (f"#alert-{alert_id} img[data-crop]",
+                            f"#alert-{alert_id} img[alt^='Watchlist reference']"):
+                page.wait_for_function("s => { const i = document.querySelector(s);"
+                                       " return i && i.complete && i.naturalWidth > 0; }",
+                                       arg=picture, timeout=30_000)
             shot(page, "queue-alert")
 
             # confirm: one click; the two-person rule now wants a second person (this alert's
@@ -269,18 +273,17 @@ def test_operator_sees_the_alert_live_and_confirms_it(tmp_path: Path, face_image
             page.goto(f"{server.url}/console/alerts?deployment={dep_id}&status=all")
             expect(page.locator("#live-state")).to_have_text(re.compile("^live"))
             shot(page, "queue-all")
-            # a graceful stop is not held up by the open stream, which says goodbye
-            stopping = time.monotonic()
+            # a graceful stop is not held up by the open stream, which says goodbye (held up,
+            # uvicorn would cancel it at the end of its graceful timeout, and say so)
             assert server.terminate() == 0
-            assert time.monotonic() - stopping < 10
             expect(page.locator("#live-state")).to_contain_text("the server is stopping")
         finally:
             browser.close()
     assert problems == [], problems  # e.g. a CSP violation or a failed request
     err = server.stderr.read_text()
     assert "Traceback" not in err, err
+    assert "timeout graceful shutdown exceeded" not in err, err
     SHOTS.mkdir(parents=True, exist_ok=True)
     for png in sorted(shots.glob("*.png")):
         assert png.stat().st_size > 5000
         shutil.copy(png, SHOTS / png.name)
-    assert time.monotonic() - t0 < 120

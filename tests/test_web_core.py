@@ -14,17 +14,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from starlette.routing import BaseRoute
 
-from openlfr.store.models import AuditRecord
 from openlfr.web.app import ANONYMOUS_API, create_app
 from tests.govfix import PASSWORD, Gov
+from tests.govfix import audit_records as audit_actions
 
 META_CSRF = re.compile(r'<meta name="csrf-token" content="([0-9a-f]{64})">')
-
-
-@pytest.fixture()
-def client(gov: Gov) -> Iterator[TestClient]:
-    with TestClient(create_app(gov.system), base_url="http://testserver") as c:
-        yield c
 
 
 def page_token(client: TestClient, path: str = "/login") -> str:
@@ -40,12 +34,6 @@ def login(client: TestClient, name: str, password: str = PASSWORD) -> str:
     r = client.post("/api/v1/auth/login", json={"name": name, "password": password})
     assert r.status_code == 200, r.text
     return str(r.json()["csrf_token"])
-
-
-def audit_actions(gov: Gov, action: str) -> list[AuditRecord]:
-    with gov.db.reading() as s:
-        return list(s.scalars(select(AuditRecord).where(AuditRecord.action == action)
-                              .order_by(AuditRecord.seq)))
 
 
 def make_token(client: TestClient, csrf: str, user: str, role: str | None = None) -> str:

@@ -18,17 +18,13 @@ from sqlalchemy import select
 
 from openlfr.governance import deployments as deps
 from openlfr.governance import watchlists as wls
-from openlfr.store.models import AuditRecord, Deployment, Subject, SubjectImage
+from openlfr.store.models import Deployment, Subject, SubjectImage
 from openlfr.web.app import create_app
 from tests.govfix import PASSWORD, Gov
+from tests.govfix import audit_records as actions
 
 META_CSRF = re.compile(r'<meta name="csrf-token" content="([0-9a-f]{64})">')
 REASON = "Warrant W-77 of the crown court, failing to appear at trial"
-
-
-@pytest.fixture()
-def app(gov: Gov) -> FastAPI:
-    return create_app(gov.system)
 
 
 @pytest.fixture()
@@ -64,12 +60,6 @@ def post(client: TestClient, path: str, data: dict[str, object] | None = None,
     body = dict(data or {})
     body["csrf_token"] = token_of(client, page)
     return client.post(path, data=body, files=files, follow_redirects=False)
-
-
-def actions(gov: Gov, action: str) -> list[AuditRecord]:
-    with gov.db.reading() as s:
-        return list(s.scalars(select(AuditRecord).where(AuditRecord.action == action)
-                              .order_by(AuditRecord.seq)))
 
 
 def counts(gov: Gov) -> tuple[int, int]:

@@ -26,11 +26,6 @@ from tests.test_gov_live import authorised
 from tests.test_web_core import login
 
 
-@pytest.fixture(scope="module")
-def clips(tmp_path_factory, face_images, no_face_path) -> videoclips.ClipSet:
-    return videoclips.clip_set(tmp_path_factory, face_images, no_face_path)
-
-
 def _serve(gov: Gov, preview: bool) -> tuple[TestClient, BackgroundJobs]:
     jobs = BackgroundJobs(gov.system, tick=3600, preview=preview,
                           run_options={"realtime": True, "loop": True, "workers": 1})

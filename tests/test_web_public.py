@@ -10,7 +10,6 @@ import base64
 import csv
 import io
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -37,7 +36,6 @@ from openlfr.store.models import (
     Subject,
     Watchlist,
 )
-from openlfr.web.app import create_app
 from tests.govfix import Gov
 from tests.test_web_core import META_CSRF, login
 
@@ -127,17 +125,6 @@ def populate(db: Database) -> Demo:
         ids = Demo(planned.id, running.id, ended.id, ended_urgent.id, planned_urgent.id,
                    draft.id, start.year)
     return ids
-
-
-@pytest.fixture()
-def demo(gov: Gov) -> Demo:
-    return populate(gov.db)
-
-
-@pytest.fixture()
-def client(gov: Gov) -> Iterator[TestClient]:
-    with TestClient(create_app(gov.system), base_url="http://testserver") as c:
-        yield c
 
 
 def public_urls(demo: Demo) -> list[str]:

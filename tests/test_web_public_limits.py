@@ -23,12 +23,7 @@ from openlfr.web.app import create_app
 from openlfr.web.ratelimit import TokenBucket
 from tests.govfix import Gov
 from tests.test_web_core import META_CSRF
-from tests.test_web_public import Demo, populate
-
-
-@pytest.fixture()
-def demo(gov: Gov) -> Demo:
-    return populate(gov.db)
+from tests.test_web_public import Demo
 
 
 @contextmanager

@@ -22,13 +22,6 @@ from openlfr.web.routes import auth as auth_routes
 from tests.govfix import PASSWORD, Gov
 from tests.test_web_core import login, page_token
 
-
-@pytest.fixture()
-def client(gov: Gov) -> Iterator[TestClient]:
-    with TestClient(create_app(gov.system), base_url="http://testserver") as c:
-        yield c
-
-
 # -- rate limits ------------------------------------------------------------------------------
 
 def test_forwarded_for_cannot_be_forged_past_the_address_limit(sqlite_gov: Gov) -> None:

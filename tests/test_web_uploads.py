@@ -30,11 +30,6 @@ META_CSRF = re.compile(r'<meta name="csrf-token" content="([0-9a-f]{64})">')
 
 
 @pytest.fixture()
-def app(gov: Gov) -> FastAPI:
-    return create_app(gov.system)
-
-
-@pytest.fixture()
 def api(gov: Gov, app: FastAPI) -> Iterator[tuple[TestClient, dict[str, str]]]:
     """A client and an operator's bearer token header."""
     token = tokens.create_token(gov.db, gov.actors["admin"], "op1", "test")[1]

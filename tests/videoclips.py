@@ -8,7 +8,8 @@ face YuNet finds, scaled so the face is about ``face_width`` pixels wide.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -171,3 +172,21 @@ def load_gallery(watchlist: Path) -> tuple[object, dict[str, str]]:
 
     wl = Watchlist.load(watchlist)
     return wl.gallery(), {sid: s.display_name for sid, s in wl.subjects.items()}
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 120.0,
+               step: float = 0.02) -> bool:
+    """Poll until ``predicate()`` holds; False after ``timeout`` s. The bound is a safety net
+    for a test that would otherwise hang: tests assert on counts and states, never on how long
+    the wait took."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(step)
+    return True
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 120.0) -> None:
+    """:func:`wait_until`, failing the test when the bound passes."""
+    assert wait_until(predicate, timeout), "timed out"

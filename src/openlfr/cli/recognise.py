@@ -64,11 +64,14 @@ def enroll(
     progress = Progress(TextColumn("enrolling"), BarColumn(), MofNCompleteColumn(),
                         TimeRemainingColumn(), console=err_console, transient=True,
                         disable=len(jobs) < 2)
+    def done(outcome: ImageOutcome) -> None:
+        outcomes.append(outcome)
+        progress.advance(task)
+
     try:
         with progress:
             task = progress.add_task("enrol", total=len(jobs))
-            enrol(engine, wl, jobs, metadata,
-                  on_result=lambda o: (outcomes.append(o), progress.advance(task)))
+            enrol(engine, wl, jobs, metadata, on_result=done)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted: saving what was accepted so far[/]")
     accepted = [o for o in outcomes if o.accepted]

@@ -381,9 +381,8 @@ def _watch_deployment(deployment_id: int, user: str, data_dir: Path | None, json
         def tick() -> None:
             if json_out:
                 report_states()
-            elif live is not None and runs and runs[-1].runner is not None:
-                run = runs[-1]
-                live.update(Group(_table(run.figures(), run.runner.elapsed,
+            elif live is not None and runs and (runner := runs[-1].runner) is not None:
+                live.update(Group(_table(runs[-1].figures(), runner.elapsed,
                                          server.url if server else None),
                                   Text(f"deployment {deployment_id} — Ctrl-C to pause it "
                                        "(resume with the same command or in the console; end "

@@ -7,7 +7,7 @@ id of a watchlist in the database."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -54,7 +54,7 @@ def show(
 def _show_file(watchlist: Path, json_out: bool) -> None:
     with user_errors():
         wl = _load(watchlist)
-    subjects = [
+    subjects: list[dict[str, Any]] = [
         {
             "id": s.id,
             "display_name": s.display_name,

@@ -827,7 +827,7 @@ def camera_states(session: Session, dep: Deployment, now: datetime | None = None
     for c in dep.cameras:
         row = rows.get(c.name)
         state = since = error = None
-        frames = seconds = 0
+        frames, seconds = 0, 0.0
         if row is not None:
             frames, seconds = row.frames, row.seconds
             if row.state is not None:
@@ -845,6 +845,25 @@ def camera_states(session: Session, dep: Deployment, now: datetime | None = None
                         "retrying", "failed", "unknown", "stopped", "ended") else None,
                     "frames": frames, "seconds": round(float(seconds), 1)})
     return out
+
+
+def live_camera_states(db: Database, deployment_id: int | None = None
+                       ) -> list[tuple[int, str, str, list[dict[str, Any]]]]:
+    """``(id, name, status, camera_states)`` of each running or paused deployment (or only
+    ``deployment_id``), in id order. States and counts only; the caller checks access."""
+    with db.reading() as s:
+        query = select(Deployment).where(Deployment.status.in_(
+            [DeploymentStatus.RUNNING, DeploymentStatus.PAUSED])).order_by(Deployment.id)
+        if deployment_id is not None:
+            query = query.where(Deployment.id == deployment_id)
+        return [(d.id, d.name, d.status.value, camera_states(s, d)) for d in s.scalars(query)]
+
+
+def record_preview_view(db: Database, actor: Actor, deployment_id: int, camera: str) -> None:
+    """The audit entry of ``actor`` opening the live preview of ``camera``."""
+    with db.session() as s:
+        audit_log.record(s, actor.name, "preview.view", "deployment", deployment_id,
+                         {"camera": camera})
 
 
 def show(db: Database, actor: Actor, deployment_id: int) -> dict[str, Any]:

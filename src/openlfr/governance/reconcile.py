@@ -74,6 +74,10 @@ class RunHandle(Protocol):
 
     def gallery_size(self) -> tuple[int, int]: ...
 
+    def join(self, timeout: float | None = None) -> object:
+        """Wait (at most ``timeout`` s) for the run to end."""
+        ...
+
 
 class Launcher(Protocol):
     """Starts a live run of a deployment with its first gallery (and returns at once)."""
@@ -258,13 +262,13 @@ class Reconciler:
                     report.stopped.append(dep_id)
             mono = time.monotonic()
             for dep_id in desired:
-                owned = self._runs.get(dep_id)
-                if owned is None:
+                current = self._runs.get(dep_id)
+                if current is None:
                     not_before = self._retry.get(dep_id, (0.0, 0.0))[0]
                     if mono >= not_before:
                         self._launch(dep_id, report)
-                elif not owned.stopping and owned.fingerprint != prints.get(dep_id, ()):
-                    self._reload(dep_id, owned, report)
+                elif not current.stopping and current.fingerprint != prints.get(dep_id, ()):
+                    self._reload(dep_id, current, report)
             for dep_id in [d for d in self._retry if d not in desired]:
                 del self._retry[dep_id]
         return report

@@ -1,7 +1,8 @@
 """Retention and forgetting: what the program deletes by itself, and when.
 
-One run (:func:`run_retention`; ``openlfr retention run``, and on a schedule later) does, in
-this order, each step in its own transaction and audited:
+One run (:func:`run_retention`: ``openlfr retention run``, and every ``retention_every``
+seconds in ``openlfr serve``'s background jobs, :mod:`openlfr.web.jobs`) does, in this order,
+each step in its own transaction and audited:
 
 1. **Ends overdue deployments**: authorised or running deployments whose planned end has passed
    are stopped (:func:`openlfr.governance.deployments.end_overdue`).
@@ -51,6 +52,7 @@ from openlfr.audit import log as audit_log
 from openlfr.governance import deployments, purge, watchlists
 from openlfr.governance.authz import SYSTEM_ACTOR, Actor, Perm, RuleError, require
 from openlfr.governance.system import System
+from openlfr.store.db import affected
 from openlfr.store.enums import DeploymentStatus, WatchlistStatus
 from openlfr.store.models import (
     Adjudication,
@@ -300,12 +302,12 @@ def _purge_alerts(system: System, now: datetime,
                 chunk = ids[start:start + 500]
                 s.execute(update(Alert).where(Alert.id.in_(chunk)).values(
                     crop_ct=None, subject_id=None, subject_image_id=None, purged_at=now))
-                blanked = s.execute(update(Adjudication).where(
+                blanked = affected(s.execute(update(Adjudication).where(
                     Adjudication.alert_id.in_(chunk), Adjudication.reason.is_not(None))
-                    .values(reason=None)).rowcount
-                blanked += s.execute(update(Outcome).where(
+                    .values(reason=None)))
+                blanked += affected(s.execute(update(Outcome).where(
                     Outcome.alert_id.in_(chunk), Outcome.notes.is_not(None))
-                    .values(notes=None)).rowcount
+                    .values(notes=None)))
                 texts[dep_id] += int(blanked or 0)
         s.flush()
         for dep_id, n in sorted(per_dep.items()):

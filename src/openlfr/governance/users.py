@@ -42,7 +42,7 @@ from openlfr.audit import log as audit_log
 from openlfr.governance.authz import SYSTEM_ACTOR, Actor, NotFound, Perm, RuleError, require
 from openlfr.governance.system import System
 from openlfr.store.crypto import CryptoError, open_sealed, seal
-from openlfr.store.db import Database
+from openlfr.store.db import Database, affected
 from openlfr.store.enums import Role, choices
 from openlfr.store.models import ApiToken, RolePolicy, User, WebSession, utcnow
 
@@ -162,10 +162,10 @@ def end_credentials(s: Session, user: User, keep_session: int | None = None) -> 
     query = delete(WebSession).where(WebSession.user_id == user.id)
     if keep_session is not None:
         query = query.where(WebSession.id != keep_session)
-    ended = s.execute(query).rowcount or 0
-    revoked = s.execute(update(ApiToken)
-                        .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
-                        .values(revoked_at=utcnow())).rowcount or 0
+    ended = affected(s.execute(query))
+    revoked = affected(s.execute(
+        update(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())))
     return {"sessions_ended": int(ended), "tokens_revoked": int(revoked)}
 
 
@@ -309,7 +309,7 @@ def change_password(system: System, actor: Actor, current: str, new: str, *,
         others = delete(WebSession).where(WebSession.user_id == user.id)
         if keep_session is not None:
             others = others.where(WebSession.id != keep_session)
-        ended = s.execute(others).rowcount
+        ended = affected(s.execute(others))
         audit_log.record(s, actor.name, "user.password", "user", actor.name,
                          {"was_one_time": forced, "sessions_ended": int(ended or 0)})
 
@@ -339,12 +339,6 @@ def pending_of(must_change: bool, totp_enabled: bool, totp_needed: bool | None) 
     if totp_needed and not totp_enabled:
         return PENDING_TOTP
     return None
-
-
-PENDING_MESSAGES = {
-    PENDING_PASSWORD: "your password is a one-time password: change it first",
-    PENDING_TOTP: "your role requires a second factor: set up an authenticator app first",
-}
 
 
 # -- TOTP second factor -----------------------------------------------------------------------
@@ -451,10 +445,10 @@ def _use_totp_code(system: System, user_id: int, code: str, *, confirmed: bool) 
     for step in (now_step - 1, now_step, now_step + 1):
         if step > last and hmac.compare_digest(totp.at(step * TOTP_STEP), clean):
             with system.db.session() as s:
-                done = s.execute(update(User).where(
+                done = affected(s.execute(update(User).where(
                     User.id == user_id,
                     (User.totp_last_step.is_(None)) | (User.totp_last_step < step))
-                    .values(totp_last_step=step)).rowcount
+                    .values(totp_last_step=step)))
             return bool(done)
     return False
 

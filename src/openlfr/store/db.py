@@ -15,9 +15,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import CursorResult, Engine, Result, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -204,6 +204,9 @@ class Database:
         self.engine.dispose()
 
 
-def ping(db: Database) -> None:
-    with db.reading() as s:
-        s.execute(text("SELECT 1"))
+def affected(result: Result[Any]) -> int:
+    """How many rows the UPDATE or DELETE that gave ``result`` changed.
+
+    ``Session.execute`` is typed to return a :class:`Result`; for a data-changing statement it
+    is a :class:`CursorResult`, which has the count."""
+    return cast(CursorResult[Any], result).rowcount or 0

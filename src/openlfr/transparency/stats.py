@@ -410,10 +410,10 @@ def check_against_audit(session: Session) -> list[str]:
         (dep, action.value, bool(engaged)) for dep, action, engaged in session.execute(
             select(Alert.deployment_id, Outcome.action, Outcome.engaged)
             .join(Alert, Alert.id == Outcome.alert_id)))
-    for key in sorted(set(outcomes) | set(audit.outcomes)):
-        if outcomes[key] != audit.outcomes[key]:
-            dep, action, engaged = key
-            problems.append(f"deployment {dep}: {outcomes[key]} outcome(s) '{action}' "
+    for okey in sorted(set(outcomes) | set(audit.outcomes)):
+        if outcomes[okey] != audit.outcomes[okey]:
+            dep, action, engaged = okey
+            problems.append(f"deployment {dep}: {outcomes[okey]} outcome(s) '{action}' "
                             f"(engaged {'yes' if engaged else 'no'}) stored but "
-                            f"{audit.outcomes[key]} in the audit log")
+                            f"{audit.outcomes[okey]} in the audit log")
     return problems

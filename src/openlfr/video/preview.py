@@ -20,6 +20,7 @@ import time
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import cast
 from urllib.parse import quote, unquote
 
 import cv2
@@ -60,7 +61,8 @@ def anonymise(region: ImageArray) -> ImageArray:
     small = cv2.resize(region, (cells_x, cells_y), interpolation=cv2.INTER_AREA)
     blocky = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
     k = max(3, (min(w, h) // 3) | 1)
-    return cv2.GaussianBlur(blocky, (k, k), 0)
+    # OpenCV's stubs type every result as any Mat; resizing and blurring keep 8-bit pixels.
+    return cast(ImageArray, cv2.GaussianBlur(blocky, (k, k), 0))
 
 
 def mask_frame(

@@ -1,9 +1,11 @@
 """Where alerts go. The pipeline calls an :class:`AlertSink` once for each alert and once for
 each update of it; nothing else of a sighting ever leaves the pipeline.
 
-The governance layer will provide the sink that persists an alert (encrypted, audited) and
-pushes it to operators; the CLI's sink prints; :class:`MemorySink` keeps them for tests and
-benchmarks.
+A deployment's live run uses :class:`openlfr.governance.alerts.AlertRecorder`, which stores
+each alert (encrypted, audited) and hands it on to the operators' console; ``openlfr watch``
+without a deployment prints through a :class:`CallbackSink`; :class:`SerialSink` hands alerts
+from several camera threads to sinks one at a time; :class:`MemorySink` keeps them for tests
+and benchmarks.
 """
 
 from __future__ import annotations

@@ -55,7 +55,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal, Protocol, cast
 from urllib.parse import urlsplit
 
 import cv2
@@ -215,14 +215,20 @@ def open_capture(spec: SourceSpec, *, open_timeout: float = OPEN_TIMEOUT_S,
     fails."""
     if spec.kind == "device":
         target: str | int = spec.device if spec.target.isdigit() else spec.target
-        return cv2.VideoCapture(target)
+        return _capture(cv2.VideoCapture(target))
     if spec.kind == "stream":
         params = [
             cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(open_timeout * 1000),
             cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(read_timeout * 1000),
         ]
-        return cv2.VideoCapture(spec.target, cv2.CAP_FFMPEG, params)
-    return cv2.VideoCapture(spec.target, cv2.CAP_FFMPEG)
+        return _capture(cv2.VideoCapture(spec.target, cv2.CAP_FFMPEG, params))
+    return _capture(cv2.VideoCapture(spec.target, cv2.CAP_FFMPEG))
+
+
+def _capture(capture: cv2.VideoCapture) -> Capture:
+    """``capture`` as a :class:`Capture`: OpenCV's stubs type ``read`` as giving any Mat
+    (float, UMat…); a video capture gives 8-bit BGR frames."""
+    return cast(Capture, capture)
 
 
 #: Default ports of the stream schemes that are probed before OpenCV opens them.

@@ -504,12 +504,18 @@ def _parse_header(raw: bytes, fail: Any) -> dict[str, Any]:
         )
     if version < 1:
         raise fail(f"unknown watchlist format version {version}")
-    model_id, dim, count = meta.get("model_id"), meta.get("dim"), meta.get("count")
+    model_id = meta.get("model_id")
     if not isinstance(model_id, str) or not model_id:
         raise fail("corrupt watchlist file: the header has no model_id")
-    for key, value, least in (("dim", dim, 1), ("count", count, 0)):
+
+    def header_int(key: str, least: int) -> int:
+        value = meta.get(key)
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise fail(f"corrupt watchlist file: bad {key} {value!r} in the header")
+        return value
+
+    dim = header_int("dim", 1)
+    header_int("count", 0)
     if dim > MAX_DIM:
         raise fail(f"corrupt watchlist file: templates of {dim} values, more than any face "
                    f"model's ({MAX_DIM})")

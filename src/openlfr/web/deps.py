@@ -204,11 +204,6 @@ async def current_actor(request: Request) -> Actor:
     return (await current_caller(request)).actor
 
 
-async def optional_actor(request: Request) -> Actor | None:
-    caller = await optional_caller(request)
-    return None if caller is None else caller.actor
-
-
 async def page_actor(request: Request) -> Actor:
     """The signed-in actor of a console page; anonymous callers are sent to the login page."""
     caller = await optional_caller(request)

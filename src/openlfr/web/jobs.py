@@ -17,8 +17,7 @@ starts it with the server and stops it (gracefully) on shutdown. It owns
   (:func:`openlfr.governance.deployments.end_overdue`); every ``retention_every`` seconds
   :func:`openlfr.governance.retention.run_retention` runs as ``system``.
 
-Each step is guarded: a failing step is logged and retried on the next tick; a module that is
-missing disables its step only.
+Each step is guarded: a failing step is logged and retried on the next tick.
 """
 
 from __future__ import annotations
@@ -109,11 +108,6 @@ class BackgroundJobs:
     def add_alert_listener(self, listener: AlertListener) -> None:
         with self._lock:
             self._listeners.append(listener)
-
-    def remove_alert_listener(self, listener: AlertListener) -> None:
-        with self._lock:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
 
     def _on_alert(self, alert_id: int, alert: Any) -> None:
         with self._lock:
@@ -219,10 +213,8 @@ class BackgroundJobs:
         return report
 
     def end_overdue(self) -> list[int]:
-        try:
-            from openlfr.governance.deployments import end_overdue
-        except ImportError:
-            return []
+        from openlfr.governance.deployments import end_overdue
+
         try:
             ended = end_overdue(self.system.db)
         except Exception:
@@ -234,10 +226,8 @@ class BackgroundJobs:
         return ended
 
     def run_retention(self) -> dict[str, Any] | None:
-        try:
-            from openlfr.governance.retention import run_retention
-        except ImportError:
-            return None
+        from openlfr.governance.retention import run_retention
+
         try:
             report = run_retention(self.system, SYSTEM_ACTOR)
         except Exception:

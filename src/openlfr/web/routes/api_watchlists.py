@@ -20,6 +20,7 @@ from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile as FormFile  # a parsed form's file
 from starlette.formparsers import MultiPartParser
 
 from openlfr.governance import watchlists as wls
@@ -68,7 +69,7 @@ def image_type(data: bytes) -> tuple[str, str] | None:
     return None
 
 
-async def read_image_upload(upload: UploadFile, label: str) -> bytes:
+async def read_image_upload(upload: FormFile, label: str) -> bytes:
     """The bytes of one uploaded image, refused (:class:`UploadProblem`) when empty, over
     :data:`UPLOAD_MAX_BYTES` or not an image by its content (whatever its name says)."""
     data = await upload.read(UPLOAD_MAX_BYTES + 1)
@@ -83,7 +84,7 @@ async def read_image_upload(upload: UploadFile, label: str) -> bytes:
     return data
 
 
-def upload_label(index: int, upload: UploadFile) -> str:
+def upload_label(index: int, upload: FormFile) -> str:
     name = (upload.filename or "").strip()[:80]
     return f"image {index}" + (f" ({name})" if name else "")
 

@@ -81,20 +81,9 @@ def camera_health(request: Request, deployment_id: int | None = None) -> list[di
     database (so a run of another process, e.g. ``openlfr watch --deployment``, shows too) —
     connecting, live, retrying since when with the last error, ended — and, when this server
     runs it, frames per second and drops (counts only; blocking: call from a thread)."""
-    from sqlalchemy import select
-
-    from openlfr.store.enums import DeploymentStatus
-    from openlfr.store.models import Deployment
-
     runner = web(request).runner
     runs: dict[int, Any] = dict(getattr(runner, "runs", {}) or {})
-    with web(request).db.reading() as s:
-        query = select(Deployment).where(Deployment.status.in_(
-            [DeploymentStatus.RUNNING, DeploymentStatus.PAUSED])).order_by(Deployment.id)
-        if deployment_id is not None:
-            query = query.where(Deployment.id == deployment_id)
-        found = [(d.id, d.name, d.status.value, deps.camera_states(s, d))
-                 for d in s.scalars(query)]
+    found = deps.live_camera_states(web(request).db, deployment_id)
     out = []
     for dep_id, name, status, cameras in found:
         figures: dict[str, Any] = {}
@@ -230,7 +219,6 @@ async def preview(request: Request, deployment_id: int, camera: str,
     only. Opening it is audited (``preview.view``)."""
     from starlette.concurrency import run_in_threadpool
 
-    from openlfr.audit import log as audit_log
     from openlfr.video.preview import BOUNDARY
 
     st = web(request)
@@ -241,12 +229,7 @@ async def preview(request: Request, deployment_id: int, camera: str,
         raise NotFound(f"no live preview of camera {camera!r} of deployment {deployment_id} "
                        "on this server")
 
-    def audit() -> None:
-        with st.db.session() as s:
-            audit_log.record(s, actor.name, "preview.view", "deployment", deployment_id,
-                             {"camera": camera})
-
-    await run_in_threadpool(audit)
+    await run_in_threadpool(deps.record_preview_view, st.db, actor, deployment_id, camera)
     feeds.watch(camera)
 
     async def frames() -> Any:
