@@ -27,27 +27,11 @@ from openlfr.store.models import UserModel
 from openlfr.vision import engine as engine_module
 from openlfr.vision import load_image, registry
 from tests.govfix import Gov
-from tests.test_eval_identify import build_people
 
 runner = CliRunner()
 
 ADD = ["--name", "outside", "--input-size", "112x112", "--mean", "0", "--std", "1,1,1",
        "--colour", "rgb", "--user", "admin"]
-
-
-@pytest.fixture(scope="module")
-def people_dir(tmp_path_factory: pytest.TempPathFactory, face_images: dict[str, Path],
-               no_face_path: Path) -> Path:
-    return build_people(tmp_path_factory.mktemp("people"), face_images, no_face_path)
-
-
-@pytest.fixture()
-def groups_csv(tmp_path: Path) -> Path:
-    path = tmp_path / "groups.csv"
-    path.write_text("identity,gender,tone\n"
-                    "obama,M,dark\nbiden,M,light\np0,M,light\np1,M,dark\n"
-                    "p2,F,light\np3,F,dark\np4,F,light\np5,F,light\ncoffee,,\n")
-    return path
 
 
 @pytest.fixture()
