@@ -20,20 +20,17 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from openlfr.audit import log as audit_log
+from openlfr.governance import auditing, purge
 from openlfr.governance import deployments as deps
-from openlfr.governance import purge
 from openlfr.governance import users as users_svc
 from openlfr.governance import watchlists as wls
 from openlfr.governance.authz import Actor, Forbidden, NotFound, Perm, RuleError, allowed
 from openlfr.governance.times import to_utc
 from openlfr.store.enums import Category, Role
-from openlfr.transparency.art12 import art12_records
 from openlfr.vision.imageio import ImageBusy
 from openlfr.web import tokens
 from openlfr.web.deps import PageActor, web
-from openlfr.web.render import render
-from openlfr.web.routes import api_audit
+from openlfr.web.render import jsonl_download, render
 from openlfr.web.routes.api_deployments import CameraIn, DeploymentIn, create_plan
 from openlfr.web.routes.api_watchlists import (
     MAX_UPLOAD_IMAGES,
@@ -668,11 +665,11 @@ def token_revoke(request: Request, token_id: int, actor: PageActor) -> Response:
 
 def _audit_ctx(request: Request, actor: Actor, before: int | None) -> dict[str, Any]:
     db = web(request).db
-    api_audit.reader(db, actor, "show")
-    rows, total, nxt = api_audit.page_of_entries(db, before, AUDIT_PAGE)
+    got = auditing.page(db, actor, before, AUDIT_PAGE)
     deployments = deps.list_deployments(db, actor)
-    return {"entries": rows, "total": total, "next_before": nxt, "before": before,
-            "deployments": deployments, "short": short_details, "when": _seq_time}
+    return {"entries": got.entries, "total": got.total, "next_before": got.next_before,
+            "before": before, "deployments": deployments, "short": short_details,
+            "when": _seq_time}
 
 
 @router.get("/audit")
@@ -683,9 +680,9 @@ def audit_page(request: Request, actor: PageActor, before: int | None = None) ->
 @router.post("/audit/verify")
 def audit_verify(request: Request, actor: PageActor) -> Response:
     db = web(request).db
-    api_audit.reader(db, actor, "verify")
+    checked = auditing.verify(db, actor)
     ctx = _audit_ctx(request, actor, None)
-    ctx["verify"] = api_audit.verify_result(db)
+    ctx["verify"] = checked.as_dict()
     return _page(request, actor, "gov_audit.html", ctx)
 
 
@@ -693,19 +690,16 @@ def audit_verify(request: Request, actor: PageActor) -> Response:
 def audit_export(request: Request, actor: PageActor,
                  what: Annotated[str, Form(max_length=10)] = "log",
                  deployment: Annotated[str, Form(max_length=12)] = "") -> StreamingResponse:
-    dep_id = int(deployment) if deployment.strip().isdigit() else None
-    return api_audit.export_response(web(request).db, actor, dep_id, what == "art12")
+    art12 = what == "art12"
+    dep_id = int(deployment) if art12 and deployment.strip().isdigit() else None
+    lines = auditing.export(web(request).db, actor, art12=art12, deployment=dep_id, out="web")
+    return jsonl_download(lines, auditing.export_filename(dep_id, art12))
 
 
 @router.get("/audit/art12/{deployment_id}")
 def audit_art12(request: Request, deployment_id: int, actor: PageActor) -> Response:
-    db = web(request).db
-    api_audit.reader(db, actor, "art12")
-    with db.reading() as s:
-        records = art12_records(s, deployment_id)
-    if not records:
-        raise NotFound(f"no deployment {deployment_id}")
-    return _page(request, actor, "gov_art12.html", {"r": records[0]})
+    record = auditing.art12_record(web(request).db, actor, deployment_id)
+    return _page(request, actor, "gov_art12.html", {"r": record})
 
 
 def short_details(details: dict[str, Any]) -> str:
@@ -716,5 +710,5 @@ def short_details(details: dict[str, Any]) -> str:
     return text if len(text) <= 300 else text[:297] + "…"
 
 
-def _seq_time(entry: audit_log.AuditEntry) -> str:
+def _seq_time(entry: auditing.AuditEntry) -> str:
     return entry.time.replace("T", " ")[:19] + " UTC"
