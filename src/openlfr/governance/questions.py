@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
-from datetime import datetime
 
 from sqlalchemy import select
 
 from openlfr.audit import log as audit_log
 from openlfr.governance.authz import Actor, NotFound, Perm, RuleError, allowed, require
+from openlfr.governance.views import QuestionView
 from openlfr.store.db import Database
 from openlfr.store.models import (
     Deployment,
@@ -52,31 +51,12 @@ def _clean(value: str) -> str:
     return _CONTROL.sub("", value.replace("\r\n", "\n")).strip()
 
 
-@dataclass(frozen=True)
-class QuestionView:
-    id: int
-    deployment_id: int
-    deployment_name: str
-    kind: str
-    text: str
-    contact: str | None
-    created_at: datetime
-    status: str
-    answer: str | None
-    answered_by: str | None
-    answered_at: datetime | None
-    closed_by: str | None
-    closed_at: datetime | None
-
-    def as_json(self) -> dict[str, object]:
-        return {k: (v.isoformat() if isinstance(v, datetime) else v)
-                for k, v in self.__dict__.items()}
-
-
 def _view(q: PublicQuestion, name: str) -> QuestionView:
-    return QuestionView(q.id, q.deployment_id, name, q.kind.value, q.text, q.contact,
-                        q.created_at, q.status.value, q.answer, q.answered_by, q.answered_at,
-                        q.closed_by, q.closed_at)
+    return QuestionView(id=q.id, deployment_id=q.deployment_id, deployment_name=name,
+                        kind=q.kind.value, text=q.text, contact=q.contact,
+                        created_at=q.created_at, status=q.status.value, answer=q.answer,
+                        answered_by=q.answered_by, answered_at=q.answered_at,
+                        closed_by=q.closed_by, closed_at=q.closed_at)
 
 
 def submit_question(db: Database, deployment_id: int, kind: str, text: str,

@@ -11,6 +11,7 @@ refuse them anyway (:func:`authz.require`, audited).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -26,6 +27,7 @@ from openlfr.governance import users as users_svc
 from openlfr.governance import watchlists as wls
 from openlfr.governance.authz import Actor, Forbidden, NotFound, Perm, RuleError, allowed
 from openlfr.governance.times import to_utc
+from openlfr.governance.views import CameraView, DeploymentView, WatchlistView
 from openlfr.store.enums import Category, Role
 from openlfr.vision.imageio import ImageBusy
 from openlfr.web import tokens
@@ -61,15 +63,16 @@ def may(actor: Actor) -> dict[str, bool]:
     return {p.name.lower(): allowed(actor, p) for p in Perm}
 
 
-def fmt_iso(value: str | None) -> str:
-    """An ISO time from a service's JSON view as the pages show times: ``26 Nov 2026 16:13
-    UTC``."""
+def fmt_iso(value: datetime | str | None) -> str:
+    """A time from a service's view (or an ISO string) as the pages show times: ``26 Nov 2026
+    16:13 UTC``."""
     if not value:
         return "—"
     try:
-        return datetime.fromisoformat(value).astimezone(UTC).strftime("%d %b %Y %H:%M UTC")
+        when = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+        return when.astimezone(UTC).strftime("%d %b %Y %H:%M UTC")
     except ValueError:
-        return value
+        return str(value)
 
 
 def _page(request: Request, actor: Actor, name: str, ctx: dict[str, Any],
@@ -365,36 +368,36 @@ def _blank_deployment() -> dict[str, Any]:
     return values
 
 
-def _local(iso: str | None) -> str:
-    if not iso:
+def _local(when: datetime | None) -> str:
+    if not when:
         return ""
-    return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
 
 
-def cameras_text(cameras: list[dict[str, str]]) -> str:
-    return "\n".join(f"{c['name']}={c['source']}" for c in cameras)
+def cameras_text(cameras: Sequence[CameraView]) -> str:
+    return "\n".join(f"{c.name}={c.source}" for c in cameras)
 
 
-def _values_of(view: dict[str, Any]) -> dict[str, Any]:
-    values = {n: view.get(n) or "" for n in DEPLOYMENT_TEXT}
-    values.update({n: bool(view.get(n)) for n in DEPLOYMENT_FLAGS},
-                  planned_start=_local(view["planned_start"]),
-                  planned_end=_local(view["planned_end"]),
-                  threshold=f"{view['threshold']:.4f}",
-                  cameras=cameras_text(view["cameras"]),
-                  watchlist_ids=[w["id"] for w in view["watchlists"]],
-                  backend=view["model_id"])
+def _values_of(view: DeploymentView) -> dict[str, Any]:
+    values = {n: getattr(view, n, None) or "" for n in DEPLOYMENT_TEXT}
+    values.update({n: bool(getattr(view, n)) for n in DEPLOYMENT_FLAGS},
+                  planned_start=_local(view.planned_start),
+                  planned_end=_local(view.planned_end),
+                  threshold=f"{view.threshold:.4f}",
+                  cameras=cameras_text(view.cameras),
+                  watchlist_ids=[w.id for w in view.watchlists],
+                  backend=view.model_id)
     return values
 
 
-def _choosable_watchlists(request: Request, actor: Actor) -> list[wls.WatchlistInfo]:
+def _choosable_watchlists(request: Request, actor: Actor) -> list[WatchlistView]:
     if not allowed(actor, Perm.WATCHLIST_READ):
         return []
     return wls.list_watchlists(web(request).db, actor, include_destroyed=False)
 
 
 def _form_ctx(request: Request, actor: Actor, values: dict[str, Any],
-              view: dict[str, Any] | None = None) -> dict[str, Any]:
+              view: DeploymentView | None = None) -> dict[str, Any]:
     return {"form": values, "dep": view, "watchlists": _choosable_watchlists(request, actor)}
 
 
@@ -444,9 +447,9 @@ async def deployment_create(request: Request, actor: PageActor) -> Response:
 
 def _deployment_ctx(request: Request, actor: Actor, deployment_id: int) -> dict[str, Any]:
     view = deps.show(web(request).db, actor, deployment_id)
-    editable = view["status"] in ("draft", "authorised")
+    editable = view.status in ("draft", "authorised")
     ctx: dict[str, Any] = {"dep": view, "done": _done(request), "editable": editable,
-                           "below_floor": view["threshold"] < view["floor"]}
+                           "below_floor": view.threshold < view.floor}
     if editable and allowed(actor, Perm.DEPLOYMENT_EDIT):
         ctx.update(_form_ctx(request, actor, _values_of(view), view))
     return ctx
@@ -485,7 +488,7 @@ async def deployment_edit(request: Request, deployment_id: int, actor: PageActor
             changes["threshold"] = body.threshold
         # the page shows camera sources without their secrets: a line whose name and text are
         # unchanged keeps its stored source (deps.edit)
-        if values["cameras"].strip() != cameras_text(view["cameras"]).strip():
+        if values["cameras"].strip() != cameras_text(view.cameras).strip():
             changes["cameras"] = [deps.CameraSpec(c.name, c.source) for c in body.cameras]
         deps.edit(db, actor, deployment_id, keyring=web(request).system.keyring, **changes)
 
