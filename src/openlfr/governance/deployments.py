@@ -45,7 +45,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from openlfr.audit import log as audit_log
@@ -851,7 +851,7 @@ def _camera_states(dep: Deployment, rows: Mapping[str, CameraStats],
     for c in dep.cameras:
         row = rows.get(c.name)
         state = since = error = None
-        frames = seconds = 0
+        frames, seconds = 0, 0.0
         if row is not None:
             frames, seconds = row.frames, row.seconds
             if row.state is not None:
@@ -871,14 +871,16 @@ def _camera_states(dep: Deployment, rows: Mapping[str, CameraStats],
     return out
 
 
-def _with_lists(query: Select[tuple[Deployment]]) -> Select[tuple[Deployment]]:
-    return query.options(selectinload(Deployment.cameras), selectinload(Deployment.watchlists))
+def _with_lists() -> tuple[Any, ...]:
+    """Load a deployment's cameras and watchlists with it (one query each for a whole list)."""
+    return selectinload(Deployment.cameras), selectinload(Deployment.watchlists)
 
 
 def show(db: Database, actor: Actor, deployment_id: int) -> DeploymentView:
     require(db, actor, Perm.DEPLOYMENT_READ, "deployment", str(deployment_id))
     with db.reading() as s:
-        dep = s.scalar(_with_lists(select(Deployment).where(Deployment.id == deployment_id)))
+        dep = s.scalar(select(Deployment).options(*_with_lists())
+                       .where(Deployment.id == deployment_id))
         if dep is None:
             raise NotFound(f"deployment {deployment_id} does not exist")
         return describe(s, dep)
@@ -889,7 +891,7 @@ def list_deployments(db: Database, actor: Actor,
     """Every deployment (or those in ``status``), by id, in a fixed number of queries."""
     require(db, actor, Perm.DEPLOYMENT_READ, "deployment", "list")
     with db.reading() as s:
-        query = _with_lists(select(Deployment).order_by(Deployment.id))
+        query = select(Deployment).options(*_with_lists()).order_by(Deployment.id)
         if status is not None:
             query = query.where(Deployment.status == status)
         return _describe_all(s, s.scalars(query).all())
