@@ -107,8 +107,8 @@ def test_sources_are_stored_encrypted_and_audited_without_secrets(gov: Gov, face
     # every role sees the display form
     for who in ("op1", "ao1", "au1", "admin"):
         view = deps.show(gov.db, gov.actors[who], dep_id)
-        _no_secret(json.dumps(view))
-        assert view["cameras"][0]["source"] == "rtsp://***@10.0.0.5/live"
+        _no_secret(view.model_dump_json())
+        assert view.cameras[0].source == "rtsp://***@10.0.0.5/live"
     # the permanent log: the display form and a keyed digest, never the secret
     entries = _entries(gov, dep_id)
     assert [e.action for e in entries] == ["deployment.create", "deployment.authorise"]
@@ -275,7 +275,7 @@ def test_the_live_run_opens_the_real_source(gov: Gov, face_images, tmp_path: Pat
         wid = approved_watchlist(gov, face_images["obama"])
         dep_id = deps.create(gov.db, gov.actors["op1"], plan(
             (wid,), cameras=(deps.CameraSpec("gate", source),)), keyring=gov.system.keyring)
-        assert deps.show(gov.db, gov.actors["op1"], dep_id)["cameras"][0]["source"] == (
+        assert deps.show(gov.db, gov.actors["op1"], dep_id).cameras[0].source == (
             f"http://***@127.0.0.1:{port}/{clip.name}?token=***")
         deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
         deps.start(gov.db, gov.actors["op1"], dep_id)

@@ -122,13 +122,13 @@ def test_alert_is_stored_audited_and_then_shown(gov: Gov, face_images: dict[str,
     assert seen[0][1:] == ("cam1:1:s", AlertStatus.PENDING)
 
     view = svc.get_alert(gov.db, gov.actors["op1"], row_id)
-    assert view.label == "possible match"
+    assert view.kind == "possible match"
     assert (view.subject_id, view.subject_image_id, view.watchlist_id) == (
         st.subject_id, st.image_id, st.watchlist_id)
     assert view.subject_reference == "CASE-17"
     assert view.status == AlertStatus.PENDING and view.has_crop
     assert abs(view.seen_at.timestamp() - NOW.timestamp()) < 1e-3
-    assert view.as_dict()["kind"] == "possible match"
+    assert view.model_dump(mode="json")["kind"] == "possible match"
 
     with gov.db.reading() as s:
         entry = [e for e in audit_log.entries(s) if e.action == "alert.create"][-1]
@@ -242,7 +242,8 @@ def test_two_person_rule(gov: Gov, face_images: dict[str, Path]) -> None:
     st = _setup(gov, face_images, two_person_rule=True)
     row_id = _stored(gov, st)
     view = svc.adjudicate(gov.db, gov.actors["op1"], row_id, Decision.CONFIRM)
-    assert view.status == AlertStatus.PENDING and view.confirmations == ["op1"]
+    assert view.status == AlertStatus.PENDING and view.confirmed_by == ["op1"]
+    assert view.confirmations == 1
 
     with pytest.raises(Forbidden, match="already confirmed"):
         svc.adjudicate(gov.db, gov.actors["op1"], row_id, Decision.CONFIRM)

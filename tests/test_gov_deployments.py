@@ -165,7 +165,7 @@ def test_threshold_below_the_floor_needs_a_recorded_override(gov: Gov, face_imag
     assert details["floor"] == f"{SFACE_FLOOR:.4f}"
     assert details["threshold"] == f"{low:.4f}" and details["below_floor"] is True
     assert confirm["recorded_by"] == "ao2" and confirm["below_floor"] is True
-    assert deps.show(gov.db, gov.actors["op1"], dep_id)["threshold_override_confirmed_by"] == "ao1"
+    assert deps.show(gov.db, gov.actors["op1"], dep_id).threshold_override_confirmed_by == "ao1"
     # Changing the threshold drops the override: it was given for that threshold.
     deps.edit(gov.db, gov.actors["op1"], dep_id, threshold=low - 0.01)
     assert status(gov, dep_id) == DeploymentStatus.DRAFT
@@ -280,7 +280,7 @@ def test_window_over_cannot_be_authorised_and_end_overdue_stops(gov: Gov, face_i
         deps.resume(gov.db, gov.actors["au1"], running)
     deps.resume(gov.db, gov.actors["op2"], running)
     assert actions(gov, running)[-1] == ("deployment.resume", "op2")
-    assert deps.show(gov.db, gov.actors["au1"], running)["status"] == "running"
+    assert deps.show(gov.db, gov.actors["au1"], running).status == "running"
     # A paused deployment is ended at the end of its window like a running one.
     deps.pause(gov.db, SYSTEM_ACTOR, running, "the camera sources ended")
     assert deps.end_overdue(gov.db, now + timedelta(minutes=30)) == []
@@ -306,7 +306,7 @@ def test_manual_stop_needs_a_reason_and_the_run_permission(gov: Gov, face_images
         deps.stop(gov.db, gov.actors["op1"], dep_id, "")
     deps.stop(gov.db, gov.actors["op1"], dep_id, "Crowd dispersed early")
     view = deps.show(gov.db, gov.actors["au1"], dep_id)
-    assert view["status"] == "ended" and view["end_reason"] == "Crowd dispersed early"
+    assert view.status == "ended" and view.end_reason == "Crowd dispersed early"
     with gov.db.reading() as s:
         assert audit_log.verify(s).ok
 

@@ -270,7 +270,7 @@ def test_expiry_removal_reading_and_the_system_actor(gov: Gov, face_images) -> N
                                                          str(image_id))
     with pytest.raises(Forbidden):
         wls.subject_image(gov.system, gov.actors["admin"], image_id)
-    shown = wls.show_watchlist(gov.db, gov.actors["au1"], wl_id).as_dict(with_subjects=True)
+    shown = wls.show_watchlist(gov.db, gov.actors["au1"], wl_id).model_dump(mode="json")
     assert [s["reference"] for s in shown["subject_list"]] == ["case-1", "case-2"]
     assert shown["subject_list"][0]["images"][0]["source"] == "custody photo obama"
     assert "template" not in json.dumps(shown) and "image_ct" not in json.dumps(shown)

@@ -260,8 +260,8 @@ def test_deployment_flow_on_the_pages(gov: Gov, people: Callable[[str], TestClie
                                   "name": "Cup final 2026"}, page=url)
     assert r.status_code == 303, r.text
     view = deps.show(gov.db, gov.actors["au1"], dep_id)
-    assert [c["name"] for c in view["cameras"]] == ["gate", "side"]
-    assert view["name"] == "Cup final 2026"
+    assert [c.name for c in view.cameras] == ["gate", "side"]
+    assert view.name == "Cup final 2026"
     with gov.db.reading() as s:
         dep = s.get(Deployment, dep_id)
         assert deps.camera_sources(s, gov.system.keyring, dep) == [
@@ -276,17 +276,17 @@ def test_deployment_flow_on_the_pages(gov: Gov, people: Callable[[str], TestClie
     assert r.status_code == 403 and "may not" in r.text
     r = post(ao1, f"{url}/authorise", page=url)
     assert r.status_code == 303, r.text
-    assert deps.show(gov.db, gov.actors["au1"], dep_id)["status"] == "authorised"
+    assert deps.show(gov.db, gov.actors["au1"], dep_id).status == "authorised"
     assert "/start" not in au1.get(url).text
     r = post(op1, f"{url}/start", page=url)
     assert r.status_code == 303
-    assert deps.show(gov.db, gov.actors["au1"], dep_id)["status"] == "running"
+    assert deps.show(gov.db, gov.actors["au1"], dep_id).status == "running"
     r = post(op1, f"{url}/stop", {"reason": ""}, page=url)
     assert r.status_code == 400 and "needs a reason" in r.text
     r = post(op1, f"{url}/stop", {"reason": "the match is over"}, page=url)
     assert r.status_code == 303
     view = deps.show(gov.db, gov.actors["au1"], dep_id)
-    assert view["status"] == "ended" and view["end_reason"] == "the match is over"
+    assert view.status == "ended" and view.end_reason == "the match is over"
     assert "Change the plan" not in op1.get(url).text
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -119,9 +119,7 @@ def list_(
     """List the users and their roles (admins only)."""
     with acting(data_dir, user) as ctx:
         rows = users.list_users(ctx.db, ctx.actor)
-    data: list[dict[str, Any]] = [{"name": u.name, "role": u.role.value, "active": u.active,
-             "created_at": u.created_at.isoformat(), "created_by": u.created_by}
-            for u in rows]
+    data = [u.model_dump(mode="json") for u in rows]
     if json_out:
         print_json(data)
         return

@@ -13,7 +13,7 @@ from rich.table import Table
 from openlfr.cli.common import console, err_console, fail, print_json
 from openlfr.cli.context import DataDirOpt, UserOpt, acting
 from openlfr.governance import alerts as svc
-from openlfr.governance.alerts import LABEL, AlertView
+from openlfr.governance.views import LABEL, AlertView
 from openlfr.store.models import Deployment
 
 app = typer.Typer(help="Possible matches and their review by people.", no_args_is_help=True)
@@ -36,7 +36,7 @@ def _summary(a: AlertView) -> str:
 
 def _status(a: AlertView) -> str:
     if a.status.value == "pending" and a.two_person_rule:
-        return f"pending ({len(a.confirmations)}/2 confirmations)"
+        return f"pending ({a.confirmations}/2 confirmations)"
     return a.status.value
 
 
@@ -44,7 +44,7 @@ def _show(a: AlertView) -> None:
     console.print(f"[bold]Alert {a.id} — {LABEL}[/] (a person must verify it; the system "
                   "never acts on it)", highlight=False)
     rows = [
-        ("deployment", f"{a.deployment_id} {a.deployment_name}"
+        ("deployment", f"{a.deployment_id} {a.deployment}"
                        + (" (two-person rule)" if a.two_person_rule else "")),
         ("camera / track", f"{a.camera} / {a.track_id}"),
         ("seen at", a.seen_at.isoformat(timespec="seconds")),
@@ -93,7 +93,7 @@ def list_(
                 if s.get(Deployment, deployment) is None:  # a mistyped id is not "no alerts"
                     fail(f"no deployment {deployment}")
     if json_out:
-        print_json([a.as_dict() for a in rows])
+        print_json([a.model_dump(mode="json") for a in rows])
         return
     if not rows:
         err_console.print("no alerts")
@@ -136,7 +136,7 @@ def show(
         except OSError as exc:
             fail(f"--crop-out {crop_out}: cannot write it ({exc.strerror})")
     if json_out:
-        out = view.as_dict()
+        out = view.model_dump(mode="json")
         if crop_out is not None:
             out["crop_file"] = str(crop_out)
         print_json(out)

@@ -11,35 +11,17 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from sqlalchemy import select
 
-from openlfr.audit import (
-    GENESIS,
-    Checkpoint,
-    CheckpointError,
-    VerifyResult,
-    load_or_create_signing_key,
-    public_key_hex,
-    sign_checkpoint,
-)
-from openlfr.audit import log as audit_log
-from openlfr.audit.jsonl import entry_to_line
 from openlfr.cli.common import console, err_console, fail, print_json
-from openlfr.cli.context import Context, DataDirOpt, UserOpt, acting
-from openlfr.governance.authz import Perm, require
+from openlfr.cli.context import DataDirOpt, UserOpt, acting
+from openlfr.governance import auditing
 from openlfr.privatefile import open_private
-from openlfr.store.models import AuditRecord, Deployment
-from openlfr.transparency.art12 import art12_records
 
 app = typer.Typer(help="The audit log: verify, checkpoint, export, show.", no_args_is_help=True)
 
 EXIT_BROKEN = 1  # the chain does not verify
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
-
-
-def _reader(ctx: Context, what: str) -> None:
-    require(ctx.db, ctx.actor, Perm.AUDIT_READ, "audit", what)
 
 
 @app.command("verify")
@@ -64,18 +46,9 @@ def verify(
     if checkpoint is not None and not checkpoint.is_file():
         fail(f"--checkpoint {checkpoint}: no such file")
     with acting(data_dir, user) as ctx:
-        _reader(ctx, "verify")
-        point: Checkpoint | None = None
-        if checkpoint is not None:
-            try:
-                point = Checkpoint.read(checkpoint)
-            except CheckpointError as exc:  # corrupt or forged: the check fails
-                result = VerifyResult(False, 0, GENESIS, None, str(exc))
-        if checkpoint is None or point is not None:
-            with ctx.db.reading() as s:
-                result = audit_log.verify(s, point, public_key)
-    data = {"ok": result.ok, "entries": result.entries, "head_hash": result.head_hash,
-            "first_bad_seq": result.first_bad_seq, "problem": result.problem,
+        checked = auditing.verify(ctx.db, ctx.actor, checkpoint, public_key)
+    result, point = checked.result, checked.checkpoint
+    data = {**checked.as_dict(),
             "checkpoint": None if point is None else {
                 "file": str(checkpoint), "seq": point.seq, "head_hash": point.head_hash,
                 "time": point.time, "public_key": point.public_key,
@@ -109,16 +82,8 @@ def checkpoint_cmd(
 ) -> None:
     """Sign the head of the chain with the installation's Ed25519 key."""
     with acting(data_dir, user) as ctx:
-        _reader(ctx, "checkpoint")
-        key = load_or_create_signing_key(ctx.settings.signing_key_path)
-        with ctx.db.session() as s:
-            # Recorded first, so the checkpoint covers the record of its own making.
-            audit_log.record(s, ctx.actor.name, "audit.checkpoint", "audit", "head",
-                             {"public_key": public_key_hex(key),
-                              "out": out.name if out is not None else "stdout"})
-            head = audit_log.head(s)
-        assert head is not None
-        point = sign_checkpoint(key, head.seq, head.hash)
+        point = auditing.make_checkpoint(ctx.db, ctx.actor, ctx.settings.signing_key_path,
+                                         out.name if out is not None else "stdout")
         if out is not None:
             try:
                 point.write(out)
@@ -161,33 +126,17 @@ def export(
     if out is not None and not out.parent.is_dir():
         fail(f"--out {out}: the directory {out.parent} does not exist")
     with acting(data_dir, user) as ctx:
-        _reader(ctx, "export")
-        if dep_id is not None:
-            with ctx.db.reading() as s:
-                if s.get(Deployment, dep_id) is None:
-                    fail(f"no deployment {dep_id}")
-        with ctx.db.session() as s:
-            audit_log.record(s, ctx.actor.name, "audit.export", "audit",
-                             "art12" if art12 is not None else "log", {
-                                 "what": "art12" if art12 is not None else "log",
-                                 "deployment": dep_id,
-                                 "out": out.name if out is not None else "stdout"})
+        lines = auditing.export(ctx.db, ctx.actor, art12=art12 is not None, deployment=dep_id,
+                                out=out.name if out is not None else "stdout")
         try:
             handle = open_private(out) if out else sys.stdout
         except OSError as exc:
             fail(f"--out {out}: cannot write it ({exc})")
         count = 0
         try:
-            with ctx.db.reading() as s:
-                if art12 is not None:
-                    for record in art12_records(s, dep_id):
-                        handle.write(json.dumps(record, sort_keys=True, ensure_ascii=False)
-                                     + "\n")
-                        count += 1
-                else:
-                    for entry in audit_log.entries(s):
-                        handle.write(entry_to_line(entry) + "\n")
-                        count += 1
+            for line in lines:
+                handle.write(line)
+                count += 1
         finally:
             if out is not None:
                 handle.close()
@@ -208,10 +157,7 @@ def show(
 ) -> None:
     """The newest entries of the audit log."""
     with acting(data_dir, user) as ctx:
-        _reader(ctx, "show")
-        with ctx.db.reading() as s:
-            rows = [audit_log.to_entry(r) for r in reversed(s.scalars(
-                select(AuditRecord).order_by(AuditRecord.seq.desc()).limit(last)).all())]
+        rows = auditing.newest(ctx.db, ctx.actor, last)
     if json_out:
         print_json([e.to_dict() for e in rows])
         return

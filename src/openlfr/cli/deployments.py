@@ -17,6 +17,7 @@ from openlfr.governance import deployments as deps
 from openlfr.governance.authz import RuleError
 from openlfr.governance.floors import current_floor
 from openlfr.governance.times import to_utc
+from openlfr.governance.views import DeploymentView
 from openlfr.store.db import Database
 from openlfr.store.enums import DeploymentStatus, choices
 from openlfr.vision import registry
@@ -155,11 +156,11 @@ def create(
         new_id = deps.create(ctx.db, ctx.actor, plan, ctx.system.keyring)
         view = deps.show(ctx.db, ctx.actor, new_id)
     if json_out:
-        print_json(view)
+        print_json(view.model_dump(mode="json"))
         return
     err_console.print(f"[green]✓[/] created deployment {new_id} (draft)", highlight=False)
-    if view["missing"]:
-        err_console.print("before it can be authorised it needs: " + "; ".join(view["missing"]),
+    if view.missing:
+        err_console.print("before it can be authorised it needs: " + "; ".join(view.missing),
                           highlight=False)
 
 
@@ -203,16 +204,17 @@ def edit(
                             **changes)
         view = deps.show(ctx.db, ctx.actor, deployment)
     if json_out:
-        print_json({"changed": changed, "deployment": view})
+        print_json({"changed": changed, "deployment": view.model_dump(mode="json")})
         return
     if not changed:
         err_console.print("nothing changed", highlight=False)
         return
     err_console.print(f"[green]✓[/] deployment {deployment}: changed {', '.join(changed)}; "
-                      f"now {view['status']}", highlight=False)
+                      f"now {view.status}", highlight=False)
 
 
-def _show_table(view: dict[str, Any]) -> None:
+def _show_table(shown: DeploymentView) -> None:
+    view = shown.model_dump(mode="json")
     table = Table(title=f"Deployment {view['id']}: {view['name']}", show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value")
@@ -258,7 +260,7 @@ def show(deployment: IdArg, user: UserOpt, json_out: JsonOpt = False,
     with acting(data_dir, user) as ctx:
         view = deps.show(ctx.db, ctx.actor, deployment)
     if json_out:
-        print_json(view)
+        print_json(view.model_dump(mode="json"))
     else:
         _show_table(view)
 
@@ -278,7 +280,8 @@ def list_(
         except ValueError:
             fail(f"--status {status!r}: choose {choices(DeploymentStatus)}")
     with acting(data_dir, user) as ctx:
-        views = deps.list_deployments(ctx.db, ctx.actor, wanted)
+        views = [v.model_dump(mode="json") for v in
+                 deps.list_deployments(ctx.db, ctx.actor, wanted)]
     if json_out:
         print_json(views)
         return

@@ -350,7 +350,7 @@ def _watch_deployment(deployment_id: int, user: str, data_dir: Path | None, json
                               f"review it with `openlfr alerts show {row_id}`", highlight=False)
 
     with acting(data_dir, user) as ctx:
-        cameras = [c["name"] for c in deps.show(ctx.db, ctx.actor, deployment_id)["cameras"]]
+        cameras = [c.name for c in deps.show(ctx.db, ctx.actor, deployment_id).cameras]
         server: PreviewServer | None = None
         if preview is not None:
             if not cameras:

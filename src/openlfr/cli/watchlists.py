@@ -15,6 +15,7 @@ from rich.table import Table
 from openlfr.cli.common import console, err_console, fail, print_json, user_errors
 from openlfr.cli.context import DataDirOpt, UserOpt, acting
 from openlfr.governance import watchlists
+from openlfr.governance.views import SubjectView
 from openlfr.store.enums import Category, choices
 from openlfr.watchlist import Watchlist
 
@@ -142,9 +143,9 @@ def _read_images(paths: list[Path] | None, sources: list[str] | None) -> list[tu
     return out
 
 
-def _print_subject(info: watchlists.SubjectInfo, verb: str, json_out: bool) -> None:
+def _print_subject(info: SubjectView, verb: str, json_out: bool) -> None:
     if json_out:
-        print_json(info.as_dict())
+        print_json(info.model_dump(mode="json"))
         return
     err_console.print(f"[green]✓[/] {verb} subject {info.id} ({info.reference}) on watchlist "
                       f"{info.watchlist_id}: {len(info.images)} image(s), expires "
@@ -168,7 +169,7 @@ def create(
         info = watchlists.create_watchlist(ctx.system, ctx.actor, name, purpose, backend,
                                            max_subjects)
     if json_out:
-        print_json(info.as_dict())
+        print_json(info.model_dump(mode="json"))
         return
     err_console.print(f"[green]✓[/] created watchlist {info.id} ({info.name}, {info.model_id}, "
                       f"up to {info.max_subjects} subjects): a draft until approved",
@@ -295,7 +296,7 @@ def list_(
     with acting(data_dir, user) as ctx:
         rows = watchlists.list_watchlists(ctx.db, ctx.actor)
     if json_out:
-        print_json([r.as_dict() for r in rows])
+        print_json([r.model_dump(mode="json") for r in rows])
         return
     table = Table("id", "name", "status", "subjects", "images", "model", "approved by",
                   "editors")
@@ -312,7 +313,7 @@ def _show_db(watchlist_id: int, user: str | None, data_dir: Path | None,
     with acting(data_dir, user) as ctx:
         info = watchlists.show_watchlist(ctx.db, ctx.actor, watchlist_id)
     if json_out:
-        print_json(info.as_dict(with_subjects=True))
+        print_json(info.model_dump(mode="json"))
         return
     console.print(f"watchlist {info.id}: {info.name} — {info.status}"
                   + (f" (approved by {info.approved_by})" if info.approved_by else "")

@@ -30,7 +30,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,6 +41,7 @@ from sqlalchemy.orm import Session, selectinload
 from openlfr.audit import log as audit_log
 from openlfr.governance.authz import Actor, NotFound, Perm, RuleError, refuse, require
 from openlfr.governance.system import System
+from openlfr.governance.views import LABEL, AdjudicationView, AlertView, OutcomeView
 from openlfr.store.db import Database
 from openlfr.store.enums import Action, AlertStatus, Decision, WatchlistStatus, choices
 from openlfr.store.models import (
@@ -59,8 +59,6 @@ from openlfr.video import types as vtypes
 
 log = logging.getLogger("openlfr.governance.alerts")
 
-#: How an alert is presented, everywhere: the system never says "match".
-LABEL = "possible match"
 JPEG_QUALITY = 92
 MAX_TEXT = 4000
 
@@ -107,114 +105,30 @@ def _clean_text(value: str | None, what: str, required: bool) -> str | None:
 
 # -- views -------------------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
-class AdjudicationView:
-    user: str
-    decision: Decision
-    reason: str | None
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class OutcomeView:
-    engaged: bool
-    action: Action
-    notes: str | None
-    recorded_by: str
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class AlertView:
-    """An alert as read by a reviewer (no pixels: see :func:`alert_crop`)."""
-
-    id: int
-    deployment_id: int
-    deployment_name: str
-    two_person_rule: bool
-    camera: str
-    track_id: int
-    pipeline_id: str
-    subject_id: int | None
-    subject_reference: str | None
-    subject_image_id: int | None
-    watchlist_id: int | None
-    score: float
-    threshold: float
-    model_id: str
-    revision: int
-    seen_at: datetime
-    created_at: datetime
-    status: AlertStatus
-    decided_at: datetime | None
-    held_reason: str | None
-    held_by: str | None
-    purged_at: datetime | None
-    has_crop: bool
-    adjudications: tuple[AdjudicationView, ...]
-    outcome: OutcomeView | None
-
-    label = LABEL
-
-    @property
-    def confirmations(self) -> list[str]:
-        return [a.user for a in self.adjudications if a.decision == Decision.CONFIRM]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "kind": LABEL,
-            "deployment_id": self.deployment_id,
-            "deployment": self.deployment_name,
-            "two_person_rule": self.two_person_rule,
-            "camera": self.camera,
-            "track_id": self.track_id,
-            "pipeline_id": self.pipeline_id,
-            "subject_id": self.subject_id,
-            "subject_reference": self.subject_reference,
-            "subject_image_id": self.subject_image_id,
-            "watchlist_id": self.watchlist_id,
-            "score": round(self.score, 4),
-            "threshold": round(self.threshold, 4),
-            "model_id": self.model_id,
-            "revision": self.revision,
-            "seen_at": self.seen_at.isoformat(),
-            "created_at": self.created_at.isoformat(),
-            "status": self.status.value,
-            "decided_at": self.decided_at.isoformat() if self.decided_at else None,
-            "held": self.held_reason is not None,
-            "held_reason": self.held_reason,
-            "held_by": self.held_by,
-            "purged_at": self.purged_at.isoformat() if self.purged_at else None,
-            "has_crop": self.has_crop,
-            "adjudications": [{"user": a.user, "decision": a.decision.value,
-                               "reason": a.reason, "at": a.at.isoformat()}
-                              for a in self.adjudications],
-            "outcome": None if self.outcome is None else {
-                "engaged": self.outcome.engaged, "action": self.outcome.action.value,
-                "notes": self.outcome.notes, "recorded_by": self.outcome.recorded_by,
-                "at": self.outcome.at.isoformat()},
-        }
-
-
 def _view(row: Alert) -> AlertView:
     subject = row.subject
     outcome = row.outcome
+    two = bool(row.deployment.two_person_rule)
+    decisions = tuple(AdjudicationView(user=a.user_name, decision=a.decision, reason=a.reason,
+                                       at=a.created_at) for a in row.adjudications)
+    has_crop = row.crop_ct is not None
     return AlertView(
-        id=row.id, deployment_id=row.deployment_id, deployment_name=row.deployment.name,
-        two_person_rule=bool(row.deployment.two_person_rule), camera=row.camera,
-        track_id=row.track_id, pipeline_id=row.pipeline_id, subject_id=row.subject_id,
+        id=row.id, kind=LABEL, deployment_id=row.deployment_id,
+        deployment=row.deployment.name, two_person_rule=two,
+        confirmations=sum(1 for d in decisions if d.decision == Decision.CONFIRM),
+        confirmations_needed=2 if two else 1, camera=row.camera, track_id=row.track_id,
+        subject_id=row.subject_id,
         subject_reference=subject.reference if subject is not None else None,
         subject_image_id=row.subject_image_id, watchlist_id=row.watchlist_id,
-        score=row.score, threshold=row.threshold, model_id=row.model_id, revision=row.revision,
-        seen_at=row.seen_at, created_at=row.created_at, status=row.status,
-        decided_at=row.decided_at, held_reason=row.held_reason, held_by=row.held_by,
-        purged_at=row.purged_at, has_crop=row.crop_ct is not None,
-        adjudications=tuple(AdjudicationView(a.user_name, a.decision, a.reason, a.created_at)
-                            for a in row.adjudications),
+        score=round(row.score, 4), threshold=round(row.threshold, 4), model_id=row.model_id,
+        revision=row.revision, seen_at=row.seen_at, created_at=row.created_at,
+        status=row.status, decided_at=row.decided_at, held=row.held_reason is not None,
+        held_reason=row.held_reason, held_by=row.held_by, purged_at=row.purged_at,
+        has_crop=has_crop, crop_url=f"/api/v1/alerts/{row.id}/crop" if has_crop else None,
+        adjudications=decisions,
         outcome=None if outcome is None else OutcomeView(
-            outcome.engaged, outcome.action, outcome.notes, outcome.recorded_by,
-            outcome.created_at))
+            engaged=outcome.engaged, action=outcome.action, notes=outcome.notes,
+            recorded_by=outcome.recorded_by, at=outcome.created_at))
 
 
 def _load(session: Session, alert_id: int) -> Alert:

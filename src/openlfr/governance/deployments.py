@@ -46,7 +46,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from openlfr.audit import log as audit_log
 from openlfr.governance.authz import (
@@ -61,6 +61,7 @@ from openlfr.governance.authz import (
 from openlfr.governance.floors import Floor, current_floor
 from openlfr.governance.names import check_name, check_text
 from openlfr.governance.times import to_utc
+from openlfr.governance.views import CameraView, DeploymentView, WatchlistRef
 from openlfr.redact import is_redacted, redact, source_digest
 from openlfr.store.crypto import Keyring
 from openlfr.store.db import Database
@@ -777,33 +778,52 @@ def end_overdue(db: Database, now: datetime | None = None) -> list[int]:
 
 # -- reading -----------------------------------------------------------------------------------
 
-def describe(session: Session, dep: Deployment) -> dict[str, Any]:
-    """A JSON-ready view of a deployment (no keys, no biometric data), with each camera's
-    state (:func:`camera_states`)."""
-    floor = current_floor(session, dep.model_id)
-    cameras = camera_states(session, dep)
-    return {
-        "id": dep.id, "name": dep.name, "status": dep.status.value, "site": dep.site,
-        "location": dep.location, "purpose": dep.purpose, "legal_basis": dep.legal_basis,
-        "dpia_ref": dep.dpia_ref, "equality_ref": dep.equality_ref,
-        "planned_start": _dt(dep.planned_start), "planned_end": _dt(dep.planned_end),
-        "threshold": dep.threshold, "model_id": dep.model_id,
-        "floor": floor.threshold, "floor_source": floor.source,
-        "threshold_override_reason": dep.threshold_override_reason,
-        "threshold_override_by": dep.threshold_override_by,
-        "threshold_override_confirmed_by": dep.threshold_override_confirmed_by,
-        "two_person_rule": dep.two_person_rule, "signage": dep.signage,
-        "public_notice": dep.public_notice, "urgency_reason": dep.urgency_reason,
-        "created_by": dep.created_by, "created_at": _dt(dep.created_at),
-        "authorised_by": dep.authorised_by, "authorised_at": _dt(dep.authorised_at),
-        "started_at": _dt(dep.started_at), "ended_at": _dt(dep.ended_at),
-        "end_reason": dep.end_reason, "pause_reason": dep.pause_reason,
-        "watchlists": [{"id": wl.id, "name": wl.name, "status": wl.status.value}
-                       for wl in dep.watchlists],
-        "cameras": cameras,
-        "cameras_live": sum(1 for c in cameras if c["state"] == "live"),
-        "missing": missing_fields(dep) if dep.status == DeploymentStatus.DRAFT else [],
-    }
+def describe(session: Session, dep: Deployment) -> DeploymentView:
+    """A deployment's view (no keys, no biometric data), with each camera's state
+    (:func:`camera_states`)."""
+    return _describe_all(session, [dep])[0]
+
+
+def _describe_all(session: Session, rows: Sequence[Deployment],
+                  now: datetime | None = None) -> list[DeploymentView]:
+    """The views of many deployments in a fixed number of queries, whatever their number:
+    their cameras and watchlists loaded with them (:func:`_with_lists`), one query for the
+    camera states of all, one per distinct model for its floor."""
+    floors: dict[str, Floor] = {}
+    for model_id in sorted({d.model_id for d in rows}):
+        floors[model_id] = current_floor(session, model_id)
+    stats: dict[int, dict[str, CameraStats]] = {}
+    if rows:
+        for r in session.scalars(select(CameraStats).where(
+                CameraStats.deployment_id.in_([d.id for d in rows]))):
+            stats.setdefault(r.deployment_id, {})[r.camera] = r
+    return [_view(dep, floors[dep.model_id], _camera_states(dep, stats.get(dep.id, {}), now))
+            for dep in rows]
+
+
+def _view(dep: Deployment, floor: Floor, cameras: list[CameraView]) -> DeploymentView:
+    return DeploymentView(
+        id=dep.id, name=dep.name, status=dep.status.value, site=dep.site,
+        location=dep.location, purpose=dep.purpose, legal_basis=dep.legal_basis,
+        dpia_ref=dep.dpia_ref, equality_ref=dep.equality_ref,
+        planned_start=dep.planned_start, planned_end=dep.planned_end,
+        threshold=dep.threshold, model_id=dep.model_id,
+        floor=floor.threshold, floor_source=floor.source,
+        threshold_override_reason=dep.threshold_override_reason,
+        threshold_override_by=dep.threshold_override_by,
+        threshold_override_confirmed_by=dep.threshold_override_confirmed_by,
+        two_person_rule=dep.two_person_rule, signage=dep.signage,
+        public_notice=dep.public_notice, urgency_reason=dep.urgency_reason,
+        created_by=dep.created_by, created_at=dep.created_at,
+        authorised_by=dep.authorised_by, authorised_at=dep.authorised_at,
+        started_at=dep.started_at, ended_at=dep.ended_at,
+        end_reason=dep.end_reason, pause_reason=dep.pause_reason,
+        watchlists=tuple(WatchlistRef(id=wl.id, name=wl.name, status=wl.status.value)
+                         for wl in dep.watchlists),
+        cameras=tuple(cameras),
+        cameras_live=sum(1 for c in cameras if c.state == "live"),
+        missing=tuple(missing_fields(dep)) if dep.status == DeploymentStatus.DRAFT else (),
+    )
 
 
 #: How each camera state of a run is shown.
@@ -815,14 +835,19 @@ STALE_AFTER = 30.0
 
 
 def camera_states(session: Session, dep: Deployment, now: datetime | None = None
-                  ) -> list[dict[str, Any]]:
+                  ) -> list[CameraView]:
     """Each camera of a deployment with its state in the latest run (written by the run, in
     whichever process it runs): ``connecting``, ``live``, ``retrying`` (since when, with the
     last error, credentials removed), ``ended``, ``stopped``; ``unknown`` when a running
     deployment's state is stale; ``None`` before any run. Counts only, no people."""
-    now = now or utcnow()
     rows = {r.camera: r for r in session.scalars(select(CameraStats).where(
         CameraStats.deployment_id == dep.id))}
+    return _camera_states(dep, rows, now)
+
+
+def _camera_states(dep: Deployment, rows: Mapping[str, CameraStats],
+                   now: datetime | None = None) -> list[CameraView]:
+    now = now or utcnow()
     out = []
     for c in dep.cameras:
         row = rows.get(c.name)
@@ -840,15 +865,15 @@ def camera_states(session: Session, dep: Deployment, now: datetime | None = None
                         row.updated_at is not None
                         and (now - row.updated_at).total_seconds() > STALE_AFTER):
                     state = "unknown"
-        out.append({"name": c.name, "source": c.display, "state": state,
-                    "state_since": _dt(since), "last_error": error if state in (
-                        "retrying", "failed", "unknown", "stopped", "ended") else None,
-                    "frames": frames, "seconds": round(float(seconds), 1)})
+        out.append(CameraView(name=c.name, source=c.display, state=state, state_since=since,
+                              last_error=error if state in (
+                                  "retrying", "failed", "unknown", "stopped", "ended") else None,
+                              frames=frames, seconds=round(float(seconds), 1)))
     return out
 
 
 def live_camera_states(db: Database, deployment_id: int | None = None
-                       ) -> list[tuple[int, str, str, list[dict[str, Any]]]]:
+                       ) -> list[tuple[int, str, str, list[CameraView]]]:
     """``(id, name, status, camera_states)`` of each running or paused deployment (or only
     ``deployment_id``), in id order. States and counts only; the caller checks access."""
     with db.reading() as s:
@@ -866,18 +891,27 @@ def record_preview_view(db: Database, actor: Actor, deployment_id: int, camera: 
                          {"camera": camera})
 
 
-def show(db: Database, actor: Actor, deployment_id: int) -> dict[str, Any]:
+def _with_lists() -> tuple[Any, ...]:
+    """Load a deployment's cameras and watchlists with it (one query each for a whole list)."""
+    return selectinload(Deployment.cameras), selectinload(Deployment.watchlists)
+
+
+def show(db: Database, actor: Actor, deployment_id: int) -> DeploymentView:
     require(db, actor, Perm.DEPLOYMENT_READ, "deployment", str(deployment_id))
     with db.reading() as s:
-        return describe(s, _load(s, deployment_id))
+        dep = s.scalar(select(Deployment).options(*_with_lists())
+                       .where(Deployment.id == deployment_id))
+        if dep is None:
+            raise NotFound(f"deployment {deployment_id} does not exist")
+        return describe(s, dep)
 
 
 def list_deployments(db: Database, actor: Actor,
-                     status: DeploymentStatus | None = None) -> list[dict[str, Any]]:
+                     status: DeploymentStatus | None = None) -> list[DeploymentView]:
+    """Every deployment (or those in ``status``), by id, in a fixed number of queries."""
     require(db, actor, Perm.DEPLOYMENT_READ, "deployment", "list")
     with db.reading() as s:
-        query = select(Deployment).order_by(Deployment.id)
+        query = select(Deployment).options(*_with_lists()).order_by(Deployment.id)
         if status is not None:
             query = query.where(Deployment.status == status)
-        return [describe(s, d) for d in s.scalars(query).all()]
-
+        return _describe_all(s, s.scalars(query).all())

@@ -25,12 +25,12 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
 
 from sqlalchemy import select
 
 from openlfr.audit import log as audit_log
 from openlfr.governance.authz import Actor, NotFound, Perm, RuleError, allowed, require
+from openlfr.governance.views import QuestionView
 from openlfr.redact import redact_personal
 from openlfr.store.db import Database
 from openlfr.store.models import (
@@ -63,46 +63,6 @@ def _clean(value: str) -> str:
     return _CONTROL.sub("", value.replace("\r\n", "\n")).strip()
 
 
-@dataclass(frozen=True)
-class QuestionView:
-    id: int
-    deployment_id: int
-    deployment_name: str
-    kind: str
-    text: str
-    contact: str | None
-    created_at: datetime
-    status: str
-    answer: str | None
-    answered_by: str | None
-    answered_at: datetime | None
-    closed_by: str | None
-    closed_at: datetime | None
-    reference: str | None = None
-    published_by: str | None = None
-    published_at: datetime | None = None
-    public_text: str | None = None
-    public_answer: str | None = None
-
-    @property
-    def published_stale(self) -> bool:
-        """Published, but the answer changed since (publish again to show the new one)."""
-        return (self.published_at is not None and self.answer is not None
-                and redact_personal(self.answer) != self.public_answer)
-
-    def as_json(self) -> dict[str, object]:
-        return {k: (v.isoformat() if isinstance(v, datetime) else v)
-                for k, v in self.__dict__.items()}
-
-
-def _view(q: PublicQuestion, name: str) -> QuestionView:
-    return QuestionView(q.id, q.deployment_id, name, q.kind.value, q.text, q.contact,
-                        q.created_at, q.status.value, q.answer, q.answered_by, q.answered_at,
-                        q.closed_by, q.closed_at, reference=q.reference,
-                        published_by=q.published_by, published_at=q.published_at,
-                        public_text=q.public_text, public_answer=q.public_answer)
-
-
 #: The characters of a reference: Crockford's base 32 (no I, L, O or U to misread).
 REFERENCE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 REFERENCE_PATTERN = re.compile(r"Q-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}")
@@ -118,6 +78,17 @@ def new_reference() -> str:
 class Received:
     id: int
     reference: str
+
+
+def _view(q: PublicQuestion, name: str) -> QuestionView:
+    return QuestionView(id=q.id, deployment_id=q.deployment_id, deployment_name=name,
+                        kind=q.kind.value, text=q.text, contact=q.contact,
+                        created_at=q.created_at, status=q.status.value, answer=q.answer,
+                        answered_by=q.answered_by, answered_at=q.answered_at,
+                        closed_by=q.closed_by, closed_at=q.closed_at,
+                        reference=q.reference, published_by=q.published_by,
+                        published_at=q.published_at, public_text=q.public_text,
+                        public_answer=q.public_answer)
 
 
 def submit_question(db: Database, deployment_id: int, kind: str, text: str,

@@ -41,6 +41,7 @@ from sqlalchemy.orm import Session
 from openlfr.audit import log as audit_log
 from openlfr.governance.authz import SYSTEM_ACTOR, Actor, NotFound, Perm, RuleError, require
 from openlfr.governance.system import System
+from openlfr.governance.views import UserView
 from openlfr.store.crypto import CryptoError, open_sealed, seal
 from openlfr.store.db import Database, affected
 from openlfr.store.enums import Role, choices
@@ -223,10 +224,17 @@ def reset_password(db: Database, actor: Actor, name: str, *, remove_totp: bool =
     return password
 
 
-def list_users(db: Database, actor: Actor) -> list[User]:
+def user_view(user: User) -> UserView:
+    """An account as it is shown: never its password hash or second-factor secret."""
+    return UserView(name=user.name, role=user.role, active=user.active,
+                    created_at=user.created_at, created_by=user.created_by,
+                    one_time_password=user.must_change_password, totp=user.totp_enabled)
+
+
+def list_users(db: Database, actor: Actor) -> list[UserView]:
     require(db, actor, Perm.USER_MANAGE)
     with db.reading() as s:
-        return list(s.scalars(select(User).order_by(User.name)))
+        return [user_view(u) for u in s.scalars(select(User).order_by(User.name))]
 
 
 # -- signing in -------------------------------------------------------------------------------

@@ -28,13 +28,13 @@ import hashlib
 import re
 import threading
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
 from sqlalchemy import delete, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from openlfr.audit import log as audit_log
 from openlfr.governance import purge
@@ -49,6 +49,12 @@ from openlfr.governance.authz import (
 from openlfr.governance.names import check_name, check_text
 from openlfr.governance.system import System
 from openlfr.governance.times import to_utc
+from openlfr.governance.views import (
+    ImageView,
+    SubjectView,
+    WatchlistDetail,
+    WatchlistView,
+)
 from openlfr.store.crypto import CryptoError, Keyring, open_sealed, seal
 from openlfr.store.db import Database
 from openlfr.store.enums import Category, WatchlistStatus, choices
@@ -72,66 +78,6 @@ TEMPLATE_DTYPE = np.dtype("<f4")
 
 
 # -- what the reading functions return (never a template or image bytes) ----------------------
-
-@dataclass(frozen=True, slots=True)
-class ImageInfo:
-    id: int
-    source: str
-    added_by: str
-    created_at: datetime
-    model_id: str
-    image_sha256: str
-
-
-@dataclass(frozen=True, slots=True)
-class SubjectInfo:
-    id: int
-    watchlist_id: int
-    reference: str
-    category: str
-    reason: str
-    is_minor: bool
-    minor_justification: str | None
-    added_by: str
-    created_at: datetime
-    expires_at: datetime
-    images: tuple[ImageInfo, ...] = ()
-
-    def as_dict(self) -> dict[str, Any]:
-        return _jsonable(asdict(self))
-
-
-@dataclass(frozen=True, slots=True)
-class WatchlistInfo:
-    id: int
-    name: str
-    purpose: str
-    status: str
-    model_id: str
-    max_subjects: int
-    created_by: str
-    created_at: datetime
-    changed_at: datetime
-    approved_by: str | None
-    approved_at: datetime | None
-    destroyed_at: datetime | None
-    destroy_reason: str | None
-    editors: tuple[str, ...]
-    subjects: int
-    images: int
-    subject_list: tuple[SubjectInfo, ...] = field(default=())
-
-    @property
-    def usable(self) -> bool:
-        return self.status == WatchlistStatus.APPROVED.value
-
-    def as_dict(self, with_subjects: bool = False) -> dict[str, Any]:
-        out = _jsonable(asdict(self))
-        subjects = out.pop("subject_list")
-        if with_subjects:
-            out["subject_list"] = subjects
-        return out
-
 
 @dataclass(frozen=True, slots=True)
 class DestroyResult:
@@ -163,16 +109,6 @@ class RemovalResult:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
 
 
 # -- checks ------------------------------------------------------------------------------------
@@ -409,7 +345,8 @@ def _editors(session: Session, watchlist_id: int) -> list[str]:
 # -- changes -----------------------------------------------------------------------------------
 
 def create_watchlist(system: System, actor: Actor, name: str, purpose: str,
-                     backend: str = "sface", max_subjects: int | None = None) -> WatchlistInfo:
+                     backend: str = "sface", max_subjects: int | None = None
+                     ) -> WatchlistView:
     """A new, empty draft watchlist with its own data key; its creator is its first editor.
 
     Takes the :class:`System` (not only the database): the data key is made with the keyring,
@@ -450,7 +387,7 @@ def create_watchlist(system: System, actor: Actor, name: str, purpose: str,
 def add_subject(system: System, actor: Actor, watchlist_id: int, reference: str,
                 category: str | Category, reason: str, expires_at: datetime | None,
                 images: Sequence[tuple[bytes, str]], is_minor: bool = False,
-                minor_justification: str | None = None) -> SubjectInfo:
+                minor_justification: str | None = None) -> SubjectView:
     """Add a subject with its reference images. Every rule is checked and every image enrolled
     (exactly one face of enrolment quality) before anything is written: one failure (a
     :class:`RuleError` naming the image and the reason) adds nothing."""
@@ -505,7 +442,7 @@ def _check_room(session: Session, wl: Watchlist) -> None:
 
 
 def add_image(system: System, actor: Actor, subject_id: int,
-              images: Sequence[tuple[bytes, str]]) -> SubjectInfo:
+              images: Sequence[tuple[bytes, str]]) -> SubjectView:
     """Add reference images to an existing subject (same checks as :func:`add_subject`)."""
     db = system.db
     require(db, actor, Perm.WATCHLIST_EDIT, "subject", str(subject_id))
@@ -567,14 +504,14 @@ def remove_subject(db: Database, actor: Actor, subject_id: int,
     return RemovalResult(1, images, done.done, done.pending)
 
 
-def approve_watchlist(db: Database, actor: Actor, watchlist_id: int) -> WatchlistInfo:
+def approve_watchlist(db: Database, actor: Actor, watchlist_id: int) -> WatchlistView:
     """Approve a watchlist: an authorising officer who neither built nor changed it. Refusing
     an editor is audited (``access.refused``)."""
     require(db, actor, Perm.WATCHLIST_APPROVE, "watchlist", str(watchlist_id))
     if actor.is_system:
         raise RuleError("a watchlist is approved by a person, not by the program")
     refusal: str | None = None
-    info: WatchlistInfo | None = None
+    info: WatchlistView | None = None
     with db.session() as s:
         wl = _watchlist(s, watchlist_id, lock=True)
         _editable(wl)
@@ -742,47 +679,72 @@ def deployment_gallery(session: Session, keyring: Keyring, watchlist_ids: Sequen
 
 # -- reading -----------------------------------------------------------------------------------
 
-def _image_info(img: SubjectImage) -> ImageInfo:
-    return ImageInfo(img.id, img.source, img.added_by, img.created_at, img.model_id,
-                     img.image_digest)
+def _image_info(img: SubjectImage) -> ImageView:
+    return ImageView(id=img.id, source=img.source, added_by=img.added_by,
+                     created_at=img.created_at, model_id=img.model_id,
+                     image_sha256=img.image_digest)
 
 
-def _subject_info(subject: Subject) -> SubjectInfo:
-    return SubjectInfo(subject.id, subject.watchlist_id, subject.reference,
-                       subject.category.value, subject.reason, subject.is_minor,
-                       subject.minor_justification, subject.added_by, subject.created_at,
-                       subject.expires_at, tuple(_image_info(i) for i in subject.images))
+def _subject_info(subject: Subject) -> SubjectView:
+    return SubjectView(
+        id=subject.id, watchlist_id=subject.watchlist_id, reference=subject.reference,
+        category=subject.category.value, reason=subject.reason, is_minor=subject.is_minor,
+        minor_justification=subject.minor_justification, added_by=subject.added_by,
+        created_at=subject.created_at, expires_at=subject.expires_at,
+        images=tuple(_image_info(i) for i in subject.images))
 
 
-def _info(session: Session, wl: Watchlist, with_subjects: bool = False) -> WatchlistInfo:
-    subjects: tuple[SubjectInfo, ...] = ()
-    if with_subjects:
-        rows = session.scalars(select(Subject).where(Subject.watchlist_id == wl.id)
-                               .order_by(Subject.id)).all()
-        subjects = tuple(_subject_info(x) for x in rows)
-    return WatchlistInfo(
-        wl.id, wl.name, wl.purpose, wl.status.value, wl.model_id, wl.max_subjects,
-        wl.created_by, wl.created_at, wl.changed_at, wl.approved_by, wl.approved_at,
-        wl.destroyed_at, wl.destroy_reason, tuple(_editors(session, wl.id)),
-        _count_subjects(session, wl.id), _count_images(session, wl.id), subjects)
+def _fields(session: Session, rows: Sequence[Watchlist]) -> list[dict[str, Any]]:
+    """The fields of each watchlist's view, in three queries whatever their number."""
+    ids = [wl.id for wl in rows]
+    subjects: dict[int, int] = {}
+    images: dict[int, int] = {}
+    editors: dict[int, list[str]] = {}
+    if ids:
+        subjects = {w: int(n) for w, n in session.execute(
+            select(Subject.watchlist_id, func.count()).where(Subject.watchlist_id.in_(ids))
+            .group_by(Subject.watchlist_id))}
+        images = {w: int(n) for w, n in session.execute(
+            select(Subject.watchlist_id, func.count()).select_from(SubjectImage).join(Subject)
+            .where(Subject.watchlist_id.in_(ids)).group_by(Subject.watchlist_id))}
+        for w, name in session.execute(
+                select(WatchlistEditor.watchlist_id, WatchlistEditor.user_name)
+                .where(WatchlistEditor.watchlist_id.in_(ids))
+                .order_by(WatchlistEditor.watchlist_id, WatchlistEditor.user_name)):
+            editors.setdefault(w, []).append(name)
+    return [dict(
+        id=wl.id, name=wl.name, purpose=wl.purpose, status=wl.status.value,
+        model_id=wl.model_id, max_subjects=wl.max_subjects, created_by=wl.created_by,
+        created_at=wl.created_at, changed_at=wl.changed_at, approved_by=wl.approved_by,
+        approved_at=wl.approved_at, destroyed_at=wl.destroyed_at,
+        destroy_reason=wl.destroy_reason, editors=tuple(editors.get(wl.id, ())),
+        subjects=subjects.get(wl.id, 0), images=images.get(wl.id, 0)) for wl in rows]
+
+
+def _info(session: Session, wl: Watchlist) -> WatchlistView:
+    return WatchlistView(**_fields(session, [wl])[0])
 
 
 def list_watchlists(db: Database, actor: Actor, include_destroyed: bool = True
-                    ) -> list[WatchlistInfo]:
+                    ) -> list[WatchlistView]:
     require(db, actor, Perm.WATCHLIST_READ, "watchlist", "list")
     with db.reading() as s:
         query = select(Watchlist).order_by(Watchlist.id)
         if not include_destroyed:
             query = query.where(Watchlist.status != WatchlistStatus.DESTROYED)
-        return [_info(s, wl) for wl in s.scalars(query)]
+        return [WatchlistView(**f) for f in _fields(s, s.scalars(query).all())]
 
 
-def show_watchlist(db: Database, actor: Actor, watchlist_id: int) -> WatchlistInfo:
+def show_watchlist(db: Database, actor: Actor, watchlist_id: int) -> WatchlistDetail:
     """A watchlist with its subjects and each image's source and digest (never the image or
     the template)."""
     require(db, actor, Perm.WATCHLIST_READ, "watchlist", str(watchlist_id))
     with db.reading() as s:
-        return _info(s, _watchlist(s, watchlist_id), with_subjects=True)
+        wl = _watchlist(s, watchlist_id)
+        rows = s.scalars(select(Subject).where(Subject.watchlist_id == wl.id)
+                         .options(selectinload(Subject.images)).order_by(Subject.id)).all()
+        return WatchlistDetail(**_fields(s, [wl])[0],
+                               subject_list=tuple(_subject_info(x) for x in rows))
 
 
 def subject_image(system: System, actor: Actor, image_id: int) -> bytes:

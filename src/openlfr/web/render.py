@@ -1,13 +1,15 @@
-"""Rendering pages: the Jinja2 environment, its filters, and the CSRF cookie and token."""
+"""Rendering pages: the Jinja2 environment, its filters, and the CSRF cookie and token; and
+JSON-lines downloads."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
 
 from openlfr.governance.authz import Actor
@@ -146,3 +148,10 @@ def render(request: Request, name: str, context: dict[str, Any] | None = None, *
     response = web(request).templates.TemplateResponse(request, name, ctx, status_code=status)
     set_csrf_cookie(request, response)
     return response
+
+
+def jsonl_download(lines: Iterator[str], filename: str) -> StreamingResponse:
+    """Lines streamed as a JSON-lines file to save (never cached)."""
+    return StreamingResponse(lines, media_type="application/x-ndjson",
+                             headers={"Content-Disposition": f'attachment; filename="{filename}"',
+                                      "Cache-Control": "no-store"})

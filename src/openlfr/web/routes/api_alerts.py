@@ -9,7 +9,6 @@ deciding and outcomes ``alert.adjudicate`` (operators, supervisors); holds ``ale
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -18,6 +17,7 @@ from pydantic import BaseModel, Field
 
 from openlfr.governance import alerts as svc
 from openlfr.governance.authz import RuleError
+from openlfr.governance.views import AlertView
 from openlfr.store.enums import AlertStatus
 from openlfr.store.models import Alert
 from openlfr.web.deps import CurrentActor, web
@@ -31,78 +31,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"description": "Refused for the caller's role (audited)"},
     404: {"description": "No such alert"},
 }
-
-
-class AdjudicationOut(BaseModel):
-    user: str
-    decision: str
-    reason: str | None
-    at: datetime
-
-
-class OutcomeOut(BaseModel):
-    engaged: bool
-    action: str
-    notes: str | None
-    recorded_by: str
-    at: datetime
-
-
-class AlertOut(BaseModel):
-    """An alert as a reviewer reads it: a *possible match*, never a match. No pixels: the
-    probe crop is at ``crop_url``."""
-
-    id: int
-    kind: str = Field(description='always "possible match"')
-    deployment_id: int
-    deployment: str
-    two_person_rule: bool
-    confirmations: int = Field(description="confirmations recorded so far")
-    confirmations_needed: int
-    camera: str
-    track_id: int
-    subject_id: int | None
-    subject_reference: str | None
-    subject_image_id: int | None
-    watchlist_id: int | None
-    score: float
-    threshold: float
-    model_id: str
-    revision: int
-    seen_at: datetime
-    created_at: datetime
-    status: str
-    decided_at: datetime | None
-    held: bool
-    held_reason: str | None
-    held_by: str | None
-    purged_at: datetime | None
-    has_crop: bool
-    crop_url: str | None
-    adjudications: list[AdjudicationOut]
-    outcome: OutcomeOut | None
-
-    @classmethod
-    def of(cls, a: svc.AlertView) -> AlertOut:
-        return cls(
-            id=a.id, kind=svc.LABEL, deployment_id=a.deployment_id,
-            deployment=a.deployment_name, two_person_rule=a.two_person_rule,
-            confirmations=len(a.confirmations), confirmations_needed=2 if a.two_person_rule
-            else 1, camera=a.camera, track_id=a.track_id, subject_id=a.subject_id,
-            subject_reference=a.subject_reference, subject_image_id=a.subject_image_id,
-            watchlist_id=a.watchlist_id, score=round(a.score, 4),
-            threshold=round(a.threshold, 4), model_id=a.model_id, revision=a.revision,
-            seen_at=a.seen_at, created_at=a.created_at, status=a.status.value,
-            decided_at=a.decided_at, held=a.held_reason is not None,
-            held_reason=a.held_reason, held_by=a.held_by, purged_at=a.purged_at,
-            has_crop=a.has_crop,
-            crop_url=f"/api/v1/alerts/{a.id}/crop" if a.has_crop else None,
-            adjudications=[AdjudicationOut(user=d.user, decision=d.decision.value,
-                                           reason=d.reason, at=d.at)
-                           for d in a.adjudications],
-            outcome=None if a.outcome is None else OutcomeOut(
-                engaged=a.outcome.engaged, action=a.outcome.action.value,
-                notes=a.outcome.notes, recorded_by=a.outcome.recorded_by, at=a.outcome.at))
 
 
 class AdjudicationIn(BaseModel):
@@ -143,16 +71,15 @@ def list_alerts(request: Request, actor: CurrentActor,
                 deployment_id: Annotated[int | None, Query(ge=1)] = None,
                 status: Annotated[str | None, Query(max_length=20, description=(
                     "pending, confirmed, rejected or no_action"))] = None,
-                limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[AlertOut]:
+                limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[AlertView]:
     """Alerts, newest first."""
     wanted = svc.parse_status(status) if status else None
-    return [AlertOut.of(a) for a in svc.list_alerts(web(request).db, actor, deployment_id,
-                                                    wanted, limit)]
+    return svc.list_alerts(web(request).db, actor, deployment_id, wanted, limit)
 
 
 @router.get("/{alert_id}", responses=ERRORS)
-def get_alert(request: Request, alert_id: int, actor: CurrentActor) -> AlertOut:
-    return AlertOut.of(svc.get_alert(web(request).db, actor, alert_id))
+def get_alert(request: Request, alert_id: int, actor: CurrentActor) -> AlertView:
+    return svc.get_alert(web(request).db, actor, alert_id)
 
 
 @router.get("/{alert_id}/crop", responses={
@@ -179,7 +106,7 @@ def get_reference(request: Request, alert_id: int, actor: CurrentActor) -> Respo
 @router.post("/{alert_id}/adjudications", status_code=201, responses={
     **ERRORS, 409: {"description": "The alert is already decided, or purged"}})
 def adjudicate(request: Request, alert_id: int, body: AdjudicationIn,
-               actor: CurrentActor) -> AlertOut:
+               actor: CurrentActor) -> AlertView:
     """Confirm, reject (a false alert) or take no action; reject and no_action need a reason.
     Under the two-person rule a confirmation verifies the alert only as the second, by a
     different person (the same person twice: 403)."""
@@ -189,13 +116,13 @@ def adjudicate(request: Request, alert_id: int, body: AdjudicationIn,
     except RuleError as exc:
         _conflict_or_rule(request, alert_id, exc, "decide")
         raise
-    return AlertOut.of(view)
+    return view
 
 
 @router.post("/{alert_id}/outcome", status_code=201, responses={
     **ERRORS, 409: {"description": "Not confirmed, or the outcome is already recorded"}})
 def outcome(request: Request, alert_id: int, body: OutcomeIn,
-            actor: CurrentActor) -> AlertOut:
+            actor: CurrentActor) -> AlertView:
     """What happened after a confirmed alert (once)."""
     action = svc.parse_action(body.action)  # unknown: 400
     try:
@@ -204,16 +131,16 @@ def outcome(request: Request, alert_id: int, body: OutcomeIn,
     except RuleError as exc:
         _conflict_or_rule(request, alert_id, exc, "outcome")
         raise
-    return AlertOut.of(view)
+    return view
 
 
 @router.post("/{alert_id}/hold", responses={
     **ERRORS, 409: {"description": "Already held, or purged"}})
-def hold(request: Request, alert_id: int, body: HoldIn, actor: CurrentActor) -> AlertOut:
+def hold(request: Request, alert_id: int, body: HoldIn, actor: CurrentActor) -> AlertView:
     """Keep the alert past the retention period, with a reason."""
     try:
         view = svc.hold_alert(web(request).db, actor, alert_id, body.reason)
     except RuleError as exc:
         _conflict_or_rule(request, alert_id, exc, "hold")
         raise
-    return AlertOut.of(view)
+    return view

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from openlfr.governance import deployments as deps
 from openlfr.governance.authz import Actor, Perm, RuleError, require
 from openlfr.governance.floors import current_floor
+from openlfr.governance.views import DeploymentView
 from openlfr.store.crypto import Keyring
 from openlfr.store.db import Database
 from openlfr.store.enums import DeploymentStatus
@@ -80,69 +81,14 @@ class ReasonIn(BaseModel):
     reason: str = Field(min_length=1, max_length=5000)
 
 
-class CameraOut(BaseModel):
-    name: str
-    source: str
-    state: str | None = Field(default=None, description=(
-        "In the latest run: connecting, live, retrying, failed, ended, stopped; unknown when "
-        "a running deployment's state is stale; null before any run."))
-    state_since: datetime | None = None
-    last_error: str | None = Field(default=None, description="Without credentials.")
-    frames: int = 0
-    seconds: float = Field(default=0.0, description="Time spent analysing frames.")
-
-
-class WatchlistRef(BaseModel):
-    id: int
-    name: str
-    status: str
-
-
-class DeploymentOut(BaseModel):
-    id: int
-    name: str
-    status: str
-    site: str
-    location: str
-    purpose: str
-    legal_basis: str
-    dpia_ref: str
-    equality_ref: str
-    planned_start: datetime | None
-    planned_end: datetime | None
-    threshold: float
-    model_id: str
-    floor: float
-    floor_source: str
-    threshold_override_reason: str | None
-    threshold_override_by: str | None
-    threshold_override_confirmed_by: str | None = None
-    two_person_rule: bool
-    signage: bool
-    public_notice: bool
-    urgency_reason: str | None
-    created_by: str
-    created_at: datetime | None
-    authorised_by: str | None
-    authorised_at: datetime | None
-    started_at: datetime | None
-    ended_at: datetime | None
-    end_reason: str | None
-    pause_reason: str | None = None
-    watchlists: list[WatchlistRef]
-    cameras: list[CameraOut]
-    cameras_live: int = 0
-    missing: list[str]
-
-
 class EditOut(BaseModel):
     changed: list[str]
-    deployment: DeploymentOut
+    deployment: DeploymentView
 
 
 class StartOut(BaseModel):
     resumed: bool
-    deployment: DeploymentOut
+    deployment: DeploymentView
 
 
 def model_id_of(db: Database, backend: str) -> str:
@@ -182,9 +128,9 @@ def _conflict(exc: RuleError) -> HTTPException:
     return HTTPException(409, str(exc))
 
 
-@router.get("", response_model=list[DeploymentOut])
+@router.get("", response_model=list[DeploymentView])
 def list_deployments(request: Request, actor: CurrentActor,
-                     status: str | None = None) -> list[dict[str, Any]]:
+                     status: str | None = None) -> list[DeploymentView]:
     """Every deployment (``status``: draft, authorised, running or ended)."""
     wanted = None
     if status:
@@ -196,15 +142,15 @@ def list_deployments(request: Request, actor: CurrentActor,
     return deps.list_deployments(web(request).db, actor, wanted)
 
 
-@router.post("", status_code=201, response_model=DeploymentOut)
-def create(request: Request, body: DeploymentIn, actor: CurrentActor) -> dict[str, Any]:
+@router.post("", status_code=201, response_model=DeploymentView)
+def create(request: Request, body: DeploymentIn, actor: CurrentActor) -> DeploymentView:
     """A draft deployment with its cameras and watchlists."""
     st = web(request)
     return deps.show(st.db, actor, create_plan(st.db, actor, body, st.system.keyring))
 
 
-@router.get("/{deployment_id}", response_model=DeploymentOut)
-def show(request: Request, deployment_id: int, actor: CurrentActor) -> dict[str, Any]:
+@router.get("/{deployment_id}", response_model=DeploymentView)
+def show(request: Request, deployment_id: int, actor: CurrentActor) -> DeploymentView:
     """One deployment, its floor, watchlists, cameras (no credentials) and what it lacks."""
     return deps.show(web(request).db, actor, deployment_id)
 
@@ -225,8 +171,8 @@ def edit(request: Request, deployment_id: int, body: DeploymentPatch,
     return {"changed": changed, "deployment": deps.show(db, actor, deployment_id)}
 
 
-@router.post("/{deployment_id}/authorise", response_model=DeploymentOut)
-def authorise(request: Request, deployment_id: int, actor: CurrentActor) -> dict[str, Any]:
+@router.post("/{deployment_id}/authorise", response_model=DeploymentView)
+def authorise(request: Request, deployment_id: int, actor: CurrentActor) -> DeploymentView:
     """Authorise a draft: an authorising officer who neither created nor edited it."""
     st = web(request)
     try:
@@ -236,9 +182,9 @@ def authorise(request: Request, deployment_id: int, actor: CurrentActor) -> dict
     return deps.show(st.db, actor, deployment_id)
 
 
-@router.post("/{deployment_id}/override-threshold", response_model=DeploymentOut)
+@router.post("/{deployment_id}/override-threshold", response_model=DeploymentView)
 def override_threshold(request: Request, deployment_id: int, body: ReasonIn,
-                       actor: CurrentActor) -> dict[str, Any]:
+                       actor: CurrentActor) -> DeploymentView:
     """Record why a threshold below the model's floor may be used."""
     db = web(request).db
     try:
@@ -260,8 +206,8 @@ def start(request: Request, deployment_id: int, actor: CurrentActor) -> dict[str
     return {"resumed": resumed, "deployment": deps.show(db, actor, deployment_id)}
 
 
-@router.post("/{deployment_id}/resume", response_model=DeploymentOut)
-def resume(request: Request, deployment_id: int, actor: CurrentActor) -> dict[str, Any]:
+@router.post("/{deployment_id}/resume", response_model=DeploymentView)
+def resume(request: Request, deployment_id: int, actor: CurrentActor) -> DeploymentView:
     """Run a paused deployment again (rules and window re-checked); 409 if it is not paused."""
     db = web(request).db
     try:
@@ -271,9 +217,9 @@ def resume(request: Request, deployment_id: int, actor: CurrentActor) -> dict[st
     return deps.show(db, actor, deployment_id)
 
 
-@router.post("/{deployment_id}/stop", response_model=DeploymentOut)
+@router.post("/{deployment_id}/stop", response_model=DeploymentView)
 def stop(request: Request, deployment_id: int, body: ReasonIn,
-         actor: CurrentActor) -> dict[str, Any]:
+         actor: CurrentActor) -> DeploymentView:
     """End a deployment (final), with a reason."""
     db = web(request).db
     try:

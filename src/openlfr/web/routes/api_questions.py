@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
 from openlfr.governance import questions
+from openlfr.governance.views import QuestionView
 from openlfr.web.deps import CurrentActor, web
 
 router = APIRouter(prefix="/api/v1/questions", tags=["questions"])
@@ -19,34 +20,31 @@ class AnswerIn(BaseModel):
     close: bool = Field(default=False, description="Close the question with this answer.")
 
 
-@router.get("")
+@router.get("", response_model=list[QuestionView])
 def list_questions(request: Request, actor: CurrentActor,
                    status: Annotated[str | None, Query(max_length=20)] = None,
-                   deployment_id: int | None = None) -> list[dict[str, object]]:
+                   deployment_id: int | None = None) -> list[QuestionView]:
     """Questions and objections, newest first (``status``: open, answered or closed)."""
-    return [q.as_json() for q in questions.list_questions(web(request).db, actor, status,
-                                                          deployment_id)]
+    return questions.list_questions(web(request).db, actor, status, deployment_id)
 
 
-@router.get("/{question_id}")
-def get_question(request: Request, question_id: int,
-                 actor: CurrentActor) -> dict[str, object]:
-    return questions.get_question(web(request).db, actor, question_id).as_json()
+@router.get("/{question_id}", response_model=QuestionView)
+def get_question(request: Request, question_id: int, actor: CurrentActor) -> QuestionView:
+    return questions.get_question(web(request).db, actor, question_id)
 
 
-@router.post("/{question_id}/answer")
+@router.post("/{question_id}/answer", response_model=QuestionView)
 def answer_question(request: Request, question_id: int, body: AnswerIn,
-                    actor: CurrentActor) -> dict[str, object]:
+                    actor: CurrentActor) -> QuestionView:
     """Answer (audited ``question.answer``); ``close`` closes it at the same time."""
     return questions.answer_question(web(request).db, actor, question_id, body.answer,
-                                     body.close).as_json()
+                                     body.close)
 
 
-@router.post("/{question_id}/close")
-def close_question(request: Request, question_id: int,
-                   actor: CurrentActor) -> dict[str, object]:
+@router.post("/{question_id}/close", response_model=QuestionView)
+def close_question(request: Request, question_id: int, actor: CurrentActor) -> QuestionView:
     """Close without (further) answer (audited ``question.close``)."""
-    return questions.close_question(web(request).db, actor, question_id).as_json()
+    return questions.close_question(web(request).db, actor, question_id)
 
 
 class PublishIn(BaseModel):
@@ -56,18 +54,18 @@ class PublishIn(BaseModel):
                     "details); default the question as sent. Both texts are redacted again.")
 
 
-@router.post("/{question_id}/publish")
+@router.post("/{question_id}/publish", response_model=QuestionView)
 def publish_answer(request: Request, question_id: int, body: PublishIn,
-                   actor: CurrentActor) -> dict[str, object]:
+                   actor: CurrentActor) -> QuestionView:
     """Publish the question and its answer on the deployment's public page, personal details
     removed (audited ``question.publish``)."""
     return questions.publish_answer(web(request).db, actor, question_id,
-                                    body.public_text).as_json()
+                                    body.public_text)
 
 
-@router.post("/{question_id}/unpublish")
+@router.post("/{question_id}/unpublish", response_model=QuestionView)
 def unpublish_answer(request: Request, question_id: int,
-                     actor: CurrentActor) -> dict[str, object]:
+                     actor: CurrentActor) -> QuestionView:
     """Take the published question and answer off the public page (audited
     ``question.unpublish``)."""
-    return questions.unpublish_answer(web(request).db, actor, question_id).as_json()
+    return questions.unpublish_answer(web(request).db, actor, question_id)

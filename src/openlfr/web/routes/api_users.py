@@ -8,16 +8,11 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from openlfr.governance import users
+from openlfr.governance.views import UserView
 from openlfr.web import tokens
 from openlfr.web.deps import CurrentActor, web
 
 router = APIRouter(prefix="/api/v1", tags=["users and tokens"])
-
-
-def _user(u: Any) -> dict[str, Any]:
-    return {"name": u.name, "role": u.role.value, "active": u.active,
-            "created_at": u.created_at.isoformat(), "created_by": u.created_by,
-            "one_time_password": u.must_change_password, "totp": u.totp_enabled}
 
 
 class UserIn(BaseModel):
@@ -49,10 +44,10 @@ class TokenIn(BaseModel):
                                          "than the user's role.")
 
 
-@router.get("/users")
-def list_users(request: Request, actor: CurrentActor) -> list[dict[str, Any]]:
-    """Every account and its role."""
-    return [_user(u) for u in users.list_users(web(request).db, actor)]
+@router.get("/users", response_model=list[UserView])
+def list_users(request: Request, actor: CurrentActor) -> list[UserView]:
+    """Every account and its role (never a password hash or a second-factor secret)."""
+    return users.list_users(web(request).db, actor)
 
 
 @router.post("/users", status_code=201)

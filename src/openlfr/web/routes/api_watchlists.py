@@ -13,7 +13,6 @@ passes. Uploaded files are held in memory only, never spooled to a temporary fil
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
@@ -25,6 +24,7 @@ from starlette.formparsers import MultiPartParser
 
 from openlfr.governance import watchlists as wls
 from openlfr.governance.authz import Actor, Perm, RuleError, require
+from openlfr.governance.views import SubjectView, WatchlistDetail, WatchlistView
 from openlfr.web.deps import CurrentActor, web
 
 router = APIRouter(prefix="/api/v1", tags=["watchlists"])
@@ -126,52 +126,6 @@ class OptionalReasonIn(BaseModel):
     reason: str | None = Field(default=None, max_length=5000)
 
 
-class ImageOut(BaseModel):
-    id: int
-    source: str
-    added_by: str
-    created_at: datetime
-    model_id: str
-    image_sha256: str
-
-
-class SubjectOut(BaseModel):
-    id: int
-    watchlist_id: int
-    reference: str
-    category: str
-    reason: str
-    is_minor: bool
-    minor_justification: str | None
-    added_by: str
-    created_at: datetime
-    expires_at: datetime
-    images: list[ImageOut]
-
-
-class WatchlistOut(BaseModel):
-    id: int
-    name: str
-    purpose: str
-    status: str
-    model_id: str
-    max_subjects: int
-    created_by: str
-    created_at: datetime
-    changed_at: datetime
-    approved_by: str | None
-    approved_at: datetime | None
-    destroyed_at: datetime | None
-    destroy_reason: str | None
-    editors: list[str]
-    subjects: int
-    images: int
-
-
-class WatchlistDetailOut(WatchlistOut):
-    subject_list: list[SubjectOut]
-
-
 class DestroyOut(BaseModel):
     """``destroyed`` is true only when nothing of the watchlist can be recovered from the data
     directory; else ``purge_pending`` (a reader held the database) until the retention job
@@ -206,26 +160,26 @@ def _upload_error(exc: UploadProblem) -> HTTPException:
 
 # -- routes -----------------------------------------------------------------------------------
 
-@router.get("/watchlists", response_model=list[WatchlistOut])
+@router.get("/watchlists", response_model=list[WatchlistView])
 def list_watchlists(request: Request, actor: CurrentActor,
-                    include_destroyed: bool = True) -> list[dict[str, Any]]:
+                    include_destroyed: bool = True) -> list[WatchlistView]:
     """Every watchlist, its state, size, editors and approver."""
-    return [w.as_dict() for w in wls.list_watchlists(web(request).db, actor, include_destroyed)]
+    return wls.list_watchlists(web(request).db, actor, include_destroyed)
 
 
-@router.post("/watchlists", status_code=201, response_model=WatchlistOut)
+@router.post("/watchlists", status_code=201, response_model=WatchlistView)
 def create_watchlist(request: Request, body: WatchlistIn, actor: CurrentActor
-                     ) -> dict[str, Any]:
+                     ) -> WatchlistView:
     """A new, empty draft watchlist (operators, supervisors, authorising officers)."""
     return wls.create_watchlist(web(request).system, actor, body.name, body.purpose,
-                                body.backend, body.max_subjects).as_dict()
+                                body.backend, body.max_subjects)
 
 
-@router.get("/watchlists/{watchlist_id}", response_model=WatchlistDetailOut)
+@router.get("/watchlists/{watchlist_id}", response_model=WatchlistDetail)
 def show_watchlist(request: Request, watchlist_id: int, actor: CurrentActor
-                   ) -> dict[str, Any]:
+                   ) -> WatchlistDetail:
     """A watchlist with its subjects and each image's source and digest (never the image)."""
-    return wls.show_watchlist(web(request).db, actor, watchlist_id).as_dict(with_subjects=True)
+    return wls.show_watchlist(web(request).db, actor, watchlist_id)
 
 
 async def _check_edit(request: Request, actor: Actor, object_type: str, object_id: int) -> None:
@@ -233,7 +187,8 @@ async def _check_edit(request: Request, actor: Actor, object_type: str, object_i
                             str(object_id))
 
 
-@router.post("/watchlists/{watchlist_id}/subjects", status_code=201, response_model=SubjectOut)
+@router.post("/watchlists/{watchlist_id}/subjects", status_code=201,
+             response_model=SubjectView)
 async def add_subject(
     request: Request, watchlist_id: int, actor: CurrentActor,
     reference: Annotated[str, Form(max_length=200, description="Name or case reference.")],
@@ -245,7 +200,7 @@ async def add_subject(
     source: Annotated[list[str], Form(description="The source of each image, in order.")],
     is_minor: Annotated[bool, Form()] = False,
     minor_justification: Annotated[str | None, Form(max_length=5000)] = None,
-) -> dict[str, Any]:
+) -> SubjectView:
     """Add a subject with its reference images (multipart). Each image must hold exactly one
     face of enrolment quality; one failure adds nothing (400, or 413 for a file too large)."""
     await _check_edit(request, actor, "watchlist", watchlist_id)
@@ -257,15 +212,15 @@ async def add_subject(
     info = await run_in_threadpool(
         wls.add_subject, web(request).system, actor, watchlist_id, reference, category,
         reason, expires_at, images, is_minor, minor_justification)
-    return info.as_dict()
+    return info
 
 
-@router.post("/subjects/{subject_id}/images", status_code=201, response_model=SubjectOut)
+@router.post("/subjects/{subject_id}/images", status_code=201, response_model=SubjectView)
 async def add_images(
     request: Request, subject_id: int, actor: CurrentActor,
     image: Annotated[list[UploadFile], File()],
     source: Annotated[list[str], Form()],
-) -> dict[str, Any]:
+) -> SubjectView:
     """More reference images of an existing subject (same checks)."""
     await _check_edit(request, actor, "subject", subject_id)
     try:
@@ -274,7 +229,7 @@ async def add_images(
         raise _upload_error(exc) from None
     info = await run_in_threadpool(wls.add_image, web(request).system, actor, subject_id,
                                    images)
-    return info.as_dict()
+    return info
 
 
 @router.post("/subjects/{subject_id}/remove", response_model=RemovedOut)
@@ -289,11 +244,11 @@ def remove_subject(request: Request, subject_id: int, body: OptionalReasonIn,
             "purge_pending": r.purge_pending}
 
 
-@router.post("/watchlists/{watchlist_id}/approve", response_model=WatchlistOut)
-def approve(request: Request, watchlist_id: int, actor: CurrentActor) -> dict[str, Any]:
+@router.post("/watchlists/{watchlist_id}/approve", response_model=WatchlistView)
+def approve(request: Request, watchlist_id: int, actor: CurrentActor) -> WatchlistView:
     """Approve (an authorising officer who neither built nor changed it)."""
     try:
-        return wls.approve_watchlist(web(request).db, actor, watchlist_id).as_dict()
+        return wls.approve_watchlist(web(request).db, actor, watchlist_id)
     except RuleError as exc:
         raise _conflict(exc) from None
 

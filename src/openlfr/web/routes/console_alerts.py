@@ -31,6 +31,7 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from openlfr.governance import alerts as svc
 from openlfr.governance import deployments as deps
 from openlfr.governance.authz import Actor, NotFound, Perm, RuleError, allowed, require
+from openlfr.governance.views import DeploymentView
 from openlfr.governance.watchlists import subject_image
 from openlfr.store.enums import AlertStatus, Decision
 from openlfr.web import events, sessions, tokens
@@ -94,21 +95,22 @@ def camera_health(request: Request, deployment_id: int | None = None) -> list[di
             except Exception:  # a run being torn down
                 figures = {}
         for cam in cameras:
-            state = cam["state"] or ("connecting" if status == "running" else "stopped")
+            state = cam.state or ("connecting" if status == "running" else "stopped")
             if status == "paused":
                 state = "paused"
             label = state
-            if state in ("retrying", "failed", "unknown") and cam["state_since"]:
-                label = f"{state} since {cam['state_since'][11:19]} UTC"
-            if cam["last_error"] and state in ("retrying", "failed", "unknown"):
-                label += f": {cam['last_error']}"
-            f = figures.get(cam["name"])
-            out.append({"deployment_id": dep_id, "deployment": name, "camera": cam["name"],
+            since = cam.state_since.isoformat() if cam.state_since else None
+            if state in ("retrying", "failed", "unknown") and since:
+                label = f"{state} since {since[11:19]} UTC"
+            if cam.last_error and state in ("retrying", "failed", "unknown"):
+                label += f": {cam.last_error}"
+            f = figures.get(cam.name)
+            out.append({"deployment_id": dep_id, "deployment": name, "camera": cam.name,
                         "state": state, "label": label, "connected": state == "live",
-                        "since": cam["state_since"], "error": cam["last_error"],
+                        "since": since, "error": cam.last_error,
                         "fps_in": round(float(f.fps_in), 1) if f else 0.0,
                         "fps_processed": round(float(f.fps_processed), 1) if f else 0.0,
-                        "frames": int(f.frames_in) if f else int(cam["frames"]),
+                        "frames": int(f.frames_in) if f else int(cam.frames),
                         "dropped": int(f.dropped) if f else 0,
                         "reconnects": int(f.reconnects) if f else 0})
     return out
@@ -137,12 +139,12 @@ def _context(actor: Actor) -> dict[str, Any]:
 
 
 def _deployment_choices(request: Request, actor: Actor,
-                        current: int | None) -> list[dict[str, Any]]:
+                        current: int | None) -> list[DeploymentView]:
     """Deployments that can have alerts (running first), and the one asked for."""
     items = deps.list_deployments(web(request).db, actor)
     order = {"running": 0, "paused": 1, "authorised": 2, "ended": 3, "draft": 4}
-    return sorted((d for d in items if d["status"] != "draft" or d["id"] == current),
-                  key=lambda d: (order.get(d["status"], 9), -d["id"]))
+    return sorted((d for d in items if d.status != "draft" or d.id == current),
+                  key=lambda d: (order.get(d.status, 9), -d.id))
 
 
 @router.get("")
@@ -157,7 +159,7 @@ def queue(request: Request, actor: PageActor,
     if status == "decided":
         items = [a for a in items if a.status != AlertStatus.PENDING]
     choices = _deployment_choices(request, actor, deployment)
-    current = next((d for d in choices if d["id"] == deployment), None)
+    current = next((d for d in choices if d.id == deployment), None)
     if deployment is not None and current is None:
         raise NotFound(f"no deployment {deployment}")
     return render(request, "console_alerts.html", {

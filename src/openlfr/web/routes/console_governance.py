@@ -11,6 +11,7 @@ refuse them anyway (:func:`authz.require`, audited).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -20,20 +21,18 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from openlfr.audit import log as audit_log
+from openlfr.governance import auditing, purge
 from openlfr.governance import deployments as deps
-from openlfr.governance import purge
 from openlfr.governance import users as users_svc
 from openlfr.governance import watchlists as wls
 from openlfr.governance.authz import Actor, Forbidden, NotFound, Perm, RuleError, allowed
 from openlfr.governance.times import to_utc
+from openlfr.governance.views import CameraView, DeploymentView, WatchlistView
 from openlfr.store.enums import Category, Role
-from openlfr.transparency.art12 import art12_records
 from openlfr.vision.imageio import ImageBusy
 from openlfr.web import tokens
 from openlfr.web.deps import PageActor, web
-from openlfr.web.render import render
-from openlfr.web.routes import api_audit
+from openlfr.web.render import jsonl_download, render
 from openlfr.web.routes.api_deployments import CameraIn, DeploymentIn, create_plan
 from openlfr.web.routes.api_watchlists import (
     MAX_UPLOAD_IMAGES,
@@ -64,15 +63,16 @@ def may(actor: Actor) -> dict[str, bool]:
     return {p.name.lower(): allowed(actor, p) for p in Perm}
 
 
-def fmt_iso(value: str | None) -> str:
-    """An ISO time from a service's JSON view as the pages show times: ``26 Nov 2026 16:13
-    UTC``."""
+def fmt_iso(value: datetime | str | None) -> str:
+    """A time from a service's view (or an ISO string) as the pages show times: ``26 Nov 2026
+    16:13 UTC``."""
     if not value:
         return "—"
     try:
-        return datetime.fromisoformat(value).astimezone(UTC).strftime("%d %b %Y %H:%M UTC")
+        when = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+        return when.astimezone(UTC).strftime("%d %b %Y %H:%M UTC")
     except ValueError:
-        return value
+        return str(value)
 
 
 def _page(request: Request, actor: Actor, name: str, ctx: dict[str, Any],
@@ -368,36 +368,36 @@ def _blank_deployment() -> dict[str, Any]:
     return values
 
 
-def _local(iso: str | None) -> str:
-    if not iso:
+def _local(when: datetime | None) -> str:
+    if not when:
         return ""
-    return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
 
 
-def cameras_text(cameras: list[dict[str, str]]) -> str:
-    return "\n".join(f"{c['name']}={c['source']}" for c in cameras)
+def cameras_text(cameras: Sequence[CameraView]) -> str:
+    return "\n".join(f"{c.name}={c.source}" for c in cameras)
 
 
-def _values_of(view: dict[str, Any]) -> dict[str, Any]:
-    values = {n: view.get(n) or "" for n in DEPLOYMENT_TEXT}
-    values.update({n: bool(view.get(n)) for n in DEPLOYMENT_FLAGS},
-                  planned_start=_local(view["planned_start"]),
-                  planned_end=_local(view["planned_end"]),
-                  threshold=f"{view['threshold']:.4f}",
-                  cameras=cameras_text(view["cameras"]),
-                  watchlist_ids=[w["id"] for w in view["watchlists"]],
-                  backend=view["model_id"])
+def _values_of(view: DeploymentView) -> dict[str, Any]:
+    values = {n: getattr(view, n, None) or "" for n in DEPLOYMENT_TEXT}
+    values.update({n: bool(getattr(view, n)) for n in DEPLOYMENT_FLAGS},
+                  planned_start=_local(view.planned_start),
+                  planned_end=_local(view.planned_end),
+                  threshold=f"{view.threshold:.4f}",
+                  cameras=cameras_text(view.cameras),
+                  watchlist_ids=[w.id for w in view.watchlists],
+                  backend=view.model_id)
     return values
 
 
-def _choosable_watchlists(request: Request, actor: Actor) -> list[wls.WatchlistInfo]:
+def _choosable_watchlists(request: Request, actor: Actor) -> list[WatchlistView]:
     if not allowed(actor, Perm.WATCHLIST_READ):
         return []
     return wls.list_watchlists(web(request).db, actor, include_destroyed=False)
 
 
 def _form_ctx(request: Request, actor: Actor, values: dict[str, Any],
-              view: dict[str, Any] | None = None) -> dict[str, Any]:
+              view: DeploymentView | None = None) -> dict[str, Any]:
     from openlfr.governance.models import list_models
 
     return {"form": values, "dep": view, "watchlists": _choosable_watchlists(request, actor),
@@ -450,9 +450,9 @@ async def deployment_create(request: Request, actor: PageActor) -> Response:
 
 def _deployment_ctx(request: Request, actor: Actor, deployment_id: int) -> dict[str, Any]:
     view = deps.show(web(request).db, actor, deployment_id)
-    editable = view["status"] in ("draft", "authorised")
+    editable = view.status in ("draft", "authorised")
     ctx: dict[str, Any] = {"dep": view, "done": _done(request), "editable": editable,
-                           "below_floor": view["threshold"] < view["floor"]}
+                           "below_floor": view.threshold < view.floor}
     if editable and allowed(actor, Perm.DEPLOYMENT_EDIT):
         ctx.update(_form_ctx(request, actor, _values_of(view), view))
     return ctx
@@ -491,7 +491,7 @@ async def deployment_edit(request: Request, deployment_id: int, actor: PageActor
             changes["threshold"] = body.threshold
         # the page shows camera sources without their secrets: a line whose name and text are
         # unchanged keeps its stored source (deps.edit)
-        if values["cameras"].strip() != cameras_text(view["cameras"]).strip():
+        if values["cameras"].strip() != cameras_text(view.cameras).strip():
             changes["cameras"] = [deps.CameraSpec(c.name, c.source) for c in body.cameras]
         deps.edit(db, actor, deployment_id, keyring=web(request).system.keyring, **changes)
 
@@ -671,11 +671,11 @@ def token_revoke(request: Request, token_id: int, actor: PageActor) -> Response:
 
 def _audit_ctx(request: Request, actor: Actor, before: int | None) -> dict[str, Any]:
     db = web(request).db
-    api_audit.reader(db, actor, "show")
-    rows, total, nxt = api_audit.page_of_entries(db, before, AUDIT_PAGE)
+    got = auditing.page(db, actor, before, AUDIT_PAGE)
     deployments = deps.list_deployments(db, actor)
-    return {"entries": rows, "total": total, "next_before": nxt, "before": before,
-            "deployments": deployments, "short": short_details, "when": _seq_time}
+    return {"entries": got.entries, "total": got.total, "next_before": got.next_before,
+            "before": before, "deployments": deployments, "short": short_details,
+            "when": _seq_time}
 
 
 @router.get("/audit")
@@ -686,9 +686,9 @@ def audit_page(request: Request, actor: PageActor, before: int | None = None) ->
 @router.post("/audit/verify")
 def audit_verify(request: Request, actor: PageActor) -> Response:
     db = web(request).db
-    api_audit.reader(db, actor, "verify")
+    checked = auditing.verify(db, actor)
     ctx = _audit_ctx(request, actor, None)
-    ctx["verify"] = api_audit.verify_result(db)
+    ctx["verify"] = checked.as_dict()
     return _page(request, actor, "gov_audit.html", ctx)
 
 
@@ -696,19 +696,16 @@ def audit_verify(request: Request, actor: PageActor) -> Response:
 def audit_export(request: Request, actor: PageActor,
                  what: Annotated[str, Form(max_length=10)] = "log",
                  deployment: Annotated[str, Form(max_length=12)] = "") -> StreamingResponse:
-    dep_id = int(deployment) if deployment.strip().isdigit() else None
-    return api_audit.export_response(web(request).db, actor, dep_id, what == "art12")
+    art12 = what == "art12"
+    dep_id = int(deployment) if art12 and deployment.strip().isdigit() else None
+    lines = auditing.export(web(request).db, actor, art12=art12, deployment=dep_id, out="web")
+    return jsonl_download(lines, auditing.export_filename(dep_id, art12))
 
 
 @router.get("/audit/art12/{deployment_id}")
 def audit_art12(request: Request, deployment_id: int, actor: PageActor) -> Response:
-    db = web(request).db
-    api_audit.reader(db, actor, "art12")
-    with db.reading() as s:
-        records = art12_records(s, deployment_id)
-    if not records:
-        raise NotFound(f"no deployment {deployment_id}")
-    return _page(request, actor, "gov_art12.html", {"r": records[0]})
+    record = auditing.art12_record(web(request).db, actor, deployment_id)
+    return _page(request, actor, "gov_art12.html", {"r": record})
 
 
 def short_details(details: dict[str, Any]) -> str:
@@ -719,5 +716,5 @@ def short_details(details: dict[str, Any]) -> str:
     return text if len(text) <= 300 else text[:297] + "…"
 
 
-def _seq_time(entry: audit_log.AuditEntry) -> str:
+def _seq_time(entry: auditing.AuditEntry) -> str:
     return entry.time.replace("T", " ")[:19] + " UTC"

@@ -1,0 +1,254 @@
+"""What the services hand out about each entity: one frozen Pydantic view per entity, the same
+for every front end.
+
+The services build these from their database rows (never handing out a row); the JSON API uses
+them as ``response_model`` (so the OpenAPI schema documents them), the console's templates read
+their fields, and the CLI's ``--json`` prints ``view.model_dump(mode="json")`` — so the JSON of
+``openlfr alerts list --json`` and ``GET /api/v1/alerts`` is the same, field for field.
+
+A view never holds biometric data (templates, crops, frames: images stay behind their own
+audited routes, a view says only whether there is one) nor a secret (password hashes, TOTP
+secrets, camera credentials: a camera's source is its redacted display form).
+
+* :class:`DeploymentView` (with :class:`CameraView` and :class:`WatchlistRef`)
+* :class:`WatchlistView`, :class:`WatchlistDetail` (with its :class:`SubjectView` list and
+  each subject's :class:`ImageView`)
+* :class:`AlertView` (with :class:`AdjudicationView` and :class:`OutcomeView`)
+* :class:`UserView`
+* :class:`QuestionView`
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from openlfr.redact import redact_personal
+from openlfr.store.enums import Action, AlertStatus, Decision, Role
+
+#: How an alert is presented, everywhere: the system never says "match".
+LABEL = "possible match"
+
+
+class View(BaseModel):
+    """Frozen; built from a row's attributes (``model_validate(row, from_attributes=True)``)
+    or field by field."""
+
+    model_config = ConfigDict(frozen=True, from_attributes=True)
+
+
+# -- deployments ------------------------------------------------------------------------------
+
+class CameraView(View):
+    name: str
+    source: str = Field(description="The source's display form: credentials removed.")
+    state: str | None = Field(default=None, description=(
+        "In the latest run: connecting, live, retrying, failed, ended, stopped; unknown when "
+        "a running deployment's state is stale; null before any run."))
+    state_since: datetime | None = None
+    last_error: str | None = Field(default=None, description="Without credentials.")
+    frames: int = 0
+    seconds: float = Field(default=0.0, description="Time spent analysing frames.")
+
+
+class WatchlistRef(View):
+    id: int
+    name: str
+    status: str
+
+
+class DeploymentView(View):
+    id: int
+    name: str
+    status: str = Field(description="draft, authorised, running, paused or ended")
+    site: str
+    location: str
+    purpose: str
+    legal_basis: str
+    dpia_ref: str
+    equality_ref: str
+    planned_start: datetime | None
+    planned_end: datetime | None
+    threshold: float
+    model_id: str
+    floor: float = Field(description="The model's current floor (calibrated or default).")
+    floor_source: str
+    threshold_override_reason: str | None
+    threshold_override_by: str | None
+    threshold_override_confirmed_by: str | None = None
+    two_person_rule: bool
+    signage: bool
+    public_notice: bool
+    urgency_reason: str | None
+    created_by: str
+    created_at: datetime | None
+    authorised_by: str | None
+    authorised_at: datetime | None
+    started_at: datetime | None
+    ended_at: datetime | None
+    end_reason: str | None
+    pause_reason: str | None = None
+    watchlists: tuple[WatchlistRef, ...]
+    cameras: tuple[CameraView, ...]
+    cameras_live: int = 0
+    missing: tuple[str, ...] = Field(description="What a draft still lacks to be authorised.")
+
+
+# -- watchlists -------------------------------------------------------------------------------
+
+class ImageView(View):
+    """A reference image's record: its source and digest, never the image."""
+
+    id: int
+    source: str
+    added_by: str
+    created_at: datetime
+    model_id: str
+    image_sha256: str
+
+
+class SubjectView(View):
+    id: int
+    watchlist_id: int
+    reference: str
+    category: str
+    reason: str
+    is_minor: bool
+    minor_justification: str | None
+    added_by: str
+    created_at: datetime
+    expires_at: datetime
+    images: tuple[ImageView, ...] = ()
+
+
+class WatchlistView(View):
+    id: int
+    name: str
+    purpose: str
+    status: str = Field(description="draft, approved or destroyed")
+    model_id: str
+    max_subjects: int
+    created_by: str
+    created_at: datetime
+    changed_at: datetime
+    approved_by: str | None
+    approved_at: datetime | None
+    destroyed_at: datetime | None
+    destroy_reason: str | None
+    editors: tuple[str, ...]
+    subjects: int
+    images: int
+
+    @property
+    def usable(self) -> bool:
+        return self.status == "approved"
+
+
+class WatchlistDetail(WatchlistView):
+    """A watchlist with its subjects (each image's source and digest, never the image)."""
+
+    subject_list: tuple[SubjectView, ...]
+
+
+# -- alerts -----------------------------------------------------------------------------------
+
+class AdjudicationView(View):
+    user: str
+    decision: Decision
+    reason: str | None
+    at: datetime
+
+
+class OutcomeView(View):
+    engaged: bool
+    action: Action
+    notes: str | None
+    recorded_by: str
+    at: datetime
+
+
+class AlertView(View):
+    """An alert as a reviewer reads it: a *possible match*, never a match. No pixels: the
+    probe crop is at ``crop_url`` (audited on every view)."""
+
+    id: int
+    kind: str = Field(default=LABEL, description='always "possible match"')
+    deployment_id: int
+    deployment: str = Field(description="The deployment's name.")
+    two_person_rule: bool
+    confirmations: int = Field(description="confirmations recorded so far")
+    confirmations_needed: int
+    camera: str
+    track_id: int
+    subject_id: int | None
+    subject_reference: str | None
+    subject_image_id: int | None
+    watchlist_id: int | None
+    score: float
+    threshold: float
+    model_id: str
+    revision: int
+    seen_at: datetime
+    created_at: datetime
+    status: AlertStatus
+    decided_at: datetime | None
+    held: bool
+    held_reason: str | None
+    held_by: str | None
+    purged_at: datetime | None
+    has_crop: bool
+    crop_url: str | None
+    adjudications: tuple[AdjudicationView, ...]
+    outcome: OutcomeView | None
+
+    @property
+    def confirmed_by(self) -> list[str]:
+        """Who has confirmed so far (the two-person rule needs two different people)."""
+        return [a.user for a in self.adjudications if a.decision == Decision.CONFIRM]
+
+
+# -- accounts ---------------------------------------------------------------------------------
+
+class UserView(View):
+    """An account, without its password hash or second-factor secret."""
+
+    name: str
+    role: Role
+    active: bool
+    created_at: datetime
+    created_by: str
+    one_time_password: bool = Field(description="The password must be changed at the next "
+                                                "sign-in.")
+    totp: bool = Field(description="A second factor is set up.")
+
+
+# -- residents' questions ---------------------------------------------------------------------
+
+class QuestionView(View):
+    id: int
+    deployment_id: int
+    deployment_name: str
+    kind: str = Field(description="question or objection")
+    text: str
+    contact: str | None
+    created_at: datetime
+    status: str = Field(description="open, answered or closed")
+    answer: str | None
+    answered_by: str | None
+    answered_at: datetime | None
+    closed_by: str | None
+    closed_at: datetime | None
+    reference: str | None = Field(default=None, description="the reference the sender was given")
+    published_by: str | None = None
+    published_at: datetime | None = None
+    public_text: str | None = Field(default=None,
+                                    description="the question as published, redacted")
+    public_answer: str | None = Field(default=None,
+                                      description="the answer as published, redacted")
+
+    @property
+    def published_stale(self) -> bool:
+        """Published, but the answer changed since (publish again to show the new one)."""
+        return (self.published_at is not None and self.answer is not None
+                and redact_personal(self.answer) != self.public_answer)
