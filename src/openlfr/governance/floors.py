@@ -15,6 +15,7 @@ from openlfr.audit import log as audit_log
 from openlfr.governance.authz import Actor, Perm, RuleError, require
 from openlfr.store.db import Database
 from openlfr.store.models import ThresholdFloor
+from openlfr.vision.thresholds import check_threshold
 
 #: Floors per recogniser until a calibration is recorded: each model's default threshold
 #: (chosen at FPIR 1 % with 1,000 identities on LFW; README "Default thresholds").
@@ -60,8 +61,7 @@ def record_floor(db: Database, actor: Actor, model_id: str, threshold: float,
     """Store a calibrated floor with its evidence (any JSON), audited with the evidence's
     SHA-256 so that the stored evidence cannot be changed unnoticed."""
     require(db, actor, Perm.FLOOR_RECORD, "threshold_floor", model_id)
-    if not -1.0 <= threshold <= 1.0:
-        raise RuleError(f"threshold {threshold}: a cosine threshold lies between -1 and 1")
+    threshold = check_threshold(threshold)
     _backend(model_id)
     with db.session() as s:
         previous = current_floor(s, model_id)

@@ -18,8 +18,10 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from openlfr import errors
 
-class ModelError(RuntimeError):
+
+class ModelError(errors.InvalidInput):
     """A model file is missing or is not the file we pinned."""
 
 

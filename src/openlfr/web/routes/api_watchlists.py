@@ -22,8 +22,9 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.formparsers import MultiPartParser
 
+from openlfr import errors
 from openlfr.governance import watchlists as wls
-from openlfr.governance.authz import Actor, Perm, RuleError, require
+from openlfr.governance.authz import Actor, Perm, require
 from openlfr.web.deps import CurrentActor, web
 
 router = APIRouter(prefix="/api/v1", tags=["watchlists"])
@@ -51,7 +52,7 @@ def keep_uploads_in_memory() -> None:
     MultiPartParser.spool_max_size = 0
 
 
-class UploadProblem(ValueError):
+class UploadProblem(errors.InvalidInput):
     """An uploaded file refused before decoding; ``status`` is the HTTP answer (400 or 413)."""
 
     def __init__(self, message: str, status: int = 400) -> None:
@@ -194,9 +195,6 @@ class RemovedOut(BaseModel):
     purge_pending: bool
 
 
-def _conflict(exc: RuleError) -> HTTPException:
-    """A rule broken by the object's current state (already approved, destroyed, …)."""
-    return HTTPException(409, str(exc))
 
 
 def _upload_error(exc: UploadProblem) -> HTTPException:
@@ -238,8 +236,9 @@ async def add_subject(
     reference: Annotated[str, Form(max_length=200, description="Name or case reference.")],
     category: Annotated[str, Form(max_length=60)],
     reason: Annotated[str, Form(max_length=5000, description="Why the subject is included.")],
-    expires: Annotated[str, Form(max_length=60, description="2027-01-31, an ISO time, or "
-                                                              "a duration: 90d, 12w, 48h.")],
+    expires: Annotated[str, Form(max_length=60, description="2027-01-31 (the end of that day, "
+                                                 "UTC), an ISO time with its zone, or a "
+                                                 "duration: 90d, 12w, 48h.")],
     image: Annotated[list[UploadFile], File(description="Reference images.")],
     source: Annotated[list[str], Form(description="The source of each image, in order.")],
     is_minor: Annotated[bool, Form()] = False,
@@ -280,10 +279,7 @@ async def add_images(
 def remove_subject(request: Request, subject_id: int, body: OptionalReasonIn,
                    actor: CurrentActor) -> dict[str, Any]:
     """Take a subject and its images off its watchlist (an approved one goes back to draft)."""
-    try:
-        r = wls.remove_subject(web(request).db, actor, subject_id, body.reason)
-    except RuleError as exc:
-        raise _conflict(exc) from None
+    r = wls.remove_subject(web(request).db, actor, subject_id, body.reason)
     return {"subject_id": subject_id, "images_removed": r.images, "destroyed": r.destroyed,
             "purge_pending": r.purge_pending}
 
@@ -291,10 +287,7 @@ def remove_subject(request: Request, subject_id: int, body: OptionalReasonIn,
 @router.post("/watchlists/{watchlist_id}/approve", response_model=WatchlistOut)
 def approve(request: Request, watchlist_id: int, actor: CurrentActor) -> dict[str, Any]:
     """Approve (an authorising officer who neither built nor changed it)."""
-    try:
-        return wls.approve_watchlist(web(request).db, actor, watchlist_id).as_dict()
-    except RuleError as exc:
-        raise _conflict(exc) from None
+    return wls.approve_watchlist(web(request).db, actor, watchlist_id).as_dict()
 
 
 @router.post("/watchlists/{watchlist_id}/destroy", response_model=DestroyOut)
@@ -303,10 +296,7 @@ def destroy(request: Request, watchlist_id: int, body: ReasonIn,
     """Delete its subjects, images and data key (crypto-shredding); the record stays.
     ``destroyed: false, purge_pending: true`` when another connection kept the purge from
     completing (the retention job completes it)."""
-    try:
-        r = wls.destroy_watchlist(web(request).system, actor, watchlist_id, body.reason)
-    except RuleError as exc:
-        raise _conflict(exc) from None
+    r = wls.destroy_watchlist(web(request).system, actor, watchlist_id, body.reason)
     return r.as_dict()
 
 
