@@ -503,9 +503,10 @@ def edit(db: Database, actor: Actor, deployment_id: int, *, keyring: Keyring | N
                 changed.append("cameras")
         if not changed:  # (a camera key is made only with a new camera: a change)
             return []
+        threshold = dep.threshold if after.threshold is None else after.threshold  # None: kept
         for column in COLUMNS:
             setattr(dep, column, getattr(after, column))
-        dep.threshold = float(after.threshold)
+        dep.threshold = float(threshold)
         if "watchlist_ids" in changed:
             dep.watchlists = _watchlists(s, after.watchlist_ids)
         if "cameras" in changed:

@@ -62,7 +62,7 @@ import cv2
 import numpy as np
 
 from openlfr import errors
-from openlfr.redact import redact
+from openlfr.redact import redact, redact_text
 from openlfr.video.types import Frame
 from openlfr.vision.imageio import ImageArray
 
@@ -660,12 +660,12 @@ class CaptureSource:
             if changed:
                 self._since = time.time()
             if error:
-                self._error = redact(error)
+                self._error = redact_text(error)
             self._cond.notify_all()
         if changed:
             level = logging.WARNING if state in (SourceState.RECONNECTING,
                                                  SourceState.FAILED) else logging.INFO
-            shown = f" ({redact(error)})" if error else ""
+            shown = f" ({redact_text(error)})" if error else ""
             log.log(level, "camera %s: %s%s", self.name, state, shown)
 
     def _release(self) -> None:
@@ -810,7 +810,7 @@ class CaptureSource:
                     return False
                 self._set_state(SourceState.RECONNECTING, str(exc))
                 self._attempt_done()
-                log.info("camera %s: attempt failed: %s", self.name, redact(str(exc)))
+                log.info("camera %s: attempt failed: %s", self.name, redact_text(str(exc)))
                 continue
             if self._stop.is_set():
                 with contextlib.suppress(Exception):

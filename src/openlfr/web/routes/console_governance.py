@@ -29,6 +29,7 @@ from openlfr.governance.times import form_time
 from openlfr.store.enums import Category, Role
 from openlfr.transparency.art12 import art12_records
 from openlfr.video.sources import SourceError, split_camera
+from openlfr.vision.thresholds import check_threshold
 from openlfr.web import tokens
 from openlfr.web.deps import PageActor, web
 from openlfr.web.problems import SHOWN_ON_FORMS, http_status
@@ -103,7 +104,7 @@ def _message(exc: Exception) -> str:
 
 
 #: What a page action may fail with and show on the page (anything else is a real error).
-EXPECTED = (*SHOWN_ON_FORMS, ValidationError)
+EXPECTED: tuple[type[Exception], ...] = (*SHOWN_ON_FORMS, ValidationError)
 
 
 # -- watchlists ---------------------------------------------------------------------------------
@@ -389,10 +390,7 @@ def deployment_new(request: Request, actor: PageActor) -> Response:
 
 def _body(values: dict[str, Any]) -> DeploymentIn:
     threshold = values["threshold"].strip()
-    try:
-        number = float(threshold) if threshold else None
-    except ValueError:
-        raise RuleError(f"threshold {threshold!r}: a number such as 0.42") from None
+    number = check_threshold(threshold) if threshold else None  # empty: the current floor
     return DeploymentIn(
         name=values["name"], site=values["site"], location=values["location"],
         purpose=values["purpose"], legal_basis=values["legal_basis"],
