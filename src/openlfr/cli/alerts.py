@@ -14,6 +14,7 @@ from openlfr.cli.common import console, err_console, fail, print_json
 from openlfr.cli.context import DataDirOpt, UserOpt, acting
 from openlfr.governance import alerts as svc
 from openlfr.governance.alerts import LABEL, AlertView
+from openlfr.governance.authz import NotFound
 from openlfr.store.models import Deployment
 
 app = typer.Typer(help="Possible matches and their review by people.", no_args_is_help=True)
@@ -91,7 +92,7 @@ def list_(
         if deployment is not None and not rows:
             with ctx.db.reading() as s:
                 if s.get(Deployment, deployment) is None:  # a mistyped id is not "no alerts"
-                    fail(f"no deployment {deployment}")
+                    raise NotFound(f"no deployment {deployment}")
     if json_out:
         print_json([a.as_dict() for a in rows])
         return

@@ -353,10 +353,7 @@ def _watch_deployment(deployment_id: int, user: str, data_dir: Path | None, json
         if preview is not None:
             if not cameras:
                 fail(f"deployment {deployment_id} has no camera")
-            try:
-                server = PreviewServer(cameras, port=preview)
-            except InvalidInput as exc:
-                fail(str(exc))
+            server = PreviewServer(cameras, port=preview)
         options = RunOptions(realtime=realtime, loop=loop, detect_fps=detect_fps,
                              detect_max_side=detect_size, workers=workers,
                              max_embeddings=max_embeddings, max_seconds=max_seconds)

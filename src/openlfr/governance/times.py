@@ -86,7 +86,8 @@ def parse_time(text: str, field: str, now: datetime | None = None, *,
     except ValueError:  # the standard library's "not ISO 8601": the caller's input
         dates = "a date (2027-01-31), " if date_only else ""
         raise RuleError(f"{field} {shown}: not a date and time: give {dates}an ISO time with "
-                        f"its zone or a duration ({EXAMPLES})", field=field) from None
+                        "its zone (2026-05-01T08:00Z, 2026-05-01T08:00+01:00), now, or a "
+                        "duration such as 90d, 2h or 30m", field=field) from None
     if when.tzinfo is None:
         hint = f"{raw[:19]}Z for UTC" if len(raw) > 10 else "2026-05-01T08:00Z for UTC"
         raise RuleError(f"{field} {shown}: give a timezone (e.g. {hint}, or an offset such "
