@@ -84,8 +84,9 @@ def fail_with(exc: BaseException) -> NoReturn:
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Turn the :mod:`openlfr.errors` tree into one line and its exit code (the one place that
-    does it; :func:`openlfr.cli.main` does it too for whatever a command let through). A file
-    the user named that does not exist is bad input too."""
+    does it: :class:`CommandGroup` wraps every command in it; a command needs it only where it
+    must exit before doing more). A file the user named that does not exist is bad input
+    too."""
     try:
         yield
     except errors.OpenLFRError as exc:
@@ -107,7 +108,8 @@ class CommandGroup(TyperGroup):
 
     def invoke(self, ctx: Any) -> Any:
         try:
-            return super().invoke(ctx)
+            with user_errors():
+                return super().invoke(ctx)
         except Exception as exc:
             if any(is_a(exc, name) for name in ("Exit", "Abort", "ClickException")):
                 raise
