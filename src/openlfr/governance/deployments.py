@@ -168,13 +168,13 @@ def _check_plan(plan: Plan) -> Plan:
     check_text(plan.urgency_reason or "", "the urgency reason")
     if not plan.name:
         raise RuleError("a deployment needs a name")
-    for label, value in (("planned start", plan.planned_start),
-                         ("planned end", plan.planned_end)):
+    for name, value in (("planned_start", plan.planned_start),
+                        ("planned_end", plan.planned_end)):
         if not isinstance(value, datetime) or value.tzinfo is None:
-            raise RuleError(f"the {label} must be a date and time with a timezone "
-                            "(e.g. 2026-05-01T08:00+01:00)")
-    plan = replace(plan, planned_start=to_utc(plan.planned_start, "the planned start"),
-                   planned_end=to_utc(plan.planned_end, "the planned end"))
+            raise RuleError(f"{name} must be a date and time with a timezone "
+                            "(e.g. 2026-05-01T08:00Z or 2026-05-01T08:00+01:00)", field=name)
+    plan = replace(plan, planned_start=to_utc(plan.planned_start, "planned_start"),
+                   planned_end=to_utc(plan.planned_end, "planned_end"))
     if plan.planned_end <= plan.planned_start:
         raise RuleError(f"the planned end {plan.planned_end.isoformat()} must come after the "
                         f"planned start {plan.planned_start.isoformat()}")
