@@ -126,7 +126,8 @@ def open_watchlist(path: Path, threshold: float | None) -> tuple[Watchlist, Face
     if engine.model_id != watchlist.model_id:
         fail(f"{path} holds {watchlist.model_id!r} templates; this openlfr makes "
              f"{engine.model_id!r}, and scores of different models are not comparable")
-    thr = check_threshold(engine.default_threshold if threshold is None else threshold)
+    thr = check_threshold(engine.default_threshold if threshold is None else threshold,
+                          "--threshold")  # the command line names its option
     return watchlist, engine, thr
 
 
