@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 from openlfr.cli import app
 
 
-def _one_line_error(args: list[str], env: dict[str, str]) -> str:
+def _one_line_error(args: list[str], env: dict[str, str], code: int = 2) -> str:
     result = CliRunner().invoke(app, args, env=env)
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == code, result.output
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
@@ -40,13 +40,14 @@ def test_a_bad_setting_names_the_variable_on_one_line(tmp_path: Path, name: str,
 def test_an_unreachable_database_is_one_line(tmp_path: Path) -> None:
     line = _one_line_error(["stats"], {
         "OPENLFR_DATA_DIR": str(tmp_path),
-        "OPENLFR_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/db?connect_timeout=5"})
+        "OPENLFR_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/db?connect_timeout=5"},
+        code=8)  # the database is unavailable
     assert "cannot open the database" in line
 
 
 def test_a_data_dir_never_initialised(tmp_path: Path) -> None:
     line = _one_line_error(["audit", "show", "--user", "chief"], {
-        "OPENLFR_DATA_DIR": str(tmp_path / "never"), "OPENLFR_PASSWORD": "x"})
+        "OPENLFR_DATA_DIR": str(tmp_path / "never"), "OPENLFR_PASSWORD": "x"}, code=8)
     assert "no openlfr database here" in line and "openlfr init" in line
     assert not (tmp_path / "never").exists()
 

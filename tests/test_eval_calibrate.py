@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from openlfr.audit.entry import GENESIS, build_entry
 from openlfr.cli import app
 from openlfr.cli import calibrate as cli_calibrate
+from openlfr.errors import InvalidInput
 from openlfr.evaluation import calibrate as cal
 from openlfr.evaluation import report as rp
 from openlfr.evaluation import stats
@@ -126,7 +127,7 @@ def test_fpir_estimate_prefers_searches_and_falls_back() -> None:
     assert est.allowed == allowed == 1
     assert np.sum(imps.top >= est.threshold) == allowed
     # Neither can resolve it.
-    with pytest.raises(ValueError, match="cannot resolve"):
+    with pytest.raises(InvalidInput, match="cannot resolve"):
         cal.estimate_fpir_threshold(10, 1e-6, nonmated, 4, imps)
 
 
@@ -175,10 +176,10 @@ def test_search_keeps_the_floor_above_the_last_failure() -> None:
 
 
 def test_search_errors() -> None:
-    with pytest.raises(ValueError, match="above 1"):
+    with pytest.raises(InvalidInput, match="above 1"):
         cal.search_threshold({"g": {"a": np.zeros(3)}}, 1.0000002)
     always = {"g": {"a": np.full(5000, 1.0), "b": np.full(5000, -1.0)}}
-    with pytest.raises(ValueError, match="every threshold"):
+    with pytest.raises(InvalidInput, match="every threshold"):
         cal.search_threshold(always, 0.9, step=0.05)
     assert cal.candidate_thresholds(0.30, 0.01)[0] == 0.3
     assert cal.candidate_thresholds(0.3000001, 0.01)[:2] == [0.31, 0.32]
@@ -190,7 +191,7 @@ def test_parse_rate() -> None:
     assert cli_calibrate.parse_rate("0.001") == 0.001
     assert cli_calibrate.parse_rate("1e-4") == pytest.approx(1e-4)
     for bad in ("abc", "1/0", "0", "1", "2/3/4", "-0.1"):
-        with pytest.raises(ValueError):
+        with pytest.raises(InvalidInput):
             cli_calibrate.parse_rate(bad)
     # The CLI's defaults are the module's (kept apart so the CLI loads fast).
     assert cli_calibrate.DEFAULT_WATCHLIST_SIZE == cal.DEFAULT_WATCHLIST_SIZE

@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from openlfr.cli import app
+from openlfr.errors import InvalidInput
 from openlfr.evaluation.groups import scan_dataset
 from openlfr.evaluation.identify import (
     choose_enrolled,
@@ -92,15 +93,15 @@ def test_fpir_fnir_and_det_by_hand() -> None:
 
 def test_parse_sizes_and_choice() -> None:
     assert parse_sizes("1000, 100,100") == [100, 1000]
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidInput):
         parse_sizes("10,x")
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidInput):
         parse_sizes("0")
     usable = {"a": [0, 1], "b": [2], "c": [3, 4], "d": [5]}
     two = choose_enrolled(usable, 2, seed=3)
     assert set(two) == {"a", "c"}  # identities with mated probes first
     assert choose_enrolled(usable, 3, seed=3) == choose_enrolled(usable, 3, seed=3)
-    with pytest.raises(ValueError, match="larger"):
+    with pytest.raises(InvalidInput, match="larger"):
         choose_enrolled(usable, 5, seed=0)
 
 

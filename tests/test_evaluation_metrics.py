@@ -9,6 +9,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
 
+from openlfr.errors import InvalidInput
 from openlfr.evaluation import metrics as m
 from openlfr.evaluation.pairs import (
     CSV_FOLDS,
@@ -280,7 +281,7 @@ def test_lfw_errors_name_file_and_line(tmp_path: Path, text: str, line: int, mat
     with pytest.raises(PairsError, match=match) as info:
         read_pairs(path)
     assert f"{path}:{line}:" in str(info.value)
-    assert isinstance(info.value, ValueError)
+    assert isinstance(info.value, InvalidInput)  # the user's file: exit 2
 
 
 def test_missing_and_empty_pairs_files(tmp_path: Path) -> None:

@@ -407,9 +407,9 @@ def test_cli_review(gov: Gov, face_images: dict[str, Path], tmp_path: Path) -> N
     assert data[0]["status"] == "pending"
     assert "crop_ct" not in listed.stdout
     missing = _cli(gov, "alerts", "show", "4242", "--user", "au1")
-    assert missing.returncode == 2 and "no alert 4242" in missing.stderr
+    assert missing.returncode == 5 and "no alert 4242" in missing.stderr  # not found
     no_deployment = _cli(gov, "alerts", "list", "--deployment", "4242", "--user", "au1")
-    assert no_deployment.returncode == 2  # a mistyped id, not "no alerts"
+    assert no_deployment.returncode == 5  # a mistyped id (not found), not "no alerts"
     assert no_deployment.stderr.strip() == "error: no deployment 4242"
     none_pending = _cli(gov, "alerts", "list", "--deployment", str(st.deployment_id),
                         "--status", "rejected", "--user", "au1")

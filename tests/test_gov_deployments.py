@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from openlfr.audit import log as audit_log
+from openlfr.errors import InvalidInput
 from openlfr.governance import deployments as deps
 from openlfr.governance import watchlists
 from openlfr.governance.authz import SYSTEM_ACTOR, Forbidden, RuleError
@@ -245,7 +246,7 @@ def test_authorisation_needs_every_field_and_an_approved_watchlist(gov: Gov, fac
 def test_bad_plans_are_refused_with_a_clear_message(gov: Gov, change, message):
     from dataclasses import replace
 
-    with pytest.raises(RuleError, match=message):
+    with pytest.raises(InvalidInput, match=message):  # RuleError, or the one range check
         deps.create(gov.db, gov.actors["op1"], replace(plan(), **change),
                 keyring=gov.system.keyring)
 
@@ -357,7 +358,7 @@ def test_the_commands_create_authorise_show_start_stop(gov: Gov, face_images):
 ])
 def test_bad_command_input_is_one_clear_line(gov: Gov, args, message):
     result = _cli(gov, "deployment", "create", "--user", "op1", "--name", "x", *args)
-    assert result.returncode == 2, result.stderr
+    assert result.returncode == (5 if "999" in args else 2), result.stderr  # 5: not found
     assert message in result.stderr and "Traceback" not in result.stderr
     missing = _cli(gov, "deployment", "show", "4242", "--user", "au1")
-    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    assert missing.returncode == 5 and "does not exist" in missing.stderr

@@ -24,6 +24,7 @@ import pytest
 from typer.testing import CliRunner
 
 from openlfr.cli import app
+from openlfr.errors import InvalidInput
 from openlfr.video.pipeline import CameraPipeline, PipelineConfig
 from openlfr.video.preview import PreviewServer
 from openlfr.video.runner import Runner
@@ -400,7 +401,7 @@ def test_mjpeg_over_http_is_a_source_and_the_preview_serves_it_masked(clips):
 
 
 def test_the_preview_listens_on_localhost_only():
-    with pytest.raises(ValueError, match=r"127\.0\.0\.1"):
+    with pytest.raises(InvalidInput, match=r"127\.0\.0\.1"):
         PreviewServer(["a"], port=0, host="0.0.0.0")
 
 

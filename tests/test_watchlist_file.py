@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from openlfr.errors import InvalidInput
 from openlfr.vision.types import Template
 from openlfr.watchlist import Gallery, Reference, Subject, Watchlist, WatchlistError
 from openlfr.watchlist.store import FORMAT, META_NAME, TEMPLATES_NAME, VERSION
@@ -170,7 +171,7 @@ def test_refuses_another_models_file(saved):
         Watchlist.load(path, expect_model_id="dlib-resnet-v1")
     message = str(err.value)
     assert str(path) in message and "'sface-test'" in message and "'dlib-resnet-v1'" in message
-    assert isinstance(err.value, ValueError)
+    assert isinstance(err.value, InvalidInput)  # the user's file: exit 2, a 400
 
 
 def test_refuses_a_text_file(tmp_path):

@@ -1,6 +1,7 @@
 """Redaction, in one place: camera sources without their secrets (the one form shown in pages,
-API, CLI, audit entries and log messages), and residents' texts without personal details
-(:func:`redact_personal`, for what the public pages publish).
+API, CLI, audit entries and log messages; :func:`redact_text` for a message that holds a URL
+somewhere), and residents' texts without personal details (:func:`redact_personal`, for what
+the public pages publish).
 
 A camera source is a file path, a webcam index or a stream URL. :func:`redact` hides, in a URL:
 
@@ -40,6 +41,7 @@ SECRET_PARTS = ("pass", "pwd", "token", "secret", "auth", "apikey", "api_key", "
                 "signature", "credential", "private")
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$", re.DOTALL)
+_URL_IN_TEXT = re.compile(r"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*://\S+")
 
 
 def is_secret_name(name: str) -> bool:
@@ -89,6 +91,12 @@ def redact(source: str) -> str:
         tail = f"{path}?{_redact_query(query)}"
     userinfo = f"{MASK}@" if had_userinfo else ""
     return f"{scheme}://{userinfo}{host}{tail}{fragment}"
+
+
+def redact_text(text: str) -> str:
+    """A free text (an error message, a log line) with every URL in it redacted as
+    :func:`redact` does (a URL runs from its ``scheme://`` to the next blank)."""
+    return _URL_IN_TEXT.sub(lambda m: redact(m.group(0)), str(text))
 
 
 def is_redacted(source: str) -> bool:

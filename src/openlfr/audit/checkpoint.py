@@ -37,6 +37,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from openlfr import errors
 from openlfr.audit.entry import check_time, format_time, is_hash
 
 CHECKPOINT_FORMAT = "openlfr-audit-checkpoint-v1"
@@ -44,7 +45,7 @@ _DOMAIN = (CHECKPOINT_FORMAT + "\n").encode("ascii")
 _FIELDS = ("seq", "head_hash", "time", "public_key", "signature")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(errors.InvalidInput):
     """A checkpoint or key file is missing, corrupt, forged or unsafe."""
 
 

@@ -18,11 +18,12 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from openlfr import errors
 from openlfr.audit.entry import AuditEntry
 from openlfr.privatefile import open_private
 
 
-class AuditFormatError(ValueError):
+class AuditFormatError(errors.InvalidInput):
     """A JSON-lines audit file holds a line that is not a valid entry."""
 
     def __init__(self, line: int, message: str, source: str = "") -> None:

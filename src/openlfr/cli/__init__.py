@@ -21,9 +21,11 @@ from openlfr.cli import (
     watch,
     watchlists,
 )
+from openlfr.cli.common import CommandGroup, is_a
 
 app = typer.Typer(
     name="openlfr",
+    cls=CommandGroup,
     help="Open, accountable live facial recognition.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -46,27 +48,25 @@ serve.register(app)
 
 def main() -> None:
     """The console script: like ``app()``, but a usage error (a missing or mistyped option, a
-    value out of range) is one line on stderr, exit code 2, as every other bad input is."""
+    value out of range) is one line on stderr, exit code 2, as every other bad input is. (The
+    errors of the commands themselves are mapped by :class:`~openlfr.cli.common.CommandGroup`,
+    the one place for them.)"""
     try:
         code = app(standalone_mode=False, prog_name="openlfr")
     except typer.Abort:
         typer.echo("aborted", err=True)
         sys.exit(1)
     except Exception as exc:  # Click's exceptions (Typer may bring its own copy of Click)
-        if not _is_a(exc, "ClickException"):
+        if not is_a(exc, "ClickException"):
             raise
-        if _is_a(exc, "NoArgsIsHelpError"):
+        if is_a(exc, "NoArgsIsHelpError"):
             exc.show()  # type: ignore[attr-defined]  # the help text, as without this wrapper
         else:
             ctx = getattr(exc, "ctx", None)
             hint = (f" (see `{ctx.command_path} --help`)"
-                    if _is_a(exc, "UsageError") and ctx is not None else "")
+                    if is_a(exc, "UsageError") and ctx is not None else "")
             message = " ".join(exc.format_message().split())  # type: ignore[attr-defined]
             message = message.rstrip(".") if hint else message
             typer.echo(f"error: {message}{hint}", err=True)
         sys.exit(getattr(exc, "exit_code", 2))
     sys.exit(code if isinstance(code, int) else 0)
-
-
-def _is_a(exc: BaseException, class_name: str) -> bool:
-    return any(cls.__name__ == class_name for cls in type(exc).__mro__)

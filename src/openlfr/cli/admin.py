@@ -62,8 +62,7 @@ def set_up(data_dir: Path | None, admin_user: str, admin_password_file: Path | N
             err_console.print(f"[green]✓[/] {line}", highlight=False)
         if users.count_users(system.db) == 0:
             password = first_password or users.new_one_time_password()
-            with governance_errors():
-                users.create_first_admin(system.db, admin_user, password, one_time=True)
+            users.create_first_admin(system.db, admin_user, password, one_time=True)
             err_console.print(f"[green]✓[/] created the first admin {admin_user!r} (the "
                               "password must be changed at the first sign-in: `openlfr user "
                               f"passwd --user {admin_user}`, or the console)", highlight=False)
@@ -212,8 +211,7 @@ def role_(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Give someone another role (admins only); their sessions and API tokens end."""
-    with governance_errors():
-        new_role = users.parse_role(role)
+    new_role = users.parse_role(role)  # a bad one: exit 2 (the one mapping, cli.common)
     with acting(data_dir, user) as ctx:
         users.set_role(ctx.db, ctx.actor, name, new_role)
     err_console.print(f"[green]✓[/] {name} is now {new_role.value}; their sessions and API "
@@ -272,8 +270,7 @@ def totp_require(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Require a second factor for every account of a role (admins only; audited)."""
-    with governance_errors():
-        target = users.parse_role(role)
+    target = users.parse_role(role)
     with acting(data_dir, user) as ctx:
         users.set_totp_required(ctx.db, ctx.actor, target, not off)
     err_console.print(f"[green]✓[/] second factor {'optional' if off else 'required'} for "

@@ -13,6 +13,7 @@ from rich.table import Table
 from openlfr.cli.common import console, err_console, fail, print_json
 from openlfr.cli.context import DataDirOpt, UserOpt, acting
 from openlfr.governance import alerts as svc
+from openlfr.governance.authz import NotFound
 from openlfr.governance.views import LABEL, AlertView
 from openlfr.store.models import Deployment
 
@@ -91,7 +92,7 @@ def list_(
         if deployment is not None and not rows:
             with ctx.db.reading() as s:
                 if s.get(Deployment, deployment) is None:  # a mistyped id is not "no alerts"
-                    fail(f"no deployment {deployment}")
+                    raise NotFound(f"no deployment {deployment}")
     if json_out:
         print_json([a.model_dump(mode="json") for a in rows])
         return

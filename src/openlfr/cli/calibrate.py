@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from openlfr.cli.common import console, fail, print_json, user_errors
+from openlfr.errors import InvalidInput
 from openlfr.vision import registry
 
 if TYPE_CHECKING:
@@ -36,10 +37,10 @@ def parse_rate(text: str, option: str = "--target-fpir") -> float:
         # a minute to build its ten-million-digit denominator
         value = float(Fraction(raw)) if "/" in raw else float(raw)
     except (ValueError, ZeroDivisionError, OverflowError) as exc:
-        raise ValueError(f"{option} {text!r}: not a number (write e.g. 1/6000 or "
-                         "0.000167)") from exc
+        raise InvalidInput(f"{option} {text!r}: not a number (write e.g. 1/6000 or "
+                            "0.000167)") from exc
     if not 0.0 < value < 1.0:
-        raise ValueError(f"{option} {text}: a rate must lie strictly between 0 and 1")
+        raise InvalidInput(f"{option} {text}: a rate must lie strictly between 0 and 1")
     return value
 
 
@@ -125,7 +126,7 @@ def calibrate_cmd(
             try:
                 write_report(cal, report_out)
             except OSError as exc:
-                raise ValueError(f"--report {report_out}: cannot write ({exc})") from exc
+                raise InvalidInput(f"--report {report_out}: cannot write ({exc})") from exc
 
     if json_out:
         out = cal.to_dict()

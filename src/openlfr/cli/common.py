@@ -1,8 +1,18 @@
-"""Helpers shared by the commands: clean error exits and JSON output."""
+"""Helpers shared by the commands: the one mapping of errors to exit codes, and JSON output.
+
+Exit codes (:data:`EXIT_CODES`, from the :mod:`openlfr.errors` tree): 0 done; 1 an internal
+error (a bug: one line, the traceback only with ``OPENLFR_DEBUG=1``); 2 bad input or a broken
+rule (and a usage error: a missing or mistyped option); 3 refused for the user's role; 4 sign-in
+failed; 5 no such object; 6 the object's state does not allow it (a conflict); 7 an integrity
+failure (altered or undecryptable stored data); 8 unavailable for now (busy, a model or the
+database cannot be used).
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,32 +22,98 @@ from typing import Any, NoReturn
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
 
+from openlfr import errors
 from openlfr.vision.engine import FaceEngine, get_engine, model_id_backend
-from openlfr.vision.imageio import ImageBusy, ImageError
-from openlfr.vision.registry import ModelError
+from openlfr.vision.thresholds import check_threshold
 from openlfr.watchlist.store import Watchlist
 
 console = Console()
 err_console = Console(stderr=True)
+log = logging.getLogger("openlfr.cli")
 
-#: Errors that mean "the user gave us something we cannot use": print them, no traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (ImageError, ImageBusy, ModelError,
-                                               FileNotFoundError, ValueError)
+EXIT_INTERNAL = 1
+EXIT_INVALID = 2
+EXIT_REFUSED = 3
+EXIT_AUTH = 4
+EXIT_NOT_FOUND = 5
+EXIT_CONFLICT = 6
+EXIT_INTEGRITY = 7
+EXIT_UNAVAILABLE = 8
+
+#: The exit code of each kind of :mod:`openlfr.errors` (the one mapping of the command line).
+EXIT_CODES: dict[type[errors.OpenLFRError], int] = {
+    errors.InvalidInput: EXIT_INVALID,
+    errors.Forbidden: EXIT_REFUSED,
+    errors.Unauthenticated: EXIT_AUTH,
+    errors.NotFound: EXIT_NOT_FOUND,
+    errors.Conflict: EXIT_CONFLICT,
+    errors.IntegrityFailure: EXIT_INTEGRITY,
+    errors.Unavailable: EXIT_UNAVAILABLE,
+}
+#: Set to 1 to see the traceback of an internal error.
+DEBUG_ENV = "OPENLFR_DEBUG"
 
 
-def fail(message: str, code: int = 2) -> NoReturn:
+def fail(message: str, code: int = EXIT_INVALID) -> NoReturn:
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
+def fail_with(exc: BaseException) -> NoReturn:
+    """Exit with ``exc``'s message on one line and the exit code of its kind; anything that is
+    not an :mod:`openlfr.errors` kind is a bug (exit 1, ``internal error``)."""
+    kind = errors.kind(exc)
+    if kind is None:
+        if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            import traceback
+
+            traceback.print_exception(exc, file=sys.stderr)
+        fail(f"internal error ({type(exc).__name__}); set {DEBUG_ENV}=1 to see where",
+             EXIT_INTERNAL)
+    message = errors.message(exc)
+    if kind is errors.Forbidden:
+        message = f"refused: {message}"
+    elif kind is errors.IntegrityFailure:
+        log.error("integrity failure: %s: %s", type(exc).__name__, message)
+        message = f"integrity failure: {message}"
+    fail(message, EXIT_CODES[kind])
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn expected failures into a one-line message and exit code 2."""
+    """Turn the :mod:`openlfr.errors` tree into one line and its exit code (the one place that
+    does it: :class:`CommandGroup` wraps every command in it; a command needs it only where it
+    must exit before doing more). A file the user named that does not exist is bad input
+    too."""
     try:
         yield
-    except USER_ERRORS as exc:
-        fail(str(exc))
+    except errors.OpenLFRError as exc:
+        fail_with(exc)
+    except FileNotFoundError as exc:  # the system's own, or one raised with a message
+        fail(f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc))
+
+
+def is_a(exc: BaseException, class_name: str) -> bool:
+    """Whether ``exc`` is of a class named ``class_name`` (Click's exceptions: Typer may bring
+    its own copy of Click, so they are known by name)."""
+    return any(cls.__name__ == class_name for cls in type(exc).__mro__)
+
+
+class CommandGroup(TyperGroup):
+    """The root command group: whatever a command lets through is mapped here, by
+    :func:`fail_with` (so no command needs its own ``try``/``except``); Click's own exits,
+    aborts and usage errors pass on to Click."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            with user_errors():
+                return super().invoke(ctx)
+        except Exception as exc:
+            if any(is_a(exc, name) for name in ("Exit", "Abort", "ClickException")):
+                raise
+            fail_with(exc)
 
 
 def open_watchlist(path: Path, threshold: float | None) -> tuple[Watchlist, FaceEngine, float]:
@@ -50,9 +126,8 @@ def open_watchlist(path: Path, threshold: float | None) -> tuple[Watchlist, Face
     if engine.model_id != watchlist.model_id:
         fail(f"{path} holds {watchlist.model_id!r} templates; this openlfr makes "
              f"{engine.model_id!r}, and scores of different models are not comparable")
-    thr = engine.default_threshold if threshold is None else threshold
-    if not -1.0 <= thr <= 1.0:
-        fail(f"--threshold {thr}: a cosine threshold lies between -1 and 1")
+    thr = check_threshold(engine.default_threshold if threshold is None else threshold,
+                          "--threshold")  # the command line names its option
     return watchlist, engine, thr
 
 

@@ -20,13 +20,12 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from openlfr.cli.common import fail
+from openlfr.cli.common import EXIT_AUTH, EXIT_REFUSED, fail, user_errors
 from openlfr.config import Settings, load_settings
-from openlfr.governance.authz import Actor, Forbidden, NotFound
+from openlfr.governance.authz import Actor
 from openlfr.governance.system import System, open_system
 from openlfr.governance.users import (
     PENDING_PASSWORD,
-    AuthError,
     SecondFactorNeeded,
     authenticate,
     pending_step,
@@ -39,10 +38,6 @@ DataDirOpt = Annotated[Path | None, typer.Option(
 UserOpt = Annotated[str, typer.Option(
     "--user", "-u", envvar="OPENLFR_USER", show_envvar=True,
     help="Who is acting (password from OPENLFR_PASSWORD or a prompt).")]
-
-#: Exit codes: 2 bad input or broken rule, 3 refused by role, 4 sign-in failed.
-EXIT_REFUSED = 3
-EXIT_AUTH = 4
 
 
 @dataclass
@@ -83,19 +78,14 @@ def read_password_file(path: Path, what: str = "--password-file") -> str:
 
 @contextmanager
 def governance_errors() -> Iterator[None]:
-    """Refusals, failed sign-ins and broken rules as one clear line and an exit code."""
+    """Refusals, failed sign-ins, broken rules (the :mod:`openlfr.errors` tree, through
+    :func:`~openlfr.cli.common.user_errors`), a bad ``OPENLFR_*`` setting and a data directory
+    that cannot be used, as one clear line and an exit code."""
     try:
-        yield
-    except Forbidden as exc:
-        fail(f"refused: {exc}", EXIT_REFUSED)
-    except AuthError as exc:
-        fail(str(exc), EXIT_AUTH)
-    except NotFound as exc:
-        fail(str(exc.args[0]) if exc.args else "not found")
+        with user_errors():
+            yield
     except ValidationError as exc:  # a setting from the environment
         fail(settings_problem(exc))
-    except ValueError as exc:  # RuleError, StoreError, CryptoError
-        fail(" ".join(str(exc).split()))  # a driver's message may span lines
     except OSError as exc:  # e.g. a data directory that is a file, or not writable
         where = f"{exc.filename}: " if exc.filename else ""
         if isinstance(exc, FileExistsError):

@@ -3,20 +3,17 @@ stop. Thin: parse, call :mod:`openlfr.governance.deployments`, print."""
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from openlfr.cli.common import console, err_console, fail, print_json
+from openlfr.cli.common import console, err_console, fail, print_json, user_errors
 from openlfr.cli.context import DataDirOpt, UserOpt, acting
 from openlfr.governance import deployments as deps
-from openlfr.governance.authz import RuleError
-from openlfr.governance.floors import current_floor
-from openlfr.governance.times import to_utc
+from openlfr.governance.times import parse_time
 from openlfr.governance.views import DeploymentView
 from openlfr.store.db import Database
 from openlfr.store.enums import DeploymentStatus, choices
@@ -29,46 +26,19 @@ app = typer.Typer(help="Deployments: where, why, when and under whose authority.
 IdArg = Annotated[int, typer.Argument(help="Deployment id.", min=1)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
-_RELATIVE = re.compile(r"^\+(\d+(?:\.\d+)?)([smhd])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-
-
 def parse_when(text: str, what: str, now: datetime | None = None) -> datetime:
-    """An ISO 8601 date and time with a timezone (``2026-05-01T08:00+01:00``, ``...Z``),
-    ``now``, or ``+N`` with a unit s, m, h or d (``+2h``) from now."""
-    now = now or datetime.now(UTC)
-    value = text.strip()
-    if value.lower() == "now":
-        return now
-    rel = _RELATIVE.match(value)
-    if rel:
-        try:
-            return now + timedelta(**{_UNITS[rel.group(2)]: float(rel.group(1))})
-        except OverflowError:
-            fail(f"{what} {text!r}: too far in the future")
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        fail(f"{what} {text!r}: not a date and time (use e.g. 2026-05-01T08:00+01:00, now, "
-             "or +2h)")
-    if when.tzinfo is None:
-        fail(f"{what} {text!r}: give a timezone (e.g. 2026-05-01T08:00+01:00 or ...Z)")
-    try:
-        return to_utc(when, what, repr(text))
-    except RuleError as exc:
-        fail(str(exc))
+    """A time option in the one time format (:func:`openlfr.governance.times.parse_time`: an
+    ISO 8601 time with its zone, ``now``, or a duration from now such as ``+2h`` or ``90d``);
+    a bad one exits 2 naming ``what``."""
+    with user_errors():
+        return parse_time(text, what, now)
+    raise AssertionError("unreachable")  # user_errors exits
 
 
 def _cameras(values: list[str] | None) -> tuple[deps.CameraSpec, ...] | None:
     if values is None:
         return None
-    out = []
-    for text in values:
-        try:
-            out.append(deps.CameraSpec.parse(text))
-        except ValueError as exc:
-            fail(f"--camera: {exc}")
-    return tuple(out)
+    return tuple(deps.CameraSpec.parse(text) for text in values)
 
 
 def _model_id(db: Database, backend: str) -> str:
@@ -143,9 +113,6 @@ def create(
     cameras = _cameras(camera) or ()
     with acting(data_dir, user) as ctx:
         model_id = _model_id(ctx.db, backend or DEFAULT_BACKEND)
-        if threshold is None:
-            with ctx.db.reading() as s:
-                threshold = current_floor(s, model_id).threshold
         plan = deps.Plan(
             name=name, site=site or "", location=location or "", purpose=purpose or "",
             legal_basis=legal_basis or "", dpia_ref=dpia or "", equality_ref=equality or "",
@@ -277,7 +244,7 @@ def list_(
     if status is not None:
         try:
             wanted = DeploymentStatus(status.strip().lower())
-        except ValueError:
+        except ValueError:  # the enum's refusal: the user's --status
             fail(f"--status {status!r}: choose {choices(DeploymentStatus)}")
     with acting(data_dir, user) as ctx:
         views = [v.model_dump(mode="json") for v in

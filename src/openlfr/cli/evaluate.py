@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from openlfr.cli.common import console, print_json, user_errors
+from openlfr.errors import InvalidInput
 from openlfr.evaluation.verify import FailedImage
 from openlfr.vision import registry
 
@@ -71,7 +72,7 @@ def verify(
                 plot_roc_det(s, y, plot,
                              title=f"{report.model_id} on {pairs.name} ({report.pairs} pairs)")
             except OSError as exc:
-                raise ValueError(f"--plot {plot}: cannot write ({exc})") from exc
+                raise InvalidInput(f"--plot {plot}: cannot write ({exc})") from exc
 
     if json_out:
         out = report.to_dict(include_scores=scores_out)
@@ -157,7 +158,7 @@ def identify(
             try:
                 plot_identify(report, plot)
             except OSError as exc:
-                raise ValueError(f"--plot {plot}: cannot write ({exc})") from exc
+                raise InvalidInput(f"--plot {plot}: cannot write ({exc})") from exc
 
     if json_out:
         out = report.to_dict()
@@ -234,7 +235,7 @@ def fairness(
             if report_out is not None:
                 write_html_report(report, report_out)
         except OSError as exc:
-            raise ValueError(f"cannot write the plot or report ({exc})") from exc
+            raise InvalidInput(f"cannot write the plot or report ({exc})") from exc
 
     if json_out:
         out = report.to_dict()

@@ -26,12 +26,13 @@ from openlfr.cli.common import (
     user_errors,
 )
 from openlfr.cli.context import DataDirOpt, acting
+from openlfr.errors import InvalidInput
 from openlfr.video.bestshot import ShotPolicy
 from openlfr.video.pipeline import CameraPipeline, PipelineConfig
 from openlfr.video.preview import PreviewServer
 from openlfr.video.runner import Runner, Summary, close_quietly
 from openlfr.video.sinks import CallbackSink
-from openlfr.video.sources import SourceError, SourceState, SourceStatus, open_sources
+from openlfr.video.sources import SourceState, SourceStatus, open_sources
 from openlfr.video.stats import CameraFigures
 from openlfr.video.types import Alert
 
@@ -226,10 +227,7 @@ def _watch(sources: list[str], watchlist: Path, threshold: float | None, json_ou
                                 shots=ShotPolicy(max_embeddings=max_embeddings))
         gallery = wl.gallery()
         names = {sid: s.display_name for sid, s in wl.subjects.items()}
-        try:
-            opened = open_sources(sources, realtime=realtime, loop=loop)
-        except SourceError as exc:
-            fail(str(exc))
+        opened = open_sources(sources, realtime=realtime, loop=loop)
 
     out_lock = threading.Lock()  # alerts come from worker threads: one line at a time
 
@@ -253,7 +251,7 @@ def _watch(sources: list[str], watchlist: Path, threshold: float | None, json_ou
     if preview is not None:
         try:
             server = PreviewServer([s.name for s in opened], port=preview)
-        except ValueError as exc:
+        except InvalidInput as exc:  # the port: close the cameras before exiting
             close_quietly(opened)
             fail(str(exc))
         server.start()
@@ -355,10 +353,7 @@ def _watch_deployment(deployment_id: int, user: str, data_dir: Path | None, json
         if preview is not None:
             if not cameras:
                 fail(f"deployment {deployment_id} has no camera")
-            try:
-                server = PreviewServer(cameras, port=preview)
-            except ValueError as exc:
-                fail(str(exc))
+            server = PreviewServer(cameras, port=preview)
         options = RunOptions(realtime=realtime, loop=loop, detect_fps=detect_fps,
                              detect_max_side=detect_size, workers=workers,
                              max_embeddings=max_embeddings, max_seconds=max_seconds)

@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 
 from openlfr import __version__
+from openlfr.errors import InvalidInput
 from openlfr.evaluation import stats
 from openlfr.evaluation.fairness import (
     DEFAULT_MAX_PAIRS,
@@ -214,7 +215,7 @@ def estimate_fpir_threshold(size: int, target: float, nonmated_top: np.ndarray |
     fmr = pair_fmr_for(target, size)
     t = all_impostors.threshold_at(fmr)
     if t is None:
-        raise ValueError(
+        raise InvalidInput(
             f"the data cannot resolve FPIR {target:.3g} at watchlist size {size:,}: that needs "
             f"at least {math.ceil(1 / target):,} non-mated searches against galleries of "
             f"{size:,} identities (more than {size:,} identities), or at least "
@@ -297,8 +298,8 @@ def search_threshold(groups: dict[str, dict[str, np.ndarray]], fpir_threshold: f
                      for a, gs in groups.items()}
     cands = candidate_thresholds(fpir_threshold, step)
     if not cands:
-        raise ValueError(f"the FPIR target needs a threshold above 1 ({fpir_threshold:.4f}): "
-                         "no cosine threshold meets it")
+        raise InvalidInput(f"the FPIR target needs a threshold above 1 ({fpir_threshold:.4f}): "
+                            "no cosine threshold meets it")
     failures: list[tuple[float, tuple[GroupCheck, ...]]] = []
     chosen_index = 0
     for i, t in enumerate(cands):
@@ -307,8 +308,8 @@ def search_threshold(groups: dict[str, dict[str, np.ndarray]], fpir_threshold: f
             failures.append((t, bad))
             chosen_index = i + 1
     if chosen_index >= len(cands):
-        raise ValueError("some group's false-match rate is significantly above the others at "
-                         "every threshold up to 1: no floor can be set on this data")
+        raise InvalidInput("some group's false-match rate is significantly above the others at "
+                            "every threshold up to 1: no floor can be set on this data")
     chosen = cands[chosen_index]
     return SearchResult(chosen, tuple(failures), tuple(check_groups(sorted_groups, chosen,
                                                                      alpha)))
@@ -419,23 +420,23 @@ def calibrate(
     """
     start = time.perf_counter()
     if watchlist_size < 1:
-        raise ValueError(f"--watchlist-size must be at least 1, got {watchlist_size}")
+        raise InvalidInput(f"--watchlist-size must be at least 1, got {watchlist_size}")
     if not 0.0 < target_fpir < 1.0:
-        raise ValueError(f"--target-fpir must lie strictly between 0 and 1, got {target_fpir}")
+        raise InvalidInput(f"--target-fpir must lie strictly between 0 and 1, got {target_fpir}")
     if not 0.0 < step <= 0.1:
-        raise ValueError(f"--step must lie in (0, 0.1], got {step}")
+        raise InvalidInput(f"--step must lie in (0, 0.1], got {step}")
     if not 0.0 < alpha < 1.0:
-        raise ValueError(f"--alpha must lie strictly between 0 and 1, got {alpha}")
+        raise InvalidInput(f"--alpha must lie strictly between 0 and 1, got {alpha}")
     if max_pairs < 1:
-        raise ValueError(f"--max-pairs must be at least 1, got {max_pairs}")
+        raise InvalidInput(f"--max-pairs must be at least 1, got {max_pairs}")
     ds = scan_dataset(Path(dataset))
     groups: Groups = load_groups(groups_spec, ds, attributes)
     engine = engine or get_engine(backend)
     emb: Embedded = embed_paths(engine, ds.root, ds.images, cache_dir=cache_dir,
                                 progress=progress)
     if len(emb.vectors) < 2:
-        raise ValueError(f"fewer than two usable faces in the {len(ds.images)} images of "
-                         f"{dataset}")
+        raise InvalidInput(f"fewer than two usable faces in the {len(ds.images)} images of "
+                            f"{dataset}")
     row_of, duplicates = drop_duplicates(emb.row_of(), emb.vectors)
     idx = sorted(row_of)
     x = emb.vectors[[row_of[i] for i in idx]].astype(np.float32)
@@ -465,8 +466,8 @@ def calibrate(
         scores = {a.attribute: {g.group: g.impostor_scores for g in a.groups}
                   for a in attr_results}
         if not any(len(s) for gs in scores.values() for s in gs.values()):
-            raise ValueError(f"no group of {groups.source} has two labelled images of "
-                             "different people: no false-match rate can be measured")
+            raise InvalidInput(f"no group of {groups.source} has two labelled images of "
+                                "different people: no false-match rate can be measured")
         found = search_threshold(scores, est.threshold, step, alpha)
         bar.advance(task)
         chosen = found.threshold
@@ -666,7 +667,7 @@ def write_report(cal: Calibration, path: Path) -> Path:
     from openlfr.evaluation import report as rp
 
     if cal.data is None:
-        raise ValueError("this calibration carries no scores to draw")
+        raise InvalidInput("this calibration carries no scores to draw")
     e = html.escape
     d = cal.data
     ev = cal.evidence

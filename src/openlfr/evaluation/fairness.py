@@ -24,12 +24,14 @@ from typing import Any
 
 import numpy as np
 
+from openlfr.errors import InvalidInput
 from openlfr.evaluation import stats
 from openlfr.evaluation.groups import Dataset, Groups, load_groups, scan_dataset
 from openlfr.evaluation.report import GroupScores
 from openlfr.evaluation.templates import embed_paths
 from openlfr.evaluation.verify import FailedImage
 from openlfr.vision import FaceEngine, get_engine
+from openlfr.vision.thresholds import check_threshold
 
 DEFAULT_MAX_PAIRS = 200_000
 DEFAULT_SEED = 0
@@ -286,16 +288,15 @@ def run_fairness(
     unknown attribute, ``ModelError`` for an unusable backend.
     """
     start = time.perf_counter()
-    if not -1.0 <= threshold <= 1.0:
-        raise ValueError(f"--threshold {threshold}: a cosine threshold lies between -1 and 1")
+    threshold = check_threshold(threshold)
     if max_pairs < 1:
-        raise ValueError(f"--max-pairs must be at least 1, got {max_pairs}")
+        raise InvalidInput(f"--max-pairs must be at least 1, got {max_pairs}")
     ds = scan_dataset(Path(dataset))
     groups: Groups = load_groups(groups_spec, ds, attributes)
     labelled = [i for i in range(len(ds.images))
                 if any(groups.labels[a][i] is not None for a in groups.attributes)]
     if not labelled:
-        raise ValueError(f"no image of {dataset} has a group label from {groups.source}")
+        raise InvalidInput(f"no image of {dataset} has a group label from {groups.source}")
     engine = engine or get_engine(backend)
     paths = [ds.images[i] for i in labelled]
     emb = embed_paths(engine, ds.root, paths, cache_dir=cache_dir, progress=progress)

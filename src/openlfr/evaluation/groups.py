@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from openlfr.errors import InvalidInput
 from openlfr.vision.imageio import IMAGE_SUFFIXES
 
 UTKFACE = "utkface"
@@ -65,8 +66,8 @@ def scan_dataset(root: Path) -> Dataset:
         return Dataset(root, images, identities, True)
     flat = sorted(p.name for p in root.iterdir() if _is_image(p))
     if not flat:
-        raise ValueError(f"dataset {root}: no images found (expected identity folders or "
-                         "a flat folder of images)")
+        raise InvalidInput(f"dataset {root}: no images found (expected identity folders or "
+                            "a flat folder of images)")
     return Dataset(root, flat, list(flat), False)
 
 
@@ -121,8 +122,8 @@ def load_groups(spec: str, dataset: Dataset, attributes: Sequence[str] | None = 
     if attributes:
         unknown = [a for a in attributes if a not in groups.attributes]
         if unknown:
-            raise ValueError(f"unknown attribute {unknown[0]!r}: {groups.source} has "
-                             f"{', '.join(groups.attributes)}")
+            raise InvalidInput(f"unknown attribute {unknown[0]!r}: {groups.source} has "
+                                f"{', '.join(groups.attributes)}")
         groups.attributes = list(dict.fromkeys(attributes))
         groups.labels = {a: groups.labels[a] for a in groups.attributes}
     return groups
@@ -149,29 +150,29 @@ def _csv_groups(path: Path, dataset: Dataset) -> Groups:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             rows = list(csv.reader(fh))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ValueError(f"--groups {path}: cannot read it as CSV ({exc})") from exc
+        raise InvalidInput(f"--groups {path}: cannot read it as CSV ({exc})") from exc
     rows = [r for r in rows if any(c.strip() for c in r)]
     if not rows:
-        raise ValueError(f"--groups {path}: empty file")
+        raise InvalidInput(f"--groups {path}: empty file")
     header = [c.strip() for c in rows[0]]
     key = header[0].lower() if header else ""
     if key not in ("identity", "file") or len(header) < 2:
-        raise ValueError(f"--groups {path}: the header must be 'identity,<attribute>,...' or "
-                         f"'file,<attribute>,...', got {','.join(header)!r}")
+        raise InvalidInput(f"--groups {path}: the header must be 'identity,<attribute>,...' or "
+                            f"'file,<attribute>,...', got {','.join(header)!r}")
     if key == "identity" and not dataset.has_identities:
-        raise ValueError(f"--groups {path}: keyed by identity, but the dataset is a flat folder "
-                         "without identity folders (use a 'file' column)")
+        raise InvalidInput(f"--groups {path}: keyed by identity, but the dataset is a flat folder "
+                            "without identity folders (use a 'file' column)")
     attrs = header[1:]
     if any(not a for a in attrs) or len(set(attrs)) != len(attrs):
-        raise ValueError(f"--groups {path}: attribute names must be non-empty and distinct")
+        raise InvalidInput(f"--groups {path}: attribute names must be non-empty and distinct")
     table: dict[str, list[str]] = {}
     for line, row in enumerate(rows[1:], start=2):
         if len(row) != len(header):
-            raise ValueError(f"--groups {path}, line {line}: {len(row)} fields, expected "
-                             f"{len(header)}")
+            raise InvalidInput(f"--groups {path}, line {line}: {len(row)} fields, expected "
+                                f"{len(header)}")
         name = row[0].strip().replace("\\", "/")
         if name in table:
-            raise ValueError(f"--groups {path}, line {line}: {name!r} appears twice")
+            raise InvalidInput(f"--groups {path}, line {line}: {name!r} appears twice")
         table[name] = [c.strip() for c in row[1:]]
     keys = dataset.identities if key == "identity" else dataset.images
     labels: dict[str, list[str | None]] = {a: [] for a in attrs}
@@ -183,7 +184,7 @@ def _csv_groups(path: Path, dataset: Dataset) -> Groups:
             v = values[j] if values is not None else ""
             labels[a].append(v or None)
     if missing == len(keys):
-        raise ValueError(f"--groups {path}: no {key} in it matches the dataset "
-                         f"(first dataset {key}: {keys[0]!r})")
+        raise InvalidInput(f"--groups {path}: no {key} in it matches the dataset "
+                            f"(first dataset {key}: {keys[0]!r})")
     notes = [f"{missing} images have no row in {path.name}"] if missing else []
     return Groups(attrs, labels, str(path), missing, notes)

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from openlfr.errors import InvalidInput
 from openlfr.evaluation.groups import Dataset, scan_dataset
 from openlfr.evaluation.templates import Embedded, embed_paths
 from openlfr.evaluation.verify import FailedImage
@@ -154,10 +155,10 @@ def parse_sizes(text: str) -> list[int]:
         # isascii: str.isdigit() also takes "²", which int() refuses; 12 digits: int() refuses
         # thousands of them, and no gallery is that large
         if not (part.isascii() and part.isdigit()) or len(part) > 12 or int(part) < 1:
-            raise ValueError(f"--gallery-sizes: {part!r} is not a positive integer")
+            raise InvalidInput(f"--gallery-sizes: {part!r} is not a positive integer")
         out.append(int(part))
     if not out:
-        raise ValueError("--gallery-sizes: give at least one size, e.g. 100,1000")
+        raise InvalidInput("--gallery-sizes: give at least one size, e.g. 100,1000")
     return sorted(set(out))
 
 
@@ -165,8 +166,8 @@ def choose_enrolled(usable: dict[str, list[int]], size: int, seed: int) -> list[
     """``size`` identities: those with ≥ 2 usable images first (seeded shuffle), then the
     others (seeded shuffle)."""
     if size > len(usable):
-        raise ValueError(f"gallery size {size} is larger than the {len(usable)} identities with "
-                         "a usable image")
+        raise InvalidInput(f"gallery size {size} is larger than the {len(usable)} identities with "
+                            "a usable image")
     rng = np.random.default_rng(seed)
     multi = sorted(k for k, v in usable.items() if len(v) >= 2)
     single = sorted(k for k, v in usable.items() if len(v) < 2)
@@ -276,16 +277,16 @@ def run_identify(
     start = time.perf_counter()
     ds = scan_dataset(Path(dataset))
     if not ds.has_identities:
-        raise ValueError(f"dataset {dataset}: identification needs one folder per identity")
+        raise InvalidInput(f"dataset {dataset}: identification needs one folder per identity")
     sizes = sorted(set(int(s) for s in gallery_sizes))
     n_ids = len(set(ds.identities))
     if sizes and sizes[-1] > n_ids:
-        raise ValueError(f"gallery size {sizes[-1]} is larger than the {n_ids} identities in "
-                         f"{dataset}")
+        raise InvalidInput(f"gallery size {sizes[-1]} is larger than the {n_ids} identities in "
+                            f"{dataset}")
     engine = engine or get_engine(backend)
     emb = embed_paths(engine, ds.root, ds.images, cache_dir=cache_dir, progress=progress)
     if not len(emb.vectors):
-        raise ValueError(f"no usable face in any of the {len(ds.images)} images of {dataset}")
+        raise InvalidInput(f"no usable face in any of the {len(ds.images)} images of {dataset}")
     results = [evaluate_size(ds, emb, s, seed, engine.model_id, engine.default_threshold)
                for s in sizes]
     return IdentifyReport(

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from openlfr import errors
+
 #: Number of folds given to a CSV pairs file (fewer if it has fewer pairs).
 CSV_FOLDS = 10
 #: Seed of the shuffle that deals CSV pairs into folds.
@@ -40,7 +42,7 @@ _FALSE = {"no", "false", "0", "n", "f", "different", "mismatch"}
 _INT = re.compile(r"^[0-9]{1,18}$")
 
 
-class PairsError(ValueError):
+class PairsError(errors.InvalidInput):
     """A pairs file cannot be parsed; the message names the file and, if known, the line."""
 
 

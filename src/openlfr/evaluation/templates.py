@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from openlfr.errors import InvalidInput
 from openlfr.evaluation.verify import FailedImage, _progress, embed_image
 from openlfr.vision import FaceEngine
 from openlfr.vision.types import FloatArray, Template
@@ -62,16 +63,16 @@ class TemplateCache:
             with np.load(self.path, allow_pickle=False) as data:
                 stored = str(data["model_id"])
                 if stored != self.model_id:
-                    raise ValueError(f"template cache {self.path} holds {stored!r} templates, "
-                                     f"not {self.model_id!r}")
+                    raise InvalidInput(f"template cache {self.path} holds {stored!r} templates, "
+                                        f"not {self.model_id!r}")
                 for digest, vec in zip(data["digests"], data["vectors"], strict=True):
                     self._vectors[str(digest)] = np.asarray(vec, dtype=np.float32)
                 for digest, reason in zip(data["fail_digests"], data["fail_reasons"],
                                           strict=True):
                     self._failed[str(digest)] = str(reason)
         except (OSError, KeyError, EOFError) as exc:
-            raise ValueError(f"template cache {self.path} is unreadable ({exc}); "
-                             "delete it to start again") from exc
+            raise InvalidInput(f"template cache {self.path} is unreadable ({exc}); "
+                                "delete it to start again") from exc
 
     def __len__(self) -> int:
         return len(self._vectors) + len(self._failed)

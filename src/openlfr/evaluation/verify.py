@@ -21,6 +21,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from openlfr.errors import InvalidInput
 from openlfr.evaluation import metrics as m
 from openlfr.evaluation.pairs import Pair, read_pairs
 from openlfr.vision import FaceEngine, ImageError, get_engine, load_image
@@ -236,7 +237,7 @@ def run_verify(
     pairs: list[Pair] = read_pairs(pairs_file)
     n_same = sum(p.same for p in pairs)
     if n_same == 0 or n_same == len(pairs):
-        raise ValueError(
+        raise InvalidInput(
             f"pairs file {pairs_file}: needs both matched and mismatched pairs "
             f"(has {n_same} matched, {len(pairs) - n_same} mismatched)"
         )
@@ -269,7 +270,7 @@ def run_verify(
     n_failed = int(np.isnan(s).sum())
     if n_failed == len(pairs):
         first = f"; first failure: {failed[0].path}: {failed[0].reason}" if failed else ""
-        raise ValueError(
+        raise InvalidInput(
             f"no pair could be scored: every pair has an image that failed ({len(failed)} of "
             f"{len(images)} images failed{first}). Is --dataset the right directory?"
         )

@@ -39,7 +39,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from openlfr.audit import log as audit_log
-from openlfr.governance.authz import Actor, NotFound, Perm, RuleError, refuse, require
+from openlfr.governance.authz import (
+    Actor,
+    Conflict,
+    NotFound,
+    Perm,
+    RuleError,
+    refuse,
+    require,
+)
 from openlfr.governance.system import System
 from openlfr.governance.views import LABEL, AdjudicationView, AlertView, OutcomeView
 from openlfr.store.db import Database
@@ -75,21 +83,24 @@ def parse_decision(value: str) -> Decision:
     try:
         return Decision(value.strip().lower().replace("-", "_").replace(" ", "_"))
     except ValueError:
-        raise RuleError(f"unknown decision {value!r}: choose {choices(Decision)}") from None
+        raise RuleError(f"unknown decision {value!r}: choose {choices(Decision)}",
+                        field="decision") from None
 
 
 def parse_action(value: str) -> Action:
     try:
         return Action(value.strip().lower())
     except ValueError:
-        raise RuleError(f"unknown action {value!r}: choose {choices(Action)}") from None
+        raise RuleError(f"unknown action {value!r}: choose {choices(Action)}",
+                        field="action") from None
 
 
 def parse_status(value: str) -> AlertStatus:
     try:
         return AlertStatus(value.strip().lower().replace("-", "_").replace(" ", "_"))
     except ValueError:
-        raise RuleError(f"unknown status {value!r}: choose {choices(AlertStatus)}") from None
+        raise RuleError(f"unknown status {value!r}: choose {choices(AlertStatus)}",
+                        field="status") from None
 
 
 def _clean_text(value: str | None, what: str, required: bool) -> str | None:
@@ -300,7 +311,7 @@ def list_alerts(db: Database, actor: Actor, deployment_id: int | None = None,
     """The newest alerts first (``Perm.ALERT_READ``)."""
     require(db, actor, Perm.ALERT_READ, "alert")
     if limit < 1:
-        raise RuleError("--limit must be at least 1")
+        raise RuleError("limit must be at least 1", field="limit")
     query = select(Alert).options(
         selectinload(Alert.adjudications), selectinload(Alert.outcome),
         selectinload(Alert.deployment), selectinload(Alert.subject))
@@ -326,7 +337,7 @@ def alert_crop(system: System, actor: Actor, alert_id: int) -> bytes:
         if row is None:
             raise NotFound(f"no alert {alert_id}")
         if row.crop_ct is None:
-            raise RuleError(f"alert {alert_id} has no crop (purged)")
+            raise Conflict(f"alert {alert_id} has no crop (purged)")
         dep = s.get(Deployment, row.deployment_id)
         assert dep is not None  # the foreign key cascades
         data = system.keyring.decrypt(s, dep.data_key_id, row.crop_ct,
@@ -365,11 +376,11 @@ def adjudicate(db: Database, actor: Actor, alert_id: int, decision: Decision,
         with db.session() as s:
             row = _load(s, alert_id)
             if row.purged_at is not None:
-                raise RuleError(f"alert {alert_id} was purged")
+                raise Conflict(f"alert {alert_id} was purged")
             if row.status != AlertStatus.PENDING:
                 by = ", ".join(a.user_name for a in row.adjudications) or "someone"
-                raise RuleError(f"alert {alert_id} is already decided ({row.status.value}, "
-                                f"by {by})")
+                raise Conflict(f"alert {alert_id} is already decided ({row.status.value}, "
+                               f"by {by})")
             confirmers = {a.user_name for a in row.adjudications
                           if a.decision == Decision.CONFIRM}
             two = bool(row.deployment.two_person_rule)
@@ -406,17 +417,18 @@ def record_outcome(db: Database, actor: Actor, alert_id: int, engaged: bool, act
     _person(actor)
     text = _clean_text(notes, "notes", False)
     if not engaged and action in (Action.ADVICE, Action.ARREST):
-        raise RuleError(f"action {action.value} means the person was engaged: use --engaged")
+        raise RuleError(f"action {action.value} means the person was engaged: engaged must be "
+                        "true", field="engaged")
     with db.session() as s:
         row = _load(s, alert_id)
         if row.purged_at is not None:  # its notes would outlive the purge, never blanked
-            raise RuleError(f"alert {alert_id} was purged")
+            raise Conflict(f"alert {alert_id} was purged")
         if row.status != AlertStatus.CONFIRMED:
-            raise RuleError(f"alert {alert_id} is {row.status.value}: outcomes are recorded "
-                            "only for confirmed alerts")
+            raise Conflict(f"alert {alert_id} is {row.status.value}: outcomes are recorded "
+                           "only for confirmed alerts")
         if row.outcome is not None:
-            raise RuleError(f"alert {alert_id} already has an outcome (recorded by "
-                            f"{row.outcome.recorded_by})")
+            raise Conflict(f"alert {alert_id} already has an outcome (recorded by "
+                           f"{row.outcome.recorded_by})")
         row.outcome = Outcome(engaged=engaged, action=action, notes=text,
                               recorded_by=actor.name, created_at=utcnow())
         s.flush()
@@ -433,9 +445,9 @@ def hold_alert(db: Database, actor: Actor, alert_id: int, reason: str) -> AlertV
     with db.session() as s:
         row = _load(s, alert_id)
         if row.purged_at is not None:
-            raise RuleError(f"alert {alert_id} was purged; there is nothing left to hold")
+            raise Conflict(f"alert {alert_id} was purged; there is nothing left to hold")
         if row.held_reason is not None:
-            raise RuleError(f"alert {alert_id} is already held (by {row.held_by})")
+            raise Conflict(f"alert {alert_id} is already held (by {row.held_by})")
         row.held_reason = text
         row.held_by = actor.name
         audit_log.record(s, actor.name, "alert.hold", "alert", row.id,
@@ -449,7 +461,7 @@ def release_hold(db: Database, actor: Actor, alert_id: int) -> AlertView:
     with db.session() as s:
         row = _load(s, alert_id)
         if row.held_reason is None:
-            raise RuleError(f"alert {alert_id} is not held")
+            raise Conflict(f"alert {alert_id} is not held")
         held_by = row.held_by
         row.held_reason = None
         row.held_by = None

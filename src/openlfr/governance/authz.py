@@ -2,7 +2,10 @@
 
 Services call :func:`require` before they change anything. A refusal is itself audited
 (``access.refused``, in a transaction of its own, since the refused one is rolled back) and
-raised as :class:`Forbidden`.
+raised as :class:`Forbidden`. The governance errors are :mod:`openlfr.errors` kinds:
+:class:`RuleError` an invalid input, :class:`Conflict` a rule broken by an object's current state
+(a :class:`RuleError` too, so a page that shows rule breaks shows it), :class:`Forbidden` and
+:class:`NotFound` the tree's own classes under their old names.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from openlfr import errors
 from openlfr.audit import log as audit_log
 from openlfr.store.db import Database
 from openlfr.store.enums import Role
@@ -83,17 +87,18 @@ class Actor:
 SYSTEM_ACTOR = Actor(audit_log.SYSTEM, None)
 
 
-class Forbidden(PermissionError):
-    """The actor's role may not do this (or a rule such as "not your own" forbids it)."""
+Forbidden = errors.Forbidden
+NotFound = errors.NotFound
 
 
-class RuleError(ValueError):
+class RuleError(errors.InvalidInput):
     """The request breaks a governance rule (not a permission matter): e.g. approving a
     watchlist that has no subject."""
 
 
-class NotFound(LookupError):
-    """No such object."""
+class Conflict(RuleError, errors.Conflict):
+    """A rule broken by the object's current state (an alert already decided, a deployment
+    not paused, a watchlist not approved): the web answers 409, the CLI exits 6."""
 
 
 def allowed(actor: Actor, perm: Perm) -> bool:

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
@@ -52,6 +51,7 @@ from openlfr.audit import log as audit_log
 from openlfr.governance.authz import (
     SYSTEM_ACTOR,
     Actor,
+    Conflict,
     NotFound,
     Perm,
     RuleError,
@@ -73,11 +73,11 @@ from openlfr.store.models import (
     Deployment,
     Watchlist,
 )
+from openlfr.video.sources import check_camera_name, split_camera
+from openlfr.vision.thresholds import check_threshold
 
 Clock = Callable[[], datetime]
 
-#: A camera name: a letter, then letters, digits, ``_``, ``.`` or ``-`` (at most 64).
-CAMERA_NAME = re.compile(r"^[A-Za-z][\w.-]{0,63}$")
 #: The audit actions that make someone an author of a deployment (who may not authorise it).
 AUTHOR_ACTIONS = ("deployment.create", "deployment.edit")
 #: Statuses in which a deployment may still be changed (an authorised one goes back to draft).
@@ -106,12 +106,8 @@ class CameraSpec:
 
     @classmethod
     def parse(cls, text: str) -> CameraSpec:
-        """``NAME=SOURCE``."""
-        name, sep, source = text.partition("=")
-        if not sep or not name.strip() or not source.strip():
-            raise RuleError(f"camera {text!r}: give it as NAME=SOURCE (e.g. "
-                            "gate=rtsp://10.0.0.5/stream)")
-        return cls(name.strip(), source.strip())
+        """``NAME=SOURCE`` (:func:`openlfr.video.sources.split_camera`)."""
+        return cls(*split_camera(text))
 
 
 @dataclass(frozen=True)
@@ -119,7 +115,9 @@ class Plan:
     """Everything a deployment is made of (what :func:`create` takes, and :func:`edit` changes).
 
     ``planned_start`` and ``planned_end`` must be timezone-aware. ``model_id`` is the full model
-    id of the recogniser (e.g. ``sface-2021dec-int8bq``): thresholds belong to a model.
+    id of the recogniser (e.g. ``sface-2021dec-int8bq``): thresholds belong to a model. A
+    ``threshold`` of ``None`` means the model's current floor (:func:`create` looks it up: the
+    one place that default is applied).
     """
 
     name: str
@@ -131,7 +129,7 @@ class Plan:
     equality_ref: str
     planned_start: datetime
     planned_end: datetime
-    threshold: float
+    threshold: float | None  # None: the model's current floor (when the draft is created)
     model_id: str
     two_person_rule: bool = False
     signage: bool = False
@@ -171,25 +169,23 @@ def _check_plan(plan: Plan) -> Plan:
     check_text(plan.urgency_reason or "", "the urgency reason")
     if not plan.name:
         raise RuleError("a deployment needs a name")
-    for label, value in (("planned start", plan.planned_start),
-                         ("planned end", plan.planned_end)):
+    for name, value in (("planned_start", plan.planned_start),
+                        ("planned_end", plan.planned_end)):
         if not isinstance(value, datetime) or value.tzinfo is None:
-            raise RuleError(f"the {label} must be a date and time with a timezone "
-                            "(e.g. 2026-05-01T08:00+01:00)")
-    plan = replace(plan, planned_start=to_utc(plan.planned_start, "the planned start"),
-                   planned_end=to_utc(plan.planned_end, "the planned end"))
+            raise RuleError(f"{name} must be a date and time with a timezone "
+                            "(e.g. 2026-05-01T08:00Z or 2026-05-01T08:00+01:00)", field=name)
+    plan = replace(plan, planned_start=to_utc(plan.planned_start, "planned_start"),
+                   planned_end=to_utc(plan.planned_end, "planned_end"))
     if plan.planned_end <= plan.planned_start:
         raise RuleError(f"the planned end {plan.planned_end.isoformat()} must come after the "
                         f"planned start {plan.planned_start.isoformat()}")
-    if not -1.0 <= float(plan.threshold) <= 1.0:
-        raise RuleError(f"threshold {plan.threshold}: a cosine threshold lies between -1 and 1")
+    if plan.threshold is not None:
+        plan = replace(plan, threshold=check_threshold(plan.threshold))
     if not plan.model_id.strip():
         raise RuleError("a deployment needs the model id of its recogniser")
     names = [c.name for c in plan.cameras]
     for cam in plan.cameras:
-        if not CAMERA_NAME.match(cam.name):
-            raise RuleError(f"camera name {cam.name!r}: a letter, then letters, digits, _ . "
-                            "or - (at most 64)")
+        check_camera_name(cam.name)
         if not cam.source.strip():
             raise RuleError(f"camera {cam.name}: no source")
         check_text(cam.source, f"the source of camera {cam.name}")
@@ -448,7 +444,8 @@ def create(db: Database, actor: Actor, plan: Plan, keyring: Keyring | None = Non
         _check_model(s, plan.model_id)
         dep = Deployment(**{c: getattr(plan, c) for c in COLUMNS},
                          status=DeploymentStatus.DRAFT, created_by=actor.name)
-        dep.threshold = float(plan.threshold)
+        dep.threshold = (current_floor(s, plan.model_id).threshold if plan.threshold is None
+                         else float(plan.threshold))
         dep.watchlists = _watchlists(s, plan.watchlist_ids)
         s.add(dep)
         s.flush()
@@ -490,8 +487,8 @@ def edit(db: Database, actor: Actor, deployment_id: int, *, keyring: Keyring | N
     with db.session() as s:
         dep = _load(s, deployment_id)
         if dep.status not in CHANGEABLE:
-            raise RuleError(f"deployment {deployment_id} is {dep.status.value}: it can no "
-                            "longer be changed")
+            raise Conflict(f"deployment {deployment_id} is {dep.status.value}: it can no "
+                           "longer be changed")
         before = plan_of(dep)
         after = _check_plan(replace(before, **changes))
         _check_model(s, after.model_id)
@@ -508,9 +505,10 @@ def edit(db: Database, actor: Actor, deployment_id: int, *, keyring: Keyring | N
                 changed.append("cameras")
         if not changed:  # (a camera key is made only with a new camera: a change)
             return []
+        threshold = dep.threshold if after.threshold is None else after.threshold  # None: kept
         for column in COLUMNS:
             setattr(dep, column, getattr(after, column))
-        dep.threshold = float(after.threshold)
+        dep.threshold = float(threshold)
         if "watchlist_ids" in changed:
             dep.watchlists = _watchlists(s, after.watchlist_ids)
         if "cameras" in changed:
@@ -562,15 +560,15 @@ def override_threshold(db: Database, actor: Actor, deployment_id: int, reason: s
     with db.session() as s:
         dep = _load(s, deployment_id)
         if dep.status not in CHANGEABLE:
-            raise RuleError(f"deployment {deployment_id} is {dep.status.value}: its threshold "
-                            "can no longer be changed")
+            raise Conflict(f"deployment {deployment_id} is {dep.status.value}: its threshold "
+                           "can no longer be changed")
         floor = current_floor(s, dep.model_id)
         was = dep.status
         pending = (dep.threshold_override_reason is not None
                    and dep.threshold_override_confirmed_by is None)
         if pending and dep.threshold_override_by == actor.name:
-            raise RuleError(f"{actor.name} recorded this override: a second, different "
-                            "authorising officer must confirm it")
+            raise Conflict(f"{actor.name} recorded this override: a second, different "
+                           "authorising officer must confirm it")
         if pending:
             dep.threshold_override_confirmed_by = actor.name
             action = "deployment.threshold_override_confirm"
@@ -610,14 +608,14 @@ def authorise(db: Database, keyring: Keyring, actor: Actor, deployment_id: int,
     with db.session() as s:
         dep = _load(s, deployment_id)
         if dep.status != DeploymentStatus.DRAFT:
-            raise RuleError(f"deployment {deployment_id} is {dep.status.value}; only a draft "
-                            "can be authorised")
+            raise Conflict(f"deployment {deployment_id} is {dep.status.value}; only a draft "
+                           "can be authorised")
         problems = _runnable_problems(s, dep)
         if dep.planned_end <= now:
             problems.append(f"its window ended at {dep.planned_end.isoformat()}")
         if problems:
-            raise RuleError(f"deployment {deployment_id} cannot be authorised: "
-                            + "; ".join(problems))
+            raise Conflict(f"deployment {deployment_id} cannot be authorised: "
+                           + "; ".join(problems))
         floor = current_floor(s, dep.model_id)
         new_key = dep.data_key_id is None
         if new_key:
@@ -660,14 +658,14 @@ def start(db: Database, actor: Actor, deployment_id: int, now: datetime | None =
     with db.session() as s:
         dep = _load(s, deployment_id)
         if dep.status not in STARTABLE:
-            raise RuleError(f"deployment {deployment_id} is {dep.status.value}: only an "
-                            "authorised or paused deployment can start")
+            raise Conflict(f"deployment {deployment_id} is {dep.status.value}: only an "
+                           "authorised or paused deployment can start")
         problems = _runnable_problems(s, dep)
         window = window_problem(dep, now)
         if window:
             problems.insert(0, window)
         if problems:
-            raise RuleError(f"deployment {deployment_id} cannot start: " + "; ".join(problems))
+            raise Conflict(f"deployment {deployment_id} cannot start: " + "; ".join(problems))
         if dep.status == DeploymentStatus.RUNNING:
             return False
         resumed = dep.status == DeploymentStatus.PAUSED
@@ -697,8 +695,8 @@ def resume(db: Database, actor: Actor, deployment_id: int, now: datetime | None 
     with db.reading() as s:
         dep = _load(s, deployment_id)
         if dep.status != DeploymentStatus.PAUSED:
-            raise RuleError(f"deployment {deployment_id} is {dep.status.value}: only a paused "
-                            "deployment can be resumed")
+            raise Conflict(f"deployment {deployment_id} is {dep.status.value}: only a paused "
+                           "deployment can be resumed")
     start(db, actor, deployment_id, now=now)
 
 
@@ -744,8 +742,8 @@ def stop(db: Database, actor: Actor, deployment_id: int, reason: str,
     with db.session() as s:
         dep = _load(s, deployment_id)
         if dep.status == DeploymentStatus.ENDED:
-            raise RuleError(f"deployment {deployment_id} has already ended "
-                            f"({dep.end_reason})")
+            raise Conflict(f"deployment {deployment_id} has already ended "
+                           f"({dep.end_reason})")
         _end(s, dep, actor, reason, now, counts)
 
 

@@ -19,6 +19,7 @@ from openlfr.governance.authz import Actor, Perm, RuleError, require
 from openlfr.store.db import Database
 from openlfr.store.models import ThresholdFloor
 from openlfr.vision.registry import BackendSpec, ModelError
+from openlfr.vision.thresholds import check_threshold
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +71,7 @@ def record_floor(db: Database, actor: Actor, model_id: str, threshold: float,
     """Store a calibrated floor with its evidence (any JSON), audited with the evidence's
     SHA-256 so that the stored evidence cannot be changed unnoticed."""
     require(db, actor, Perm.FLOOR_RECORD, "threshold_floor", model_id)
-    if not -1.0 <= threshold <= 1.0:
-        raise RuleError(f"threshold {threshold}: a cosine threshold lies between -1 and 1")
+    threshold = check_threshold(threshold)
     with db.session() as s:
         _spec(s, model_id)
         try:

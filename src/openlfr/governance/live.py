@@ -31,7 +31,6 @@ from any thread. ``clock`` (aware UTC ``datetime``) is injectable so tests can p
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -42,9 +41,11 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from openlfr.audit import log as audit_log
+from openlfr.errors import OpenLFRError
 from openlfr.governance import deployments as deps
 from openlfr.governance.authz import SYSTEM_ACTOR, Actor, NotFound, Perm, RuleError, require
 from openlfr.governance.system import System
+from openlfr.redact import redact_text
 from openlfr.store.enums import DeploymentStatus
 from openlfr.store.models import CameraStats, Deployment, utcnow
 from openlfr.video.bestshot import ShotPolicy
@@ -70,14 +71,6 @@ PAUSE_INTERRUPTED = "interrupted"
 PAUSE_TIME_LIMIT = "time limit"
 PAUSE_SOURCES_ENDED = "the camera sources ended"
 PAUSE_SERVER_STOPPED = "the server stopped"
-
-_CREDENTIALS = re.compile(r"(://)[^/@\s]*@")
-
-
-def redact(text: str | None) -> str | None:
-    """An error message without any ``user:password@`` of a camera URL."""
-    return None if text is None else _CREDENTIALS.sub(r"\1", text)
-
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -282,8 +275,8 @@ class DeploymentRun:
         """A run that could not start: its cameras say so (for the console)."""
         try:
             now = utcnow()
-            error = redact(f"{type(exc).__name__}: {exc}" if not isinstance(
-                exc, RuleError | ValueError) else str(exc))
+            error = redact_text(f"{type(exc).__name__}: {exc}" if not isinstance(
+                exc, OpenLFRError | ValueError) else str(exc))
             with self.system.db.session() as s:
                 rows = {r.camera: r for r in s.scalars(select(CameraStats).where(
                     CameraStats.deployment_id == self.deployment_id)).all()}
@@ -442,7 +435,7 @@ class DeploymentRun:
             if not isinstance(since, int | float):
                 since = previous[1] if previous is not None and previous[0] == state \
                     else time.time()
-            error = redact(status.error or None)
+            error = redact_text(status.error) if status.error else None
             out[source.name] = (state, float(since), error)
         return out
 

@@ -104,7 +104,8 @@ def receive_question(db: Database, deployment_id: int, kind: str, text: str,
     try:
         qkind = QuestionKind(kind.strip().lower())
     except ValueError:
-        raise RuleError("choose whether this is a question or an objection") from None
+        raise RuleError("kind: choose whether this is a question or an objection",
+                        field="kind") from None
     text = _clean(text)
     contact = _clean(contact or "") or None
     if len(text) < MIN_TEXT:
@@ -140,7 +141,8 @@ def list_questions(db: Database, actor: Actor, status: str | None = None,
         try:
             query = query.where(PublicQuestion.status == QuestionStatus(status))
         except ValueError:
-            raise RuleError(f"unknown status {status!r}: open, answered or closed") from None
+            raise RuleError(f"unknown status {status!r}: open, answered or closed",
+                            field="status") from None
     if deployment_id is not None:
         query = query.where(PublicQuestion.deployment_id == deployment_id)
     with db.reading() as s:

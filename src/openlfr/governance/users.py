@@ -38,8 +38,17 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from openlfr import errors
 from openlfr.audit import log as audit_log
-from openlfr.governance.authz import SYSTEM_ACTOR, Actor, NotFound, Perm, RuleError, require
+from openlfr.governance.authz import (
+    SYSTEM_ACTOR,
+    Actor,
+    Conflict,
+    NotFound,
+    Perm,
+    RuleError,
+    require,
+)
 from openlfr.governance.system import System
 from openlfr.governance.views import UserView
 from openlfr.store.crypto import CryptoError, open_sealed, seal
@@ -67,7 +76,7 @@ PENDING_PASSWORD = "password"
 PENDING_TOTP = "totp"
 
 
-class AuthError(PermissionError):
+class AuthError(errors.Unauthenticated):
     """Wrong user name or password (the message never says which)."""
 
 
@@ -79,7 +88,8 @@ def parse_role(value: str) -> Role:
     try:
         return Role(value.strip().lower().replace("-", "_").replace(" ", "_"))
     except ValueError:
-        raise RuleError(f"unknown role {value!r}: choose {choices(Role)}") from None
+        raise RuleError(f"unknown role {value!r}: choose {choices(Role)}",
+                        field="role") from None
 
 
 def check_password(password: str, name: str = "") -> None:
@@ -386,8 +396,9 @@ def totp_begin(system: System, actor: Actor) -> TotpEnrolment:
     with system.db.session() as s:
         user = _user(s, actor.name)
         if user.totp_enabled:
-            raise RuleError("a second factor is already set up for this account; an admin "
-                            "removes it (a password reset with --remove-totp) before a new one")
+            raise Conflict("a second factor is already set up for this account; an admin "
+                           "removes it (a password reset that removes the second factor) "
+                           "before a new one")
         user.totp_secret = seal(_totp_key(system), secret.encode(), _aad(user.id))
         user.totp_last_step = None
         audit_log.record(s, actor.name, "user.totp.begin", "user", actor.name)

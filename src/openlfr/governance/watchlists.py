@@ -25,11 +25,10 @@ ever and a subject's personal data must go when the subject goes.
 from __future__ import annotations
 
 import hashlib
-import re
 import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -40,6 +39,7 @@ from openlfr.audit import log as audit_log
 from openlfr.governance import purge
 from openlfr.governance.authz import (
     Actor,
+    Conflict,
     NotFound,
     Perm,
     RuleError,
@@ -48,7 +48,7 @@ from openlfr.governance.authz import (
 )
 from openlfr.governance.names import check_name, check_text
 from openlfr.governance.system import System
-from openlfr.governance.times import to_utc
+from openlfr.governance.times import parse_time, to_utc
 from openlfr.governance.views import (
     ImageView,
     SubjectView,
@@ -124,39 +124,15 @@ def parse_category(value: str | Category) -> Category:
     try:
         return aliases.get(key) or Category(key)
     except ValueError:
-        raise RuleError(f"unknown category {value!r}: choose {choices(Category)}") from None
-
-
-_DURATION = re.compile(r"^\s*(\d+)\s*([hdw])\s*$", re.IGNORECASE)
+        raise RuleError(f"unknown category {value!r}: choose {choices(Category)}",
+                        field="category") from None
 
 
 def parse_expiry(text: str, now: datetime | None = None) -> datetime:
-    """An expiry from ``90d`` / ``12w`` / ``48h`` (from now), a date ``2027-01-31`` (the end of
-    that day, UTC) or an ISO time (UTC unless it names its offset)."""
-    now = now or datetime.now(UTC)
-    m = _DURATION.match(text)
-    if m and len(m.group(1)) > 12:  # no datetime is that far away (nor can int() read 5000)
-        raise RuleError(f"expiry {text[:40]!r}…: too far in the future")
-    if m:
-        n, unit = int(m.group(1)), m.group(2).lower()
-        try:
-            return now + {"h": timedelta(hours=n), "d": timedelta(days=n),
-                          "w": timedelta(weeks=n)}[unit]
-        except OverflowError:
-            raise RuleError(f"expiry {text!r}: too far in the future") from None
-    raw = text.strip()
-    try:
-        if len(raw) == 10:
-            day = date.fromisoformat(raw)
-            return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
-        when = datetime.fromisoformat(raw)
-    except OverflowError:
-        raise RuleError(f"expiry {text!r}: too far in the future") from None
-    except ValueError:
-        raise RuleError(f"expiry {text!r}: give a date (2027-01-31), an ISO time "
-                        "(2027-01-31T18:00+00:00) or a duration such as 90d, 12w or 48h"
-                        ) from None
-    return to_utc(when, "expiry", repr(raw)) if when.tzinfo else when.replace(tzinfo=UTC)
+    """An expiry in the one time format (:func:`openlfr.governance.times.parse_time`: ``90d``,
+    ``12w``, ``48h`` from now, an ISO time with its zone), or a date alone (``2027-01-31``:
+    the end of that day, UTC)."""
+    return parse_time(text, "expires", now, date_only=True)
 
 
 def _text(value: str | None, what: str, minimum: int = 1) -> str:
@@ -306,7 +282,7 @@ def _watchlist(session: Session, watchlist_id: int, lock: bool = False) -> Watch
 
 def _editable(wl: Watchlist) -> None:
     if wl.status == WatchlistStatus.DESTROYED:
-        raise RuleError(f"watchlist {wl.id} has been destroyed")
+        raise Conflict(f"watchlist {wl.id} has been destroyed")
 
 
 def _changed(session: Session, wl: Watchlist, actor: Actor) -> bool:
@@ -522,12 +498,12 @@ def approve_watchlist(db: Database, actor: Actor, watchlist_id: int) -> Watchlis
                        f"editors ({', '.join(editors)})")
         else:
             if wl.status == WatchlistStatus.APPROVED:
-                raise RuleError(f"watchlist {wl.id} is already approved (by "
-                                f"{wl.approved_by})")
+                raise Conflict(f"watchlist {wl.id} is already approved (by "
+                               f"{wl.approved_by})")
             subjects = _count_subjects(s, wl.id)
             if subjects == 0:
-                raise RuleError(f"watchlist {wl.id} has no subject: there is nothing to "
-                                "approve")
+                raise Conflict(f"watchlist {wl.id} has no subject: there is nothing to "
+                               "approve")
             images = _count_images(s, wl.id)
             wl.status = WatchlistStatus.APPROVED
             wl.approved_by = actor.name
@@ -556,7 +532,7 @@ def destroy_watchlist(system: System, actor: Actor, watchlist_id: int,
     with db.session() as s:
         wl = _watchlist(s, watchlist_id, lock=True)
         if wl.status == WatchlistStatus.DESTROYED:
-            raise RuleError(f"watchlist {wl.id} was already destroyed")
+            raise Conflict(f"watchlist {wl.id} was already destroyed")
         subjects = _count_subjects(s, wl.id)
         images = _count_images(s, wl.id)
         ids = select(Subject.id).where(Subject.watchlist_id == wl.id)
@@ -632,9 +608,9 @@ def deployment_gallery(session: Session, keyring: Keyring, watchlist_ids: Sequen
         if wl is None:
             raise NotFound(f"no watchlist {wid}")
         if wl.status != WatchlistStatus.APPROVED:
-            raise RuleError(f"watchlist {wl.id} is {wl.status.value}, not approved: it cannot "
-                            "be used until an authorising officer who did not build it "
-                            "approves it")
+            raise Conflict(f"watchlist {wl.id} is {wl.status.value}, not approved: it cannot "
+                           "be used until an authorising officer who did not build it "
+                           "approves it")
         lists.append(wl)
     models = {wl.model_id for wl in lists}
     if len(models) > 1:
@@ -649,7 +625,7 @@ def deployment_gallery(session: Session, keyring: Keyring, watchlist_ids: Sequen
         try:
             key = keyring.unwrap(session, wl.data_key_id)
         except CryptoError as exc:
-            raise RuleError(f"watchlist {wl.id}: {exc}") from None
+            raise CryptoError(f"watchlist {wl.id}: {exc}") from None
         rows = session.execute(
             select(Subject.id, Subject.reference, SubjectImage.id, SubjectImage.template_ct,
                    SubjectImage.model_id)
@@ -762,7 +738,7 @@ def subject_image(system: System, actor: Actor, image_id: int) -> bytes:
             data = system.keyring.decrypt(s, wl.data_key_id, img.image_ct,
                                           _aad(img.id, "image"))
         except CryptoError as exc:
-            raise RuleError(f"subject image {image_id}: {exc}") from None
+            raise CryptoError(f"subject image {image_id}: {exc}") from None
         audit_log.record(s, actor.name, "subject_image.view", "subject_image", img.id,
                          {"subject_id": subject.id, "watchlist_id": wl.id})
         return data

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from openlfr import errors
 from openlfr.store.keystore import KeyStore
 from openlfr.store.models import DataKey
 
@@ -38,8 +39,15 @@ KEY_BYTES = 32
 NONCE_BYTES = 12
 
 
-class CryptoError(ValueError):
-    """A key is missing, malformed, destroyed, or does not fit the ciphertext."""
+class CryptoError(errors.IntegrityFailure):
+    """A data key is missing or destroyed, or does not fit the ciphertext (altered data): an
+    integrity failure, never the caller's mistake; the front ends log it and answer without
+    detail."""
+
+
+class MasterKeyError(errors.InvalidInput):
+    """The master key the installation was given is missing, malformed or unsafe: a setting
+    to fix (the CLI exits 2 naming it), not altered data."""
 
 
 def create_master_key(path: Path) -> bytes:
@@ -58,22 +66,22 @@ def load_master_key(path: Path, env_value: str | None = None) -> bytes:
         try:
             key = base64.b64decode(env_value, validate=True)
         except (binascii.Error, ValueError):
-            raise CryptoError("OPENLFR_MASTER_KEY is not valid base64") from None
+            raise MasterKeyError("OPENLFR_MASTER_KEY is not valid base64") from None
         if len(key) != KEY_BYTES:
-            raise CryptoError(f"OPENLFR_MASTER_KEY must decode to {KEY_BYTES} bytes, "
-                              f"not {len(key)}")
+            raise MasterKeyError(f"OPENLFR_MASTER_KEY must decode to {KEY_BYTES} bytes, "
+                                 f"not {len(key)}")
         return key
     if not path.exists():
-        raise CryptoError(f"{path}: no master key (run `openlfr init`, or set "
-                          "OPENLFR_MASTER_KEY)")
+        raise MasterKeyError(f"{path}: no master key (run `openlfr init`, or set "
+                             "OPENLFR_MASTER_KEY)")
     mode = path.stat().st_mode & 0o777
     if mode & 0o077:
-        raise CryptoError(f"{path}: the master key file is readable by others "
-                          f"(mode {mode:o}); run `chmod 600 {path}`")
+        raise MasterKeyError(f"{path}: the master key file is readable by others "
+                             f"(mode {mode:o}); run `chmod 600 {path}`")
     key = path.read_bytes()
     if len(key) != KEY_BYTES:
-        raise CryptoError(f"{path}: a master key is {KEY_BYTES} bytes, this file has "
-                          f"{len(key)}")
+        raise MasterKeyError(f"{path}: a master key is {KEY_BYTES} bytes, this file has "
+                             f"{len(key)}")
     return key
 
 
@@ -100,7 +108,7 @@ class Keyring:
 
     def __init__(self, master_key: bytes, store: KeyStore) -> None:
         if len(master_key) != KEY_BYTES:
-            raise CryptoError(f"a master key is {KEY_BYTES} bytes")
+            raise MasterKeyError(f"a master key is {KEY_BYTES} bytes")
         self._master = master_key
         self.store = store
 

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 if TYPE_CHECKING:
     from alembic.config import Config
 
+from openlfr import errors
 from openlfr.privatefile import create_private, make_private, sqlite_files
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -35,7 +36,7 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 WRITE_LOCK = 0x6F6C6672
 
 
-class StoreError(ValueError):
+class StoreError(errors.Unavailable):
     """The database cannot be used: missing, not initialised, or from another version."""
 
 

@@ -25,11 +25,13 @@ import secrets
 import time
 from pathlib import Path
 
+from openlfr import errors
+
 KEYS_DIRNAME = "keys"
 _NAME = re.compile(r"^(\d+)\.key$")
 
 
-class KeyStoreError(OSError):
+class KeyStoreError(errors.IntegrityFailure, OSError):
     """The key store cannot be used (permissions, missing directory, I/O error)."""
 
 

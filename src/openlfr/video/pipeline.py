@@ -29,6 +29,7 @@ from openlfr.video.types import Alert, Frame, Sighting
 from openlfr.vision import quality as q
 from openlfr.vision.imageio import ImageArray, as_image
 from openlfr.vision.protocols import Detector, Engine
+from openlfr.vision.thresholds import check_threshold
 from openlfr.vision.types import Candidate, Face
 
 log = logging.getLogger("openlfr.video.pipeline")
@@ -68,8 +69,7 @@ class PipelineConfig:
     gate: q.QualityPolicy = q.LIVE
 
     def __post_init__(self) -> None:
-        if not -1.0 <= self.threshold <= 1.0:
-            raise ValueError(f"threshold {self.threshold}: a cosine threshold lies in [-1, 1]")
+        check_threshold(self.threshold)
         if self.detect_fps < 0:
             raise ValueError("detect_fps must not be negative (0: every frame)")
         if self.detect_max_side < 64:

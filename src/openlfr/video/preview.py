@@ -26,6 +26,7 @@ from urllib.parse import quote, unquote
 import cv2
 import numpy as np
 
+from openlfr.errors import InvalidInput
 from openlfr.video.pipeline import CameraPipeline, FrameResult
 from openlfr.vision.imageio import ImageArray
 from openlfr.vision.types import Face
@@ -199,15 +200,15 @@ class PreviewServer(PreviewFeeds):
     def __init__(self, cameras: Sequence[str], port: int = 0, host: str = "127.0.0.1",
                  fps: float = 10.0, jpeg_quality: int = 70) -> None:
         if host not in ("127.0.0.1", "localhost", "::1"):
-            raise ValueError("the preview shows live video: it only listens on 127.0.0.1")
+            raise InvalidInput("the preview shows live video: it only listens on 127.0.0.1")
         if not 0 <= port <= 65535:
-            raise ValueError(f"--preview {port}: not a TCP port")
+            raise InvalidInput(f"--preview {port}: not a TCP port")
         super().__init__(cameras, fps, jpeg_quality)
         handler = _make_handler(self)
         try:
             self._server = ThreadingHTTPServer((host, port), handler)
         except OSError as exc:
-            raise ValueError(f"--preview {port}: cannot listen on {host}:{port} ({exc})") from exc
+            raise InvalidInput(f"--preview {port}: cannot listen on {host}:{port} ({exc})") from exc
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 

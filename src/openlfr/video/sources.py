@@ -61,7 +61,8 @@ from urllib.parse import urlsplit
 import cv2
 import numpy as np
 
-from openlfr.redact import redact
+from openlfr import errors
+from openlfr.redact import redact, redact_text
 from openlfr.video.types import Frame
 from openlfr.vision.imageio import ImageArray
 
@@ -94,10 +95,14 @@ STOP_WAIT_S = 2.0
 #: backoff where the last one left off instead of starting again at the shortest wait.
 STABLE_S = 10.0
 
-_NAME_RE = re.compile(r"^([A-Za-z][\w.-]{0,63})=(.+)$")
+#: The one camera-name rule: a letter, then letters, digits, ``_``, ``.`` or ``-`` (at most
+#: 64). Deployments use it too (:mod:`openlfr.governance.deployments`).
+CAMERA_NAME = re.compile(r"^[A-Za-z][\w.-]{0,63}$")
+CAMERA_NAME_RULE = "a letter, then letters, digits, _ . or - (at most 64)"
+_NAME_RE = re.compile(r"^(" + CAMERA_NAME.pattern[1:-1] + r")=(.+)$")
 
 
-class SourceError(ValueError):
+class SourceError(errors.InvalidInput):
     """A video source cannot be used; the message names the source and the reason."""
 
 
@@ -145,6 +150,26 @@ class SourceSpec:
         if text.startswith("/dev/video"):
             return cls(name or Path(text).name, text, "device")
         return cls(name or Path(text).stem or "video", text, "file")
+
+
+def check_camera_name(name: str) -> str:
+    """``name`` if it follows :data:`CAMERA_NAME`, else :class:`SourceError` saying the
+    rule."""
+    if not CAMERA_NAME.match(name):
+        raise SourceError(f"camera name {name!r}: {CAMERA_NAME_RULE}", field="cameras")
+    return name
+
+
+def split_camera(text: str) -> tuple[str, str]:
+    """The one ``NAME=SOURCE`` parser (a deployment's camera line): ``(name, source)``, blanks
+    around either part dropped; :class:`SourceError` unless both parts are there. The name is
+    checked by :func:`check_camera_name`, not here."""
+    name, sep, source = text.partition("=")
+    if not sep or not name.strip() or not source.strip():
+        shown = repr(text) if len(text) <= 80 else repr(text[:60]) + "…"
+        raise SourceError(f"camera {shown}: give it as NAME=SOURCE (e.g. "
+                          "gate=rtsp://10.0.0.5/stream)", field="cameras")
+    return name.strip(), source.strip()
 
 
 def _split_name(text: str) -> tuple[str, str]:
@@ -641,12 +666,12 @@ class CaptureSource:
             if changed:
                 self._since = time.time()
             if error:
-                self._error = redact(error)
+                self._error = redact_text(error)
             self._cond.notify_all()
         if changed:
             level = logging.WARNING if state in (SourceState.RECONNECTING,
                                                  SourceState.FAILED) else logging.INFO
-            shown = f" ({redact(error)})" if error else ""
+            shown = f" ({redact_text(error)})" if error else ""
             log.log(level, "camera %s: %s%s", self.name, state, shown)
 
     def _release(self) -> None:
@@ -791,7 +816,7 @@ class CaptureSource:
                     return False
                 self._set_state(SourceState.RECONNECTING, str(exc))
                 self._attempt_done()
-                log.info("camera %s: attempt failed: %s", self.name, redact(str(exc)))
+                log.info("camera %s: attempt failed: %s", self.name, redact_text(str(exc)))
                 continue
             if self._stop.is_set():
                 with contextlib.suppress(Exception):

@@ -42,6 +42,8 @@ import numpy as np
 import numpy.typing as npt
 from PIL import ExifTags, Image
 
+from openlfr import errors
+
 ImageArray = npt.NDArray[np.uint8]
 
 
@@ -107,7 +109,7 @@ _TRANSPOSE = {
 _BUFFERS = {"TIFF": 2, "WEBP": 4, "BMP": 3}
 
 
-class ImageError(ValueError):
+class ImageError(errors.InvalidInput):
     """An image file could not be used: ``"<label>: <detail>"``, the detail starting with the
     reason (``too large``, ``too elongated``, ``corrupt or truncated image``, …)."""
 
@@ -120,9 +122,12 @@ class ImageError(ValueError):
         return type(self), (self.label, self.detail)
 
 
-class ImageBusy(RuntimeError):
+class ImageBusy(errors.Unavailable):
     """Too many images are being decoded at once: try again in a moment (not the file's
     fault; the web answers 503)."""
+
+    def __init__(self, message: str = "", retry_after: int | None = 10) -> None:
+        super().__init__(message, retry_after)
 
 
 @dataclass(frozen=True, slots=True)

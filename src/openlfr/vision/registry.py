@@ -31,8 +31,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from openlfr.vision.protocols import Detector, Embedder
 
+from openlfr import errors
 
-class ModelError(RuntimeError):
+
+class ModelError(errors.InvalidInput):
     """A model file is missing or is not the file we pinned."""
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from openlfr.errors import InvalidInput
 from openlfr.vision.engine import ENROL_PADDING, FaceEngine
 from openlfr.vision.imageio import (
     IMAGE_SUFFIXES,
@@ -81,7 +82,7 @@ def plan(path: Path, subject_id: str | None = None, display_name: str | None = N
     loose = sorted(p for p in path.iterdir() if is_image_file(p))
     if loose:
         if subject_id is None:
-            raise ValueError(
+            raise InvalidInput(
                 f"{path} holds images directly ({loose[0].name}, …): put each subject's images "
                 "in a sub-folder named after the subject, or give --subject"
             )
@@ -92,7 +93,7 @@ def plan(path: Path, subject_id: str | None = None, display_name: str | None = N
         jobs += [EnrolJob(p, sub.name, name) for p in images]
     if not jobs:
         looked = ", ".join(sorted(IMAGE_SUFFIXES))
-        raise ValueError(f"{path}: no images found (looked for {looked})")
+        raise InvalidInput(f"{path}: no images found (looked for {looked})")
     return jobs
 
 
@@ -126,7 +127,7 @@ def enrol(
 ) -> list[ImageOutcome]:
     """Enrol each job's image into ``watchlist`` (in memory; the caller saves)."""
     if watchlist.model_id != engine.model_id:
-        raise ValueError(
+        raise InvalidInput(
             f"the watchlist holds {watchlist.model_id!r} templates but the engine makes "
             f"{engine.model_id!r}; scores of different models are not comparable"
         )

@@ -29,6 +29,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from openlfr import errors
 from openlfr.vision.types import FloatArray, Template
 from openlfr.watchlist.gallery import Engine, Gallery
 
@@ -47,7 +48,7 @@ MAX_DIM = 4096
 MAX_RATIO = 200
 
 
-class WatchlistError(ValueError):
+class WatchlistError(errors.InvalidInput):
     """A watchlist file cannot be used: missing, corrupt, too new, or from another model."""
 
 

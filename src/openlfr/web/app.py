@@ -3,8 +3,11 @@
 Add an area by writing ``routes/<area>.py`` with an ``APIRouter`` named ``router`` and listing
 it in :data:`ROUTERS`. API routes take ``actor: Actor = Depends(current_actor)`` and call the
 governance services (which check permissions through ``authz.require``); pages take
-``Depends(page_actor)``. Errors from the services become clean answers here: JSON
-``{"detail": ...}`` under ``/api/``, an error page elsewhere.
+``Depends(page_actor)``. Errors from the services become clean answers here, in one handler
+of the :mod:`openlfr.errors` tree (statuses: :data:`openlfr.web.problems.STATUS`): JSON
+``{"detail": ...}`` under ``/api/``, an error page elsewhere. An integrity failure is logged
+and answered 500 without detail; any other exception (a bare ``ValueError`` too) is a bug:
+logged with its traceback, 500.
 """
 
 from __future__ import annotations
@@ -23,13 +26,11 @@ from sqlalchemy.exc import DataError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from openlfr import __version__
-from openlfr.governance.authz import Forbidden, NotFound
+from openlfr import __version__, errors
 from openlfr.governance.system import System
-from openlfr.governance.users import AuthError
-from openlfr.vision.imageio import ImageBusy
 from openlfr.web import sessions
 from openlfr.web.deps import LoginRequired, StepFirst, WebState
+from openlfr.web.problems import INTEGRITY, INTERNAL, http_status
 from openlfr.web.ratelimit import PublicRateLimitMiddleware
 from openlfr.web.render import STATIC, make_templates, render
 from openlfr.web.routes import (
@@ -91,6 +92,8 @@ API_ERRORS: dict[int | str, dict[str, Any]] = {
         (413, "The request body is too large"),
         (422, "A parameter or the body does not match the schema"),
         (429, "Too many attempts: wait as long as Retry-After says"),
+        (500, "An integrity failure or an internal error (logged; no detail)"),
+        (503, "Not possible at the moment: try again (Retry-After, when known)"),
     )
 }
 
@@ -183,27 +186,26 @@ def _error_handlers(app: FastAPI) -> None:
                                 status_code=422)
         return _answer(request, 400, "; ".join(problems) or "invalid request")
 
-    @app.exception_handler(Forbidden)
-    async def _forbidden(request: Request, exc: Forbidden) -> Response:
-        return _answer(request, 403, f"refused: {exc}")
-
-    @app.exception_handler(AuthError)
-    async def _auth(request: Request, exc: AuthError) -> Response:
-        return _answer(request, 401, str(exc))
-
-    @app.exception_handler(NotFound)
-    async def _not_found(request: Request, exc: NotFound) -> Response:
-        return _answer(request, 404, str(exc.args[0]) if exc.args else "not found")
-
-    @app.exception_handler(ValueError)
-    async def _rule(request: Request, exc: ValueError) -> Response:
-        # RuleError, StoreError, CryptoError and other bad input from the services
-        return _answer(request, 400, str(exc) or "invalid request")
-
-    @app.exception_handler(ImageBusy)
-    async def _busy(request: Request, exc: ImageBusy) -> Response:
-        # too many images being decoded at once: the server's fault, for a moment
-        return _answer(request, 503, str(exc), {"Retry-After": "10"})
+    @app.exception_handler(errors.OpenLFRError)
+    async def _known(request: Request, exc: errors.OpenLFRError) -> Response:
+        # the one place the error tree becomes HTTP answers (see openlfr.errors)
+        k = errors.kind(exc)
+        if k is None:  # the bare base class: a bug
+            log.error("unexpected error on %s %s", request.method, request.url.path,
+                      exc_info=exc)
+            return _answer(request, 500, INTERNAL)
+        if k is errors.IntegrityFailure:
+            log.error("integrity failure on %s %s: %s: %s", request.method, request.url.path,
+                      type(exc).__name__, errors.message(exc))
+            return _answer(request, 500, INTEGRITY)
+        status = http_status(exc)
+        detail = errors.message(exc)
+        if k is errors.Forbidden:
+            detail = f"refused: {detail}"
+        headers = None
+        if isinstance(exc, errors.Unavailable) and exc.retry_after is not None:
+            headers = {"Retry-After": str(exc.retry_after)}
+        return _answer(request, status, detail, headers)
 
     @app.exception_handler(OverflowError)
     @app.exception_handler(DataError)
@@ -219,4 +221,4 @@ def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> Response:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return _answer(request, 500, "internal error: it has been logged on the server")
+        return _answer(request, 500, INTERNAL)

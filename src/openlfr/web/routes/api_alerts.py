@@ -4,22 +4,20 @@ Reading needs ``alert.read`` (operators, supervisors, authorising officers, audi
 deciding and outcomes ``alert.adjudicate`` (operators, supervisors); holds ``alert.hold``
 (supervisors, authorising officers). The governance services decide and audit every refusal
 (403). A request that breaks a rule is answered 400; one that conflicts with the alert's state
-(already decided, already has an outcome, not confirmed, already held, purged) 409.
+(already decided, already has an outcome, not confirmed, already held, purged) 409: the service
+says which (:class:`~openlfr.governance.authz.Conflict`), the app maps it.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from openlfr.governance import alerts as svc
-from openlfr.governance.authz import RuleError
 from openlfr.governance.views import AlertView
-from openlfr.store.enums import AlertStatus
-from openlfr.store.models import Alert
 from openlfr.web.deps import CurrentActor, web
 from openlfr.web.routes.console_alerts import image_response, reference_image
 
@@ -49,23 +47,6 @@ class HoldIn(BaseModel):
     reason: str = Field(max_length=svc.MAX_TEXT, description="why it is kept")
 
 
-def _conflict_or_rule(request: Request, alert_id: int, exc: RuleError, what: str) -> None:
-    """Raise 409 when the alert's state is what stands in the way, else 400."""
-    with web(request).db.reading() as s:
-        row = s.get(Alert, alert_id)
-        state = None if row is None else (row.status, row.purged_at, row.outcome is not None,
-                                          row.held_reason is not None)
-    if state is not None:
-        status, purged, has_outcome, held = state
-        conflict = (purged is not None
-                    or (what == "decide" and status != AlertStatus.PENDING)
-                    or (what == "outcome" and (status != AlertStatus.CONFIRMED or has_outcome))
-                    or (what == "hold" and held))
-        if conflict:
-            raise HTTPException(409, str(exc)) from None
-    raise HTTPException(400, str(exc)) from None
-
-
 @router.get("", responses=ERRORS)
 def list_alerts(request: Request, actor: CurrentActor,
                 deployment_id: Annotated[int | None, Query(ge=1)] = None,
@@ -83,14 +64,12 @@ def get_alert(request: Request, alert_id: int, actor: CurrentActor) -> AlertView
 
 
 @router.get("/{alert_id}/crop", responses={
-    **ERRORS, 200: {"content": {"image/jpeg": {}}, "description": "the probe crop"}},
+    **ERRORS, 200: {"content": {"image/jpeg": {}}, "description": "the probe crop"},
+    409: {"description": "The alert was purged"}},
     response_class=Response)
 def get_crop(request: Request, alert_id: int, actor: CurrentActor) -> Response:
     """The probe crop (JPEG), decrypted now; audited ``alert.view_crop``; not cached."""
-    try:
-        return image_response(svc.alert_crop(web(request).system, actor, alert_id))
-    except RuleError as exc:  # purged
-        raise HTTPException(409, str(exc)) from None
+    return image_response(svc.alert_crop(web(request).system, actor, alert_id))
 
 
 @router.get("/{alert_id}/reference", responses={
@@ -111,12 +90,7 @@ def adjudicate(request: Request, alert_id: int, body: AdjudicationIn,
     Under the two-person rule a confirmation verifies the alert only as the second, by a
     different person (the same person twice: 403)."""
     decision = svc.parse_decision(body.decision)  # unknown: 400
-    try:
-        view = svc.adjudicate(web(request).db, actor, alert_id, decision, body.reason)
-    except RuleError as exc:
-        _conflict_or_rule(request, alert_id, exc, "decide")
-        raise
-    return view
+    return svc.adjudicate(web(request).db, actor, alert_id, decision, body.reason)
 
 
 @router.post("/{alert_id}/outcome", status_code=201, responses={
@@ -125,22 +99,12 @@ def outcome(request: Request, alert_id: int, body: OutcomeIn,
             actor: CurrentActor) -> AlertView:
     """What happened after a confirmed alert (once)."""
     action = svc.parse_action(body.action)  # unknown: 400
-    try:
-        view = svc.record_outcome(web(request).db, actor, alert_id, body.engaged, action,
-                                  body.notes)
-    except RuleError as exc:
-        _conflict_or_rule(request, alert_id, exc, "outcome")
-        raise
-    return view
+    return svc.record_outcome(web(request).db, actor, alert_id, body.engaged, action,
+                              body.notes)
 
 
 @router.post("/{alert_id}/hold", responses={
     **ERRORS, 409: {"description": "Already held, or purged"}})
 def hold(request: Request, alert_id: int, body: HoldIn, actor: CurrentActor) -> AlertView:
     """Keep the alert past the retention period, with a reason."""
-    try:
-        view = svc.hold_alert(web(request).db, actor, alert_id, body.reason)
-    except RuleError as exc:
-        _conflict_or_rule(request, alert_id, exc, "hold")
-        raise
-    return view
+    return svc.hold_alert(web(request).db, actor, alert_id, body.reason)

@@ -8,7 +8,9 @@ Start and resume only change the deployment's state: the server's reconciler
 
 The governance service (:mod:`openlfr.governance.deployments`) checks every rule and role. A
 rule broken by the deployment's current state (authorising one that is not a draft, starting
-outside its window, stopping an ended one) is answered 409; bad input 400 or 422.
+outside its window, stopping an ended one) is a :class:`~openlfr.governance.authz.Conflict`,
+answered 409; bad input 400 or 422. A create without a threshold takes the model's current
+floor (the service applies that default).
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from pydantic import BaseModel, Field
 
 from openlfr.governance import deployments as deps
 from openlfr.governance.authz import Actor, Perm, RuleError, require
-from openlfr.governance.floors import current_floor
 from openlfr.governance.views import DeploymentView
 from openlfr.store.crypto import Keyring
 from openlfr.store.db import Database
@@ -102,30 +103,19 @@ def model_id_of(db: Database, backend: str) -> str:
         raise RuleError(f"backend {backend!r}: {exc}") from None
 
 
-def default_threshold(db: Database, model_id: str) -> float:
-    with db.reading() as s:
-        return current_floor(s, model_id).threshold
-
-
 def create_plan(db: Database, actor: Actor, body: DeploymentIn, keyring: Keyring) -> int:
     """Create the draft (shared with the console's form)."""
     require(db, actor, Perm.DEPLOYMENT_EDIT, "deployment", "new")
     model_id = model_id_of(db, body.backend)
-    threshold = body.threshold if body.threshold is not None else default_threshold(db,
-                                                                                    model_id)
     plan = deps.Plan(
         name=body.name, site=body.site, location=body.location, purpose=body.purpose,
         legal_basis=body.legal_basis, dpia_ref=body.dpia_ref, equality_ref=body.equality_ref,
-        planned_start=body.planned_start, planned_end=body.planned_end, threshold=threshold,
+        planned_start=body.planned_start, planned_end=body.planned_end, threshold=body.threshold,
         model_id=model_id, two_person_rule=body.two_person_rule, signage=body.signage,
         public_notice=body.public_notice, urgency_reason=body.urgency_reason,
         watchlist_ids=tuple(body.watchlist_ids),
         cameras=tuple(deps.CameraSpec(c.name, c.source) for c in body.cameras))
     return deps.create(db, actor, plan, keyring)
-
-
-def _conflict(exc: RuleError) -> HTTPException:
-    return HTTPException(409, str(exc))
 
 
 @router.get("", response_model=list[DeploymentView])
@@ -175,10 +165,7 @@ def edit(request: Request, deployment_id: int, body: DeploymentPatch,
 def authorise(request: Request, deployment_id: int, actor: CurrentActor) -> DeploymentView:
     """Authorise a draft: an authorising officer who neither created nor edited it."""
     st = web(request)
-    try:
-        deps.authorise(st.db, st.system.keyring, actor, deployment_id)
-    except RuleError as exc:
-        raise _conflict(exc) from None
+    deps.authorise(st.db, st.system.keyring, actor, deployment_id)
     return deps.show(st.db, actor, deployment_id)
 
 
@@ -187,10 +174,7 @@ def override_threshold(request: Request, deployment_id: int, body: ReasonIn,
                        actor: CurrentActor) -> DeploymentView:
     """Record why a threshold below the model's floor may be used."""
     db = web(request).db
-    try:
-        deps.override_threshold(db, actor, deployment_id, body.reason)
-    except RuleError as exc:
-        raise _conflict(exc) from None
+    deps.override_threshold(db, actor, deployment_id, body.reason)
     return deps.show(db, actor, deployment_id)
 
 
@@ -199,10 +183,7 @@ def start(request: Request, deployment_id: int, actor: CurrentActor) -> dict[str
     """Mark an authorised deployment running (inside its window, rules re-checked); on a
     paused one this resumes it (``resumed: true``). The live run follows within seconds."""
     db = web(request).db
-    try:
-        resumed = deps.start(db, actor, deployment_id)
-    except RuleError as exc:
-        raise _conflict(exc) from None
+    resumed = deps.start(db, actor, deployment_id)
     return {"resumed": resumed, "deployment": deps.show(db, actor, deployment_id)}
 
 
@@ -210,10 +191,7 @@ def start(request: Request, deployment_id: int, actor: CurrentActor) -> dict[str
 def resume(request: Request, deployment_id: int, actor: CurrentActor) -> DeploymentView:
     """Run a paused deployment again (rules and window re-checked); 409 if it is not paused."""
     db = web(request).db
-    try:
-        deps.resume(db, actor, deployment_id)
-    except RuleError as exc:
-        raise _conflict(exc) from None
+    deps.resume(db, actor, deployment_id)
     return deps.show(db, actor, deployment_id)
 
 
@@ -222,8 +200,5 @@ def stop(request: Request, deployment_id: int, body: ReasonIn,
          actor: CurrentActor) -> DeploymentView:
     """End a deployment (final), with a reason."""
     db = web(request).db
-    try:
-        deps.stop(db, actor, deployment_id, body.reason)
-    except RuleError as exc:
-        raise _conflict(exc) from None
+    deps.stop(db, actor, deployment_id, body.reason)
     return deps.show(db, actor, deployment_id)

@@ -22,8 +22,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile as FormFile  # a parsed form's file
 from starlette.formparsers import MultiPartParser
 
+from openlfr import errors
 from openlfr.governance import watchlists as wls
-from openlfr.governance.authz import Actor, Perm, RuleError, require
+from openlfr.governance.authz import Actor, Perm, require
 from openlfr.governance.views import SubjectView, WatchlistDetail, WatchlistView
 from openlfr.web.deps import CurrentActor, web
 
@@ -52,7 +53,7 @@ def keep_uploads_in_memory() -> None:
     MultiPartParser.spool_max_size = 0
 
 
-class UploadProblem(ValueError):
+class UploadProblem(errors.InvalidInput):
     """An uploaded file refused before decoding; ``status`` is the HTTP answer (400 or 413)."""
 
     def __init__(self, message: str, status: int = 400) -> None:
@@ -149,9 +150,6 @@ class RemovedOut(BaseModel):
     purge_pending: bool
 
 
-def _conflict(exc: RuleError) -> HTTPException:
-    """A rule broken by the object's current state (already approved, destroyed, …)."""
-    return HTTPException(409, str(exc))
 
 
 def _upload_error(exc: UploadProblem) -> HTTPException:
@@ -194,8 +192,9 @@ async def add_subject(
     reference: Annotated[str, Form(max_length=200, description="Name or case reference.")],
     category: Annotated[str, Form(max_length=60)],
     reason: Annotated[str, Form(max_length=5000, description="Why the subject is included.")],
-    expires: Annotated[str, Form(max_length=60, description="2027-01-31, an ISO time, or "
-                                                              "a duration: 90d, 12w, 48h.")],
+    expires: Annotated[str, Form(max_length=60, description="2027-01-31 (the end of that day, "
+                                                 "UTC), an ISO time with its zone, or a "
+                                                 "duration: 90d, 12w, 48h.")],
     image: Annotated[list[UploadFile], File(description="Reference images.")],
     source: Annotated[list[str], Form(description="The source of each image, in order.")],
     is_minor: Annotated[bool, Form()] = False,
@@ -236,10 +235,7 @@ async def add_images(
 def remove_subject(request: Request, subject_id: int, body: OptionalReasonIn,
                    actor: CurrentActor) -> dict[str, Any]:
     """Take a subject and its images off its watchlist (an approved one goes back to draft)."""
-    try:
-        r = wls.remove_subject(web(request).db, actor, subject_id, body.reason)
-    except RuleError as exc:
-        raise _conflict(exc) from None
+    r = wls.remove_subject(web(request).db, actor, subject_id, body.reason)
     return {"subject_id": subject_id, "images_removed": r.images, "destroyed": r.destroyed,
             "purge_pending": r.purge_pending}
 
@@ -247,10 +243,7 @@ def remove_subject(request: Request, subject_id: int, body: OptionalReasonIn,
 @router.post("/watchlists/{watchlist_id}/approve", response_model=WatchlistView)
 def approve(request: Request, watchlist_id: int, actor: CurrentActor) -> WatchlistView:
     """Approve (an authorising officer who neither built nor changed it)."""
-    try:
-        return wls.approve_watchlist(web(request).db, actor, watchlist_id)
-    except RuleError as exc:
-        raise _conflict(exc) from None
+    return wls.approve_watchlist(web(request).db, actor, watchlist_id)
 
 
 @router.post("/watchlists/{watchlist_id}/destroy", response_model=DestroyOut)
@@ -259,10 +252,7 @@ def destroy(request: Request, watchlist_id: int, body: ReasonIn,
     """Delete its subjects, images and data key (crypto-shredding); the record stays.
     ``destroyed: false, purge_pending: true`` when another connection kept the purge from
     completing (the retention job completes it)."""
-    try:
-        r = wls.destroy_watchlist(web(request).system, actor, watchlist_id, body.reason)
-    except RuleError as exc:
-        raise _conflict(exc) from None
+    r = wls.destroy_watchlist(web(request).system, actor, watchlist_id, body.reason)
     return r.as_dict()
 
 

@@ -10,7 +10,6 @@ refuse them anyway (:func:`authz.require`, audited).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -25,13 +24,15 @@ from openlfr.governance import auditing, purge
 from openlfr.governance import deployments as deps
 from openlfr.governance import users as users_svc
 from openlfr.governance import watchlists as wls
-from openlfr.governance.authz import Actor, Forbidden, NotFound, Perm, RuleError, allowed
-from openlfr.governance.times import to_utc
+from openlfr.governance.authz import Actor, Forbidden, Perm, RuleError, allowed
+from openlfr.governance.times import form_time
 from openlfr.governance.views import CameraView, DeploymentView, WatchlistView
 from openlfr.store.enums import Category, Role
-from openlfr.vision.imageio import ImageBusy
+from openlfr.video.sources import SourceError, split_camera
+from openlfr.vision.thresholds import check_threshold
 from openlfr.web import tokens
 from openlfr.web.deps import PageActor, web
+from openlfr.web.problems import SHOWN_ON_FORMS, http_status
 from openlfr.web.render import jsonl_download, render
 from openlfr.web.routes.api_deployments import CameraIn, DeploymentIn, create_plan
 from openlfr.web.routes.api_watchlists import (
@@ -88,15 +89,9 @@ def _see_other(url: str) -> RedirectResponse:
 
 
 def _status_of(exc: Exception) -> int:
-    if isinstance(exc, Forbidden):
-        return 403
-    if isinstance(exc, NotFound):
-        return 404
     if isinstance(exc, UploadProblem):
         return exc.status
-    if isinstance(exc, ImageBusy):
-        return 503
-    return 400
+    return 400 if isinstance(exc, ValidationError) else http_status(exc)
 
 
 def _message(exc: Exception) -> str:
@@ -109,8 +104,7 @@ def _message(exc: Exception) -> str:
 
 
 #: What a page action may fail with and show on the page (anything else is a real error).
-EXPECTED = (RuleError, Forbidden, NotFound, UploadProblem, ValidationError, ValueError,
-            ImageBusy)
+EXPECTED: tuple[type[Exception], ...] = (*SHOWN_ON_FORMS, ValidationError)
 
 
 # -- watchlists ---------------------------------------------------------------------------------
@@ -296,29 +290,10 @@ def subject_image(request: Request, image_id: int, actor: PageActor) -> Response
 
 # -- deployments --------------------------------------------------------------------------------
 
-def _when(text: str, label: str) -> datetime:
-    """A time from the form: ``2026-12-01T08:00`` (UTC, as the browser's field gives it) or ISO
-    8601 with an offset; ``now`` and ``+N[mhd]`` as on the command line."""
-    raw = text.strip()
-    if not raw:
-        raise RuleError(f"the {label} is required")
-    if raw.lower() == "now":
-        return datetime.now(UTC)
-    m = re.fullmatch(r"\+(\d+)\s*([mhd])", raw)
-    if m and len(m.group(1)) > 12:  # no datetime is that far away (nor can int() read 5000)
-        raise RuleError(f"the {label} {raw[:40]!r}… is too far in the future")
-    if m:
-        unit = {"m": "minutes", "h": "hours", "d": "days"}[m.group(2)]
-        try:
-            return datetime.now(UTC) + timedelta(**{unit: int(m.group(1))})
-        except OverflowError:
-            raise RuleError(f"the {label} {raw!r} is too far in the future") from None
-    try:
-        when = datetime.fromisoformat(raw)
-    except ValueError:
-        raise RuleError(f"the {label} {raw!r} is not a date and time: use the date picker, "
-                        "or e.g. 2026-12-01T08:00 (UTC) or 2026-12-01T08:00+01:00") from None
-    return to_utc(when, f"the {label}", repr(raw)) if when.tzinfo else when.replace(tzinfo=UTC)
+def _when(text: str, field: str) -> datetime:
+    """A time from the form (:func:`openlfr.governance.times.form_time`: the browser's
+    ``2026-12-01T08:00`` is UTC, as the field's label says; or the one time format)."""
+    return form_time(text, field)
 
 
 def parse_cameras(text: str) -> list[CameraIn]:
@@ -328,11 +303,11 @@ def parse_cameras(text: str) -> list[CameraIn]:
         line = line.strip()
         if not line:
             continue
-        name, sep, source = line.partition("=")
-        if not sep or not name.strip() or not source.strip():
-            raise RuleError(f"cameras, line {n} ({line[:60]!r}): write NAME=SOURCE, e.g. "
-                            "gate=rtsp://10.0.0.5/stream")
-        out.append(CameraIn(name=name.strip(), source=source.strip()))
+        try:
+            name, source = split_camera(line)
+        except SourceError as exc:  # say which line of the field
+            raise RuleError(f"cameras, line {n}: {exc}", field="cameras") from None
+        out.append(CameraIn(name=name, source=source))
     return out
 
 
@@ -418,16 +393,13 @@ def deployment_new(request: Request, actor: PageActor) -> Response:
 
 def _body(values: dict[str, Any]) -> DeploymentIn:
     threshold = values["threshold"].strip()
-    try:
-        number = float(threshold) if threshold else None
-    except ValueError:
-        raise RuleError(f"threshold {threshold!r}: a number such as 0.42") from None
+    number = check_threshold(threshold) if threshold else None  # empty: the current floor
     return DeploymentIn(
         name=values["name"], site=values["site"], location=values["location"],
         purpose=values["purpose"], legal_basis=values["legal_basis"],
         dpia_ref=values["dpia_ref"], equality_ref=values["equality_ref"],
-        planned_start=_when(values["planned_start"], "planned start"),
-        planned_end=_when(values["planned_end"], "planned end"), threshold=number,
+        planned_start=_when(values["planned_start"], "planned_start"),
+        planned_end=_when(values["planned_end"], "planned_end"), threshold=number,
         backend=values["backend"] or "sface", two_person_rule=values["two_person_rule"],
         signage=values["signage"], public_notice=values["public_notice"],
         urgency_reason=values["urgency_reason"].strip() or None,
