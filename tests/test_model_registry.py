@@ -133,7 +133,7 @@ def test_a_changed_file_is_refused_at_load(tmp_path: Path) -> None:
     data = bytearray(copy.read_bytes())
     data[5000] ^= 0xFF
     copy.write_bytes(bytes(data))
-    with pytest.raises(ModelError, match=r"integrity failure.*refusing to load it"):
+    with pytest.raises(registry.ModelIntegrityError, match=r"SHA-256.*refusing to load it"):
         config()
     status = registry.check_file(config.file)
     assert not status.ok and "changed since it was added" in status.message

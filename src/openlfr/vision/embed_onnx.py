@@ -7,9 +7,10 @@ the embedder factory of the model's :class:`~openlfr.vision.registry.BackendSpec
 
 Faces are aligned with the same 5-point similarity transform as SFace (the ArcFace template,
 scaled to the crop). The file is read once, its SHA-256 compared with the one recorded when it
-was added (a changed file is refused: :class:`~openlfr.vision.registry.ModelError`), and the
-bytes that were hashed are the bytes given to ONNX Runtime. The graph goes through the
-repairs of :mod:`openlfr.vision.sface_ort` (each a no-op on a graph that does not need it).
+was added (a changed file is refused:
+:class:`~openlfr.vision.registry.ModelIntegrityError`), and the bytes that were hashed are
+the bytes given to ONNX Runtime. The graph goes through the repairs of
+:mod:`openlfr.vision.sface_ort` (each a no-op on a graph that does not need it).
 
 :func:`inspect_model` checks a file before it is added: an ONNX graph, one image input of the
 stated size, one output that is a flat vector per face; it finds the tensors' names, the
@@ -31,7 +32,14 @@ import numpy as np
 from openlfr.vision.align import TEMPLATE_112, align
 from openlfr.vision.embed_sface import l2_normalise
 from openlfr.vision.imageio import ImageArray, as_image
-from openlfr.vision.registry import DETECTORS, FILES, BackendSpec, ModelError, ModelFile
+from openlfr.vision.registry import (
+    DETECTORS,
+    FILES,
+    BackendSpec,
+    ModelError,
+    ModelFile,
+    ModelIntegrityError,
+)
 from openlfr.vision.types import Face, FloatArray, Template
 
 #: Accepted colour orders.
@@ -116,7 +124,7 @@ def read_verified(path: Path, sha256: str, what: str) -> bytes:
         raise ModelError(f"{what}: cannot read {path} ({exc.strerror or exc})") from None
     found = hashlib.sha256(data).hexdigest()
     if found != sha256:
-        raise ModelError(f"{what}: integrity failure: {path} has SHA-256 {found}, not the "
+        raise ModelIntegrityError(f"{what}: {path} has SHA-256 {found}, not the "
                          f"{sha256} recorded when it was added; refusing to load it")
     return data
 

@@ -38,6 +38,11 @@ class ModelError(errors.InvalidInput):
     """A model file is missing or is not the file we pinned."""
 
 
+class ModelIntegrityError(ModelError, errors.IntegrityFailure):
+    """A model file recorded with a SHA-256 now has another: it was changed or damaged where
+    it is kept (not the caller's mistake; both front ends report it as an integrity failure)."""
+
+
 @dataclass(frozen=True)
 class ModelFile:
     name: str
