@@ -225,7 +225,7 @@ def test_a_question_gets_a_reference_and_its_published_answer_is_redacted(
     csrf = login(client, "ao1")
     h = {"X-CSRF-Token": csrf}
     r = client.post(f"/api/v1/questions/{qid}/publish", json={}, headers=h)
-    assert r.status_code == 400 and "no answer" in r.json()["detail"]
+    assert r.status_code == 409 and "no answer" in r.json()["detail"]
     answer = ("Yes, from 22:00. Jane, call 020 7946 0000 if you want to know more.")
     assert client.post(f"/api/v1/questions/{qid}/answer", json={"answer": answer},
                        headers=h).status_code == 200
@@ -275,7 +275,7 @@ def test_a_question_gets_a_reference_and_its_published_answer_is_redacted(
     assert client.post(f"/api/v1/questions/{qid}/unpublish", headers=h).status_code == 200
     assert "Were the cameras switched off" not in client.get(url).text
     r = client.post(f"/api/v1/questions/{qid}/unpublish", headers=h)
-    assert r.status_code == 400 and "not published" in r.json()["detail"]
+    assert r.status_code == 409 and "not published" in r.json()["detail"]
 
 
 def test_the_console_publishes_and_withdraws_an_answer(gov: Gov, demo: Demo,

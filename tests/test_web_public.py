@@ -271,7 +271,7 @@ def test_residents_question_flow(gov: Gov, demo: Demo, client: TestClient) -> No
     r = client.post(f"/api/v1/questions/{qid}/close", headers={"X-CSRF-Token": csrf})
     assert r.status_code == 200 and r.json()["status"] == "closed"
     r = client.post(f"/api/v1/questions/{qid}/close", headers={"X-CSRF-Token": csrf})
-    assert r.status_code == 400 and "already closed" in r.json()["detail"]
+    assert r.status_code == 409 and "already closed" in r.json()["detail"]
     client.cookies.clear()
     page = client.get(url).text
     assert "Received: <strong>1</strong>" in page and "answered: <strong>1</strong>" in page

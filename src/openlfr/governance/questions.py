@@ -27,9 +27,18 @@ import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from openlfr.audit import log as audit_log
-from openlfr.governance.authz import Actor, NotFound, Perm, RuleError, allowed, require
+from openlfr.governance.authz import (
+    Actor,
+    Conflict,
+    NotFound,
+    Perm,
+    RuleError,
+    allowed,
+    require,
+)
 from openlfr.governance.views import QuestionView
 from openlfr.redact import redact_personal
 from openlfr.store.db import Database
@@ -170,14 +179,9 @@ def answer_question(db: Database, actor: Actor, question_id: int, answer: str,
     if len(answer) > MAX_ANSWER:
         raise RuleError(f"an answer may have at most {MAX_ANSWER} characters")
     with db.session() as s:
-        row = s.execute(select(PublicQuestion, Deployment.name)
-                        .join(Deployment, Deployment.id == PublicQuestion.deployment_id)
-                        .where(PublicQuestion.id == question_id)).first()
-        if row is None:
-            raise NotFound(f"no question {question_id}")
-        q, name = row
+        q, name = _load(s, question_id)
         if q.status == QuestionStatus.CLOSED:
-            raise RuleError(f"question {question_id} is closed")
+            raise Conflict(f"question {question_id} is closed")
         now = utcnow()
         q.answer, q.answered_by, q.answered_at = answer, actor.name, now
         q.status = QuestionStatus.CLOSED if close else QuestionStatus.ANSWERED
@@ -193,18 +197,23 @@ def close_question(db: Database, actor: Actor, question_id: int) -> QuestionView
     """Close without (further) answer, e.g. spam or a duplicate; audited ``question.close``."""
     require_question(db, actor, QUESTION_ANSWER, str(question_id))
     with db.session() as s:
-        row = s.execute(select(PublicQuestion, Deployment.name)
-                        .join(Deployment, Deployment.id == PublicQuestion.deployment_id)
-                        .where(PublicQuestion.id == question_id)).first()
-        if row is None:
-            raise NotFound(f"no question {question_id}")
-        q, name = row
+        q, name = _load(s, question_id)
         if q.status == QuestionStatus.CLOSED:
-            raise RuleError(f"question {question_id} is already closed")
+            raise Conflict(f"question {question_id} is already closed")
         q.status, q.closed_by, q.closed_at = QuestionStatus.CLOSED, actor.name, utcnow()
         audit_log.record(s, actor.name, "question.close", "question", q.id,
                          {"deployment": q.deployment_id, "answered": q.answer is not None})
         return _view(q, name)
+
+
+def _load(s: Session, question_id: int) -> tuple[PublicQuestion, str]:
+    """The question and its deployment's name, or :class:`NotFound`."""
+    row = s.execute(select(PublicQuestion, Deployment.name)
+                    .join(Deployment, Deployment.id == PublicQuestion.deployment_id)
+                    .where(PublicQuestion.id == question_id)).first()
+    if row is None:
+        raise NotFound(f"no question {question_id}")
+    return row[0], row[1]
 
 
 def _digest(text: str) -> str:
@@ -223,14 +232,9 @@ def publish_answer(db: Database, actor: Actor, question_id: int,
     if len(edited) > MAX_TEXT:
         raise RuleError(f"the published question may have at most {MAX_TEXT} characters")
     with db.session() as s:
-        row = s.execute(select(PublicQuestion, Deployment.name)
-                        .join(Deployment, Deployment.id == PublicQuestion.deployment_id)
-                        .where(PublicQuestion.id == question_id)).first()
-        if row is None:
-            raise NotFound(f"no question {question_id}")
-        q, name = row
+        q, name = _load(s, question_id)
         if not q.answer:
-            raise RuleError(f"question {question_id} has no answer to publish yet")
+            raise Conflict(f"question {question_id} has no answer to publish yet")
         q.public_text = redact_personal(edited or q.text)
         q.public_answer = redact_personal(q.answer)
         q.published_by, q.published_at = actor.name, utcnow()
@@ -246,14 +250,9 @@ def unpublish_answer(db: Database, actor: Actor, question_id: int) -> QuestionVi
     ``question.unpublish``."""
     require_question(db, actor, QUESTION_ANSWER, str(question_id))
     with db.session() as s:
-        row = s.execute(select(PublicQuestion, Deployment.name)
-                        .join(Deployment, Deployment.id == PublicQuestion.deployment_id)
-                        .where(PublicQuestion.id == question_id)).first()
-        if row is None:
-            raise NotFound(f"no question {question_id}")
-        q, name = row
+        q, name = _load(s, question_id)
         if q.published_at is None:
-            raise RuleError(f"question {question_id} is not published")
+            raise Conflict(f"question {question_id} is not published")
         q.public_text = q.public_answer = q.published_by = q.published_at = None
         audit_log.record(s, actor.name, "question.unpublish", "question", q.id,
                          {"deployment": q.deployment_id})

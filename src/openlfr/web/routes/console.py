@@ -9,8 +9,9 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from openlfr.governance import questions
-from openlfr.governance.authz import PERMISSIONS, RuleError
+from openlfr.governance.authz import PERMISSIONS, Actor, RuleError
 from openlfr.web.deps import PageActor, web
+from openlfr.web.problems import http_status
 from openlfr.web.render import render
 
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -50,12 +51,18 @@ def answer(request: Request, question_id: int, actor: PageActor,
         else:
             raise RuleError("write an answer, or choose to close the question")
     except RuleError as exc:
-        items = questions.list_questions(web(request).db, actor, None)
-        return render(request, "console_questions.html", {
-            "items": items, "status": None, "error": f"Question {question_id}: {exc}",
-            "may_answer": questions.may(actor, questions.QUESTION_ANSWER)},
-            actor=actor, status=400)
+        return _refused(request, actor, question_id, exc)
     return RedirectResponse(f"/console/questions?status=open#q{question_id}", status_code=303)
+
+
+def _refused(request: Request, actor: Actor, question_id: int, exc: RuleError) -> Response:
+    """The questions page again, with why the action on ``question_id`` was refused (its status
+    from the one table: 400 for bad input, 409 for a question in the wrong state)."""
+    items = questions.list_questions(web(request).db, actor, None)
+    return render(request, "console_questions.html", {
+        "items": items, "status": None, "error": f"Question {question_id}: {exc}",
+        "may_answer": questions.may(actor, questions.QUESTION_ANSWER)},
+        actor=actor, status=http_status(exc))
 
 
 @router.post("/questions/{question_id}/publish")
@@ -70,9 +77,5 @@ def publish(request: Request, question_id: int, actor: PageActor,
         else:
             questions.publish_answer(web(request).db, actor, question_id, public_text)
     except RuleError as exc:
-        items = questions.list_questions(web(request).db, actor, None)
-        return render(request, "console_questions.html", {
-            "items": items, "status": None, "error": f"Question {question_id}: {exc}",
-            "may_answer": questions.may(actor, questions.QUESTION_ANSWER)},
-            actor=actor, status=400)
+        return _refused(request, actor, question_id, exc)
     return RedirectResponse(f"/console/questions?status=all#q{question_id}", status_code=303)
