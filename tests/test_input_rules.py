@@ -159,10 +159,10 @@ def test_no_threshold_means_the_current_floor(gov: Gov) -> None:
     with gov.db.reading() as s:
         default = current_floor(s, model).threshold
     first = deps.create(gov.db, gov.actors["op1"], replace(plan(cameras=()), threshold=None))
-    assert deps.show(gov.db, gov.actors["op1"], first)["threshold"] == pytest.approx(default)
+    assert deps.show(gov.db, gov.actors["op1"], first).threshold == pytest.approx(default)
     record_floor(gov.db, gov.actors["admin"], model, 0.61, {"note": "calibrated"})
     second = deps.create(gov.db, gov.actors["op1"], replace(plan(cameras=()), threshold=None))
-    assert deps.show(gov.db, gov.actors["op1"], second)["threshold"] == pytest.approx(0.61)
+    assert deps.show(gov.db, gov.actors["op1"], second).threshold == pytest.approx(0.61)
     with pytest.raises(InvalidInput, match="threshold 7"):
         record_floor(gov.db, gov.actors["admin"], model, 7.0, {})
 

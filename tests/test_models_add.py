@@ -226,7 +226,7 @@ def test_remove_an_unused_model(gov: Gov, outside_file: Path) -> None:
     done = cli(gov, "models", "remove", "outside", "--user", "admin")
     assert done.exit_code == 0, done.output
     assert not (gov.data_dir / "models" / f"{info['sha256']}.onnx").exists()
-    assert cli(gov, "models", "show", "outside").exit_code == 2
+    assert cli(gov, "models", "show", "outside").exit_code == 5  # not found
     builtin = cli(gov, "models", "remove", "sface", "--user", "admin")
     assert builtin.exit_code == 2 and "built-in" in builtin.output
     with gov.db.reading() as s:

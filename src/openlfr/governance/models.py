@@ -31,7 +31,7 @@ from openlfr.governance.authz import Actor, NotFound, Perm, RuleError, require
 from openlfr.store.db import Database
 from openlfr.store.models import Deployment, ThresholdFloor, UserModel, Watchlist
 from openlfr.vision import registry
-from openlfr.vision.registry import BackendSpec, ModelError
+from openlfr.vision.registry import BackendSpec, ModelError, ModelIntegrityError
 
 if TYPE_CHECKING:
     from openlfr.vision.engine import FaceEngine
@@ -226,6 +226,8 @@ def _user_info(session: Session, row: UserModel, data_dir: Path | None,
         try:
             read_verified(path, row.sha256, f"model {row.name}")
             file_ok = True
+        except ModelIntegrityError as exc:
+            file_ok, problem = False, f"integrity failure: {exc}"
         except ModelError as exc:
             file_ok, problem = False, str(exc)
     return ModelInfo(
