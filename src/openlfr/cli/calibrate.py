@@ -44,55 +44,61 @@ def parse_rate(text: str, option: str = "--target-fpir") -> float:
     return value
 
 
+#: The options of ``openlfr calibrate``.
+_Dataset = Annotated[Path, typer.Option("--dataset", "-d", show_default=False,
+                                        help="Identity folders, or a flat folder of images "
+                                             "(one person each).")]
+_GroupsSpec = Annotated[str, typer.Option(
+    "--groups", "-g", show_default=False,
+    help="CSV 'identity,<attr>,...' or 'file,<attr>,...' (paths relative to the dataset), "
+         "or 'utkface' to read age/gender/race from UTKFace file names.")]
+_Backend = Annotated[str, typer.Option("--backend", "-b", help=BACKEND_HELP)]
+_WatchlistSize = Annotated[int, typer.Option(
+    "--watchlist-size", help="Planned number of people on the watchlist.")]
+_TargetFpir = Annotated[str, typer.Option(
+    "--target-fpir", help="Highest acceptable share of searches for people not on the "
+                          "list that return a candidate, e.g. 1/6000 or 0.001.")]
+_Attribute = Annotated[list[str] | None, typer.Option(
+    "--attribute", "-a", help="Only this attribute (repeatable). Default: all.")]
+_Step = Annotated[float, typer.Option("--step", help="Grid of candidate thresholds.")]
+_Alpha = Annotated[float, typer.Option(
+    "--alpha", help="Significance level of the test of each group against the rest.")]
+_MaxPairs = Annotated[int, typer.Option(
+    "--max-pairs", help="Impostor pairs per group above which a seeded sample is used.")]
+_Seed = Annotated[int, typer.Option("--seed", help="Seed of galleries and pair samples.")]
+_User = Annotated[str | None, typer.Option(
+    "--user", "-u", envvar="OPENLFR_USER",
+    help="Record the floor as this user (password from OPENLFR_PASSWORD or prompted). "
+         "Required unless --dry-run.")]
+_DataDir = Annotated[Path | None, typer.Option(
+    "--data-dir", envvar="OPENLFR_DATA_DIR", help="openlfr data directory holding the database.")]
+_DryRun = Annotated[bool, typer.Option("--dry-run", help="Compute and print; store nothing.")]
+_JsonOut = Annotated[bool, typer.Option("--json", help="Print the calibration as JSON.")]
+_ReportOut = Annotated[Path | None, typer.Option(
+    "--report", help="Write a self-contained HTML report here.")]
+_Cache = Annotated[Path | None, typer.Option("--cache", help=CACHE_HELP)]
+_Progress = Annotated[bool, typer.Option("--progress/--no-progress",
+                                         help="Progress bar on stderr.")]
+
+
 def calibrate_cmd(
-    dataset: Annotated[Path, typer.Option("--dataset", "-d", show_default=False,
-                                          help="Identity folders, or a flat folder of images "
-                                               "(one person each).")],
-    groups: Annotated[str, typer.Option(
-        "--groups", "-g", show_default=False,
-        help="CSV 'identity,<attr>,...' or 'file,<attr>,...' (paths relative to the dataset), "
-             "or 'utkface' to read age/gender/race from UTKFace file names.")],
-    backend: Annotated[str, typer.Option("--backend", "-b", help=BACKEND_HELP)] = (
-        registry.DEFAULT_BACKEND
-    ),
-    watchlist_size: Annotated[int, typer.Option(
-        "--watchlist-size", help="Planned number of people on the watchlist.")] = (
-        DEFAULT_WATCHLIST_SIZE
-    ),
-    target_fpir: Annotated[str, typer.Option(
-        "--target-fpir", help="Highest acceptable share of searches for people not on the "
-                              "list that return a candidate, e.g. 1/6000 or 0.001.")] = (
-        DEFAULT_TARGET_FPIR
-    ),
-    attribute: Annotated[list[str] | None, typer.Option(
-        "--attribute", "-a", help="Only this attribute (repeatable). Default: all.")] = None,
-    step: Annotated[float, typer.Option("--step", help="Grid of candidate thresholds.")] = (
-        DEFAULT_STEP
-    ),
-    alpha: Annotated[float, typer.Option(
-        "--alpha", help="Significance level of the test of each group against the "
-                        "rest.")] = 0.05,
-    max_pairs: Annotated[int, typer.Option(
-        "--max-pairs", help="Impostor pairs per group above which a seeded sample is "
-                            "used.")] = 200_000,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of galleries and pair "
-                                                     "samples.")] = 0,
-    user: Annotated[str | None, typer.Option(
-        "--user", "-u", envvar="OPENLFR_USER",
-        help="Record the floor as this user (password from OPENLFR_PASSWORD or prompted). "
-             "Required unless --dry-run.")] = None,
-    data_dir: Annotated[Path | None, typer.Option(
-        "--data-dir", envvar="OPENLFR_DATA_DIR",
-        help="openlfr data directory holding the database.")] = None,
-    dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="Compute and print; store nothing.")] = False,
-    json_out: Annotated[bool, typer.Option("--json",
-                                           help="Print the calibration as JSON.")] = False,
-    report_out: Annotated[Path | None, typer.Option(
-        "--report", help="Write a self-contained HTML report here.")] = None,
-    cache: Annotated[Path | None, typer.Option("--cache", help=CACHE_HELP)] = None,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress",
-                                           help="Progress bar on stderr.")] = True,
+    dataset: _Dataset,
+    groups: _GroupsSpec,
+    backend: _Backend = registry.DEFAULT_BACKEND,
+    watchlist_size: _WatchlistSize = DEFAULT_WATCHLIST_SIZE,
+    target_fpir: _TargetFpir = DEFAULT_TARGET_FPIR,
+    attribute: _Attribute = None,
+    step: _Step = DEFAULT_STEP,
+    alpha: _Alpha = 0.05,
+    max_pairs: _MaxPairs = 200_000,
+    seed: _Seed = 0,
+    user: _User = None,
+    data_dir: _DataDir = None,
+    dry_run: _DryRun = False,
+    json_out: _JsonOut = False,
+    report_out: _ReportOut = None,
+    cache: _Cache = None,
+    progress: _Progress = True,
 ) -> None:
     """Find and record the model's threshold floor.
 
@@ -100,40 +106,53 @@ def calibrate_cmd(
     planned watchlist size and at which no demographic group falsely matches significantly
     more often than the others; record it, with its evidence, as the model's threshold floor
     (audited). Deployments below the floor need a recorded override."""
-    from openlfr.evaluation.calibrate import calibrate, summary_sentences, write_report
-
     if not dry_run and not user:
         fail("--user NAME is required to record the floor (or use --dry-run to compute and "
              "print only)")
     with user_errors():
-        added = backend not in registry.BACKENDS
         target = parse_rate(target_fpir)
-        if report_out is not None and not report_out.parent.is_dir():
-            raise FileNotFoundError(f"--report {report_out}: directory {report_out.parent} "
-                                    "does not exist")
+        _check_report_dir(report_out)
+        recorded: dict[str, object] | None = None
         if dry_run:
-            engine = _added_engine(data_dir, backend) if added else None
-            cal = calibrate(dataset, groups, backend, watchlist_size, target,
-                            attributes=attribute, max_pairs=max_pairs, seed=seed, step=step,
-                            alpha=alpha, cache_dir=cache, progress=progress, engine=engine)
-            recorded = None
+            cal = _calibrate_dry(data_dir, dataset, groups, backend, watchlist_size, target,
+                                 attribute, max_pairs, seed, step, alpha, cache, progress)
         else:
             assert user is not None
             cal, recorded = _calibrate_and_record(
                 user, data_dir, dataset, groups, backend, watchlist_size, target, attribute,
                 max_pairs, seed, step, alpha, cache, progress)
         if report_out is not None:
-            try:
-                write_report(cal, report_out)
-            except OSError as exc:
-                raise InvalidInput(f"--report {report_out}: cannot write ({exc})") from exc
-
+            _write_report(cal, report_out)
     if json_out:
-        out = cal.to_dict()
-        out["recorded"] = recorded
-        out["report"] = str(report_out) if report_out is not None else None
-        print_json(out)
-        return
+        _print_json(cal, recorded, report_out)
+    else:
+        _print_floor(cal, recorded, user, report_out)
+
+
+def _check_report_dir(report_out: Path | None) -> None:
+    if report_out is not None and not report_out.parent.is_dir():
+        raise FileNotFoundError(f"--report {report_out}: directory {report_out.parent} "
+                                "does not exist")
+
+
+def _write_report(cal: Calibration, report_out: Path) -> None:
+    from openlfr.evaluation.calibrate import write_report
+
+    try:
+        write_report(cal, report_out)
+    except OSError as exc:
+        raise InvalidInput(f"--report {report_out}: cannot write ({exc})") from exc
+
+
+def _print_json(cal: Calibration, recorded: dict[str, object] | None,
+                report_out: Path | None) -> None:
+    out = cal.to_dict()
+    out["recorded"] = recorded
+    out["report"] = str(report_out) if report_out is not None else None
+    print_json(out)
+
+
+def _floor_table(cal: Calibration) -> Table:
     ev = cal.evidence
     table = Table(title=f"threshold floor of {escape(cal.model_id)}")
     table.add_column("")
@@ -152,10 +171,18 @@ def calibrate_cmd(
     ]
     for name, value in rows:
         table.add_row(name, escape(str(value)))
-    console.print(table)
+    return table
+
+
+def _print_floor(cal: Calibration, recorded: dict[str, object] | None, user: str | None,
+                 report_out: Path | None) -> None:
+    """The floor as a table, what it means, the notes, and what was recorded or written."""
+    from openlfr.evaluation.calibrate import summary_sentences
+
+    console.print(_floor_table(cal))
     for sentence in summary_sentences(cal):
         console.print(f"  {escape(sentence)}", highlight=False)
-    for note in ev["notes"]:
+    for note in cal.evidence["notes"]:
         console.print(f"  note: {escape(note)}", highlight=False)
     if recorded is None:
         console.print("dry run: nothing recorded", highlight=False)
@@ -164,6 +191,20 @@ def calibrate_cmd(
                       f"{escape(str(user))}", highlight=False)
     if report_out is not None:
         console.print(f"written: {escape(str(report_out))}", highlight=False)
+
+
+def _calibrate_dry(data_dir: Path | None, dataset: Path, groups: str, backend: str,
+                   watchlist_size: int, target: float, attribute: list[str] | None,
+                   max_pairs: int, seed: int, step: float, alpha: float, cache: Path | None,
+                   progress: bool) -> Calibration:
+    """Calibrate without signing in or recording (a model added to the installation is
+    loaded from it)."""
+    from openlfr.evaluation.calibrate import calibrate
+
+    engine = _added_engine(data_dir, backend) if backend not in registry.BACKENDS else None
+    return calibrate(dataset, groups, backend, watchlist_size, target,
+                     attributes=attribute, max_pairs=max_pairs, seed=seed, step=step,
+                     alpha=alpha, cache_dir=cache, progress=progress, engine=engine)
 
 
 def _added_engine(data_dir: Path | None, backend: str) -> FaceEngine:

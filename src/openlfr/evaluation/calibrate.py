@@ -419,6 +419,50 @@ def calibrate(
     resolve the target, ``ModelError`` for an unusable backend.
     """
     start = time.perf_counter()
+    _check_parameters(watchlist_size, target_fpir, step, alpha, max_pairs)
+    ds = scan_dataset(Path(dataset))
+    groups: Groups = load_groups(groups_spec, ds, attributes)
+    engine = engine or get_engine(backend)
+    t = _usable_templates(engine, ds, dataset, cache_dir, progress)
+
+    with _progress(progress) as bar:
+        task = bar.add_task("calibrating", total=4)
+        # (a) FPIR at the planned size.
+        all_imp, nonmated, est = _fpir_at_size(t, watchlist_size, target_fpir, seed)
+        bar.advance(task)
+        # (b) the group check, on within-group impostor pairs as in eval fairness.
+        attr_results, found = _group_floor(t, groups, est.threshold, max_pairs, seed, step,
+                                           alpha)
+        bar.advance(task)
+        chosen = found.threshold
+        # FPIR at the chosen threshold, and measured against other watchlist sizes.
+        measured = _measured_fpir(t, chosen, watchlist_size, nonmated, seed)
+        bar.advance(task)
+        digest = dataset_digest(ds)
+        overall = _overall_scores(t, max_pairs, seed)
+        bar.advance(task)
+
+    evidence = _evidence(
+        engine, chosen, target_fpir, watchlist_size,
+        fpir=_fpir_evidence(est, nonmated, chosen, all_imp, watchlist_size),
+        fairness=_fairness_evidence(alpha, step, max_pairs, est, found, attr_results),
+        dataset=_dataset_evidence(dataset, digest, t, groups, groups_spec, all_imp.pairs,
+                                  len(overall.genuine)),
+        seed=seed, notes=list(est.notes) + list(groups.notes), start=start)
+    if t.duplicates:
+        evidence["notes"].append(f"{len(t.duplicates)} images are copies of an earlier image "
+                                 f"(cosine >= {DUPLICATE_COSINE}) and were left out")
+    data = _report_data(overall, attr_results, est.threshold, measured)
+    return Calibration(engine.model_id, engine.backend, float(chosen), watchlist_size,
+                       float(target_fpir), est.method, evidence, data)
+
+
+# -- the steps of a calibration -----------------------------------------------------------------
+
+
+def _check_parameters(watchlist_size: int, target_fpir: float, step: float, alpha: float,
+                      max_pairs: int) -> None:
+    """Refuse parameters outside their range, naming the option."""
     if watchlist_size < 1:
         raise InvalidInput(f"--watchlist-size must be at least 1, got {watchlist_size}")
     if not 0.0 < target_fpir < 1.0:
@@ -429,9 +473,25 @@ def calibrate(
         raise InvalidInput(f"--alpha must lie strictly between 0 and 1, got {alpha}")
     if max_pairs < 1:
         raise InvalidInput(f"--max-pairs must be at least 1, got {max_pairs}")
-    ds = scan_dataset(Path(dataset))
-    groups: Groups = load_groups(groups_spec, ds, attributes)
-    engine = engine or get_engine(backend)
+
+
+@dataclass(frozen=True, eq=False)
+class _Templates:
+    """A dataset's templates, and those used: one per usable, non-duplicate image, in dataset
+    order, with the identity of each."""
+
+    ds: Dataset
+    emb: Embedded
+    row_of: dict[int, int]
+    duplicates: list[int]
+    x: np.ndarray
+    ident: np.ndarray
+    n_ids: int
+
+
+def _usable_templates(engine: FaceEngine, ds: Dataset, dataset: Path, cache_dir: Path | None,
+                      progress: bool) -> _Templates:
+    """Embed every image of ``ds``; leave out those without a face and duplicates."""
     emb: Embedded = embed_paths(engine, ds.root, ds.images, cache_dir=cache_dir,
                                 progress=progress)
     if len(emb.vectors) < 2:
@@ -441,69 +501,148 @@ def calibrate(
     idx = sorted(row_of)
     x = emb.vectors[[row_of[i] for i in idx]].astype(np.float32)
     ident = np.array([ds.identities[i] for i in idx])
-    n_ids = len(set(ident.tolist()))
+    return _Templates(ds, emb, row_of, duplicates, x, ident, len(set(ident.tolist())))
 
-    with _progress(progress) as bar:
-        task = bar.add_task("calibrating", total=4)
-        # (a) FPIR at the planned size.
-        keep = int(min(max(64, 4 * len(x) ** 2 * pair_fmr_for(target_fpir, watchlist_size)),
-                       5_000_000)) + 1
-        all_imp = top_impostor_scores(x, ident, keep)
-        nonmated: np.ndarray | None = None
-        galleries = 0
-        if n_ids > watchlist_size:
-            probes = len(ident) - _enrolled_images_estimate(ident, watchlist_size)
-            galleries = galleries_needed(target_fpir, probes)
-            nonmated = nonmated_top_scores(x, ident, watchlist_size, galleries, seed)
+
+def _fpir_at_size(t: _Templates, watchlist_size: int, target_fpir: float, seed: int
+                  ) -> tuple[AllImpostors, np.ndarray, FpirEstimate]:
+    """The impostor tail, the non-mated searches at the planned size (empty when the data
+    have too few identities) and the lowest threshold meeting the target."""
+    x, ident = t.x, t.ident
+    keep = int(min(max(64, 4 * len(x) ** 2 * pair_fmr_for(target_fpir, watchlist_size)),
+                   5_000_000)) + 1
+    all_imp = top_impostor_scores(x, ident, keep)
+    galleries = 0
+    if t.n_ids > watchlist_size:
+        probes = len(ident) - _enrolled_images_estimate(ident, watchlist_size)
+        galleries = galleries_needed(target_fpir, probes)
+        nonmated = nonmated_top_scores(x, ident, watchlist_size, galleries, seed)
+    else:
+        nonmated = np.empty(0, dtype=np.float32)
+    est = estimate_fpir_threshold(watchlist_size, target_fpir, nonmated, galleries, all_imp)
+    return all_imp, nonmated, est
+
+
+def _group_floor(t: _Templates, groups: Groups, fpir_threshold: float, max_pairs: int,
+                 seed: int, step: float, alpha: float
+                 ) -> tuple[list[AttributeResult], SearchResult]:
+    """Each attribute's groups scored at ``fpir_threshold``, and the floor search on them."""
+    attr_results = [evaluate_attribute(a, groups.labels[a], t.ds, t.emb.vectors, t.row_of,
+                                       fpir_threshold, max_pairs, seed)
+                    for a in groups.attributes]
+    scores = {a.attribute: {g.group: g.impostor_scores for g in a.groups}
+              for a in attr_results}
+    if not any(len(s) for gs in scores.values() for s in gs.values()):
+        raise InvalidInput(f"no group of {groups.source} has two labelled images of "
+                            "different people: no false-match rate can be measured")
+    return attr_results, search_threshold(scores, fpir_threshold, step, alpha)
+
+
+def _measured_fpir(t: _Templates, chosen: float, watchlist_size: int, nonmated: np.ndarray,
+                   seed: int) -> list[MeasuredFpir]:
+    """FPIR at ``chosen`` measured by searches at each of :data:`REPORT_SIZES` the data allow
+    (reusing the planned size's searches)."""
+    measured: list[MeasuredFpir] = []
+    for size in REPORT_SIZES:
+        if size >= t.n_ids:
+            break
+        if size == watchlist_size and len(nonmated):
+            top = nonmated
         else:
-            nonmated = np.empty(0, dtype=np.float32)
-        est = estimate_fpir_threshold(watchlist_size, target_fpir, nonmated, galleries, all_imp)
-        bar.advance(task)
-        # (b) the group check, on within-group impostor pairs as in eval fairness.
-        attr_results = [evaluate_attribute(a, groups.labels[a], ds, emb.vectors, row_of,
-                                           est.threshold, max_pairs, seed)
-                        for a in groups.attributes]
-        scores = {a.attribute: {g.group: g.impostor_scores for g in a.groups}
-                  for a in attr_results}
-        if not any(len(s) for gs in scores.values() for s in gs.values()):
-            raise InvalidInput(f"no group of {groups.source} has two labelled images of "
-                                "different people: no false-match rate can be measured")
-        found = search_threshold(scores, est.threshold, step, alpha)
-        bar.advance(task)
-        chosen = found.threshold
-        # FPIR at the chosen threshold, and measured against other watchlist sizes.
-        measured: list[MeasuredFpir] = []
-        for size in REPORT_SIZES:
-            if size >= n_ids:
-                break
-            if size == watchlist_size and nonmated is not None and len(nonmated):
-                top = nonmated
-            else:
-                top = nonmated_top_scores(x, ident, size, 3, seed)
-            measured.append(MeasuredFpir(size, int(np.sum(top >= chosen)), len(top)))
-        bar.advance(task)
-        digest = dataset_digest(ds)
-        overall_imp, _ = impostor_scores(x, ident, max_pairs,
-                                         np.random.default_rng([seed, 1 << 20, len(x)]))
-        overall = GroupScores("all images", overall_imp, genuine_scores(x, ident))
-        bar.advance(task)
+            top = nonmated_top_scores(t.x, t.ident, size, 3, seed)
+        measured.append(MeasuredFpir(size, int(np.sum(top >= chosen)), len(top)))
+    return measured
 
-    fm_all = all_imp.false_matches(chosen)
+
+def _overall_scores(t: _Templates, max_pairs: int, seed: int) -> GroupScores:
+    """Impostor (sampled above ``max_pairs``) and genuine scores of all the images used."""
+    overall_imp, _ = impostor_scores(t.x, t.ident, max_pairs,
+                                     np.random.default_rng([seed, 1 << 20, len(t.x)]))
+    return GroupScores("all images", overall_imp, genuine_scores(t.x, t.ident))
+
+
+def _report_data(overall: GroupScores, attr_results: list[AttributeResult],
+                 fpir_threshold: float, measured: list[MeasuredFpir]) -> CalibrationData:
+    return CalibrationData(
+        overall=overall,
+        panels=[(a.attribute, [GroupScores(g.group, g.impostor_scores, g.genuine_scores)
+                               for g in a.groups]) for a in attr_results],
+        fpir_threshold=fpir_threshold,
+        measured=measured,
+        attributes=attr_results,
+    )
+
+
+# -- the evidence --------------------------------------------------------------------------------
+
+
+def _fpir_evidence(est: FpirEstimate, nonmated: np.ndarray, chosen: float,
+                   all_imp: AllImpostors, watchlist_size: int) -> dict[str, Any]:
     fpir: dict[str, Any] = {"method": est.method, "how": est.description,
                             "threshold_meeting_target": dec(est.threshold, 6)}
-    if est.method == "searches" and nonmated is not None:
+    if est.method == "searches":
         k = int(np.sum(nonmated >= chosen))
         fpir.update({"galleries": est.galleries, "searches": est.n, "false_positives": k,
                      "fpir": _rate(k, est.n), "fpir_ci": _ci(k, est.n),
                      "ci_note": "searches share probe images across galleries: the interval "
                                 "is optimistic"})
+    fm_all = all_imp.false_matches(chosen)
     if fm_all is not None:
         fmr_all = fm_all / all_imp.pairs
         fpir["modelled_fpir"] = dec(float(fpir_model(fmr_all, watchlist_size)))
         fpir["impostor_pairs"] = all_imp.pairs
         fpir["impostor_false_matches"] = fm_all
-    genuine_pairs = len(overall.genuine)
-    evidence: dict[str, Any] = {
+    return fpir
+
+
+def _fairness_evidence(alpha: float, step: float, max_pairs: int, est: FpirEstimate,
+                       found: SearchResult, attr_results: Sequence[AttributeResult]
+                       ) -> dict[str, Any]:
+    return {
+        "rule": "each group's FMR over within-group impostor pairs against the pooled "
+                "rest of its attribute, homogeneity test (chi-square or Fisher) at alpha, "
+                "uncorrected; the floor is the lowest step at which no group is "
+                "significantly above the rest, and none is at any higher step",
+        "alpha": dec(alpha, 6),
+        "step": dec(step, 6),
+        "max_pairs_per_group": max_pairs,
+        "lowest_threshold_meeting_fpir": dec(est.threshold, 6),
+        "thresholds_failing": len(found.failures),
+        "highest_failing": (dec(found.failures[-1][0], 6) if found.failures else None),
+        "highest_failing_groups": ([f"{c.attribute}={c.group}" for c in
+                                    found.failures[-1][1]][:10] if found.failures else []),
+        "attributes": {a.attribute: _group_evidence(a, found.checks) for a in attr_results},
+    }
+
+
+def _dataset_evidence(dataset: Path, digest: str, t: _Templates, groups: Groups,
+                      groups_spec: str, impostor_pairs: int, genuine_pairs: int
+                      ) -> dict[str, Any]:
+    return {
+        "path": str(dataset),
+        "sha256": digest,
+        "digest_method": "SHA-256 over the sorted relative paths, each with its file's "
+                         "SHA-256",
+        "identities": len(set(t.ds.identities)),
+        "images": len(t.ds.images),
+        "usable_images": len(t.x),
+        "no_face_images": len(t.emb.failed),
+        "duplicate_images": len(t.duplicates),
+        "duplicates_rule": f"cosine >= {DUPLICATE_COSINE} to an earlier image: the same "
+                           "photo again, left out",
+        "groups_source": groups.source,
+        "groups_sha256": (None if groups_spec.strip().lower() == "utkface"
+                          else sha256_file(Path(groups_spec))),
+        "impostor_pairs": impostor_pairs,
+        "genuine_pairs": genuine_pairs,
+    }
+
+
+def _evidence(engine: FaceEngine, chosen: float, target_fpir: float, watchlist_size: int, *,
+              fpir: dict[str, Any], fairness: dict[str, Any], dataset: dict[str, Any],
+              seed: int, notes: list[str], start: float) -> dict[str, Any]:
+    """The whole evidence of a calibration (JSON without floats)."""
+    return {
         "kind": EVIDENCE_KIND,
         "version": 1,
         "model_id": engine.model_id,
@@ -515,58 +654,14 @@ def calibrate(
         "default_threshold": (None if engine.spec.default_threshold is None
                               else dec(engine.spec.default_threshold, 6)),
         "fpir": fpir,
-        "fairness": {
-            "rule": "each group's FMR over within-group impostor pairs against the pooled "
-                    "rest of its attribute, homogeneity test (chi-square or Fisher) at alpha, "
-                    "uncorrected; the floor is the lowest step at which no group is "
-                    "significantly above the rest, and none is at any higher step",
-            "alpha": dec(alpha, 6),
-            "step": dec(step, 6),
-            "max_pairs_per_group": max_pairs,
-            "lowest_threshold_meeting_fpir": dec(est.threshold, 6),
-            "thresholds_failing": len(found.failures),
-            "highest_failing": (dec(found.failures[-1][0], 6) if found.failures else None),
-            "highest_failing_groups": ([f"{c.attribute}={c.group}" for c in
-                                        found.failures[-1][1]][:10] if found.failures else []),
-            "attributes": {a.attribute: _group_evidence(a, found.checks) for a in attr_results},
-        },
-        "dataset": {
-            "path": str(dataset),
-            "sha256": digest,
-            "digest_method": "SHA-256 over the sorted relative paths, each with its file's "
-                             "SHA-256",
-            "identities": len(set(ds.identities)),
-            "images": len(ds.images),
-            "usable_images": len(x),
-            "no_face_images": len(emb.failed),
-            "duplicate_images": len(duplicates),
-            "duplicates_rule": f"cosine >= {DUPLICATE_COSINE} to an earlier image: the same "
-                               "photo again, left out",
-            "groups_source": groups.source,
-            "groups_sha256": (None if groups_spec.strip().lower() == "utkface"
-                              else sha256_file(Path(groups_spec))),
-            "impostor_pairs": all_imp.pairs,
-            "genuine_pairs": genuine_pairs,
-        },
+        "fairness": fairness,
+        "dataset": dataset,
         "seed": seed,
-        "notes": list(est.notes) + list(groups.notes),
+        "notes": notes,
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "software": f"openlfr {__version__}",
         "seconds": dec(time.perf_counter() - start, 4),
     }
-    if duplicates:
-        evidence["notes"].append(f"{len(duplicates)} images are copies of an earlier image "
-                                 f"(cosine >= {DUPLICATE_COSINE}) and were left out")
-    data = CalibrationData(
-        overall=overall,
-        panels=[(a.attribute, [GroupScores(g.group, g.impostor_scores, g.genuine_scores)
-                               for g in a.groups]) for a in attr_results],
-        fpir_threshold=est.threshold,
-        measured=measured,
-        attributes=attr_results,
-    )
-    return Calibration(engine.model_id, engine.backend, float(chosen), watchlist_size,
-                       float(target_fpir), est.method, evidence, data)
 
 
 def drop_duplicates(row_of: dict[int, int], vectors: np.ndarray
