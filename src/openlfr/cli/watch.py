@@ -32,7 +32,7 @@ from openlfr.video.pipeline import CameraPipeline, PipelineConfig
 from openlfr.video.preview import PreviewServer
 from openlfr.video.runner import Runner, Summary, close_quietly
 from openlfr.video.sinks import CallbackSink
-from openlfr.video.sources import SourceState, SourceStatus, open_sources
+from openlfr.video.sources import CaptureSource, SourceState, SourceStatus, open_sources
 from openlfr.video.stats import CameraFigures
 from openlfr.video.types import Alert
 
@@ -213,11 +213,50 @@ def watch(
         raise typer.Exit(130) from None
 
 
+class _Out:
+    """Where the command writes: one line at a time (alerts come from worker threads), as text
+    or, with ``--json``, as one JSON object per line."""
+
+    def __init__(self, json_out: bool) -> None:
+        self.json = json_out
+        self.lock = threading.Lock()
+
+    def emit(self, event: dict[str, object]) -> None:
+        with self.lock:
+            print_json(event)
+
+    def alert(self, alert: Alert) -> None:
+        if self.json:
+            self.emit(alert.as_event())
+        else:
+            with self.lock:
+                _print_alert(alert)
+
+
 def _watch(sources: list[str], watchlist: Path, threshold: float | None, json_out: bool,
            realtime: bool, max_seconds: float | None, loop: bool, preview: int | None,
            detect_fps: float, detect_size: int, workers: int | None,
            max_embeddings: int) -> None:
     _quiet_opencv()
+    out = _Out(json_out)
+    cameras = _open_cameras(sources, watchlist, threshold, CallbackSink(out.alert),
+                            realtime=realtime, loop=loop, detect_fps=detect_fps,
+                            detect_size=detect_size, max_embeddings=max_embeddings)
+    server = _start_preview([s for s, _ in cameras], preview)
+    runner = Runner(cameras, workers=workers, max_seconds=max_seconds,
+                    on_frame=server.publish if server else None)
+    if server is not None:
+        err_console.print(f"privacy-masked preview on {server.url}", highlight=False)
+    report_states = _StateLines(runner, out)
+    summary = _run_cameras(runner, server, out, report_states)
+    _end_watch(summary, out, report_states)
+
+
+def _open_cameras(sources: list[str], watchlist: Path, threshold: float | None,
+                  sink: CallbackSink, *, realtime: bool, loop: bool, detect_fps: float,
+                  detect_size: int, max_embeddings: int
+                  ) -> list[tuple[CaptureSource, CameraPipeline]]:
+    """The watchlist's gallery and threshold, and each SOURCE opened with its pipeline."""
     with user_errors():
         wl, engine, thr = open_watchlist(watchlist, threshold)
         if not wl.subjects:
@@ -228,60 +267,56 @@ def _watch(sources: list[str], watchlist: Path, threshold: float | None, json_ou
         gallery = wl.gallery()
         names = {sid: s.display_name for sid, s in wl.subjects.items()}
         opened = open_sources(sources, realtime=realtime, loop=loop)
-
-    out_lock = threading.Lock()  # alerts come from worker threads: one line at a time
-
-    def emit(event: dict[str, object]) -> None:
-        with out_lock:
-            print_json(event)
-
-    def show(alert: Alert) -> None:
-        if json_out:
-            emit(alert.as_event())
-        else:
-            with out_lock:
-                _print_alert(alert)
-
-    sink = CallbackSink(show)
-    cameras = [
+    return [
         (s, CameraPipeline(s.name, engine, gallery, config, sink, fps=s.fps, names=names))
         for s in opened
     ]
-    server: PreviewServer | None = None
-    if preview is not None:
-        try:
-            server = PreviewServer([s.name for s in opened], port=preview)
-        except InvalidInput as exc:  # the port: close the cameras before exiting
-            close_quietly(opened)
-            fail(str(exc))
-        server.start()
-    runner = Runner(cameras, workers=workers, max_seconds=max_seconds,
-                    on_frame=server.publish if server else None)
-    if server is not None:
-        err_console.print(f"privacy-masked preview on {server.url}", highlight=False)
 
-    seen: dict[str, tuple[SourceState, str]] = {}
 
-    def report_states() -> None:
-        """For each camera whose state (or, while retrying, error) changed: a JSON line, or
-        a line on stderr when there is no live table."""
-        for name, status in runner.statuses().items():
+def _start_preview(opened: list[CaptureSource], port: int | None) -> PreviewServer | None:
+    """The privacy-masked preview on ``port``, started; a bad port closes the cameras first."""
+    if port is None:
+        return None
+    try:
+        server = PreviewServer([s.name for s in opened], port=port)
+    except InvalidInput as exc:  # the port: close the cameras before exiting
+        close_quietly(opened)
+        fail(str(exc))
+    server.start()
+    return server
+
+
+class _StateLines:
+    """For each camera whose state (or, while retrying, error) changed: a JSON line, or a line
+    on stderr when there is no live table."""
+
+    def __init__(self, runner: Runner, out: _Out) -> None:
+        self.runner = runner
+        self.out = out
+        self.seen: dict[str, tuple[SourceState, str]] = {}
+
+    def __call__(self) -> None:
+        for name, status in self.runner.statuses().items():
             key = (status.state, status.error)
-            if seen.get(name) != key:
-                seen[name] = key
-                if json_out:
-                    emit(_camera_event(status))
+            if self.seen.get(name) != key:
+                self.seen[name] = key
+                if self.out.json:
+                    self.out.emit(_camera_event(status))
                 else:
                     why = f" ({status.error})" if status.error and status.state in (
                         SourceState.RECONNECTING, SourceState.FAILED) else ""
-                    with out_lock:
+                    with self.out.lock:
                         err_console.print(f"camera {name}: {status.state}{why}",
                                           highlight=False, markup=False, soft_wrap=True)
 
-    if json_out or not console.is_terminal:
+
+def _run_cameras(runner: Runner, server: PreviewServer | None, out: _Out,
+                 report_states: _StateLines) -> Summary:
+    """Run the cameras to their end: the live table on a terminal, state lines otherwise."""
+    if out.json or not console.is_terminal:
         report_states()
     try:
-        if json_out or not console.is_terminal:
+        if out.json or not console.is_terminal:
             summary = runner.run(tick=report_states)
         else:
             with Live(console=console, refresh_per_second=2, transient=False) as live:
@@ -295,9 +330,14 @@ def _watch(sources: list[str], watchlist: Path, threshold: float | None, json_ou
     finally:
         if server is not None:
             server.stop()
-    if json_out:
+    return summary
+
+
+def _end_watch(summary: Summary, out: _Out, report_states: _StateLines) -> None:
+    """The summary; exit 2 when no camera could be opened at all, 1 when a camera failed."""
+    if out.json:
         report_states()
-        emit(summary.as_event())
+        out.emit(summary.as_event())
     else:
         if not console.is_terminal:
             report_states()
