@@ -8,7 +8,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Group
@@ -25,7 +25,7 @@ from openlfr.cli.common import (
     print_json,
     user_errors,
 )
-from openlfr.cli.context import DataDirOpt, acting
+from openlfr.cli.context import Context, DataDirOpt, acting
 from openlfr.errors import InvalidInput
 from openlfr.video.bestshot import ShotPolicy
 from openlfr.video.pipeline import CameraPipeline, PipelineConfig
@@ -35,6 +35,11 @@ from openlfr.video.sinks import CallbackSink
 from openlfr.video.sources import CaptureSource, SourceState, SourceStatus, open_sources
 from openlfr.video.stats import CameraFigures
 from openlfr.video.types import Alert
+
+if TYPE_CHECKING:
+    from openlfr.governance.live import DeploymentRun, RunOptions, RunResult
+    from openlfr.governance.reconcile import Reconciler
+    from openlfr.watchlist.gallery import Gallery
 
 #: Detections per second per camera: people walk, so 15 a second tracks them well and lets
 #: two cores serve several 25-30 fps cameras. ``--detect-fps 0`` detects every frame.
@@ -364,29 +369,11 @@ def _watch_deployment(deployment_id: int, user: str, data_dir: Path | None, json
     this deployment: its run ends when the deployment stops anywhere, and watchlist changes
     reach it within a second."""
     from openlfr.governance import deployments as deps
-    from openlfr.governance.live import DeploymentRun, RunOptions, RunResult
+    from openlfr.governance.live import RunOptions
     from openlfr.governance.reconcile import Reconciler
-    from openlfr.watchlist.gallery import Gallery
 
     _quiet_opencv()
-    out_lock = threading.Lock()
-
-    def emit(event: dict[str, object]) -> None:
-        with out_lock:
-            print_json(event)
-
-    def show(row_id: int, alert: Alert) -> None:
-        """Called only after the alert is stored (committed): what is shown is on record."""
-        if json_out:
-            event = alert.as_event()
-            event.update(deployment=deployment_id, alert_row=row_id, label="possible match")
-            emit(event)
-        else:
-            with out_lock:
-                _print_alert(alert)
-                console.print(f"  stored as alert {row_id} of deployment {deployment_id}: "
-                              f"review it with `openlfr alerts show {row_id}`", highlight=False)
-
+    out = _Out(json_out)
     with acting(data_dir, user) as ctx:
         cameras = [c.name for c in deps.show(ctx.db, ctx.actor, deployment_id).cameras]
         server: PreviewServer | None = None
@@ -397,51 +384,7 @@ def _watch_deployment(deployment_id: int, user: str, data_dir: Path | None, json
         options = RunOptions(realtime=realtime, loop=loop, detect_fps=detect_fps,
                              detect_max_side=detect_size, workers=workers,
                              max_embeddings=max_embeddings, max_seconds=max_seconds)
-        states: dict[str, SourceState] = {}
-        live: Live | None = None
-        runs: list[DeploymentRun] = []
-
-        def report_states() -> None:
-            if not runs:
-                return
-            run = runs[-1]
-            for name, state in run.states().items():
-                if states.get(name) != state:
-                    states[name] = state
-                    if json_out:
-                        status = next(s.status() for s in run.sources if s.name == name)
-                        emit({"event": "camera", "camera": name, "state": str(state),
-                              "error": status.error})
-
-        def tick() -> None:
-            if json_out:
-                report_states()
-            elif live is not None and runs and (runner := runs[-1].runner) is not None:
-                live.update(Group(_table(runs[-1].figures(), runner.elapsed,
-                                         server.url if server else None),
-                                  Text(f"deployment {deployment_id} — Ctrl-C to pause it "
-                                       "(resume with the same command or in the console; end "
-                                       "it with `openlfr deployment stop`)", style="dim")))
-
-        def started(_run: DeploymentRun) -> None:
-            if json_out:
-                emit({"event": "deployment", "deployment": deployment_id, "state": "running"})
-                report_states()
-            else:
-                err_console.print(f"deployment {deployment_id} is running", highlight=False)
-
-        class Here:
-            """The launcher: the deployment's run, in this process."""
-
-            def launch(self, dep_id: int, gallery: Gallery,
-                       names: dict[str, str]) -> DeploymentRun:
-                run = DeploymentRun(ctx.system, dep_id, ctx.actor, options=options,
-                                    on_alert=show, on_frame=server.publish if server else None,
-                                    on_start=started, tick=tick, gallery=(gallery, names))
-                runs.append(run)
-                run.start()
-                return run
-
+        here = _DeploymentHere(ctx, deployment_id, options, out, server)
         busy = _running_elsewhere(ctx.db, deployment_id)
         if busy is not None:
             fail(f"deployment {deployment_id} is running in another process (its cameras "
@@ -450,50 +393,130 @@ def _watch_deployment(deployment_id: int, user: str, data_dir: Path | None, json
         resumed = deps.start(ctx.db, ctx.actor, deployment_id)
         if resumed and not json_out:
             err_console.print(f"deployment {deployment_id} resumed", highlight=False)
-        reconciler = Reconciler(ctx.system, Here(), only=[deployment_id])
+        reconciler = Reconciler(ctx.system, here, only=[deployment_id])
         if server is not None:
             server.start()
             err_console.print(f"privacy-masked preview on {server.url}", highlight=False)
-
-        def follow() -> RunResult:
-            """Reconcile until this process's run has finished; Ctrl-C pauses it."""
-            try:
-                while True:
-                    report = reconciler.tick()
-                    if report.failed and not runs:
-                        fail(f"deployment {deployment_id} could not run: "
-                             f"{reconciler.errors.get(deployment_id, 'see the log')}", code=1)
-                    if runs and not runs[-1].running:
-                        break
-                    if not runs and not report.started:
-                        # not (or no longer) to run: stopped or paused elsewhere at once
-                        fail(f"deployment {deployment_id} is not running any more")
-                    time.sleep(0.25)
-            except KeyboardInterrupt:
-                for run in runs:
-                    run.stop()
-            for run in runs:
-                run.join()
-            result = runs[-1].join()
-            assert result is not None
-            return result
-
         try:
             if json_out or not console.is_terminal:
-                result = follow()
+                result = _follow(reconciler, here)
             else:
                 with Live(console=console, refresh_per_second=2, transient=False) as shown:
-                    live = shown
-                    result = follow()
-                    tick()
+                    here.live = shown
+                    result = _follow(reconciler, here)
+                    here.tick()
         finally:
             reconciler.stop_all("interrupted")
             if server is not None:
                 server.stop()
+    _end_deployment(result, here)
+
+
+class _DeploymentHere:
+    """The launcher the reconciler starts the deployment's run with, in this process; what the
+    run reports (alerts, camera states, figures) goes to the live table or JSON lines."""
+
+    def __init__(self, ctx: Context, deployment_id: int, options: RunOptions, out: _Out,
+                 server: PreviewServer | None) -> None:
+        self.ctx = ctx
+        self.deployment_id = deployment_id
+        self.options = options
+        self.out = out
+        self.server = server
+        self.runs: list[DeploymentRun] = []
+        self.states: dict[str, SourceState] = {}
+        self.live: Live | None = None
+
+    def launch(self, dep_id: int, gallery: Gallery, names: dict[str, str]) -> DeploymentRun:
+        from openlfr.governance.live import DeploymentRun
+
+        run = DeploymentRun(self.ctx.system, dep_id, self.ctx.actor, options=self.options,
+                            on_alert=self.show,
+                            on_frame=self.server.publish if self.server else None,
+                            on_start=self.started, tick=self.tick, gallery=(gallery, names))
+        self.runs.append(run)
+        run.start()
+        return run
+
+    def show(self, row_id: int, alert: Alert) -> None:
+        """Called only after the alert is stored (committed): what is shown is on record."""
+        if self.out.json:
+            event = alert.as_event()
+            event.update(deployment=self.deployment_id, alert_row=row_id,
+                         label="possible match")
+            self.out.emit(event)
+        else:
+            with self.out.lock:
+                _print_alert(alert)
+                console.print(f"  stored as alert {row_id} of deployment "
+                              f"{self.deployment_id}: review it with "
+                              f"`openlfr alerts show {row_id}`", highlight=False)
+
+    def started(self, _run: DeploymentRun) -> None:
+        if self.out.json:
+            self.out.emit({"event": "deployment", "deployment": self.deployment_id,
+                           "state": "running"})
+            self.report_states()
+        else:
+            err_console.print(f"deployment {self.deployment_id} is running", highlight=False)
+
+    def report_states(self) -> None:
+        if not self.runs:
+            return
+        run = self.runs[-1]
+        for name, state in run.states().items():
+            if self.states.get(name) != state:
+                self.states[name] = state
+                if self.out.json:
+                    status = next(s.status() for s in run.sources if s.name == name)
+                    self.out.emit({"event": "camera", "camera": name, "state": str(state),
+                                   "error": status.error})
+
+    def tick(self) -> None:
+        if self.out.json:
+            self.report_states()
+        elif (self.live is not None and self.runs
+              and (runner := self.runs[-1].runner) is not None):
+            self.live.update(Group(
+                _table(self.runs[-1].figures(), runner.elapsed,
+                       self.server.url if self.server else None),
+                Text(f"deployment {self.deployment_id} — Ctrl-C to pause it (resume with the "
+                     "same command or in the console; end it with `openlfr deployment stop`)",
+                     style="dim")))
+
+
+def _follow(reconciler: Reconciler, here: _DeploymentHere) -> RunResult:
+    """Reconcile until this process's run has finished; Ctrl-C pauses it."""
+    deployment_id, runs = here.deployment_id, here.runs
+    try:
+        while True:
+            report = reconciler.tick()
+            if report.failed and not runs:
+                fail(f"deployment {deployment_id} could not run: "
+                     f"{reconciler.errors.get(deployment_id, 'see the log')}", code=1)
+            if runs and not runs[-1].running:
+                break
+            if not runs and not report.started:
+                # not (or no longer) to run: stopped or paused elsewhere at once
+                fail(f"deployment {deployment_id} is not running any more")
+            time.sleep(0.25)
+    except KeyboardInterrupt:
+        for run in runs:
+            run.stop()
+    for run in runs:
+        run.join()
+    result = runs[-1].join()
+    assert result is not None
+    return result
+
+
+def _end_deployment(result: RunResult, here: _DeploymentHere) -> None:
+    """The summary and what became of the deployment; exit 1 when a camera failed."""
+    deployment_id = here.deployment_id
     summary = result.summary
-    if json_out:
-        report_states()
-        emit(result.as_event())
+    if here.out.json:
+        here.report_states()
+        here.out.emit(result.as_event())
     else:
         if summary.interrupted:
             err_console.print("[yellow]interrupted[/]")
@@ -513,7 +536,6 @@ def _watch_deployment(deployment_id: int, user: str, data_dir: Path | None, json
         err_console.print(f"[bold red]error:[/] camera(s) failed: {', '.join(failed)}",
                           highlight=False)
         raise typer.Exit(1)
-
 
 #: A running deployment whose cameras reported this recently is taken to run somewhere else.
 RUNNING_ELSEWHERE_S = 15.0
