@@ -197,14 +197,8 @@ def watch(
     Either SOURCE... with --watchlist FILE, or --deployment ID (with --user)."""
     try:
         if deployment is not None:
-            given = [name for name, value in (("SOURCE", sources), ("--watchlist", watchlist),
-                                              ("--threshold", threshold)) if value]
-            if given:
-                fail(f"--deployment takes its cameras, watchlists and threshold from the "
-                     f"deployment: do not give {', '.join(given)}")
-            if not user:
-                fail("--deployment needs --user NAME (who runs it)")
-            _watch_deployment(deployment, user, data_dir, json_out, realtime, max_seconds,
+            who = _deployment_user(sources, watchlist, threshold, user)
+            _watch_deployment(deployment, who, data_dir, json_out, realtime, max_seconds,
                               loop, preview, detect_fps, detect_size, workers, max_embeddings)
             return
         if not sources:
@@ -216,6 +210,20 @@ def watch(
     except KeyboardInterrupt:  # before the cameras run (e.g. a slow stream to open)
         err_console.print("[yellow]interrupted before the cameras started[/]")
         raise typer.Exit(130) from None
+
+
+def _deployment_user(sources: list[str] | None, watchlist: Path | None,
+                     threshold: float | None, user: str | None) -> str:
+    """Who runs ``--deployment``; it takes its cameras, watchlists and threshold from the
+    deployment, so none of them may be given."""
+    given = [name for name, value in (("SOURCE", sources), ("--watchlist", watchlist),
+                                      ("--threshold", threshold)) if value]
+    if given:
+        fail(f"--deployment takes its cameras, watchlists and threshold from the "
+             f"deployment: do not give {', '.join(given)}")
+    if not user:
+        fail("--deployment needs --user NAME (who runs it)")
+    return user
 
 
 class _Out:
@@ -369,7 +377,7 @@ def _watch_deployment(deployment_id: int, user: str, data_dir: Path | None, json
     this deployment: its run ends when the deployment stops anywhere, and watchlist changes
     reach it within a second."""
     from openlfr.governance import deployments as deps
-    from openlfr.governance.live import RunOptions
+    from openlfr.governance.live import RunOptions, running_elsewhere
     from openlfr.governance.reconcile import Reconciler
 
     _quiet_opencv()
@@ -385,7 +393,7 @@ def _watch_deployment(deployment_id: int, user: str, data_dir: Path | None, json
                              detect_max_side=detect_size, workers=workers,
                              max_embeddings=max_embeddings, max_seconds=max_seconds)
         here = _DeploymentHere(ctx, deployment_id, options, out, server)
-        busy = _running_elsewhere(ctx.db, deployment_id)
+        busy = running_elsewhere(ctx.db, deployment_id)
         if busy is not None:
             fail(f"deployment {deployment_id} is running in another process (its cameras "
                  f"reported {busy:.0f} s ago, e.g. under `openlfr serve`); stop or pause it "
@@ -536,34 +544,6 @@ def _end_deployment(result: RunResult, here: _DeploymentHere) -> None:
         err_console.print(f"[bold red]error:[/] camera(s) failed: {', '.join(failed)}",
                           highlight=False)
         raise typer.Exit(1)
-
-#: A running deployment whose cameras reported this recently is taken to run somewhere else.
-RUNNING_ELSEWHERE_S = 15.0
-
-
-def _running_elsewhere(db: object, deployment_id: int) -> float | None:
-    """Seconds since a running deployment's cameras last reported, if that is recent (another
-    process runs it); None otherwise."""
-    from sqlalchemy import func, select
-
-    from openlfr.store.enums import DeploymentStatus
-    from openlfr.store.models import CameraStats, Deployment, utcnow
-
-    with db.reading() as s:  # type: ignore[attr-defined]
-        dep = s.get(Deployment, deployment_id)
-        if dep is None or dep.status != DeploymentStatus.RUNNING:
-            return None
-        last = s.scalar(select(func.max(CameraStats.updated_at)).where(
-            CameraStats.deployment_id == deployment_id))
-    if last is None:
-        return None
-    if last.tzinfo is None:
-        from datetime import UTC
-
-        last = last.replace(tzinfo=UTC)
-    age = (utcnow() - last).total_seconds()
-    return age if age < RUNNING_ELSEWHERE_S else None
-
 
 def register(app: typer.Typer) -> None:
     app.command("watch")(watch)
