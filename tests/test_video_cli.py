@@ -68,6 +68,16 @@ def test_readable_output_names_the_match_and_summarises(clips):
     assert "Nothing was kept of faces that did not match" in result.stdout
 
 
+def test_on_a_terminal_the_live_table_is_shown_then_the_summary(clips, monkeypatch):
+    from openlfr.cli import common
+
+    monkeypatch.setattr(common.console, "_force_terminal", True)
+    result = _watch(clips.obama, "--watchlist", clips.watchlist)
+    assert result.exit_code == 0, result.output
+    assert "openlfr watch" in result.stdout and "Ctrl-C to stop" in result.stdout
+    assert result.stdout.index("Ctrl-C to stop") < result.stdout.index("Summary")
+
+
 def test_max_seconds_ends_a_looping_realtime_run(clips):
     """An endless camera ends when --max-seconds have passed, not before; the frames that came
     in fit the seconds at the clip's own rate (how many were analysed depends on the machine's

@@ -8,7 +8,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Group
@@ -25,16 +25,21 @@ from openlfr.cli.common import (
     print_json,
     user_errors,
 )
-from openlfr.cli.context import DataDirOpt, acting
+from openlfr.cli.context import Context, DataDirOpt, acting
 from openlfr.errors import InvalidInput
 from openlfr.video.bestshot import ShotPolicy
 from openlfr.video.pipeline import CameraPipeline, PipelineConfig
 from openlfr.video.preview import PreviewServer
 from openlfr.video.runner import Runner, Summary, close_quietly
 from openlfr.video.sinks import CallbackSink
-from openlfr.video.sources import SourceState, SourceStatus, open_sources
+from openlfr.video.sources import CaptureSource, SourceState, SourceStatus, open_sources
 from openlfr.video.stats import CameraFigures
 from openlfr.video.types import Alert
+
+if TYPE_CHECKING:
+    from openlfr.governance.live import DeploymentRun, RunOptions, RunResult
+    from openlfr.governance.reconcile import Reconciler
+    from openlfr.watchlist.gallery import Gallery
 
 #: Detections per second per camera: people walk, so 15 a second tracks them well and lets
 #: two cores serve several 25-30 fps cameras. ``--detect-fps 0`` detects every frame.
@@ -192,14 +197,8 @@ def watch(
     Either SOURCE... with --watchlist FILE, or --deployment ID (with --user)."""
     try:
         if deployment is not None:
-            given = [name for name, value in (("SOURCE", sources), ("--watchlist", watchlist),
-                                              ("--threshold", threshold)) if value]
-            if given:
-                fail(f"--deployment takes its cameras, watchlists and threshold from the "
-                     f"deployment: do not give {', '.join(given)}")
-            if not user:
-                fail("--deployment needs --user NAME (who runs it)")
-            _watch_deployment(deployment, user, data_dir, json_out, realtime, max_seconds,
+            who = _deployment_user(sources, watchlist, threshold, user)
+            _watch_deployment(deployment, who, data_dir, json_out, realtime, max_seconds,
                               loop, preview, detect_fps, detect_size, workers, max_embeddings)
             return
         if not sources:
@@ -213,11 +212,64 @@ def watch(
         raise typer.Exit(130) from None
 
 
+def _deployment_user(sources: list[str] | None, watchlist: Path | None,
+                     threshold: float | None, user: str | None) -> str:
+    """Who runs ``--deployment``; it takes its cameras, watchlists and threshold from the
+    deployment, so none of them may be given."""
+    given = [name for name, value in (("SOURCE", sources), ("--watchlist", watchlist),
+                                      ("--threshold", threshold)) if value]
+    if given:
+        fail(f"--deployment takes its cameras, watchlists and threshold from the "
+             f"deployment: do not give {', '.join(given)}")
+    if not user:
+        fail("--deployment needs --user NAME (who runs it)")
+    return user
+
+
+class _Out:
+    """Where the command writes: one line at a time (alerts come from worker threads), as text
+    or, with ``--json``, as one JSON object per line."""
+
+    def __init__(self, json_out: bool) -> None:
+        self.json = json_out
+        self.lock = threading.Lock()
+
+    def emit(self, event: dict[str, object]) -> None:
+        with self.lock:
+            print_json(event)
+
+    def alert(self, alert: Alert) -> None:
+        if self.json:
+            self.emit(alert.as_event())
+        else:
+            with self.lock:
+                _print_alert(alert)
+
+
 def _watch(sources: list[str], watchlist: Path, threshold: float | None, json_out: bool,
            realtime: bool, max_seconds: float | None, loop: bool, preview: int | None,
            detect_fps: float, detect_size: int, workers: int | None,
            max_embeddings: int) -> None:
     _quiet_opencv()
+    out = _Out(json_out)
+    cameras = _open_cameras(sources, watchlist, threshold, CallbackSink(out.alert),
+                            realtime=realtime, loop=loop, detect_fps=detect_fps,
+                            detect_size=detect_size, max_embeddings=max_embeddings)
+    server = _start_preview([s for s, _ in cameras], preview)
+    runner = Runner(cameras, workers=workers, max_seconds=max_seconds,
+                    on_frame=server.publish if server else None)
+    if server is not None:
+        err_console.print(f"privacy-masked preview on {server.url}", highlight=False)
+    report_states = _StateLines(runner, out)
+    summary = _run_cameras(runner, server, out, report_states)
+    _end_watch(summary, out, report_states)
+
+
+def _open_cameras(sources: list[str], watchlist: Path, threshold: float | None,
+                  sink: CallbackSink, *, realtime: bool, loop: bool, detect_fps: float,
+                  detect_size: int, max_embeddings: int
+                  ) -> list[tuple[CaptureSource, CameraPipeline]]:
+    """The watchlist's gallery and threshold, and each SOURCE opened with its pipeline."""
     with user_errors():
         wl, engine, thr = open_watchlist(watchlist, threshold)
         if not wl.subjects:
@@ -228,60 +280,56 @@ def _watch(sources: list[str], watchlist: Path, threshold: float | None, json_ou
         gallery = wl.gallery()
         names = {sid: s.display_name for sid, s in wl.subjects.items()}
         opened = open_sources(sources, realtime=realtime, loop=loop)
-
-    out_lock = threading.Lock()  # alerts come from worker threads: one line at a time
-
-    def emit(event: dict[str, object]) -> None:
-        with out_lock:
-            print_json(event)
-
-    def show(alert: Alert) -> None:
-        if json_out:
-            emit(alert.as_event())
-        else:
-            with out_lock:
-                _print_alert(alert)
-
-    sink = CallbackSink(show)
-    cameras = [
+    return [
         (s, CameraPipeline(s.name, engine, gallery, config, sink, fps=s.fps, names=names))
         for s in opened
     ]
-    server: PreviewServer | None = None
-    if preview is not None:
-        try:
-            server = PreviewServer([s.name for s in opened], port=preview)
-        except InvalidInput as exc:  # the port: close the cameras before exiting
-            close_quietly(opened)
-            fail(str(exc))
-        server.start()
-    runner = Runner(cameras, workers=workers, max_seconds=max_seconds,
-                    on_frame=server.publish if server else None)
-    if server is not None:
-        err_console.print(f"privacy-masked preview on {server.url}", highlight=False)
 
-    seen: dict[str, tuple[SourceState, str]] = {}
 
-    def report_states() -> None:
-        """For each camera whose state (or, while retrying, error) changed: a JSON line, or
-        a line on stderr when there is no live table."""
-        for name, status in runner.statuses().items():
+def _start_preview(opened: list[CaptureSource], port: int | None) -> PreviewServer | None:
+    """The privacy-masked preview on ``port``, started; a bad port closes the cameras first."""
+    if port is None:
+        return None
+    try:
+        server = PreviewServer([s.name for s in opened], port=port)
+    except InvalidInput as exc:  # the port: close the cameras before exiting
+        close_quietly(opened)
+        fail(str(exc))
+    server.start()
+    return server
+
+
+class _StateLines:
+    """For each camera whose state (or, while retrying, error) changed: a JSON line, or a line
+    on stderr when there is no live table."""
+
+    def __init__(self, runner: Runner, out: _Out) -> None:
+        self.runner = runner
+        self.out = out
+        self.seen: dict[str, tuple[SourceState, str]] = {}
+
+    def __call__(self) -> None:
+        for name, status in self.runner.statuses().items():
             key = (status.state, status.error)
-            if seen.get(name) != key:
-                seen[name] = key
-                if json_out:
-                    emit(_camera_event(status))
+            if self.seen.get(name) != key:
+                self.seen[name] = key
+                if self.out.json:
+                    self.out.emit(_camera_event(status))
                 else:
                     why = f" ({status.error})" if status.error and status.state in (
                         SourceState.RECONNECTING, SourceState.FAILED) else ""
-                    with out_lock:
+                    with self.out.lock:
                         err_console.print(f"camera {name}: {status.state}{why}",
                                           highlight=False, markup=False, soft_wrap=True)
 
-    if json_out or not console.is_terminal:
+
+def _run_cameras(runner: Runner, server: PreviewServer | None, out: _Out,
+                 report_states: _StateLines) -> Summary:
+    """Run the cameras to their end: the live table on a terminal, state lines otherwise."""
+    if out.json or not console.is_terminal:
         report_states()
     try:
-        if json_out or not console.is_terminal:
+        if out.json or not console.is_terminal:
             summary = runner.run(tick=report_states)
         else:
             with Live(console=console, refresh_per_second=2, transient=False) as live:
@@ -295,9 +343,14 @@ def _watch(sources: list[str], watchlist: Path, threshold: float | None, json_ou
     finally:
         if server is not None:
             server.stop()
-    if json_out:
+    return summary
+
+
+def _end_watch(summary: Summary, out: _Out, report_states: _StateLines) -> None:
+    """The summary; exit 2 when no camera could be opened at all, 1 when a camera failed."""
+    if out.json:
         report_states()
-        emit(summary.as_event())
+        out.emit(summary.as_event())
     else:
         if not console.is_terminal:
             report_states()
@@ -324,29 +377,11 @@ def _watch_deployment(deployment_id: int, user: str, data_dir: Path | None, json
     this deployment: its run ends when the deployment stops anywhere, and watchlist changes
     reach it within a second."""
     from openlfr.governance import deployments as deps
-    from openlfr.governance.live import DeploymentRun, RunOptions, RunResult
+    from openlfr.governance.live import RunOptions, running_elsewhere
     from openlfr.governance.reconcile import Reconciler
-    from openlfr.watchlist.gallery import Gallery
 
     _quiet_opencv()
-    out_lock = threading.Lock()
-
-    def emit(event: dict[str, object]) -> None:
-        with out_lock:
-            print_json(event)
-
-    def show(row_id: int, alert: Alert) -> None:
-        """Called only after the alert is stored (committed): what is shown is on record."""
-        if json_out:
-            event = alert.as_event()
-            event.update(deployment=deployment_id, alert_row=row_id, label="possible match")
-            emit(event)
-        else:
-            with out_lock:
-                _print_alert(alert)
-                console.print(f"  stored as alert {row_id} of deployment {deployment_id}: "
-                              f"review it with `openlfr alerts show {row_id}`", highlight=False)
-
+    out = _Out(json_out)
     with acting(data_dir, user) as ctx:
         cameras = [c.name for c in deps.show(ctx.db, ctx.actor, deployment_id).cameras]
         server: PreviewServer | None = None
@@ -357,52 +392,8 @@ def _watch_deployment(deployment_id: int, user: str, data_dir: Path | None, json
         options = RunOptions(realtime=realtime, loop=loop, detect_fps=detect_fps,
                              detect_max_side=detect_size, workers=workers,
                              max_embeddings=max_embeddings, max_seconds=max_seconds)
-        states: dict[str, SourceState] = {}
-        live: Live | None = None
-        runs: list[DeploymentRun] = []
-
-        def report_states() -> None:
-            if not runs:
-                return
-            run = runs[-1]
-            for name, state in run.states().items():
-                if states.get(name) != state:
-                    states[name] = state
-                    if json_out:
-                        status = next(s.status() for s in run.sources if s.name == name)
-                        emit({"event": "camera", "camera": name, "state": str(state),
-                              "error": status.error})
-
-        def tick() -> None:
-            if json_out:
-                report_states()
-            elif live is not None and runs and (runner := runs[-1].runner) is not None:
-                live.update(Group(_table(runs[-1].figures(), runner.elapsed,
-                                         server.url if server else None),
-                                  Text(f"deployment {deployment_id} — Ctrl-C to pause it "
-                                       "(resume with the same command or in the console; end "
-                                       "it with `openlfr deployment stop`)", style="dim")))
-
-        def started(_run: DeploymentRun) -> None:
-            if json_out:
-                emit({"event": "deployment", "deployment": deployment_id, "state": "running"})
-                report_states()
-            else:
-                err_console.print(f"deployment {deployment_id} is running", highlight=False)
-
-        class Here:
-            """The launcher: the deployment's run, in this process."""
-
-            def launch(self, dep_id: int, gallery: Gallery,
-                       names: dict[str, str]) -> DeploymentRun:
-                run = DeploymentRun(ctx.system, dep_id, ctx.actor, options=options,
-                                    on_alert=show, on_frame=server.publish if server else None,
-                                    on_start=started, tick=tick, gallery=(gallery, names))
-                runs.append(run)
-                run.start()
-                return run
-
-        busy = _running_elsewhere(ctx.db, deployment_id)
+        here = _DeploymentHere(ctx, deployment_id, options, out, server)
+        busy = running_elsewhere(ctx.db, deployment_id)
         if busy is not None:
             fail(f"deployment {deployment_id} is running in another process (its cameras "
                  f"reported {busy:.0f} s ago, e.g. under `openlfr serve`); stop or pause it "
@@ -410,50 +401,130 @@ def _watch_deployment(deployment_id: int, user: str, data_dir: Path | None, json
         resumed = deps.start(ctx.db, ctx.actor, deployment_id)
         if resumed and not json_out:
             err_console.print(f"deployment {deployment_id} resumed", highlight=False)
-        reconciler = Reconciler(ctx.system, Here(), only=[deployment_id])
+        reconciler = Reconciler(ctx.system, here, only=[deployment_id])
         if server is not None:
             server.start()
             err_console.print(f"privacy-masked preview on {server.url}", highlight=False)
-
-        def follow() -> RunResult:
-            """Reconcile until this process's run has finished; Ctrl-C pauses it."""
-            try:
-                while True:
-                    report = reconciler.tick()
-                    if report.failed and not runs:
-                        fail(f"deployment {deployment_id} could not run: "
-                             f"{reconciler.errors.get(deployment_id, 'see the log')}", code=1)
-                    if runs and not runs[-1].running:
-                        break
-                    if not runs and not report.started:
-                        # not (or no longer) to run: stopped or paused elsewhere at once
-                        fail(f"deployment {deployment_id} is not running any more")
-                    time.sleep(0.25)
-            except KeyboardInterrupt:
-                for run in runs:
-                    run.stop()
-            for run in runs:
-                run.join()
-            result = runs[-1].join()
-            assert result is not None
-            return result
-
         try:
             if json_out or not console.is_terminal:
-                result = follow()
+                result = _follow(reconciler, here)
             else:
                 with Live(console=console, refresh_per_second=2, transient=False) as shown:
-                    live = shown
-                    result = follow()
-                    tick()
+                    here.live = shown
+                    result = _follow(reconciler, here)
+                    here.tick()
         finally:
             reconciler.stop_all("interrupted")
             if server is not None:
                 server.stop()
+    _end_deployment(result, here)
+
+
+class _DeploymentHere:
+    """The launcher the reconciler starts the deployment's run with, in this process; what the
+    run reports (alerts, camera states, figures) goes to the live table or JSON lines."""
+
+    def __init__(self, ctx: Context, deployment_id: int, options: RunOptions, out: _Out,
+                 server: PreviewServer | None) -> None:
+        self.ctx = ctx
+        self.deployment_id = deployment_id
+        self.options = options
+        self.out = out
+        self.server = server
+        self.runs: list[DeploymentRun] = []
+        self.states: dict[str, SourceState] = {}
+        self.live: Live | None = None
+
+    def launch(self, dep_id: int, gallery: Gallery, names: dict[str, str]) -> DeploymentRun:
+        from openlfr.governance.live import DeploymentRun
+
+        run = DeploymentRun(self.ctx.system, dep_id, self.ctx.actor, options=self.options,
+                            on_alert=self.show,
+                            on_frame=self.server.publish if self.server else None,
+                            on_start=self.started, tick=self.tick, gallery=(gallery, names))
+        self.runs.append(run)
+        run.start()
+        return run
+
+    def show(self, row_id: int, alert: Alert) -> None:
+        """Called only after the alert is stored (committed): what is shown is on record."""
+        if self.out.json:
+            event = alert.as_event()
+            event.update(deployment=self.deployment_id, alert_row=row_id,
+                         label="possible match")
+            self.out.emit(event)
+        else:
+            with self.out.lock:
+                _print_alert(alert)
+                console.print(f"  stored as alert {row_id} of deployment "
+                              f"{self.deployment_id}: review it with "
+                              f"`openlfr alerts show {row_id}`", highlight=False)
+
+    def started(self, _run: DeploymentRun) -> None:
+        if self.out.json:
+            self.out.emit({"event": "deployment", "deployment": self.deployment_id,
+                           "state": "running"})
+            self.report_states()
+        else:
+            err_console.print(f"deployment {self.deployment_id} is running", highlight=False)
+
+    def report_states(self) -> None:
+        if not self.runs:
+            return
+        run = self.runs[-1]
+        for name, state in run.states().items():
+            if self.states.get(name) != state:
+                self.states[name] = state
+                if self.out.json:
+                    status = next(s.status() for s in run.sources if s.name == name)
+                    self.out.emit({"event": "camera", "camera": name, "state": str(state),
+                                   "error": status.error})
+
+    def tick(self) -> None:
+        if self.out.json:
+            self.report_states()
+        elif (self.live is not None and self.runs
+              and (runner := self.runs[-1].runner) is not None):
+            self.live.update(Group(
+                _table(self.runs[-1].figures(), runner.elapsed,
+                       self.server.url if self.server else None),
+                Text(f"deployment {self.deployment_id} — Ctrl-C to pause it (resume with the "
+                     "same command or in the console; end it with `openlfr deployment stop`)",
+                     style="dim")))
+
+
+def _follow(reconciler: Reconciler, here: _DeploymentHere) -> RunResult:
+    """Reconcile until this process's run has finished; Ctrl-C pauses it."""
+    deployment_id, runs = here.deployment_id, here.runs
+    try:
+        while True:
+            report = reconciler.tick()
+            if report.failed and not runs:
+                fail(f"deployment {deployment_id} could not run: "
+                     f"{reconciler.errors.get(deployment_id, 'see the log')}", code=1)
+            if runs and not runs[-1].running:
+                break
+            if not runs and not report.started:
+                # not (or no longer) to run: stopped or paused elsewhere at once
+                fail(f"deployment {deployment_id} is not running any more")
+            time.sleep(0.25)
+    except KeyboardInterrupt:
+        for run in runs:
+            run.stop()
+    for run in runs:
+        run.join()
+    result = runs[-1].join()
+    assert result is not None
+    return result
+
+
+def _end_deployment(result: RunResult, here: _DeploymentHere) -> None:
+    """The summary and what became of the deployment; exit 1 when a camera failed."""
+    deployment_id = here.deployment_id
     summary = result.summary
-    if json_out:
-        report_states()
-        emit(result.as_event())
+    if here.out.json:
+        here.report_states()
+        here.out.emit(result.as_event())
     else:
         if summary.interrupted:
             err_console.print("[yellow]interrupted[/]")
@@ -473,35 +544,6 @@ def _watch_deployment(deployment_id: int, user: str, data_dir: Path | None, json
         err_console.print(f"[bold red]error:[/] camera(s) failed: {', '.join(failed)}",
                           highlight=False)
         raise typer.Exit(1)
-
-
-#: A running deployment whose cameras reported this recently is taken to run somewhere else.
-RUNNING_ELSEWHERE_S = 15.0
-
-
-def _running_elsewhere(db: object, deployment_id: int) -> float | None:
-    """Seconds since a running deployment's cameras last reported, if that is recent (another
-    process runs it); None otherwise."""
-    from sqlalchemy import func, select
-
-    from openlfr.store.enums import DeploymentStatus
-    from openlfr.store.models import CameraStats, Deployment, utcnow
-
-    with db.reading() as s:  # type: ignore[attr-defined]
-        dep = s.get(Deployment, deployment_id)
-        if dep is None or dep.status != DeploymentStatus.RUNNING:
-            return None
-        last = s.scalar(select(func.max(CameraStats.updated_at)).where(
-            CameraStats.deployment_id == deployment_id))
-    if last is None:
-        return None
-    if last.tzinfo is None:
-        from datetime import UTC
-
-        last = last.replace(tzinfo=UTC)
-    age = (utcnow() - last).total_seconds()
-    return age if age < RUNNING_ELSEWHERE_S else None
-
 
 def register(app: typer.Typer) -> None:
     app.command("watch")(watch)

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from openlfr.audit import log as audit_log
 from openlfr.errors import OpenLFRError
@@ -56,6 +56,7 @@ from openlfr.video.stats import CameraFigures
 from openlfr.video.types import Alert
 
 if TYPE_CHECKING:
+    from openlfr.store.db import Database
     from openlfr.watchlist.gallery import Gallery
 
 log = logging.getLogger("openlfr.governance.live")
@@ -556,3 +557,24 @@ class DeploymentRun:
                     raise
                 return dep.end_reason or reason
         return reason
+
+
+#: A running deployment whose cameras reported this recently is taken to run somewhere else.
+RUNNING_ELSEWHERE_S = 15.0
+
+
+def running_elsewhere(db: Database, deployment_id: int) -> float | None:
+    """Seconds since a running deployment's cameras last reported, if that is recent (another
+    process runs it); None otherwise."""
+    with db.reading() as s:
+        dep = s.get(Deployment, deployment_id)
+        if dep is None or dep.status != DeploymentStatus.RUNNING:
+            return None
+        last = s.scalar(select(func.max(CameraStats.updated_at)).where(
+            CameraStats.deployment_id == deployment_id))
+    if last is None:
+        return None
+    if last.tzinfo is None:
+        last = last.replace(tzinfo=UTC)
+    age = (utcnow() - last).total_seconds()
+    return age if age < RUNNING_ELSEWHERE_S else None
