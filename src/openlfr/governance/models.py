@@ -297,9 +297,10 @@ def add_model(db: Database, actor: Actor, data_dir: Path, source: Path, name: st
               detector: str = "yunet") -> ModelInfo:
     """Check, hash, copy and record a user's ONNX recogniser (audited ``model.add``).
 
-    Bad input raises :class:`RuleError` (one line); a name or a file already added is
-    refused. The model is not usable for a deployment until calibrated."""
-    from openlfr.vision.embed_onnx import COLOURS, OnnxRecogniser, inspect_model
+    Bad input raises :class:`RuleError` or :class:`ModelError` (both invalid input, one
+    line); a name or a file already added is refused. The model is not usable for a
+    deployment until calibrated."""
+    from openlfr.vision.embed_onnx import COLOURS, OnnxRecogniser, inspect_model, read_model_file
 
     require(db, actor, Perm.SETTINGS, "model", name)
     name = (name or "").strip()
@@ -318,14 +319,7 @@ def add_model(db: Database, actor: Actor, data_dir: Path, source: Path, name: st
         if _row_named(s, name) is not None:
             raise RuleError(f"a model named {name!r} already exists")
     source = Path(source)
-    try:
-        data = source.read_bytes()
-    except FileNotFoundError:
-        raise RuleError(f"{source}: no such file") from None
-    except IsADirectoryError:
-        raise RuleError(f"{source}: a directory, not a model file") from None
-    except OSError as exc:
-        raise RuleError(f"{source}: cannot read it ({exc.strerror or exc})") from None
+    data = read_model_file(source)
     digest = hashlib.sha256(data).hexdigest()
     with db.reading() as s:
         same = s.scalars(select(UserModel.name).where(UserModel.sha256 == digest)).first()

@@ -200,6 +200,19 @@ class OnnxEmbedder:
         return [Template(v, self.model_id) for v in vectors]
 
 
+def read_model_file(path: str | Path) -> bytes:
+    """The bytes of a model file a user gives, or a one-line :class:`ModelError` saying why
+    not (no such file, a directory, unreadable)."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ModelError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ModelError(f"{path}: a directory, not a model file") from None
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+
+
 def inspect_model(config: OnnxRecogniser) -> OnnxRecogniser:
     """Check that ``config.path`` is a face recogniser taking ``width`` x ``height`` crops and
     return ``config`` with the layout, tensor names and vector length found in the graph.
@@ -215,14 +228,7 @@ def inspect_model(config: OnnxRecogniser) -> OnnxRecogniser:
                          f"{MAX_SIDE} pixels")
     if any(s <= 0 for s in c.std):
         raise ModelError(f"std {list(c.std)}: every value must be positive")
-    try:
-        data = Path(c.path).read_bytes()
-    except FileNotFoundError:
-        raise ModelError(f"{c.path}: no such file") from None
-    except IsADirectoryError:
-        raise ModelError(f"{c.path}: a directory, not a model file") from None
-    except OSError as exc:
-        raise ModelError(f"{c.path}: cannot read it ({exc.strerror or exc})") from None
+    data = read_model_file(c.path)
     session = _session(data, what)
     inputs, outputs = session.get_inputs(), session.get_outputs()
     if len(inputs) != 1:
