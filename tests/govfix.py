@@ -25,7 +25,7 @@ from openlfr.config import Settings
 from openlfr.governance import users
 from openlfr.governance.authz import Actor
 from openlfr.governance.system import System, initialise
-from openlfr.store.db import Database
+from openlfr.store.db import Database, alembic_config
 from openlfr.store.enums import Role
 from openlfr.store.models import AuditRecord
 
@@ -182,3 +182,25 @@ def sqlite_gov(tmp_path: Path) -> Iterator[Gov]:
     """The SQLite installation alone (for tests about the database file itself)."""
     with installation("sqlite", tmp_path) as g:
         yield g
+
+
+@contextmanager
+def database_at(kind: str, tmp_path: Path, revision: str) -> Iterator[Database]:
+    """A new database (``sqlite`` file or ``postgresql``) migrated only up to ``revision``, for
+    tests of a later migration on rows already stored; disposed (and dropped) afterwards."""
+    from alembic import command
+
+    gen = _pg_database() if kind == "postgresql" else None
+    url = next(gen) if gen is not None else f"sqlite:///{tmp_path / 'old.db'}"
+    db = Database(url)
+    try:
+        cfg = alembic_config(url)
+        with db.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+        yield db
+    finally:
+        db.dispose()
+        if gen is not None:
+            for _ in gen:
+                pass

@@ -16,11 +16,10 @@ from sqlalchemy import select, text
 from openlfr.audit import log as audit_log
 from openlfr.governance import users
 from openlfr.governance.authz import Forbidden, RuleError
-from openlfr.store.db import Database, alembic_config
 from openlfr.store.enums import Role
 from openlfr.store.models import AuditRecord, User
 from openlfr.web import sessions, tokens
-from tests.govfix import PASSWORD, Gov, _pg_database
+from tests.govfix import PASSWORD, Gov, database_at
 
 NEW = "plum orchard lantern velvet"
 
@@ -235,16 +234,7 @@ def test_the_accounts_migration_keeps_tokens_and_sessions(kind: str, tmp_path: P
     """Adding the account columns must not recreate ``users``: on SQLite a "copy and move"
     drops the table, and the foreign keys' ON DELETE CASCADE takes every API token and session
     with it."""
-    from alembic import command
-
-    gen = _pg_database() if kind == "postgresql" else None
-    url = next(gen) if gen is not None else f"sqlite:///{tmp_path / 'old.db'}"
-    db = Database(url)
-    try:
-        cfg = alembic_config(url)
-        with db.engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "0002")
+    with database_at(kind, tmp_path, "0002") as db:
         when = datetime(2026, 11, 1, tzinfo=UTC).replace(tzinfo=None)
         with db.engine.begin() as conn:
             conn.execute(text("INSERT INTO users (id, name, role, password_hash, active, "
@@ -262,8 +252,3 @@ def test_the_accounts_migration_keeps_tokens_and_sessions(kind: str, tmp_path: P
                       for t in ("users", "api_tokens", "web_sessions")]
         assert counts == [1, 1, 1]
         assert users.pending_step(db, "op1") is None  # existing accounts are not one-time
-    finally:
-        db.dispose()
-        if gen is not None:
-            for _ in gen:
-                pass

@@ -13,17 +13,15 @@ from datetime import UTC, datetime
 from html import unescape
 
 import pytest
-from alembic import command
 from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
 from openlfr.governance import floors, questions
 from openlfr.redact import REMOVED, redact_personal
-from openlfr.store.db import Database, alembic_config
 from openlfr.store.models import AuditRecord, PublicQuestion
 from openlfr.web.app import create_app
 from openlfr.web.render import _noun, _plural
-from tests.govfix import Gov, _pg_database
+from tests.govfix import Gov, database_at
 from tests.test_web_core import META_CSRF, login
 from tests.test_web_public import CAMERA_URL, REASON, SUBJECT_REF, Demo, populate
 
@@ -313,14 +311,7 @@ def test_the_console_publishes_and_withdraws_an_answer(gov: Gov, demo: Demo,
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_the_migration_gives_questions_already_stored_a_reference(kind: str, tmp_path) -> None:
-    gen = _pg_database() if kind == "postgresql" else None
-    url = next(gen) if gen is not None else f"sqlite:///{tmp_path / 'old.db'}"
-    db = Database(url)
-    try:
-        cfg = alembic_config(url)
-        with db.engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "0006")
+    with database_at(kind, tmp_path, "0006") as db:
         when = datetime(2026, 11, 1)
         with db.engine.begin() as conn:
             conn.execute(text(
@@ -340,11 +331,6 @@ def test_the_migration_gives_questions_already_stored_a_reference(kind: str, tmp
                 "SELECT reference FROM public_questions ORDER BY id"))]
         assert len(set(refs)) == 3
         assert all(questions.REFERENCE_PATTERN.fullmatch(r) for r in refs)
-    finally:
-        db.dispose()
-        if gen is not None:
-            for _ in gen:
-                pass
 
 
 # -- empty states ------------------------------------------------------------------------------
