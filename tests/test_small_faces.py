@@ -8,6 +8,7 @@ where the 640-pixel downscaled pass sees them at 7-11 pixels.
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from pathlib import Path
 
@@ -243,3 +244,30 @@ def test_recognition_crop_is_cut_from_the_full_resolution_frame(face_images):
     assert any(np.array_equal(crop, canvas[y0 + dy:y0 + dy + crop.shape[0],
                                            x0 + dx:x0 + dx + crop.shape[1]])
                for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+
+
+def test_watch_finds_a_small_face_in_a_4k_camera_unless_tiling_is_off(clips, face_images,
+                                                                       tmp_path):
+    from typer.testing import CliRunner
+
+    from openlfr.cli import app
+
+    frames = []
+    for i in range(3):
+        canvas = _canvas(3840, 2160)
+        _place(canvas, face_images["obama2"], 46, 2200 + 2 * i, 1200)
+        frames.append(canvas)
+    clip = videoclips.write_clip(tmp_path / "street.avi", frames)
+
+    def alerts(*options: str) -> list[dict]:
+        result = CliRunner().invoke(app, ["watch", f"street={clip}", "--watchlist",
+                                          str(clips.watchlist), "--json", "--detect-fps", "0",
+                                          *options])
+        assert result.exit_code == 0, result.output
+        events = [json.loads(line) for line in result.stdout.splitlines()]
+        return [e for e in events if e["event"] == "alert"]
+
+    found = alerts()  # auto: a 4K frame is tiled
+    assert [(a["camera"], a["subject"]) for a in found] == [("street", "obama")]
+    assert 30 < found[0]["box"][2] < 60  # the face's full-resolution width
+    assert alerts("--tiling", "off") == []

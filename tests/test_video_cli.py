@@ -135,6 +135,7 @@ def test_ctrl_c_stops_cleanly_with_the_summary(clips):
     (["{obama}", "--threshold", "1.5"], "--threshold 1.5"),
     (["{obama}", "--watchlist-missing"], "no such watchlist file"),
     (["{obama}", "--watchlist-bad"], "watchlist"),
+    (["{obama}", "--tiling", "sometimes"], "--tiling must be one of auto, on, off"),
 ])
 def test_bad_input_is_one_clear_line_and_exit_code_2(clips, tmp_path, args, message):
     watchlist = clips.watchlist
