@@ -271,3 +271,15 @@ def test_watch_finds_a_small_face_in_a_4k_camera_unless_tiling_is_off(clips, fac
     assert [(a["camera"], a["subject"]) for a in found] == [("street", "obama")]
     assert 30 < found[0]["box"][2] < 60  # the face's full-resolution width
     assert alerts("--tiling", "off") == []
+
+
+def test_regions_follow_a_small_face_that_moves_between_full_scans(face_images):
+    pipeline = _pipeline(PipelineConfig(threshold=0.5, full_scan_every=10))
+    found = []
+    for i in range(6):
+        canvas = _canvas(1920, 1080)
+        box = _place(canvas, face_images["obama"], 24, 500 + 9 * i, 400 + 3 * i)
+        detected = pipeline.detect(_frame(canvas, i))
+        result = pipeline.advance(detected)
+        found.append((detected.scan, len(_at(result.faces, box))))
+    assert found == [("full", 1)] + [("regions", 1)] * 5
