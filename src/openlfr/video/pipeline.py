@@ -73,7 +73,7 @@ class PipelineConfig:
     first included) it also scans the whole frame in overlapping ``tile_size`` tiles
     (``tile_overlap`` pixels of overlap), and on the frames in between only regions of
     interest around the faces its tracks predict (each scaled so that its smallest face is
-    about 64 pixels: small faces unscaled). Faces are in full-frame coordinates
+    at most 64 pixels: small faces unscaled). Faces are in full-frame coordinates
     throughout, so crops for quality and embedding come from the full-resolution frame.
     """
 
@@ -120,7 +120,7 @@ class Detected:
     detected, by ``detect_fps``), or ``usable=False`` for a corrupt frame. ``scan`` says how
     it was detected: ``"downscaled"`` (one pass on the downscaled frame), ``"full"`` (that
     and overlapping tiles at full resolution), ``"regions"`` (that and regions of interest
-    around tracked small faces), or ``""`` (not detected)."""
+    around the tracks' predicted faces), or ``""`` (not detected)."""
 
     frame: Frame
     faces: tuple[Face, ...] | None
