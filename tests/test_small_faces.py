@@ -117,7 +117,7 @@ def test_tiled_detection_finds_small_faces_the_downscaled_pass_loses(crowd):
     today = _pipeline(PipelineConfig(threshold=0.5, tiling="off")).detect(_frame(canvas))
     assert today.scan == "downscaled"
     assert sum(bool(_at(today.faces, b)) for b in boxes) <= 1  # 7-8 px after the downscale
-    tiled = _pipeline(PipelineConfig(threshold=0.5)).detect(_frame(canvas))  # auto: 1080p
+    tiled = _pipeline(PipelineConfig(threshold=0.5, tiling="auto")).detect(_frame(canvas))  # 1080p
     assert tiled.scan == "full"
     assert [len(_at(tiled.faces, b)) for b in boxes] == [1] * len(boxes)
     for face, box in zip((_at(tiled.faces, b)[0] for b in boxes), boxes, strict=True):
@@ -170,7 +170,8 @@ def test_regions_of_interest_join_only_when_cheaper():
 
 
 def test_small_frames_keep_the_single_downscaled_pass():
-    config = PipelineConfig(threshold=0.5)
+    assert not PipelineConfig(threshold=0.5).tiles(3840, 2160)  # the default: off
+    config = PipelineConfig(threshold=0.5, tiling="auto")
     assert not config.tiles(1280, 720) and not config.tiles(640, 360)
     assert config.tiles(1920, 1080) and config.tiles(3840, 2160)
     assert PipelineConfig(threshold=0.5, tiling="on").tiles(1280, 720)
@@ -204,7 +205,7 @@ def test_full_scan_every_n_frames_and_tracked_regions_in_between(crowd):
 
 def test_regions_cost_only_the_downscaled_pass_when_nobody_is_there():
     empty = _canvas(1920, 1080)
-    pipeline = _pipeline(PipelineConfig(threshold=0.5, full_scan_every=5))
+    pipeline = _pipeline(PipelineConfig(threshold=0.5, tiling="auto", full_scan_every=5))
     seen = []
     for i in range(3):
         detector = _Counting()
@@ -223,7 +224,8 @@ def test_recognition_crop_is_cut_from_the_full_resolution_frame(face_images):
     gallery.add("obama", "obama-ref", template)
     canvas = _canvas(3840, 2160)
     box = _place(canvas, face_images["obama2"], 46, 2500, 1300)
-    config = PipelineConfig(threshold=engine.default_threshold, shots=ShotPolicy(window=0.0))
+    config = PipelineConfig(threshold=engine.default_threshold, tiling="auto",
+                            shots=ShotPolicy(window=0.0))
 
     today = MemorySink()
     _pipeline(PipelineConfig(threshold=engine.default_threshold, tiling="off",
@@ -267,14 +269,14 @@ def test_watch_finds_a_small_face_in_a_4k_camera_unless_tiling_is_off(clips, fac
         events = [json.loads(line) for line in result.stdout.splitlines()]
         return [e for e in events if e["event"] == "alert"]
 
-    found = alerts()  # auto: a 4K frame is tiled
+    found = alerts("--tiling", "auto")  # a 4K frame is tiled
     assert [(a["camera"], a["subject"]) for a in found] == [("street", "obama")]
     assert 30 < found[0]["box"][2] < 60  # the face's full-resolution width
-    assert alerts("--tiling", "off") == []
+    assert alerts() == []  # the default, off: as before tiling existed
 
 
 def test_regions_follow_a_small_face_that_moves_between_full_scans(face_images):
-    pipeline = _pipeline(PipelineConfig(threshold=0.5, full_scan_every=10))
+    pipeline = _pipeline(PipelineConfig(threshold=0.5, tiling="auto", full_scan_every=10))
     found = []
     for i in range(6):
         canvas = _canvas(1920, 1080)

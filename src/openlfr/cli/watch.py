@@ -194,9 +194,10 @@ def watch(
         "--max-embeddings", min=1, help="Embeddings per track at most.")] = 3,
     tiling: Annotated[str, typer.Option(
         "--tiling", metavar="auto|on|off",
-        help=f"Also detect small faces at full resolution, in tiles: auto (frames wider than "
-             f"{AUTO_TILING_ABOVE} px), on (any frame larger than --detect-size) or off.")
-    ] = "auto",
+        help=f"Also detect small faces at full resolution, in tiles: off (the default), auto "
+             f"(frames wider than {AUTO_TILING_ABOVE} px) or on (any frame larger than "
+             f"--detect-size).")
+    ] = "off",
     full_scan_every: Annotated[int, typer.Option(
         "--full-scan-every", min=1,
         help="With tiling: scan the whole frame in tiles every N detected frames (tracked "
@@ -230,7 +231,7 @@ def watch(
 class SmallFaces:
     """``--tiling`` and ``--full-scan-every`` (see :class:`PipelineConfig`)."""
 
-    tiling: str = "auto"
+    tiling: str = "off"
     full_scan_every: int = 15
 
 

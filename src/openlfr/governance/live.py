@@ -81,7 +81,7 @@ class RunOptions:
     loop: bool = False
     detect_fps: float = DEFAULT_DETECT_FPS
     detect_max_side: int = 640
-    tiling: str = "auto"  # small faces in large frames: see PipelineConfig
+    tiling: str = "off"  # small faces in large frames: see PipelineConfig
     full_scan_every: int = 15
     workers: int | None = None
     max_embeddings: int = 3

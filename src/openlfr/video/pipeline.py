@@ -64,11 +64,11 @@ class PipelineConfig:
     to it for detection (quality and embedding still use the full frame). ``lost_seconds``: a
     track unseen for that long ends (and its memory is released).
 
-    Small faces in large frames (``tiling``): ``"off"`` always detects the downscaled frame
-    alone; ``"on"`` adds detection at the frame's own resolution whenever the frame is larger
-    than the detection size; ``"auto"`` (the default) does so only for frames whose longer side
-    is above :data:`AUTO_TILING_ABOVE` (1080p and up), so 720p and smaller frames keep the
-    single downscaled pass. A tiled camera still runs the downscaled pass on every detected
+    Small faces in large frames (``tiling``): ``"off"`` (the default) always detects the
+    downscaled frame alone; ``"on"`` adds detection at the frame's own resolution whenever
+    the frame is larger than the detection size; ``"auto"`` does so only for frames whose
+    longer side is above :data:`AUTO_TILING_ABOVE` (1080p and up), so 720p and smaller frames
+    keep the single downscaled pass. A tiled camera still runs the downscaled pass on every detected
     frame (large and new faces, as before); every ``full_scan_every``-th detected frame (the
     first included) it also scans the whole frame in overlapping ``tile_size`` tiles
     (``tile_overlap`` pixels of overlap), and on the frames in between only regions of
@@ -85,7 +85,7 @@ class PipelineConfig:
     crop_margin: float = 0.5
     top_k: int = 3
     gate: q.QualityPolicy = q.LIVE
-    tiling: str = "auto"
+    tiling: str = "off"
     tile_size: int = 640
     tile_overlap: int = 128
     full_scan_every: int = 15
