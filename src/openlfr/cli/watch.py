@@ -24,6 +24,7 @@ from openlfr.cli.common import (
     fail,
     open_watchlist,
     print_json,
+    print_table,
     user_errors,
 )
 from openlfr.cli.context import Context, DataDirOpt, acting
@@ -139,7 +140,7 @@ def _print_summary(summary: Summary) -> None:
         table.add_row(f.camera, f.state, str(f.frames), str(f.dropped), str(f.faces),
                       str(f.tracks), str(f.embeddings), str(f.alerts),
                       f"{_fmt(f.latency_p50)}/{_fmt(f.latency_p95)} s")
-    console.print(table)
+    print_table(table)
     console.print(
         f"{summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} fps), "
         f"{summary.faces} faces, {summary.tracks} tracks, {summary.embeddings} embeddings, "
