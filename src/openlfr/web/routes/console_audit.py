@@ -71,16 +71,15 @@ def _values(**given: str | None) -> dict[str, str]:
 
 
 @router.get("")
-def audit_page(request: Request, actor: PageActor, before: int | None = None,
-               after: int | None = None, action: str | None = None, object_type: str | None = None,
+def audit_page(request: Request, who: PageActor, before: int | None = None,
+               after: int | None = None, actor: str | None = None,
+               action: str | None = None, object_type: str | None = None,
                object_id: str | None = None, deployment: str | None = None,
                since: str | None = None, until: str | None = None) -> Response:
-    # ``actor`` is the signed-in person here: the filter's query parameter is read by name
-    values = _values(actor=request.query_params.get("actor"), action=action,
-                     object_type=object_type, object_id=object_id, deployment=deployment,
-                     since=since, until=until)
-    ctx, status = _ctx(request, actor, values, before, after)
-    return _page(request, actor, ctx, status)
+    values = _values(actor=actor, action=action, object_type=object_type,
+                     object_id=object_id, deployment=deployment, since=since, until=until)
+    ctx, status = _ctx(request, who, values, before, after)
+    return _page(request, who, ctx, status)
 
 
 @router.post("/verify")
