@@ -438,9 +438,10 @@ def safe_cell(text: str) -> str:
 
 
 def csv_row(cells: Sequence[str]) -> str:
-    """One CSV line (RFC 4180 quoting, ``\\n`` line end), every cell :func:`safe_cell`."""
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow([safe_cell(c) for c in cells])
+    """One CSV line (RFC 4180: quoted where needed, CR LF line end, so that a cell holding a
+    line break is quoted too), every cell :func:`safe_cell`."""
+    buffer = io.StringIO(newline="")
+    csv.writer(buffer, lineterminator="\r\n").writerow([safe_cell(c) for c in cells])
     return buffer.getvalue()
 
 

@@ -44,7 +44,7 @@ class EntriesOut(BaseModel):
     head: int  # the log's last seq when read: ``upto`` for an export of exactly this
 
 
-Text = Query(None, max_length=64)
+Text = Query(max_length=64)
 
 
 def selection(actor: Annotated[str | None, Text] = None,
