@@ -289,3 +289,40 @@ def test_api_and_console_give_the_same_selection(gov: Gov,
     assert details[0] == details[1] == {
         "what": "selection", "format": "csv", "out": "web",
         "filters": {"deployment": dep, "action": "alert", "upto": body["head"]}}
+
+
+def test_a_selection_export_is_checked_against_the_log(gov: Gov, face_images: dict[str, Path],
+                                                       tmp_path: Path) -> None:
+    log = populate(gov, face_images)
+    au1 = gov.actors["au1"]
+    lines = list(auditing.export(gov.db, au1, selection=AuditFilter(deployment=log.deps[1]),
+                                 out="stdout"))
+    path = tmp_path / "selection.jsonl"
+    path.write_text("".join(lines), encoding="utf-8")
+    checked = auditing.verify_selection(gov.db, au1, path).result
+    assert checked.ok and checked.entries == len(lines) == 4
+
+    def forged(n: int, change: Callable[[dict], None], rehash: bool) -> Path:
+        entries = [json.loads(x) for x in lines]
+        change(entries[n])
+        if rehash:
+            entry = dict(entries[n])
+            entry.pop("hash")
+            body = json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+            entries[n]["hash"] = hashlib.sha256(body.encode()).hexdigest()
+        out = tmp_path / f"forged-{n}-{rehash}.jsonl"
+        out.write_text("".join(json.dumps(e, sort_keys=True, separators=(",", ":"),
+                                          ensure_ascii=False) + "\n" for e in entries))
+        return out
+
+    seq = json.loads(lines[2])["seq"]
+    for rehash, says in ((False, "edited"), (True, "differs from the log")):
+        bad = auditing.verify_selection(
+            gov.db, au1, forged(2, lambda e: e.update(actor="someone else"), rehash)).result
+        assert not bad.ok and bad.first_bad_seq == seq and says in (bad.problem or "")
+    reordered = tmp_path / "reordered.jsonl"
+    reordered.write_text(lines[1] + lines[0], encoding="utf-8")
+    bad = auditing.verify_selection(gov.db, au1, reordered).result
+    assert not bad.ok and "order" in (bad.problem or "")
+    with pytest.raises(Forbidden):
+        auditing.verify_selection(gov.db, gov.actors["op1"], path)

@@ -130,3 +130,20 @@ def test_list_pages_a_selection_and_export_writes_exactly_it(gov: Gov, tmp_path:
         assert wrong.returncode == 2, wrong.stderr
         assert named in wrong.stderr and "Traceback" not in wrong.stderr
         assert len(wrong.stderr.strip().splitlines()) == 1
+
+
+def test_verify_checks_an_exported_selection(gov: Gov, tmp_path: Path) -> None:
+    out = tmp_path / "mine.jsonl"
+    done = run(gov, "audit", "export", "--actor", "admin", "--out", str(out), "--user", "au1")
+    assert done.returncode == 0, done.stderr
+    ok = run(gov, "audit", "verify", "--selection", str(out), "--user", "au1")
+    assert ok.returncode == 0, ok.stderr
+    assert "the 6 entries" in ok.stdout and "the log's own" in ok.stdout
+    lines = out.read_text(encoding="utf-8").splitlines(keepends=True)
+    out.write_text("".join(lines[:2]) + lines[2].replace("operator", "admin"),
+                   encoding="utf-8")
+    bad = run(gov, "audit", "verify", "--selection", str(out), "--user", "au1")
+    assert bad.returncode == 1 and "seq 4" in bad.stderr and "edited" in bad.stderr
+    out.write_text("not json\n", encoding="utf-8")
+    junk = run(gov, "audit", "verify", "--selection", str(out), "--user", "au1")
+    assert junk.returncode == 2 and "line 1" in junk.stderr and "Traceback" not in junk.stderr

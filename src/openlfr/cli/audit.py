@@ -57,9 +57,20 @@ def verify(
     public_key: Annotated[str | None, typer.Option(
         "--public-key", help="The signing key's public key (64 hex digits) the checkpoint "
                              "must be signed with; needs --checkpoint.")] = None,
+    selection: Annotated[Path | None, typer.Option(
+        "--selection", help="An exported selection (JSON lines): check that each of its "
+                            "entries is, hash and fields, the log's entry of that seq.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Recompute the hash chain in the database; exit 1 naming the first bad entry."""
+    """Recompute the hash chain in the database; exit 1 naming the first bad entry. With
+    --selection, also check an exported selection against it."""
+    if selection is not None:
+        if checkpoint is not None or public_key is not None:
+            fail("--selection is checked against the database alone: no --checkpoint")
+        if not selection.is_file():
+            fail(f"--selection {selection}: no such file")
+        _verify_selection(data_dir, user, selection, json_out)
+        return
     if public_key is not None:
         public_key = public_key.strip().lower()
         if checkpoint is None:
@@ -90,6 +101,24 @@ def verify(
         where = (f" at seq {result.first_bad_seq}" if result.first_bad_seq is not None
                  else "")
         err_console.print(f"[bold red]audit chain verification FAILED{where}:[/] "
+                          f"{escape(result.problem or '')}", highlight=False, soft_wrap=True)
+    if not result.ok:
+        raise typer.Exit(EXIT_BROKEN)
+
+
+def _verify_selection(data_dir: Path | None, user: str, path: Path, json_out: bool) -> None:
+    with acting(data_dir, user) as ctx:
+        result = auditing.verify_selection(ctx.db, ctx.actor, path).result
+    if json_out:
+        print_json({"ok": result.ok, "entries": result.entries,
+                    "first_bad_seq": result.first_bad_seq, "problem": result.problem})
+    elif result.ok:
+        console.print(f"[green]✓[/] the {result.entries} entries of {escape(str(path))} are the "
+                      "log's own, and the log's chain verifies", highlight=False)
+    else:
+        where = (f" at seq {result.first_bad_seq}" if result.first_bad_seq is not None
+                 else "")
+        err_console.print(f"[bold red]selection check FAILED{where}:[/] "
                           f"{escape(result.problem or '')}", highlight=False, soft_wrap=True)
     if not result.ok:
         raise typer.Exit(EXIT_BROKEN)

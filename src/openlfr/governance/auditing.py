@@ -8,6 +8,7 @@ authorising officers) — one service for the JSON API, the console and ``openlf
   :func:`newest`: the last few, oldest first (``openlfr audit show``).
 * :func:`verify`: recompute the hash chain, optionally against a signed checkpoint (a file
   that cannot be read as one fails the check, it is not an input error).
+* :func:`verify_selection`: an exported selection against the log (each entry is the log's).
 * :func:`make_checkpoint`: sign the head with the installation's Ed25519 key; the
   ``audit.checkpoint`` entry is written first, so the checkpoint covers its own making.
 * :func:`export`: the whole log or a selection, as JSON lines or CSV, or the Art. 12 records.
@@ -27,7 +28,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -42,9 +43,11 @@ from openlfr.audit import (
     Checkpoint,
     CheckpointError,
     VerifyResult,
+    compute_hash,
     format_time,
     load_or_create_signing_key,
     public_key_hex,
+    read_jsonl,
     sign_checkpoint,
 )
 from openlfr.audit import log as audit_log
@@ -320,6 +323,41 @@ def verify(db: Database, actor: Actor, checkpoint: Path | Checkpoint | None = No
         point = checkpoint
     with db.reading() as s:
         return Verification(audit_log.verify(s, point, public_key), point)
+
+
+def verify_selection(db: Database, actor: Actor, entries: Path | Iterable[AuditEntry]
+                     ) -> Verification:
+    """Check an exported selection (a JSON-lines file, or its entries, oldest first; a line
+    that is not an entry is an :class:`~openlfr.audit.AuditFormatError`) against the log: the
+    log's chain verifies, and each entry of the selection recomputes to its own hash and is, field
+    for field, the log's entry of that seq. ``entries`` counts the selection's entries read;
+    ``first_bad_seq`` names the first that is not the log's."""
+    _reader(db, actor, "verify")
+    if isinstance(entries, Path):
+        entries = read_jsonl(entries)
+    with db.reading() as s:
+        chain = audit_log.verify(s)
+        if not chain.ok:
+            return Verification(VerifyResult(False, 0, GENESIS, chain.first_bad_seq,
+                                             f"the log itself does not verify: {chain.problem}"))
+        count, last, head = 0, 0, GENESIS
+        for entry in entries:
+            count += 1
+            problem = None
+            if entry.seq <= last:
+                problem = f"seq {entry.seq} comes after seq {last}: not in the log's order"
+            elif compute_hash(entry) != entry.hash:
+                problem = "its hash does not match its fields: the entry was edited"
+            else:
+                row = s.get(AuditRecord, entry.seq)
+                if row is None:
+                    problem = "the log has no entry of this seq"
+                elif audit_log.to_entry(row) != entry:
+                    problem = "it differs from the log's entry of this seq"
+            if problem is not None:
+                return Verification(VerifyResult(False, count, head, entry.seq, problem))
+            last, head = entry.seq, entry.hash
+    return Verification(VerifyResult(True, count, head))
 
 
 def make_checkpoint(db: Database, actor: Actor, key_path: Path, out: str) -> Checkpoint:
