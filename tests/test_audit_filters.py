@@ -326,3 +326,19 @@ def test_a_selection_export_is_checked_against_the_log(gov: Gov, face_images: di
     assert not bad.ok and "order" in (bad.problem or "")
     with pytest.raises(Forbidden):
         auditing.verify_selection(gov.db, gov.actors["op1"], path)
+
+
+BIG = "9" * 20
+
+
+def test_hostile_filters_are_bad_input_never_a_server_error(gov: Gov) -> None:
+    with TestClient(create_app(gov.system), base_url="http://testserver") as client:
+        login(client, "au1")
+        for query in (f"after={BIG}", f"deployment={BIG}", f"upto={BIG}", f"before={BIG}",
+                      "actor=a%00b", "object_id=%00", "since=0001-01-01T00:30%2B01:00",
+                      "until=9999-12-31T23:30-01:00", f"since={BIG}d", "action=" + "x" * 65):
+            api = client.get(f"/api/v1/audit/entries?{query}")
+            assert api.status_code in (200, 400, 404, 422), (query, api.status_code, api.text)
+            page = client.get(f"/console/audit?{query}")
+            assert page.status_code in (200, 400, 404, 422), (query, page.status_code)
+            assert "internal error" not in page.text
