@@ -32,6 +32,7 @@ AUDIT_PAGE = 50
 #: The filter fields of the page's form, in order.
 FILTER_FIELDS = ("actor", "action", "object_type", "object_id", "deployment", "since", "until")
 
+
 def _page(request: Request, actor: Actor, ctx: dict[str, Any], status: int = 200,
           name: str = "gov_audit.html") -> Response:
     ctx.setdefault("iso", fmt_iso)
