@@ -14,7 +14,6 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
-from openlfr.audit import AuditEntry
 from openlfr.governance import auditing
 from openlfr.governance import deployments as deps
 from openlfr.governance.auditing import AuditFilter
@@ -137,5 +136,5 @@ def _raw(details: dict[str, Any]) -> str:
     return json.dumps(details, ensure_ascii=False, sort_keys=True, indent=2)
 
 
-def _time(entry: AuditEntry) -> str:
+def _time(entry: auditing.AuditEntry) -> str:
     return entry.time.replace("T", " ")[:19] + " UTC"
