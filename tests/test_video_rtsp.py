@@ -1,0 +1,225 @@
+"""RTSP against a real server (GStreamer's, tests/rtspserver.py), over TCP on 127.0.0.1: H.264
+and H.265, credentials in the URL, the server restarted mid-stream, a stream that stalls, time
+stamps that jump, a resolution change, and a deployment's RTSP camera seen through the run to
+the camera states the console and API read (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from openlfr.video.sources import Backoff, CaptureSource, SourceSpec, SourceState
+from openlfr.vision import get_engine
+
+from . import videoclips
+from .rtspserver import RtspServer, encode, missing
+from .videoclips import wait_for
+
+pytestmark = pytest.mark.skipif(missing() is not None, reason=missing() or "")
+
+#: Frames of the served clip (15 fps): long enough for every test here to stay in one pass.
+CLIP_FRAMES = 180
+READ_TIMEOUT = 2.0
+
+
+@pytest.fixture(scope="module")
+def clip_frames(face_images: dict[str, Path]) -> list[np.ndarray]:
+    """Obama walks in (obama2.jpg) and stands, for :data:`CLIP_FRAMES` frames."""
+    frames = videoclips.walk_in_frames(face_images["obama2"], n=40)
+    return frames + [frames[-1]] * (CLIP_FRAMES - len(frames))
+
+
+@pytest.fixture(scope="module")
+def rtsp_clips(tmp_path_factory: pytest.TempPathFactory,
+               clip_frames: list[np.ndarray]) -> dict[str, Path]:
+    """The clip as H.264 and H.265 MP4 files (x264, x265), to be served."""
+    root = tmp_path_factory.mktemp("rtsp")
+    source = videoclips.write_clip(root / "walk.avi", clip_frames)
+    return {codec: encode(source, root / f"walk-{codec}.mp4", codec)
+            for codec in ("h264", "h265")}
+
+
+def rtsp_source(url: str, name: str = "cam", **kwargs: object) -> CaptureSource:
+    """A source as a run opens it, with short waits so that the tests stay fast."""
+    options: dict[str, object] = {"backoff": Backoff(initial=0.2, cap=1.0),
+                                  "open_timeout": 5.0, "read_timeout": READ_TIMEOUT, "seed": 1}
+    options.update(kwargs)
+    return CaptureSource(SourceSpec.parse(f"{name}={url}"), **options)  # type: ignore[arg-type]
+
+
+class Taken:
+    """Frames taken from a started source by a thread of the test, as a pipeline takes them."""
+
+    def __init__(self, source: CaptureSource) -> None:
+        self.source = source
+        self.frames: list[tuple[float, int, float, tuple[int, ...]]] = []  # mono, index, t, shape
+        self.images: list[np.ndarray] = []
+        source.start(self._on_frame)
+
+    def _on_frame(self, _name: str) -> None:
+        frame = self.source.take()
+        if frame is not None:
+            self.frames.append((frame.mono, frame.index, frame.t, frame.image.shape))
+            if len(self.images) < 3 or len(self.frames) % 15 == 0:
+                self.images.append(frame.image)
+
+    def count(self) -> int:
+        return len(self.frames)
+
+    def more(self, n: int, timeout: float = 20.0) -> None:
+        """Wait for ``n`` more frames."""
+        target = self.count() + n
+        wait_for(lambda: self.count() >= target, timeout)
+
+
+@pytest.fixture()
+def started() -> Iterator[Callable[[CaptureSource], Taken]]:
+    sources: list[CaptureSource] = []
+
+    def start(source: CaptureSource) -> Taken:
+        sources.append(source)
+        return Taken(source)
+
+    yield start
+    for source in sources:
+        source.stop()
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(cv2.PSNR(a, b))
+
+
+@pytest.mark.parametrize("codec", ["h264", "h265"])
+def test_h264_and_h265_cameras_are_read_over_tcp(rtsp_clips, clip_frames, started, codec):
+    with RtspServer(rtsp_clips[codec], codec) as server:
+        source = rtsp_source(server.url())
+        taken = started(source)
+        taken.more(45)  # FFmpeg hands over the first second or two at once, then at pace
+        status = source.status()
+        assert status.state == SourceState.RUNNING and status.live
+        assert status.fps == pytest.approx(15.0, abs=0.5)
+        assert status.reconnects == 0 and status.error == ""
+        assert {shape for *_, shape in taken.frames} == {(360, 640, 3)}
+        # Each client is served the clip from its start: the first frame is the file's first,
+        # as decoding the file gives it (not a grey or broken picture).
+        ok, first = cv2.VideoCapture(str(rtsp_clips[codec])).read()
+        assert ok and psnr(taken.images[0], first) > 40
+        assert psnr(first, clip_frames[0]) > 20  # what the encoder kept of the clip
+        # Frames arrive at the camera's pace, not in a burst.
+        monos = [m for m, *_ in taken.frames[-10:]]
+        assert (monos[-1] - monos[0]) > 0.3
+
+
+def test_credentials_in_the_url_and_a_wrong_password_says_so_without_showing_it(
+        rtsp_clips, started, caplog, capfd):
+    password = "pa:ss@w/rd?"  # percent-encoded in the URL
+    caplog.set_level(logging.DEBUG, logger="openlfr")
+    with RtspServer(rtsp_clips["h264"], user="gate-op", password=password) as server:
+        good = rtsp_source(server.url("gate-op", password), name="good")
+        taken = started(good)
+        wrong = rtsp_source(server.url("gate-op", "guess"), name="wrong")
+        started(wrong)
+        nothing = rtsp_source(server.url(), name="nothing")
+        started(nothing)
+        taken.more(5)
+        assert good.status().state == SourceState.RUNNING
+        wait_for(lambda: "refused" in wrong.status().error, 20)
+        wait_for(lambda: "asks for" in nothing.status().error, 20)
+    refused = wrong.status()
+    assert refused.state == SourceState.RECONNECTING
+    assert refused.error == (f"wrong: cannot open rtsp://***@127.0.0.1:{server.port}/cam: the "
+                             "camera refused the user name or password (401 Unauthorized)")
+    assert nothing.status().error.endswith(
+        "the camera asks for a user name and password (401 Unauthorized): give them in the "
+        "URL, as USER:PASSWORD@ before the host")
+    assert good.label == wrong.label == f"rtsp://***@127.0.0.1:{server.port}/cam"
+    # Nothing shows them: not the states, not our log, not what FFmpeg printed itself.
+    printed = capfd.readouterr()
+    assert "401" in printed.err  # FFmpeg did print its own complaint
+    shown = caplog.text + refused.error + good.status().error + printed.out + printed.err
+    for secret in ("guess", "pa:ss", "pa%3Ass", "gate-op"):
+        assert secret not in shown
+
+
+def test_a_server_restarted_mid_stream_is_reconnected_and_the_drop_counted(rtsp_clips,
+                                                                           started):
+    with RtspServer(rtsp_clips["h264"]) as server:
+        source = rtsp_source(server.url())
+        taken = started(source)
+        taken.more(10)
+        server.restart()
+        wait_for(lambda: source.status().reconnects >= 1, 20)
+        taken.more(10)
+        status = source.status()
+        assert status.state == SourceState.RUNNING
+        assert status.reconnects >= 1 and status.error  # the last failure, kept for show
+        assert server.starts == 2
+        # frames keep their order and the stream time goes on across the reconnect
+        indices = [i for _, i, _, _ in taken.frames]
+        times = [t for _, _, t, _ in taken.frames]
+        assert indices == sorted(indices) and times == sorted(times)
+
+
+def test_a_stream_that_stalls_is_reported_within_the_read_timeout_and_comes_back(
+        rtsp_clips, started):
+    with RtspServer(rtsp_clips["h265"], "h265") as server:
+        source = rtsp_source(server.url())
+        taken = started(source)
+        taken.more(10)
+        server.command("stall")  # the connection stays open; nothing is sent
+        stalled_at = time.monotonic()
+        wait_for(lambda: source.status().state == SourceState.RECONNECTING, 15)
+        noticed = time.monotonic() - stalled_at
+        status = source.status()
+        assert status.error.startswith("stalled: no frame for ")
+        waited = float(status.error.split("for ")[1].split(" s")[0])
+        assert READ_TIMEOUT * 0.9 <= waited <= READ_TIMEOUT + 1.0
+        assert noticed <= READ_TIMEOUT + 1.5, noticed
+        last = taken.frames[-1][0]
+        server.command("resume")
+        taken.more(10)
+        assert source.status().state == SourceState.RUNNING
+        assert source.status().reconnects >= 1
+        assert taken.frames[-1][0] > last
+
+
+def test_time_stamps_that_jump_change_nothing(rtsp_clips, started):
+    with RtspServer(rtsp_clips["h264"]) as server:
+        source = rtsp_source(server.url())
+        taken = started(source)
+        taken.more(10)
+        server.command("jump 3600")  # an hour ahead
+        taken.more(15)
+        server.command("jump 40000")  # past the 32-bit RTP clock: backwards on the wire
+        taken.more(15)
+        status = source.status()
+        assert status.state == SourceState.RUNNING and status.reconnects == 0
+    # The stream time is the arrival time: it goes on steadily, whatever the camera says.
+    times = [t for _, _, t, _ in taken.frames]
+    gaps = np.diff(times)
+    assert gaps.min() >= 0 and gaps.max() < 1.0, gaps.max()
+
+
+def test_a_resolution_change_mid_stream_keeps_the_frames_coming(rtsp_clips, started):
+    engine = get_engine("sface")
+    with RtspServer(rtsp_clips["h264"], transcode=True) as server:
+        source = rtsp_source(server.url())
+        taken = started(source)
+        taken.more(45)  # Obama has walked in and stands
+        before = taken.images[-1]
+        server.command("size 320 180")
+        taken.more(30)
+        after = taken.images[-1]
+        status = source.status()
+        assert status.state == SourceState.RUNNING and status.reconnects == 0
+    # OpenCV keeps handing frames over at the size the stream had when it opened (FFmpeg
+    # scales the smaller pictures up), so tracks and boxes stay in one frame geometry.
+    assert before.shape == after.shape == (360, 640, 3)
+    assert psnr(before, after) < 45  # a new picture, not a frozen one
+    assert len(engine.detect(before)) == 1 and len(engine.detect(after)) == 1
