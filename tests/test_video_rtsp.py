@@ -13,12 +13,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 
+from openlfr.governance import deployments as deps
+from openlfr.governance.live import DeploymentRun, RunOptions
 from openlfr.video.sources import Backoff, CaptureSource, SourceSpec, SourceState
 from openlfr.vision import get_engine
+from openlfr.web.app import create_app
 
 from . import videoclips
+from .govfix import Gov
 from .rtspserver import RtspServer, encode, missing
+from .test_gov_live import authorised
+from .test_web_core import login
 from .videoclips import wait_for
 
 pytestmark = pytest.mark.skipif(missing() is not None, reason=missing() or "")
@@ -211,10 +218,10 @@ def test_a_resolution_change_mid_stream_keeps_the_frames_coming(rtsp_clips, star
     with RtspServer(rtsp_clips["h264"], transcode=True) as server:
         source = rtsp_source(server.url())
         taken = started(source)
-        taken.more(45)  # Obama has walked in and stands
+        taken.more(40)  # Obama has walked in and stands
         before = taken.images[-1]
         server.command("size 320 180")
-        taken.more(30)
+        taken.more(20)
         after = taken.images[-1]
         status = source.status()
         assert status.state == SourceState.RUNNING and status.reconnects == 0
@@ -223,3 +230,51 @@ def test_a_resolution_change_mid_stream_keeps_the_frames_coming(rtsp_clips, star
     assert before.shape == after.shape == (360, 640, 3)
     assert psnr(before, after) < 45  # a new picture, not a frozen one
     assert len(engine.detect(before)) == 1 and len(engine.detect(after)) == 1
+
+
+def test_a_deployments_rtsp_camera_runs_and_its_state_shows_in_the_api(
+        sqlite_gov: Gov, face_images, rtsp_clips):
+    """The whole way: a deployment whose camera is an RTSP URL with credentials is run; the
+    watchlisted person's alert is stored; the API shows the camera live, then retrying with
+    the reason while the camera is down, then live again; the run counts the reconnect; the
+    credentials are never shown. (SQLite only, to keep this file fast: the camera states are
+    written and read the same way on PostgreSQL, tests/test_video_deployment_faults.py.)"""
+    gov = sqlite_gov
+    user, password = "gate-op", "S3cret-pw"
+    with (TestClient(create_app(gov.system), base_url="http://testserver") as client,
+          RtspServer(rtsp_clips["h264"], user=user, password=password) as server):
+        dep_id = authorised(gov, face_images, {"gate": server.url(user, password)})
+        deps.start(gov.db, gov.actors["op1"], dep_id)
+        stored: list[int] = []
+        run = DeploymentRun(gov.system, dep_id, gov.actors["op1"],
+                            options=RunOptions(workers=1, flush_interval=0.5),
+                            on_alert=lambda row, _alert: stored.append(row))
+        seen: list[str] = []
+
+        def camera() -> dict:
+            reply = client.get(f"/api/v1/deployments/{dep_id}")
+            assert reply.status_code == 200
+            seen.append(reply.text)
+            return reply.json()["cameras"][0]
+
+        run.start()
+        try:
+            login(client, "op1")
+            wait_for(lambda: stored, 60)  # Obama walked in: his alert is stored
+            wait_for(lambda: camera()["state"] == "live", 20)
+            assert camera()["source"] == f"rtsp://***@127.0.0.1:{server.port}/cam"
+            server.stop()  # the camera goes down
+            wait_for(lambda: camera()["state"] == "retrying", 30)
+            wait_for(lambda: camera()["last_error"] != "stream lost", 30)  # then retried
+            assert camera()["last_error"] == (f"gate: cannot open rtsp://***@127.0.0.1:"
+                                              f"{server.port}/cam: connection refused")
+            server.start()
+            wait_for(lambda: camera()["state"] == "live", 30)
+            figures = {f.camera: f for f in run.figures()}
+            assert figures["gate"].reconnects >= 1
+        finally:
+            run.stop()
+            result = run.join(timeout=60)
+    assert result is not None
+    assert result.summary.cameras[0].alerts >= 1
+    assert all(user not in text and password not in text for text in seen)
