@@ -17,6 +17,10 @@ listens, and reads commands, one per line, from its standard input:
 * ``size W H``: change the resolution of the stream from now on (needs ``--transcode``: the
   clip is decoded, scaled and encoded again, as a camera whose settings are changed does).
 
+``--log-frames FILE`` writes, for each frame handed to the payloader, the client's number
+(from 1), the frame's number in that client's stream (from 0) and the wall clock, so that a
+benchmark can tell how long a frame took from the camera to an alert.
+
 ``encode`` turns a video file OpenCV or GStreamer reads (an MJPG AVI) into an MP4 with H.264
 (x264) or H.265 (x265), a key frame every second and no B-frames.
 """
@@ -26,6 +30,8 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
+import time
+from typing import TextIO
 
 import gi
 
@@ -51,6 +57,7 @@ class Control:
         self.offset = 0  # nanoseconds added to every frame's timestamps
         self.size: tuple[int, int] | None = None
         self.medias: list[GstRtspServer.RTSPMedia] = []
+        self.log: TextIO | None = None  # --log-frames: when each frame was sent
 
 
 def launch_line(args: argparse.Namespace) -> str:
@@ -73,14 +80,20 @@ def on_configure(control: Control, _factory: object, media: GstRtspServer.RTSPMe
     pace = bin_.get_by_name("pace")
     with control.lock:
         control.medias.append(media)
+        number = len(control.medias)
         valve.set_property("drop", control.stalled)
         size = control.size
+    sent = [0]
     if size is not None and bin_.get_by_name("size") is not None:
         set_size(bin_, size)
 
     def probe(_pad: Gst.Pad, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
         with control.lock:
             offset = control.offset
+            if control.log is not None:  # client (media) number, frame number, wall clock
+                control.log.write(f"{number} {sent[0]} {time.time():.6f}\n")
+                control.log.flush()
+            sent[0] += 1
         if offset:
             buf = info.get_buffer()
             if buf.pts != Gst.CLOCK_TIME_NONE:
@@ -142,6 +155,8 @@ def command(control: Control, line: str) -> str:
 def serve(args: argparse.Namespace) -> None:
     Gst.init(None)
     control = Control()
+    if args.log_frames:
+        control.log = open(args.log_frames, "w")  # noqa: SIM115 (open while serving)
     server = GstRtspServer.RTSPServer()
     server.set_address(args.address)
     server.set_service(str(args.port))
@@ -206,6 +221,7 @@ def main() -> None:
     s.add_argument("--user")
     s.add_argument("--password")
     s.add_argument("--transcode", action="store_true")
+    s.add_argument("--log-frames", help="write 'CLIENT FRAME WALL-CLOCK' per frame sent here")
     e = sub.add_parser("encode")
     e.add_argument("input")
     e.add_argument("output")

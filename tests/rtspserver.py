@@ -70,8 +70,9 @@ class RtspServer:
 
     def __init__(self, clip: Path, codec: str = "h264", *, user: str | None = None,
                  password: str | None = None, transcode: bool = False,
-                 port: int | None = None) -> None:
+                 port: int | None = None, log_frames: Path | None = None) -> None:
         self.clip, self.codec = clip, codec
+        self.log_frames = log_frames
         self.user, self.password = user, password
         self.transcode = transcode
         self.port = port or free_port()
@@ -92,6 +93,8 @@ class RtspServer:
             args += ["--user", self.user, "--password", self.password or ""]
         if self.transcode:
             args.append("--transcode")
+        if self.log_frames is not None:
+            args += ["--log-frames", str(self.log_frames)]
         deadline = time.monotonic() + timeout
         while True:  # the port of a server just stopped may take a moment to be free again
             with tempfile.TemporaryFile("w+") as errors:  # a file: a full pipe would stall it
