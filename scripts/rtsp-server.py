@@ -9,7 +9,7 @@ Python, since ``gi`` is not in the project's virtualenv. ``scripts/test-services
 
 ``serve`` serves the clip (an MP4 holding H.264 or H.265) over RTSP, interleaved in the TCP
 connection (``protocols=tcp``), at its own frame rate, to each client from its start. With
-``--user``/``--password`` the stream needs them (HTTP Basic). It prints ``ready PORT`` once it
+``--user``/``--password`` the stream needs them (HTTP Basic, or Digest with ``--digest``). It prints ``ready PORT`` once it
 listens, and reads commands, one per line, from its standard input:
 
 * ``stall`` / ``resume``: stop sending frames (the connection stays open) and go on;
@@ -169,8 +169,12 @@ def serve(args: argparse.Namespace) -> None:
         auth = GstRtspServer.RTSPAuth()
         token = GstRtspServer.RTSPToken()  # a client that gives them is a "user"
         token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "user")
-        auth.add_basic(GstRtspServer.RTSPAuth.make_basic(args.user, args.password or ""),
-                       token)
+        if args.digest:
+            auth.add_digest(args.user, args.password or "", token)
+            auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST)
+        else:
+            auth.add_basic(GstRtspServer.RTSPAuth.make_basic(args.user, args.password or ""),
+                           token)
         server.set_auth(auth)
         factory.add_role_from_structure(Gst.Structure.new_from_string(
             "user, media.factory.access=(boolean)true, media.factory.construct=(boolean)true"))
@@ -220,6 +224,7 @@ def main() -> None:
     s.add_argument("--path", default="/cam")
     s.add_argument("--user")
     s.add_argument("--password")
+    s.add_argument("--digest", action="store_true", help="Digest authentication, not Basic")
     s.add_argument("--transcode", action="store_true")
     s.add_argument("--log-frames", help="write 'CLIENT FRAME WALL-CLOCK' per frame sent here")
     e = sub.add_parser("encode")

@@ -70,8 +70,10 @@ class RtspServer:
 
     def __init__(self, clip: Path, codec: str = "h264", *, user: str | None = None,
                  password: str | None = None, transcode: bool = False,
-                 port: int | None = None, log_frames: Path | None = None) -> None:
+                 port: int | None = None, log_frames: Path | None = None,
+                 digest: bool = False) -> None:
         self.clip, self.codec = clip, codec
+        self.digest = digest
         self.log_frames = log_frames
         self.user, self.password = user, password
         self.transcode = transcode
@@ -91,6 +93,8 @@ class RtspServer:
                 self.codec, "--port", str(self.port)]
         if self.user is not None:
             args += ["--user", self.user, "--password", self.password or ""]
+            if self.digest:
+                args.append("--digest")
         if self.transcode:
             args.append("--transcode")
         if self.log_frames is not None:

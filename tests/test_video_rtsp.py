@@ -17,7 +17,13 @@ from fastapi.testclient import TestClient
 
 from openlfr.governance import deployments as deps
 from openlfr.governance.live import DeploymentRun, RunOptions
-from openlfr.video.sources import Backoff, CaptureSource, SourceSpec, SourceState
+from openlfr.video.sources import (
+    Backoff,
+    CaptureSource,
+    SourceSpec,
+    SourceState,
+    rtsp_refusal,
+)
 from openlfr.vision import get_engine
 from openlfr.web.app import create_app
 
@@ -123,11 +129,13 @@ def test_h264_and_h265_cameras_are_read_over_tcp(rtsp_clips, clip_frames, starte
         assert (monos[-1] - monos[0]) > 0.3
 
 
+@pytest.mark.parametrize("digest", [False, True], ids=["basic", "digest"])
 def test_credentials_in_the_url_and_a_wrong_password_says_so_without_showing_it(
-        rtsp_clips, started, caplog, capfd):
+        rtsp_clips, started, caplog, capfd, digest):
     password = "pa:ss@w/rd?"  # percent-encoded in the URL
     caplog.set_level(logging.DEBUG, logger="openlfr")
-    with RtspServer(rtsp_clips["h264"], user="gate-op", password=password) as server:
+    with RtspServer(rtsp_clips["h264"], user="gate-op", password=password,
+                    digest=digest) as server:
         good = rtsp_source(server.url("gate-op", password), name="good")
         taken = started(good)
         wrong = rtsp_source(server.url("gate-op", "guess"), name="wrong")
@@ -136,6 +144,10 @@ def test_credentials_in_the_url_and_a_wrong_password_says_so_without_showing_it(
         started(nothing)
         taken.more(5)
         assert good.status().state == SourceState.RUNNING
+        # the camera's own answer, asked as the source does after a refusal: the right
+        # credentials are accepted (so a refusal is never blamed on them wrongly)
+        assert rtsp_refusal(server.url("gate-op", password)) is None
+        assert "refused" in (rtsp_refusal(server.url("gate-op", "guess")) or "")
         wait_for(lambda: "refused" in wrong.status().error, 20)
         wait_for(lambda: "asks for" in nothing.status().error, 20)
     refused = wrong.status()

@@ -456,10 +456,19 @@ def _authorization(challenge: str, user: str, password: str, target: str) -> str
     def md5(text: str) -> str:
         return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
 
-    response = md5(f"{md5(f'{user}:{realm}:{password}')}:{nonce}:"
-                   f"{md5(f'DESCRIBE:{target}')}")
-    return (f'Digest username="{user}", realm="{realm}", nonce="{nonce}", uri="{target}", '
-            f'response="{response}"')
+    first, second = md5(f"{user}:{realm}:{password}"), md5(f"DESCRIBE:{target}")
+    header = f'Digest username="{user}", realm="{realm}", nonce="{nonce}", uri="{target}"'
+    if "qop" in fields:  # RFC 2617: with a client nonce and a count
+        if "auth" not in [q.strip() for q in fields["qop"].split(",")]:
+            return None
+        cnonce = os.urandom(8).hex()
+        response = md5(f"{first}:{nonce}:00000001:{cnonce}:auth:{second}")
+        header += f', qop=auth, nc=00000001, cnonce="{cnonce}"'
+    else:
+        response = md5(f"{first}:{nonce}:{second}")
+    if "opaque" in fields:
+        header += f', opaque="{fields["opaque"]}"'
+    return header + f', response="{response}"'
 
 
 @dataclass(frozen=True)
