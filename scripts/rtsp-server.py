@@ -9,8 +9,9 @@ Python, since ``gi`` is not in the project's virtualenv. ``scripts/test-services
 
 ``serve`` serves the clip (an MP4 holding H.264 or H.265) over RTSP, interleaved in the TCP
 connection (``protocols=tcp``), at its own frame rate, to each client from its start. With
-``--user``/``--password`` the stream needs them (HTTP Basic, or Digest with ``--digest``). It prints ``ready PORT`` once it
-listens, and reads commands, one per line, from its standard input:
+``--user``/``--password`` the stream needs them (HTTP Basic, or Digest with ``--digest``). It
+prints ``ready PORT`` once it listens, and reads commands, one per line, from its standard
+input:
 
 * ``stall`` / ``resume``: stop sending frames (the connection stays open) and go on;
 * ``jump SECONDS``: shift every later frame's timestamp (the RTP timestamps jump);

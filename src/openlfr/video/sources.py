@@ -435,7 +435,9 @@ def _describe(conn: socket.socket, target: str, cseq: int, authorization: str | 
         if not chunk:
             break
         left -= len(chunk)
-    return int(status[1]), status[2] if len(status) > 2 else "", headers
+    reason = status[2] if len(status) > 2 else ""
+    reason = "".join(c for c in reason if c.isprintable())[:60]  # the camera's own words
+    return int(status[1]), reason, headers
 
 
 def _authorization(challenge: str, user: str, password: str, target: str) -> str | None:
