@@ -199,7 +199,9 @@ def test_a_stream_that_stalls_is_reported_within_the_read_timeout_and_comes_back
         assert status.error.startswith("stalled: no frame for ")
         waited = float(status.error.split("for ")[1].split(" s")[0])
         assert READ_TIMEOUT * 0.9 <= waited <= READ_TIMEOUT + 1.0
-        assert noticed <= READ_TIMEOUT + 1.5, noticed
+        # one read timeout after the frames FFmpeg still held (a generous bound for a busy
+        # machine; before, three timeouts passed, one per old frame handed over)
+        assert noticed <= 2 * READ_TIMEOUT + 1.0, noticed
         last = taken.frames[-1][0]
         server.command("resume")
         taken.more(10)
