@@ -5,7 +5,9 @@ the camera states the console and API read (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +24,7 @@ from openlfr.video.sources import (
     CaptureSource,
     SourceSpec,
     SourceState,
+    _authorization,
     rtsp_refusal,
 )
 from openlfr.vision import get_engine
@@ -210,13 +213,21 @@ def test_a_stream_that_stalls_is_reported_within_the_read_timeout_and_comes_back
         assert taken.frames[-1][0] > last
 
 
-def test_time_stamps_that_jump_change_nothing(rtsp_clips, started):
+def test_time_stamps_that_jump_change_nothing(rtsp_clips, started, monkeypatch):
+    monkeypatch.setenv("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
     with RtspServer(rtsp_clips["h264"]) as server:
         source = rtsp_source(server.url())
         taken = started(source)
+        witness = cv2.VideoCapture(server.url(), cv2.CAP_FFMPEG)  # a second client
         taken.more(10)
         server.command("jump 3600")  # an hour ahead
         taken.more(15)
+        # the camera's clock, as FFmpeg reads it, did jump (for every client)
+        for _ in range(CLIP_FRAMES):
+            if not witness.read()[0] or witness.get(cv2.CAP_PROP_POS_MSEC) > 3600_000:
+                break
+        assert witness.get(cv2.CAP_PROP_POS_MSEC) > 3600_000
+        witness.release()
         server.command("jump 40000")  # past the 32-bit RTP clock: backwards on the wire
         taken.more(15)
         status = source.status()
@@ -225,6 +236,32 @@ def test_time_stamps_that_jump_change_nothing(rtsp_clips, started):
     times = [t for _, _, t, _ in taken.frames]
     gaps = np.diff(times)
     assert gaps.min() >= 0 and gaps.max() < 1.0, gaps.max()
+
+
+def test_the_answer_to_a_digest_challenge():
+    challenge = ('Digest realm="cam", qop="auth,auth-int", nonce="dcd98b7102dd2f0e8b11d0f6", '
+                 'opaque="5ccc069c403e"')
+    header = _authorization(challenge, "Mufasa", "Circle Of Life", "rtsp://h:554/s")
+    assert header is not None and header.startswith('Digest username="Mufasa", realm="cam"')
+    fields = dict(re.findall(r'(\w+)=("[^"]*"|[^,\s]+)', header[len("Digest "):]))
+    fields = {k: v.strip('"') for k, v in fields.items()}
+    assert fields["qop"] == "auth" and fields["nc"] == "00000001"
+    assert fields["opaque"] == "5ccc069c403e" and fields["uri"] == "rtsp://h:554/s"
+
+    def md5(text: str) -> str:
+        return hashlib.md5(text.encode()).hexdigest()
+
+    expected = md5(f"{md5('Mufasa:cam:Circle Of Life')}:dcd98b7102dd2f0e8b11d0f6:00000001:"
+                   f"{fields['cnonce']}:auth:{md5('DESCRIBE:rtsp://h:554/s')}")
+    assert fields["response"] == expected
+    # without qop (RFC 2069, as many cameras): the plain response
+    plain = _authorization('Digest realm="cam", nonce="n1"', "u", "p", "rtsp://h/s")
+    first, second = md5("u:cam:p"), md5("DESCRIBE:rtsp://h/s")
+    assert plain is not None and plain.endswith(f'response="{md5(f"{first}:n1:{second}")}"')
+    assert _authorization('Basic realm="cam"', "u", "p:w", "x") == "Basic dTpwOnc="
+    assert _authorization('Digest realm="c", nonce="n", algorithm=SHA-256', "u", "p", "x") \
+        is None  # not spoken: the refusal is then not explained, never wrongly blamed
+    assert _authorization('Digest realm="c", nonce="n", qop="auth-int"', "u", "p", "x") is None
 
 
 def test_a_resolution_change_mid_stream_keeps_the_frames_coming(rtsp_clips, started):
