@@ -36,9 +36,11 @@ camera.
 from __future__ import annotations
 
 import atexit
+import base64
 import contextlib
 import errno
 import functools
+import hashlib
 import logging
 import math
 import os
@@ -56,7 +58,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal, Protocol, cast
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import cv2
 import numpy as np
@@ -242,6 +244,9 @@ def open_capture(spec: SourceSpec, *, open_timeout: float = OPEN_TIMEOUT_S,
         target: str | int = spec.device if spec.target.isdigit() else spec.target
         return _capture(cv2.VideoCapture(target))
     if spec.kind == "stream":
+        # RTSP over TCP (UDP is lost behind most NATs and firewalls), unless the process was
+        # given its own FFmpeg options; FFmpeg reads the variable at each opening.
+        os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
         params = [
             cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(open_timeout * 1000),
             cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(read_timeout * 1000),
@@ -255,6 +260,10 @@ def _capture(capture: cv2.VideoCapture) -> Capture:
     (float, UMat…); a video capture gives 8-bit BGR frames."""
     return cast(Capture, capture)
 
+
+#: A stream read that took this share of the read timeout or more ran into it (FFmpeg's own
+#: clock starts a little after ours).
+STALL_FRACTION = 0.9
 
 #: Default ports of the stream schemes that are probed before OpenCV opens them.
 _PROBE_PORTS = {"http": 80, "https": 443, "rtsp": 554, "rtsps": 322, "rtmp": 1935,
@@ -345,6 +354,123 @@ def probe_stream(url: str, timeout: float = OPEN_TIMEOUT_S,
         raise OSError("connection refused") from exc
     finally:
         sock.close()
+
+
+def rtsp_refusal(url: str, timeout: float = OPEN_TIMEOUT_S) -> str | None:
+    """Why an RTSP server refuses ``url``, in plain words, or ``None`` if it does not: ask
+    for the stream's description (``DESCRIBE``) as FFmpeg does, with the URL's user name and
+    password when the server asks for them (Basic or Digest). Used after OpenCV failed to
+    open a stream, which says nothing about why. The reason never holds the credentials."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("rtsp", "rtsps") or parts.hostname is None:
+        return None
+    try:
+        port = parts.port or _PROBE_PORTS[parts.scheme.lower()]
+    except ValueError:
+        return None
+    user = unquote(parts.username) if parts.username is not None else None
+    password = unquote(parts.password or "")
+    netloc = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    target = urlunsplit((parts.scheme, f"{netloc}:{port}", parts.path or "/", parts.query, ""))
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout) as sock:
+            conn: socket.socket = sock
+            if parts.scheme.lower() == "rtsps":
+                context = ssl.create_default_context()
+                context.check_hostname = False  # only why it refuses: nothing is trusted
+                context.verify_mode = ssl.CERT_NONE
+                conn = context.wrap_socket(sock, server_hostname=parts.hostname)
+            code, reason, headers = _describe(conn, target, 1, None)
+            if code == 401 and user is not None:
+                challenge = headers.get("www-authenticate", "")
+                answer = _authorization(challenge, user, password, target)
+                if answer is not None:
+                    code, reason, headers = _describe(conn, target, 2, answer)
+                    if code == 401:
+                        return (f"the camera refused the user name or password ({code} "
+                                f"{reason})")
+    except (OSError, ValueError):
+        return None
+    if code == 401:
+        return (f"the camera asks for a user name and password ({code} {reason}): give them "
+                "in the URL, as USER:PASSWORD@ before the host")
+    if code == 404:
+        return f"no such stream at this path ({code} {reason})"
+    if code >= 400:
+        return f"the camera answered {code} {reason}"
+    return None
+
+
+def _describe(conn: socket.socket, target: str, cseq: int, authorization: str | None
+              ) -> tuple[int, str, dict[str, str]]:
+    """Send ``DESCRIBE`` and read the answer's status and headers (the body is not needed)."""
+    lines = [f"DESCRIBE {target} RTSP/1.0", f"CSeq: {cseq}", "Accept: application/sdp",
+             f"User-Agent: {PROBE_AGENT}"]
+    if authorization is not None:
+        lines.append(f"Authorization: {authorization}")
+    conn.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+        if len(data) > 65536:
+            raise ValueError("answer too long")
+    head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    status = head[0].split(" ", 2)
+    if len(status) < 2 or not status[0].startswith("RTSP/") or not status[1].isdigit():
+        raise ValueError("not an RTSP answer")
+    headers: dict[str, str] = {}
+    content_length = 0
+    for line in head[1:]:
+        name, _, value = line.partition(":")
+        headers.setdefault(name.strip().lower(), value.strip())
+        if name.strip().lower() == "content-length" and value.strip().isdigit():
+            content_length = int(value.strip())
+    body = data.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in data else b""
+    left = min(content_length, 65536) - len(body)
+    while left > 0:  # the next answer on this connection starts after this body
+        chunk = conn.recv(min(left, 4096))
+        if not chunk:
+            break
+        left -= len(chunk)
+    reason = status[2] if len(status) > 2 else ""
+    reason = "".join(c for c in reason if c.isprintable())[:60]  # the camera's own words
+    return int(status[1]), reason, headers
+
+
+def _authorization(challenge: str, user: str, password: str, target: str) -> str | None:
+    """The ``Authorization`` header answering a ``WWW-Authenticate`` challenge (Basic, or
+    Digest with MD5), or ``None`` for a scheme this does not speak."""
+    scheme, _, rest = challenge.strip().partition(" ")
+    if scheme.lower() == "basic":
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        return f"Basic {token}"
+    if scheme.lower() != "digest":
+        return None
+    fields = dict((k.lower(), v.strip('"')) for k, v in re.findall(
+        r'(\w+)=("[^"]*"|[^,\s]+)', rest))
+    realm, nonce = fields.get("realm", ""), fields.get("nonce", "")
+    if fields.get("algorithm", "MD5").upper() != "MD5":
+        return None
+
+    def md5(text: str) -> str:
+        return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+
+    first, second = md5(f"{user}:{realm}:{password}"), md5(f"DESCRIBE:{target}")
+    header = f'Digest username="{user}", realm="{realm}", nonce="{nonce}", uri="{target}"'
+    if "qop" in fields:  # RFC 2617: with a client nonce and a count
+        if "auth" not in [q.strip() for q in fields["qop"].split(",")]:
+            return None
+        cnonce = os.urandom(8).hex()
+        response = md5(f"{first}:{nonce}:00000001:{cnonce}:auth:{second}")
+        header += f', qop=auth, nc=00000001, cnonce="{cnonce}"'
+    else:
+        response = md5(f"{first}:{nonce}:{second}")
+    if "opaque" in fields:
+        header += f', opaque="{fields["opaque"]}"'
+    return header + f', response="{response}"'
 
 
 @dataclass(frozen=True)
@@ -441,7 +567,9 @@ class CaptureSource:
     keeps increasing). ``max_reconnects``: give a stream or webcam up after that many failed
     attempts in a row (``None``: never); ``file_retries``: the same for a file. ``probe``:
     check that a stream's server answers (:func:`probe_stream`, ``open_timeout``) before
-    OpenCV opens it.
+    OpenCV opens it. ``read_timeout``: the wait for a stream's next frame that the opener
+    was given (:func:`open_capture`); a read that failed after waiting that long is reported as
+    a stall (``stalled: no frame for … s``), one that failed sooner as ``stream lost``.
     """
 
     def __init__(
@@ -456,15 +584,20 @@ class CaptureSource:
         file_retries: int = FILE_RETRIES,
         probe: bool = True,
         open_timeout: float = OPEN_TIMEOUT_S,
+        read_timeout: float = READ_TIMEOUT_S,
         buffer: int = FILE_BUFFER,
         seed: int | None = None,
     ) -> None:
         self.spec = spec
         self._probe = probe and spec.kind == "stream"
         self._open_timeout = open_timeout
+        self._read_timeout = read_timeout
         self.name = spec.name
         self.realtime = realtime
         self.loop = loop
+        if opener is open_capture:  # OpenCV waits as long as this source was told
+            opener = functools.partial(open_capture, open_timeout=open_timeout,
+                                       read_timeout=read_timeout)
         self._opener = opener
         self._backoff = backoff or Backoff()
         self._max_retries = file_retries if spec.kind == "file" else max_reconnects
@@ -562,6 +695,10 @@ class CaptureSource:
             }[self.spec.kind]
             took = time.monotonic() - started
             after = f" (no frame after {took:.1f} s)" if took >= 1.0 else ""
+            if self._probe and not self._stop.is_set():
+                why = rtsp_refusal(self.spec.target, self._open_timeout)
+                if why is not None:
+                    what, after = why, ""
             raise SourceError(f"{self.name}: cannot open {self.label}: {what}{after}")
         return cap, first
 
@@ -740,10 +877,20 @@ class CaptureSource:
                 self._pace()
                 self._deliver(first)
                 continue
+            began = time.monotonic()
             try:
                 ok, image = self._cap.read()
             except cv2.error:
                 ok, image = False, None
+            waited = time.monotonic() - began
+            if self.spec.kind == "stream" and waited >= self._read_timeout * STALL_FRACTION:
+                # FFmpeg gave up waiting for the next packet: the server keeps the connection
+                # but sends nothing. A frame it hands over now is an old one from its buffers
+                # (and more of them would each take another timeout): reconnect at once.
+                self._release()
+                self._set_state(SourceState.RECONNECTING,
+                                f"stalled: no frame for {waited:.1f} s")
+                continue
             if ok and _valid(image):
                 failures = 0
                 self._pace()
@@ -855,6 +1002,7 @@ def open_sources(
     max_reconnects: int | None = None,
     file_retries: int = FILE_RETRIES,
     open_timeout: float | None = None,
+    read_timeout: float | None = None,
     probe: bool = True,
     wait: float = OPEN_WAIT_S,
 ) -> list[CaptureSource]:
@@ -868,16 +1016,16 @@ def open_sources(
     one camera name given twice.
 
     ``open_timeout`` (default :data:`OPEN_TIMEOUT_S`) bounds the probe of a stream and, with
-    the default opener, OpenCV's own wait.
+    the default opener, OpenCV's own wait; ``read_timeout`` (default :data:`READ_TIMEOUT_S`,
+    at most ``open_timeout``) is how long a stream may send nothing before it is reported
+    stalled and reopened.
     """
     specs = parse_sources(texts)
     timeout = OPEN_TIMEOUT_S if open_timeout is None else open_timeout
-    if open_timeout is not None and opener is open_capture:
-        opener = functools.partial(open_capture, open_timeout=timeout,
-                                   read_timeout=min(READ_TIMEOUT_S, timeout))
+    stall = min(READ_TIMEOUT_S, timeout) if read_timeout is None else read_timeout
     sources = [CaptureSource(s, realtime=realtime, loop=loop, opener=opener, backoff=backoff,
                              max_reconnects=max_reconnects, file_retries=file_retries,
-                             probe=probe, open_timeout=timeout)
+                             probe=probe, open_timeout=timeout, read_timeout=stall)
                for s in specs]
     for source in sources:
         source.connect()

@@ -106,6 +106,7 @@ class Alert:
             "alert_id": self.alert_id,
             "revision": self.revision,
             "wall_time": round(self.wall_time, 3),
+            "frame_wall": round(self.frame_wall, 3),
             "box": [round(v, 1) for v in self.box],
             "latency": None if self.latency is None else round(self.latency, 3),
         }
