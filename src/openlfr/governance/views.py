@@ -13,7 +13,8 @@ secrets, camera credentials: a camera's source is its redacted display form).
 * :class:`DeploymentView` (with :class:`CameraView` and :class:`WatchlistRef`)
 * :class:`WatchlistView`, :class:`WatchlistDetail` (with its :class:`SubjectView` list and
   each subject's :class:`ImageView`)
-* :class:`AlertView` (with :class:`AdjudicationView` and :class:`OutcomeView`)
+* :class:`AlertView` (with :class:`AdjudicationView` and :class:`OutcomeView`), a page of them
+  (:class:`AlertPage`) and who viewed one (:class:`AlertViewCount`)
 * :class:`UserView`
 * :class:`QuestionView`
 """
@@ -29,6 +30,14 @@ from openlfr.store.enums import Action, AlertStatus, Decision, Role
 
 #: How an alert is presented, everywhere: the system never says "match".
 LABEL = "possible match"
+
+#: Words for the codes people would otherwise see (statuses, decisions, actions); the
+#: console's ``label`` filter reads them (a code not here is shown with blanks for "_").
+LABELS: dict[str, str] = {
+    "pending": "waiting for a decision", "confirmed": "confirmed", "rejected": "false alert",
+    "no_action": "no action", "decided": "decided", "all": "all",
+    "confirm": "confirmed", "reject": "rejected (false alert)",
+}
 
 
 class View(BaseModel):
@@ -206,6 +215,30 @@ class AlertView(View):
     def confirmed_by(self) -> list[str]:
         """Who has confirmed so far (the two-person rule needs two different people)."""
         return [a.user for a in self.adjudications if a.decision == Decision.CONFIRM]
+
+
+class AlertPage(View):
+    """One page of alerts matching a filter, newest first, and where the pages around it
+    start: pass ``older`` as ``before`` (or ``newer`` as ``after``) for the next page."""
+
+    items: tuple[AlertView, ...]
+    total: int = Field(description="How many alerts match the filter, on all pages.")
+    start: int = Field(description="The position of the first item among them (1 = the "
+                                   "newest); 0 when the page is empty.")
+    newer: int | None = Field(description="Pass as after= for the newer page (none: this is "
+                                          "the newest).")
+    older: int | None = Field(description="Pass as before= for the older page (none: this is "
+                                          "the oldest).")
+
+
+class AlertViewCount(View):
+    """How often one person's sessions showed an alert's card (audit readers only)."""
+
+    user: str
+    sessions: int
+    views: int
+    first_at: datetime
+    last_at: datetime
 
 
 # -- accounts ---------------------------------------------------------------------------------

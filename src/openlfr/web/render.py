@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
 
 from openlfr.governance.authz import Actor
+from openlfr.governance.views import LABELS
 from openlfr.web import security
 from openlfr.web.deps import csrf_cookie, is_https, session_cookie, web
 
@@ -77,6 +78,12 @@ def _plural(value: float | int | None, singular: str, plural: str | None = None)
     return f"{_num(value)} {_noun(value, singular, plural)}"
 
 
+def _label(value: object) -> str:
+    """A code (``no_action``, an enum member) in words (:data:`LABELS`)."""
+    code = str(getattr(value, "value", value))
+    return LABELS.get(code, code.replace("_", " "))
+
+
 def _pct(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.1f} %"
 
@@ -87,6 +94,7 @@ def make_templates() -> Jinja2Templates:
     env.autoescape = True
     env.filters.update(date=_date, num=_num, rate=_rate, pct=_pct, sentence=_sentence,
                        plural=_plural, noun=_noun)
+    env.filters.setdefault("label", _label)
     env.globals["span"] = _span
     return templates
 
