@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from openlfr.governance import alerts as svc
 from openlfr.governance.authz import Forbidden, RuleError
@@ -208,6 +209,20 @@ def test_two_requests_at_once_write_one_entry(gov: Gov, face_images: dict[str, P
     with gov.db.reading() as s:
         assert sorted(s.scalars(select(AlertViewRecord.count))) == [n] * 3
     _verify(gov)
+
+
+def test_the_database_refuses_a_second_row_for_one_session(gov: Gov,
+                                                          face_images: dict[str, Path]) -> None:
+    """The unique constraint itself (what makes the count race-safe even for a writer outside
+    the services' serialised transactions)."""
+    st = _setup(gov, face_images)
+    alert_id = _stored(gov, st)
+    svc.record_views(gov.db, gov.actors["op1"], [svc.get_alert(gov.db, gov.actors["op1"],
+                                                               alert_id)], "S")
+    with pytest.raises(IntegrityError), gov.db.session() as s:
+        s.add(AlertViewRecord(session_digest=svc.session_digest("S"), user_name="op1",
+                              alert_id=alert_id, count=1))
+        s.flush()
 
 
 def test_images_on_a_card_enlarged_or_opened(gov: Gov, face_images: dict[str, Path]) -> None:

@@ -554,9 +554,10 @@ def record_views(db: Database, actor: Actor, shown: Sequence[AlertView], session
 
     Race-safe on SQLite and PostgreSQL: one row per (session, person, alert) under a unique
     constraint, inserted or counted up in one statement (``ON CONFLICT DO UPDATE ...
-    RETURNING``), so two requests at once count two views and audit one. The rows are written
-    in alert order and before any audit entry (whose lock a transaction then holds to its
-    end), so two such transactions cannot wait for each other."""
+    RETURNING``), whose answer (a count of 1: this request inserted it) decides the audit
+    entry; two requests at once count two views and audit one. (Writing transactions are
+    also serialised by :meth:`~openlfr.store.db.Database.session`; the constraint holds even
+    for a writer that is not.)"""
     if not shown:
         return 0
     digest = session_digest(session)

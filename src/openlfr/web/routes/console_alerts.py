@@ -150,7 +150,9 @@ def _deployment_choices(request: Request, actor: Actor,
 #: Alerts on one page of the queue (older and newer pages are a link away).
 PAGE_SIZE = 50
 #: The queue's filters, as their query parameters (the page's URL is its bookmark).
-FILTER_FIELDS = ("deployment", "camera", "status", "since", "until", "min_score", "max_score")
+FILTER_LABELS = {"deployment": "Deployment", "camera": "Camera", "status": "Status",
+                 "since": "Seen from (UTC)", "until": "Seen before (UTC)",
+                 "min_score": "Score from", "max_score": "Score up to", "after": "Pages"}
 
 
 def viewer_session(request: Request) -> str | None:
@@ -221,7 +223,7 @@ def queue(request: Request, actor: PageActor,
                  "until": _form_value(where.until) if "until" not in bad
                  else kept.get("until", ""),
                  "min_score": kept.get("min_score", ""), "max_score": kept.get("max_score", "")},
-        "errors": errors, "bad": bad,
+        "errors": errors, "bad": bad, "filter_labels": FILTER_LABELS,
         "newer_url": link(after=page.newer) if page.newer is not None else None,
         "older_url": link(before=page.older) if page.older is not None else None,
         "newest_url": link() if (before is not None or after is not None) else None,
