@@ -106,8 +106,8 @@ def test_review_at_volume_by_keyboard(tmp_path: Path, face_images: dict[str, Pat
     shots.mkdir()
     problems: list[str] = []
 
-    def shot(page: object, name: str) -> None:
-        page.screenshot(path=str(shots / f"alerts-{name}.png"), full_page=True)  # type: ignore[attr-defined]
+    def shot(page: object, name: str, full: bool = True) -> None:
+        page.screenshot(path=str(shots / f"alerts-{name}.png"), full_page=full)  # type: ignore[attr-defined]
 
     def card_ids(page: object) -> list[int]:
         return [int(x) for x in page.eval_on_selector_all(  # type: ignore[attr-defined]
@@ -183,7 +183,7 @@ def test_review_at_volume_by_keyboard(tmp_path: Path, face_images: dict[str, Pat
             assert len(sizes) == 2 and abs(sizes[0][2] - sizes[1][2]) < 2  # side by side
             assert all(r[1] > 176 for r in sizes)  # larger than on the card
             assert dialog.locator("img").nth(0).get_attribute("alt")
-            shot(page, "enlarged")
+            shot(page, "enlarged", full=False)
             page.keyboard.press("Escape")
             expect(dialog).to_be_hidden()
             assert page.evaluate("document.activeElement.hasAttribute('data-enlarge')")
