@@ -117,7 +117,7 @@ def test_pages_and_images_by_role(gov: Gov, client: TestClient,
     assert client.get("/console/alerts?deployment=99999").status_code == 404
     assert client.get("/console/alerts?deployment=abc").status_code == 400
     bogus = client.get("/console/alerts?status=bogus")  # said, and the page still shown
-    assert bogus.status_code == 400 and "Status &#39;bogus&#39; is not one of" in bogus.text
+    assert bogus.status_code == 400 and "Status: status &#39;bogus&#39; is not one of" in bogus.text
     assert 'id="alert-queue"' in bogus.text
 
 
