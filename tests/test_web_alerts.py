@@ -116,7 +116,9 @@ def test_pages_and_images_by_role(gov: Gov, client: TestClient,
     assert client.get("/console/alerts/99999/crop.jpg").status_code == 404
     assert client.get("/console/alerts?deployment=99999").status_code == 404
     assert client.get("/console/alerts?deployment=abc").status_code == 400
-    assert client.get("/console/alerts?status=bogus").status_code == 200  # back to pending
+    bogus = client.get("/console/alerts?status=bogus")  # said, and the page still shown
+    assert bogus.status_code == 400 and "Status: status &#39;bogus&#39; is not one of" in bogus.text
+    assert 'id="alert-queue"' in bogus.text
 
 
 # -- the forms -------------------------------------------------------------------------------

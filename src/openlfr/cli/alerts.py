@@ -79,33 +79,64 @@ def list_(
     data_dir: DataDirOpt = None,
     deployment: Annotated[int | None, typer.Option(
         "--deployment", help="Only this deployment's alerts.")] = None,
+    camera: Annotated[str | None, typer.Option(
+        "--camera", help="Only this camera's alerts.")] = None,
     status: Annotated[str | None, typer.Option(
-        "--status", help="pending, confirmed, rejected or no_action.")] = None,
-    limit: Annotated[int, typer.Option("--limit", help="At most this many, newest first.",
-                                       min=1)] = 100,
+        "--status", help="pending, decided (any but pending), confirmed, rejected, no_action "
+                         "or all (the default).")] = None,
+    since: Annotated[str | None, typer.Option(
+        "--since", help="Seen at or after this time, with its zone: 2026-05-01T08:00Z or "
+                        "2026-05-01T08:00+01:00.")] = None,
+    until: Annotated[str | None, typer.Option(
+        "--until", help="Seen before this time (with its zone).")] = None,
+    min_score: Annotated[str | None, typer.Option(
+        "--min-score", help="Score at least this.")] = None,
+    max_score: Annotated[str | None, typer.Option(
+        "--max-score", help="Score at most this.")] = None,
+    before: Annotated[int | None, typer.Option(
+        "--before", help="The older page: alerts numbered below this.", min=1)] = None,
+    after: Annotated[int | None, typer.Option(
+        "--after", help="The newer page: alerts numbered above this.", min=0)] = None,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many on a page, newest "
+                                       f"first (1 to {svc.MAX_PAGE}).", min=1)] = 100,
     json_out: JsonOpt = False,
 ) -> None:
-    """List alerts (possible matches), newest first."""
+    """List alerts (possible matches), newest first, a page at a time; the total and how to
+    see the next page go to stderr."""
     with acting(data_dir, user) as ctx:
-        wanted = svc.parse_status(status) if status is not None else None
-        rows = svc.list_alerts(ctx.db, ctx.actor, deployment, wanted, limit)
+        where = svc.alert_filter(deployment=deployment, camera=camera, status=status,
+                                 since=since, until=until, min_score=min_score,
+                                 max_score=max_score)
+        page = svc.search_alerts(ctx.db, ctx.actor, where, before=before, after=after,
+                                 limit=limit)
+        rows = list(page.items)
         if deployment is not None and not rows:
             with ctx.db.reading() as s:
                 if s.get(Deployment, deployment) is None:  # a mistyped id is not "no alerts"
                     raise NotFound(f"no deployment {deployment}")
     if json_out:
         print_json([a.model_dump(mode="json") for a in rows])
-        return
+    elif rows:
+        table = Table("id", "kind", "seen at", "deployment", "camera", "candidate", "score",
+                      "status", "held",
+                      title="Alerts: possible matches for a person to verify")
+        for a in rows:
+            table.add_row(str(a.id), LABEL, a.seen_at.isoformat(timespec="seconds"),
+                          str(a.deployment_id), escape(a.camera), escape(_subject(a)),
+                          f"{a.score:.3f}", _status(a), "yes" if a.held_reason else "")
+        print_table(table)
     if not rows:
-        err_console.print("no alerts")
+        err_console.print(f"no alerts{' on this page' if page.total else ''} "
+                          f"({page.total} match)", highlight=False)
         return
-    table = Table("id", "kind", "seen at", "deployment", "camera", "candidate", "score",
-                  "status", "held", title="Alerts: possible matches for a person to verify")
-    for a in rows:
-        table.add_row(str(a.id), LABEL, a.seen_at.isoformat(timespec="seconds"),
-                      str(a.deployment_id), escape(a.camera), escape(_subject(a)),
-                      f"{a.score:.3f}", _status(a), "yes" if a.held_reason else "")
-    print_table(table)
+    more = []
+    if page.older is not None:
+        more.append(f"older: --before {page.older}")
+    if page.newer is not None:
+        more.append(f"newer: --after {page.newer}")
+    err_console.print(f"alerts {page.start}–{page.start + len(rows) - 1} of {page.total}, "
+                      "newest first" + (f"; {', '.join(more)}" if more else ""),
+                      highlight=False)
 
 
 @app.command("show")

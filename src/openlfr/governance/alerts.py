@@ -27,18 +27,24 @@ which is kept for ever, records that a reason was given but not its text.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import cv2
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, selectinload
 
 from openlfr.audit import log as audit_log
+from openlfr.governance import times
 from openlfr.governance.authz import (
     Actor,
     Conflict,
@@ -49,12 +55,21 @@ from openlfr.governance.authz import (
     require,
 )
 from openlfr.governance.system import System
-from openlfr.governance.views import LABEL, AdjudicationView, AlertView, OutcomeView
+from openlfr.governance.views import (
+    LABEL,
+    AdjudicationView,
+    AlertPage,
+    AlertView,
+    AlertViewCount,
+    OutcomeView,
+)
+from openlfr.governance.watchlists import subject_image
 from openlfr.store.db import Database
 from openlfr.store.enums import Action, AlertStatus, Decision, WatchlistStatus, choices
 from openlfr.store.models import (
     Adjudication,
     Alert,
+    AlertViewRecord,
     Deployment,
     Outcome,
     Subject,
@@ -306,20 +321,188 @@ class AlertRecorder:
 
 # -- reading -----------------------------------------------------------------------------------
 
+#: What a status filter may say: one status, ``decided`` (any but pending) or ``all``.
+STATUS_FILTERS = ("pending", "decided", "confirmed", "rejected", "no_action", "all")
+#: The most alerts one page holds (there is always a next page, never a silent cut-off).
+MAX_PAGE = 200
+
+
+@dataclass(frozen=True)
+class AlertFilter:
+    """Which alerts to list: the one filter of the console, the API and the command line.
+    Build it with :func:`parse_filter` from what a person typed (each value checked, each
+    mistake naming its field). Times are aware UTC; ``since`` and ``until`` bound
+    ``seen_at`` (``until`` excluded); the score band includes both ends."""
+
+    deployment_id: int | None = None
+    camera: str | None = None
+    status: str = "all"
+    since: datetime | None = None
+    until: datetime | None = None
+    min_score: float | None = None
+    max_score: float | None = None
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        out: list[ColumnElement[bool]] = []
+        if self.deployment_id is not None:
+            out.append(Alert.deployment_id == self.deployment_id)
+        if self.camera is not None:
+            out.append(Alert.camera == self.camera)
+        if self.status == "decided":
+            out.append(Alert.status != AlertStatus.PENDING)
+        elif self.status != "all":
+            out.append(Alert.status == AlertStatus(self.status))
+        if self.since is not None:
+            out.append(Alert.seen_at >= self.since)
+        if self.until is not None:
+            out.append(Alert.seen_at < self.until)
+        if self.min_score is not None:
+            out.append(Alert.score >= self.min_score)
+        if self.max_score is not None:
+            out.append(Alert.score <= self.max_score)
+        return out
+
+
+def _score(text: str, field: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise RuleError(f"{field} {text[:40]!r} is not a number (a score such as 0.45)",
+                        field=field) from None
+    if not math.isfinite(value) or not -1.0 <= value <= 1.0:
+        raise RuleError(f"{field} {text[:40]!r}: a score is between -1 and 1", field=field)
+    return value
+
+
+def parse_filter(*, deployment: str | int | None = None, camera: str | None = None,
+                 status: str | None = None, since: str | None = None,
+                 until: str | None = None, min_score: str | float | None = None,
+                 max_score: str | float | None = None, default_status: str = "all",
+                 form: bool = False, now: datetime | None = None,
+                 ) -> tuple[AlertFilter, list[RuleError]]:
+    """An :class:`AlertFilter` from text, and the mistakes found (each a
+    :class:`~openlfr.governance.authz.RuleError` naming its field; a wrong value is left out
+    of the filter, so a page can still show the rest). Empty values mean "any". Times are in
+    the one time format (:func:`~openlfr.governance.times.parse_time`); ``form`` reads a
+    console form's zoneless ``datetime-local`` values as UTC
+    (:func:`~openlfr.governance.times.form_time`)."""
+    errors: list[RuleError] = []
+    values: dict[str, Any] = {"status": default_status}
+
+    def blank(v: object) -> bool:
+        return v is None or (isinstance(v, str) and not v.strip())
+
+    if not blank(deployment):
+        number = _db_id(str(deployment))
+        if number is None or number > 2**62:
+            errors.append(RuleError(f"deployment {str(deployment)[:40]!r} is not a "
+                                    "deployment number", field="deployment"))
+        else:
+            values["deployment_id"] = number
+    if not blank(camera):
+        assert camera is not None
+        if len(camera.strip()) > 100:
+            errors.append(RuleError("camera: a camera's name is at most 100 characters",
+                                    field="camera"))
+        else:
+            values["camera"] = camera.strip()
+    if not blank(status):
+        assert status is not None
+        code = status.strip().lower().replace("-", "_").replace(" ", "_")
+        if code not in STATUS_FILTERS:
+            words = ", ".join(c.replace("_", " ") for c in STATUS_FILTERS)
+            errors.append(RuleError(f"status {status[:40]!r} is not one of: {words}",
+                                    field="status"))
+        else:
+            values["status"] = code
+    read = times.form_time if form else times.parse_time
+    for name in ("since", "until"):
+        raw = since if name == "since" else until
+        if not blank(raw):
+            assert isinstance(raw, str)
+            try:
+                values[name] = read(raw, name, now)
+            except RuleError as exc:
+                errors.append(exc)
+    for name, raw_score in (("min_score", min_score), ("max_score", max_score)):
+        if not blank(raw_score):
+            try:
+                values[name] = _score(str(raw_score).strip(), name)
+            except RuleError as exc:
+                errors.append(exc)
+    if values.get("since") and values.get("until") and values["since"] >= values["until"]:
+        errors.append(RuleError("until must be later than since", field="until"))
+        del values["until"]
+    low, high = values.get("min_score"), values.get("max_score")
+    if low is not None and high is not None and low > high:
+        errors.append(RuleError(f"max_score {high} is below min_score {low}",
+                                field="max_score"))
+        del values["max_score"]
+    return AlertFilter(**values), errors
+
+
+def alert_filter(**given: Any) -> AlertFilter:
+    """:func:`parse_filter`, raising its first mistake (the API and the command line)."""
+    found, errors = parse_filter(**given)
+    if errors:
+        raise errors[0]
+    return found
+
+
+def _with_views() -> tuple[Any, ...]:
+    return (selectinload(Alert.adjudications), selectinload(Alert.outcome),
+            selectinload(Alert.deployment), selectinload(Alert.subject))
+
+
+def search_alerts(db: Database, actor: Actor, where: AlertFilter | None = None, *,
+                  before: int | None = None, after: int | None = None,
+                  limit: int = 50) -> AlertPage:
+    """One page of the alerts matching ``where``, newest first (``Perm.ALERT_READ``), with
+    the total and the cursors of the pages around it (keyset paging on the alert number:
+    ``before`` gives the page of older alerts, ``after`` the page of newer ones; alerts
+    arriving meanwhile do not shift the pages)."""
+    require(db, actor, Perm.ALERT_READ, "alert")
+    where = where or AlertFilter()
+    if not 1 <= limit <= MAX_PAGE:
+        raise RuleError(f"limit must be between 1 and {MAX_PAGE}", field="limit")
+    if before is not None and after is not None:
+        raise RuleError("give before or after, not both", field="after")
+    conds = where.conditions()
+    with db.reading() as s:
+        total = int(s.scalar(select(func.count()).select_from(Alert).where(*conds)) or 0)
+        rows: list[Alert] = []
+        if after is not None:
+            rows = list(s.scalars(select(Alert).where(*conds, Alert.id > after)
+                                  .options(*_with_views()).order_by(Alert.id.asc())
+                                  .limit(limit)))[::-1]
+        if after is None or len(rows) < limit:  # past the newest end: the newest page
+            query = select(Alert).where(*conds)
+            if before is not None:
+                query = query.where(Alert.id < before)
+            rows = list(s.scalars(query.options(*_with_views()).order_by(Alert.id.desc())
+                                  .limit(limit)))
+        if not rows:
+            return AlertPage(items=(), total=total, start=0, newer=None, older=None)
+        first, last = rows[0].id, rows[-1].id
+        above = int(s.scalar(select(func.count()).select_from(Alert)
+                             .where(*conds, Alert.id > first)) or 0)
+        below = s.scalar(select(Alert.id).where(*conds, Alert.id < last).limit(1))
+        return AlertPage(items=tuple(_view(r) for r in rows), total=total, start=above + 1,
+                         newer=first if above else None,
+                         older=last if below is not None else None)
+
+
 def list_alerts(db: Database, actor: Actor, deployment_id: int | None = None,
                 status: AlertStatus | None = None, limit: int = 100) -> list[AlertView]:
-    """The newest alerts first (``Perm.ALERT_READ``)."""
+    """The newest alerts first (``Perm.ALERT_READ``): at most ``limit`` of them, a
+    shorthand of :func:`search_alerts` (which pages through all of them)."""
     require(db, actor, Perm.ALERT_READ, "alert")
     if limit < 1:
         raise RuleError("limit must be at least 1", field="limit")
-    query = select(Alert).options(
-        selectinload(Alert.adjudications), selectinload(Alert.outcome),
-        selectinload(Alert.deployment), selectinload(Alert.subject))
-    if deployment_id is not None:
-        query = query.where(Alert.deployment_id == deployment_id)
-    if status is not None:
-        query = query.where(Alert.status == status)
+    where = AlertFilter(deployment_id=deployment_id,
+                        status=status.value if status is not None else "all")
     with db.reading() as s:
+        query = select(Alert).where(*where.conditions()).options(*_with_views())
         return [_view(r) for r in s.scalars(query.order_by(Alert.id.desc()).limit(limit))]
 
 
@@ -329,22 +512,156 @@ def get_alert(db: Database, actor: Actor, alert_id: int) -> AlertView:
         return _view(_load(s, alert_id))
 
 
+def _crop(system: System, s: Session, alert_id: int) -> tuple[Alert, bytes]:
+    row = s.get(Alert, alert_id)
+    if row is None:
+        raise NotFound(f"no alert {alert_id}")
+    if row.crop_ct is None:
+        raise Conflict(f"alert {alert_id} has no crop (purged)")
+    dep = s.get(Deployment, row.deployment_id)
+    assert dep is not None  # the foreign key cascades
+    return row, system.keyring.decrypt(s, dep.data_key_id, row.crop_ct,
+                                       crop_aad(dep.id, row.id))
+
+
 def alert_crop(system: System, actor: Actor, alert_id: int) -> bytes:
     """The decrypted probe crop (JPEG bytes), for a reviewer; audited ``alert.view_crop``."""
     require(system.db, actor, Perm.ALERT_READ, "alert", str(alert_id))
     with system.db.session() as s:
+        row, data = _crop(system, s, alert_id)
+        audit_log.record(s, actor.name, "alert.view_crop", "alert", row.id,
+                         {"deployment": row.deployment_id})
+    return data
+
+
+# -- views of alerts ---------------------------------------------------------------------------
+
+#: How an image of an alert is asked for: shown on its card (counted with the card's view),
+#: enlarged on purpose (audited ``alert.enlarge``), or opened on its own (audited as ever).
+IMAGE_USES = ("card", "enlarge", "open")
+
+
+def session_digest(secret: str) -> str:
+    """What :func:`record_views` keeps of a session's secret: a SHA-256 under a label of its
+    own, so it neither signs anyone in nor matches the sessions table's digest."""
+    return hashlib.sha256(b"openlfr alert view\0" + secret.encode()).hexdigest()
+
+
+def record_views(db: Database, actor: Actor, shown: Sequence[AlertView], session: str) -> int:
+    """Count that ``actor`` was shown these alerts' cards in the sign-in session whose secret
+    is ``session``; only the first view of an alert in a session is audited (``alert.view``).
+    Returns how many entries were written.
+
+    Race-safe on SQLite and PostgreSQL: one row per (session, person, alert) under a unique
+    constraint, inserted or counted up in one statement (``ON CONFLICT DO UPDATE ...
+    RETURNING``), whose answer (a count of 1: this request inserted it) decides the audit
+    entry; two requests at once count two views and audit one. (Writing transactions are
+    also serialised by :meth:`~openlfr.store.db.Database.session`; the constraint holds even
+    for a writer that is not.)"""
+    if not shown:
+        return 0
+    digest = session_digest(session)
+    now = utcnow()
+    first: list[AlertView] = []
+    with db.session() as s:
+        insert = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
+        t = AlertViewRecord
+        for view in sorted({v.id: v for v in shown}.values(), key=lambda v: v.id):
+            stmt = insert(t).values(session_digest=digest, user_name=actor.name,
+                                    alert_id=view.id, count=1, first_at=now, last_at=now)
+            upsert = stmt.on_conflict_do_update(
+                index_elements=["session_digest", "user_name", "alert_id"],
+                set_={"count": t.count + 1, "last_at": now},
+            ).returning(t.count)
+            if s.execute(upsert).scalar_one() == 1:
+                first.append(view)
+        for view in first:
+            audit_log.record(s, actor.name, "alert.view", "alert", view.id,
+                             {"deployment": view.deployment_id})
+    return len(first)
+
+
+def _shown_in(s: Session, actor: Actor, alert_id: int, session: str | None) -> bool:
+    if session is None:
+        return False
+    return s.scalar(select(AlertViewRecord.id).where(
+        AlertViewRecord.session_digest == session_digest(session),
+        AlertViewRecord.user_name == actor.name,
+        AlertViewRecord.alert_id == alert_id)) is not None
+
+
+def alert_image(system: System, actor: Actor, alert_id: int, which: str, use: str,
+                session: str | None = None) -> bytes:
+    """The probe crop (``which="crop"``) or the watchlist reference image (``"reference"``)
+    of an alert, decrypted now, for the console:
+
+    * ``use="card"``: shown on the alert's card; not audited again when the card's view was
+      counted in this session (:func:`record_views`), else audited as ``"open"``;
+    * ``use="enlarge"``: enlarged on purpose, at full resolution: audited ``alert.enlarge``;
+    * ``use="open"``: opened on its own: audited ``alert.view_crop`` /
+      ``subject_image.view``.
+    """
+    if which not in ("crop", "reference"):
+        raise RuleError(f"no image {which!r}: crop or reference", field="image")
+    if use not in IMAGE_USES:
+        raise RuleError(f"use {use!r}: {', '.join(IMAGE_USES)}", field="use")
+    require(system.db, actor, Perm.ALERT_READ, "alert", str(alert_id))
+    with system.db.reading() as s:
         row = s.get(Alert, alert_id)
         if row is None:
             raise NotFound(f"no alert {alert_id}")
-        if row.crop_ct is None:
-            raise Conflict(f"alert {alert_id} has no crop (purged)")
-        dep = s.get(Deployment, row.deployment_id)
-        assert dep is not None  # the foreign key cascades
-        data = system.keyring.decrypt(s, dep.data_key_id, row.crop_ct,
-                                      crop_aad(dep.id, row.id))
-        audit_log.record(s, actor.name, "alert.view_crop", "alert", row.id,
-                         {"deployment": dep.id})
+        image_id, deployment_id = row.subject_image_id, row.deployment_id
+        counted = use == "card" and _shown_in(s, actor, alert_id, session)
+    if use == "open" or (use == "card" and not counted):
+        if which == "crop":
+            return alert_crop(system, actor, alert_id)
+        return subject_image(system, actor, _reference_id(alert_id, image_id))
+    if which == "reference":
+        data = subject_image(system, actor, _reference_id(alert_id, image_id), audit=False)
+        if use == "enlarge":
+            _audit_enlarge(system.db, actor, alert_id, deployment_id, which)
+        return data
+    with system.db.session() as s:
+        _, data = _crop(system, s, alert_id)
+        if use == "enlarge":
+            audit_log.record(s, actor.name, "alert.enlarge", "alert", alert_id,
+                             {"deployment": deployment_id, "image": which})
     return data
+
+
+def _reference_id(alert_id: int, image_id: int | None) -> int:
+    if image_id is None:
+        raise NotFound(f"alert {alert_id} has no reference image (purged, or the subject "
+                       "was removed)")
+    return image_id
+
+
+def _audit_enlarge(db: Database, actor: Actor, alert_id: int, deployment_id: int,
+                   which: str) -> None:
+    with db.session() as s:
+        audit_log.record(s, actor.name, "alert.enlarge", "alert", alert_id,
+                         {"deployment": deployment_id, "image": which})
+
+
+def alert_view_counts(db: Database, actor: Actor, alert_id: int) -> tuple[AlertViewCount, ...]:
+    """Who was shown the alert's card, in how many sessions, how often (``Perm.AUDIT_READ``:
+    it is audit data)."""
+    require(db, actor, Perm.AUDIT_READ, "alert", str(alert_id))
+    t = AlertViewRecord
+    with db.reading() as s:
+        rows = s.execute(
+            select(t.user_name, func.count(), func.sum(t.count), func.min(t.first_at),
+                   func.max(t.last_at))
+            .where(t.alert_id == alert_id).group_by(t.user_name)
+            .order_by(func.min(t.first_at))).all()
+    return tuple(AlertViewCount(user=u, sessions=int(n), views=int(c or 0),
+                                first_at=_aware(f), last_at=_aware(last))
+                 for u, n, c, f, last in rows)
+
+
+def _aware(value: datetime) -> datetime:
+    """An aggregate's time (SQLite hands back the stored text's naive value) in UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 # -- deciding ----------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ secrets, camera credentials: a camera's source is its redacted display form).
 * :class:`DeploymentView` (with :class:`CameraView` and :class:`WatchlistRef`)
 * :class:`WatchlistView`, :class:`WatchlistDetail` (with its :class:`SubjectView` list and
   each subject's :class:`ImageView`)
-* :class:`AlertView` (with :class:`AdjudicationView` and :class:`OutcomeView`)
+* :class:`AlertView` (with :class:`AdjudicationView` and :class:`OutcomeView`), a page of them
+  (:class:`AlertPage`) and who viewed one (:class:`AlertViewCount`)
 * :class:`UserView`
 * :class:`QuestionView`
 """
@@ -29,7 +30,6 @@ from openlfr.store.enums import Action, AlertStatus, Decision, Role
 
 #: How an alert is presented, everywhere: the system never says "match".
 LABEL = "possible match"
-
 
 class View(BaseModel):
     """Frozen; built from a row's attributes (``model_validate(row, from_attributes=True)``)
@@ -208,6 +208,30 @@ class AlertView(View):
         return [a.user for a in self.adjudications if a.decision == Decision.CONFIRM]
 
 
+class AlertPage(View):
+    """One page of alerts matching a filter, newest first, and where the pages around it
+    start: pass ``older`` as ``before`` (or ``newer`` as ``after``) for the next page."""
+
+    items: tuple[AlertView, ...]
+    total: int = Field(description="How many alerts match the filter, on all pages.")
+    start: int = Field(description="The position of the first item among them (1 = the "
+                                   "newest); 0 when the page is empty.")
+    newer: int | None = Field(description="Pass as after= for the newer page (none: this is "
+                                          "the newest).")
+    older: int | None = Field(description="Pass as before= for the older page (none: this is "
+                                          "the oldest).")
+
+
+class AlertViewCount(View):
+    """How often one person's sessions showed an alert's card (audit readers only)."""
+
+    user: str
+    sessions: int
+    views: int
+    first_at: datetime
+    last_at: datetime
+
+
 # -- accounts ---------------------------------------------------------------------------------
 
 class UserView(View):
@@ -256,7 +280,8 @@ class QuestionView(View):
 
 # -- words for codes ------------------------------------------------------------------------------
 
-#: Codes (audit actions, detail keys) as people read them. A code without an entry is shown by
+#: Codes (audit actions, detail keys, statuses, decisions) as people read them; the console's
+#: ``label`` filter reads them. A code without an entry is shown by
 #: :func:`label` as its words ("cameras_sealed" → "Cameras sealed").
 LABELS: dict[str, str] = {
     "access.refused": "Access refused",
@@ -330,13 +355,17 @@ LABELS: dict[str, str] = {
     "threshold_floor": "Threshold floor",
     "two_person_rule": "Two-person rule",
     "upto": "Up to entry",
+    # alert statuses and decisions (in sentences, so in lower case)
+    "pending": "waiting for a decision", "confirmed": "confirmed", "rejected": "false alert",
+    "no_action": "no action", "decided": "decided", "all": "all",
+    "confirm": "confirmed", "reject": "rejected (false alert)",
 }
 
 
 def label(code: object) -> str:
     """A code in words: from :data:`LABELS`, else the code with its dots and underscores as
     blanks, capitalised."""
-    text = str(code)
+    text = str(getattr(code, "value", code))  # an enum member: its value
     if text in LABELS:
         return LABELS[text]
     words = text.replace(".", " ").replace("_", " ").strip()

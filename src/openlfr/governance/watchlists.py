@@ -723,9 +723,10 @@ def show_watchlist(db: Database, actor: Actor, watchlist_id: int) -> WatchlistDe
                                subject_list=tuple(_subject_info(x) for x in rows))
 
 
-def subject_image(system: System, actor: Actor, image_id: int) -> bytes:
+def subject_image(system: System, actor: Actor, image_id: int, *, audit: bool = True) -> bytes:
     """The reference image itself, decrypted, for the console: audited as
-    ``subject_image.view``."""
+    ``subject_image.view`` (``audit=False``: the caller audits the view its own way, e.g. an
+    alert's card, counted per session by :func:`openlfr.governance.alerts.record_views`)."""
     db = system.db
     require(db, actor, Perm.WATCHLIST_READ, "subject_image", str(image_id))
     with db.session() as s:
@@ -739,6 +740,7 @@ def subject_image(system: System, actor: Actor, image_id: int) -> bytes:
                                           _aad(img.id, "image"))
         except CryptoError as exc:
             raise CryptoError(f"subject image {image_id}: {exc}") from None
-        audit_log.record(s, actor.name, "subject_image.view", "subject_image", img.id,
-                         {"subject_id": subject.id, "watchlist_id": wl.id})
+        if audit:
+            audit_log.record(s, actor.name, "subject_image.view", "subject_image", img.id,
+                             {"subject_id": subject.id, "watchlist_id": wl.id})
         return data

@@ -410,6 +410,25 @@ class Alert(Base):
         back_populates="alert", cascade="all, delete-orphan", passive_deletes=True)
 
 
+class AlertViewRecord(Base):
+    """Who viewed an alert's card, per sign-in session (migration 0010): one row per session,
+    person and alert, with a count. Only the first view of a session is audited
+    (``alert.view``); ``session_digest`` is a SHA-256 of the session's cookie under a label of
+    its own (it cannot be used to sign in, nor matched with ``web_sessions``)."""
+
+    __tablename__ = "alert_views"
+    __table_args__ = (UniqueConstraint("session_digest", "user_name", "alert_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_digest: Mapped[str] = mapped_column(String(64))
+    user_name: Mapped[str] = mapped_column(String(64))
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"),
+                                          index=True)
+    count: Mapped[int] = mapped_column(Integer, default=1)
+    first_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Adjudication(Base):
     __tablename__ = "adjudications"
 

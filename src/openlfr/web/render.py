@@ -88,7 +88,7 @@ def make_templates() -> Jinja2Templates:
     env.autoescape = True
     env.filters.update(date=_date, num=_num, rate=_rate, pct=_pct, sentence=_sentence,
                        plural=_plural, noun=_noun)
-    env.filters.setdefault("label", label)
+    env.filters["label"] = label
     env.globals["span"] = _span
     return templates
 

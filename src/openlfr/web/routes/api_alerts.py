@@ -11,6 +11,7 @@ says which (:class:`~openlfr.governance.authz.Conflict`), the app maps it.
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
@@ -48,14 +49,44 @@ class HoldIn(BaseModel):
 
 
 @router.get("", responses=ERRORS)
-def list_alerts(request: Request, actor: CurrentActor,
-                deployment_id: Annotated[int | None, Query(ge=1)] = None,
+def list_alerts(request: Request, response: Response, actor: CurrentActor,
+                deployment_id: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+                camera: Annotated[str | None, Query(max_length=100)] = None,
                 status: Annotated[str | None, Query(max_length=20, description=(
-                    "pending, confirmed, rejected or no_action"))] = None,
-                limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[AlertView]:
-    """Alerts, newest first."""
-    wanted = svc.parse_status(status) if status else None
-    return svc.list_alerts(web(request).db, actor, deployment_id, wanted, limit)
+                    "pending, decided (any but pending), confirmed, rejected, no_action or "
+                    "all (the default)"))] = None,
+                since: Annotated[str | None, Query(max_length=80, description=(
+                    "seen at or after this time (2026-05-01T08:00Z, 2h, 90d: the one time "
+                    "format)"))] = None,
+                until: Annotated[str | None, Query(max_length=80, description=(
+                    "seen before this time"))] = None,
+                min_score: Annotated[float | None, Query(ge=-1, le=1)] = None,
+                max_score: Annotated[float | None, Query(ge=-1, le=1)] = None,
+                before: Annotated[int | None, Query(ge=1, le=2**62, description=(
+                    "the older page: alerts numbered below this (the Link header's "
+                    "rel=next)"))] = None,
+                after: Annotated[int | None, Query(ge=0, le=2**62, description=(
+                    "the newer page: alerts numbered above this (rel=prev)"))] = None,
+                limit: Annotated[int, Query(ge=1, le=svc.MAX_PAGE)] = 100) -> list[AlertView]:
+    """Alerts matching the filters, newest first, one page of ``limit``. The total is in the
+    ``X-Total-Count`` header; the ``Link`` header gives the older (``rel="next"``) and newer
+    (``rel="prev"``) pages, with the same filters."""
+    where = svc.alert_filter(deployment=deployment_id, camera=camera, status=status,
+                             since=since, until=until, min_score=min_score,
+                             max_score=max_score)
+    page = svc.search_alerts(web(request).db, actor, where, before=before, after=after,
+                             limit=limit)
+    response.headers["X-Total-Count"] = str(page.total)
+    kept = [(k, v) for k, v in request.query_params.multi_items()
+            if k not in ("before", "after")]
+    links = []
+    for rel, key, cursor in (("next", "before", page.older), ("prev", "after", page.newer)):
+        if cursor is not None:
+            links.append(f'<{request.url.path}?{urlencode([*kept, (key, str(cursor))])}>; '
+                         f'rel="{rel}"')
+    if links:
+        response.headers["Link"] = ", ".join(links)
+    return list(page.items)
 
 
 @router.get("/{alert_id}", responses=ERRORS)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
@@ -31,9 +32,9 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from openlfr.governance import alerts as svc
 from openlfr.governance import deployments as deps
 from openlfr.governance.authz import Actor, NotFound, Perm, RuleError, allowed, require
-from openlfr.governance.views import DeploymentView
+from openlfr.governance.views import AlertView, DeploymentView
 from openlfr.governance.watchlists import subject_image
-from openlfr.store.enums import AlertStatus, Decision
+from openlfr.store.enums import Decision
 from openlfr.web import events, sessions, tokens
 from openlfr.web.deps import PageActor, bearer_token, session_cookie, web
 from openlfr.web.render import render, safe_next
@@ -54,7 +55,6 @@ SAVED = {"confirm": "Your confirmation is recorded.", "reject": "Recorded as a f
          "no_action": "Recorded: no action.", "outcome": "The outcome is recorded.",
          "hold": "The alert is held past the retention period.",
          "release": "The hold is released."}
-STATUS_FILTERS = ("pending", "decided", "all")
 
 _broker_lock = threading.Lock()
 
@@ -147,31 +147,94 @@ def _deployment_choices(request: Request, actor: Actor,
                   key=lambda d: (order.get(d.status, 9), -d.id))
 
 
+#: Alerts on one page of the queue (older and newer pages are a link away).
+PAGE_SIZE = 50
+#: The queue's filters, as their query parameters (the page's URL is its bookmark).
+FILTER_LABELS = {"deployment": "Deployment", "camera": "Camera", "status": "Status",
+                 "since": "Seen from (UTC)", "until": "Seen before (UTC)",
+                 "min_score": "Score from", "max_score": "Score up to", "after": "Pages"}
+
+
+def viewer_session(request: Request) -> str | None:
+    """The secret of the caller's sign-in (the session cookie, or an API token): what a
+    view of an alert's card is counted per (only a digest of it is kept)."""
+    return bearer_token(request) or request.cookies.get(session_cookie(request))
+
+
+def _count_views(request: Request, actor: Actor, shown: list[AlertView]) -> None:
+    secret = viewer_session(request)
+    if secret is not None and shown:
+        svc.record_views(web(request).db, actor, shown, secret)
+
+
+def _form_value(value: datetime | None) -> str:
+    """A UTC time as a ``datetime-local`` input shows it."""
+    return value.strftime("%Y-%m-%dT%H:%M") if value is not None else ""
+
+
 @router.get("")
 def queue(request: Request, actor: PageActor,
-          deployment: Annotated[int | None, Query(ge=1)] = None,
-          status: Annotated[str, Query(max_length=20)] = "pending",
+          deployment: Annotated[str | None, Query(max_length=40)] = None,
+          camera: Annotated[str | None, Query(max_length=200)] = None,
+          status: Annotated[str | None, Query(max_length=40)] = None,
+          since: Annotated[str | None, Query(max_length=80)] = None,
+          until: Annotated[str | None, Query(max_length=80)] = None,
+          min_score: Annotated[str | None, Query(max_length=40)] = None,
+          max_score: Annotated[str | None, Query(max_length=40)] = None,
+          before: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+          after: Annotated[int | None, Query(ge=0, le=2**62)] = None,
           saved: Annotated[str | None, Query(max_length=20)] = None) -> Response:
     st = web(request)
-    status = status if status in STATUS_FILTERS else "pending"
-    wanted = AlertStatus.PENDING if status == "pending" else None
-    items = svc.list_alerts(st.db, actor, deployment, wanted, limit=200)
-    if status == "decided":
-        items = [a for a in items if a.status != AlertStatus.PENDING]
-    choices = _deployment_choices(request, actor, deployment)
-    current = next((d for d in choices if d.id == deployment), None)
-    if deployment is not None and current is None:
-        raise NotFound(f"no deployment {deployment}")
+    raw = {"deployment": deployment, "camera": camera, "status": status, "since": since,
+           "until": until, "min_score": min_score, "max_score": max_score}
+    where, errors = svc.parse_filter(
+        deployment=deployment, camera=camera, status=status, since=since, until=until,
+        min_score=min_score, max_score=max_score, default_status="pending", form=True)
+    if before is not None and after is not None:
+        errors.append(RuleError("give before or after, not both: showing the newest alerts",
+                                field="after"))
+        before = after = None
+    page = svc.search_alerts(st.db, actor, where, before=before, after=after, limit=PAGE_SIZE)
+    choices = _deployment_choices(request, actor, where.deployment_id)
+    current = next((d for d in choices if d.id == where.deployment_id), None)
+    if where.deployment_id is not None and current is None:
+        raise NotFound(f"no deployment {where.deployment_id}")
+    _count_views(request, actor, list(page.items))
+    # the filters as given (what was wrong stays in its box, to be corrected)
+    bad = {e.field for e in errors}
+    kept = {k: v.strip() for k, v in raw.items() if v is not None and v.strip()}
+    kept["status"] = where.status if "status" not in bad else kept.get("status", "")
+    filters = {k: v for k, v in kept.items() if v}
+
+    def link(**cursor: int) -> str:
+        return "/console/alerts?" + urlencode({**filters, **cursor})
+
+    cameras = sorted({c.name for d in choices for c in d.cameras
+                      if current is None or d.id == current.id})
+    dep = where.deployment_id
+    only_simple = set(filters) <= {"deployment", "status"}
     return render(request, "console_alerts.html", {
-        **_context(actor), "items": items, "deployments": choices, "current": current,
-        "deployment": deployment, "status": status, "page_saved": SAVED.get(saved or ""),
-        "health": camera_health(request, deployment),
-        "previews": _preview_urls(request, deployment),
+        **_context(actor), "page": page, "items": page.items, "deployments": choices,
+        "current": current, "deployment": dep, "status": where.status,
+        "filters": filters, "cameras": cameras,
+        "form": {"camera": kept.get("camera", ""),
+                 "since": _form_value(where.since) if "since" not in bad
+                 else kept.get("since", ""),
+                 "until": _form_value(where.until) if "until" not in bad
+                 else kept.get("until", ""),
+                 "min_score": kept.get("min_score", ""), "max_score": kept.get("max_score", "")},
+        "errors": errors, "bad": bad, "filter_labels": FILTER_LABELS,
+        "newer_url": link(after=page.newer) if page.newer is not None else None,
+        "older_url": link(before=page.older) if page.older is not None else None,
+        "newest_url": link() if (before is not None or after is not None) else None,
+        "live_insert": page.newer is None and only_simple,
+        "status_filters": svc.STATUS_FILTERS, "page_saved": SAVED.get(saved or ""),
+        "health": camera_health(request, dep),
+        "previews": _preview_urls(request, dep),
         "preview_enabled": bool(getattr(web(request).runner, "preview", False)),
-        "stream_url": "/console/alerts/stream" + (f"?deployment={deployment}"
-                                                  if deployment else ""),
+        "stream_url": "/console/alerts/stream" + (f"?deployment={dep}" if dep else ""),
         "here": str(request.url.path) + (f"?{request.url.query}" if request.url.query else "")},
-        actor=actor)
+        actor=actor, status=400 if errors else 200)
 
 
 def _preview_urls(request: Request, deployment_id: int | None) -> list[tuple[str, str]]:
@@ -259,12 +322,25 @@ def preview_feeds(request: Request, deployment_id: int | None) -> Any:
     return runner.preview_feeds(deployment_id)
 
 
+def _views(request: Request, actor: Actor, alert_id: int) -> Any:
+    """Who was shown the alert's card, for those who may read audit data (else None)."""
+    if not allowed(actor, Perm.AUDIT_READ):
+        return None
+    return svc.alert_view_counts(web(request).db, actor, alert_id)
+
+
+def _own_page(alert_id: int, here: str) -> bool:
+    return here.split("?")[0].split("#")[0] == f"/console/alerts/{alert_id}"
+
+
 @router.get("/{alert_id}")
 def alert_page(request: Request, alert_id: int, actor: PageActor,
                saved: Annotated[str | None, Query(max_length=20)] = None) -> Response:
     view = svc.get_alert(web(request).db, actor, alert_id)
+    _count_views(request, actor, [view])
     return render(request, "console_alert.html", {
         **_context(actor), "a": view, "saved": SAVED.get(saved or ""),
+        "views": _views(request, actor, alert_id),
         "here": f"/console/alerts/{alert_id}"}, actor=actor)
 
 
@@ -272,22 +348,39 @@ def alert_page(request: Request, alert_id: int, actor: PageActor,
 def alert_card(request: Request, alert_id: int, actor: PageActor,
                saved: Annotated[str | None, Query(max_length=20)] = None,
                here: Annotated[str | None, Query(max_length=300)] = None) -> Response:
+    """One card (the page's script inserts or replaces cards with it); on the alert's own
+    page (``here``) the card is the full one, with the decision history."""
     view = svc.get_alert(web(request).db, actor, alert_id)
+    _count_views(request, actor, [view])
+    back = safe_next(here, "/console/alerts")
+    full = _own_page(alert_id, back)
     return render(request, "console_alert_card.html", {
-        **_context(actor), "a": view, "saved": SAVED.get(saved or ""),
-        "here": safe_next(here, "/console/alerts")}, actor=actor)
+        **_context(actor), "a": view, "saved": SAVED.get(saved or ""), "full": full,
+        "views": _views(request, actor, alert_id) if full else None,
+        "here": back}, actor=actor)
+
+
+ImageUse = Annotated[str, Query(alias="in", max_length=10, description=(
+    "card (shown on its card: counted with the card's view), enlarge (audited "
+    "alert.enlarge) or open (audited on its own)"))]
 
 
 @router.get("/{alert_id}/crop.jpg")
-def crop(request: Request, alert_id: int, actor: PageActor) -> Response:
-    """The probe crop, decrypted now (audited ``alert.view_crop``), never cached."""
-    return image_response(svc.alert_crop(web(request).system, actor, alert_id))
+def crop(request: Request, alert_id: int, actor: PageActor, use: ImageUse = "open") -> Response:
+    """The probe crop, decrypted now, never cached: on its card counted with the card's view
+    (``alert.view``, once per session), enlarged audited ``alert.enlarge``, opened on its own
+    audited ``alert.view_crop``."""
+    return image_response(svc.alert_image(web(request).system, actor, alert_id, "crop", use,
+                                          viewer_session(request)))
 
 
 @router.get("/{alert_id}/reference.jpg")
-def reference(request: Request, alert_id: int, actor: PageActor) -> Response:
-    """The watchlist reference image of the alert (audited ``subject_image.view``)."""
-    return image_response(reference_image(request, actor, alert_id))
+def reference(request: Request, alert_id: int, actor: PageActor,
+              use: ImageUse = "open") -> Response:
+    """The watchlist reference image of the alert: on its card counted with the card's view,
+    enlarged audited ``alert.enlarge``, opened on its own audited ``subject_image.view``."""
+    return image_response(svc.alert_image(web(request).system, actor, alert_id, "reference",
+                                          use, viewer_session(request)))
 
 
 # -- forms -----------------------------------------------------------------------------------
@@ -315,7 +408,10 @@ def _failed(request: Request, actor: Actor, alert_id: int, message: str, here: s
     view = svc.get_alert(st.db, actor, alert_id)
     back = safe_next(here, f"/console/alerts/{alert_id}")
     name = "console_alert_card.html" if fragment else "console_alert.html"
+    full = not fragment or _own_page(alert_id, back)
     return render(request, name, {**_context(actor), "a": view, "error": message,
+                                  "full": full,
+                                  "views": _views(request, actor, alert_id) if full else None,
                                   "here": back}, actor=actor, status=400)
 
 
