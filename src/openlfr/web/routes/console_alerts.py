@@ -36,7 +36,7 @@ from openlfr.governance.watchlists import subject_image
 from openlfr.store.enums import AlertStatus, Decision
 from openlfr.web import events, sessions, tokens
 from openlfr.web.deps import PageActor, bearer_token, session_cookie, web
-from openlfr.web.render import render, safe_next
+from openlfr.web.render import format_clock, people_zone, render, safe_next
 
 log = logging.getLogger("openlfr.web.console_alerts")
 
@@ -101,7 +101,7 @@ def camera_health(request: Request, deployment_id: int | None = None) -> list[di
             label = state
             since = cam.state_since.isoformat() if cam.state_since else None
             if state in ("retrying", "failed", "unknown") and since:
-                label = f"{state} since {since[11:19]} UTC"
+                label = f"{state} since {format_clock(cam.state_since, people_zone(request))}"
             if cam.last_error and state in ("retrying", "failed", "unknown"):
                 label += f": {cam.last_error}"
             f = figures.get(cam.name)

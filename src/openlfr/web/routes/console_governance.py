@@ -11,7 +11,7 @@ refuse them anyway (:func:`authz.require`, audited).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
@@ -25,7 +25,7 @@ from openlfr.governance import deployments as deps
 from openlfr.governance import users as users_svc
 from openlfr.governance import watchlists as wls
 from openlfr.governance.authz import Actor, Forbidden, Perm, RuleError, allowed
-from openlfr.governance.times import form_time
+from openlfr.governance.times import form_time, form_value
 from openlfr.governance.views import CameraView, DeploymentView, WatchlistView
 from openlfr.store.enums import Category, Role
 from openlfr.video.sources import SourceError, split_camera
@@ -33,7 +33,7 @@ from openlfr.vision.thresholds import check_threshold
 from openlfr.web import tokens
 from openlfr.web.deps import PageActor, web
 from openlfr.web.problems import SHOWN_ON_FORMS, http_status
-from openlfr.web.render import jsonl_download, render
+from openlfr.web.render import jsonl_download, people_zone, render
 from openlfr.web.routes.api_deployments import CameraIn, DeploymentIn, create_plan
 from openlfr.web.routes.api_watchlists import (
     MAX_UPLOAD_IMAGES,
@@ -64,21 +64,15 @@ def may(actor: Actor) -> dict[str, bool]:
     return {p.name.lower(): allowed(actor, p) for p in Perm}
 
 
-def fmt_iso(value: datetime | str | None) -> str:
-    """A time from a service's view (or an ISO string) as the pages show times: ``26 Nov 2026
-    16:13 UTC``."""
-    if not value:
-        return "—"
-    try:
-        when = value if isinstance(value, datetime) else datetime.fromisoformat(value)
-        return when.astimezone(UTC).strftime("%d %b %Y %H:%M UTC")
-    except ValueError:
-        return str(value)
+def _date(request: Request) -> Any:
+    """The pages' ``date`` filter (:func:`openlfr.web.render.format_date` in the zone of
+    people), for times the templates get from a function: ``iso(...)``, ``when(entry)``."""
+    return web(request).templates.env.filters["date"]
 
 
 def _page(request: Request, actor: Actor, name: str, ctx: dict[str, Any],
           status: int = 200) -> Response:
-    ctx.setdefault("iso", fmt_iso)
+    ctx.setdefault("iso", _date(request))
     ctx.setdefault("may", may(actor))
     ctx.setdefault("nav", "console")
     return render(request, name, ctx, actor=actor, status=status)
@@ -290,10 +284,11 @@ def subject_image(request: Request, image_id: int, actor: PageActor) -> Response
 
 # -- deployments --------------------------------------------------------------------------------
 
-def _when(text: str, field: str) -> datetime:
+def _when(text: str, field: str, zone: tzinfo = UTC) -> datetime:
     """A time from the form (:func:`openlfr.governance.times.form_time`: the browser's
-    ``2026-12-01T08:00`` is UTC, as the field's label says; or the one time format)."""
-    return form_time(text, field)
+    ``2026-12-01T08:00`` is in the zone of people, as the field's label says; or the one time
+    format)."""
+    return form_time(text, field, zone=zone)
 
 
 def parse_cameras(text: str) -> list[CameraIn]:
@@ -333,31 +328,25 @@ async def _deployment_form(request: Request) -> dict[str, Any]:
     return values
 
 
-def _blank_deployment() -> dict[str, Any]:
+def _blank_deployment(zone: tzinfo = UTC) -> dict[str, Any]:
     start = (datetime.now(UTC) + timedelta(hours=1)).replace(minute=0, second=0,
                                                              microsecond=0)
     values: dict[str, Any] = {n: "" for n in DEPLOYMENT_TEXT}
     values.update({n: False for n in DEPLOYMENT_FLAGS}, watchlist_ids=[], backend="sface",
-                  planned_start=start.strftime("%Y-%m-%dT%H:%M"),
-                  planned_end=(start + timedelta(hours=6)).strftime("%Y-%m-%dT%H:%M"))
+                  planned_start=form_value(start, zone),
+                  planned_end=form_value(start + timedelta(hours=6), zone))
     return values
-
-
-def _local(when: datetime | None) -> str:
-    if not when:
-        return ""
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
 
 
 def cameras_text(cameras: Sequence[CameraView]) -> str:
     return "\n".join(f"{c.name}={c.source}" for c in cameras)
 
 
-def _values_of(view: DeploymentView) -> dict[str, Any]:
+def _values_of(view: DeploymentView, zone: tzinfo = UTC) -> dict[str, Any]:
     values = {n: getattr(view, n, None) or "" for n in DEPLOYMENT_TEXT}
     values.update({n: bool(getattr(view, n)) for n in DEPLOYMENT_FLAGS},
-                  planned_start=_local(view.planned_start),
-                  planned_end=_local(view.planned_end),
+                  planned_start=form_value(view.planned_start, zone),
+                  planned_end=form_value(view.planned_end, zone),
                   threshold=f"{view.threshold:.4f}",
                   cameras=cameras_text(view.cameras),
                   watchlist_ids=[w.id for w in view.watchlists],
@@ -388,18 +377,18 @@ def deployments_page(request: Request, actor: PageActor) -> Response:
 @router.get("/deployments/new")
 def deployment_new(request: Request, actor: PageActor) -> Response:
     return _page(request, actor, "gov_deployment_form.html",
-                 _form_ctx(request, actor, _blank_deployment()))
+                 _form_ctx(request, actor, _blank_deployment(people_zone(request))))
 
 
-def _body(values: dict[str, Any]) -> DeploymentIn:
+def _body(values: dict[str, Any], zone: tzinfo = UTC) -> DeploymentIn:
     threshold = values["threshold"].strip()
     number = check_threshold(threshold) if threshold else None  # empty: the current floor
     return DeploymentIn(
         name=values["name"], site=values["site"], location=values["location"],
         purpose=values["purpose"], legal_basis=values["legal_basis"],
         dpia_ref=values["dpia_ref"], equality_ref=values["equality_ref"],
-        planned_start=_when(values["planned_start"], "planned_start"),
-        planned_end=_when(values["planned_end"], "planned_end"), threshold=number,
+        planned_start=_when(values["planned_start"], "planned_start", zone),
+        planned_end=_when(values["planned_end"], "planned_end", zone), threshold=number,
         backend=values["backend"] or "sface", two_person_rule=values["two_person_rule"],
         signage=values["signage"], public_notice=values["public_notice"],
         urgency_reason=values["urgency_reason"].strip() or None,
@@ -411,7 +400,7 @@ async def deployment_create(request: Request, actor: PageActor) -> Response:
     values = await _deployment_form(request)
     db = web(request).db
     try:
-        dep_id = await run_in_threadpool(lambda: create_plan(db, actor, _body(values),
+        dep_id = await run_in_threadpool(lambda: create_plan(db, actor, _body(values, people_zone(request)),
                                                                  web(request).system.keyring))
     except EXPECTED as exc:
         ctx = await run_in_threadpool(_form_ctx, request, actor, values)
@@ -426,7 +415,7 @@ def _deployment_ctx(request: Request, actor: Actor, deployment_id: int) -> dict[
     ctx: dict[str, Any] = {"dep": view, "done": _done(request), "editable": editable,
                            "below_floor": view.threshold < view.floor}
     if editable and allowed(actor, Perm.DEPLOYMENT_EDIT):
-        ctx.update(_form_ctx(request, actor, _values_of(view), view))
+        ctx.update(_form_ctx(request, actor, _values_of(view, people_zone(request)), view))
     return ctx
 
 
@@ -452,7 +441,7 @@ async def deployment_edit(request: Request, deployment_id: int, actor: PageActor
 
     def save() -> None:
         view = deps.show(db, actor, deployment_id)
-        body = _body(values)
+        body = _body(values, people_zone(request))
         changes: dict[str, Any] = {
             k: getattr(body, k) for k in ("name", "site", "location", "purpose",
                                           "legal_basis", "dpia_ref", "equality_ref",
@@ -647,7 +636,7 @@ def _audit_ctx(request: Request, actor: Actor, before: int | None) -> dict[str, 
     deployments = deps.list_deployments(db, actor)
     return {"entries": got.entries, "total": got.total, "next_before": got.next_before,
             "before": before, "deployments": deployments, "short": short_details,
-            "when": _seq_time}
+            "when": lambda entry: _date(request)(entry.time, seconds=True)}
 
 
 @router.get("/audit")
@@ -687,6 +676,3 @@ def short_details(details: dict[str, Any]) -> str:
     text = json.dumps(details, ensure_ascii=False, sort_keys=True)
     return text if len(text) <= 300 else text[:297] + "…"
 
-
-def _seq_time(entry: auditing.AuditEntry) -> str:
-    return entry.time.replace("T", " ")[:19] + " UTC"
