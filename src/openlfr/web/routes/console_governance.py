@@ -398,9 +398,9 @@ def _body(values: dict[str, Any], zone: tzinfo = UTC) -> DeploymentIn:
 @router.post("/deployments")
 async def deployment_create(request: Request, actor: PageActor) -> Response:
     values = await _deployment_form(request)
-    db = web(request).db
+    db, zone = web(request).db, people_zone(request)
     try:
-        dep_id = await run_in_threadpool(lambda: create_plan(db, actor, _body(values, people_zone(request)),
+        dep_id = await run_in_threadpool(lambda: create_plan(db, actor, _body(values, zone),
                                                                  web(request).system.keyring))
     except EXPECTED as exc:
         ctx = await run_in_threadpool(_form_ctx, request, actor, values)
