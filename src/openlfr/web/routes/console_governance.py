@@ -78,6 +78,26 @@ def _page(request: Request, actor: Actor, name: str, ctx: dict[str, Any],
     return render(request, name, ctx, actor=actor, status=status)
 
 
+#: The value of the ``confirm`` field that an irreversible action needs (``confirm_button``).
+CONFIRMED = "yes"
+Confirm = Annotated[str, Form(max_length=5)]
+
+
+def confirm_first(request: Request, actor: Actor, confirm: str, *, button: str,
+                  question: str, back: str, fields: dict[str, str] | None = None
+                  ) -> Response | None:
+    """None when the form of an irreversible action carries ``confirm=yes`` (its button's
+    dialog, or this page, asked); else, and nothing done, a page asking ``question`` whose
+    form sends the same ``fields`` again with the confirmation (works without
+    JavaScript)."""
+    if confirm == CONFIRMED:
+        return None
+    return _page(request, actor, "confirm.html", {
+        "button": button, "question": question, "back": back,
+        "fields": {k: v for k, v in (fields or {}).items() if v},  # "": not given
+        "action": request.url.path})
+
+
 def _see_other(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
@@ -255,7 +275,14 @@ def watchlist_approve(request: Request, watchlist_id: int, actor: PageActor) -> 
 
 @router.post("/watchlists/{watchlist_id}/destroy")
 def watchlist_destroy(request: Request, watchlist_id: int, actor: PageActor,
-                      reason: Annotated[str, Form(max_length=5000)] = "") -> Response:
+                      reason: Annotated[str, Form(max_length=5000)] = "",
+                      confirm: Confirm = "") -> Response:
+    ask = confirm_first(request, actor, confirm, button="Destroy",
+                        question=f"Destroy watchlist #{watchlist_id} for good? Its subjects, "
+                                 "images and data key are deleted.",
+                        back=f"/console/watchlists/{watchlist_id}", fields={"reason": reason})
+    if ask is not None:
+        return ask
     try:
         result = wls.destroy_watchlist(web(request).system, actor, watchlist_id, reason)
     except EXPECTED as exc:
@@ -267,7 +294,14 @@ def watchlist_destroy(request: Request, watchlist_id: int, actor: PageActor,
 @router.post("/subjects/{subject_id}/remove")
 def subject_remove(request: Request, subject_id: int, actor: PageActor,
                    watchlist_id: Annotated[int, Form()],
-                   reason: Annotated[str, Form(max_length=5000)] = "") -> Response:
+                   reason: Annotated[str, Form(max_length=5000)] = "",
+                   confirm: Confirm = "") -> Response:
+    ask = confirm_first(request, actor, confirm, button="Remove the subject",
+                        question=f"Remove subject #{subject_id} and their images for good?",
+                        back=f"/console/watchlists/{watchlist_id}#subject-{subject_id}",
+                        fields={"watchlist_id": str(watchlist_id), "reason": reason})
+    if ask is not None:
+        return ask
     try:
         result = wls.remove_subject(web(request).db, actor, subject_id, reason or None)
     except EXPECTED as exc:
@@ -413,7 +447,9 @@ def _deployment_ctx(request: Request, actor: Actor, deployment_id: int) -> dict[
     view = deps.show(web(request).db, actor, deployment_id)
     editable = view.status in ("draft", "authorised")
     ctx: dict[str, Any] = {"dep": view, "done": _done(request), "editable": editable,
-                           "below_floor": view.threshold < view.floor}
+                           "below_floor": view.threshold < view.floor,
+                           "override": deps.override_chance(web(request).db, actor,
+                                                            deployment_id)}
     if editable and allowed(actor, Perm.DEPLOYMENT_EDIT):
         ctx.update(_form_ctx(request, actor, _values_of(view, people_zone(request)), view))
     return ctx
@@ -504,7 +540,14 @@ def deployment_resume(request: Request, deployment_id: int, actor: PageActor) ->
 
 @router.post("/deployments/{deployment_id}/stop")
 def deployment_stop(request: Request, deployment_id: int, actor: PageActor,
-                    reason: Annotated[str, Form(max_length=5000)] = "") -> Response:
+                    reason: Annotated[str, Form(max_length=5000)] = "",
+                    confirm: Confirm = "") -> Response:
+    ask = confirm_first(request, actor, confirm, button="Stop (final)",
+                        question=f"Stop deployment #{deployment_id} for good? It cannot be "
+                                 "started again.",
+                        back=f"/console/deployments/{deployment_id}", fields={"reason": reason})
+    if ask is not None:
+        return ask
     try:
         deps.stop(web(request).db, actor, deployment_id, reason)
     except EXPECTED as exc:
@@ -551,7 +594,14 @@ def user_add(request: Request, actor: PageActor,
 
 @router.post("/users/{name}/role")
 def user_role(request: Request, name: str, actor: PageActor,
-              role: Annotated[str, Form(max_length=40)] = "") -> Response:
+              role: Annotated[str, Form(max_length=40)] = "",
+              confirm: Confirm = "") -> Response:
+    ask = confirm_first(request, actor, confirm, button="Change the role",
+                        question=f"Give {name} the role {role.replace('_', ' ')}? Their "
+                                 "sessions and API tokens end.",
+                        back="/console/users", fields={"role": role})
+    if ask is not None:
+        return ask
     try:
         users_svc.set_role(web(request).db, actor, name, users_svc.parse_role(role))
     except EXPECTED as exc:
@@ -561,7 +611,14 @@ def user_role(request: Request, name: str, actor: PageActor,
 
 @router.post("/users/{name}/reset")
 def user_reset(request: Request, name: str, actor: PageActor,
-               remove_totp: Annotated[str, Form(max_length=5)] = "") -> Response:
+               remove_totp: Annotated[str, Form(max_length=5)] = "",
+               confirm: Confirm = "") -> Response:
+    ask = confirm_first(request, actor, confirm, button="Reset the password",
+                        question=f"Reset the password of {name}? A one-time password is shown "
+                                 "once; their sessions and API tokens end.",
+                        back="/console/users", fields={"remove_totp": remove_totp})
+    if ask is not None:
+        return ask
     try:
         password = users_svc.reset_password(web(request).db, actor, name,
                                             remove_totp=bool(remove_totp))
@@ -573,7 +630,13 @@ def user_reset(request: Request, name: str, actor: PageActor,
 
 
 @router.post("/users/{name}/totp/remove")
-def user_totp_remove(request: Request, name: str, actor: PageActor) -> Response:
+def user_totp_remove(request: Request, name: str, actor: PageActor,
+                     confirm: Confirm = "") -> Response:
+    ask = confirm_first(request, actor, confirm, button="Remove the second factor",
+                        question=f"Remove the second factor of {name}? They must set it up "
+                                 "again.", back="/console/users")
+    if ask is not None:
+        return ask
     try:
         users_svc.totp_remove(web(request).system, actor, name)
     except EXPECTED as exc:
@@ -595,7 +658,15 @@ def totp_policy(request: Request, actor: PageActor,
 
 @router.post("/users/{name}/active")
 def user_active(request: Request, name: str, actor: PageActor,
-                active: Annotated[str, Form(max_length=5)] = "") -> Response:
+                active: Annotated[str, Form(max_length=5)] = "",
+                confirm: Confirm = "") -> Response:
+    if active != "1":  # deactivating ends the sessions and tokens for good
+        ask = confirm_first(request, actor, confirm, button="Deactivate",
+                            question=f"Deactivate {name}? Their sessions and API tokens end "
+                                     "for good.", back="/console/users",
+                            fields={"active": active})
+        if ask is not None:
+            return ask
     try:
         users_svc.set_active(web(request).db, actor, name, active == "1")
     except EXPECTED as exc:
@@ -620,7 +691,13 @@ def token_create(request: Request, actor: PageActor,
 
 
 @router.post("/tokens/{token_id}/revoke")
-def token_revoke(request: Request, token_id: int, actor: PageActor) -> Response:
+def token_revoke(request: Request, token_id: int, actor: PageActor,
+                 confirm: Confirm = "") -> Response:
+    ask = confirm_first(request, actor, confirm, button="Revoke",
+                        question=f"Revoke token #{token_id}? Every request with it will be "
+                                 "refused.", back="/console/users#tokens")
+    if ask is not None:
+        return ask
     try:
         tokens.revoke_token(web(request).db, actor, token_id)
     except EXPECTED as exc:
