@@ -9,6 +9,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from openlfr.cli.context import settings_problem
@@ -139,3 +141,22 @@ def test_no_template_or_route_formats_a_time_itself() -> None:
     for name in ("console_governance.py", "console_alerts.py", "console.py", "public.py"):
         text = (web / "routes" / name).read_text()
         assert "strftime" not in text and '" UTC"' not in text and " UTC\"" not in text, name
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2100, 1, 1),
+                    timezones=st.just(UTC)),
+       st.sampled_from(["Europe/London", "America/New_York", "Australia/Lord_Howe", "UTC"]))
+def test_what_a_form_shows_it_reads_back(when: datetime, name: str) -> None:
+    """The value put in a form's field reads back as the same minute, in any zone; only a
+    minute the clocks repeat is refused, naming the field."""
+    zone = ZoneInfo(name)
+    minute = when.replace(second=0, microsecond=0)
+    try:
+        back = form_time(form_value(minute, zone), "planned_end", zone=zone)
+    except RuleError as exc:
+        assert "happens twice" in str(exc) and exc.field == "planned_end"
+        local = minute.astimezone(zone)
+        assert local.replace(fold=0).utcoffset() != local.replace(fold=1).utcoffset()
+        return
+    assert back == minute
