@@ -128,6 +128,52 @@ def test_authorisation_by_another_officer_creates_the_data_key(gov: Gov, face_im
 
 # -- the threshold floor -----------------------------------------------------------------------
 
+def test_an_override_is_possible_exactly_where_the_rule_allows_it(gov: Gov, face_images):
+    """override_chance (what the deployment page asks before showing the form) and
+    override_threshold answer by one rule: role, status, below the floor, neither an author
+    nor the officer who recorded it, not already confirmed."""
+    from openlfr.errors import Conflict
+
+    wid = approved_watchlist(gov, face_images["obama"])
+    good = "Missing child: more false alerts are accepted for a few hours"
+
+    def check(name: str, dep_id: int, possible: bool, why: str = "",
+              confirms: bool = False) -> None:
+        chance = deps.override_chance(gov.db, gov.actors[name], dep_id)
+        assert (chance.possible, chance.confirms) == (possible, confirms), (name, chance)
+        if not possible:
+            assert why in (chance.why_not or ""), chance
+            with pytest.raises((Conflict, Forbidden), match=why):
+                deps.override_threshold(gov.db, gov.actors[name], dep_id, good)
+
+    at_floor = deps.create(gov.db, gov.actors["op1"], plan((wid,)), keyring=gov.system.keyring)
+    check("ao1", at_floor, False, "is not below the default floor")
+    check("op1", at_floor, False, "authorising")
+    low = deps.create(gov.db, gov.actors["op1"], plan((wid,), threshold=SFACE_FLOOR - 0.1),
+                      keyring=gov.system.keyring)
+    check("op2", low, False, "authorising")
+    check("ao1", low, True)
+    deps.edit(gov.db, gov.actors["ao1"], low, name="Station concourse, evening")
+    check("ao1", low, False, "ao1 created or changed deployment")  # now an author
+    deps.override_threshold(gov.db, gov.actors["ao2"], low, good)
+    check("ao2", low, False, "a second, different authorising officer must confirm it")
+    check("ao1", low, False, "ao1 created or changed deployment")
+    low2 = deps.create(gov.db, gov.actors["op1"], plan((wid,), threshold=SFACE_FLOOR - 0.1),
+                       keyring=gov.system.keyring)
+    deps.override_threshold(gov.db, gov.actors["ao2"], low2, good)
+    check("ao1", low2, True, confirms=True)
+    deps.override_threshold(gov.db, gov.actors["ao1"], low2, good)
+    check("ao1", low2, False, "already recorded by ao2 and confirmed by ao1")
+    check("ao2", low2, False, "already recorded by ao2 and confirmed by ao1")
+    deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], low2)
+    deps.start(gov.db, gov.actors["op1"], low2)
+    check("ao1", low2, False, "is running: its threshold can no longer be changed")
+    # the refused attempts are audited (op1, op2: role; ao1 twice: author), the questions not
+    reasons = [r["reason"] for r in refusals(gov)]
+    assert len(reasons) == 4 and reasons[2] == reasons[3] == (
+        f"ao1 created or changed deployment {low} and may not override its threshold floor")
+
+
 def test_threshold_below_the_floor_needs_a_recorded_override(gov: Gov, face_images):
     wid = approved_watchlist(gov, face_images["obama"])
     low = SFACE_FLOOR - 0.1

@@ -193,12 +193,13 @@ def test_console_reset_shows_the_one_time_password_once(
         gov: Gov, app: object, admin: tuple[TestClient, str]) -> None:
     c, _ = admin
     token = page_token(c, "/console/users")
-    r = c.post("/console/users/op1/reset", data={"csrf_token": token})
+    r = c.post("/console/users/op1/reset", data={"csrf_token": token, "confirm": "yes"})
     assert r.status_code == 200
     m = re.search(r'id="reset-pw" type="text" readonly value="([^"]+)"', r.text)
     assert m
     assert m.group(1) not in c.get("/console/users").text
-    r = c.post("/console/users/op2/role", data={"csrf_token": token, "role": "supervisor"},
+    r = c.post("/console/users/op2/role", data={"csrf_token": token, "role": "supervisor",
+                                                "confirm": "yes"},
                follow_redirects=False)
     assert r.status_code == 303
     assert users.pending_step(gov.db, "op1") == users.PENDING_PASSWORD

@@ -191,6 +191,7 @@ def test_first_session_through_the_console(tmp_path: Path, face_images, no_face_
 
             # 7. The operator stops it; the public page shows the figures.
             olly.fill("#stop-reason", "Operation finished")
+            olly.once("dialog", lambda dialog: dialog.accept())  # "Stop ... for good?"
             olly.click("button:has-text('Stop (final)')")
             expect(olly.locator("main")).to_contain_text("Stopped.")
             public.goto(f"{url}/public/deployments/{dep_id}")

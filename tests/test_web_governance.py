@@ -159,12 +159,13 @@ def test_watchlist_flow_on_the_pages(gov: Gov, people: Callable[[str], TestClien
     # removing a subject sends the watchlist back to draft; destroying needs a reason
     subject_id = wls.show_watchlist(gov.db, gov.actors["au1"], wl_id).subject_list[0].id
     r = post(op1, f"/console/subjects/{subject_id}/remove",
-             {"watchlist_id": wl_id, "reason": "arrested"}, page=url)
+             {"watchlist_id": wl_id, "reason": "arrested", "confirm": "yes"}, page=url)
     assert r.status_code == 303
     assert wls.show_watchlist(gov.db, gov.actors["au1"], wl_id).status == "draft"
-    r = post(ao2, f"{url}/destroy", {"reason": ""}, page=url)
+    r = post(ao2, f"{url}/destroy", {"reason": "", "confirm": "yes"}, page=url)
     assert r.status_code == 400 and "reason" in r.text
-    r = post(ao2, f"{url}/destroy", {"reason": "the event is over"}, page=url)
+    r = post(ao2, f"{url}/destroy", {"reason": "the event is over", "confirm": "yes"},
+             page=url)
     assert r.status_code == 303
     assert wls.show_watchlist(gov.db, gov.actors["au1"], wl_id).status == "destroyed"
 
@@ -281,9 +282,9 @@ def test_deployment_flow_on_the_pages(gov: Gov, people: Callable[[str], TestClie
     r = post(op1, f"{url}/start", page=url)
     assert r.status_code == 303
     assert deps.show(gov.db, gov.actors["au1"], dep_id).status == "running"
-    r = post(op1, f"{url}/stop", {"reason": ""}, page=url)
+    r = post(op1, f"{url}/stop", {"reason": "", "confirm": "yes"}, page=url)
     assert r.status_code == 400 and "needs a reason" in r.text
-    r = post(op1, f"{url}/stop", {"reason": "the match is over"}, page=url)
+    r = post(op1, f"{url}/stop", {"reason": "the match is over", "confirm": "yes"}, page=url)
     assert r.status_code == 303
     view = deps.show(gov.db, gov.actors["au1"], dep_id)
     assert view.status == "ended" and view.end_reason == "the match is over"
@@ -335,10 +336,10 @@ def test_users_and_tokens_pages(gov: Gov, people: Callable[[str], TestClient]) -
     r = post(admin, "/console/users", {"name": "dawn", "role": "operator",
                                        "password": PASSWORD})
     assert r.status_code == 303
-    r = post(admin, "/console/users/dawn/active", {"active": "0"})
+    r = post(admin, "/console/users/dawn/active", {"active": "0", "confirm": "yes"})
     assert r.status_code == 303
     assert "inactive" in admin.get("/console/users").text
-    r = post(admin, "/console/users/admin/active", {"active": "0"})
+    r = post(admin, "/console/users/admin/active", {"active": "0", "confirm": "yes"})
     assert r.status_code == 400 and "your own account" in r.text
     r = post(admin, "/console/tokens", {"user": "op1", "name": "camera bridge", "role": ""})
     assert r.status_code == 201
@@ -349,7 +350,7 @@ def test_users_and_tokens_pages(gov: Gov, people: Callable[[str], TestClient]) -
     fresh = TestClient(admin.app)
     assert fresh.get("/api/v1/auth/me", headers=bearer).status_code == 200
     token_id = actions(gov, "token.create")[-1].object_id
-    r = post(admin, f"/console/tokens/{token_id}/revoke")
+    r = post(admin, f"/console/tokens/{token_id}/revoke", {"confirm": "yes"})
     assert r.status_code == 303
     assert fresh.get("/api/v1/auth/me", headers=bearer).status_code == 401
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -18,6 +19,19 @@ def default_data_dir() -> Path:
     """The per-user data folder: ``$XDG_DATA_HOME/openlfr`` or ``~/.local/share/openlfr``."""
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "openlfr"
+
+
+def zone_named(name: str) -> ZoneInfo:
+    """The IANA time zone ``name`` (``Europe/London``, ``UTC``); :class:`ValueError` saying
+    so when there is no such zone."""
+    name = name.strip()
+    try:
+        if not name or name.startswith(("/", ".")) or ".." in name:
+            raise ValueError
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError(f"{name!r} is not a known IANA time zone (e.g. UTC, Europe/London, "
+                         "America/New_York)") from None
 
 
 class Settings(BaseSettings):
@@ -40,6 +54,12 @@ class Settings(BaseSettings):
     watchlist_destroy_hours: int = Field(
         default=24, ge=0, le=24,
         description="Hours after a deployment's end within which its watchlists are destroyed.")
+
+    time_zone: str = Field(
+        default="UTC", max_length=100,
+        description="The IANA time zone (e.g. Europe/London) in which the console and the "
+                    "public pages show times, labelled with it, and console forms take them; "
+                    "times are stored in UTC.")
 
     # -- what the public pages tell residents (README "Public pages") --
     responsible_body: str = Field(
@@ -76,6 +96,16 @@ class Settings(BaseSettings):
                 c.isspace() or c in "<>\"'" for c in value):
             raise ValueError(f"{value!r} is not a web address (https://...)")
         return value
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return str(zone_named(value).key)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The zone of :attr:`time_zone`."""
+        return ZoneInfo(self.time_zone)
 
     @field_validator("data_dir", mode="before")
     @classmethod

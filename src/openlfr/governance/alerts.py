@@ -33,7 +33,7 @@ import math
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 import cv2
@@ -378,13 +378,13 @@ def parse_filter(*, deployment: str | int | None = None, camera: str | None = No
                  status: str | None = None, since: str | None = None,
                  until: str | None = None, min_score: str | float | None = None,
                  max_score: str | float | None = None, default_status: str = "all",
-                 form: bool = False, now: datetime | None = None,
+                 form: bool = False, now: datetime | None = None, zone: tzinfo = UTC,
                  ) -> tuple[AlertFilter, list[RuleError]]:
     """An :class:`AlertFilter` from text, and the mistakes found (each a
     :class:`~openlfr.governance.authz.RuleError` naming its field; a wrong value is left out
     of the filter, so a page can still show the rest). Empty values mean "any". Times are in
     the one time format (:func:`~openlfr.governance.times.parse_time`); ``form`` reads a
-    console form's zoneless ``datetime-local`` values as UTC
+    console form's zoneless ``datetime-local`` values in the zone of people, ``zone``
     (:func:`~openlfr.governance.times.form_time`)."""
     errors: list[RuleError] = []
     values: dict[str, Any] = {"status": default_status}
@@ -415,7 +415,12 @@ def parse_filter(*, deployment: str | int | None = None, camera: str | None = No
                                     field="status"))
         else:
             values["status"] = code
-    read = times.form_time if form else times.parse_time
+
+    def read(text: str, field: str, now: datetime | None) -> datetime:
+        if form:
+            return times.form_time(text, field, now, zone=zone)
+        return times.parse_time(text, field, now)
+
     for name in ("since", "until"):
         raw = since if name == "since" else until
         if not blank(raw):

@@ -30,7 +30,7 @@ import io
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -112,11 +112,15 @@ class AuditFilter:
               object_type: str | None = None, object_id: str | None = None,
               deployment: str | int | None = None, since: str | None = None,
               until: str | None = None, upto: str | int | None = None,
-              form: bool = False) -> AuditFilter:
+              form: bool = False, zone: tzinfo = UTC) -> AuditFilter:
         """A filter from what a person typed (blank means "any"); a time in the one time
         format (:func:`~openlfr.governance.times.parse_time`, or ``form_time`` for a console
-        form, whose inputs are UTC). :class:`RuleError` naming the field otherwise."""
-        read = form_time if form else parse_time
+        form, whose inputs are in the zone of people, ``zone``). :class:`RuleError` naming the
+        field otherwise."""
+
+        def read(text: str, field: str) -> datetime:
+            return form_time(text, field, zone=zone) if form else parse_time(text, field)
+
         when_from = read(since, "since") if since and since.strip() else None
         when_to = read(until, "until") if until and until.strip() else None
         if when_from is not None and when_to is not None and when_to <= when_from:

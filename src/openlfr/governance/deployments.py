@@ -52,16 +52,18 @@ from openlfr.governance.authz import (
     SYSTEM_ACTOR,
     Actor,
     Conflict,
+    Forbidden,
     NotFound,
     Perm,
     RuleError,
+    allowed,
     refuse,
     require,
 )
 from openlfr.governance.floors import Floor, current_floor
 from openlfr.governance.names import check_name, check_text
 from openlfr.governance.times import to_utc
-from openlfr.governance.views import CameraView, DeploymentView, WatchlistRef
+from openlfr.governance.views import CameraView, DeploymentView, OverrideChance, WatchlistRef
 from openlfr.redact import is_redacted, redact, source_digest
 from openlfr.store.crypto import Keyring
 from openlfr.store.db import Database
@@ -541,34 +543,76 @@ def _back_to_draft(dep: Deployment) -> None:
         dep.authorised_at = None
 
 
+def _override_problem(actor: Actor, dep: Deployment, floor: Floor,
+                      is_author: bool) -> Exception | None:
+    """Why ``actor`` (whose role may override) may not record or confirm a threshold override
+    on ``dep`` now, or None: the one rule of :func:`override_threshold` and of
+    :func:`override_chance`. ``is_author``: the actor created or changed it (a
+    :class:`Forbidden` refusal, audited by the caller)."""
+    if dep.status not in CHANGEABLE:
+        return Conflict(f"deployment {dep.id} is {dep.status.value}: its threshold can no "
+                        "longer be changed")
+    if dep.threshold >= floor.threshold:
+        return Conflict(f"threshold {dep.threshold:.4f} is not below the {floor.source} floor "
+                        f"{floor.threshold:.4f} of model {dep.model_id}: no override is needed")
+    if dep.threshold_override_confirmed_by is not None:
+        return Conflict(f"the override of threshold {dep.threshold:.4f} is already recorded "
+                        f"by {dep.threshold_override_by} and confirmed by "
+                        f"{dep.threshold_override_confirmed_by}")
+    if is_author:
+        return Forbidden(f"{actor.name} created or changed deployment {dep.id} and may not "
+                         "override its threshold floor")
+    pending = dep.threshold_override_reason is not None
+    if pending and dep.threshold_override_by == actor.name:
+        return Conflict(f"{actor.name} recorded this override: a second, different "
+                        "authorising officer must confirm it")
+    return None
+
+
+def override_chance(db: Database, actor: Actor, deployment_id: int) -> OverrideChance:
+    """Whether ``actor`` may record (or confirm) a threshold override on the deployment now,
+    by the same rule as :func:`override_threshold` (for showing its form only then); a
+    question, not an attempt, so nothing is audited."""
+    if not allowed(actor, Perm.THRESHOLD_OVERRIDE):
+        return OverrideChance(possible=False,
+                              why_not="only an authorising officer may override the floor")
+    with db.reading() as s:
+        dep = _load(s, deployment_id)
+        floor = current_floor(s, dep.model_id)
+        problem = _override_problem(actor, dep, floor,
+                                    actor.name in authors(s, deployment_id))
+        confirms = dep.threshold_override_reason is not None
+    if problem is not None:
+        return OverrideChance(possible=False, why_not=str(problem))
+    return OverrideChance(possible=True, confirms=confirms)
+
+
 def override_threshold(db: Database, actor: Actor, deployment_id: int, reason: str) -> None:
     """Record why a threshold below the model's floor may be used
     (``deployment.threshold_override``), or confirm the override another authorising officer
     recorded (``deployment.threshold_override_confirm``): below the floor, a deployment needs
     both, by two different officers, neither an author, each with a reason of at least a
-    sentence (:func:`check_override_reason`). Recording a new override after a confirmed one
-    starts again. A change like any other: an authorised deployment goes back to draft."""
+    sentence (:func:`check_override_reason`). At or above the floor, or once confirmed,
+    there is nothing to override (:class:`Conflict`). A change like any other: an authorised
+    deployment goes back to draft. :func:`override_chance` answers, by the same rule, whether
+    it is possible."""
     require(db, actor, Perm.THRESHOLD_OVERRIDE, "deployment", str(deployment_id))
     reason = check_override_reason(reason)
     with db.reading() as s:
-        _load(s, deployment_id)
-        is_author = actor.name in authors(s, deployment_id)
-    if is_author:
-        raise refuse(db, actor, Perm.THRESHOLD_OVERRIDE.value,
-                     f"{actor.name} created or changed deployment {deployment_id} and may not "
-                     "override its threshold floor", "deployment", str(deployment_id))
+        dep = _load(s, deployment_id)
+        problem = _override_problem(actor, dep, current_floor(s, dep.model_id),
+                                    actor.name in authors(s, deployment_id))
+    if isinstance(problem, Forbidden):
+        raise refuse(db, actor, Perm.THRESHOLD_OVERRIDE.value, str(problem), "deployment",
+                     str(deployment_id))
     with db.session() as s:
         dep = _load(s, deployment_id)
-        if dep.status not in CHANGEABLE:
-            raise Conflict(f"deployment {deployment_id} is {dep.status.value}: its threshold "
-                           "can no longer be changed")
         floor = current_floor(s, dep.model_id)
+        problem = _override_problem(actor, dep, floor, is_author=False)
+        if problem is not None:
+            raise problem
         was = dep.status
-        pending = (dep.threshold_override_reason is not None
-                   and dep.threshold_override_confirmed_by is None)
-        if pending and dep.threshold_override_by == actor.name:
-            raise Conflict(f"{actor.name} recorded this override: a second, different "
-                           "authorising officer must confirm it")
+        pending = dep.threshold_override_reason is not None
         if pending:
             dep.threshold_override_confirmed_by = actor.name
             action = "deployment.threshold_override_confirm"

@@ -14,8 +14,13 @@ without surprises (:func:`to_utc`).
 Where a field allows it (``date_only=True``: a subject's expiry), a date alone
 (``2027-01-31``) means the end of that day in UTC, i.e. ``2027-02-01T00:00Z``.
 
-The console's ``datetime-local`` inputs carry no zone; their labels say UTC, and
-:func:`form_time` (the one place that does it) appends ``Z`` to what they send before parsing.
+**The zone of people** (``OPENLFR_TIME_ZONE``, an IANA name such as ``Europe/London``;
+default ``UTC``): the console's ``datetime-local`` inputs carry no zone; their labels name the
+configured zone, and :func:`form_time` (the one place that does it) reads what they send as a
+wall-clock time there (:func:`local_to_utc`). A wall-clock time that does not exist (the hour
+skipped when clocks go forward) or happens twice (the hour repeated when they go back) is
+refused with a message naming the field. :func:`form_value` is the reverse, for filling such an
+input. Times are stored, exported and given on the command line in UTC.
 
 A time valid where it was written can fall outside the calendar in UTC
 (``0001-01-01T00:30+01:00`` is in the year 0, ``9999-12-31T23:30-01:00`` in the year 10000):
@@ -26,7 +31,7 @@ Python raises ``OverflowError`` on the conversion, which used to surface as a se
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 
 from openlfr.governance.authz import RuleError
 
@@ -95,11 +100,55 @@ def parse_time(text: str, field: str, now: datetime | None = None, *,
     return to_utc(when, field, shown)
 
 
-def form_time(text: str, field: str, now: datetime | None = None) -> datetime:
-    """A time from a console form, whose ``datetime-local`` inputs are labelled UTC and send
-    no zone (``2026-12-01T08:00``): such a value is read as UTC (``Z`` appended); anything
-    else goes to :func:`parse_time` as it is."""
+def zone_label(zone: tzinfo) -> str:
+    """The zone's name as people see it beside a time: ``UTC``, ``Europe/London``."""
+    return str(getattr(zone, "key", None) or zone.tzname(None) or "UTC")
+
+
+def local_to_utc(wall: datetime, zone: tzinfo, field: str) -> datetime:
+    """The wall-clock time ``wall`` (naive) in ``zone`` as an aware UTC time;
+    :class:`~openlfr.governance.authz.RuleError` naming ``field`` when it does not exist there
+    (clocks go forward) or happens twice (clocks go back)."""
+    shown = wall.strftime("%Y-%m-%d %H:%M")
+    name = zone_label(zone)
+    first, second = wall.replace(tzinfo=zone, fold=0), wall.replace(tzinfo=zone, fold=1)
+    try:
+        back = first.astimezone(UTC).astimezone(zone).replace(tzinfo=None)
+        if back != wall:
+            raise RuleError(f"{field} {shown} does not exist in {name}: the clocks go "
+                            "forward then, skipping it; choose a time outside that hour",
+                            field=field)
+        if first.utcoffset() != second.utcoffset():
+            raise RuleError(f"{field} {shown} happens twice in {name}: the clocks go back "
+                            f"then ({first:%Z} and {second:%Z}); choose a time outside that "
+                            "hour", field=field)
+        return to_utc(first, field, shown)
+    except OverflowError:
+        raise RuleError(f"{field} {shown}: too far in the past or the future",
+                        field=field) from None
+
+
+def form_time(text: str, field: str, now: datetime | None = None,
+              zone: tzinfo = UTC) -> datetime:
+    """A time from a console form, whose ``datetime-local`` inputs are labelled with the
+    zone of people and send no zone (``2026-12-01T08:00``): such a value is read as a
+    wall-clock time in ``zone`` (:func:`local_to_utc`); anything else goes to
+    :func:`parse_time` as it is."""
     raw = text.strip()
     if _FORM_TIME.match(raw):
-        raw += "Z"
+        try:
+            wall = datetime.fromisoformat(raw)
+        except ValueError:  # 2026-02-30T08:00
+            return parse_time(raw + "Z", field, now)
+        return local_to_utc(wall, zone, field)
     return parse_time(raw, field, now)
+
+
+def form_value(when: datetime | None, zone: tzinfo = UTC) -> str:
+    """``when`` as the value of a ``datetime-local`` input in ``zone`` (``2026-12-01T08:00``);
+    empty for none."""
+    if when is None:
+        return ""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(zone).strftime("%Y-%m-%dT%H:%M")

@@ -232,6 +232,16 @@ class AlertViewCount(View):
     last_at: datetime
 
 
+class OverrideChance(View):
+    """Whether a person may record (or confirm) a threshold override on a deployment now
+    (:func:`openlfr.governance.deployments.override_chance`), and why not."""
+
+    possible: bool
+    confirms: bool = Field(default=False, description="It would confirm the override another "
+                                                      "authorising officer recorded.")
+    why_not: str | None = None
+
+
 # -- accounts ---------------------------------------------------------------------------------
 
 class UserView(View):

@@ -123,7 +123,7 @@ def create_app(system: System, runner: Any = None, *, trust_proxy: bool = False)
                               "browser session plus the X-CSRF-Token header.")
     app.state.web = WebState(system=system,
                              secret=sessions.load_or_create_secret(system.settings.data_dir),
-                             templates=make_templates(), runner=runner,
+                             templates=make_templates(system.settings.zone), runner=runner,
                              trust_proxy=trust_proxy)
     api_watchlists.keep_uploads_in_memory()
     app.add_middleware(BodyLimitMiddleware)

@@ -4,7 +4,7 @@ JSON-lines and CSV downloads."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
 
 from openlfr.governance.authz import Actor
+from openlfr.governance.times import zone_label
 from openlfr.governance.views import label
 from openlfr.web import security
 from openlfr.web.deps import csrf_cookie, is_https, session_cookie, web
@@ -21,21 +22,71 @@ TEMPLATES = Path(__file__).with_name("templates")
 STATIC = Path(__file__).with_name("static")
 
 
-def _date(value: datetime | None, with_time: bool = True) -> str:
-    if value is None:
+def _stamp(when: datetime, zone: tzinfo) -> datetime:
+    """``when`` (aware; a naive value is UTC, as stored) in ``zone``."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    try:
+        return when.astimezone(zone)
+    except OverflowError:  # the edge of the calendar: shown in UTC, labelled so
+        return when.astimezone(UTC)
+
+
+def _label(local: datetime) -> str:
+    """The zone beside a time: ``UTC``, or the abbreviation (it tells summer from winter
+    time) and the IANA name: ``BST (Europe/London)``."""
+    name = zone_label(local.tzinfo or UTC)
+    abbr = local.tzname() or name
+    return name if abbr == name else f"{abbr} ({name})"
+
+
+def _as_time(value: datetime | str | None) -> datetime | None:
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return value
+
+
+def format_date(value: datetime | str | None, zone: tzinfo = UTC,
+                with_time: bool = True, seconds: bool = False) -> str:
+    """A time as people read it, in the zone of people and labelled with it:
+    ``24 Nov 2026 14:05 UTC``, ``24 Nov 2026 14:05 GMT (Europe/London)``; the date alone
+    (in that zone) with ``with_time=False``; ``seconds`` adds them (the audit log). Also takes
+    an ISO string (a service's export)."""
+    when = _as_time(value)
+    if when is None:
+        return "—" if not value else str(value)
+    local = _stamp(when, zone)
+    if not with_time:
+        return local.strftime("%d %b %Y")
+    shown = local.strftime("%d %b %Y %H:%M:%S" if seconds else "%d %b %Y %H:%M")
+    return f"{shown} {_label(local)}"
+
+
+def format_clock(value: datetime | str | None, zone: tzinfo = UTC) -> str:
+    """The time of day with seconds: ``14:05:09 BST (Europe/London)``."""
+    when = _as_time(value)
+    if when is None:
         return "—"
-    return value.strftime("%d %b %Y %H:%M UTC" if with_time else "%d %b %Y")
+    local = _stamp(when, zone)
+    return f"{local:%H:%M:%S} {_label(local)}"
 
 
-def _span(start: datetime | None, end: datetime | None) -> str:
-    """``24 Nov 2026, 15:48–20:48 UTC`` on one day, else both dates in full."""
+def format_span(start: datetime | None, end: datetime | None, zone: tzinfo = UTC) -> str:
+    """``24 Nov 2026, 15:48–20:48 UTC`` on one day (in the zone of people), else both ends
+    in full: ``24 Nov 2026 22:00 – 25 Nov 2026 04:00 GMT (Europe/London)``."""
     if start is None:
         return "—"
     if end is None:
-        return f"{_date(start)} – now"
-    if start.date() == end.date():
-        return f"{start:%d %b %Y}, {start:%H:%M}–{end:%H:%M} UTC"
-    return f"{start:%d %b %Y %H:%M} – {end:%d %b %Y %H:%M} UTC"
+        return f"{format_date(start, zone)} – now"
+    a, b = _stamp(start, zone), _stamp(end, zone)
+    if a.date() == b.date() and _label(a) == _label(b):
+        return f"{a:%d %b %Y}, {a:%H:%M}–{b:%H:%M} {_label(b)}"
+    if _label(a) == _label(b):
+        return f"{a:%d %b %Y %H:%M} – {b:%d %b %Y %H:%M} {_label(b)}"
+    return f"{a:%d %b %Y %H:%M} {a.tzname()} – {b:%d %b %Y %H:%M} {_label(b)}"
 
 
 def _sentence(value: str | None) -> str:
@@ -82,15 +133,34 @@ def _pct(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.1f} %"
 
 
-def make_templates() -> Jinja2Templates:
+def make_templates(zone: tzinfo = UTC) -> Jinja2Templates:
+    """The pages' templates; every time on them is shown in ``zone`` (the setting
+    ``OPENLFR_TIME_ZONE``) through the ``date`` filter and the ``span`` and ``clock``
+    functions, and ``zone_name`` names it (for form labels)."""
     templates = Jinja2Templates(directory=str(TEMPLATES))
     env = templates.env
     env.autoescape = True
-    env.filters.update(date=_date, num=_num, rate=_rate, pct=_pct, sentence=_sentence,
+
+    def date(value: datetime | str | None, with_time: bool = True,
+             seconds: bool = False) -> str:
+        return format_date(value, zone, with_time, seconds)
+
+    def span(start: datetime | None, end: datetime | None) -> str:
+        return format_span(start, end, zone)
+
+    def clock(value: datetime | str | None) -> str:
+        return format_clock(value, zone)
+
+    env.filters.update(date=date, num=_num, rate=_rate, pct=_pct, sentence=_sentence,
                        plural=_plural, noun=_noun)
     env.filters["label"] = label
-    env.globals["span"] = _span
+    env.globals.update(span=span, clock=clock, zone_name=zone_label(zone))
     return templates
+
+
+def people_zone(request: Request) -> tzinfo:
+    """The zone in which people enter and read times (``OPENLFR_TIME_ZONE``)."""
+    return web(request).system.settings.zone
 
 
 def safe_next(value: str | None, default: str = "/console") -> str:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
@@ -31,13 +31,14 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
 from openlfr.governance import alerts as svc
 from openlfr.governance import deployments as deps
+from openlfr.governance import times
 from openlfr.governance.authz import Actor, NotFound, Perm, RuleError, allowed, require
 from openlfr.governance.views import AlertView, DeploymentView
 from openlfr.governance.watchlists import subject_image
 from openlfr.store.enums import Decision
 from openlfr.web import events, sessions, tokens
 from openlfr.web.deps import PageActor, bearer_token, session_cookie, web
-from openlfr.web.render import render, safe_next
+from openlfr.web.render import format_clock, people_zone, render, safe_next
 
 log = logging.getLogger("openlfr.web.console_alerts")
 
@@ -101,7 +102,7 @@ def camera_health(request: Request, deployment_id: int | None = None) -> list[di
             label = state
             since = cam.state_since.isoformat() if cam.state_since else None
             if state in ("retrying", "failed", "unknown") and since:
-                label = f"{state} since {since[11:19]} UTC"
+                label = f"{state} since {format_clock(cam.state_since, people_zone(request))}"
             if cam.last_error and state in ("retrying", "failed", "unknown"):
                 label += f": {cam.last_error}"
             f = figures.get(cam.name)
@@ -151,7 +152,7 @@ def _deployment_choices(request: Request, actor: Actor,
 PAGE_SIZE = 50
 #: The queue's filters, as their query parameters (the page's URL is its bookmark).
 FILTER_LABELS = {"deployment": "Deployment", "camera": "Camera", "status": "Status",
-                 "since": "Seen from (UTC)", "until": "Seen before (UTC)",
+                 "since": "Seen from", "until": "Seen before",
                  "min_score": "Score from", "max_score": "Score up to", "after": "Pages"}
 
 
@@ -167,9 +168,9 @@ def _count_views(request: Request, actor: Actor, shown: list[AlertView]) -> None
         svc.record_views(web(request).db, actor, shown, secret)
 
 
-def _form_value(value: datetime | None) -> str:
-    """A UTC time as a ``datetime-local`` input shows it."""
-    return value.strftime("%Y-%m-%dT%H:%M") if value is not None else ""
+def _form_value(value: datetime | None, zone: tzinfo) -> str:
+    """A time as a ``datetime-local`` input in the zone of people shows it."""
+    return times.form_value(value, zone)
 
 
 @router.get("")
@@ -189,7 +190,8 @@ def queue(request: Request, actor: PageActor,
            "until": until, "min_score": min_score, "max_score": max_score}
     where, errors = svc.parse_filter(
         deployment=deployment, camera=camera, status=status, since=since, until=until,
-        min_score=min_score, max_score=max_score, default_status="pending", form=True)
+        min_score=min_score, max_score=max_score, default_status="pending", form=True,
+        zone=people_zone(request))
     if before is not None and after is not None:
         errors.append(RuleError("give before or after, not both: showing the newest alerts",
                                 field="after"))
@@ -218,9 +220,9 @@ def queue(request: Request, actor: PageActor,
         "current": current, "deployment": dep, "status": where.status,
         "filters": filters, "cameras": cameras,
         "form": {"camera": kept.get("camera", ""),
-                 "since": _form_value(where.since) if "since" not in bad
+                 "since": _form_value(where.since, people_zone(request)) if "since" not in bad
                  else kept.get("since", ""),
-                 "until": _form_value(where.until) if "until" not in bad
+                 "until": _form_value(where.until, people_zone(request)) if "until" not in bad
                  else kept.get("until", ""),
                  "min_score": kept.get("min_score", ""), "max_score": kept.get("max_score", "")},
         "errors": errors, "bad": bad, "filter_labels": FILTER_LABELS,

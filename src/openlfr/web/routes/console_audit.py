@@ -8,6 +8,7 @@ the Art. 12 records; the Art. 12 record of a deployment on screen. Thin: the ser
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -20,8 +21,8 @@ from openlfr.governance.auditing import AuditFilter
 from openlfr.governance.authz import Actor
 from openlfr.web.deps import PageActor, web
 from openlfr.web.problems import SHOWN_ON_FORMS, http_status
-from openlfr.web.render import csv_download, jsonl_download, render
-from openlfr.web.routes.console_governance import fmt_iso, may
+from openlfr.web.render import csv_download, jsonl_download, people_zone, render
+from openlfr.web.routes.console_governance import may
 
 router = APIRouter(prefix="/console/audit", include_in_schema=False)
 
@@ -34,7 +35,7 @@ FILTER_FIELDS = ("actor", "action", "object_type", "object_id", "deployment", "s
 
 def _page(request: Request, actor: Actor, ctx: dict[str, Any], status: int = 200,
           name: str = "gov_audit.html") -> Response:
-    ctx.setdefault("iso", fmt_iso)
+    ctx.setdefault("iso", web(request).templates.env.filters["date"])
     ctx.setdefault("may", may(actor))
     ctx.setdefault("nav", "console")
     return render(request, name, ctx, actor=actor, status=status)
@@ -49,10 +50,11 @@ def _ctx(request: Request, actor: Actor, values: dict[str, str], before: int | N
         "values": values, "before": before, "after": after,
         "deployments": deps.list_deployments(db, actor),
         "actions": (codes := auditing.actions(db, actor)),
-        "families": sorted({code.partition(".")[0] for code in codes}), "when": _time, "raw": _raw,
+        "families": sorted({code.partition(".")[0] for code in codes}),
+        "when": _when(request), "raw": _raw,
         "readable": auditing.readable}
     try:
-        selection = AuditFilter.parse(form=True, **values)
+        selection = AuditFilter.parse(form=True, zone=people_zone(request), **values)
         got = auditing.page(db, actor, before, AUDIT_PAGE, after=after, selection=selection)
     except SHOWN_ON_FORMS as exc:
         field = getattr(exc, "field", None)
@@ -113,7 +115,8 @@ def audit_export(request: Request, actor: PageActor,
                      object_id=f_object_id, deployment=f_deployment, since=f_since,
                      until=f_until)
     try:
-        selection = (AuditFilter.parse(form=True, upto=upto, **values)
+        selection = (AuditFilter.parse(form=True, zone=people_zone(request), upto=upto,
+                                         **values)
                      if what == "selection" else auditing.EVERYTHING)
         lines = auditing.export(db, actor, art12=art12, deployment=dep_id,
                                 selection=selection, fmt=fmt, out="web")
@@ -136,5 +139,7 @@ def _raw(details: dict[str, Any]) -> str:
     return json.dumps(details, ensure_ascii=False, sort_keys=True, indent=2)
 
 
-def _time(entry: auditing.AuditEntry) -> str:
-    return entry.time.replace("T", " ")[:19] + " UTC"
+def _when(request: Request) -> Callable[[auditing.AuditEntry], str]:
+    """An entry's time as the page shows it: in the zone of people, to the second, labelled."""
+    shown = web(request).templates.env.filters["date"]
+    return lambda entry: str(shown(entry.time, seconds=True))

@@ -11,7 +11,7 @@ refuse them anyway (:func:`authz.require`, audited).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
@@ -25,7 +25,7 @@ from openlfr.governance import purge
 from openlfr.governance import users as users_svc
 from openlfr.governance import watchlists as wls
 from openlfr.governance.authz import Actor, Forbidden, Perm, RuleError, allowed
-from openlfr.governance.times import form_time
+from openlfr.governance.times import form_time, form_value
 from openlfr.governance.views import CameraView, DeploymentView, WatchlistView
 from openlfr.store.enums import Category, Role
 from openlfr.video.sources import SourceError, split_camera
@@ -33,7 +33,7 @@ from openlfr.vision.thresholds import check_threshold
 from openlfr.web import tokens
 from openlfr.web.deps import PageActor, web
 from openlfr.web.problems import SHOWN_ON_FORMS, http_status
-from openlfr.web.render import render
+from openlfr.web.render import people_zone, render
 from openlfr.web.routes.api_deployments import CameraIn, DeploymentIn, create_plan
 from openlfr.web.routes.api_watchlists import (
     MAX_UPLOAD_IMAGES,
@@ -63,24 +63,38 @@ def may(actor: Actor) -> dict[str, bool]:
     return {p.name.lower(): allowed(actor, p) for p in Perm}
 
 
-def fmt_iso(value: datetime | str | None) -> str:
-    """A time from a service's view (or an ISO string) as the pages show times: ``26 Nov 2026
-    16:13 UTC``."""
-    if not value:
-        return "—"
-    try:
-        when = value if isinstance(value, datetime) else datetime.fromisoformat(value)
-        return when.astimezone(UTC).strftime("%d %b %Y %H:%M UTC")
-    except ValueError:
-        return str(value)
+def _date(request: Request) -> Any:
+    """The pages' ``date`` filter (:func:`openlfr.web.render.format_date` in the zone of
+    people), for times the templates get from a function: ``iso(...)``, ``when(entry)``."""
+    return web(request).templates.env.filters["date"]
 
 
 def _page(request: Request, actor: Actor, name: str, ctx: dict[str, Any],
           status: int = 200) -> Response:
-    ctx.setdefault("iso", fmt_iso)
+    ctx.setdefault("iso", _date(request))
     ctx.setdefault("may", may(actor))
     ctx.setdefault("nav", "console")
     return render(request, name, ctx, actor=actor, status=status)
+
+
+#: The value of the ``confirm`` field that an irreversible action needs (``confirm_button``).
+CONFIRMED = "yes"
+Confirm = Annotated[str, Form(max_length=5)]
+
+
+def confirm_first(request: Request, actor: Actor, confirm: str, *, button: str,
+                  question: str, back: str, fields: dict[str, str] | None = None
+                  ) -> Response | None:
+    """None when the form of an irreversible action carries ``confirm=yes`` (its button's
+    dialog, or this page, asked); else, and nothing done, a page asking ``question`` whose
+    form sends the same ``fields`` again with the confirmation (works without
+    JavaScript)."""
+    if confirm == CONFIRMED:
+        return None
+    return _page(request, actor, "confirm.html", {
+        "button": button, "question": question, "back": back,
+        "fields": {k: v for k, v in (fields or {}).items() if v},  # "": not given
+        "action": request.url.path})
 
 
 def _see_other(url: str) -> RedirectResponse:
@@ -260,7 +274,14 @@ def watchlist_approve(request: Request, watchlist_id: int, actor: PageActor) -> 
 
 @router.post("/watchlists/{watchlist_id}/destroy")
 def watchlist_destroy(request: Request, watchlist_id: int, actor: PageActor,
-                      reason: Annotated[str, Form(max_length=5000)] = "") -> Response:
+                      reason: Annotated[str, Form(max_length=5000)] = "",
+                      confirm: Confirm = "") -> Response:
+    ask = confirm_first(request, actor, confirm, button="Destroy",
+                        question=f"Destroy watchlist #{watchlist_id} for good? Its subjects, "
+                                 "images and data key are deleted.",
+                        back=f"/console/watchlists/{watchlist_id}", fields={"reason": reason})
+    if ask is not None:
+        return ask
     try:
         result = wls.destroy_watchlist(web(request).system, actor, watchlist_id, reason)
     except EXPECTED as exc:
@@ -272,7 +293,14 @@ def watchlist_destroy(request: Request, watchlist_id: int, actor: PageActor,
 @router.post("/subjects/{subject_id}/remove")
 def subject_remove(request: Request, subject_id: int, actor: PageActor,
                    watchlist_id: Annotated[int, Form()],
-                   reason: Annotated[str, Form(max_length=5000)] = "") -> Response:
+                   reason: Annotated[str, Form(max_length=5000)] = "",
+                   confirm: Confirm = "") -> Response:
+    ask = confirm_first(request, actor, confirm, button="Remove the subject",
+                        question=f"Remove subject #{subject_id} and their images for good?",
+                        back=f"/console/watchlists/{watchlist_id}#subject-{subject_id}",
+                        fields={"watchlist_id": str(watchlist_id), "reason": reason})
+    if ask is not None:
+        return ask
     try:
         result = wls.remove_subject(web(request).db, actor, subject_id, reason or None)
     except EXPECTED as exc:
@@ -289,10 +317,11 @@ def subject_image(request: Request, image_id: int, actor: PageActor) -> Response
 
 # -- deployments --------------------------------------------------------------------------------
 
-def _when(text: str, field: str) -> datetime:
+def _when(text: str, field: str, zone: tzinfo = UTC) -> datetime:
     """A time from the form (:func:`openlfr.governance.times.form_time`: the browser's
-    ``2026-12-01T08:00`` is UTC, as the field's label says; or the one time format)."""
-    return form_time(text, field)
+    ``2026-12-01T08:00`` is in the zone of people, as the field's label says; or the one time
+    format)."""
+    return form_time(text, field, zone=zone)
 
 
 def parse_cameras(text: str) -> list[CameraIn]:
@@ -332,31 +361,25 @@ async def _deployment_form(request: Request) -> dict[str, Any]:
     return values
 
 
-def _blank_deployment() -> dict[str, Any]:
+def _blank_deployment(zone: tzinfo = UTC) -> dict[str, Any]:
     start = (datetime.now(UTC) + timedelta(hours=1)).replace(minute=0, second=0,
                                                              microsecond=0)
     values: dict[str, Any] = {n: "" for n in DEPLOYMENT_TEXT}
     values.update({n: False for n in DEPLOYMENT_FLAGS}, watchlist_ids=[], backend="sface",
-                  planned_start=start.strftime("%Y-%m-%dT%H:%M"),
-                  planned_end=(start + timedelta(hours=6)).strftime("%Y-%m-%dT%H:%M"))
+                  planned_start=form_value(start, zone),
+                  planned_end=form_value(start + timedelta(hours=6), zone))
     return values
-
-
-def _local(when: datetime | None) -> str:
-    if not when:
-        return ""
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
 
 
 def cameras_text(cameras: Sequence[CameraView]) -> str:
     return "\n".join(f"{c.name}={c.source}" for c in cameras)
 
 
-def _values_of(view: DeploymentView) -> dict[str, Any]:
+def _values_of(view: DeploymentView, zone: tzinfo = UTC) -> dict[str, Any]:
     values = {n: getattr(view, n, None) or "" for n in DEPLOYMENT_TEXT}
     values.update({n: bool(getattr(view, n)) for n in DEPLOYMENT_FLAGS},
-                  planned_start=_local(view.planned_start),
-                  planned_end=_local(view.planned_end),
+                  planned_start=form_value(view.planned_start, zone),
+                  planned_end=form_value(view.planned_end, zone),
                   threshold=f"{view.threshold:.4f}",
                   cameras=cameras_text(view.cameras),
                   watchlist_ids=[w.id for w in view.watchlists],
@@ -387,18 +410,18 @@ def deployments_page(request: Request, actor: PageActor) -> Response:
 @router.get("/deployments/new")
 def deployment_new(request: Request, actor: PageActor) -> Response:
     return _page(request, actor, "gov_deployment_form.html",
-                 _form_ctx(request, actor, _blank_deployment()))
+                 _form_ctx(request, actor, _blank_deployment(people_zone(request))))
 
 
-def _body(values: dict[str, Any]) -> DeploymentIn:
+def _body(values: dict[str, Any], zone: tzinfo = UTC) -> DeploymentIn:
     threshold = values["threshold"].strip()
     number = check_threshold(threshold) if threshold else None  # empty: the current floor
     return DeploymentIn(
         name=values["name"], site=values["site"], location=values["location"],
         purpose=values["purpose"], legal_basis=values["legal_basis"],
         dpia_ref=values["dpia_ref"], equality_ref=values["equality_ref"],
-        planned_start=_when(values["planned_start"], "planned_start"),
-        planned_end=_when(values["planned_end"], "planned_end"), threshold=number,
+        planned_start=_when(values["planned_start"], "planned_start", zone),
+        planned_end=_when(values["planned_end"], "planned_end", zone), threshold=number,
         backend=values["backend"] or "sface", two_person_rule=values["two_person_rule"],
         signage=values["signage"], public_notice=values["public_notice"],
         urgency_reason=values["urgency_reason"].strip() or None,
@@ -408,9 +431,9 @@ def _body(values: dict[str, Any]) -> DeploymentIn:
 @router.post("/deployments")
 async def deployment_create(request: Request, actor: PageActor) -> Response:
     values = await _deployment_form(request)
-    db = web(request).db
+    db, zone = web(request).db, people_zone(request)
     try:
-        dep_id = await run_in_threadpool(lambda: create_plan(db, actor, _body(values),
+        dep_id = await run_in_threadpool(lambda: create_plan(db, actor, _body(values, zone),
                                                                  web(request).system.keyring))
     except EXPECTED as exc:
         ctx = await run_in_threadpool(_form_ctx, request, actor, values)
@@ -423,9 +446,11 @@ def _deployment_ctx(request: Request, actor: Actor, deployment_id: int) -> dict[
     view = deps.show(web(request).db, actor, deployment_id)
     editable = view.status in ("draft", "authorised")
     ctx: dict[str, Any] = {"dep": view, "done": _done(request), "editable": editable,
-                           "below_floor": view.threshold < view.floor}
+                           "below_floor": view.threshold < view.floor,
+                           "override": deps.override_chance(web(request).db, actor,
+                                                            deployment_id)}
     if editable and allowed(actor, Perm.DEPLOYMENT_EDIT):
-        ctx.update(_form_ctx(request, actor, _values_of(view), view))
+        ctx.update(_form_ctx(request, actor, _values_of(view, people_zone(request)), view))
     return ctx
 
 
@@ -451,7 +476,7 @@ async def deployment_edit(request: Request, deployment_id: int, actor: PageActor
 
     def save() -> None:
         view = deps.show(db, actor, deployment_id)
-        body = _body(values)
+        body = _body(values, people_zone(request))
         changes: dict[str, Any] = {
             k: getattr(body, k) for k in ("name", "site", "location", "purpose",
                                           "legal_basis", "dpia_ref", "equality_ref",
@@ -514,7 +539,14 @@ def deployment_resume(request: Request, deployment_id: int, actor: PageActor) ->
 
 @router.post("/deployments/{deployment_id}/stop")
 def deployment_stop(request: Request, deployment_id: int, actor: PageActor,
-                    reason: Annotated[str, Form(max_length=5000)] = "") -> Response:
+                    reason: Annotated[str, Form(max_length=5000)] = "",
+                    confirm: Confirm = "") -> Response:
+    ask = confirm_first(request, actor, confirm, button="Stop (final)",
+                        question=f"Stop deployment #{deployment_id} for good? It cannot be "
+                                 "started again.",
+                        back=f"/console/deployments/{deployment_id}", fields={"reason": reason})
+    if ask is not None:
+        return ask
     try:
         deps.stop(web(request).db, actor, deployment_id, reason)
     except EXPECTED as exc:
@@ -561,7 +593,14 @@ def user_add(request: Request, actor: PageActor,
 
 @router.post("/users/{name}/role")
 def user_role(request: Request, name: str, actor: PageActor,
-              role: Annotated[str, Form(max_length=40)] = "") -> Response:
+              role: Annotated[str, Form(max_length=40)] = "",
+              confirm: Confirm = "") -> Response:
+    ask = confirm_first(request, actor, confirm, button="Change the role",
+                        question=f"Give {name} the role {role.replace('_', ' ')}? Their "
+                                 "sessions and API tokens end.",
+                        back="/console/users", fields={"role": role})
+    if ask is not None:
+        return ask
     try:
         users_svc.set_role(web(request).db, actor, name, users_svc.parse_role(role))
     except EXPECTED as exc:
@@ -571,7 +610,14 @@ def user_role(request: Request, name: str, actor: PageActor,
 
 @router.post("/users/{name}/reset")
 def user_reset(request: Request, name: str, actor: PageActor,
-               remove_totp: Annotated[str, Form(max_length=5)] = "") -> Response:
+               remove_totp: Annotated[str, Form(max_length=5)] = "",
+               confirm: Confirm = "") -> Response:
+    ask = confirm_first(request, actor, confirm, button="Reset the password",
+                        question=f"Reset the password of {name}? A one-time password is shown "
+                                 "once; their sessions and API tokens end.",
+                        back="/console/users", fields={"remove_totp": remove_totp})
+    if ask is not None:
+        return ask
     try:
         password = users_svc.reset_password(web(request).db, actor, name,
                                             remove_totp=bool(remove_totp))
@@ -583,7 +629,13 @@ def user_reset(request: Request, name: str, actor: PageActor,
 
 
 @router.post("/users/{name}/totp/remove")
-def user_totp_remove(request: Request, name: str, actor: PageActor) -> Response:
+def user_totp_remove(request: Request, name: str, actor: PageActor,
+                     confirm: Confirm = "") -> Response:
+    ask = confirm_first(request, actor, confirm, button="Remove the second factor",
+                        question=f"Remove the second factor of {name}? They must set it up "
+                                 "again.", back="/console/users")
+    if ask is not None:
+        return ask
     try:
         users_svc.totp_remove(web(request).system, actor, name)
     except EXPECTED as exc:
@@ -605,7 +657,15 @@ def totp_policy(request: Request, actor: PageActor,
 
 @router.post("/users/{name}/active")
 def user_active(request: Request, name: str, actor: PageActor,
-                active: Annotated[str, Form(max_length=5)] = "") -> Response:
+                active: Annotated[str, Form(max_length=5)] = "",
+                confirm: Confirm = "") -> Response:
+    if active != "1":  # deactivating ends the sessions and tokens for good
+        ask = confirm_first(request, actor, confirm, button="Deactivate",
+                            question=f"Deactivate {name}? Their sessions and API tokens end "
+                                     "for good.", back="/console/users",
+                            fields={"active": active})
+        if ask is not None:
+            return ask
     try:
         users_svc.set_active(web(request).db, actor, name, active == "1")
     except EXPECTED as exc:
@@ -630,7 +690,13 @@ def token_create(request: Request, actor: PageActor,
 
 
 @router.post("/tokens/{token_id}/revoke")
-def token_revoke(request: Request, token_id: int, actor: PageActor) -> Response:
+def token_revoke(request: Request, token_id: int, actor: PageActor,
+                 confirm: Confirm = "") -> Response:
+    ask = confirm_first(request, actor, confirm, button="Revoke",
+                        question=f"Revoke token #{token_id}? Every request with it will be "
+                                 "refused.", back="/console/users#tokens")
+    if ask is not None:
+        return ask
     try:
         tokens.revoke_token(web(request).db, actor, token_id)
     except EXPECTED as exc:

@@ -2,10 +2,16 @@
 "use strict";
 (function () {
   document.addEventListener("DOMContentLoaded", function () {
-    // Ask before an irreversible action (destroy, revoke).
+    // Ask before an irreversible action (destroy, stop, revoke...): a yes sends confirm=yes;
+    // without this file the server asks on a page of its own.
     document.querySelectorAll("button[data-confirm]").forEach(function (button) {
       button.addEventListener("click", function (event) {
-        if (!window.confirm(button.getAttribute("data-confirm"))) { event.preventDefault(); }
+        if (!window.confirm(button.getAttribute("data-confirm"))) {
+          event.preventDefault();
+          return;
+        }
+        var field = button.form && button.form.querySelector("input[name=confirm]");
+        if (field) { field.value = "yes"; }
       });
     });
     // Show a reference image in the page instead of opening it (each view is audited).
