@@ -21,14 +21,106 @@ secrets, camera credentials: a camera's source is its redacted display form).
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from openlfr.redact import redact_personal
-from openlfr.store.enums import Action, AlertStatus, Decision, Role
+from openlfr.store.enums import Action, AlertStatus, Category, Decision, Role
 
 #: How an alert is presented, everywhere: the system never says "match".
 LABEL = "possible match"
+
+
+# -- words for codes ----------------------------------------------------------------------------
+# What people read instead of the codes the program stores and checks (``authorising_officer``,
+# ``no_action``, ``watchlist.read``): one table, used by the pages (the ``words`` filter), by
+# the refusals of :mod:`openlfr.governance.authz`, and by any front end that shows a code.
+
+#: Each role, as a noun.
+ROLE_WORDS: dict[str, str] = {
+    Role.ADMIN: "administrator",
+    Role.AUTHORISING_OFFICER: "authorising officer",
+    Role.OPERATOR: "operator",
+    Role.SUPERVISOR: "supervisor",
+    Role.AUDITOR: "auditor",
+}
+
+#: What each permission lets a person do (it follows "may": "may authorise a deployment").
+PERM_WORDS: dict[str, str] = {
+    "user.manage": "manage user accounts",
+    "token.manage": "manage API tokens",
+    "settings.change": "change the settings",
+    "watchlist.edit": "build and change watchlists",
+    "watchlist.approve": "approve a watchlist",
+    "watchlist.destroy": "destroy a watchlist",
+    "watchlist.read": "read watchlists",
+    "deployment.edit": "plan and change a deployment",
+    "deployment.authorise": "authorise a deployment",
+    "deployment.run": "start, pause and stop a deployment",
+    "deployment.read": "read deployments",
+    "threshold.override": "override a threshold floor",
+    "floor.record": "record a model's threshold floor",
+    "alert.read": "read alerts",
+    "alert.adjudicate": "decide on an alert and record its outcome",
+    "alert.hold": "keep an alert past its retention period",
+    "retention.run": "run the retention purge",
+    "audit.read": "read, verify and export the audit log",
+    "stats.read": "read the statistics",
+    "question.read": "read residents' questions",
+    "question.answer": "answer residents' questions",
+}
+
+#: The words of a watchlist subject's category.
+CATEGORY_WORDS: dict[str, str] = {
+    Category.WANTED_BY_COURT: "Wanted by a court",
+    Category.SERIOUS_OFFENCE: "Suspected of a serious offence",
+    Category.MISSING_OR_VULNERABLE: "Missing or vulnerable person",
+    Category.RISK_OF_HARM: "Risk of harm to self or others",
+    Category.OTHER: "Other (explain in the reason)",
+}
+
+#: Statuses, decisions, outcomes and states whose code is not already a word.
+STATE_WORDS: dict[str, str] = {
+    AlertStatus.NO_ACTION: "no action",
+    Decision.NO_ACTION: "no action",
+    Action.NONE: "no action",
+}
+
+#: Every code with its words.
+WORDS: dict[str, str] = {**STATE_WORDS, **ROLE_WORDS, **PERM_WORDS,
+                         **{k: v[:1].lower() + v[1:] for k, v in CATEGORY_WORDS.items()}}
+
+
+def words(code: object) -> str:
+    """The words for a stored code (a role, permission, status, decision, category…): from
+    :data:`WORDS`, else the code with ``_`` and ``.`` read as spaces, so a code never reaches a
+    page as it is stored. ``None`` is an empty string."""
+    if code is None:
+        return ""
+    key = code.value if isinstance(code, StrEnum) else str(code)
+    found = WORDS.get(key)
+    if found is not None:
+        return found
+    return key.replace("_", " ").replace(".", " ")
+
+
+def with_article(noun: str) -> str:
+    """``an operator``, ``a supervisor``."""
+    return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
+
+
+def role_words(role: object, article: bool = False) -> str:
+    """A role as a noun (``authorising officer``), with its article if asked."""
+    noun = words(role)
+    return with_article(noun) if article else noun
+
+
+def join_words(items: list[str], last: str = "or") -> str:
+    """``a``, ``a or b``, ``a, b or c``."""
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + f" {last} " + items[-1]
 
 
 class View(BaseModel):

@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
 
 from openlfr.governance.authz import Actor
+from openlfr.governance.views import with_article, words
 from openlfr.web import security
 from openlfr.web.deps import csrf_cookie, is_https, session_cookie, web
 
@@ -86,7 +87,7 @@ def make_templates() -> Jinja2Templates:
     env = templates.env
     env.autoescape = True
     env.filters.update(date=_date, num=_num, rate=_rate, pct=_pct, sentence=_sentence,
-                       plural=_plural, noun=_noun)
+                       plural=_plural, noun=_noun, words=words, article=with_article)
     env.globals["span"] = _span
     return templates
 
