@@ -274,7 +274,9 @@ def test_deployment_flow_on_the_pages(gov: Gov, people: Callable[[str], TestClie
     assert r.status_code == 303
     # the author may not authorise (no button; refused by the service if forced)
     r = post(op1, f"{url}/authorise", page=url)
-    assert r.status_code == 403 and "may not" in r.text
+    assert r.status_code == 403
+    assert "Refused: only an authorising officer may authorise a deployment: op1 is an operator" \
+        in r.text
     r = post(ao1, f"{url}/authorise", page=url)
     assert r.status_code == 303, r.text
     assert deps.show(gov.db, gov.actors["au1"], dep_id).status == "authorised"

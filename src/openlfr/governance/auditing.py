@@ -7,7 +7,9 @@ authorising officers) — one service for the JSON API, the console and ``openlf
   both directions (``before``: older, ``after``: newer), with the selection's total;
   :func:`newest`: the last few, oldest first (``openlfr audit show``).
 * :func:`verify`: recompute the hash chain, optionally against a signed checkpoint (a file
-  that cannot be read as one fails the check, it is not an input error).
+  that cannot be read as one fails the check, it is not an input error); each check is
+  recorded (``audit.verify``: its result, entries, first bad entry), and
+  :func:`last_verification` says when the chain was last checked, by whom, with what result.
 * :func:`verify_selection`: an exported selection against the log (each entry is the log's).
 * :func:`make_checkpoint`: sign the head with the installation's Ed25519 key; the
   ``audit.checkpoint`` entry is written first, so the checkpoint covers its own making.
@@ -54,7 +56,7 @@ from openlfr.audit import log as audit_log
 from openlfr.audit.jsonl import entry_to_line
 from openlfr.governance.authz import Actor, NotFound, Perm, RuleError, require
 from openlfr.governance.times import form_time, parse_time
-from openlfr.governance.views import label
+from openlfr.governance.views import View, label
 from openlfr.store.db import Database
 from openlfr.store.models import Alert, AuditRecord, Deployment
 from openlfr.transparency.art12 import art12_records
@@ -322,11 +324,58 @@ def verify(db: Database, actor: Actor, checkpoint: Path | Checkpoint | None = No
         try:
             point = Checkpoint.read(checkpoint)
         except CheckpointError as exc:
-            return Verification(VerifyResult(False, 0, GENESIS, None, str(exc)))
+            return _recorded(db, actor, Verification(
+                VerifyResult(False, 0, GENESIS, None, str(exc))), checkpoint=True)
     else:
         point = checkpoint
     with db.reading() as s:
-        return Verification(audit_log.verify(s, point, public_key), point)
+        checked = Verification(audit_log.verify(s, point, public_key), point)
+    return _recorded(db, actor, checked, checkpoint=point is not None)
+
+
+#: The audit action of a check of the chain.
+VERIFY_ACTION = "audit.verify"
+
+
+def _recorded(db: Database, actor: Actor, checked: Verification, *,
+              checkpoint: bool) -> Verification:
+    """Record that ``actor`` checked the chain, and the result (after the check: the entry is
+    not part of what it checked)."""
+    r = checked.result
+    with db.session() as s:
+        audit_log.record(s, actor.name, VERIFY_ACTION, "audit", "chain", {
+            "ok": r.ok, "entries": r.entries, "first_bad_seq": r.first_bad_seq,
+            "checkpoint": checkpoint})
+    return checked
+
+
+class LastVerification(View):
+    """The latest check of the audit chain: when, by whom, and its result."""
+
+    at: datetime
+    by: str
+    ok: bool
+    entries: int
+    first_bad_seq: int | None
+    checkpoint: bool
+
+
+def last_verification(db: Database, actor: Actor) -> LastVerification | None:
+    """The latest recorded check of the chain (:func:`verify`), or None when it was never
+    checked. One indexed query."""
+    _reader(db, actor, "last verification")
+    with db.reading() as s:
+        row = s.scalars(select(AuditRecord).where(AuditRecord.action == VERIFY_ACTION)
+                        .order_by(AuditRecord.seq.desc()).limit(1)).first()
+        if row is None:
+            return None
+        entry = audit_log.to_entry(row)
+    d = entry.details
+    bad = d.get("first_bad_seq")
+    return LastVerification(at=datetime.fromisoformat(entry.time), by=entry.actor,
+                            ok=d.get("ok") is True, entries=int(str(d.get("entries") or 0)),
+                            first_bad_seq=int(str(bad)) if bad is not None else None,
+                            checkpoint=d.get("checkpoint") is True)
 
 
 def verify_selection(db: Database, actor: Actor, entries: Path | Iterable[AuditEntry]

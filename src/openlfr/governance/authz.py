@@ -15,6 +15,7 @@ from enum import StrEnum
 
 from openlfr import errors
 from openlfr.audit import log as audit_log
+from openlfr.governance.views import PERM_WORDS, join_words, role_words
 from openlfr.store.db import Database
 from openlfr.store.enums import Role
 
@@ -101,6 +102,20 @@ class Conflict(RuleError, errors.Conflict):
     not paused, a watchlist not approved): the web answers 409, the CLI exits 6."""
 
 
+#: The order roles are named in, in a refusal: those closest to the cameras first.
+ROLE_ORDER = (OP, SV, AO, AU, A)
+
+
+def who_may(perm: Perm) -> str:
+    """In words, who may do what ``perm`` allows: ``only an authorising officer may authorise
+    a deployment``; ``everyone may read deployments``."""
+    roles = PERMISSIONS[perm]
+    if roles == EVERYONE:
+        return f"everyone may {PERM_WORDS[perm.value]}"
+    names = [role_words(r, article=True) for r in ROLE_ORDER if r in roles]
+    return f"only {join_words(names)} may {PERM_WORDS[perm.value]}"
+
+
 def allowed(actor: Actor, perm: Perm) -> bool:
     return actor.is_system or (actor.role is not None and actor.role in PERMISSIONS[perm])
 
@@ -119,9 +134,6 @@ def require(db: Database, actor: Actor, perm: Perm, object_type: str = "permissi
     """Raise :class:`Forbidden` (audited) unless ``actor``'s role grants ``perm``."""
     if allowed(actor, perm):
         return
-    names = sorted(r.value for r in PERMISSIONS[perm])
-    needs = (f"the role {names[0]}" if len(names) == 1
-             else f"one of the roles {', '.join(names)}")
     raise refuse(db, actor, perm.value,
-                 f"{actor.name} ({actor.role}) may not {perm.value}: it needs {needs}",
+                 f"{who_may(perm)}: {actor.name} is {role_words(actor.role, article=True)}",
                  object_type, object_id)

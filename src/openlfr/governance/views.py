@@ -22,14 +22,191 @@ secrets, camera credentials: a camera's source is its redacted display form).
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from openlfr.redact import redact_personal
-from openlfr.store.enums import Action, AlertStatus, Decision, Role
+from openlfr.store.enums import Action, AlertStatus, Category, Decision, Role
 
 #: How an alert is presented, everywhere: the system never says "match".
 LABEL = "possible match"
+
+
+# -- words for codes ----------------------------------------------------------------------------
+# What people read instead of the codes the program stores and checks (``authorising_officer``,
+# ``no_action``, ``watchlist.read``): one table, used by the pages (the ``words`` filter), by
+# the refusals of :mod:`openlfr.governance.authz`, and by any front end that shows a code.
+
+#: Each role, as a noun.
+ROLE_WORDS: dict[str, str] = {
+    Role.ADMIN: "administrator",
+    Role.AUTHORISING_OFFICER: "authorising officer",
+    Role.OPERATOR: "operator",
+    Role.SUPERVISOR: "supervisor",
+    Role.AUDITOR: "auditor",
+}
+
+#: What each permission lets a person do (it follows "may": "may authorise a deployment").
+PERM_WORDS: dict[str, str] = {
+    "user.manage": "manage user accounts",
+    "token.manage": "manage API tokens",
+    "settings.change": "change the settings",
+    "watchlist.edit": "build and change watchlists",
+    "watchlist.approve": "approve a watchlist",
+    "watchlist.destroy": "destroy a watchlist",
+    "watchlist.read": "read watchlists",
+    "deployment.edit": "plan and change a deployment",
+    "deployment.authorise": "authorise a deployment",
+    "deployment.run": "start, pause and stop a deployment",
+    "deployment.read": "read deployments",
+    "threshold.override": "override a threshold floor",
+    "floor.record": "record a model's threshold floor",
+    "alert.read": "read alerts",
+    "alert.adjudicate": "decide on an alert and record its outcome",
+    "alert.hold": "keep an alert past its retention period",
+    "retention.run": "run the retention purge",
+    "audit.read": "read, verify and export the audit log",
+    "stats.read": "read the statistics",
+    "question.read": "read residents' questions",
+    "question.answer": "answer residents' questions",
+}
+
+#: The words of a watchlist subject's category.
+CATEGORY_WORDS: dict[str, str] = {
+    Category.WANTED_BY_COURT: "Wanted by a court",
+    Category.SERIOUS_OFFENCE: "Suspected of a serious offence",
+    Category.MISSING_OR_VULNERABLE: "Missing or vulnerable person",
+    Category.RISK_OF_HARM: "Risk of harm to self or others",
+    Category.OTHER: "Other (explain in the reason)",
+}
+
+#: Audit actions and the keys of their details, as headings (capitalised).
+ACTION_WORDS: dict[str, str] = {
+    "access.refused": "Access refused",
+    "alert.adjudicate": "Alert decided",
+    "alert.create": "Possible match recorded",
+    "alert.update": "Possible match updated",
+    "alert.hold": "Alert held past retention",
+    "alert.release": "Alert hold released",
+    "alert.outcome": "Outcome recorded",
+    "alert.purge": "Alerts purged",
+    "alert.view_crop": "Probe image viewed",
+    "audit.checkpoint": "Audit checkpoint signed",
+    "audit.export": "Audit log exported",
+    "auth.failed": "Sign-in failed",
+    "auth.login": "Signed in",
+    "auth.logout": "Signed out",
+    "deployment.authorise": "Deployment authorised",
+    "deployment.cameras_sealed": "Camera addresses sealed",
+    "deployment.create": "Deployment planned",
+    "deployment.edit": "Deployment edited",
+    "deployment.end": "Deployment ended",
+    "deployment.gallery_reload": "Watchlist reloaded",
+    "deployment.key_destroy": "Deployment key destroyed",
+    "deployment.threshold_override": "Threshold override recorded",
+    "deployment.threshold_override_confirm": "Threshold override confirmed",
+    "deployment.pause": "Deployment paused",
+    "deployment.resume": "Deployment resumed",
+    "deployment.run_end": "Run ended",
+    "deployment.start": "Deployment started",
+    "floor.record": "Threshold floor recorded",
+    "keys.move": "Keys moved",
+    "model.add": "Model added",
+    "model.remove": "Model removed",
+    "preview.view": "Camera preview viewed",
+    "purge.complete": "Purge completed",
+    "purge.pending": "Purge scheduled",
+    "question.answer": "Question answered",
+    "question.close": "Question closed",
+    "question.publish": "Question published",
+    "question.received": "Question received",
+    "question.unpublish": "Question withdrawn",
+    "retention.run": "Retention run",
+    "role.totp_required": "Second factor rule changed",
+    "subject.add": "Subject added",
+    "subject.expire": "Subjects expired",
+    "subject.remove": "Subject removed",
+    "subject_image.add": "Reference image added",
+    "subject_image.view": "Reference image viewed",
+    "token.create": "API token created",
+    "token.revoke": "API token revoked",
+    "user.activate": "Account activated",
+    "user.create": "Account created",
+    "user.deactivate": "Account deactivated",
+    "user.password": "Password changed",
+    "user.reset": "Password reset",
+    "user.role": "Role changed",
+    "user.totp.begin": "Second factor set-up begun",
+    "user.totp.enable": "Second factor enabled",
+    "user.totp.remove": "Second factor removed",
+    "watchlist.approve": "Watchlist approved",
+    "watchlist.create": "Watchlist created",
+    "watchlist.destroy": "Watchlist destroyed",
+    # detail keys and object types
+    "api_token": "API token",
+    "data_keys": "Data keys",
+    "dpia_ref": "DPIA reference",
+    "object_id": "Object",
+    "object_type": "Object type",
+    "pipeline_id": "Pipeline id",
+    "subject_image": "Reference image",
+    "threshold_floor": "Threshold floor",
+    "two_person_rule": "Two-person rule",
+    "upto": "Up to entry",
+}
+
+#: Statuses, decisions, outcomes and states whose code is not already a word.
+STATE_WORDS: dict[str, str] = {
+    AlertStatus.NO_ACTION: "no action",
+    Decision.NO_ACTION: "no action",
+    Action.NONE: "no action",
+    # the alert queue's status filters and an alert's decisions
+    "pending": "waiting for a decision", "rejected": "false alert", "decided": "decided",
+    "confirm": "confirmed", "reject": "rejected (false alert)",
+}
+
+#: Every code with its words.
+WORDS: dict[str, str] = {**ACTION_WORDS, **STATE_WORDS, **ROLE_WORDS,
+                         **{k: v[:1].lower() + v[1:] for k, v in CATEGORY_WORDS.items()}}
+
+
+def words(code: object) -> str:
+    """The words for a stored code (a role, permission, status, decision, category…): from
+    :data:`WORDS`, else the code with ``_`` and ``.`` read as spaces, so a code never reaches a
+    page as it is stored. ``None`` is an empty string."""
+    if code is None:
+        return ""
+    key = code.value if isinstance(code, StrEnum) else str(code)
+    found = WORDS.get(key)
+    if found is not None:
+        return found
+    return key.replace("_", " ").replace(".", " ")
+
+
+def label(code: object) -> str:
+    """A code's words as a heading or the start of a sentence: :func:`words`, capitalised."""
+    text = words(code)
+    return text[:1].upper() + text[1:]
+
+
+def with_article(noun: str) -> str:
+    """``an operator``, ``a supervisor``."""
+    return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
+
+
+def role_words(role: object, article: bool = False) -> str:
+    """A role as a noun (``authorising officer``), with its article if asked."""
+    noun = words(role)
+    return with_article(noun) if article else noun
+
+
+def join_words(items: list[str], last: str = "or") -> str:
+    """``a``, ``a or b``, ``a, b or c``."""
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + f" {last} " + items[-1]
+
 
 class View(BaseModel):
     """Frozen; built from a row's attributes (``model_validate(row, from_attributes=True)``)
@@ -286,97 +463,3 @@ class QuestionView(View):
         """Published, but the answer changed since (publish again to show the new one)."""
         return (self.published_at is not None and self.answer is not None
                 and redact_personal(self.answer) != self.public_answer)
-
-
-# -- words for codes ------------------------------------------------------------------------------
-
-#: Codes (audit actions, detail keys, statuses, decisions) as people read them; the console's
-#: ``label`` filter reads them. A code without an entry is shown by
-#: :func:`label` as its words ("cameras_sealed" → "Cameras sealed").
-LABELS: dict[str, str] = {
-    "access.refused": "Access refused",
-    "alert.adjudicate": "Alert decided",
-    "alert.create": "Possible match recorded",
-    "alert.update": "Possible match updated",
-    "alert.hold": "Alert held past retention",
-    "alert.release": "Alert hold released",
-    "alert.outcome": "Outcome recorded",
-    "alert.purge": "Alerts purged",
-    "alert.view_crop": "Probe image viewed",
-    "audit.checkpoint": "Audit checkpoint signed",
-    "audit.export": "Audit log exported",
-    "auth.failed": "Sign-in failed",
-    "auth.login": "Signed in",
-    "auth.logout": "Signed out",
-    "deployment.authorise": "Deployment authorised",
-    "deployment.cameras_sealed": "Camera addresses sealed",
-    "deployment.create": "Deployment planned",
-    "deployment.edit": "Deployment edited",
-    "deployment.end": "Deployment ended",
-    "deployment.gallery_reload": "Watchlist reloaded",
-    "deployment.key_destroy": "Deployment key destroyed",
-    "deployment.threshold_override": "Threshold override recorded",
-    "deployment.threshold_override_confirm": "Threshold override confirmed",
-    "deployment.pause": "Deployment paused",
-    "deployment.resume": "Deployment resumed",
-    "deployment.run_end": "Run ended",
-    "deployment.start": "Deployment started",
-    "floor.record": "Threshold floor recorded",
-    "keys.move": "Keys moved",
-    "model.add": "Model added",
-    "model.remove": "Model removed",
-    "preview.view": "Camera preview viewed",
-    "purge.complete": "Purge completed",
-    "purge.pending": "Purge scheduled",
-    "question.answer": "Question answered",
-    "question.close": "Question closed",
-    "question.publish": "Question published",
-    "question.received": "Question received",
-    "question.unpublish": "Question withdrawn",
-    "retention.run": "Retention run",
-    "role.totp_required": "Second factor rule changed",
-    "subject.add": "Subject added",
-    "subject.expire": "Subjects expired",
-    "subject.remove": "Subject removed",
-    "subject_image.add": "Reference image added",
-    "subject_image.view": "Reference image viewed",
-    "token.create": "API token created",
-    "token.revoke": "API token revoked",
-    "user.activate": "Account activated",
-    "user.create": "Account created",
-    "user.deactivate": "Account deactivated",
-    "user.password": "Password changed",
-    "user.reset": "Password reset",
-    "user.role": "Role changed",
-    "user.totp.begin": "Second factor set-up begun",
-    "user.totp.enable": "Second factor enabled",
-    "user.totp.remove": "Second factor removed",
-    "watchlist.approve": "Watchlist approved",
-    "watchlist.create": "Watchlist created",
-    "watchlist.destroy": "Watchlist destroyed",
-    # detail keys and object types
-    "api_token": "API token",
-    "data_keys": "Data keys",
-    "dpia_ref": "DPIA reference",
-    "object_id": "Object",
-    "object_type": "Object type",
-    "pipeline_id": "Pipeline id",
-    "subject_image": "Reference image",
-    "threshold_floor": "Threshold floor",
-    "two_person_rule": "Two-person rule",
-    "upto": "Up to entry",
-    # alert statuses and decisions (in sentences, so in lower case)
-    "pending": "waiting for a decision", "confirmed": "confirmed", "rejected": "false alert",
-    "no_action": "no action", "decided": "decided", "all": "all",
-    "confirm": "confirmed", "reject": "rejected (false alert)",
-}
-
-
-def label(code: object) -> str:
-    """A code in words: from :data:`LABELS`, else the code with its dots and underscores as
-    blanks, capitalised."""
-    text = str(getattr(code, "value", code))  # an enum member: its value
-    if text in LABELS:
-        return LABELS[text]
-    words = text.replace(".", " ").replace("_", " ").strip()
-    return words[:1].upper() + words[1:] if words else text

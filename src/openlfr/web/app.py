@@ -29,7 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from openlfr import __version__, errors
 from openlfr.governance.system import System
 from openlfr.web import sessions
-from openlfr.web.deps import LoginRequired, StepFirst, WebState
+from openlfr.web.deps import LoginRequired, StepFirst, WebState, known_actor
 from openlfr.web.problems import INTEGRITY, INTERNAL, http_status
 from openlfr.web.ratelimit import PublicRateLimitMiddleware
 from openlfr.web.render import STATIC, make_templates, render
@@ -150,12 +150,15 @@ def _is_api(request: Request) -> bool:
 
 
 def _answer(request: Request, status: int, detail: Any,
-            headers: dict[str, str] | None = None) -> Response:
+            headers: dict[str, str] | None = None, *, page_message: str | None = None
+            ) -> Response:
+    """JSON ``{"detail": ...}`` for the API and downloads, else the error page (with
+    ``page_message`` when given), which knows who is signed in."""
     if _is_api(request) or request.url.path.endswith((".json", ".csv", ".svg")):
         return JSONResponse({"detail": detail}, status_code=status, headers=headers)
-    message = detail if isinstance(detail, str) else "the request is not valid"
+    message = page_message or (detail if isinstance(detail, str) else "the request is not valid")
     return render(request, "error.html", {"status": status, "message": message},
-                  status=status)
+                  status=status, actor=known_actor(request))
 
 
 def _error_handlers(app: FastAPI) -> None:
@@ -201,13 +204,13 @@ def _error_handlers(app: FastAPI) -> None:
                       type(exc).__name__, errors.message(exc))
             return _answer(request, 500, INTEGRITY)
         status = http_status(exc)
-        detail = errors.message(exc)
+        detail = page = errors.message(exc)
         if k is errors.Forbidden:
-            detail = f"refused: {detail}"
+            detail = f"refused: {detail}"  # the page says "Refused" in its heading
         headers = None
         if isinstance(exc, errors.Unavailable) and exc.retry_after is not None:
             headers = {"Retry-After": str(exc.retry_after)}
-        return _answer(request, status, detail, headers)
+        return _answer(request, status, detail, headers, page_message=page)
 
     @app.exception_handler(OverflowError)
     @app.exception_handler(DataError)

@@ -79,6 +79,13 @@ def web(request: Request) -> WebState:
     return state
 
 
+def known_actor(request: Request) -> Actor | None:
+    """The signed-in actor this request was already found to come from (for an error page, so
+    that it shows who is signed in and the console's navigation), else None."""
+    actor = getattr(request.state, "actor", None)
+    return actor if isinstance(actor, Actor) else None
+
+
 def is_https(request: Request) -> bool:
     return request.url.scheme == "https"
 
@@ -167,6 +174,8 @@ async def require_csrf(request: Request) -> None:
 
 async def optional_caller(request: Request) -> Caller | None:
     caller: Caller | None = await run_in_threadpool(resolve_caller, request)
+    if caller is not None and caller.pending is None:
+        request.state.actor = caller.actor  # for an error page: who is signed in
     if caller is not None and caller.via == "session":
         await require_csrf(request)
     return caller

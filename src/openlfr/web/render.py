@@ -14,7 +14,7 @@ from fastapi.templating import Jinja2Templates
 
 from openlfr.governance.authz import Actor
 from openlfr.governance.times import zone_label
-from openlfr.governance.views import label
+from openlfr.governance.views import label, with_article, words
 from openlfr.web import security
 from openlfr.web.deps import csrf_cookie, is_https, session_cookie, web
 
@@ -152,7 +152,7 @@ def make_templates(zone: tzinfo = UTC) -> Jinja2Templates:
         return format_clock(value, zone)
 
     env.filters.update(date=date, num=_num, rate=_rate, pct=_pct, sentence=_sentence,
-                       plural=_plural, noun=_noun)
+                       plural=_plural, noun=_noun, words=words, article=with_article)
     env.filters["label"] = label
     env.globals.update(span=span, clock=clock, zone_name=zone_label(zone))
     return templates

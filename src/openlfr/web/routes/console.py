@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from openlfr.governance import questions
+from openlfr.governance import dashboard, questions
 from openlfr.governance.authz import PERMISSIONS, Actor, RuleError
 from openlfr.web.deps import PageActor, web
 from openlfr.web.problems import http_status
@@ -19,11 +19,16 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 
 @router.get("")
 def home(request: Request, actor: PageActor) -> Response:
-    perms = sorted(p.value for p, roles in PERMISSIONS.items() if actor.role in roles)
+    """What waits for the signed-in person (:func:`openlfr.governance.dashboard.home`), and
+    the console's areas their role may open."""
+    st = web(request)
+    runs = dict(getattr(st.runner, "runs", {}) or {})
+    perms = [p.value for p, roles in PERMISSIONS.items() if actor.role in roles]
     done = ("Your account is updated." if request.query_params.get("done") == "account"
             else None)
     return render(request, "console_home.html", {
-        "perms": perms, "may_questions": questions.may(actor, questions.QUESTION_READ),
+        "home": dashboard.home(st.db, actor, runs), "perms": perms,
+        "may_questions": questions.may(actor, questions.QUESTION_READ),
         "done": done}, actor=actor)
 
 

@@ -26,7 +26,13 @@ from openlfr.governance import users as users_svc
 from openlfr.governance import watchlists as wls
 from openlfr.governance.authz import Actor, Forbidden, Perm, RuleError, allowed
 from openlfr.governance.times import form_time, form_value
-from openlfr.governance.views import CameraView, DeploymentView, WatchlistView
+from openlfr.governance.views import (
+    CATEGORY_WORDS,
+    ROLE_WORDS,
+    CameraView,
+    DeploymentView,
+    WatchlistView,
+)
 from openlfr.store.enums import Category, Role
 from openlfr.video.sources import SourceError, split_camera
 from openlfr.vision.thresholds import check_threshold
@@ -48,14 +54,9 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 
 #: Image slots on the "add a subject" form.
 IMAGE_SLOTS = 3
-CATEGORY_LABELS = {
-    Category.WANTED_BY_COURT.value: "Wanted by a court",
-    Category.SERIOUS_OFFENCE.value: "Suspected of a serious offence",
-    Category.MISSING_OR_VULNERABLE.value: "Missing or vulnerable person",
-    Category.RISK_OF_HARM.value: "Risk of harm to self or others",
-    Category.OTHER.value: "Other (explain in the reason)",
-}
-ROLE_LABELS = {r.value: r.value.replace("_", " ") for r in Role}
+#: Choices as people read them (the words of governance.views, in one place).
+CATEGORY_LABELS = {c.value: CATEGORY_WORDS[c] for c in Category}
+ROLE_LABELS = {r.value: ROLE_WORDS[r] for r in Role}
 
 
 def may(actor: Actor) -> dict[str, bool]:
