@@ -48,6 +48,7 @@ from openlfr.governance.authz import (
     refuse,
     require,
 )
+from openlfr.governance.disclosures import disclosure_details
 from openlfr.governance.system import System
 from openlfr.governance.views import LABEL, AdjudicationView, AlertView, OutcomeView
 from openlfr.store.db import Database
@@ -329,9 +330,15 @@ def get_alert(db: Database, actor: Actor, alert_id: int) -> AlertView:
         return _view(_load(s, alert_id))
 
 
-def alert_crop(system: System, actor: Actor, alert_id: int) -> bytes:
-    """The decrypted probe crop (JPEG bytes), for a reviewer; audited ``alert.view_crop``."""
+def alert_crop(system: System, actor: Actor, alert_id: int, *, out: str | None = None,
+               purpose: str | None = None, recipient: str | None = None) -> bytes:
+    """The decrypted probe crop (JPEG bytes), for a reviewer; audited ``alert.view_crop``.
+    ``out="file"`` when it is written out (an export), with the optional ``purpose`` and
+    ``recipient`` category (:mod:`openlfr.governance.disclosures`) in the entry."""
     require(system.db, actor, Perm.ALERT_READ, "alert", str(alert_id))
+    shared = disclosure_details(purpose, recipient)
+    if out is not None:
+        shared = {"out": out, **shared}
     with system.db.session() as s:
         row = s.get(Alert, alert_id)
         if row is None:
@@ -343,7 +350,7 @@ def alert_crop(system: System, actor: Actor, alert_id: int) -> bytes:
         data = system.keyring.decrypt(s, dep.data_key_id, row.crop_ct,
                                       crop_aad(dep.id, row.id))
         audit_log.record(s, actor.name, "alert.view_crop", "alert", row.id,
-                         {"deployment": dep.id})
+                         {"deployment": dep.id, **shared})
     return data
 
 

@@ -10,7 +10,9 @@ authorising officers) — one service for the JSON API, the console and ``openlf
 * :func:`export`: the whole log as JSON lines, or the Art. 12 records. The ``audit.export``
   entry is written here, once, before anything is read (so the export covers itself), with the
   same details whichever front end asked: ``what`` (``log`` or ``art12``), ``deployment`` (an
-  id or null) and ``out`` (where it went: ``web``, a file name, ``stdout``).
+  id or null) and ``out`` (where it went: ``web``, a file name, ``stdout``); and, when the
+  person named them, ``purpose`` and ``recipient`` (fixed lists:
+  :mod:`openlfr.governance.disclosures`), counted on the public pages.
 * :func:`art12_record`: the EU AI Act Art. 12 record of one deployment.
 
 Every function checks the caller's permission (a refusal is audited); a front end only
@@ -40,6 +42,7 @@ from openlfr.audit import (
 from openlfr.audit import log as audit_log
 from openlfr.audit.jsonl import entry_to_line
 from openlfr.governance.authz import Actor, NotFound, Perm, RuleError, require
+from openlfr.governance.disclosures import disclosure_details
 from openlfr.store.db import Database
 from openlfr.store.models import AuditRecord, Deployment
 from openlfr.transparency.art12 import art12_records
@@ -139,12 +142,14 @@ def export_filename(deployment: int | None, art12: bool) -> str:
 
 
 def export(db: Database, actor: Actor, *, art12: bool = False, deployment: int | None = None,
-           out: str) -> Iterator[str]:
+           out: str, purpose: str | None = None,
+           recipient: str | None = None) -> Iterator[str]:
     """Record the export (``audit.export``) and return its lines (each ending in ``\\n``):
     the log's entries (re-checkable with the standard library) or, with ``art12``, the Art. 12
     record of ``deployment`` (or of every deployment). The permission, the deployment and the
     record are settled before this returns; the lines are read as they are consumed."""
     _reader(db, actor, "export")
+    shared = disclosure_details(purpose, recipient)
     if deployment is not None and not art12:
         raise RuleError("a deployment is only for the Art. 12 export")
     if deployment is not None:
@@ -154,7 +159,7 @@ def export(db: Database, actor: Actor, *, art12: bool = False, deployment: int |
     what = "art12" if art12 else "log"
     with db.session() as s:
         audit_log.record(s, actor.name, "audit.export", "audit", what,
-                         {"what": what, "deployment": deployment, "out": out})
+                         {"what": what, "deployment": deployment, "out": out, **shared})
     return _lines(db, deployment, art12)
 
 

@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
 
 from openlfr.governance.authz import Actor
+from openlfr.transparency import shared
 from openlfr.web import security
 from openlfr.web.deps import csrf_cookie, is_https, session_cookie, web
 
@@ -88,6 +89,8 @@ def make_templates() -> Jinja2Templates:
     env.filters.update(date=_date, num=_num, rate=_rate, pct=_pct, sentence=_sentence,
                        plural=_plural, noun=_noun)
     env.globals["span"] = _span
+    env.globals["shared_words"] = {"what": shared.WHAT_WORDS, "purpose": shared.PURPOSE_WORDS,
+                                   "recipient": shared.RECIPIENT_WORDS}
     return templates
 
 
