@@ -16,6 +16,7 @@ from openlfr.cli.common import console, err_console, fail, print_json
 from openlfr.cli.context import DataDirOpt, UserOpt, acting
 from openlfr.governance import auditing
 from openlfr.privatefile import open_private
+from openlfr.store.enums import DisclosurePurpose, RecipientCategory, choices
 
 app = typer.Typer(help="The audit log: verify, checkpoint, export, show.", no_args_is_help=True)
 
@@ -100,6 +101,15 @@ def checkpoint_cmd(
                       "KEY`.", highlight=False)
 
 
+#: The optional purpose and recipient category of an export (fixed lists, counted on the public
+#: pages): shared by ``openlfr audit export`` and ``openlfr alerts show --crop-out``.
+PurposeOpt = Annotated[str | None, typer.Option(
+    "--purpose", help=f"Why it is exported: {choices(DisclosurePurpose)} (recorded in the "
+                      "audit entry, counted on the public pages).")]
+RecipientOpt = Annotated[str | None, typer.Option(
+    "--recipient", help=f"Who receives it: {choices(RecipientCategory)}.")]
+
+
 @app.command("export")
 def export(
     user: UserOpt,
@@ -110,6 +120,8 @@ def export(
         "--art12", metavar="DEPLOYMENT_ID|all",
         help="Instead of the log, the EU AI Act Art. 12 record of this deployment (or of "
              "all): start, end, reference watchlists, matched inputs, who verified.")] = None,
+    purpose: PurposeOpt = None,
+    recipient: RecipientOpt = None,
 ) -> None:
     """The audit log as JSON lines (re-checkable with the standard library), or Art. 12
     records; the export itself is audited."""
@@ -127,7 +139,8 @@ def export(
         fail(f"--out {out}: the directory {out.parent} does not exist")
     with acting(data_dir, user) as ctx:
         lines = auditing.export(ctx.db, ctx.actor, art12=art12 is not None, deployment=dep_id,
-                                out=out.name if out is not None else "stdout")
+                                out=out.name if out is not None else "stdout",
+                                purpose=purpose, recipient=recipient)
         try:
             handle = open_private(out) if out else sys.stdout
         except OSError as exc:

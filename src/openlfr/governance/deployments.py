@@ -61,6 +61,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from openlfr.audit import log as audit_log
+from openlfr.config import Settings
 from openlfr.governance.authz import (
     SYSTEM_ACTOR,
     Actor,
@@ -72,7 +73,6 @@ from openlfr.governance.authz import (
     require,
 )
 from openlfr.governance.floors import Floor, current_floor
-from openlfr.config import Settings
 from openlfr.governance.names import check_name, check_text
 from openlfr.governance.times import to_utc
 from openlfr.governance.views import CameraView, DeploymentView, WatchlistRef

@@ -11,8 +11,9 @@ when, why, the alternatives considered and the end of the consultation); authori
 (planned) and running ones in advance, unless an authorising officer recorded an urgency reason;
 those appear once ended, with the reason. Other drafts never. Each page also shows the response
 to the consultation's comments, once recorded, and what was shared (counts of exports and
-disclosures from the audit log, :mod:`openlfr.transparency.shared`). The figures themselves come from :func:`openlfr.transparency.stats.deployment_stats`
-(checked against the audit log there); this module only chooses and shapes what is public.
+disclosures from the audit log, :mod:`openlfr.transparency.shared`). The figures themselves
+come from :func:`openlfr.transparency.stats.deployment_stats` (checked against the audit log
+there); this module only chooses and shapes what is public.
 """
 
 from __future__ import annotations

@@ -65,14 +65,21 @@ def verify(request: Request, actor: CurrentActor) -> dict[str, Any]:
 @router.post("/export", response_class=StreamingResponse,
              responses={200: {"content": {"application/x-ndjson": {}}}})
 def export(request: Request, actor: CurrentActor,
-           art12: bool = False, deployment: Annotated[int | None, Query(ge=1)] = None
+           art12: bool = False, deployment: Annotated[int | None, Query(ge=1)] = None,
+           purpose: Annotated[str | None, Query(max_length=40, description=(
+               "Why it is exported: audit, investigation, legal_proceedings, "
+               "subject_access, complaint or other."))] = None,
+           recipient: Annotated[str | None, Query(max_length=40, description=(
+               "Who receives it: internal, oversight, prosecution, law_enforcement, "
+               "data_subject or other."))] = None,
            ) -> StreamingResponse:
     """The whole log as JSON lines (re-checkable with the standard library), or with
-    ``art12=true`` the Art. 12 records (of ``deployment``, or all). Audited."""
+    ``art12=true`` the Art. 12 records (of ``deployment``, or all). Audited, with the
+    optional ``purpose`` and ``recipient`` category (counted on the public pages)."""
     if deployment is not None and not art12:
         raise HTTPException(400, "deployment is only for art12=true")
     lines = auditing.export(web(request).db, actor, art12=art12, deployment=deployment,
-                            out="web")
+                            out="web", purpose=purpose, recipient=recipient)
     return jsonl_download(lines, auditing.export_filename(deployment, art12))
 
 
