@@ -50,7 +50,8 @@ NOT_AN_IMAGE = [("image", ("x.jpg", b"not an image at all", "image/jpeg"))]
 SUBJECT = {"reference": "case 1", "category": "wanted_by_court",
            "reason": "Warrant W-77 of the crown court, failing to appear",
            "expires": "30d", "source": "custody record"}
-PLAN = {"name": "matrix", "site": "s", "location": "l", "purpose": "p", "legal_basis": "b",
+PLAN = {"name": "matrix", "site": "s", "location": "l", "purpose": "p",
+        "alternatives": "Patrols do not suffice", "legal_basis": "b",
         "dpia_ref": "d", "equality_ref": "e", "planned_start": "2030-01-01T08:00:00+00:00",
         "planned_end": "2030-01-01T18:00:00+00:00"}
 
