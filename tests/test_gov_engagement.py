@@ -81,6 +81,7 @@ def test_authorisation_waits_for_the_period_and_a_response(gov: Gov, face_images
     assert done.consultation == "responded" and done.consultation_response == RESPONSE
     entry = _entries(gov, "deployment.consultation_response")[-1]
     assert entry["chars"] == len(RESPONSE) and RESPONSE not in json.dumps(entry)
+    assert entry["comments"] == 1
 
     _authorise(gov, dep_id)
     shown = deps.show(gov.db, gov.actors["au1"], dep_id)

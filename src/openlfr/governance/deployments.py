@@ -735,10 +735,10 @@ def record_response(db: Database, actor: Actor, deployment_id: int, text: str,
             raise Conflict(f"the consultation on deployment {deployment_id} runs until "
                            f"{_dt(dep.consultation_ends_at)}: a response can be recorded once "
                            "it has ended")
-        comments = consultation_comments(s, dep)
         dep.consultation_response = text
         dep.consultation_response_by = actor.name
         dep.consultation_response_at = now
+        comments = consultation_comments(s, dep)
         audit_log.record(s, actor.name, "deployment.consultation_response", "deployment",
                          dep.id, {"comments": comments, "chars": len(text),
                                   "response_sha256": hashlib.sha256(text.encode()).hexdigest(),
@@ -747,13 +747,17 @@ def record_response(db: Database, actor: Actor, deployment_id: int, text: str,
 
 
 def consultation_comments(s: Session, dep: Deployment) -> int:
-    """The residents' questions and objections received while its consultation was open."""
-    if dep.consultation_opened_at is None or dep.consultation_ends_at is None:
+    """The comments of its consultation: the residents' questions and objections received
+    since the plan was published as proposed and before the response was recorded (all of
+    them, without a response yet): the ones a response can have considered."""
+    if dep.consultation_opened_at is None:
         return 0
-    return int(s.scalar(select(func.count()).select_from(PublicQuestion).where(
+    query = select(func.count()).select_from(PublicQuestion).where(
         PublicQuestion.deployment_id == dep.id,
-        PublicQuestion.created_at >= dep.consultation_opened_at,
-        PublicQuestion.created_at < dep.consultation_ends_at)) or 0)
+        PublicQuestion.created_at >= dep.consultation_opened_at)
+    if dep.consultation_response_at is not None:
+        query = query.where(PublicQuestion.created_at <= dep.consultation_response_at)
+    return int(s.scalar(query) or 0)
 
 
 def consultation_problem(dep: Deployment, now: datetime,

@@ -132,7 +132,7 @@ class PublicDeployment:
     consultation_days: int | None = None
     consultation_opened_at: datetime | None = None
     consultation_ends_at: datetime | None = None
-    #: comments (questions and objections) received while the consultation was open
+    #: comments: questions and objections received since it was proposed, before the response
     consultation_comments: int = 0
     consultation_response: str | None = None
     consultation_response_at: datetime | None = None
@@ -251,9 +251,11 @@ def _collect(s: Session, rows: list[Deployment]) -> list[PublicDeployment]:
 
 
 def _comments(s: Session, rows: list[Deployment]) -> dict[int, int]:
-    """Per consulted deployment, the questions received while its consultation was open."""
-    periods = {d.id: (d.consultation_opened_at, d.consultation_ends_at) for d in rows
-               if d.consultation_opened_at is not None and d.consultation_ends_at is not None}
+    """Per consulted deployment, the comments of its consultation: the questions received
+    since it was published as proposed and before the response (as
+    :func:`openlfr.governance.deployments.consultation_comments` counts them)."""
+    periods = {d.id: (d.consultation_opened_at, d.consultation_response_at) for d in rows
+               if d.consultation_opened_at is not None}
     out: dict[int, int] = {}
     if not periods:
         return out
@@ -261,7 +263,7 @@ def _comments(s: Session, rows: list[Deployment]) -> dict[int, int]:
             select(PublicQuestion.deployment_id, PublicQuestion.created_at)
             .where(PublicQuestion.deployment_id.in_(sorted(periods)))):
         start, end = periods[dep_id]
-        if start <= created < end:
+        if created >= start and (end is None or created <= end):
             out[dep_id] = out.get(dep_id, 0) + 1
     return out
 
