@@ -271,3 +271,20 @@ def test_the_migration_keeps_stored_deployments(kind: str, tmp_path: Path) -> No
                       for t in ("cameras", "public_questions")]
         assert tuple(row) == ("Old", "authorised", None, None, None, None)
         assert counts == [1, 1]
+
+
+def test_a_deployment_authorised_before_alternatives_still_starts(gov: Gov, face_images) -> None:
+    """A deployment authorised before alternatives were recorded (a row from before 0009)
+    still starts; a draft of that age lists them among what it lacks."""
+    wid = approved_watchlist(gov, face_images["obama"])
+    old = deps.create(gov.db, gov.actors["op1"], plan((wid,)), keyring=gov.system.keyring)
+    draft = deps.create(gov.db, gov.actors["op1"], plan((wid,)), keyring=gov.system.keyring)
+    _authorise(gov, old)
+    with gov.db.engine.begin() as conn:  # as the migration leaves rows stored before it
+        conn.execute(text("UPDATE deployments SET alternatives = NULL"))
+    deps.start(gov.db, gov.actors["op1"], old)
+    assert deps.show(gov.db, gov.actors["au1"], old).status == "running"
+    lacking = deps.show(gov.db, gov.actors["au1"], draft).missing
+    assert deps.ALTERNATIVES_LABEL in lacking
+    with pytest.raises(Conflict, match="less intrusive alternatives"):
+        _authorise(gov, draft)

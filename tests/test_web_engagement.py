@@ -22,8 +22,10 @@ from openlfr.governance import users, watchlists
 from openlfr.governance.authz import Actor
 from openlfr.governance.system import initialise
 from openlfr.store.enums import Role
-from tests.test_gov_deployments import REASON, plan
+from tests.govfix import Gov
+from tests.test_gov_deployments import REASON, approved_watchlist, plan
 from tests.test_web_browser import LAUNCH_ARGS, PASSWORD
+from tests.test_web_governance import people, post  # noqa: F401
 from tests.test_web_serve import CHROMIUM, SHOTS, server_factory  # noqa: F401
 
 ALTERNATIVES = ("Extra foot patrols for six weeks found none of the people wanted; CCTV "
@@ -174,3 +176,68 @@ def test_consultation_the_whole_way(tmp_path: Path, face_images,
     SHOTS.mkdir(exist_ok=True)
     for f in shots.iterdir():
         shutil.copy(f, SHOTS / f.name)
+
+
+def test_the_api_and_the_console_take_the_same_rules(gov: Gov, app, people,  # noqa: F811
+                                                     face_images) -> None:
+    """The JSON API and the console forms: alternatives required, propose, response refused
+    during the period and recorded after it, the export's purpose and recipient checked; the
+    public JSON shows the proposal and what was shared."""
+    from fastapi.testclient import TestClient
+
+    from openlfr.web import tokens as tok
+    auth = {name: {"Authorization": "Bearer " + tok.create_token(
+        gov.db, gov.actors["admin"], name, "test")[1]} for name in ("op1", "ao1", "au1")}
+    wid = approved_watchlist(gov, face_images["obama"])
+    now = datetime.now(UTC)
+    body = {"name": "API plan", "site": "Market square", "location": "North corner",
+            "purpose": "Locate people wanted by the courts", "legal_basis": "Common law",
+            "dpia_ref": "D-1", "equality_ref": "E-1", "planned_start": now.isoformat(),
+            "planned_end": (now + timedelta(days=40)).isoformat(), "signage": True,
+            "public_notice": True, "watchlist_ids": [wid],
+            "cameras": [{"name": "gate", "source": "0"}]}
+    c = TestClient(app)
+    r = c.post("/api/v1/deployments", json=body, headers=auth["op1"])
+    assert r.status_code == 400 and "less intrusive alternatives" in r.json()["detail"]
+    r = c.post("/api/v1/deployments", json={**body, "alternatives": ALTERNATIVES},
+               headers=auth["op1"])
+    assert r.status_code == 201, r.text
+    dep_id = r.json()["id"]
+    r = c.post(f"/api/v1/deployments/{dep_id}/authorise", headers=auth["ao1"])
+    assert r.status_code == 409 and "longer than 30 days" in r.json()["detail"]
+    r = c.patch(f"/api/v1/deployments/{dep_id}", json={"consultation_days": 21},
+                headers=auth["op1"])
+    assert r.status_code == 200 and r.json()["changed"] == ["consultation_days"]
+    r = c.post(f"/api/v1/deployments/{dep_id}/propose", headers=auth["op1"])
+    assert r.status_code == 200 and r.json()["consultation"] == "open"
+    r = c.post(f"/api/v1/deployments/{dep_id}/consultation-response",
+               json={"response": RESPONSE}, headers=auth["ao1"])
+    assert r.status_code == 409 and "once it has ended" in r.json()["detail"]
+    public = c.get(f"/api/v1/public/deployments/{dep_id}").json()
+    assert public["status"] == "proposed" and public["alternatives"] == ALTERNATIVES
+    assert public["consultation_ends_at"] and public["consultation_response"] is None
+
+    # the console: the same refusal, shown on the page (409), and the response form absent
+    ao1 = people("ao1")
+    r = post(ao1, f"/console/deployments/{dep_id}/authorise",
+             page=f"/console/deployments/{dep_id}")
+    assert r.status_code == 409 and "public consultation runs until" in r.text  # type: ignore[attr-defined]
+    assert "Record the response" not in r.text  # type: ignore[attr-defined]
+
+    # exports: the purpose and the recipient, from the fixed lists only
+    r = c.post("/api/v1/audit/export?recipient=the%20press", headers=auth["au1"])
+    assert r.status_code == 400 and "recipient" in r.json()["detail"]
+    r = c.post("/api/v1/audit/export?purpose=complaint&recipient=data_subject",
+               headers=auth["au1"])
+    assert r.status_code == 200
+    r = post(people("au1"), "/console/audit/export",
+             {"what": "log", "purpose": "audit", "recipient": "oversight"},
+             page="/console/audit")
+    assert r.status_code == 200  # type: ignore[attr-defined]
+    shared = {(x["what"], x["purpose"], x["recipient"]): x["count"]
+              for x in c.get("/api/v1/public/shared").json()["shared"]}
+    assert shared[("audit_export", "complaint", "data_subject")] == 1
+    assert shared[("audit_export", "audit", "oversight")] == 1
+    page = c.get("/public").text
+    assert "<td>a subject access request</td>" not in page
+    assert "<td>a complaint</td>" in page and "<td>the person the data is about</td>" in page

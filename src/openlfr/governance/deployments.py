@@ -275,15 +275,17 @@ def authors(session: Session, deployment_id: int) -> set[str]:
     return set(rows) | ({dep.created_by} if dep is not None else set())
 
 
-def missing_fields(dep: Deployment) -> list[str]:
-    """What a deployment still lacks before it can be authorised (plain words)."""
+def missing_fields(dep: Deployment, alternatives: bool = True) -> list[str]:
+    """What a deployment still lacks before it can be authorised (plain words).
+    ``alternatives=False``: without the alternatives (not required of a deployment authorised
+    before they were recorded, when it starts)."""
     missing = [label for name, label in REQUIRED_LABELS.items()
                if not (getattr(dep, name) or "").strip()]
     if not dep.cameras:
         missing.append("at least one camera")
     if not dep.watchlists:
         missing.append("at least one watchlist")
-    if not (dep.alternatives or "").strip():
+    if alternatives and not (dep.alternatives or "").strip():
         missing.append(ALTERNATIVES_LABEL)
     if not (dep.signage and dep.public_notice) and not dep.urgency_reason:
         missing.append("signage and a public notice in place, or a recorded reason why not "
@@ -321,10 +323,10 @@ def check_override_reason(reason: str | None) -> str:
     return reason
 
 
-def _runnable_problems(session: Session, dep: Deployment) -> list[str]:
+def _runnable_problems(session: Session, dep: Deployment, starting: bool = False) -> list[str]:
     """The rules a deployment must meet to be authorised or started (except the window)."""
     problems = []
-    missing = missing_fields(dep)
+    missing = missing_fields(dep, alternatives=not starting)
     if missing:
         problems.append("missing: " + "; ".join(missing))
     for wl in dep.watchlists:
@@ -862,7 +864,7 @@ def start(db: Database, actor: Actor, deployment_id: int, now: datetime | None =
         if dep.status not in STARTABLE:
             raise Conflict(f"deployment {deployment_id} is {dep.status.value}: only an "
                            "authorised or paused deployment can start")
-        problems = _runnable_problems(s, dep)
+        problems = _runnable_problems(s, dep, starting=True)
         window = window_problem(dep, now)
         if window:
             problems.insert(0, window)
