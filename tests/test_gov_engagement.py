@@ -240,6 +240,12 @@ def test_shared_counts_match_the_audit_entries(gov: Gov, face_images, tmp_path: 
     assert _entries(gov, "audit.export")[-1]["purpose"] == "complaint"
     result = _cli(gov, "audit", "export", "--user", "au1", "--purpose", "gossip")
     assert result.returncode == 2 and "purpose: 'gossip' is not one of" in result.stderr
+    # and `openlfr stats` prints the same counts
+    result = _cli(gov, "stats", "--json")
+    with gov.db.reading() as s:
+        again = shared_counts(s).overall
+    assert json.loads(result.stdout)["shared"]["overall"] == [c.model_dump() for c in again]
+    assert sum(c.count for c in again) == sum(counted.values()) + 1
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])

@@ -67,6 +67,7 @@ CASES: dict[tuple[str, str], Case] = {
     ("GET", "/api/v1/public/deployments/{deployment_id}"):
         Case(ANYONE, f"/api/v1/public/deployments/{NO}"),
     ("GET", "/api/v1/public/summary"): Case(ANYONE, "/api/v1/public/summary"),
+    ("GET", "/api/v1/public/shared"): Case(ANYONE, "/api/v1/public/shared"),
     # users and tokens
     ("GET", "/api/v1/users"): Case(Perm.USER_MANAGE, "/api/v1/users"),
     ("POST", "/api/v1/users"): Case(Perm.USER_MANAGE, "/api/v1/users", json={
@@ -153,6 +154,11 @@ CASES: dict[tuple[str, str], Case] = {
         Case(Perm.DEPLOYMENT_EDIT, f"/api/v1/deployments/{NO}", json={"name": "renamed"}),
     ("POST", "/api/v1/deployments/{deployment_id}/authorise"):
         Case(Perm.DEPLOYMENT_AUTHORISE, f"/api/v1/deployments/{NO}/authorise"),
+    ("POST", "/api/v1/deployments/{deployment_id}/propose"):
+        Case(Perm.DEPLOYMENT_EDIT, f"/api/v1/deployments/{NO}/propose"),
+    ("POST", "/api/v1/deployments/{deployment_id}/consultation-response"):
+        Case(Perm.DEPLOYMENT_AUTHORISE, f"/api/v1/deployments/{NO}/consultation-response",
+             json={"response": "We read every comment and changed the plan."}),
     ("POST", "/api/v1/deployments/{deployment_id}/override-threshold"):
         Case(Perm.THRESHOLD_OVERRIDE, f"/api/v1/deployments/{NO}/override-threshold",
              json={"reason": "tested on site with a small crowd"}),
