@@ -52,7 +52,10 @@ _home_before: dict[str, object] = {}
 
 
 def real_env() -> dict[str, str | None]:
-    """The home variables as the user's shell had them (``None``: unset)."""
+    """The home variables as the user's shell had them (``None``: unset); outside a test run
+    (scripts/screenshots.py), as they are."""
+    if _REAL_ENV not in os.environ:
+        return {v: os.environ.get(v) for v in HOME_VARIABLES}
     return json.loads(os.environ[_REAL_ENV])
 
 
@@ -195,10 +198,9 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _locked_cache() -> tuple[Path, int]:
+def _locked_cache(cache: Path) -> tuple[Path, int]:
     """The photo cache, locked against other test processes (pytest-xdist workers, a second
     run) until the returned descriptor is closed."""
-    cache = _cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
     fd = os.open(cache / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
     fcntl.flock(fd, fcntl.LOCK_EX)
@@ -231,7 +233,12 @@ def _fetch_sdist(cache: Path, filename: str) -> Path:
 @pytest.fixture(scope="session")
 def face_images() -> dict[str, Path]:
     """Paths of real face photos: obama, obama2, obama3, biden (one face each), group (six)."""
-    cache, lock = _locked_cache()
+    return fetch_face_images(_cache_dir())
+
+
+def fetch_face_images(cache: Path) -> dict[str, Path]:
+    """The photos of :func:`face_images`, fetched into (and then read from) ``cache``."""
+    cache, lock = _locked_cache(cache)
     try:
         out_dir = cache / "images"
         out_dir.mkdir(exist_ok=True)

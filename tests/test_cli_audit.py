@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from openlfr.audit import log as audit_log
-from tests.govfix import Gov
+from tests.govfix import Gov, audit_records
 from tests.govfix import run_cli as run
 from tests.test_store_audit import _tamper
 
@@ -90,3 +90,60 @@ def test_export_is_rechecked_with_the_standard_library(gov: Gov, tmp_path: Path)
     shown = run(gov, "audit", "show", "--last", "2", "--json", "--user", "admin")
     assert shown.returncode == 0, shown.stderr
     assert [e["action"] for e in json.loads(shown.stdout)] == ["audit.export", "audit.export"]
+
+
+def test_list_pages_a_selection_and_export_writes_exactly_it(gov: Gov, tmp_path: Path) -> None:
+    # the installation's log: the first admin, then an account per role, all by admin
+    first = run(gov, "audit", "list", "--actor", "admin", "--action", "user", "--limit", "2",
+                "--json", "--user", "au1")
+    assert first.returncode == 0, first.stderr
+    page = json.loads(first.stdout)
+    assert page["total"] == 6 and [e["seq"] for e in page["entries"]] == [7, 6]
+    assert page["next_before"] == 6 and page["next_after"] is None
+    older = run(gov, "audit", "list", "--actor", "admin", "--action", "user", "--limit", "2",
+                "--before", "6", "--user", "au1")
+    assert older.returncode == 0, older.stderr
+    lines = older.stdout.splitlines()
+    assert [line.split("\t")[0] for line in lines] == ["5", "4"]
+    assert "Account created (user.create)" in lines[0] and "Role: operator" in lines[0]
+    assert "older: --before 4" in older.stderr and "newer: --after 5" in older.stderr
+    newer = run(gov, "audit", "list", "--actor", "admin", "--action", "user", "--limit", "2",
+                "--after", "5", "--json", "--user", "au1")
+    assert [e["seq"] for e in json.loads(newer.stdout)["entries"]] == [7, 6]
+
+    out = tmp_path / "selection.csv"
+    done = run(gov, "audit", "export", "--actor", "admin", "--action", "user", "--format",
+               "csv", "--upto", "7", "--out", str(out), "--user", "au1")
+    assert done.returncode == 0, done.stderr
+    assert "6 audit entries (a selection) written" in done.stderr
+    rows = out.read_text(encoding="utf-8").splitlines()
+    assert rows[0].startswith("seq,time,actor,action") and len(rows) == 7
+    assert [r.split(",")[0] for r in rows[1:]] == ["2", "3", "4", "5", "6", "7"]
+    record = audit_log.to_entry(audit_records(gov, "audit.export")[-1])
+    assert record.details == {"what": "selection", "format": "csv", "out": "selection.csv",
+                              "filters": {"actor": "admin", "action": "user", "upto": 7}}
+
+    for bad, named in ((("--since", "yesterday"), "since"), (("--format", "xls"), "--format"),
+                       (("--art12", "all", "--actor", "admin"), "--art12")):
+        wrong = run(gov, "audit", "export" if bad[0] != "--since" else "list", *bad,
+                    "--user", "au1")
+        assert wrong.returncode == 2, wrong.stderr
+        assert named in wrong.stderr and "Traceback" not in wrong.stderr
+        assert len(wrong.stderr.strip().splitlines()) == 1
+
+
+def test_verify_checks_an_exported_selection(gov: Gov, tmp_path: Path) -> None:
+    out = tmp_path / "mine.jsonl"
+    done = run(gov, "audit", "export", "--actor", "admin", "--out", str(out), "--user", "au1")
+    assert done.returncode == 0, done.stderr
+    ok = run(gov, "audit", "verify", "--selection", str(out), "--user", "au1")
+    assert ok.returncode == 0, ok.stderr
+    assert "the 6 entries" in ok.stdout and "the log's own" in ok.stdout
+    lines = out.read_text(encoding="utf-8").splitlines(keepends=True)
+    out.write_text("".join(lines[:2]) + lines[2].replace("operator", "admin"),
+                   encoding="utf-8")
+    bad = run(gov, "audit", "verify", "--selection", str(out), "--user", "au1")
+    assert bad.returncode == 1 and "seq 4" in bad.stderr and "edited" in bad.stderr
+    out.write_text("not json\n", encoding="utf-8")
+    junk = run(gov, "audit", "verify", "--selection", str(out), "--user", "au1")
+    assert junk.returncode == 2 and "line 1" in junk.stderr and "Traceback" not in junk.stderr

@@ -274,20 +274,17 @@ def test_watch_deployment_readable_output_says_what_was_stored(sqlite_gov: Gov, 
                                 env=gov.env())
     assert result.exit_code == 0, result.output
     assert "POSSIBLE MATCH" in result.stdout and "stored as alert" in result.stdout
-    assert "Summary" in result.stdout
+    assert "Summary" in result.stderr and "camera\tstate\tframes" in result.stdout
     assert "is paused (the camera sources ended)" in result.stderr
     with gov.db.reading() as s:
         assert s.scalar(select(func.count()).select_from(Alert)) == 1
 
 
 def test_watch_deployment_on_a_terminal_shows_the_live_table(sqlite_gov: Gov, face_images,
-                                                             clips, monkeypatch):
-    from openlfr.cli import common
-
-    monkeypatch.setattr(common.console, "_force_terminal", True)
+                                                             clips):
     dep_id = authorised(sqlite_gov, face_images, {"gate": clips.obama})
     result = CliRunner().invoke(app, ["watch", "--deployment", str(dep_id), "--user", "op1"],
-                                env=sqlite_gov.env())
+                                env={**sqlite_gov.env(), "TTY_COMPATIBLE": "1"})
     assert result.exit_code == 0, result.output
     assert f"deployment {dep_id} — Ctrl-C to pause it" in result.stdout
     assert "stored as alert" in result.stdout and "Summary" in result.stdout

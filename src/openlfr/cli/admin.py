@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from openlfr.cli.common import console, err_console, fail, print_json
+from openlfr.cli.common import console, err_console, fail, print_json, print_table
 from openlfr.cli.context import (
     EXIT_REFUSED,
     DataDirOpt,
@@ -126,7 +126,7 @@ def list_(
     for d in data:
         table.add_row(d["name"], d["role"], "yes" if d["active"] else "no",
                       d["created_at"][:16], d["created_by"])
-    console.print(table)
+    print_table(table)
 
 
 def _set_active(name: str, user: str, data_dir: Path | None, active: bool) -> None:

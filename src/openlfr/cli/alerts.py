@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from openlfr.cli.audit import PurposeOpt, RecipientOpt
-from openlfr.cli.common import console, err_console, fail, print_json
+from openlfr.cli.common import console, err_console, fail, print_json, print_table
 from openlfr.cli.context import DataDirOpt, UserOpt, acting
 from openlfr.governance import alerts as svc
 from openlfr.governance.authz import NotFound
@@ -106,7 +106,7 @@ def list_(
         table.add_row(str(a.id), LABEL, a.seen_at.isoformat(timespec="seconds"),
                       str(a.deployment_id), escape(a.camera), escape(_subject(a)),
                       f"{a.score:.3f}", _status(a), "yes" if a.held_reason else "")
-    console.print(table)
+    print_table(table)
 
 
 @app.command("show")

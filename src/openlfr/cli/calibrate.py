@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from openlfr.cli.common import console, fail, print_json, user_errors
+from openlfr.cli.common import console, fail, print_json, print_table, user_errors
 from openlfr.errors import InvalidInput
 from openlfr.vision import registry
 
@@ -155,7 +155,7 @@ def _print_json(cal: Calibration, recorded: dict[str, object] | None,
 def _floor_table(cal: Calibration) -> Table:
     ev = cal.evidence
     table = Table(title=f"threshold floor of {escape(cal.model_id)}")
-    table.add_column("")
+    table.add_column("figure")
     table.add_column("value", justify="right")
     fp = ev["fpir"]
     rows = [
@@ -179,7 +179,7 @@ def _print_floor(cal: Calibration, recorded: dict[str, object] | None, user: str
     """The floor as a table, what it means, the notes, and what was recorded or written."""
     from openlfr.evaluation.calibrate import summary_sentences
 
-    console.print(_floor_table(cal))
+    print_table(_floor_table(cal))
     for sentence in summary_sentences(cal):
         console.print(f"  {escape(sentence)}", highlight=False)
     for note in cal.evidence["notes"]:

@@ -6,10 +6,16 @@ rule (and a usage error: a missing or mistyped option); 3 refused for the user's
 failed; 5 no such object; 6 the object's state does not allow it (a conflict); 7 an integrity
 failure (altered or undecryptable stored data); 8 unavailable for now (busy, a model or the
 database cannot be used).
+
+Tables (:func:`print_table`, the one way a command prints one): on a terminal, drawn by Rich at
+the terminal's real width; otherwise (output piped or redirected) tab-separated values on
+standard output, one header line and one line per row, never wrapped, and the table's title and
+caption on standard error.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -20,8 +26,11 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
-from rich.console import Console
+from rich.console import Console, RenderableType
+from rich.errors import MarkupError
 from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
 from typer.core import TyperGroup
 
 from openlfr import errors
@@ -134,3 +143,47 @@ def open_watchlist(path: Path, threshold: float | None) -> tuple[Watchlist, Face
 def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, default=str) + "\n")
     sys.stdout.flush()
+
+
+#: How a tab-separated cell writes the characters that would break its line or its columns.
+TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _plain(cell: RenderableType | None) -> str:
+    """A cell's text without its markup or styles (what the drawn table shows)."""
+    if cell is None:
+        return ""
+    if isinstance(cell, Text):
+        return cell.plain
+    if isinstance(cell, str):
+        try:
+            return Text.from_markup(cell).plain
+        except MarkupError:  # not markup after all: the text as it is
+            return cell
+    out = io.StringIO()
+    Console(file=out, width=10_000, color_system=None).print(cell, soft_wrap=True)
+    return out.getvalue().rstrip("\n")
+
+
+def tsv_cell(cell: RenderableType | None) -> str:
+    """A cell as one tab-separated field: backslash, tab, newline and carriage return written
+    ``\\\\``, ``\\t``, ``\\n`` and ``\\r``."""
+    return _plain(cell).translate(TSV_ESCAPES)
+
+
+def print_table(table: Table) -> None:
+    """Print ``table``: on a terminal, drawn at the terminal's width; otherwise as tab-separated
+    values (see the module's text). Rich's ``TTY_COMPATIBLE=1`` treats any output as a
+    terminal (and ``COLUMNS`` sets its width)."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    if table.title:
+        err_console.print(table.title, highlight=False, soft_wrap=True)
+    lines = ["\t".join(tsv_cell(c.header) for c in table.columns)]
+    lines += ["\t".join(tsv_cell(cell) for cell in row)
+              for row in zip(*(list(c.cells) for c in table.columns), strict=True)]
+    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.flush()
+    if table.caption:
+        err_console.print(table.caption, highlight=False, soft_wrap=True)

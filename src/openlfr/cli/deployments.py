@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from openlfr.cli.common import console, err_console, fail, print_json, user_errors
+from openlfr.cli.common import err_console, fail, print_json, print_table, user_errors
 from openlfr.cli.context import DataDirOpt, UserOpt, acting
 from openlfr.governance import deployments as deps
 from openlfr.governance.times import parse_time
@@ -237,7 +237,7 @@ def _show_table(shown: DeploymentView) -> None:
         table.add_row("ended", f"{view['ended_at']}: {view['end_reason']}")
     if view["missing"]:
         table.add_row("missing", "; ".join(view["missing"]))
-    console.print(table)
+    print_table(table)
 
 
 @app.command()
@@ -281,7 +281,7 @@ def list_(
                       v["planned_end"], f"{v['threshold']:.4f}",
                       ", ".join(str(w["id"]) for w in v["watchlists"]),
                       ", ".join(c["name"] for c in v["cameras"]))
-    console.print(table)
+    print_table(table)
 
 
 @app.command()

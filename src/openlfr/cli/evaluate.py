@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from openlfr.cli.common import console, print_json, user_errors
+from openlfr.cli.common import console, print_json, print_table, user_errors
 from openlfr.errors import InvalidInput
 from openlfr.evaluation.verify import FailedImage
 from openlfr.vision import registry
@@ -106,7 +106,7 @@ def verify(
     rows.append(("time", f"{report.seconds:.1f} s"))
     for name, value in rows:
         table.add_row(name, value)
-    console.print(table)
+    print_table(table)
     _print_failures(report.failed_images, "failed", plot)
 
 
@@ -176,7 +176,7 @@ def identify(
                       _fmt_rate(r.rank1),
                       *(_fmt_rate(r.fnir_at_fpir[k]) for k in ("0.1", "0.01", "0.001")),
                       f"{_fmt_rate(r.fpir_at_default, 3)} / {_fmt_rate(r.tpir_at_default)}")
-    console.print(table)
+    print_table(table)
     for r in report.results:
         for note in r.notes:
             console.print(f"  N={r.gallery_size}: {escape(note)}", highlight=False)
@@ -261,7 +261,7 @@ def fairness(
                 f"{d['n_genuine']:,}",
                 f"{_fmt_rate(d['fnmr'])}" + (
                     f" [{_fmt_rate(nci[0])}, {_fmt_rate(nci[1])}]" if nci else ""))
-        console.print(table)
+        print_table(table)
     for sentence in summary_sentences(report):
         console.print(f"  {escape(sentence)}", highlight=False)
     if report.failed_images:

@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from openlfr.cli.common import console, fail, print_json, user_errors
+from openlfr.cli.common import console, fail, print_json, print_table, user_errors
 from openlfr.cli.context import DataDirOpt, UserOpt, acting, opened
 from openlfr.config import load_settings
 from openlfr.governance.system import System
@@ -81,7 +81,7 @@ def list_models(
             file = ("[green]ok[/]" if m.file_ok else "[red]changed or missing[/]"
                     if m.file_ok is False else "built-in files below")
             rec.add_row(escape(m.name), escape(m.model_id), m.origin, m.state, floor, file)
-        console.print(rec)
+        print_table(rec)
     table = Table(title=f"openlfr models (default backend: {registry.DEFAULT_BACKEND})")
     for col in ("file", "used by", "role", "licence", "sha256", "found"):
         table.add_column(col, overflow="fold")
@@ -95,7 +95,7 @@ def list_models(
         where = f"[green]{r['source']}[/]" if r["ok"] else "[red]missing or wrong digest[/]"
         table.add_row(str(r["file"]), ", ".join(backends), str(r["role"]), str(r["licence"]),
                       str(r["sha256"])[:12] + "…", where)
-    console.print(table)
+    print_table(table)
 
 
 def _brief(m: Any) -> dict[str, Any]:
@@ -176,7 +176,7 @@ def _print_report(ev: dict[str, Any]) -> None:
                           str(gd.get("false_matches")), str(gd.get("fmr") or "–"),
                           "yes" if gd.get("above_rest") else "no",
                           "yes" if gd.get("too_small") else "no")
-    console.print(table)
+    print_table(table)
 
 
 def _size(values: list[str]) -> tuple[int, int]:

@@ -16,6 +16,7 @@ from openlfr.cli.common import (
     fail,
     open_watchlist,
     print_json,
+    print_table,
     user_errors,
 )
 from openlfr.vision import get_engine, load_image, registry
@@ -98,7 +99,7 @@ def enroll(
         for o in outcomes:
             table.add_row(Path(o.path).name, o.subject_id,
                           "[green]accepted[/]" if o.accepted else "[red]rejected[/]", o.reason)
-        console.print(table)
+        print_table(table)
         console.print(f"{len(accepted)} accepted, {len(outcomes) - len(accepted)} rejected; "
                       f"watchlist now holds {wl.subject_count} subjects, {len(wl)} templates"
                       + ("" if accepted else " (file not changed)"))
@@ -143,7 +144,7 @@ def identify_cmd(
         match = r.match
         table.add_row(str(i), ", ".join(f"{v:.0f}" for v in r.face.box), qtext, cands,
                       f"[bold yellow]{match.subject_id}[/]" if match else "no")
-    console.print(table)
+    print_table(table)
     console.print("A possible match is for a trained person to review, not a decision.")
 
 

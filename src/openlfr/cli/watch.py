@@ -7,6 +7,7 @@ import logging
 import os
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -23,12 +24,13 @@ from openlfr.cli.common import (
     fail,
     open_watchlist,
     print_json,
+    print_table,
     user_errors,
 )
 from openlfr.cli.context import Context, DataDirOpt, acting
 from openlfr.errors import InvalidInput
 from openlfr.video.bestshot import ShotPolicy
-from openlfr.video.pipeline import CameraPipeline, PipelineConfig
+from openlfr.video.pipeline import AUTO_TILING_ABOVE, TILING_MODES, CameraPipeline, PipelineConfig
 from openlfr.video.preview import PreviewServer
 from openlfr.video.runner import Runner, Summary, close_quietly
 from openlfr.video.sinks import CallbackSink
@@ -138,7 +140,7 @@ def _print_summary(summary: Summary) -> None:
         table.add_row(f.camera, f.state, str(f.frames), str(f.dropped), str(f.faces),
                       str(f.tracks), str(f.embeddings), str(f.alerts),
                       f"{_fmt(f.latency_p50)}/{_fmt(f.latency_p95)} s")
-    console.print(table)
+    print_table(table)
     console.print(
         f"{summary.frames} frames in {summary.seconds:.1f} s ({summary.fps:.1f} fps), "
         f"{summary.faces} faces, {summary.tracks} tracks, {summary.embeddings} embeddings, "
@@ -191,25 +193,47 @@ def watch(
         "--workers", min=1, help="Analysis threads (default: one per CPU).")] = None,
     max_embeddings: Annotated[int, typer.Option(
         "--max-embeddings", min=1, help="Embeddings per track at most.")] = 3,
+    tiling: Annotated[str, typer.Option(
+        "--tiling", metavar="auto|on|off",
+        help=f"Also detect small faces at full resolution, in tiles: off (the default), auto "
+             f"(frames wider than {AUTO_TILING_ABOVE} px) or on (any frame larger than "
+             f"--detect-size).")
+    ] = "off",
+    full_scan_every: Annotated[int, typer.Option(
+        "--full-scan-every", min=1,
+        help="With tiling: scan the whole frame in tiles every N detected frames (tracked "
+             "faces' regions in between).")] = 15,
 ) -> None:
     """Watch cameras for watchlisted faces. Faces that do not match leave no trace but counts.
 
     Either SOURCE... with --watchlist FILE, or --deployment ID (with --user)."""
+    if tiling not in TILING_MODES:
+        fail(f"--tiling must be one of {', '.join(TILING_MODES)}, not {tiling!r}")
+    small = SmallFaces(tiling, full_scan_every)
     try:
         if deployment is not None:
             who = _deployment_user(sources, watchlist, threshold, user)
             _watch_deployment(deployment, who, data_dir, json_out, realtime, max_seconds,
-                              loop, preview, detect_fps, detect_size, workers, max_embeddings)
+                              loop, preview, detect_fps, detect_size, workers, max_embeddings,
+                              small)
             return
         if not sources:
             fail("give at least one SOURCE (or --deployment ID)")
         if watchlist is None:
             fail("--watchlist FILE is required with SOURCE... (or use --deployment ID)")
         _watch(sources, watchlist, threshold, json_out, realtime, max_seconds, loop, preview,
-               detect_fps, detect_size, workers, max_embeddings)
+               detect_fps, detect_size, workers, max_embeddings, small)
     except KeyboardInterrupt:  # before the cameras run (e.g. a slow stream to open)
         err_console.print("[yellow]interrupted before the cameras started[/]")
         raise typer.Exit(130) from None
+
+
+@dataclass(frozen=True)
+class SmallFaces:
+    """``--tiling`` and ``--full-scan-every`` (see :class:`PipelineConfig`)."""
+
+    tiling: str = "off"
+    full_scan_every: int = 15
 
 
 def _deployment_user(sources: list[str] | None, watchlist: Path | None,
@@ -249,12 +273,13 @@ class _Out:
 def _watch(sources: list[str], watchlist: Path, threshold: float | None, json_out: bool,
            realtime: bool, max_seconds: float | None, loop: bool, preview: int | None,
            detect_fps: float, detect_size: int, workers: int | None,
-           max_embeddings: int) -> None:
+           max_embeddings: int, small: SmallFaces = SmallFaces()) -> None:
     _quiet_opencv()
     out = _Out(json_out)
     cameras = _open_cameras(sources, watchlist, threshold, CallbackSink(out.alert),
                             realtime=realtime, loop=loop, detect_fps=detect_fps,
-                            detect_size=detect_size, max_embeddings=max_embeddings)
+                            detect_size=detect_size, max_embeddings=max_embeddings,
+                            small=small)
     server = _start_preview([s for s, _ in cameras], preview)
     runner = Runner(cameras, workers=workers, max_seconds=max_seconds,
                     on_frame=server.publish if server else None)
@@ -267,7 +292,7 @@ def _watch(sources: list[str], watchlist: Path, threshold: float | None, json_ou
 
 def _open_cameras(sources: list[str], watchlist: Path, threshold: float | None,
                   sink: CallbackSink, *, realtime: bool, loop: bool, detect_fps: float,
-                  detect_size: int, max_embeddings: int
+                  detect_size: int, max_embeddings: int, small: SmallFaces = SmallFaces()
                   ) -> list[tuple[CaptureSource, CameraPipeline]]:
     """The watchlist's gallery and threshold, and each SOURCE opened with its pipeline."""
     with user_errors():
@@ -276,7 +301,8 @@ def _open_cameras(sources: list[str], watchlist: Path, threshold: float | None,
             fail(f"{watchlist}: the watchlist holds no subject")
         config = PipelineConfig(threshold=thr, detect_fps=detect_fps,
                                 detect_max_side=detect_size,
-                                shots=ShotPolicy(max_embeddings=max_embeddings))
+                                shots=ShotPolicy(max_embeddings=max_embeddings),
+                                tiling=small.tiling, full_scan_every=small.full_scan_every)
         gallery = wl.gallery()
         names = {sid: s.display_name for sid, s in wl.subjects.items()}
         opened = open_sources(sources, realtime=realtime, loop=loop)
@@ -371,7 +397,8 @@ def _end_watch(summary: Summary, out: _Out, report_states: _StateLines) -> None:
 def _watch_deployment(deployment_id: int, user: str, data_dir: Path | None, json_out: bool,
                       realtime: bool, max_seconds: float | None, loop: bool,
                       preview: int | None, detect_fps: float, detect_size: int,
-                      workers: int | None, max_embeddings: int) -> None:
+                      workers: int | None, max_embeddings: int,
+                      small: SmallFaces = SmallFaces()) -> None:
     """``watch --deployment``: start (or resume) the deployment, then run it here through the
     same reconcile logic as ``openlfr serve`` (:mod:`openlfr.governance.reconcile`), limited to
     this deployment: its run ends when the deployment stops anywhere, and watchlist changes
@@ -391,7 +418,8 @@ def _watch_deployment(deployment_id: int, user: str, data_dir: Path | None, json
             server = PreviewServer(cameras, port=preview)
         options = RunOptions(realtime=realtime, loop=loop, detect_fps=detect_fps,
                              detect_max_side=detect_size, workers=workers,
-                             max_embeddings=max_embeddings, max_seconds=max_seconds)
+                             max_embeddings=max_embeddings, max_seconds=max_seconds,
+                             tiling=small.tiling, full_scan_every=small.full_scan_every)
         here = _DeploymentHere(ctx, deployment_id, options, out, server)
         busy = running_elsewhere(ctx.db, deployment_id)
         if busy is not None:

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from openlfr.cli.common import console, err_console, fail, print_json, user_errors
+from openlfr.cli.common import console, err_console, fail, print_json, print_table, user_errors
 from openlfr.cli.context import DataDirOpt, UserOpt, acting
 from openlfr.governance import watchlists
 from openlfr.governance.views import SubjectView
@@ -79,7 +79,7 @@ def _show_file(watchlist: Path, json_out: bool) -> None:
     for s in subjects:
         meta = ", ".join(f"{k}={v}" for k, v in s["metadata"].items())
         table.add_row(s["id"], s["display_name"], str(len(s["references"])), meta)
-    console.print(table)
+    print_table(table)
 
 
 @app.command()
@@ -303,7 +303,7 @@ def list_(
     for r in rows:
         table.add_row(str(r.id), r.name, r.status, str(r.subjects), str(r.images), r.model_id,
                       r.approved_by or "", ", ".join(r.editors))
-    console.print(table)
+    print_table(table)
 
 
 def _show_db(watchlist_id: int, user: str | None, data_dir: Path | None,
@@ -327,4 +327,4 @@ def _show_db(watchlist_id: int, user: str | None, data_dir: Path | None,
         table.add_row(str(s.id), s.reference, s.category, "yes" if s.is_minor else "",
                       f"{s.expires_at:%Y-%m-%d}", "; ".join(i.source for i in s.images),
                       s.added_by, s.reason)
-    console.print(table)
+    print_table(table)

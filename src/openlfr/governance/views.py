@@ -282,3 +282,92 @@ class QuestionView(View):
         """Published, but the answer changed since (publish again to show the new one)."""
         return (self.published_at is not None and self.answer is not None
                 and redact_personal(self.answer) != self.public_answer)
+
+
+# -- words for codes ------------------------------------------------------------------------------
+
+#: Codes (audit actions, detail keys) as people read them. A code without an entry is shown by
+#: :func:`label` as its words ("cameras_sealed" → "Cameras sealed").
+LABELS: dict[str, str] = {
+    "access.refused": "Access refused",
+    "alert.adjudicate": "Alert decided",
+    "alert.create": "Possible match recorded",
+    "alert.update": "Possible match updated",
+    "alert.hold": "Alert held past retention",
+    "alert.release": "Alert hold released",
+    "alert.outcome": "Outcome recorded",
+    "alert.purge": "Alerts purged",
+    "alert.view_crop": "Probe image viewed",
+    "audit.checkpoint": "Audit checkpoint signed",
+    "audit.export": "Audit log exported",
+    "auth.failed": "Sign-in failed",
+    "auth.login": "Signed in",
+    "auth.logout": "Signed out",
+    "deployment.authorise": "Deployment authorised",
+    "deployment.cameras_sealed": "Camera addresses sealed",
+    "deployment.create": "Deployment planned",
+    "deployment.edit": "Deployment edited",
+    "deployment.end": "Deployment ended",
+    "deployment.gallery_reload": "Watchlist reloaded",
+    "deployment.key_destroy": "Deployment key destroyed",
+    "deployment.threshold_override": "Threshold override recorded",
+    "deployment.threshold_override_confirm": "Threshold override confirmed",
+    "deployment.pause": "Deployment paused",
+    "deployment.resume": "Deployment resumed",
+    "deployment.run_end": "Run ended",
+    "deployment.start": "Deployment started",
+    "floor.record": "Threshold floor recorded",
+    "keys.move": "Keys moved",
+    "model.add": "Model added",
+    "model.remove": "Model removed",
+    "preview.view": "Camera preview viewed",
+    "purge.complete": "Purge completed",
+    "purge.pending": "Purge scheduled",
+    "question.answer": "Question answered",
+    "question.close": "Question closed",
+    "question.publish": "Question published",
+    "question.received": "Question received",
+    "question.unpublish": "Question withdrawn",
+    "retention.run": "Retention run",
+    "role.totp_required": "Second factor rule changed",
+    "subject.add": "Subject added",
+    "subject.expire": "Subjects expired",
+    "subject.remove": "Subject removed",
+    "subject_image.add": "Reference image added",
+    "subject_image.view": "Reference image viewed",
+    "token.create": "API token created",
+    "token.revoke": "API token revoked",
+    "user.activate": "Account activated",
+    "user.create": "Account created",
+    "user.deactivate": "Account deactivated",
+    "user.password": "Password changed",
+    "user.reset": "Password reset",
+    "user.role": "Role changed",
+    "user.totp.begin": "Second factor set-up begun",
+    "user.totp.enable": "Second factor enabled",
+    "user.totp.remove": "Second factor removed",
+    "watchlist.approve": "Watchlist approved",
+    "watchlist.create": "Watchlist created",
+    "watchlist.destroy": "Watchlist destroyed",
+    # detail keys and object types
+    "api_token": "API token",
+    "data_keys": "Data keys",
+    "dpia_ref": "DPIA reference",
+    "object_id": "Object",
+    "object_type": "Object type",
+    "pipeline_id": "Pipeline id",
+    "subject_image": "Reference image",
+    "threshold_floor": "Threshold floor",
+    "two_person_rule": "Two-person rule",
+    "upto": "Up to entry",
+}
+
+
+def label(code: object) -> str:
+    """A code in words: from :data:`LABELS`, else the code with its dots and underscores as
+    blanks, capitalised."""
+    text = str(code)
+    if text in LABELS:
+        return LABELS[text]
+    words = text.replace(".", " ").replace("_", " ").strip()
+    return words[:1].upper() + words[1:] if words else text

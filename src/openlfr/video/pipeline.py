@@ -30,9 +30,15 @@ from openlfr.vision import quality as q
 from openlfr.vision.imageio import ImageArray, as_image
 from openlfr.vision.protocols import Detector, Engine
 from openlfr.vision.thresholds import check_threshold
+from openlfr.vision.tiling import detect_regions, merge_faces, roi_regions, tile_grid
 from openlfr.vision.types import Candidate, Face
 
 log = logging.getLogger("openlfr.video.pipeline")
+
+#: ``tiling="auto"`` tiles frames whose longer side is above this (1080p and up; 720p and
+#: smaller keep the single downscaled pass).
+AUTO_TILING_ABOVE = 1280
+TILING_MODES = ("auto", "on", "off")
 
 
 class GallerySearch(Protocol):
@@ -57,6 +63,18 @@ class PipelineConfig:
     detected. ``detect_max_side``: frames whose longer side is larger are scaled down
     to it for detection (quality and embedding still use the full frame). ``lost_seconds``: a
     track unseen for that long ends (and its memory is released).
+
+    Small faces in large frames (``tiling``): ``"off"`` (the default) always detects the
+    downscaled frame alone; ``"on"`` adds detection at the frame's own resolution whenever
+    the frame is larger than the detection size; ``"auto"`` does so only for frames whose
+    longer side is above :data:`AUTO_TILING_ABOVE` (1080p and up), so 720p and smaller frames
+    keep the single downscaled pass. A tiled camera still runs the downscaled pass on every detected
+    frame (large and new faces, as before); every ``full_scan_every``-th detected frame (the
+    first included) it also scans the whole frame in overlapping ``tile_size`` tiles
+    (``tile_overlap`` pixels of overlap), and on the frames in between only regions of
+    interest around the faces its tracks predict (each scaled so that its smallest face is
+    at most 64 pixels: small faces unscaled). Faces are in full-frame coordinates
+    throughout, so crops for quality and embedding come from the full-resolution frame.
     """
 
     threshold: float
@@ -67,6 +85,10 @@ class PipelineConfig:
     crop_margin: float = 0.5
     top_k: int = 3
     gate: q.QualityPolicy = q.LIVE
+    tiling: str = "off"
+    tile_size: int = 640
+    tile_overlap: int = 128
+    full_scan_every: int = 15
 
     def __post_init__(self) -> None:
         check_threshold(self.threshold)
@@ -76,16 +98,34 @@ class PipelineConfig:
             raise ValueError("detect_max_side must be at least 64 pixels")
         if self.lost_seconds <= 0:
             raise ValueError("lost_seconds must be positive")
+        if self.tiling not in TILING_MODES:
+            raise ValueError(f"tiling must be one of {', '.join(TILING_MODES)}")
+        if self.tile_size < 128:
+            raise ValueError("tile_size must be at least 128 pixels")
+        if not 0 <= self.tile_overlap <= self.tile_size // 2:
+            raise ValueError("tile_overlap must be between 0 and half the tile size")
+        if self.full_scan_every < 1:
+            raise ValueError("full_scan_every must be at least 1")
+
+    def tiles(self, width: int, height: int) -> bool:
+        """Whether a ``width`` x ``height`` frame is detected at its own resolution too."""
+        if self.tiling == "off" or max(width, height) <= self.detect_max_side:
+            return False
+        return self.tiling == "on" or max(width, height) > AUTO_TILING_ABOVE
 
 
 @dataclass(frozen=True)
 class Detected:
     """A frame after the stateless stage: its faces (``None`` when the frame was not
-    detected, by ``detect_fps``), or ``usable=False`` for a corrupt frame."""
+    detected, by ``detect_fps``), or ``usable=False`` for a corrupt frame. ``scan`` says how
+    it was detected: ``"downscaled"`` (one pass on the downscaled frame), ``"full"`` (that
+    and overlapping tiles at full resolution), ``"regions"`` (that and regions of interest
+    around the tracks' predicted faces), or ``""`` (not detected)."""
 
     frame: Frame
     faces: tuple[Face, ...] | None
     usable: bool
+    scan: str = ""
 
 
 @dataclass(frozen=True)
@@ -139,6 +179,8 @@ class CameraPipeline:
         self._last_faces: tuple[Face, ...] = ()
         self._last_ids: tuple[int | None, ...] = ()
         self._last_t = 0.0
+        self._detections = 0  # detected frames of a tiled camera, for full_scan_every
+        self._predicted: tuple[tuple[float, float, float, float], ...] = ()
 
     @property
     def gallery(self) -> GallerySearch:
@@ -211,7 +253,8 @@ class CameraPipeline:
             frame = Frame(frame.camera, frame.index, frame.t, frame.wall, frame.mono, image)
         if not detect:
             return Detected(frame, None, True)
-        return Detected(frame, tuple(self._detect(image, detector)), True)
+        faces, scan = self._detect(image, detector)
+        return Detected(frame, tuple(faces), True, scan)
 
     def advance(self, detected: Detected) -> FrameResult:
         """The stateful second stage, in frame order: track, best shot, embed, search, alert."""
@@ -226,6 +269,8 @@ class CameraPipeline:
         faces = detected.faces
         if faces is not None:
             ids = self.tracker.update(faces)
+            if detected.scan in ("full", "regions"):
+                self._predicted = tuple(self.tracker.predicted_boxes())
             self._last_faces, self._last_ids = faces, tuple(ids)
             self.stats.add(faces=len(faces))
             for face, track_id in zip(faces, ids, strict=True):
@@ -253,11 +298,33 @@ class CameraPipeline:
 
     # -- steps -------------------------------------------------------------------------------
 
-    def _detect(self, image: ImageArray, detector: Detector | None) -> list[Face]:
+    def _detect(self, image: ImageArray, detector: Detector | None) -> tuple[list[Face], str]:
+        """Faces in full-frame coordinates and how they were found (see :class:`Detected`):
+        the downscaled pass, and for a tiled frame (:meth:`PipelineConfig.tiles`) a full
+        tiled scan or regions of interest, merged."""
+        chosen = detector or self.engine.detector
+        faces = self._detect_downscaled(image, chosen)
+        h, w = image.shape[:2]
+        config = self.config
+        if not config.tiles(w, h):
+            return faces, "downscaled"
+        with self._rate_lock:
+            full = self._detections % config.full_scan_every == 0
+            self._detections += 1
+            predicted = self._predicted
+        scales: list[float] | None = None
+        if full:
+            regions = tile_grid(w, h, config.tile_size, config.tile_overlap)
+        else:
+            regions, scales = roi_regions(predicted, w, h)
+        found = detect_regions(chosen, image, regions, scales)
+        return (merge_faces(faces + found) if found else faces), ("full" if full else "regions")
+
+    def _detect_downscaled(self, image: ImageArray, detector: Detector) -> list[Face]:
         """Faces in full-frame coordinates, detected on a copy scaled to at most
         ``detect_max_side`` with both sides a multiple of 32 (YuNet pads its input to one:
         640x360 costs as much as 640x384, 640x352 a third less)."""
-        run = (detector or self.engine.detector).detect
+        run = detector.detect
         h, w = image.shape[:2]
         dw, dh = detection_size(w, h, self.config.detect_max_side)
         if (dw, dh) == (w, h):

@@ -70,3 +70,22 @@ class FaceTracker:
                                        tracked.tracker_id.tolist(), strict=True):
                 ids[int(index)] = int(track_id)
         return ids
+
+    def predicted_boxes(self) -> list[tuple[float, float, float, float]]:
+        """Where the tracks alive now expect their face at the next update: ``(x, y, w, h)``
+        from each track's motion model (lost tracks at their last place), for detecting
+        regions of interest around them."""
+        boxes: list[tuple[float, float, float, float]] = []
+        with _LOCK:
+            states = [(np.array(t.mean, dtype=np.float64), moving)
+                      for group, moving in ((self._tracker.tracked_tracks, True),
+                                            (self._tracker.lost_tracks, False))
+                      for t in group if t.mean is not None]
+        for mean, moving in states:
+            cx, cy, aspect, h = mean[:4]
+            if moving:
+                cx, cy, h = cx + mean[4], cy + mean[5], h + mean[7]
+            w = aspect * h
+            if w > 0 and h > 0:
+                boxes.append((float(cx - w / 2), float(cy - h / 2), float(w), float(h)))
+        return boxes

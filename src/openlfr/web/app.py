@@ -45,6 +45,7 @@ from openlfr.web.routes import (
     auth,
     console,
     console_alerts,
+    console_audit,
     console_governance,
     public,
 )
@@ -67,6 +68,7 @@ ROUTERS = (
     api_deployments.router,
     api_audit.router,
     console_governance.router,
+    console_audit.router,
 )
 
 #: The /api/v1 routes an anonymous caller may use; every other one answers 401.

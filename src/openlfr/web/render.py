@@ -1,5 +1,5 @@
 """Rendering pages: the Jinja2 environment, its filters, and the CSRF cookie and token; and
-JSON-lines downloads."""
+JSON-lines and CSV downloads."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
 
 from openlfr.governance.authz import Actor
+from openlfr.governance.views import label
 from openlfr.transparency import shared
 from openlfr.web import security
 from openlfr.web.deps import csrf_cookie, is_https, session_cookie, web
@@ -88,6 +89,7 @@ def make_templates() -> Jinja2Templates:
     env.autoescape = True
     env.filters.update(date=_date, num=_num, rate=_rate, pct=_pct, sentence=_sentence,
                        plural=_plural, noun=_noun)
+    env.filters.setdefault("label", label)
     env.globals["span"] = _span
     env.globals["shared_words"] = {"what": shared.WHAT_WORDS, "purpose": shared.PURPOSE_WORDS,
                                    "recipient": shared.RECIPIENT_WORDS}
@@ -156,5 +158,12 @@ def render(request: Request, name: str, context: dict[str, Any] | None = None, *
 def jsonl_download(lines: Iterator[str], filename: str) -> StreamingResponse:
     """Lines streamed as a JSON-lines file to save (never cached)."""
     return StreamingResponse(lines, media_type="application/x-ndjson",
+                             headers={"Content-Disposition": f'attachment; filename="{filename}"',
+                                      "Cache-Control": "no-store"})
+
+
+def csv_download(lines: Iterator[str], filename: str) -> StreamingResponse:
+    """Lines streamed as a CSV file to save (never cached)."""
+    return StreamingResponse(lines, media_type="text/csv; charset=utf-8",
                              headers={"Content-Disposition": f'attachment; filename="{filename}"',
                                       "Cache-Control": "no-store"})

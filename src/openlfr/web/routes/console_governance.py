@@ -1,5 +1,5 @@
 """The governance pages of the console: watchlists, deployments (and their cameras), users and
-API tokens, and the audit log viewer.
+API tokens (the audit log's pages are :mod:`openlfr.web.routes.console_audit`).
 
 Server-rendered: every form POSTs with its CSRF token (checked by ``page_actor``) and, on
 success, redirects (303) to the page that shows the result. A broken rule, a refusal or a bad
@@ -15,13 +15,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from openlfr.governance import auditing, purge
 from openlfr.governance import deployments as deps
+from openlfr.governance import purge
 from openlfr.governance import users as users_svc
 from openlfr.governance import watchlists as wls
 from openlfr.governance.authz import Actor, Forbidden, Perm, RuleError, allowed
@@ -33,7 +33,7 @@ from openlfr.vision.thresholds import check_threshold
 from openlfr.web import tokens
 from openlfr.web.deps import PageActor, web
 from openlfr.web.problems import SHOWN_ON_FORMS, http_status
-from openlfr.web.render import jsonl_download, render
+from openlfr.web.render import render
 from openlfr.web.routes.api_deployments import CameraIn, DeploymentIn, create_plan
 from openlfr.web.routes.api_watchlists import (
     MAX_UPLOAD_IMAGES,
@@ -48,7 +48,6 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 
 #: Image slots on the "add a subject" form.
 IMAGE_SLOTS = 3
-AUDIT_PAGE = 50
 CATEGORY_LABELS = {
     Category.WANTED_BY_COURT.value: "Wanted by a court",
     Category.SERIOUS_OFFENCE.value: "Suspected of a serious offence",
@@ -678,59 +677,3 @@ def token_revoke(request: Request, token_id: int, actor: PageActor) -> Response:
     except EXPECTED as exc:
         return _users_error(request, actor, exc, "tokens")
     return _see_other("/console/users?done=revoked#tokens")
-
-
-# -- audit log ----------------------------------------------------------------------------------
-
-def _audit_ctx(request: Request, actor: Actor, before: int | None) -> dict[str, Any]:
-    db = web(request).db
-    got = auditing.page(db, actor, before, AUDIT_PAGE)
-    deployments = deps.list_deployments(db, actor)
-    return {"entries": got.entries, "total": got.total, "next_before": got.next_before,
-            "before": before, "deployments": deployments, "short": short_details,
-            "when": _seq_time}
-
-
-@router.get("/audit")
-def audit_page(request: Request, actor: PageActor, before: int | None = None) -> Response:
-    return _page(request, actor, "gov_audit.html", _audit_ctx(request, actor, before))
-
-
-@router.post("/audit/verify")
-def audit_verify(request: Request, actor: PageActor) -> Response:
-    db = web(request).db
-    checked = auditing.verify(db, actor)
-    ctx = _audit_ctx(request, actor, None)
-    ctx["verify"] = checked.as_dict()
-    return _page(request, actor, "gov_audit.html", ctx)
-
-
-@router.post("/audit/export")
-def audit_export(request: Request, actor: PageActor,
-                 what: Annotated[str, Form(max_length=10)] = "log",
-                 deployment: Annotated[str, Form(max_length=12)] = "",
-                 purpose: Annotated[str, Form(max_length=40)] = "",
-                 recipient: Annotated[str, Form(max_length=40)] = "") -> StreamingResponse:
-    art12 = what == "art12"
-    dep_id = int(deployment) if art12 and deployment.strip().isdigit() else None
-    lines = auditing.export(web(request).db, actor, art12=art12, deployment=dep_id, out="web",
-                            purpose=purpose or None, recipient=recipient or None)
-    return jsonl_download(lines, auditing.export_filename(dep_id, art12))
-
-
-@router.get("/audit/art12/{deployment_id}")
-def audit_art12(request: Request, deployment_id: int, actor: PageActor) -> Response:
-    record = auditing.art12_record(web(request).db, actor, deployment_id)
-    return _page(request, actor, "gov_art12.html", {"r": record})
-
-
-def short_details(details: dict[str, Any]) -> str:
-    """An audit entry's details on one line for the table."""
-    import json
-
-    text = json.dumps(details, ensure_ascii=False, sort_keys=True)
-    return text if len(text) <= 300 else text[:297] + "…"
-
-
-def _seq_time(entry: auditing.AuditEntry) -> str:
-    return entry.time.replace("T", " ")[:19] + " UTC"
