@@ -194,6 +194,9 @@ def test_shared_counts_match_the_audit_entries(gov: Gov, face_images, tmp_path: 
     list(auditing.export(gov.db, au1, art12=True, deployment=st.deployment_id, out="f.jsonl",
                          purpose="legal_proceedings", recipient="prosecution"))
     list(auditing.export(gov.db, au1, out="stdout"))
+    list(auditing.export(gov.db, au1, out="web", fmt="csv", purpose="complaint",
+                         recipient="data_subject",
+                         selection=auditing.AuditFilter(deployment=st.deployment_id)))
     with pytest.raises(RuleError, match="recipient: 'the press' is not one of") as bad:
         auditing.export(gov.db, au1, out="web", recipient="the press")
     assert bad.value.field == "recipient"
@@ -213,6 +216,7 @@ def test_shared_counts_match_the_audit_entries(gov: Gov, face_images, tmp_path: 
     assert overall == {
         ("audit_export", "audit", "oversight"): 2,
         ("audit_export", "not_stated", "not_stated"): 1,
+        ("audit_export", "complaint", "data_subject"): 1,
         ("art12_export", "legal_proceedings", "prosecution"): 1,
         ("alert_image_viewed", "not_stated", "internal"): 2,
         ("alert_image_exported", "investigation", "law_enforcement"): 1,
@@ -220,13 +224,14 @@ def test_shared_counts_match_the_audit_entries(gov: Gov, face_images, tmp_path: 
         ("live_preview_opened", "not_stated", "internal"): 1,
     }
     # the same totals as the audit log's entries of those actions
-    counted = {"audit.export": 4, "alert.view_crop": 3, "subject_image.view": 1,
+    counted = {"audit.export": 5, "alert.view_crop": 3, "subject_image.view": 1,
                "preview.view": 1}
     for action, n in counted.items():
         assert len(_entries(gov, action)) == n, action
     assert sum(overall.values()) == sum(counted.values())
     mine = {(c.what, c.purpose, c.recipient): c.count for c in shared.of(st.deployment_id)}
     assert mine == {
+        ("audit_export", "complaint", "data_subject"): 1,  # the selection about it
         ("art12_export", "legal_proceedings", "prosecution"): 1,
         ("alert_image_viewed", "not_stated", "internal"): 2,
         ("alert_image_exported", "investigation", "law_enforcement"): 1,

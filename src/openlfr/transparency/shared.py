@@ -7,7 +7,8 @@ Each audit action below counts as one kind of sharing (``what``):
 audit action                what                                    deployment
 ==========================  ======================================  =========================
 ``audit.export``            ``audit_export`` (the log, or a         ``deployment`` of an
-                            selection of it), ``art12_export``      Art. 12 export
+                            selection of it), ``art12_export``      Art. 12 export, or the
+                                                                    selection's filter
 ``alert.view_crop``         ``alert_image_viewed``, or              ``deployment``
                             ``alert_image_exported`` (``out`` set:
                             written to a file)
@@ -42,7 +43,7 @@ ACTIONS = ("audit.export", "alert.view_crop", "alert.view", "subject_image.view"
            "preview.view")
 #: How each ``what`` is said on the public pages.
 WHAT_WORDS = {
-    "audit_export": "audit log exported",
+    "audit_export": "audit log exported (whole, or a selection)",
     "art12_export": "Art. 12 record exported",
     "alert_image_viewed": "alert image viewed",
     "alert_image_exported": "alert image exported to a file",
@@ -90,7 +91,11 @@ def _classify(action: str, object_id: str, details: dict[str, object]
     """``(what, deployment id or None, count)`` of one entry."""
     if action == "audit.export":
         what = "art12_export" if details.get("what") == "art12" else "audit_export"
-        return what, _int(details.get("deployment")), 1
+        filters = details.get("filters")
+        dep = _int(details.get("deployment"))
+        if dep is None and isinstance(filters, dict):  # a selection about one deployment
+            dep = _int(filters.get("deployment"))
+        return what, dep, 1
     if action in ("alert.view_crop", "alert.view"):
         what = "alert_image_exported" if details.get("out") else "alert_image_viewed"
         count = _int(details.get("count")) if action == "alert.view" else 1
