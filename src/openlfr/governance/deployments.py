@@ -355,11 +355,10 @@ def _plan_details(dep: Deployment) -> dict[str, Any]:
         "model_id": dep.model_id, "two_person_rule": dep.two_person_rule,
         "signage": dep.signage, "public_notice": dep.public_notice,
         "urgency_reason": dep.urgency_reason, "alternatives": dep.alternatives,
-        "consultation_days": dep.consultation_days,
         "watchlists": [wl.id for wl in dep.watchlists],
         "cameras": [{"name": c.name, "source": c.display, "digest": c.source_digest}
                     for c in dep.cameras],
-    }
+    } | ({"consultation_days": dep.consultation_days} if dep.consultation_days else {})
 
 
 # -- camera sources ----------------------------------------------------------------------------
