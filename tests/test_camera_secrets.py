@@ -168,7 +168,8 @@ def test_the_api_and_the_console_show_and_keep_only_display_forms(gov: Gov, face
         gov.db, gov.actors["admin"], name, "test")[1]} for name in ("op1", "ao2", "au1")}
     with TestClient(app) as c:
         body = {"name": "Gate", "site": "Station", "location": "Gate 3",
-                "purpose": "Find people wanted by the courts", "legal_basis": "Common law",
+                "purpose": "Find people wanted by the courts",
+                "alternatives": "Patrols do not suffice", "legal_basis": "Common law",
                 "dpia_ref": "D-1", "equality_ref": "E-1",
                 "planned_start": now.isoformat(),
                 "planned_end": (now + timedelta(hours=2)).isoformat(),

@@ -59,7 +59,8 @@ def test_the_services_refuse_them(gov: Gov, face_images: dict[str, Path]) -> Non
 
 def _deployment_body(wid: int, start: str, end: str) -> dict[str, object]:
     return {"name": "Gate", "site": "Station", "location": "Gate 3",
-            "purpose": "Find people wanted by the courts", "legal_basis": "Common law",
+            "purpose": "Find people wanted by the courts",
+            "alternatives": "Patrols do not suffice", "legal_basis": "Common law",
             "dpia_ref": "D-1", "equality_ref": "E-1", "planned_start": start,
             "planned_end": end, "signage": True, "public_notice": True,
             "watchlist_ids": [wid], "cameras": [{"name": "gate", "source": "0"}]}
@@ -98,7 +99,8 @@ def test_the_api_and_the_console_answer_400(gov: Gov, face_images: dict[str, Pat
                       json={"name": "op1", "password": PASSWORD}).status_code == 200
         token = META_CSRF.search(c.get("/console/deployments/new").text).group(1)  # type: ignore[union-attr]
         form = {"name": "Cup final", "site": "Stadium", "location": "North gate",
-                "purpose": "Find people wanted by the courts", "legal_basis": "Common law",
+                "purpose": "Find people wanted by the courts",
+                "alternatives": "Patrols do not suffice", "legal_basis": "Common law",
                 "dpia_ref": "DPIA-1", "equality_ref": "EIA-1", "threshold": "",
                 "backend": "sface", "signage": "1", "public_notice": "1",
                 "watchlist_ids": [str(wid)], "cameras": "gate=0", "csrf_token": token}
@@ -118,7 +120,8 @@ def test_the_api_and_the_console_answer_400(gov: Gov, face_images: dict[str, Pat
 
 def test_the_command_line_exits_2(gov: Gov, face_images: dict[str, Path]) -> None:
     wid = approved_watchlist(gov, face_images["obama"])
-    base = ["deployment", "create", "--user", "op1", "--name", "Concourse", "--site", "S",
+    base = ["deployment", "create", "--alternatives", "Patrols do not suffice",
+            "--user", "op1", "--name", "Concourse", "--site", "S",
             "--location", "Gate 3", "--purpose", "Locate people wanted by the courts",
             "--legal-basis", "Common law", "--dpia", "DPIA-1", "--equality", "EIA-1",
             "--signage", "--public-notice", "--watchlist", str(wid), "--camera", "gate=0"]

@@ -230,6 +230,7 @@ def test_the_commands_exit_with_the_kind_of_the_service_error(gov: Gov) -> None:
     assert code == 0, err
     code, err = run("watchlist", "approve", "1", user="ao1")
     assert code == 6 and "no subject" in err
-    code, err = run("deployment", "create", "--name", "x", "--start", "2026-05-01T08:00",
+    code, err = run("deployment", "create", "--alternatives",
+                    "Patrols do not suffice", "--name", "x", "--start", "2026-05-01T08:00",
                     "--end", "+2h", user="op1")
     assert code == 2 and "give a timezone" in err

@@ -178,7 +178,8 @@ def test_fuzz(fuzz: Fuzz, operation: tuple[str, str], caller_headers: dict[str, 
 
 # -- known hostile values ------------------------------------------------------------------
 
-PLAN = {"name": "known", "site": "s", "location": "l", "purpose": "p", "legal_basis": "b",
+PLAN = {"name": "known", "site": "s", "location": "l", "purpose": "p",
+        "alternatives": "Patrols do not suffice", "legal_basis": "b",
         "dpia_ref": "d", "equality_ref": "e", "planned_start": "2030-01-01T08:00:00+00:00",
         "planned_end": "2030-01-01T18:00:00+00:00"}
 

@@ -53,6 +53,7 @@ def plan(watchlist_ids: tuple[int, ...] = (), cameras: tuple[deps.CameraSpec, ..
          end: datetime | None = None, threshold: float | None = None) -> deps.Plan:
     now = datetime.now(UTC)
     return deps.Plan(
+        alternatives="Patrols do not suffice",
         name="Station concourse", site="Central station", location="North concourse, gate 3",
         purpose="Locate people wanted by the courts", legal_basis="Common law policing powers",
         dpia_ref="DPIA-2026-014", equality_ref="EIA-2026-009",
@@ -263,6 +264,7 @@ def test_a_watchlist_changed_after_authorisation_stops_the_start(gov: Gov, face_
 
 def test_authorisation_needs_every_field_and_an_approved_watchlist(gov: Gov, face_images):
     draft = deps.create(gov.db, gov.actors["op1"], deps.Plan(
+        alternatives="Patrols do not suffice",
         name="Sketch", site="", location="", purpose="", legal_basis="", dpia_ref="",
         equality_ref="", planned_start=datetime.now(UTC),
         planned_end=datetime.now(UTC) + timedelta(hours=1), threshold=0.6,
@@ -362,7 +364,8 @@ def test_manual_stop_needs_a_reason_and_the_run_permission(gov: Gov, face_images
 
 def test_the_commands_create_authorise_show_start_stop(gov: Gov, face_images):
     wid = approved_watchlist(gov, face_images["obama"])
-    created = _cli(gov, "deployment", "create", "--user", "op1", "--name", "Concourse",
+    created = _cli(gov, "deployment", "create", "--alternatives",
+                   "Patrols do not suffice", "--user", "op1", "--name", "Concourse",
                    "--site", "Central station", "--location", "Gate 3", "--purpose",
                    "Locate people wanted by the courts", "--legal-basis", "Common law",
                    "--dpia", "DPIA-1", "--equality", "EIA-1", "--start", "now", "--end", "+2h",
@@ -403,7 +406,8 @@ def test_the_commands_create_authorise_show_start_stop(gov: Gov, face_images):
     (["--start", "now", "--end", "+99999999999d"], "too far in the future"),
 ])
 def test_bad_command_input_is_one_clear_line(gov: Gov, args, message):
-    result = _cli(gov, "deployment", "create", "--user", "op1", "--name", "x", *args)
+    result = _cli(gov, "deployment", "create", "--alternatives",
+                  "Patrols do not suffice", "--user", "op1", "--name", "x", *args)
     assert result.returncode == (5 if "999" in args else 2), result.stderr  # 5: not found
     assert message in result.stderr and "Traceback" not in result.stderr
     missing = _cli(gov, "deployment", "show", "4242", "--user", "au1")

@@ -50,6 +50,7 @@ def cli(gov: Gov, *args: str) -> object:
 def plan(model_id: str, threshold: float) -> deps.Plan:
     now = datetime.now(UTC)
     return deps.Plan(
+        alternatives="Patrols do not suffice",
         name="Station concourse", site="Central station", location="North concourse, gate 3",
         purpose="Locate people wanted by the courts", legal_basis="Common law policing powers",
         dpia_ref="DPIA-2026-014", equality_ref="EIA-2026-009",
@@ -88,7 +89,8 @@ def test_added_model_is_unusable_until_calibrated(gov: Gov, outside_file: Path,
     # Refused for a deployment, through the service and the command line.
     with pytest.raises(RuleError, match=r"no threshold floor yet.*openlfr calibrate"):
         deps.create(gov.db, gov.actors["op1"], plan(model_id, 0.5))
-    refused = cli(gov, "deployment", "create", "--user", "op1", "--name", "Concourse",
+    refused = cli(gov, "deployment", "create", "--alternatives",
+                  "Patrols do not suffice", "--user", "op1", "--name", "Concourse",
                   "--start", "2030-01-01T08:00+00:00", "--end", "2030-01-01T10:00+00:00",
                   "--backend", "outside", "--threshold", "0.5")
     assert refused.exit_code == 2 and "no threshold floor yet" in refused.output
@@ -119,7 +121,8 @@ def test_added_model_is_unusable_until_calibrated(gov: Gov, outside_file: Path,
     assert "fairness report" in text.stdout and "tone" in text.stdout
 
     # Now accepted, with the calibrated floor as its default threshold.
-    made = cli(gov, "deployment", "create", "--user", "op1", "--name", "Concourse",
+    made = cli(gov, "deployment", "create", "--alternatives",
+               "Patrols do not suffice", "--user", "op1", "--name", "Concourse",
                "--start", "2030-01-01T08:00+00:00", "--end", "2030-01-01T10:00+00:00",
                "--backend", "outside", "--json")
     assert made.exit_code == 0, made.output
@@ -243,7 +246,8 @@ def test_remove_an_unused_model(gov: Gov, outside_file: Path) -> None:
 def test_creating_a_deployment_loads_no_face_model(gov: Gov) -> None:
     """The model id, the default threshold and the check of the model come from the spec."""
     engine_module.clear_engines()
-    made = cli(gov, "deployment", "create", "--user", "op1", "--name", "Concourse",
+    made = cli(gov, "deployment", "create", "--alternatives",
+               "Patrols do not suffice", "--user", "op1", "--name", "Concourse",
                "--start", "2030-01-01T08:00+00:00", "--end", "2030-01-01T10:00+00:00",
                "--backend", "dlib", "--json")
     assert made.exit_code == 0, made.output
@@ -284,7 +288,8 @@ def test_the_console_lists_recognisers_from_the_registry(gov: Gov, outside_file:
         now = datetime.now(UTC)
         r = op1.post("/api/v1/deployments", headers={"X-CSRF-Token": csrf.group(1)}, json={
             "name": "Concourse", "site": "Central station", "location": "Gate 3",
-            "purpose": "Locate people wanted by the courts", "legal_basis": "Common law",
+            "purpose": "Locate people wanted by the courts",
+            "alternatives": "Patrols do not suffice", "legal_basis": "Common law",
             "dpia_ref": "DPIA-1", "equality_ref": "EIA-1",
             "planned_start": (now + timedelta(hours=1)).isoformat(),
             "planned_end": (now + timedelta(hours=2)).isoformat(), "backend": "outside"})

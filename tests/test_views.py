@@ -133,6 +133,7 @@ def counted(gov: Gov) -> Iterator[list[str]]:
 def _deployment(gov: Gov, n: int, wl: wls.WatchlistView) -> None:
     now = datetime.now(UTC)
     plan = deps.Plan(
+        alternatives="Patrols do not suffice",
         name=f"Event {n}", site="Stadium", location="North gate", purpose="Find people "
         "wanted by the courts", legal_basis="Police Act", dpia_ref="DPIA-1",
         equality_ref="EIA-1", planned_start=now + timedelta(hours=1),

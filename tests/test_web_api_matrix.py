@@ -50,7 +50,8 @@ NOT_AN_IMAGE = [("image", ("x.jpg", b"not an image at all", "image/jpeg"))]
 SUBJECT = {"reference": "case 1", "category": "wanted_by_court",
            "reason": "Warrant W-77 of the crown court, failing to appear",
            "expires": "30d", "source": "custody record"}
-PLAN = {"name": "matrix", "site": "s", "location": "l", "purpose": "p", "legal_basis": "b",
+PLAN = {"name": "matrix", "site": "s", "location": "l", "purpose": "p",
+        "alternatives": "Patrols do not suffice", "legal_basis": "b",
         "dpia_ref": "d", "equality_ref": "e", "planned_start": "2030-01-01T08:00:00+00:00",
         "planned_end": "2030-01-01T18:00:00+00:00"}
 
@@ -66,6 +67,7 @@ CASES: dict[tuple[str, str], Case] = {
     ("GET", "/api/v1/public/deployments/{deployment_id}"):
         Case(ANYONE, f"/api/v1/public/deployments/{NO}"),
     ("GET", "/api/v1/public/summary"): Case(ANYONE, "/api/v1/public/summary"),
+    ("GET", "/api/v1/public/shared"): Case(ANYONE, "/api/v1/public/shared"),
     # users and tokens
     ("GET", "/api/v1/users"): Case(Perm.USER_MANAGE, "/api/v1/users"),
     ("POST", "/api/v1/users"): Case(Perm.USER_MANAGE, "/api/v1/users", json={
@@ -152,6 +154,11 @@ CASES: dict[tuple[str, str], Case] = {
         Case(Perm.DEPLOYMENT_EDIT, f"/api/v1/deployments/{NO}", json={"name": "renamed"}),
     ("POST", "/api/v1/deployments/{deployment_id}/authorise"):
         Case(Perm.DEPLOYMENT_AUTHORISE, f"/api/v1/deployments/{NO}/authorise"),
+    ("POST", "/api/v1/deployments/{deployment_id}/propose"):
+        Case(Perm.DEPLOYMENT_EDIT, f"/api/v1/deployments/{NO}/propose"),
+    ("POST", "/api/v1/deployments/{deployment_id}/consultation-response"):
+        Case(Perm.DEPLOYMENT_AUTHORISE, f"/api/v1/deployments/{NO}/consultation-response",
+             json={"response": "We read every comment and changed the plan."}),
     ("POST", "/api/v1/deployments/{deployment_id}/override-threshold"):
         Case(Perm.THRESHOLD_OVERRIDE, f"/api/v1/deployments/{NO}/override-threshold",
              json={"reason": "tested on site with a small crowd"}),

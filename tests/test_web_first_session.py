@@ -121,6 +121,7 @@ def test_first_session_through_the_console(tmp_path: Path, face_images, no_face_
             olly.fill("#d-location", "46th Street entrance")
             olly.fill("#d-purpose", "Locate people wanted on warrants")
             olly.fill("#d-legal", "Common law policing powers")
+            olly.fill("#d-alternatives", "Patrols do not suffice")
             olly.fill("#d-dpia", "DPIA-11")
             olly.fill("#d-eq", "EIA-07")
             now = datetime.now(UTC)

@@ -236,7 +236,8 @@ def test_deployment_flow_on_the_pages(gov: Gov, people: Callable[[str], TestClie
     now = datetime.now(UTC)
     fields = {
         "name": "Cup final", "site": "Stadium", "location": "North gate",
-        "purpose": "Find people wanted by the courts", "legal_basis": "Common law powers",
+        "purpose": "Find people wanted by the courts",
+        "alternatives": "Patrols do not suffice", "legal_basis": "Common law powers",
         "dpia_ref": "DPIA-1", "equality_ref": "EIA-1",
         "planned_start": (now - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M"),
         "planned_end": (now + timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M"),
@@ -297,7 +298,9 @@ def test_threshold_override_on_the_page(gov: Gov, people: Callable[[str], TestCl
                                         face_images: dict[str, Path]) -> None:
     wl_id = approved_watchlist(gov, face_images["obama"].read_bytes())
     now = datetime.now(UTC)
-    plan = deps.Plan(name="Low", site="s", location="l", purpose="p", legal_basis="b",
+    plan = deps.Plan(
+        alternatives="Patrols do not suffice",
+        name="Low", site="s", location="l", purpose="p", legal_basis="b",
                      dpia_ref="d", equality_ref="e", planned_start=now,
                      planned_end=now + timedelta(hours=2), threshold=0.05,
                      model_id=wls.show_watchlist(gov.db, gov.actors["au1"], wl_id).model_id,
@@ -385,6 +388,7 @@ def test_audit_pages(gov: Gov, people: Callable[[str], TestClient],
     # the Art. 12 view of a deployment
     now = datetime.now(UTC)
     dep_id = deps.create(gov.db, gov.actors["op1"], deps.Plan(
+        alternatives="Patrols do not suffice",
         name="Art12", site="s", location="l", purpose="p", legal_basis="b", dpia_ref="d",
         equality_ref="e", planned_start=now, planned_end=now + timedelta(hours=1),
         threshold=0.5, model_id=model_id), keyring=gov.system.keyring)
@@ -448,7 +452,8 @@ def test_json_api_watchlists_deployments_audit(gov: Gov, app: FastAPI,
 
     now = datetime.now(UTC)
     body = {"name": "API run", "site": "s", "location": "l", "purpose": "p",
-            "legal_basis": "b", "dpia_ref": "d", "equality_ref": "e",
+            "alternatives": "Patrols do not suffice", "legal_basis": "b", "dpia_ref": "d",
+            "equality_ref": "e",
             "planned_start": (now - timedelta(minutes=1)).isoformat(),
             "planned_end": (now + timedelta(hours=1)).isoformat(), "signage": True,
             "public_notice": True, "watchlist_ids": [wl_id],
@@ -522,6 +527,7 @@ def test_screenshots_of_the_governance_pages(sqlite_gov: Gov, face_images: dict[
     now = datetime.now(UTC)
     model_id = wls.show_watchlist(gov.db, gov.actors["au1"], wl_id).model_id
     dep_id = deps.create(gov.db, gov.actors["op1"], deps.Plan(
+        alternatives="Patrols do not suffice",
         name="Cup final", site="City stadium", location="North gate, Station Road",
         purpose="Find people wanted by the courts for violent offences",
         legal_basis="Common law policing powers; DPA 2018 s.35", dpia_ref="DPIA-2026-04",
@@ -534,6 +540,7 @@ def test_screenshots_of_the_governance_pages(sqlite_gov: Gov, face_images: dict[
     deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
     deps.start(gov.db, gov.actors["op1"], dep_id)
     draft_dep = deps.create(gov.db, gov.actors["op1"], deps.Plan(
+        alternatives="Patrols do not suffice",
         name="Market day", site="Market square", location="", purpose="", legal_basis="",
         dpia_ref="", equality_ref="", planned_start=now + timedelta(days=2),
         planned_end=now + timedelta(days=2, hours=6), threshold=0.30, model_id=model_id),

@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     watchlist_destroy_hours: int = Field(
         default=24, ge=0, le=24,
         description="Hours after a deployment's end within which its watchlists are destroyed.")
+    consultation_after_days: int = Field(
+        default=30, ge=1,
+        description="A deployment planned for longer than this many days needs a public "
+                    "consultation before it can be authorised.")
 
     time_zone: str = Field(
         default="UTC", max_length=100,

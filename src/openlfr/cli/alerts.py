@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from openlfr.cli.audit import PurposeOpt, RecipientOpt
 from openlfr.cli.common import console, err_console, fail, print_json, print_table
 from openlfr.cli.context import DataDirOpt, UserOpt, acting
 from openlfr.governance import alerts as svc
@@ -147,9 +148,14 @@ def show(
     crop_out: Annotated[Path | None, typer.Option(
         "--crop-out", help="Write the decrypted probe crop to this .jpg file (audited; the "
                            "file is created with mode 0600).")] = None,
+    purpose: PurposeOpt = None,
+    recipient: RecipientOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Show one alert, its decisions and outcome; optionally write its crop for review."""
+    """Show one alert, its decisions and outcome; optionally write its crop for review
+    (an export: give its --purpose and --recipient)."""
+    if crop_out is None and (purpose or recipient):
+        fail("--purpose and --recipient describe an export: give them with --crop-out")
     if crop_out is not None:
         if crop_out.suffix.lower() not in (".jpg", ".jpeg"):
             fail(f"--crop-out {crop_out}: the crop is a JPEG; name the file .jpg")
@@ -159,7 +165,8 @@ def show(
             fail(f"--crop-out {crop_out}: the file exists; choose a new name")
     with acting(data_dir, user) as ctx:
         view = svc.get_alert(ctx.db, ctx.actor, alert_id)
-        data = svc.alert_crop(ctx.system, ctx.actor, alert_id) if crop_out else None
+        data = svc.alert_crop(ctx.system, ctx.actor, alert_id, out="file", purpose=purpose,
+                              recipient=recipient) if crop_out else None
     if crop_out is not None and data is not None:
         try:
             fd = os.open(crop_out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -20,6 +20,7 @@ from openlfr.governance import auditing
 from openlfr.governance.auditing import AuditFilter, Pair
 from openlfr.governance.views import label
 from openlfr.privatefile import open_private
+from openlfr.store.enums import DisclosurePurpose, RecipientCategory, choices
 
 app = typer.Typer(help="The audit log: verify, checkpoint, list, export, show.",
                   no_args_is_help=True)
@@ -202,6 +203,15 @@ def _words(pairs: tuple[Pair, ...]) -> str:
                      for p in pairs)
 
 
+#: The optional purpose and recipient category of an export (fixed lists, counted on the public
+#: pages): shared by ``openlfr audit export`` and ``openlfr alerts show --crop-out``.
+PurposeOpt = Annotated[str | None, typer.Option(
+    "--purpose", help=f"Why it is exported: {choices(DisclosurePurpose)} (recorded in the "
+                      "audit entry, counted on the public pages).")]
+RecipientOpt = Annotated[str | None, typer.Option(
+    "--recipient", help=f"Who receives it: {choices(RecipientCategory)}.")]
+
+
 @app.command("export")
 def export(
     user: UserOpt,
@@ -212,6 +222,8 @@ def export(
         "--art12", metavar="DEPLOYMENT_ID|all",
         help="Instead of the log, the EU AI Act Art. 12 record of this deployment (or of "
              "all): start, end, reference watchlists, matched inputs, who verified.")] = None,
+    purpose: PurposeOpt = None,
+    recipient: RecipientOpt = None,
     fmt: Annotated[str, typer.Option(
         "--format", help="jsonl (every field, hash included) or csv (the same columns, "
                          "safe to open in a spreadsheet).")] = "jsonl",
@@ -249,7 +261,8 @@ def export(
             fail("--art12 takes no filters: it is the record of whole deployments")
         lines = auditing.export(ctx.db, ctx.actor, art12=art12 is not None, deployment=dep_id,
                                 selection=chosen, fmt=fmt,
-                                out=out.name if out is not None else "stdout")
+                                out=out.name if out is not None else "stdout",
+                                purpose=purpose, recipient=recipient)
         try:
             handle = open_private(out) if out else sys.stdout
         except OSError as exc:

@@ -1,5 +1,5 @@
-"""``openlfr deployment ...``: create, edit, show, list, authorise, override-threshold, start,
-stop. Thin: parse, call :mod:`openlfr.governance.deployments`, print."""
+"""``openlfr deployment ...``: create, edit, show, list, propose, respond, authorise,
+override-threshold, start, stop. Thin: parse, call :mod:`openlfr.governance.deployments`, print."""
 
 from __future__ import annotations
 
@@ -85,6 +85,12 @@ UrgencyOpt = Annotated[str | None, typer.Option(
     "--urgency-reason", help="Why signage or a public notice is not in place.")]
 WatchlistOpt = Annotated[list[int] | None, typer.Option(
     "--watchlist", "-w", help="Id of a watchlist (repeat for several).")]
+AlternativesOpt = Annotated[str | None, typer.Option(
+    "--alternatives", help="The less intrusive alternatives considered and why they do not "
+                           "suffice (required for a new plan; shown publicly).")]
+ConsultationOpt = Annotated[int | None, typer.Option(
+    "--consultation-days", min=0, help="A public consultation of this many days before it may "
+                                       "be authorised (edit: 0 removes it).")]
 CameraOpt = Annotated[list[str] | None, typer.Option(
     "--camera", "-c", help="A camera as NAME=SOURCE (file, rtsp://..., webcam index); "
                            "repeat for several.")]
@@ -100,6 +106,7 @@ def create(
     two_person_rule: TwoPersonOpt = None, signage: SignageOpt = None,
     public_notice: NoticeOpt = None, urgency_reason: UrgencyOpt = None,
     watchlist: WatchlistOpt = None, camera: CameraOpt = None,
+    alternatives: AlternativesOpt = None, consultation_days: ConsultationOpt = None,
     json_out: JsonOpt = False, data_dir: DataDirOpt = None,
 ) -> None:
     """Create a draft deployment. It runs only once another authorising officer authorises it,
@@ -119,7 +126,8 @@ def create(
             planned_start=planned_start, planned_end=planned_end, threshold=threshold,
             model_id=model_id, two_person_rule=bool(two_person_rule), signage=bool(signage),
             public_notice=bool(public_notice), urgency_reason=urgency_reason,
-            watchlist_ids=tuple(watchlist or ()), cameras=cameras)
+            watchlist_ids=tuple(watchlist or ()), cameras=cameras, alternatives=alternatives,
+            consultation_days=consultation_days or None)
         new_id = deps.create(ctx.db, ctx.actor, plan, ctx.system.keyring)
         view = deps.show(ctx.db, ctx.actor, new_id)
     if json_out:
@@ -141,6 +149,7 @@ def edit(
     two_person_rule: TwoPersonOpt = None, signage: SignageOpt = None,
     public_notice: NoticeOpt = None, urgency_reason: UrgencyOpt = None,
     watchlist: WatchlistOpt = None, camera: CameraOpt = None,
+    alternatives: AlternativesOpt = None, consultation_days: ConsultationOpt = None,
     json_out: JsonOpt = False, data_dir: DataDirOpt = None,
 ) -> None:
     """Change a draft or authorised deployment (--watchlist and --camera replace the lists).
@@ -151,9 +160,11 @@ def edit(
                        ("dpia_ref", dpia), ("equality_ref", equality),
                        ("threshold", threshold), ("two_person_rule", two_person_rule),
                        ("signage", signage), ("public_notice", public_notice),
-                       ("urgency_reason", urgency_reason)):
+                       ("urgency_reason", urgency_reason), ("alternatives", alternatives)):
         if value is not None:
             changes[key] = value
+    if consultation_days is not None:
+        changes["consultation_days"] = consultation_days or None
     if start is not None:
         changes["planned_start"] = parse_when(start, "--start")
     if end is not None:
@@ -198,6 +209,15 @@ def _show_table(shown: DeploymentView) -> None:
         table.add_row(key, "yes" if view[key] else "no")
     if view["urgency_reason"]:
         table.add_row("urgency_reason", view["urgency_reason"])
+    table.add_row("alternatives", escape(view.get("alternatives") or "-"))
+    if view.get("consultation_days"):
+        state = view["consultation"]
+        table.add_row("consultation", f"{view['consultation_days']} days; {state}" + (
+            f" (opened {view['consultation_opened_at']}, ends {view['consultation_ends_at']})"
+            if view.get("consultation_opened_at") else ""))
+    if view.get("consultation_response"):
+        table.add_row("response", escape(view["consultation_response"]) + (
+            f"\n({view['consultation_response_by']}, {view['consultation_response_at']})"))
     table.add_row("watchlists", ", ".join(f"{w['id']} {w['name']} ({w['status']})"
                                           for w in view["watchlists"]) or "-")
     table.add_row("cameras", "\n".join(
@@ -268,8 +288,42 @@ def list_(
 def authorise(deployment: IdArg, user: UserOpt, data_dir: DataDirOpt = None) -> None:
     """Authorise a draft (authorising officers; never one who created or changed it)."""
     with acting(data_dir, user) as ctx:
-        deps.authorise(ctx.db, ctx.system.keyring, ctx.actor, deployment)
+        deps.authorise(ctx.db, ctx.system.keyring, ctx.actor, deployment,
+                       consultation_after_days=ctx.system.settings.consultation_after_days)
     err_console.print(f"[green]✓[/] deployment {deployment} authorised", highlight=False)
+
+
+@app.command()
+def propose(deployment: IdArg, user: UserOpt, json_out: JsonOpt = False,
+            data_dir: DataDirOpt = None) -> None:
+    """Publish a draft as proposed: its public consultation opens now, for the days set in the
+    plan (publishing again restarts it). Residents comment from its public page."""
+    with acting(data_dir, user) as ctx:
+        view = deps.propose(ctx.db, ctx.actor, deployment)
+    if json_out:
+        print_json(view.model_dump(mode="json"))
+        return
+    assert view.consultation_ends_at is not None
+    err_console.print(f"[green]✓[/] deployment {deployment} published as proposed; comments "
+                      f"until {view.consultation_ends_at.isoformat()}", highlight=False)
+
+
+@app.command()
+def respond(
+    deployment: IdArg, user: UserOpt,
+    text: Annotated[str, typer.Option(
+        "--text", help="The response to the comments of the consultation (published).")],
+    json_out: JsonOpt = False, data_dir: DataDirOpt = None,
+) -> None:
+    """Record the response to a consultation's comments, once its period has ended
+    (authorising officers). Needed before it can be authorised."""
+    with acting(data_dir, user) as ctx:
+        view = deps.record_response(ctx.db, ctx.actor, deployment, text)
+    if json_out:
+        print_json(view.model_dump(mode="json"))
+        return
+    err_console.print(f"[green]✓[/] response recorded for deployment {deployment}; it is "
+                      "published with the deployment", highlight=False)
 
 
 @app.command("override-threshold")

@@ -11,6 +11,7 @@ from rich.markup import escape
 from openlfr.audit import log as audit_log
 from openlfr.cli.common import console, err_console, fail, print_json
 from openlfr.cli.context import DataDirOpt, opened
+from openlfr.transparency.shared import WHAT_WORDS, shared_counts
 from openlfr.transparency.stats import (
     DeploymentFigures,
     Totals,
@@ -28,7 +29,8 @@ def stats(
         "--deployment", "-d", min=1, help="Only this deployment.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Public figures per deployment, checked against the audit log (no sign-in).
+    """Public figures per deployment, checked against the audit log (no sign-in), and what
+    was shared (counts of exports and disclosures by purpose and recipient category).
 
     Per deployment and camera: duration, faces seen (counts), alerts, confirmed, false
     alerts, no action, outcomes, watchlist size, threshold; and whether the audit log agrees.
@@ -39,13 +41,17 @@ def stats(
             fail(f"no deployment {deployment}")
         problems = check_against_audit(s)
         chain = audit_log.verify(s)
+        shared = shared_counts(s, [f.deployment_id for f in figures])
     sums = totals(figures)
     consistent = not problems and chain.ok
     audit = {"consistent": consistent, "chain_ok": chain.ok, "chain_entries": chain.entries,
              "chain_problem": chain.problem, "mismatches": problems}
     if json_out:
         print_json({"deployments": [f.to_dict() for f in figures], "totals": sums.to_dict(),
-                    "audit_check": audit})
+                    "audit_check": audit,
+                    "shared": {"overall": [c.model_dump() for c in shared.overall],
+                               "deployments": {str(k): [c.model_dump() for c in v]
+                                               for k, v in shared.by_deployment.items()}}})
     else:
         if not figures:
             console.print("no deployments yet", highlight=False)
@@ -55,6 +61,10 @@ def stats(
             console.print(f"[bold]total[/] of {sums.deployments} deployments: "
                           + _counts(sums, sums.planned_hours, sums.actual_hours),
                           highlight=False, soft_wrap=True)
+        console.print("[bold]shared[/] (exports and disclosures, from the audit log): "
+                      + ("; ".join(f"{WHAT_WORDS.get(c.what, c.what)} ({c.purpose}, "
+                                   f"{c.recipient}) ×{c.count}" for c in shared.overall)
+                         or "nothing"), highlight=False, soft_wrap=True)
         if consistent:
             console.print(f"[green]✓[/] consistent with the audit log ({chain.entries} "
                           "entries, chain verified)", highlight=False)

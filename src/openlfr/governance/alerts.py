@@ -54,6 +54,7 @@ from openlfr.governance.authz import (
     refuse,
     require,
 )
+from openlfr.governance.disclosures import disclosure_details
 from openlfr.governance.system import System
 from openlfr.governance.views import (
     LABEL,
@@ -529,13 +530,19 @@ def _crop(system: System, s: Session, alert_id: int) -> tuple[Alert, bytes]:
                                        crop_aad(dep.id, row.id))
 
 
-def alert_crop(system: System, actor: Actor, alert_id: int) -> bytes:
-    """The decrypted probe crop (JPEG bytes), for a reviewer; audited ``alert.view_crop``."""
+def alert_crop(system: System, actor: Actor, alert_id: int, *, out: str | None = None,
+               purpose: str | None = None, recipient: str | None = None) -> bytes:
+    """The decrypted probe crop (JPEG bytes), for a reviewer; audited ``alert.view_crop``.
+    ``out="file"`` when it is written out (an export), with the optional ``purpose`` and
+    ``recipient`` category (:mod:`openlfr.governance.disclosures`) in the entry."""
     require(system.db, actor, Perm.ALERT_READ, "alert", str(alert_id))
+    shared = disclosure_details(purpose, recipient)
+    if out is not None:
+        shared = {"out": out, **shared}
     with system.db.session() as s:
         row, data = _crop(system, s, alert_id)
         audit_log.record(s, actor.name, "alert.view_crop", "alert", row.id,
-                         {"deployment": row.deployment_id})
+                         {"deployment": row.deployment_id, **shared})
     return data
 
 

@@ -17,7 +17,9 @@ authorising officers) — one service for the JSON API, the console and ``openlf
   The ``audit.export`` entry is written here, once, before anything is read (so the export of
   the log covers itself), with the same details whichever front end asked: ``what`` (``log``,
   ``selection`` or ``art12``), the filters of a selection, and ``out`` (where it went:
-  ``web``, a file name, ``stdout``).
+  ``web``, a file name, ``stdout``); and, when the person named them, ``purpose`` and
+  ``recipient`` (fixed lists: :mod:`openlfr.governance.disclosures`), counted on the public
+  pages.
 * :func:`readable`: an entry's details as labelled pairs, for people.
 * :func:`art12_record`: the EU AI Act Art. 12 record of one deployment.
 
@@ -55,6 +57,7 @@ from openlfr.audit import (
 from openlfr.audit import log as audit_log
 from openlfr.audit.jsonl import entry_to_line
 from openlfr.governance.authz import Actor, NotFound, Perm, RuleError, require
+from openlfr.governance.disclosures import disclosure_details
 from openlfr.governance.times import form_time, parse_time
 from openlfr.governance.views import View, label
 from openlfr.store.db import Database
@@ -437,7 +440,8 @@ def export_filename(deployment: int | None, art12: bool, *,
 
 def export(db: Database, actor: Actor, *, art12: bool = False, deployment: int | None = None,
            selection: AuditFilter = EVERYTHING, fmt: str = "jsonl",
-           out: str) -> Iterator[str]:
+           out: str, purpose: str | None = None,
+           recipient: str | None = None) -> Iterator[str]:
     """Record the export (``audit.export``) and return its lines (each ending in ``\\n``):
     the log's entries (re-checkable with the standard library), the entries of a
     ``selection`` only, or, with ``art12``, the Art. 12 record of ``deployment`` (or of every
@@ -453,6 +457,7 @@ def export(db: Database, actor: Actor, *, art12: bool = False, deployment: int |
     The export of the whole log covers itself (its own entry is its last line). A selection
     covers the entries up to its ``upto``, or up to the entry before its own record."""
     _reader(db, actor, "export")
+    shared = disclosure_details(purpose, recipient)
     if fmt not in FORMATS:
         raise RuleError(f"format {fmt!r}: jsonl or csv", field="format")
     if art12 and (fmt != "jsonl" or not selection.empty):
@@ -471,6 +476,7 @@ def export(db: Database, actor: Actor, *, art12: bool = False, deployment: int |
         details = {"what": what, "format": fmt, "filters": {}, "out": out}
     else:
         details = {"what": what, "deployment": deployment, "out": out}
+    details.update(shared)
     with db.session() as s:
         if what == "selection":
             head = audit_log.head(s)

@@ -27,6 +27,19 @@ Life cycle ``draft → authorised → running ⇄ paused → ended``:
   (``deployment.pause``, with the run's counts).
 * **resume** (``deployment.run``): a ``paused`` deployment runs again, rules and window
   re-checked as for start (``deployment.resume``); :func:`start` on a paused one resumes it.
+* **alternatives** (required for a new plan): which less intrusive alternatives were considered
+  and why they do not suffice. Shown where it is authorised and on the public page.
+* **consultation** (``deployment.propose``, ``deployment.consultation_response``): a plan may
+  carry a consultation period in days; publishing it as *proposed* (:func:`propose`, a draft
+  still) opens the period: the public pages list it with where, when and why and the period's
+  end, and residents comment through the questions form of its page. It can be authorised only
+  once the period has ended and an authorising officer recorded a response to the comments
+  (:func:`record_response`; published with the deployment). A deployment planned for longer than
+  ``OPENLFR_CONSULTATION_AFTER_DAYS`` (default 30) days cannot be authorised without one. A
+  *material* edit (:data:`MATERIAL`: where, when, why, how) of a proposed plan restarts the
+  period from the edit and clears the response: residents are consulted on the plan as it now
+  is. Publishing again (:func:`propose`) also restarts it. Changing only the name or the
+  safeguards (signs, notice, two-person rule) keeps the period and the response.
 * **stop**: by a person with a reason, or by the program (``system``) when the window is over
   (:func:`end_overdue`, which ends authorised, running and paused deployments alike);
   ``ended`` is final.
@@ -41,13 +54,14 @@ import hashlib
 import hmac
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from openlfr.audit import log as audit_log
+from openlfr.config import Settings
 from openlfr.governance.authz import (
     SYSTEM_ACTOR,
     Actor,
@@ -73,6 +87,7 @@ from openlfr.store.models import (
     Camera,
     CameraStats,
     Deployment,
+    PublicQuestion,
     Watchlist,
 )
 from openlfr.video.sources import check_camera_name, split_camera
@@ -139,12 +154,17 @@ class Plan:
     urgency_reason: str | None = None
     watchlist_ids: tuple[int, ...] = ()
     cameras: tuple[CameraSpec, ...] = field(default_factory=tuple)
+    #: the less intrusive alternatives considered, and why they do not suffice (required for
+    #: a new plan: :func:`create`)
+    alternatives: str | None = None
+    #: the public consultation's length in days (None: no consultation)
+    consultation_days: int | None = None
 
 
 #: The plan fields stored as columns of the same name.
 COLUMNS = ("name", "site", "location", "purpose", "legal_basis", "dpia_ref", "equality_ref",
            "planned_start", "planned_end", "threshold", "model_id", "two_person_rule",
-           "signage", "public_notice", "urgency_reason")
+           "signage", "public_notice", "urgency_reason", "alternatives", "consultation_days")
 TEXT_FIELDS = ("name", "site", "location", "purpose", "legal_basis", "dpia_ref",
                "equality_ref")
 REQUIRED_LABELS = {
@@ -153,6 +173,18 @@ REQUIRED_LABELS = {
     "dpia_ref": "the data protection impact assessment reference",
     "equality_ref": "the equality impact assessment reference",
 }
+ALTERNATIVES_LABEL = ("the less intrusive alternatives considered and why they do not "
+                      "suffice")
+#: The longest consultation a plan may set, in days.
+CONSULTATION_MAX_DAYS = 365
+#: The plan fields whose change restarts an open consultation (where, when, why, how).
+MATERIAL = ("site", "location", "purpose", "legal_basis", "dpia_ref", "equality_ref",
+            "planned_start", "planned_end", "threshold", "model_id", "alternatives",
+            "consultation_days", "watchlist_ids", "cameras")
+#: The shortest and longest response to a consultation's comments.
+RESPONSE_MIN, RESPONSE_MAX = 20, 8000
+#: The default of ``OPENLFR_CONSULTATION_AFTER_DAYS``.
+CONSULTATION_AFTER_DAYS = int(Settings.model_fields["consultation_after_days"].default)
 
 
 # -- validation --------------------------------------------------------------------------------
@@ -169,6 +201,17 @@ def _check_plan(plan: Plan) -> Plan:
         check = check_text if name in ("purpose", "legal_basis") else check_name
         check(getattr(plan, name), f"the {name.replace('_', ' ')}")
     check_text(plan.urgency_reason or "", "the urgency reason")
+    if plan.alternatives is not None and not isinstance(plan.alternatives, str):
+        raise RuleError("alternatives must be text", field="alternatives")
+    plan = replace(plan, alternatives=(plan.alternatives or "").strip() or None)
+    check_text(plan.alternatives or "", "the alternatives")
+    if plan.consultation_days is not None:
+        days = plan.consultation_days
+        if isinstance(days, bool) or not isinstance(days, int) or not (
+                1 <= days <= CONSULTATION_MAX_DAYS):
+            raise RuleError(f"the consultation period must be a whole number of days from 1 "
+                            f"to {CONSULTATION_MAX_DAYS} (got {days!r})",
+                            field="consultation_days")
     if not plan.name:
         raise RuleError("a deployment needs a name")
     for name, value in (("planned_start", plan.planned_start),
@@ -234,14 +277,18 @@ def authors(session: Session, deployment_id: int) -> set[str]:
     return set(rows) | ({dep.created_by} if dep is not None else set())
 
 
-def missing_fields(dep: Deployment) -> list[str]:
-    """What a deployment still lacks before it can be authorised (plain words)."""
+def missing_fields(dep: Deployment, alternatives: bool = True) -> list[str]:
+    """What a deployment still lacks before it can be authorised (plain words).
+    ``alternatives=False``: without the alternatives (not required of a deployment authorised
+    before they were recorded, when it starts)."""
     missing = [label for name, label in REQUIRED_LABELS.items()
                if not (getattr(dep, name) or "").strip()]
     if not dep.cameras:
         missing.append("at least one camera")
     if not dep.watchlists:
         missing.append("at least one watchlist")
+    if alternatives and not (dep.alternatives or "").strip():
+        missing.append(ALTERNATIVES_LABEL)
     if not (dep.signage and dep.public_notice) and not dep.urgency_reason:
         missing.append("signage and a public notice in place, or a recorded reason why not "
                        "(urgency)")
@@ -278,10 +325,10 @@ def check_override_reason(reason: str | None) -> str:
     return reason
 
 
-def _runnable_problems(session: Session, dep: Deployment) -> list[str]:
+def _runnable_problems(session: Session, dep: Deployment, starting: bool = False) -> list[str]:
     """The rules a deployment must meet to be authorised or started (except the window)."""
     problems = []
-    missing = missing_fields(dep)
+    missing = missing_fields(dep, alternatives=not starting)
     if missing:
         problems.append("missing: " + "; ".join(missing))
     for wl in dep.watchlists:
@@ -309,11 +356,11 @@ def _plan_details(dep: Deployment) -> dict[str, Any]:
         "planned_end": _dt(dep.planned_end), "threshold": audit_log.fmt_float(dep.threshold),
         "model_id": dep.model_id, "two_person_rule": dep.two_person_rule,
         "signage": dep.signage, "public_notice": dep.public_notice,
-        "urgency_reason": dep.urgency_reason,
+        "urgency_reason": dep.urgency_reason, "alternatives": dep.alternatives,
         "watchlists": [wl.id for wl in dep.watchlists],
         "cameras": [{"name": c.name, "source": c.display, "digest": c.source_digest}
                     for c in dep.cameras],
-    }
+    } | ({"consultation_days": dep.consultation_days} if dep.consultation_days else {})
 
 
 # -- camera sources ----------------------------------------------------------------------------
@@ -436,6 +483,9 @@ def create(db: Database, actor: Actor, plan: Plan, keyring: Keyring | None = Non
     when the plan has cameras)."""
     require(db, actor, Perm.DEPLOYMENT_EDIT, "deployment", "new")
     plan = _check_plan(plan)
+    if not plan.alternatives:
+        raise RuleError(f"a new plan needs {ALTERNATIVES_LABEL} (the least intrusive means "
+                        "that would do must be shown not to suffice)", field="alternatives")
     for cam in plan.cameras:
         if is_redacted(cam.source):
             raise RuleError(f"camera {cam.name}: {cam.source!r} is a redacted display form, "
@@ -493,6 +543,9 @@ def edit(db: Database, actor: Actor, deployment_id: int, *, keyring: Keyring | N
                            "longer be changed")
         before = plan_of(dep)
         after = _check_plan(replace(before, **changes))
+        if before.alternatives and not after.alternatives:
+            raise RuleError(f"{ALTERNATIVES_LABEL} cannot be removed from a plan",
+                            field="alternatives")
         _check_model(s, after.model_id)
         changed = [f.name for f in fields(Plan) if f.name != "cameras"
                    and getattr(before, f.name) != getattr(after, f.name)]
@@ -528,12 +581,31 @@ def edit(db: Database, actor: Actor, deployment_id: int, *, keyring: Keyring | N
             dropped_override = True
         was = dep.status
         _back_to_draft(dep)
+        consultation = _after_edit(dep, changed, utcnow())
         s.flush()
         details = _plan_details(dep)
         details.update(changed=changed, status_before=was.value, status=dep.status.value,
                        override_dropped=dropped_override)
+        if consultation is not None:
+            details["consultation"] = consultation
         audit_log.record(s, actor.name, "deployment.edit", "deployment", dep.id, details)
         return changed
+
+
+def _after_edit(dep: Deployment, changed: Sequence[str], now: datetime) -> str | None:
+    """What a change does to an opened consultation (module doc): ``restarted`` after a
+    material change, ``withdrawn`` when its period was removed; None when it stays."""
+    if dep.consultation_opened_at is None or not set(changed) & set(MATERIAL):
+        return None
+    dep.consultation_response = None
+    dep.consultation_response_by = None
+    dep.consultation_response_at = None
+    if dep.consultation_days is None:
+        dep.consultation_opened_at = dep.consultation_ends_at = None
+        return "withdrawn"
+    dep.consultation_opened_at = now
+    dep.consultation_ends_at = now + timedelta(days=dep.consultation_days)
+    return "restarted"
 
 
 def _back_to_draft(dep: Deployment) -> None:
@@ -635,11 +707,133 @@ def override_threshold(db: Database, actor: Actor, deployment_id: int, reason: s
         })
 
 
+# -- consultation ------------------------------------------------------------------------------
+
+def _public_problems(dep: Deployment) -> list[str]:
+    """What a plan must say before it is published as proposed."""
+    missing = [label for name, label in REQUIRED_LABELS.items()
+               if not (getattr(dep, name) or "").strip()]
+    if not (dep.alternatives or "").strip():
+        missing.append(ALTERNATIVES_LABEL)
+    return missing
+
+
+def propose(db: Database, actor: Actor, deployment_id: int,
+            now: datetime | None = None) -> DeploymentView:
+    """Publish a draft as *proposed* (``deployment.propose``): its consultation period opens
+    ``now`` and ends ``consultation_days`` later. Publishing an already proposed plan again
+    restarts the period and clears a recorded response (``restarted`` in the entry)."""
+    require(db, actor, Perm.DEPLOYMENT_EDIT, "deployment", str(deployment_id))
+    now = to_utc(now, "now") if now is not None else utcnow()
+    with db.session() as s:
+        dep = _load(s, deployment_id)
+        if dep.status != DeploymentStatus.DRAFT:
+            raise Conflict(f"deployment {deployment_id} is {dep.status.value}: only a draft "
+                           "can be published as proposed")
+        if dep.consultation_days is None:
+            raise Conflict(f"deployment {deployment_id} has no consultation period: set one "
+                           "(in days) in the plan first")
+        if dep.urgency_reason:
+            raise Conflict(f"deployment {deployment_id} records an urgency reason: a plan put "
+                           "to public consultation is not urgent; remove the reason first")
+        missing = _public_problems(dep)
+        if missing:
+            raise Conflict(f"deployment {deployment_id} cannot be published as proposed: "
+                           "missing: " + "; ".join(missing))
+        restarted = dep.consultation_opened_at is not None
+        dep.consultation_opened_at = now
+        dep.consultation_ends_at = now + timedelta(days=dep.consultation_days)
+        dep.consultation_response = None
+        dep.consultation_response_by = None
+        dep.consultation_response_at = None
+        audit_log.record(s, actor.name, "deployment.propose", "deployment", dep.id, {
+            "days": dep.consultation_days, "opened_at": _dt(now),
+            "ends_at": _dt(dep.consultation_ends_at), "restarted": restarted})
+        return describe(s, dep)
+
+
+def record_response(db: Database, actor: Actor, deployment_id: int, text: str,
+                    now: datetime | None = None) -> DeploymentView:
+    """The authorising officer's response to the comments of a consultation that has ended
+    (``deployment.consultation_response``, with the number of comments and the response's
+    SHA-256). Published with the deployment. Recording again replaces it."""
+    require(db, actor, Perm.DEPLOYMENT_AUTHORISE, "deployment", str(deployment_id))
+    text = "\n".join(line.rstrip() for line in (text or "").replace("\r\n", "\n")
+                     .split("\n")).strip()
+    if len(text) < RESPONSE_MIN:
+        raise RuleError(f"the response to the consultation must be at least {RESPONSE_MIN} "
+                        f"characters (it has {len(text)})", field="response")
+    if len(text) > RESPONSE_MAX:
+        raise RuleError(f"the response to the consultation may have at most {RESPONSE_MAX} "
+                        f"characters (it has {len(text)})", field="response")
+    check_text(text, "the response")
+    now = to_utc(now, "now") if now is not None else utcnow()
+    with db.session() as s:
+        dep = _load(s, deployment_id)
+        if dep.status != DeploymentStatus.DRAFT:
+            raise Conflict(f"deployment {deployment_id} is {dep.status.value}: a response is "
+                           "recorded before it is authorised")
+        if dep.consultation_opened_at is None or dep.consultation_ends_at is None:
+            raise Conflict(f"deployment {deployment_id} has not been put to public "
+                           "consultation: there is nothing to respond to")
+        if now < dep.consultation_ends_at:
+            raise Conflict(f"the consultation on deployment {deployment_id} runs until "
+                           f"{_dt(dep.consultation_ends_at)}: a response can be recorded once "
+                           "it has ended")
+        dep.consultation_response = text
+        dep.consultation_response_by = actor.name
+        dep.consultation_response_at = now
+        comments = consultation_comments(s, dep)
+        audit_log.record(s, actor.name, "deployment.consultation_response", "deployment",
+                         dep.id, {"comments": comments, "chars": len(text),
+                                  "response_sha256": hashlib.sha256(text.encode()).hexdigest(),
+                                  "ends_at": _dt(dep.consultation_ends_at)})
+        return describe(s, dep)
+
+
+def consultation_comments(s: Session, dep: Deployment) -> int:
+    """The comments of its consultation: the residents' questions and objections received
+    since the plan was published as proposed and before the response was recorded (all of
+    them, without a response yet): the ones a response can have considered."""
+    if dep.consultation_opened_at is None:
+        return 0
+    query = select(func.count()).select_from(PublicQuestion).where(
+        PublicQuestion.deployment_id == dep.id,
+        PublicQuestion.created_at >= dep.consultation_opened_at)
+    if dep.consultation_response_at is not None:
+        query = query.where(PublicQuestion.created_at <= dep.consultation_response_at)
+    return int(s.scalar(query) or 0)
+
+
+def consultation_problem(dep: Deployment, now: datetime,
+                         after_days: int = CONSULTATION_AFTER_DAYS) -> str | None:
+    """Why its consultation stops an authorisation ``now``, or None (module doc)."""
+    length = dep.planned_end - dep.planned_start
+    if dep.consultation_days is None:
+        if length > timedelta(days=after_days):
+            return (f"a deployment planned for longer than {after_days} days (this one: "
+                    f"{length.total_seconds() / 86400:.1f} days) needs a public consultation: "
+                    "set a consultation period in the plan and publish it as proposed")
+        return None
+    if dep.consultation_opened_at is None or dep.consultation_ends_at is None:
+        return (f"its consultation of {dep.consultation_days} days has not started: publish "
+                "the plan as proposed first")
+    if now < dep.consultation_ends_at:
+        return (f"its public consultation runs until {_dt(dep.consultation_ends_at)}: it can "
+                "be authorised only after that")
+    if not dep.consultation_response:
+        return ("a response to the comments of its consultation must be recorded first "
+                "(by an authorising officer)")
+    return None
+
+
 # -- authorise, start, stop --------------------------------------------------------------------
 
 def authorise(db: Database, keyring: Keyring, actor: Actor, deployment_id: int,
-              now: datetime | None = None) -> None:
-    """Authorise a draft (see the module's rules). Creates the deployment's data key."""
+              now: datetime | None = None,
+              consultation_after_days: int = CONSULTATION_AFTER_DAYS) -> None:
+    """Authorise a draft (see the module's rules). Creates the deployment's data key.
+    ``consultation_after_days``: the setting ``OPENLFR_CONSULTATION_AFTER_DAYS``."""
     require(db, actor, Perm.DEPLOYMENT_AUTHORISE, "deployment", str(deployment_id))
     now = now or utcnow()
     with db.reading() as s:
@@ -657,6 +851,9 @@ def authorise(db: Database, keyring: Keyring, actor: Actor, deployment_id: int,
         problems = _runnable_problems(s, dep)
         if dep.planned_end <= now:
             problems.append(f"its window ended at {dep.planned_end.isoformat()}")
+        consultation = consultation_problem(dep, now, consultation_after_days)
+        if consultation:
+            problems.append(consultation)
         if problems:
             raise Conflict(f"deployment {deployment_id} cannot be authorised: "
                            + "; ".join(problems))
@@ -672,6 +869,12 @@ def authorise(db: Database, keyring: Keyring, actor: Actor, deployment_id: int,
                        override=dep.threshold_override_reason is not None
                        and dep.threshold < floor.threshold,
                        data_key=dep.data_key_id, data_key_created=new_key)
+        if dep.consultation_opened_at is not None:
+            details["consultation"] = {
+                "opened_at": _dt(dep.consultation_opened_at),
+                "ends_at": _dt(dep.consultation_ends_at),
+                "response_by": dep.consultation_response_by,
+                "comments": consultation_comments(s, dep)}
         audit_log.record(s, actor.name, "deployment.authorise", "deployment", dep.id, details)
 
 
@@ -704,7 +907,7 @@ def start(db: Database, actor: Actor, deployment_id: int, now: datetime | None =
         if dep.status not in STARTABLE:
             raise Conflict(f"deployment {deployment_id} is {dep.status.value}: only an "
                            "authorised or paused deployment can start")
-        problems = _runnable_problems(s, dep)
+        problems = _runnable_problems(s, dep, starting=True)
         window = window_problem(dep, now)
         if window:
             problems.insert(0, window)
@@ -865,7 +1068,24 @@ def _view(dep: Deployment, floor: Floor, cameras: list[CameraView]) -> Deploymen
         cameras=tuple(cameras),
         cameras_live=sum(1 for c in cameras if c.state == "live"),
         missing=tuple(missing_fields(dep)) if dep.status == DeploymentStatus.DRAFT else (),
+        alternatives=dep.alternatives, consultation_days=dep.consultation_days,
+        consultation_opened_at=dep.consultation_opened_at,
+        consultation_ends_at=dep.consultation_ends_at,
+        consultation_response=dep.consultation_response,
+        consultation_response_by=dep.consultation_response_by,
+        consultation_response_at=dep.consultation_response_at,
+        consultation=consultation_state(dep),
     )
+
+
+def consultation_state(dep: Deployment, now: datetime | None = None) -> str:
+    """``none`` (no period), ``planned`` (a period, not published yet), ``open``, ``ended``
+    (awaiting a response) or ``responded``."""
+    if dep.consultation_opened_at is None or dep.consultation_ends_at is None:
+        return "planned" if dep.consultation_days else "none"
+    if (now or utcnow()) < dep.consultation_ends_at:
+        return "open"
+    return "responded" if dep.consultation_response else "ended"
 
 
 #: How each camera state of a run is shown.

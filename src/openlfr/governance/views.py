@@ -10,7 +10,8 @@ A view never holds biometric data (templates, crops, frames: images stay behind 
 audited routes, a view says only whether there is one) nor a secret (password hashes, TOTP
 secrets, camera credentials: a camera's source is its redacted display form).
 
-* :class:`DeploymentView` (with :class:`CameraView` and :class:`WatchlistRef`)
+* :class:`DeploymentView` (with :class:`CameraView` and :class:`WatchlistRef`), and
+  :class:`SharedCount` (what was shared, counted from the audit log)
 * :class:`WatchlistView`, :class:`WatchlistDetail` (with its :class:`SubjectView` list and
   each subject's :class:`ImageView`)
 * :class:`AlertView` (with :class:`AdjudicationView` and :class:`OutcomeView`), a page of them
@@ -270,6 +271,35 @@ class DeploymentView(View):
     cameras: tuple[CameraView, ...]
     cameras_live: int = 0
     missing: tuple[str, ...] = Field(description="What a draft still lacks to be authorised.")
+    alternatives: str | None = Field(default=None, description=(
+        "The less intrusive alternatives considered, and why they do not suffice."))
+    consultation_days: int | None = Field(default=None, description=(
+        "The public consultation's length in days; null: none."))
+    consultation_opened_at: datetime | None = Field(default=None, description=(
+        "When the plan was published as proposed (the consultation opened)."))
+    consultation_ends_at: datetime | None = None
+    consultation_response: str | None = Field(default=None, description=(
+        "The authorising officer's response to the comments (published)."))
+    consultation_response_by: str | None = None
+    consultation_response_at: datetime | None = None
+    consultation: str = Field(default="none", description=(
+        "none, planned (not published yet), open, ended (awaiting a response) or responded"))
+
+    @property
+    def proposed(self) -> bool:
+        """A draft published as proposed (its consultation opened)."""
+        return self.status == "draft" and self.consultation_opened_at is not None
+
+
+class SharedCount(View):
+    """How often data left the system (or was looked at) in one way, for one purpose, to one
+    category of recipient: counted from the audit log (:mod:`openlfr.transparency.shared`)."""
+
+    what: str = Field(description="e.g. audit_export, art12_export, alert_image_viewed, "
+                                  "alert_image_exported")
+    purpose: str = Field(description="a DisclosurePurpose, or not_stated")
+    recipient: str = Field(description="a RecipientCategory, or not_stated")
+    count: int
 
 
 # -- watchlists -------------------------------------------------------------------------------

@@ -35,6 +35,29 @@ class DeploymentStatus(StrEnum):
     ENDED = "ended"
 
 
+class DisclosurePurpose(StrEnum):
+    """Why data left the system (an export, a crop written to a file): the fixed list an
+    export may name, counted on the public pages (never free text: it is published)."""
+
+    AUDIT = "audit"  # audit, oversight, inspection
+    INVESTIGATION = "investigation"  # a criminal investigation
+    LEGAL_PROCEEDINGS = "legal_proceedings"  # a court, a prosecution, a tribunal
+    SUBJECT_ACCESS = "subject_access"  # a person's request for the data about them
+    COMPLAINT = "complaint"  # handling a complaint
+    OTHER = "other"
+
+
+class RecipientCategory(StrEnum):
+    """Who received it, as a category (never a name): the fixed list an export may name."""
+
+    INTERNAL = "internal"  # the responsible body's own staff
+    OVERSIGHT = "oversight"  # an oversight body, an auditor, a regulator
+    PROSECUTION = "prosecution"  # prosecutors and courts
+    LAW_ENFORCEMENT = "law_enforcement"  # another law-enforcement body
+    DATA_SUBJECT = "data_subject"  # the person the data is about
+    OTHER = "other"
+
+
 class AlertStatus(StrEnum):
     PENDING = "pending"  # a possible match nobody has decided on yet
     CONFIRMED = "confirmed"  # confirmed (by two people where the two-person rule applies)

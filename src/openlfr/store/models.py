@@ -318,6 +318,18 @@ class Deployment(Base):
     #: cameras long before they have a data key)
     camera_key_id: Mapped[int | None] = mapped_column(
         ForeignKey("data_keys.id", ondelete="SET NULL"))
+    # -- public engagement (migration 0009) --
+    #: the less intrusive alternatives considered, and why they do not suffice
+    alternatives: Mapped[str | None] = mapped_column(Text)
+    #: the length of the public consultation, in days (None: no consultation planned)
+    consultation_days: Mapped[int | None] = mapped_column(Integer)
+    #: when the plan was published as proposed (the consultation opened), and when it ends
+    consultation_opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    consultation_ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: the authorising officer's response to the comments received (published)
+    consultation_response: Mapped[str | None] = mapped_column(Text)
+    consultation_response_by: Mapped[str | None] = mapped_column(String(64))
+    consultation_response_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     cameras: Mapped[list[Camera]] = relationship(
         back_populates="deployment", cascade="all, delete-orphan", passive_deletes=True,

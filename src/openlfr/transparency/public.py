@@ -6,10 +6,14 @@ passing (tracks), of face detections (a technical figure), alerts, decisions and
 of residents' questions, and the questions and answers an overseer published (redacted). Never a
 subject, a crop, a reason text, a camera address, an alert time or a person's name.
 
-Which deployments are public: authorised ones (planned) and running ones in advance, unless an
-authorising officer recorded an urgency reason; those appear once ended, with the reason. Drafts
-never. The figures themselves come from :func:`openlfr.transparency.stats.deployment_stats`
-(checked against the audit log there); this module only chooses and shapes what is public.
+Which deployments are public: a draft published as *proposed* for consultation (with where,
+when, why, the alternatives considered and the end of the consultation); authorised ones
+(planned) and running ones in advance, unless an authorising officer recorded an urgency reason;
+those appear once ended, with the reason. Other drafts never. Each page also shows the response
+to the consultation's comments, once recorded, and what was shared (counts of exports and
+disclosures from the audit log, :mod:`openlfr.transparency.shared`). The figures themselves
+come from :func:`openlfr.transparency.stats.deployment_stats` (checked against the audit log
+there); this module only chooses and shapes what is public.
 """
 
 from __future__ import annotations
@@ -22,9 +26,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from openlfr.config import Settings
+from openlfr.governance.views import SharedCount
 from openlfr.store.db import Database
 from openlfr.store.enums import Action, DeploymentStatus
 from openlfr.store.models import CameraStats, Deployment, PublicQuestion
+from openlfr.transparency.shared import shared_counts
 from openlfr.transparency.stats import DeploymentFigures, deployment_stats
 
 PUBLIC_STATUS = {DeploymentStatus.AUTHORISED: "planned", DeploymentStatus.RUNNING: "running",
@@ -121,17 +127,43 @@ class PublicDeployment:
     #: The questions and answers an overseer published (redacted), newest first; filled for
     #: one deployment's page (:func:`get_public`), empty in lists.
     answers: list[PublishedAnswer] = field(default_factory=list)
+    #: the less intrusive alternatives considered, and why they do not suffice
+    alternatives: str | None = None
+    consultation_days: int | None = None
+    consultation_opened_at: datetime | None = None
+    consultation_ends_at: datetime | None = None
+    #: comments: questions and objections received since it was proposed, before the response
+    consultation_comments: int = 0
+    consultation_response: str | None = None
+    consultation_response_at: datetime | None = None
+    #: what was shared about this deployment (filled for one deployment's page)
+    shared: list[SharedCount] = field(default_factory=list)
+
+    @property
+    def consultation_open(self) -> bool:
+        return (self.consultation_ends_at is not None
+                and datetime.now(UTC) < self.consultation_ends_at)
 
     def as_json(self) -> dict[str, Any]:
-        d: dict[str, Any] = {k: v for k, v in asdict(self).items() if k != "figures"}
-        for k in ("planned_start", "planned_end", "started_at", "ended_at"):
+        d: dict[str, Any] = {k: v for k, v in asdict(self).items()
+                             if k not in ("figures", "shared")}
+        d["shared"] = [c.model_dump() for c in self.shared]
+        for k in ("planned_start", "planned_end", "started_at", "ended_at",
+                  "consultation_opened_at", "consultation_ends_at", "consultation_response_at"):
             value = getattr(self, k)
             d[k] = value.isoformat() if value else None
         d["figures"] = self.figures.as_json() if self.figures else None
         return d
 
 
+def is_proposed(d: Deployment) -> bool:
+    """A draft published as proposed: its consultation opened."""
+    return d.status == DeploymentStatus.DRAFT and d.consultation_opened_at is not None
+
+
 def is_public(d: Deployment) -> bool:
+    if is_proposed(d):
+        return True
     if d.status not in PUBLIC_STATUS:
         return False
     return not (d.urgency_reason and d.status != DeploymentStatus.ENDED)
@@ -181,8 +213,8 @@ def cameras_live(s: Session, ids: list[int], now: datetime | None = None) -> dic
 
 
 def _public(d: Deployment, f: DeploymentFigures | None,
-            questions: tuple[int, int], live: int = 0) -> PublicDeployment:
-    status = PUBLIC_STATUS[d.status]
+            questions: tuple[int, int], live: int = 0, comments: int = 0) -> PublicDeployment:
+    status = "proposed" if is_proposed(d) else PUBLIC_STATUS[d.status]
     return PublicDeployment(
         id=d.id, name=d.name, status=status, site=d.site, location=d.location,
         purpose=d.purpose, legal_basis=d.legal_basis, dpia_ref=d.dpia_ref,
@@ -192,9 +224,14 @@ def _public(d: Deployment, f: DeploymentFigures | None,
         cameras=len(d.cameras), two_person_rule=d.two_person_rule, signage=d.signage,
         public_notice=d.public_notice,
         urgency_reason=d.urgency_reason if status == "ended" else None,
-        figures=None if status == "planned" or f is None else _figures(f),
+        figures=None if status in ("planned", "proposed") or f is None else _figures(f),
         questions_received=questions[0], questions_answered=questions[1],
-        cameras_live=live if status == "running" else 0)
+        cameras_live=live if status == "running" else 0,
+        alternatives=d.alternatives, consultation_days=d.consultation_days,
+        consultation_opened_at=d.consultation_opened_at,
+        consultation_ends_at=d.consultation_ends_at, consultation_comments=comments,
+        consultation_response=d.consultation_response,
+        consultation_response_at=d.consultation_response_at)
 
 
 def _collect(s: Session, rows: list[Deployment]) -> list[PublicDeployment]:
@@ -208,12 +245,32 @@ def _collect(s: Session, rows: list[Deployment]) -> list[PublicDeployment]:
     by_id = {f.deployment_id: f for f in stats}
     qs = _questions(s, sorted(ids))
     live = cameras_live(s, sorted(ids))
-    return [_public(d, by_id.get(d.id), qs.get(d.id, (0, 0)), live.get(d.id, 0)) for d in rows]
+    comments = _comments(s, rows)
+    return [_public(d, by_id.get(d.id), qs.get(d.id, (0, 0)), live.get(d.id, 0),
+                    comments.get(d.id, 0)) for d in rows]
+
+
+def _comments(s: Session, rows: list[Deployment]) -> dict[int, int]:
+    """Per consulted deployment, the comments of its consultation: the questions received
+    since it was published as proposed and before the response (as
+    :func:`openlfr.governance.deployments.consultation_comments` counts them)."""
+    periods = {d.id: (d.consultation_opened_at, d.consultation_response_at) for d in rows
+               if d.consultation_opened_at is not None}
+    out: dict[int, int] = {}
+    if not periods:
+        return out
+    for dep_id, created in s.execute(
+            select(PublicQuestion.deployment_id, PublicQuestion.created_at)
+            .where(PublicQuestion.deployment_id.in_(sorted(periods)))):
+        start, end = periods[dep_id]
+        if created >= start and (end is None or created <= end):
+            out[dep_id] = out.get(dep_id, 0) + 1
+    return out
 
 
 def list_public(db: Database) -> list[PublicDeployment]:
-    """Every public deployment: planned and running first (soonest first), then past ones
-    (latest first)."""
+    """Every public deployment: proposed, planned and running first (soonest first), then past
+    ones (latest first)."""
     with db.reading() as s:
         rows = [d for d in s.scalars(select(Deployment).order_by(Deployment.planned_start))
                 if is_public(d)]
@@ -241,7 +298,14 @@ def get_public(db: Database, deployment_id: int) -> PublicDeployment | None:
             return None
         out = _collect(s, [d])[0]
         out.answers = published_answers(s, d.id)
+        out.shared = shared_counts(s, [d.id]).of(d.id)
         return out
+
+
+def shared_overall(db: Database) -> list[SharedCount]:
+    """What was shared, over every deployment and the whole system (audit exports included)."""
+    with db.reading() as s:
+        return shared_counts(s, []).overall
 
 
 # -- the yearly summary -------------------------------------------------------------------------

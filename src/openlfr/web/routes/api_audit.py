@@ -96,11 +96,18 @@ def verify(request: Request, who: CurrentActor) -> dict[str, Any]:
 @router.post("/export", response_class=StreamingResponse,
              responses={200: {"content": {"application/x-ndjson": {}, "text/csv": {}}}})
 def export(request: Request, who: CurrentActor, chosen: Selection, art12: bool = False,
-           format: Annotated[str, Query(pattern="^(jsonl|csv)$")] = "jsonl"
+           format: Annotated[str, Query(pattern="^(jsonl|csv)$")] = "jsonl",
+           purpose: Annotated[str | None, Query(max_length=40, description=(
+               "Why it is exported: audit, investigation, legal_proceedings, "
+               "subject_access, complaint or other."))] = None,
+           recipient: Annotated[str | None, Query(max_length=40, description=(
+               "Who receives it: internal, oversight, prosecution, law_enforcement, "
+               "data_subject or other."))] = None,
            ) -> StreamingResponse:
     """The whole log, or the entries the filters select (``upto``: as of that seq), as JSON
     lines (re-checkable with the standard library) or CSV; or with ``art12=true`` the Art. 12
-    records (of ``deployment``, or all). Audited."""
+    records (of ``deployment``, or all). Audited, with the optional ``purpose`` and
+    ``recipient`` category (counted on the public pages)."""
     deployment = None
     if art12:
         deployment = chosen.deployment
@@ -109,7 +116,8 @@ def export(request: Request, who: CurrentActor, chosen: Selection, art12: bool =
                             field="art12")
         chosen = auditing.EVERYTHING
     lines = auditing.export(web(request).db, who, art12=art12, deployment=deployment,
-                            selection=chosen, fmt=format, out="web")
+                            selection=chosen, fmt=format, out="web", purpose=purpose,
+                            recipient=recipient)
     name = auditing.export_filename(deployment, art12, selection=chosen, fmt=format)
     return (csv_download if format == "csv" else jsonl_download)(lines, name)
 

@@ -6,6 +6,11 @@ Start and resume only change the deployment's state: the server's reconciler
 ``GET /api/v1/deployments/{id}`` shows each camera's state (``connecting``, ``live``,
 ``retrying`` since when with the last error, ``ended``).
 
+Consultation: ``POST /{id}/propose`` publishes a draft as proposed (its consultation period
+opens); ``POST /{id}/consultation-response`` records the authorising officer's response once
+the period has ended. A new plan needs ``alternatives`` (the less intrusive alternatives
+considered and why they do not suffice).
+
 The governance service (:mod:`openlfr.governance.deployments`) checks every rule and role. A
 rule broken by the deployment's current state (authorising one that is not a draft, starting
 outside its window, stopping an ended one) is a :class:`~openlfr.governance.authz.Conflict`,
@@ -55,6 +60,11 @@ class DeploymentIn(BaseModel):
     urgency_reason: str | None = Field(default=None, max_length=5000)
     watchlist_ids: list[int] = Field(default_factory=list)
     cameras: list[CameraIn] = Field(default_factory=list)
+    alternatives: str | None = Field(default=None, max_length=5000, description=(
+        "Required: the less intrusive alternatives considered and why they do not suffice."))
+    consultation_days: int | None = Field(default=None, description=(
+        "A public consultation of this many days before it may be authorised (needed when "
+        "the deployment is longer than OPENLFR_CONSULTATION_AFTER_DAYS)."))
 
 
 class DeploymentPatch(BaseModel):
@@ -76,10 +86,18 @@ class DeploymentPatch(BaseModel):
     urgency_reason: str | None = Field(default=None, max_length=5000)
     watchlist_ids: list[int] | None = None
     cameras: list[CameraIn] | None = None
+    alternatives: str | None = Field(default=None, max_length=5000)
+    consultation_days: int | None = Field(default=None, description=(
+        "null removes the consultation period (a material change: module doc)."))
 
 
 class ReasonIn(BaseModel):
     reason: str = Field(min_length=1, max_length=5000)
+
+
+class ResponseIn(BaseModel):
+    response: str = Field(min_length=1, max_length=20000, description=(
+        "The response to the comments of the consultation (published)."))
 
 
 class EditOut(BaseModel):
@@ -114,7 +132,8 @@ def create_plan(db: Database, actor: Actor, body: DeploymentIn, keyring: Keyring
         model_id=model_id, two_person_rule=body.two_person_rule, signage=body.signage,
         public_notice=body.public_notice, urgency_reason=body.urgency_reason,
         watchlist_ids=tuple(body.watchlist_ids),
-        cameras=tuple(deps.CameraSpec(c.name, c.source) for c in body.cameras))
+        cameras=tuple(deps.CameraSpec(c.name, c.source) for c in body.cameras),
+        alternatives=body.alternatives, consultation_days=body.consultation_days)
     return deps.create(db, actor, plan, keyring)
 
 
@@ -155,7 +174,7 @@ def edit(request: Request, deployment_id: int, body: DeploymentPatch,
         changes["cameras"] = tuple(deps.CameraSpec(c["name"], c["source"])
                                    for c in changes["cameras"])
     changes = {k: v for k, v in changes.items()
-               if v is not None or k == "urgency_reason"}
+               if v is not None or k in ("urgency_reason", "consultation_days")}
     changed = deps.edit(db, actor, deployment_id, keyring=web(request).system.keyring,
                         **changes)
     return {"changed": changed, "deployment": deps.show(db, actor, deployment_id)}
@@ -165,8 +184,24 @@ def edit(request: Request, deployment_id: int, body: DeploymentPatch,
 def authorise(request: Request, deployment_id: int, actor: CurrentActor) -> DeploymentView:
     """Authorise a draft: an authorising officer who neither created nor edited it."""
     st = web(request)
-    deps.authorise(st.db, st.system.keyring, actor, deployment_id)
+    deps.authorise(st.db, st.system.keyring, actor, deployment_id,
+                   consultation_after_days=st.system.settings.consultation_after_days)
     return deps.show(st.db, actor, deployment_id)
+
+
+@router.post("/{deployment_id}/propose", response_model=DeploymentView)
+def propose(request: Request, deployment_id: int, actor: CurrentActor) -> DeploymentView:
+    """Publish a draft as proposed: its consultation period opens now (publishing again
+    restarts it). It appears on the public pages with the end of the period."""
+    return deps.propose(web(request).db, actor, deployment_id)
+
+
+@router.post("/{deployment_id}/consultation-response", response_model=DeploymentView)
+def consultation_response(request: Request, deployment_id: int, body: ResponseIn,
+                          actor: CurrentActor) -> DeploymentView:
+    """Record the response to the consultation's comments (authorising officers; once the
+    period has ended). Published with the deployment."""
+    return deps.record_response(web(request).db, actor, deployment_id, body.response)
 
 
 @router.post("/{deployment_id}/override-threshold", response_model=DeploymentView)

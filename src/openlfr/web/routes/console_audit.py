@@ -105,9 +105,12 @@ def audit_export(request: Request, actor: PageActor,
                  f_deployment: Annotated[str, Form(max_length=80)] = "",
                  f_since: Annotated[str, Form(max_length=80)] = "",
                  f_until: Annotated[str, Form(max_length=80)] = "",
+                 purpose: Annotated[str, Form(max_length=40)] = "",
+                 recipient: Annotated[str, Form(max_length=40)] = "",
                  ) -> Response:
     """``what``: ``log`` (the whole log), ``selection`` (the ``f_*`` filters as of entry
-    ``upto``, the page's head) or ``art12`` (of ``deployment``, or all)."""
+    ``upto``, the page's head) or ``art12`` (of ``deployment``, or all); ``purpose`` and
+    ``recipient``: optional, from the fixed lists (:mod:`openlfr.governance.disclosures`)."""
     db = web(request).db
     art12 = what == "art12"
     dep_id = int(deployment) if art12 and deployment.strip().isdigit() else None
@@ -119,7 +122,8 @@ def audit_export(request: Request, actor: PageActor,
                                          **values)
                      if what == "selection" else auditing.EVERYTHING)
         lines = auditing.export(db, actor, art12=art12, deployment=dep_id,
-                                selection=selection, fmt=fmt, out="web")
+                                selection=selection, fmt=fmt, out="web",
+                                purpose=purpose or None, recipient=recipient or None)
     except SHOWN_ON_FORMS as exc:
         ctx, _ = _ctx(request, actor, values)
         ctx.update(error=str(exc), error_field=getattr(exc, "field", None))

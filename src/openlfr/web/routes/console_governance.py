@@ -166,7 +166,10 @@ _DONE = {
     "remove_pending": "Subject removed, but the purge of its images is pending: another "
                       "program holds the database open (a backup?), so they may remain in "
                       "the database files until the next retention run.",
-    "authorised": "Authorised.", "started": "Started: its cameras open within seconds.",
+    "authorised": "Authorised.",
+    "proposed": "Published as proposed: the public consultation is open.",
+    "responded": "The response to the consultation is recorded and published.",
+    "started": "Started: its cameras open within seconds.",
     "resumed": "Resumed: its cameras open within seconds.", "stopped": "Stopped.",
     "override": "Threshold override recorded.", "saved": "Saved.",
     "user": "User added.", "active": "Account changed.", "revoked": "Token revoked.",
@@ -342,7 +345,7 @@ def parse_cameras(text: str) -> list[CameraIn]:
 
 DEPLOYMENT_TEXT = ("name", "site", "location", "purpose", "legal_basis", "dpia_ref",
                    "equality_ref", "planned_start", "planned_end", "threshold", "backend",
-                   "urgency_reason", "cameras")
+                   "urgency_reason", "cameras", "alternatives", "consultation_days")
 DEPLOYMENT_FLAGS = ("two_person_rule", "signage", "public_notice")
 
 
@@ -384,7 +387,9 @@ def _values_of(view: DeploymentView, zone: tzinfo = UTC) -> dict[str, Any]:
                   threshold=f"{view.threshold:.4f}",
                   cameras=cameras_text(view.cameras),
                   watchlist_ids=[w.id for w in view.watchlists],
-                  backend=view.model_id)
+                  backend=view.model_id,
+                  consultation_days=("" if view.consultation_days is None
+                                     else str(view.consultation_days)))
     return values
 
 
@@ -399,7 +404,8 @@ def _form_ctx(request: Request, actor: Actor, values: dict[str, Any],
     from openlfr.governance.models import list_models
 
     return {"form": values, "dep": view, "watchlists": _choosable_watchlists(request, actor),
-            "recognisers": list_models(web(request).db)}
+            "recognisers": list_models(web(request).db),
+            "consultation_after_days": web(request).system.settings.consultation_after_days}
 
 
 @router.get("/deployments")
@@ -426,7 +432,20 @@ def _body(values: dict[str, Any], zone: tzinfo = UTC) -> DeploymentIn:
         backend=values["backend"] or "sface", two_person_rule=values["two_person_rule"],
         signage=values["signage"], public_notice=values["public_notice"],
         urgency_reason=values["urgency_reason"].strip() or None,
-        watchlist_ids=values["watchlist_ids"], cameras=parse_cameras(values["cameras"]))
+        watchlist_ids=values["watchlist_ids"], cameras=parse_cameras(values["cameras"]),
+        alternatives=values["alternatives"].strip() or None,
+        consultation_days=_days(values["consultation_days"]))
+
+
+def _days(text: str) -> int | None:
+    """The consultation period from the form: empty for none, else whole days."""
+    text = text.strip()
+    if not text:
+        return None
+    if not text.isdigit():
+        raise RuleError(f"the consultation period must be a whole number of days (got "
+                        f"{text[:20]!r})", field="consultation_days")
+    return int(text[:6])
 
 
 @router.post("/deployments")
@@ -483,7 +502,9 @@ async def deployment_edit(request: Request, deployment_id: int, actor: PageActor
                                           "legal_basis", "dpia_ref", "equality_ref",
                                           "planned_start", "planned_end", "two_person_rule",
                                           "signage", "public_notice", "urgency_reason",
-                                          "watchlist_ids")}
+                                          "watchlist_ids", "consultation_days")}
+        if body.alternatives is not None or view.alternatives:
+            changes["alternatives"] = body.alternatives
         if body.threshold is not None:
             changes["threshold"] = body.threshold
         # the page shows camera sources without their secrets: a line whose name and text are
@@ -504,10 +525,30 @@ async def deployment_edit(request: Request, deployment_id: int, actor: PageActor
 def deployment_authorise(request: Request, deployment_id: int, actor: PageActor) -> Response:
     st = web(request)
     try:
-        deps.authorise(st.db, st.system.keyring, actor, deployment_id)
+        deps.authorise(st.db, st.system.keyring, actor, deployment_id,
+                       consultation_after_days=st.system.settings.consultation_after_days)
     except EXPECTED as exc:
         return _deployment_error(request, actor, deployment_id, exc, "authorise")
     return _see_other(f"/console/deployments/{deployment_id}?done=authorised")
+
+
+@router.post("/deployments/{deployment_id}/propose")
+def deployment_propose(request: Request, deployment_id: int, actor: PageActor) -> Response:
+    try:
+        deps.propose(web(request).db, actor, deployment_id)
+    except EXPECTED as exc:
+        return _deployment_error(request, actor, deployment_id, exc, "consultation")
+    return _see_other(f"/console/deployments/{deployment_id}?done=proposed")
+
+
+@router.post("/deployments/{deployment_id}/consultation-response")
+def deployment_response(request: Request, deployment_id: int, actor: PageActor,
+                        response: Annotated[str, Form(max_length=20000)] = "") -> Response:
+    try:
+        deps.record_response(web(request).db, actor, deployment_id, response)
+    except EXPECTED as exc:
+        return _deployment_error(request, actor, deployment_id, exc, "consultation")
+    return _see_other(f"/console/deployments/{deployment_id}?done=responded")
 
 
 @router.post("/deployments/{deployment_id}/override-threshold")

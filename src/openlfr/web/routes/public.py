@@ -58,6 +58,7 @@ def public_index(request: Request) -> Response:
     return render(request, "public_index.html", {
         "current": [d for d in items if d.status != "ended"],
         "past": [d for d in items if d.status == "ended"], "summary": summary,
+        "shared": public_data.shared_overall(st.db),
         "info": public_data.residents_info(st.system.settings, summary)})
 
 
@@ -230,6 +231,13 @@ def api_public_deployments(request: Request) -> dict[str, Any]:
 def api_public_deployment(request: Request, deployment_id: int) -> dict[str, Any]:
     """One public deployment."""
     return _deployment(request, deployment_id).as_json()
+
+
+@router.get("/api/v1/public/shared", tags=["public"])
+def api_public_shared(request: Request) -> dict[str, Any]:
+    """What was shared, overall: counts of exports and disclosures by purpose and category of
+    recipient, from the audit log (each deployment's own counts are in its ``shared``)."""
+    return {"shared": [c.model_dump() for c in public_data.shared_overall(web(request).db)]}
 
 
 @router.get("/api/v1/public/summary", tags=["public"])
