@@ -343,8 +343,8 @@ class CameraPipeline:
                 self._scans += 1
                 predicted = self._predicted
             if not whole:
-                regions, scales = roi_regions(predicted, w, h, expand=ROI_EXPAND)
-                return merge_faces(detect_regions(chosen, image, regions, scales)), "roi"
+                rois, roi_scales = roi_regions(predicted, w, h, expand=ROI_EXPAND)
+                return merge_faces(detect_regions(chosen, image, rois, roi_scales)), "roi"
         faces = self._detect_downscaled(image, chosen)
         if not config.tiles(w, h):
             return faces, "downscaled"
@@ -371,7 +371,7 @@ class CameraPipeline:
         grey = cv2.GaussianBlur(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), (3, 3), 0)
         with self._rate_lock:
             ref, last_t = self._motion_ref, self._motion_t
-            moved = (bool(self.tracks) or ref is None or ref.shape != grey.shape
+            moved = bool(self.tracks or ref is None or ref.shape != grey.shape
                      or not 0 <= t - last_t < self.config.motion_refresh
                      or np.count_nonzero(cv2.absdiff(grey, ref) > MOTION_LEVEL)
                      > MOTION_SHARE * grey.size)
