@@ -113,3 +113,22 @@ def test_cheaper_camera_options_are_validated(kwargs):
 def test_defaults_detect_every_frame_due_whole():
     config = _config()
     assert config.motion_gate is False and config.roi_every == 1
+
+
+def test_the_watch_command_takes_the_options_and_alerts_as_by_default(clips):
+    from .test_video_cli import _events, _watch
+
+    sources = (clips.obama, clips.stranger, clips.empty)
+    base = _watch(*sources, "--watchlist", clips.watchlist, "--json")
+    cheap = _watch(*sources, "--watchlist", clips.watchlist, "--json", "--motion-gate",
+                   "--roi-every", "3")
+    assert base.exit_code == 0 and cheap.exit_code == 0, cheap.output
+
+    def alerted(output: str) -> list[tuple[str, str]]:
+        return sorted((e["camera"], e["subject"]) for e in _events(output)
+                      if e["event"] == "alert")
+
+    assert alerted(cheap.stdout) == alerted(base.stdout) == [("obama", "obama")]
+    assert _events(cheap.stdout)[-1]["frames"] == _events(base.stdout)[-1]["frames"]
+    bad = _watch(clips.obama, "--watchlist", clips.watchlist, "--roi-every", "0")
+    assert bad.exit_code == 2 and "--roi-every" in bad.output and "Traceback" not in bad.output
