@@ -2,9 +2,11 @@
 
 Runs one camera's pipeline over the Hamilton clip in this process, one thread (as a worker
 does, OpenCV at one thread), at the clip's own rate and the ``watch`` defaults (detection at
-most 15 times a second), and times each stage with the thread's CPU clock.
+most 15 times a second), and times each stage with the process's CPU clock (FFmpeg
+decodes in threads of its own).
 
-    python benchmarks/bench_profile.py [--passes 2] [-- watch-like options: --motion-gate ...]
+    python benchmarks/bench_profile.py [--passes 2] [--detect-fps F] [--roi-every N]
+        [--motion-gate]
 """
 
 from __future__ import annotations
