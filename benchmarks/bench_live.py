@@ -7,6 +7,8 @@ figure is measured through the command line (``openlfr watch … --json``), as a
     python benchmarks/bench_live.py latency      # --realtime alert latency, p95
     python benchmarks/bench_live.py capacity     # simultaneous --realtime cameras, < 5 % drops
     python benchmarks/bench_live.py memory --seconds 600   # RSS of a --loop run
+    python benchmarks/bench_live.py cost --cameras 4 --seconds 20 \
+        --config "" --config "--roi-every 3"   # cores per camera, configurations alternated
     python benchmarks/bench_live.py all --out results.json
 
 The face_recognition baseline runs in its own virtualenv (default
@@ -222,6 +224,34 @@ def capacity(data: Path, work: Path, seconds: float, max_cameras: int, extra: li
             "capacity_if_cores_were_free": int(cores / per_camera) if per_camera else None}
 
 
+def cost(data: Path, work: Path, seconds: float, cameras: int, configs: list[str],
+         rounds: int, extra: list[str]) -> dict[str, object]:
+    """Cores per camera (CPU-seconds per camera-second) of each configuration, the
+    configurations alternated in the same run (``rounds`` times), so that the machine's
+    load weighs on them alike; the ratio is each one's against the first."""
+    runs: dict[str, list[dict[str, object]]] = {c: [] for c in configs}
+    for _ in range(rounds):
+        for config in configs:
+            run = realtime_run(data, work, cameras, seconds, [*config.split(), *extra])
+            run.pop("latencies")
+            runs[config].append(run)
+            print(f"  {config or '(defaults)'}: {run['cpu_cores_per_camera']} cores/camera, "
+                  f"drop rate {run['drop_rate']:.1%}, {run['subjects']}, "
+                  f"load {os.getloadavg()[0]:.1f}", file=sys.stderr)
+    first = None
+    out: dict[str, object] = {}
+    for config, done in runs.items():
+        per = statistics.median(float(r["cpu_cores_per_camera"]) for r in done)  # type: ignore[arg-type]
+        first = first or per
+        out[config or "(defaults)"] = {
+            "cpu_cores_per_camera": round(per, 3), "ratio": round(per / first, 3),
+            "projected_cameras_on_2_cores": int(2 / per) if per else None,
+            "drop_rates": [round(float(r["drop_rate"]), 3) for r in done],  # type: ignore[arg-type]
+            "all_correct": all(r["subjects"]["correct"] for r in done),  # type: ignore[index]
+            "runs": done}
+    return out
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -268,7 +298,8 @@ def memory(data: Path, work: Path, seconds: float, cameras: int, warmup: float,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["throughput", "latency", "capacity", "memory", "all"])
+    parser.add_argument("what", choices=["throughput", "latency", "capacity", "memory", "cost",
+                                         "all"])
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--fr-python", help="python of a venv with face_recognition")
     parser.add_argument("--rounds", type=int, default=1, help="throughput repetitions")
@@ -278,6 +309,8 @@ def main() -> None:
                         help="cameras for latency (default 1) and memory (default 2)")
     parser.add_argument("--max-cameras", type=int, default=8)
     parser.add_argument("--warmup", type=float, default=60.0, help="memory warm-up seconds")
+    parser.add_argument("--config", action="append", default=None,
+                        help="cost: one configuration's watch options (repeat; \"\" = defaults)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("extra", nargs="*", help="more openlfr watch options, after --")
     args = parser.parse_args()
@@ -305,6 +338,9 @@ def main() -> None:
                                        args.cameras or 2, args.warmup, args.extra)
             print(json.dumps({k: v for k, v in results["memory"].items()  # type: ignore[union-attr]
                               if k != "samples_mib"}, indent=1), file=sys.stderr)
+        if args.what == "cost":
+            results["cost"] = cost(args.data, work, args.seconds or 20.0, args.cameras or 2,
+                                   args.config or [""], args.rounds, args.extra)
     results["load_average_at_end"] = os.getloadavg()
     text = json.dumps(results, indent=1)
     if args.out:

@@ -203,13 +203,21 @@ def watch(
         "--full-scan-every", min=1,
         help="With tiling: scan the whole frame in tiles every N detected frames (tracked "
              "faces' regions in between).")] = 15,
+    motion_gate: Annotated[bool, typer.Option(
+        "--motion-gate",
+        help="Skip the detector while nothing moves and nobody is tracked (a still scene is "
+             "still looked at once a second).")] = False,
+    roi_every: Annotated[int, typer.Option(
+        "--roi-every", min=1,
+        help="Detect the whole frame every N detected frames and only around tracked faces "
+             "in between (1: always the whole frame).")] = 1,
 ) -> None:
     """Watch cameras for watchlisted faces. Faces that do not match leave no trace but counts.
 
     Either SOURCE... with --watchlist FILE, or --deployment ID (with --user)."""
     if tiling not in TILING_MODES:
         fail(f"--tiling must be one of {', '.join(TILING_MODES)}, not {tiling!r}")
-    small = SmallFaces(tiling, full_scan_every)
+    small = SmallFaces(tiling, full_scan_every, motion_gate, roi_every)
     try:
         if deployment is not None:
             who = _deployment_user(sources, watchlist, threshold, user)
@@ -230,10 +238,13 @@ def watch(
 
 @dataclass(frozen=True)
 class SmallFaces:
-    """``--tiling`` and ``--full-scan-every`` (see :class:`PipelineConfig`)."""
+    """``--tiling``, ``--full-scan-every``, ``--motion-gate`` and ``--roi-every`` (see
+    :class:`PipelineConfig`)."""
 
     tiling: str = "off"
     full_scan_every: int = 15
+    motion_gate: bool = False
+    roi_every: int = 1
 
 
 def _deployment_user(sources: list[str] | None, watchlist: Path | None,
@@ -302,7 +313,8 @@ def _open_cameras(sources: list[str], watchlist: Path, threshold: float | None,
         config = PipelineConfig(threshold=thr, detect_fps=detect_fps,
                                 detect_max_side=detect_size,
                                 shots=ShotPolicy(max_embeddings=max_embeddings),
-                                tiling=small.tiling, full_scan_every=small.full_scan_every)
+                                tiling=small.tiling, full_scan_every=small.full_scan_every,
+                                motion_gate=small.motion_gate, roi_every=small.roi_every)
         gallery = wl.gallery()
         names = {sid: s.display_name for sid, s in wl.subjects.items()}
         opened = open_sources(sources, realtime=realtime, loop=loop)
@@ -419,7 +431,8 @@ def _watch_deployment(deployment_id: int, user: str, data_dir: Path | None, json
         options = RunOptions(realtime=realtime, loop=loop, detect_fps=detect_fps,
                              detect_max_side=detect_size, workers=workers,
                              max_embeddings=max_embeddings, max_seconds=max_seconds,
-                             tiling=small.tiling, full_scan_every=small.full_scan_every)
+                             tiling=small.tiling, full_scan_every=small.full_scan_every,
+                             motion_gate=small.motion_gate, roi_every=small.roi_every)
         here = _DeploymentHere(ctx, deployment_id, options, out, server)
         busy = running_elsewhere(ctx.db, deployment_id)
         if busy is not None:

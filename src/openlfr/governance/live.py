@@ -83,6 +83,8 @@ class RunOptions:
     detect_max_side: int = 640
     tiling: str = "off"  # small faces in large frames: see PipelineConfig
     full_scan_every: int = 15
+    motion_gate: bool = False  # cheaper cameras: see PipelineConfig
+    roi_every: int = 1
     workers: int | None = None
     max_embeddings: int = 3
     max_seconds: float | None = None
@@ -329,7 +331,8 @@ class DeploymentRun:
             config = PipelineConfig(threshold=threshold, detect_fps=opt.detect_fps,
                                     detect_max_side=opt.detect_max_side,
                                     shots=ShotPolicy(max_embeddings=opt.max_embeddings),
-                                    tiling=opt.tiling, full_scan_every=opt.full_scan_every)
+                                    tiling=opt.tiling, full_scan_every=opt.full_scan_every,
+                                    motion_gate=opt.motion_gate, roi_every=opt.roi_every)
             recorder = AlertRecorder(self.system, self.deployment_id, on_stored=self._stored)
             self._recorder = recorder
             self._sources = open_sources([f"{name}={source}" for name, source in cameras],

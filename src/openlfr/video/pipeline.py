@@ -39,6 +39,16 @@ log = logging.getLogger("openlfr.video.pipeline")
 #: smaller keep the single downscaled pass).
 AUTO_TILING_ABOVE = 1280
 TILING_MODES = ("auto", "on", "off")
+#: ``roi_every``: a region of interest is a predicted face grown by this times its side on
+#: every side (tracks are updated 15 times a second: a face moves far less in between).
+ROI_EXPAND = 0.5
+#: Motion gating compares grey copies of frames this many pixels wide ...
+MOTION_SIDE = 160
+#: ... in which a pixel whose grey level changed by more than this (of 255) moved ...
+MOTION_LEVEL = 20
+#: ... and the frame moved when more than this share of the pixels did (a 40-pixel face
+#: entering a 640-pixel frame is about 0.7 % of it).
+MOTION_SHARE = 0.001
 
 
 class GallerySearch(Protocol):
@@ -75,6 +85,16 @@ class PipelineConfig:
     interest around the faces its tracks predict (each scaled so that its smallest face is
     at most 64 pixels: small faces unscaled). Faces are in full-frame coordinates
     throughout, so crops for quality and embedding come from the full-resolution frame.
+
+    Cheaper cameras (both off by default): ``motion_gate`` skips the detector on a frame due
+    for detection when no track is alive and nothing moved since the last detected frame (a
+    grey copy :data:`MOTION_SIDE` pixels wide, compared pixel by pixel); a still scene is still
+    detected every ``motion_refresh`` seconds. ``roi_every``: on a frame that is not tiled,
+    the whole (downscaled) frame is detected on every ``roi_every``-th detected frame (the
+    first included) and whenever no track is alive; on the detected frames in between only
+    regions of interest around the faces the tracks predict. A face that enters is detected
+    within ``roi_every`` detected frames of its first moving frame: at the default 15
+    detections a second and ``roi_every=3``, 0.2 s.
     """
 
     threshold: float
@@ -89,6 +109,9 @@ class PipelineConfig:
     tile_size: int = 640
     tile_overlap: int = 128
     full_scan_every: int = 15
+    motion_gate: bool = False
+    motion_refresh: float = 1.0
+    roi_every: int = 1
 
     def __post_init__(self) -> None:
         check_threshold(self.threshold)
@@ -106,6 +129,10 @@ class PipelineConfig:
             raise ValueError("tile_overlap must be between 0 and half the tile size")
         if self.full_scan_every < 1:
             raise ValueError("full_scan_every must be at least 1")
+        if self.motion_refresh <= 0:
+            raise ValueError("motion_refresh must be positive")
+        if self.roi_every < 1:
+            raise ValueError("roi_every must be at least 1")
 
     def tiles(self, width: int, height: int) -> bool:
         """Whether a ``width`` x ``height`` frame is detected at its own resolution too."""
@@ -120,7 +147,9 @@ class Detected:
     detected, by ``detect_fps``), or ``usable=False`` for a corrupt frame. ``scan`` says how
     it was detected: ``"downscaled"`` (one pass on the downscaled frame), ``"full"`` (that
     and overlapping tiles at full resolution), ``"regions"`` (that and regions of interest
-    around the tracks' predicted faces), or ``""`` (not detected)."""
+    around the tracks' predicted faces), ``"roi"`` (only regions of interest around the
+    tracks' predicted faces, ``roi_every``), or ``""`` (not detected: by ``detect_fps``, or
+    ``motion_gate`` found nothing moving)."""
 
     frame: Frame
     faces: tuple[Face, ...] | None
@@ -181,6 +210,9 @@ class CameraPipeline:
         self._last_t = 0.0
         self._detections = 0  # detected frames of a tiled camera, for full_scan_every
         self._predicted: tuple[tuple[float, float, float, float], ...] = ()
+        self._scans = 0  # detected frames, for roi_every
+        self._motion_ref: np.ndarray | None = None  # grey copy of the last detected frame
+        self._motion_t = -float("inf")  # stream time of the last detected frame (gate)
 
     @property
     def gallery(self) -> GallerySearch:
@@ -251,7 +283,7 @@ class CameraPipeline:
             return Detected(frame, None, False)
         if image is not frame.image:
             frame = Frame(frame.camera, frame.index, frame.t, frame.wall, frame.mono, image)
-        if not detect:
+        if not detect or (self.config.motion_gate and not self._moved(frame.t, image)):
             return Detected(frame, None, True)
         faces, scan = self._detect(image, detector)
         return Detected(frame, tuple(faces), True, scan)
@@ -269,7 +301,7 @@ class CameraPipeline:
         faces = detected.faces
         if faces is not None:
             ids = self.tracker.update(faces)
-            if detected.scan in ("full", "regions"):
+            if detected.scan in ("full", "regions") or self.config.roi_every > 1:
                 self._predicted = tuple(self.tracker.predicted_boxes())
             self._last_faces, self._last_ids = faces, tuple(ids)
             self.stats.add(faces=len(faces))
@@ -303,9 +335,17 @@ class CameraPipeline:
         the downscaled pass, and for a tiled frame (:meth:`PipelineConfig.tiles`) a full
         tiled scan or regions of interest, merged."""
         chosen = detector or self.engine.detector
-        faces = self._detect_downscaled(image, chosen)
         h, w = image.shape[:2]
         config = self.config
+        if config.roi_every > 1 and not config.tiles(w, h):
+            with self._rate_lock:
+                whole = self._scans % config.roi_every == 0 or not self._predicted
+                self._scans += 1
+                predicted = self._predicted
+            if not whole:
+                rois, roi_scales = roi_regions(predicted, w, h, expand=ROI_EXPAND)
+                return merge_faces(detect_regions(chosen, image, rois, roi_scales)), "roi"
+        faces = self._detect_downscaled(image, chosen)
         if not config.tiles(w, h):
             return faces, "downscaled"
         with self._rate_lock:
@@ -319,6 +359,25 @@ class CameraPipeline:
             regions, scales = roi_regions(predicted, w, h)
         found = detect_regions(chosen, image, regions, scales)
         return (merge_faces(faces + found) if found else faces), ("full" if full else "regions")
+
+    def _moved(self, t: float, image: ImageArray) -> bool:
+        """Motion gate: whether to detect this frame: a track is alive, the scene moved since
+        the last detected frame, or that was ``motion_refresh`` seconds ago (or is unknown).
+        The grey copy of a frame that is detected becomes the reference."""
+        h, w = image.shape[:2]
+        scale = MOTION_SIDE / max(w, h)
+        small = cv2.resize(image, (max(round(w * scale), 1), max(round(h * scale), 1)),
+                           interpolation=cv2.INTER_AREA)
+        grey = cv2.GaussianBlur(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), (3, 3), 0)
+        with self._rate_lock:
+            ref, last_t = self._motion_ref, self._motion_t
+            moved = bool(self.tracks or ref is None or ref.shape != grey.shape
+                     or not 0 <= t - last_t < self.config.motion_refresh
+                     or np.count_nonzero(cv2.absdiff(grey, ref) > MOTION_LEVEL)
+                     > MOTION_SHARE * grey.size)
+            if moved:
+                self._motion_ref, self._motion_t = grey, t
+        return moved
 
     def _detect_downscaled(self, image: ImageArray, detector: Detector) -> list[Face]:
         """Faces in full-frame coordinates, detected on a copy scaled to at most
