@@ -14,7 +14,7 @@ from fastapi.templating import Jinja2Templates
 
 from openlfr.governance.authz import Actor
 from openlfr.governance.times import zone_label
-from openlfr.governance.views import label, with_article, words
+from openlfr.governance.views import PERM_WORDS, label, with_article, words
 from openlfr.transparency import shared
 from openlfr.web import security
 from openlfr.web.deps import csrf_cookie, is_https, session_cookie, web
@@ -155,6 +155,8 @@ def make_templates(zone: tzinfo = UTC) -> Jinja2Templates:
     env.filters.update(date=date, num=_num, rate=_rate, pct=_pct, sentence=_sentence,
                        plural=_plural, noun=_noun, words=words, article=with_article)
     env.filters["label"] = label
+    env.filters["may_do"] = lambda perm: PERM_WORDS.get(str(getattr(perm, "value", perm)),
+                                                        words(perm))
     env.globals.update(span=span, clock=clock, zone_name=zone_label(zone))
     env.globals["shared_words"] = {"what": shared.WHAT_WORDS, "purpose": shared.PURPOSE_WORDS,
                                    "recipient": shared.RECIPIENT_WORDS}
