@@ -12,9 +12,10 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
 
+from openlfr.governance.alerts import MAX_STOP_MINUTES
 from openlfr.governance.authz import Actor
 from openlfr.governance.times import zone_label
-from openlfr.governance.views import label, with_article, words
+from openlfr.governance.views import ETHNICITY_WORDS, label, with_article, words
 from openlfr.web import security
 from openlfr.web.deps import csrf_cookie, is_https, session_cookie, web
 
@@ -154,7 +155,9 @@ def make_templates(zone: tzinfo = UTC) -> Jinja2Templates:
     env.filters.update(date=date, num=_num, rate=_rate, pct=_pct, sentence=_sentence,
                        plural=_plural, noun=_noun, words=words, article=with_article)
     env.filters["label"] = label
-    env.globals.update(span=span, clock=clock, zone_name=zone_label(zone))
+    env.globals.update(span=span, clock=clock, zone_name=zone_label(zone),
+                       ethnicity_choices=[(k.value, v) for k, v in ETHNICITY_WORDS.items()],
+                       max_stop_minutes=MAX_STOP_MINUTES)
     return templates
 
 
