@@ -75,6 +75,11 @@ def suppress(counts: Sequence[int]) -> list[Shown]:
     return shown
 
 
+def _one(n: int) -> Shown:
+    """A count published on its own (a column's total): 1 to 4 is "fewer than 5"."""
+    return FEWER if 0 < n < SUPPRESS_BELOW else n
+
+
 @dataclass
 class GroupRow:
     code: str
@@ -246,8 +251,7 @@ def equality_figures(s: Session, year: int, deployment_ids: Sequence[int],
     sex_words = {k.value: v for k, v in SEX_WORDS.items()}
     return EqualityFigures(
         year=year, false_alerts=total,
-        with_outcome=suppress([with_outcome, total - with_outcome])[0],
-        stopped=suppress([stopped, total - stopped])[0],
+        with_outcome=_one(with_outcome), stopped=_one(stopped),
         ethnicity=_rows(eth_codes, ethnicity_words, eth_alerts, eth_stops),
         sex=_rows(sex_codes, sex_words, sex_alerts, sex_stops),
         stop_lengths=list(zip([b for b, _ in STOP_BANDS], suppress(bands), strict=True)),
