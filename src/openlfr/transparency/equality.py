@@ -247,8 +247,8 @@ def equality_figures(s: Session, year: int, deployment_ids: Sequence[int],
                 eth_stops[e] += 1
                 sex_stops[x] += 1
                 bands[_band(int(minutes or 0))] += 1
-    ethnicity_words = {k.value: v for k, v in ETHNICITY_WORDS.items()}
-    sex_words = {k.value: v for k, v in SEX_WORDS.items()}
+    ethnicity_words = {str(k): v for k, v in ETHNICITY_WORDS.items()}
+    sex_words = {str(k): v for k, v in SEX_WORDS.items()}
     return EqualityFigures(
         year=year, false_alerts=total,
         with_outcome=_one(with_outcome), stopped=_one(stopped),

@@ -156,7 +156,7 @@ def make_templates(zone: tzinfo = UTC) -> Jinja2Templates:
                        plural=_plural, noun=_noun, words=words, article=with_article)
     env.filters["label"] = label
     env.globals.update(span=span, clock=clock, zone_name=zone_label(zone),
-                       ethnicity_choices=[(k.value, v) for k, v in ETHNICITY_WORDS.items()],
+                       ethnicity_choices=[(str(k), v) for k, v in ETHNICITY_WORDS.items()],
                        max_stop_minutes=MAX_STOP_MINUTES)
     return templates
 
