@@ -190,7 +190,7 @@ ETHNICITY_WORDS: dict[str, str] = {
 #: Every code with its words.
 WORDS: dict[str, str] = {**ACTION_WORDS, **STATE_WORDS, **ROLE_WORDS,
                          **{k: v[:1].lower() + v[1:] for k, v in CATEGORY_WORDS.items()},
-                         **{k: v for k, v in ETHNICITY_WORDS.items() if k != "white"},
+                         **ETHNICITY_WORDS,
                          "not_recorded": "not recorded"}
 
 
