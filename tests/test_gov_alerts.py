@@ -304,7 +304,7 @@ def test_outcome_only_on_confirmed_and_once(gov: Gov, face_images: dict[str, Pat
         svc.record_outcome(gov.db, gov.actors["op1"], pending, True, Action.ADVICE)
     rejected = _stored(gov, st, alert_id="x", track=2)
     svc.adjudicate(gov.db, gov.actors["op1"], rejected, Decision.REJECT, "wrong person")
-    with pytest.raises(RuleError, match="only for confirmed"):
+    with pytest.raises(RuleError, match="whether the person was stopped"):  # a false alert
         svc.record_outcome(gov.db, gov.actors["op1"], rejected, False, Action.NONE)
 
     svc.adjudicate(gov.db, gov.actors["op2"], pending, Decision.CONFIRM)

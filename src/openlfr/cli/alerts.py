@@ -214,13 +214,28 @@ def outcome(
         help="Whether the person was engaged (one of the two is required).")] = None,
     data_dir: DataDirOpt = None,
     notes: Annotated[str | None, typer.Option("--notes", help="Free notes.")] = None,
+    not_subject: Annotated[bool, typer.Option(
+        "--not-subject", help="The engaged person turned out not to be the subject (a "
+        "confirmed alert that was false).")] = False,
+    stopped: Annotated[str | None, typer.Option(
+        "--stopped", help="After a false alert: yes or no (required then).")] = None,
+    stop_minutes: Annotated[str | None, typer.Option(
+        "--stop-minutes", help=f"How long the stop lasted, 1 to {svc.MAX_STOP_MINUTES}.")] = None,
+    ethnicity: Annotated[str | None, typer.Option(
+        "--perceived-ethnicity", help="Optional, the officer's perception (census 2021): "
+        "asian, black, mixed, white, other_ethnic_group or not_recorded.")] = None,
+    sex: Annotated[str | None, typer.Option(
+        "--perceived-sex", help="Optional: female, male or not_recorded.")] = None,
 ) -> None:
-    """Record what happened after a confirmed alert (once)."""
+    """Record what happened after a confirmed or a false alert (once); after a false alert,
+    whether the person was stopped, for how long, and their perceived ethnicity and sex (for
+    the public sector equality duty)."""
     if engaged is None:
         fail("say whether the person was engaged: --engaged or --not-engaged")
     with acting(data_dir, user) as ctx:
         view = svc.record_outcome(ctx.db, ctx.actor, alert_id, engaged,
-                                  svc.parse_action(action), notes)
+                                  svc.parse_action(action), notes, not_subject=not_subject,
+                                  stop=svc.stop_from_form(stopped, stop_minutes, ethnicity, sex))
     assert view.outcome is not None
     err_console.print(f"[green]✓[/] outcome of alert {view.id}: "
                       f"{'engaged' if engaged else 'not engaged'}, action "

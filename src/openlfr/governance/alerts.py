@@ -15,8 +15,10 @@ again is refused (and the refusal audited). A ``reject`` or ``no_action`` by any
 confirmer included — decides the alert at once: verification needs two people who agree, so
 any dissent ends it, and the alert is then ``rejected`` / ``no_action`` (the earlier
 confirmation stays on record). Without the rule, the first decision decides. A decided alert
-cannot be adjudicated again. Outcomes (engaged or not, the action taken) are recorded only for
-confirmed alerts, once.
+cannot be adjudicated again. Outcomes (engaged or not, the action taken) are recorded once, for
+confirmed alerts and for false ones; after a false alert (rejected, or the engaged person was not
+the subject) the outcome also records whether the person was stopped, for how long, and
+optionally the officer's perception of their ethnicity and sex (equality monitoring).
 
 Alerts under review keep their evidence: a later, better-scored revision from the pipeline
 replaces the crop and score only while nobody has adjudicated the alert yet.
@@ -57,6 +59,7 @@ from openlfr.governance.authz import (
 from openlfr.governance.disclosures import disclosure_details
 from openlfr.governance.system import System
 from openlfr.governance.views import (
+    ETHNICITY_WORDS,
     LABEL,
     AdjudicationView,
     AlertPage,
@@ -66,7 +69,15 @@ from openlfr.governance.views import (
 )
 from openlfr.governance.watchlists import subject_image
 from openlfr.store.db import Database
-from openlfr.store.enums import Action, AlertStatus, Decision, WatchlistStatus, choices
+from openlfr.store.enums import (
+    Action,
+    AlertStatus,
+    Decision,
+    PerceivedEthnicity,
+    PerceivedSex,
+    WatchlistStatus,
+    choices,
+)
 from openlfr.store.models import (
     Adjudication,
     Alert,
@@ -109,6 +120,30 @@ def parse_action(value: str) -> Action:
     except ValueError:
         raise RuleError(f"unknown action {value!r}: choose {choices(Action)}",
                         field="action") from None
+
+
+def parse_ethnicity(value: str | None) -> PerceivedEthnicity | None:
+    """A perceived ethnic group by its code or its census words; blank: none given."""
+    text = (value or "").strip().lower()
+    if not text:
+        return None
+    for group in PerceivedEthnicity:
+        if text in (group.value, group.value.replace("_", " "), ETHNICITY_WORDS[group].lower()):
+            return group
+    raise RuleError(f"unknown perceived ethnicity {value!r}: choose "
+                    f"{choices(PerceivedEthnicity)}", field="perceived_ethnicity")
+
+
+def parse_sex(value: str | None) -> PerceivedSex | None:
+    """A perceived sex by its code; blank: none given."""
+    text = (value or "").strip().lower().replace(" ", "_")
+    if not text:
+        return None
+    try:
+        return PerceivedSex(text)
+    except ValueError:
+        raise RuleError(f"unknown perceived sex {value!r}: choose {choices(PerceivedSex)}",
+                        field="perceived_sex") from None
 
 
 def parse_status(value: str) -> AlertStatus:
@@ -155,7 +190,13 @@ def _view(row: Alert) -> AlertView:
         adjudications=decisions,
         outcome=None if outcome is None else OutcomeView(
             engaged=outcome.engaged, action=outcome.action, notes=outcome.notes,
-            recorded_by=outcome.recorded_by, at=outcome.created_at))
+            recorded_by=outcome.recorded_by, at=outcome.created_at,
+            false_alert=outcome.stopped is not None, not_subject=outcome.not_subject,
+            stopped=outcome.stopped, stop_minutes=outcome.stop_minutes,
+            perceived_ethnicity=(None if outcome.perceived_ethnicity is None
+                                 else PerceivedEthnicity(outcome.perceived_ethnicity)),
+            perceived_sex=(None if outcome.perceived_sex is None
+                           else PerceivedSex(outcome.perceived_sex))))
 
 
 def _load(session: Session, alert_id: int) -> Alert:
@@ -738,32 +779,120 @@ def adjudicate(db: Database, actor: Actor, alert_id: int, decision: Decision,
                      "rule needs a second, different person", "alert", str(alert_id)) from None
 
 
+#: The longest stop after a false alert the form accepts, in minutes (eight hours): a longer
+#: figure is a typing error, not a stop.
+MAX_STOP_MINUTES = 480
+
+
+@dataclass(frozen=True)
+class FalseAlertStop:
+    """What the outcome form records after a false alert (equality monitoring): whether the
+    person was stopped, for how many minutes (1 to :data:`MAX_STOP_MINUTES`, only if stopped),
+    and optionally the officer's perception of their ethnic group and sex."""
+
+    stopped: bool
+    minutes: int | None = None
+    ethnicity: PerceivedEthnicity | None = None
+    sex: PerceivedSex | None = None
+
+
+def stop_from_form(stopped: str | None, minutes: str | None, ethnicity: str | None,
+                   sex: str | None) -> FalseAlertStop | None:
+    """The stop fields as a form or the command line sends them (``stopped`` yes/no, the
+    rest text); None when none was filled in."""
+    said = (stopped or "").strip().lower()
+    text = (minutes or "").strip()
+    if not said and not text and not (ethnicity or "").strip() and not (sex or "").strip():
+        return None
+    if said not in ("yes", "no"):
+        raise RuleError("say whether the person was stopped (yes or no)", field="stopped")
+    number: int | None = None
+    if text:
+        try:
+            number = int(text)
+        except ValueError:
+            raise RuleError(f"stop minutes {text!r}: a whole number from 1 to "
+                            f"{MAX_STOP_MINUTES}", field="stop_minutes") from None
+    return FalseAlertStop(said == "yes", number, parse_ethnicity(ethnicity), parse_sex(sex))
+
+
+def _check_stop(stop: FalseAlertStop) -> None:
+    if stop.stopped:
+        if stop.minutes is None:
+            raise RuleError("how long the person was stopped (minutes) is required when they "
+                            "were stopped", field="stop_minutes")
+        if isinstance(stop.minutes, bool) or not 1 <= stop.minutes <= MAX_STOP_MINUTES:
+            raise RuleError(f"stop minutes {stop.minutes}: a whole number from 1 to "
+                            f"{MAX_STOP_MINUTES}", field="stop_minutes")
+    elif stop.minutes is not None:
+        raise RuleError("stop minutes are recorded only when the person was stopped",
+                        field="stop_minutes")
+
+
 def record_outcome(db: Database, actor: Actor, alert_id: int, engaged: bool, action: Action,
-                   notes: str | None = None) -> AlertView:
-    """What happened after a confirmed alert (once per alert): whether the person was engaged
-    and the action taken. Audited ``alert.outcome``."""
+                   notes: str | None = None, *, not_subject: bool = False,
+                   stop: FalseAlertStop | None = None) -> AlertView:
+    """What happened after an alert (once per alert): whether the person was engaged and the
+    action taken. Audited ``alert.outcome``.
+
+    A confirmed alert's outcome may say the engaged person turned out ``not_subject``; that,
+    or a rejected (false) alert, is a *false alert*, and only a false alert's outcome records
+    ``stop`` (required then): equality monitoring. The audit entry says whether the person
+    was stopped and for how long, and only *whether* a perceived ethnicity or sex was
+    recorded, never which (README, "Alerts and outcomes").
+    """
     require(db, actor, Perm.ALERT_ADJUDICATE, "alert", str(alert_id))
     _person(actor)
     text = _clean_text(notes, "notes", False)
     if not engaged and action in (Action.ADVICE, Action.ARREST):
         raise RuleError(f"action {action.value} means the person was engaged: engaged must be "
                         "true", field="engaged")
+    if not_subject and not engaged:
+        raise RuleError("a person turns out not to be the subject only once engaged: engaged "
+                        "must be true", field="not_subject")
+    if stop is not None:
+        _check_stop(stop)
+        if stop.stopped and not engaged:
+            raise RuleError("a person who was stopped was engaged: engaged must be true",
+                            field="engaged")
     with db.session() as s:
         row = _load(s, alert_id)
         if row.purged_at is not None:  # its notes would outlive the purge, never blanked
             raise Conflict(f"alert {alert_id} was purged")
-        if row.status != AlertStatus.CONFIRMED:
+        if row.status not in (AlertStatus.CONFIRMED, AlertStatus.REJECTED):
             raise Conflict(f"alert {alert_id} is {row.status.value}: outcomes are recorded "
-                           "only for confirmed alerts")
+                           "only for confirmed alerts and false alerts")
         if row.outcome is not None:
             raise Conflict(f"alert {alert_id} already has an outcome (recorded by "
                            f"{row.outcome.recorded_by})")
+        rejected = row.status == AlertStatus.REJECTED
+        if rejected and not_subject:
+            raise RuleError(f"alert {alert_id} was rejected as a false alert: 'not the "
+                            "subject' is for confirmed alerts", field="not_subject")
+        false_alert = rejected or not_subject
+        if false_alert and stop is None:
+            raise RuleError("after a false alert the outcome records whether the person was "
+                            "stopped", field="stopped")
+        if not false_alert and stop is not None:
+            raise RuleError("whether the person was stopped, for how long, and the perceived "
+                            "ethnicity and sex are recorded only after a false alert (rejected, "
+                            "or the person was not the subject)", field="stopped")
         row.outcome = Outcome(engaged=engaged, action=action, notes=text,
-                              recorded_by=actor.name, created_at=utcnow())
-        s.flush()
-        audit_log.record(s, actor.name, "alert.outcome", "alert", row.id, {
+                              recorded_by=actor.name, created_at=utcnow(),
+                              not_subject=not_subject if not rejected else None)
+        details: dict[str, Any] = {
             "deployment": row.deployment_id, "engaged": engaged, "action": action.value,
-            "notes_given": text is not None})
+            "notes_given": text is not None}
+        if stop is not None:
+            o = row.outcome
+            o.stopped, o.stop_minutes = stop.stopped, stop.minutes
+            o.perceived_ethnicity = None if stop.ethnicity is None else stop.ethnicity.value
+            o.perceived_sex = None if stop.sex is None else stop.sex.value
+            details.update(not_subject=not_subject, stopped=stop.stopped,
+                           stop_minutes=stop.minutes,
+                           equality_recorded=stop.ethnicity is not None or stop.sex is not None)
+        s.flush()
+        audit_log.record(s, actor.name, "alert.outcome", "alert", row.id, details)
         return _view(row)
 
 

@@ -28,7 +28,15 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 from openlfr.redact import redact_personal
-from openlfr.store.enums import Action, AlertStatus, Category, Decision, Role
+from openlfr.store.enums import (
+    Action,
+    AlertStatus,
+    Category,
+    Decision,
+    PerceivedEthnicity,
+    PerceivedSex,
+    Role,
+)
 
 #: How an alert is presented, everywhere: the system never says "match".
 LABEL = "possible match"
@@ -154,6 +162,8 @@ ACTION_WORDS: dict[str, str] = {
     "subject_image": "Reference image",
     "threshold_floor": "Threshold floor",
     "two_person_rule": "Two-person rule",
+    "not_subject": "Not the subject", "stopped": "Person stopped",
+    "stop_minutes": "Stop (minutes)", "equality_recorded": "Perceived ethnicity or sex recorded",
     "upto": "Up to entry",
 }
 
@@ -167,9 +177,22 @@ STATE_WORDS: dict[str, str] = {
     "confirm": "confirmed", "reject": "rejected (false alert)",
 }
 
+#: The census (England and Wales 2021) high-level ethnic groups, as the outcome form and the
+#: public equality figures name them: an officer's perception, never the person's declaration.
+ETHNICITY_WORDS: dict[str, str] = {
+    PerceivedEthnicity.ASIAN: "Asian or Asian British",
+    PerceivedEthnicity.BLACK: "Black, Black British, Caribbean or African",
+    PerceivedEthnicity.MIXED: "Mixed or multiple ethnic groups",
+    PerceivedEthnicity.WHITE: "White",
+    PerceivedEthnicity.OTHER: "Other ethnic group",
+    PerceivedEthnicity.NOT_RECORDED: "Not recorded",
+}
+
 #: Every code with its words.
 WORDS: dict[str, str] = {**ACTION_WORDS, **STATE_WORDS, **ROLE_WORDS,
-                         **{k: v[:1].lower() + v[1:] for k, v in CATEGORY_WORDS.items()}}
+                         **{k: v[:1].lower() + v[1:] for k, v in CATEGORY_WORDS.items()},
+                         **ETHNICITY_WORDS,
+                         "not_recorded": "not recorded"}
 
 
 def words(code: object) -> str:
@@ -373,6 +396,16 @@ class OutcomeView(View):
     notes: str | None
     recorded_by: str
     at: datetime
+    #: A false alert's outcome (the alert was rejected, or the engaged person turned out not to
+    #: be the subject): these are set; else None.
+    false_alert: bool = False
+    not_subject: bool | None = None
+    stopped: bool | None = None
+    stop_minutes: int | None = None
+    perceived_ethnicity: PerceivedEthnicity | None = Field(
+        default=None, description="An officer's perception (census 2021 groups), recorded for "
+        "the public sector equality duty; not the person's declaration.")
+    perceived_sex: PerceivedSex | None = None
 
 
 class AlertView(View):

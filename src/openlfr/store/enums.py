@@ -82,3 +82,24 @@ def choices(enum: type[StrEnum]) -> str:
     """``a, b or c``: for error messages."""
     values = [m.value for m in enum]
     return ", ".join(values[:-1]) + " or " + values[-1]
+
+
+class PerceivedEthnicity(StrEnum):
+    """An officer's perception of a person's ethnic group after a false alert, recorded for the
+    public sector equality duty: the five high-level groups of the 2021 census of England and
+    Wales, plus "not recorded". Never the person's own declaration."""
+
+    ASIAN = "asian"  # Asian or Asian British
+    BLACK = "black"  # Black, Black British, Caribbean or African
+    MIXED = "mixed"  # Mixed or multiple ethnic groups
+    WHITE = "white"
+    OTHER = "other_ethnic_group"
+    NOT_RECORDED = "not_recorded"
+
+
+class PerceivedSex(StrEnum):
+    """An officer's perception of a person's sex after a false alert (equality monitoring)."""
+
+    FEMALE = "female"
+    MALE = "male"
+    NOT_RECORDED = "not_recorded"

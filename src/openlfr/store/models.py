@@ -465,6 +465,14 @@ class Outcome(Base):
     notes: Mapped[str | None] = mapped_column(Text)
     recorded_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Equality monitoring of false alerts (a rejected alert, or a confirmed one whose engaged
+    # person turned out not to be the subject): whether the person was stopped, for how long,
+    # and the officer's perception of their ethnic group and sex (census categories).
+    not_subject: Mapped[bool | None] = mapped_column(Boolean)
+    stopped: Mapped[bool | None] = mapped_column(Boolean)
+    stop_minutes: Mapped[int | None] = mapped_column(Integer)
+    perceived_ethnicity: Mapped[str | None] = mapped_column(String(32))
+    perceived_sex: Mapped[str | None] = mapped_column(String(16))
 
     alert: Mapped[Alert] = relationship(back_populates="outcome")
 

@@ -30,6 +30,7 @@ from openlfr.governance.views import SharedCount
 from openlfr.store.db import Database
 from openlfr.store.enums import Action, DeploymentStatus
 from openlfr.store.models import CameraStats, Deployment, PublicQuestion
+from openlfr.transparency.equality import EqualityFigures, equality_figures
 from openlfr.transparency.shared import shared_counts
 from openlfr.transparency.stats import DeploymentFigures, deployment_stats
 
@@ -319,13 +320,16 @@ class YearSummary:
     questions_received: int
     questions_answered: int
     years: list[int]  # every year with a public deployment that ran
+    #: False alerts per perceived group, suppressed, beside the measured false-match rates.
+    equality: EqualityFigures | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {"year": self.year, "deployments": self.deployments,
                 "totals": self.totals.as_json(),
                 "months": [dict(month=i + 1, **m.as_json()) for i, m in enumerate(self.months)],
                 "questions_received": self.questions_received,
-                "questions_answered": self.questions_answered, "years": self.years}
+                "questions_answered": self.questions_answered, "years": self.years,
+                "equality": None if self.equality is None else self.equality.as_json()}
 
 
 def _when(d: PublicDeployment) -> datetime:
@@ -343,16 +347,21 @@ def year_summary(db: Database, year: int | None = None,
     totals = Figures()
     months = [Figures() for _ in range(12)]
     count = received = answered = 0
+    counted: list[PublicDeployment] = []
     for d in ran:
         when = _when(d)
         if when.year != year or d.figures is None:
             continue
         count += 1
+        counted.append(d)
         totals.add(d.figures)
         months[when.month - 1].add(d.figures)
         received += d.questions_received
         answered += d.questions_answered
-    return YearSummary(year, count, totals, months, received, answered, years)
+    with db.reading() as s:
+        equality = equality_figures(s, year, [d.id for d in counted],
+                                    [d.model_id for d in counted])
+    return YearSummary(year, count, totals, months, received, answered, years, equality)
 
 
 # -- what residents ask first -------------------------------------------------------------------

@@ -28,8 +28,9 @@ What each figure is
 * **alerts**: every alert stored, purged ones included (purging clears the crop and the free
   texts but keeps the row and its decision codes, :mod:`openlfr.governance.retention`), split
   by status: **confirmed**, **false alerts** (rejected), **no action**, **pending** (nobody
-  decided yet); **outcomes** of the confirmed ones by action taken, and how many people were
-  **engaged**.
+  decided yet); **outcomes** by action taken (of confirmed alerts, and of false ones after
+  which someone was spoken to or stopped), and how many people were **engaged**. The false
+  alerts per perceived group are :mod:`openlfr.transparency.equality`'s.
 * **watchlist size at authorisation**: the sum, over the deployment's watchlists, of the
   subjects counted in the latest ``watchlist.approve`` audit entry before the deployment's
   ``deployment.authorise`` entry, less the subjects expired (``subject.expire``) in between. A

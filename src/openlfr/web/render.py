@@ -12,9 +12,10 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
 
+from openlfr.governance.alerts import MAX_STOP_MINUTES
 from openlfr.governance.authz import Actor
 from openlfr.governance.times import zone_label
-from openlfr.governance.views import PERM_WORDS, label, with_article, words
+from openlfr.governance.views import ETHNICITY_WORDS, PERM_WORDS, label, with_article, words
 from openlfr.transparency import shared
 from openlfr.web import security
 from openlfr.web.deps import csrf_cookie, is_https, session_cookie, web
@@ -157,7 +158,9 @@ def make_templates(zone: tzinfo = UTC) -> Jinja2Templates:
     env.filters["label"] = label
     env.filters["may_do"] = lambda perm: PERM_WORDS.get(str(getattr(perm, "value", perm)),
                                                         words(perm))
-    env.globals.update(span=span, clock=clock, zone_name=zone_label(zone))
+    env.globals.update(span=span, clock=clock, zone_name=zone_label(zone),
+                       ethnicity_choices=[(str(k), v) for k, v in ETHNICITY_WORDS.items()],
+                       max_stop_minutes=MAX_STOP_MINUTES)
     env.globals["shared_words"] = {"what": shared.WHAT_WORDS, "purpose": shared.PURPOSE_WORDS,
                                    "recipient": shared.RECIPIENT_WORDS}
     return templates

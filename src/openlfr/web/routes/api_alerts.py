@@ -42,6 +42,18 @@ class OutcomeIn(BaseModel):
     engaged: bool
     action: str = Field(description="none, advice, arrest or other", max_length=20)
     notes: str | None = Field(default=None, max_length=svc.MAX_TEXT)
+    not_subject: bool = Field(default=False, description=(
+        "a confirmed alert's engaged person turned out not to be the subject (a false alert)"))
+    stopped: bool | None = Field(default=None, description=(
+        "after a false alert (rejected, or not_subject): whether the person was stopped; "
+        "required then, refused otherwise"))
+    stop_minutes: int | None = Field(default=None, ge=1, le=svc.MAX_STOP_MINUTES,
+                                     description="how long the stop lasted, if stopped")
+    perceived_ethnicity: str | None = Field(default=None, max_length=60, description=(
+        "optional, an officer's perception (census 2021 groups: asian, black, mixed, white, "
+        "other_ethnic_group, not_recorded), for the public sector equality duty"))
+    perceived_sex: str | None = Field(default=None, max_length=20,
+                                      description="optional: female, male or not_recorded")
 
 
 class HoldIn(BaseModel):
@@ -125,13 +137,23 @@ def adjudicate(request: Request, alert_id: int, body: AdjudicationIn,
 
 
 @router.post("/{alert_id}/outcome", status_code=201, responses={
-    **ERRORS, 409: {"description": "Not confirmed, or the outcome is already recorded"}})
+    **ERRORS, 409: {"description": "Neither confirmed nor rejected, or the outcome is "
+                    "already recorded"}})
 def outcome(request: Request, alert_id: int, body: OutcomeIn,
             actor: CurrentActor) -> AlertView:
-    """What happened after a confirmed alert (once)."""
+    """What happened after a confirmed or a false alert (once); after a false alert, whether
+    the person was stopped, for how long, and optionally their perceived ethnicity and sex."""
     action = svc.parse_action(body.action)  # unknown: 400
+    stop = None
+    if (body.stopped is not None or body.stop_minutes is not None
+            or body.perceived_ethnicity or body.perceived_sex):
+        if body.stopped is None:
+            raise svc.RuleError("say whether the person was stopped", field="stopped")
+        stop = svc.FalseAlertStop(body.stopped, body.stop_minutes,
+                                  svc.parse_ethnicity(body.perceived_ethnicity),
+                                  svc.parse_sex(body.perceived_sex))
     return svc.record_outcome(web(request).db, actor, alert_id, body.engaged, action,
-                              body.notes)
+                              body.notes, not_subject=body.not_subject, stop=stop)
 
 
 @router.post("/{alert_id}/hold", responses={

@@ -457,6 +457,11 @@ def outcome(request: Request, alert_id: int, actor: PageActor,
             engaged: Annotated[str, Form(max_length=5)] = "",
             action: Annotated[str, Form(max_length=20)] = "",
             notes: Annotated[str, Form(max_length=svc.MAX_TEXT)] = "",
+            not_subject: Annotated[str, Form(max_length=5)] = "",
+            stopped: Annotated[str, Form(max_length=5)] = "",
+            stop_minutes: Annotated[str, Form(max_length=20)] = "",
+            perceived_ethnicity: Annotated[str, Form(max_length=60)] = "",
+            perceived_sex: Annotated[str, Form(max_length=20)] = "",
             here: Annotated[str, Form(max_length=300)] = "",
             fragment: Annotated[str, Form(max_length=5)] = "") -> Response:
     try:
@@ -465,7 +470,10 @@ def outcome(request: Request, alert_id: int, actor: PageActor,
         if not action:
             raise RuleError("choose the action taken")
         svc.record_outcome(web(request).db, actor, alert_id, engaged == "yes",
-                           svc.parse_action(action), notes or None)
+                           svc.parse_action(action), notes or None,
+                           not_subject=not_subject == "yes",
+                           stop=svc.stop_from_form(stopped, stop_minutes, perceived_ethnicity,
+                                                   perceived_sex))
     except RuleError as exc:
         return _failed(request, actor, alert_id, str(exc), here, fragment)
     return _done(request, alert_id, "outcome", here, fragment)

@@ -212,6 +212,22 @@ def summary_csv(request: Request, year: YearQ = None) -> Response:
                      "text/csv; charset=utf-8")
 
 
+@router.get("/public/equality.csv", include_in_schema=False)
+def equality_csv(request: Request, year: YearQ = None) -> Response:
+    """The year's false alerts by perceived group, suppressed as on the page."""
+    s = public_data.year_summary(web(request).db, year)
+    rows: list[dict[str, Any]] = []
+    if s.equality is not None:
+        for kind, groups in (("perceived ethnic group", s.equality.ethnicity),
+                             ("perceived sex", s.equality.sex)):
+            rows += [{"breakdown": kind, "group": r.label, "false_alerts": r.false_alerts,
+                      "stopped": r.stopped} for r in groups]
+        rows += [{"breakdown": "stop length", "group": length, "stopped": n}
+                 for length, n in s.equality.stop_lengths]
+    return _download(_csv(["breakdown", "group", "false_alerts", "stopped"], rows),
+                     f"openlfr-equality-{s.year}.csv", "text/csv; charset=utf-8")
+
+
 @router.get("/public/summary.json", include_in_schema=False)
 def summary_json_download(request: Request, year: YearQ = None) -> Response:
     s = public_data.year_summary(web(request).db, year)
