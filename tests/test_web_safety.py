@@ -45,6 +45,7 @@ def running_deployment(gov: Gov, wl_id: int, threshold: float | None = None,
     dep_id = deps.create(gov.db, gov.actors["op1"], deps.Plan(
         name="Cup final", site="City stadium", location="North gate",
         purpose="Find people wanted by the courts", legal_basis="Common law powers",
+        alternatives="Patrols do not suffice",
         dpia_ref="DPIA-1", equality_ref="EIA-1", planned_start=now - timedelta(minutes=5),
         planned_end=now + timedelta(hours=4), threshold=threshold or SFACE_FLOOR + 0.05,
         model_id=model_id, signage=True, public_notice=True, watchlist_ids=(wl_id,),
@@ -160,6 +161,7 @@ def test_times_are_entered_and_shown_in_the_zone_of_people(
         assert "Planned start (Europe/London)" in new and "Planned end (Europe/London)" in new
         fields = {"name": "Summer fair", "site": "Park", "location": "Gate", "purpose": "p",
                   "legal_basis": "b", "dpia_ref": "d", "equality_ref": "e",
+                  "alternatives": "Patrols do not suffice",
                   "planned_start": "2027-07-01T14:05", "planned_end": "2027-07-01T18:00",
                   "threshold": "", "backend": "sface", "cameras": "gate=0",
                   "watchlist_ids": str(wl_id), "signage": "1", "public_notice": "1"}

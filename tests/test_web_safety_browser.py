@@ -127,7 +127,8 @@ def test_a_deployment_in_the_zone_of_people(sqlite_gov: Gov, london: str, browse
     assert page.inner_text("label[for=d-start]") == "Planned start (Europe/London)"
     page.fill("#d-name", "Summer fair")
     for field, value in (("site", "Park"), ("location", "Gate"), ("purpose", "p"),
-                         ("legal_basis", "b"), ("dpia_ref", "d"), ("equality_ref", "e")):
+                         ("legal_basis", "b"), ("dpia_ref", "d"), ("equality_ref", "e"),
+                         ("alternatives", "Patrols do not suffice")):
         page.fill(f"[name={field}]", value)
     page.fill("#d-start", "2027-07-01T14:05")
     page.fill("#d-end", "2027-07-01T18:00")
