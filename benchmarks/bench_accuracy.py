@@ -5,6 +5,7 @@ Usage:
     python benchmarks/bench_accuracy.py embed --part dlib --out /tmp/lfw-feat-dlib.npz
     python benchmarks/bench_accuracy.py report --feat /tmp/lfw-feat.npz
     python benchmarks/bench_accuracy.py clip [--backend sface] [--fuse-shots 3] [--flip-enrol]
+        [--early]
 
 ``embed`` detects the central face of every LFW image once and keeps, per image, its SFace and
 dlib embeddings of the image and of its mirror, and its quality score
@@ -62,7 +63,22 @@ def embed(out: Path, data: Path, part: str) -> int:
     weight = np.full(n, -1.0)
     ok = np.zeros(n, bool)
     start = time.perf_counter()
-    for i, rel in enumerate(ds.images):
+    # The images of the pairs first, so that a run stopped early (it saves every 250 images)
+    # already measures verification; then the rest, for identification.
+    in_pairs = set()
+    for p in read_pairs(data / "pairs.txt"):
+        in_pairs |= {p.left, p.right}
+    order = sorted(range(n), key=lambda i: (ds.images[i] not in in_pairs, i))
+
+    def save() -> None:
+        np.savez(out, images=np.array(ds.images), identities=np.array(ds.identities), ok=ok,
+                 weight=weight, **feats)
+
+    for done, i in enumerate(order):
+        rel = ds.images[i]
+        if done % 250 == 0:
+            save()
+            print(f"{done}/{n} {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
         image = load_image(data / "images" / rel)
         faces = engine.detect(image) or engine.detect(image, pad=RETRY_PAD)
         face = pick_face(faces, image.shape)
@@ -73,10 +89,7 @@ def embed(out: Path, data: Path, part: str) -> int:
         feats[keys[1]][i] = model.embed(flipped, [face.mirrored(image.shape[1])])[0].vector
         weight[i] = q.template_weight(face, q.measure(image, face, q.ENROLMENT))
         ok[i] = True
-        if i % 250 == 0:
-            print(f"{i}/{n} {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
-    np.savez(out, images=np.array(ds.images), identities=np.array(ds.identities), ok=ok,
-             weight=weight, **feats)
+    save()
     return 0
 
 
@@ -98,13 +111,14 @@ def templates(z: dict[str, np.ndarray], backend: str, flip: bool) -> np.ndarray:
 
 def identify(z: dict[str, np.ndarray], gal: np.ndarray, probe: np.ndarray, best: bool,
              size: int = 1000, seed: int = 0) -> tuple[float, float | None, float | None]:
+    """Rank-1 and FNIR at FPIR 0.01 and 0.001 (``openlfr eval identify``'s protocol)."""
     ids = z["identities"]
     ok = z["ok"]
     usable: dict[str, list[int]] = {}
     for i, ident in enumerate(ids):
         if ok[i]:
             usable.setdefault(str(ident), []).append(i)
-    enrolled = choose_enrolled(usable, size, seed)
+    enrolled = choose_enrolled(usable, min(size, len(usable) // 2), seed)
     enrol = {k: (max(usable[k], key=lambda i: (z["weight"][i], -i)) if best else usable[k][0])
              for k in enrolled}
     g = gal[[enrol[k] for k in enrolled]]
@@ -201,20 +215,22 @@ def report(feat: Path, data: Path) -> int:
     folds = np.array([p.fold for p in pairs])
     good = (left >= 0) & (right >= 0)
     good &= z["ok"][np.maximum(left, 0)] & z["ok"][np.maximum(right, 0)]
-    print("LFW verification (View-2 folds, mean ± std):")
+    print(f"LFW verification (View-2 folds, mean ± std), {int(good.sum())} of {len(pairs)} "
+          "pairs (the others: no face found, or not embedded yet):")
     for backend in (("sface", "fusion") if "d" in z else ("sface",)):
         for name, fl, fr in (("no flip", False, False), ("flip on enrolled side", True, False),
                              ("flip both", True, True)):
             a, b = templates(z, backend, fl), templates(z, backend, fr)
-            s = np.where(good, np.sum(a[np.maximum(left, 0)] * b[np.maximum(right, 0)], 1),
-                         np.nan)
-            r = kfold_accuracy(s, same, folds)
+            s = np.sum(a[left[good]] * b[right[good]], 1)
+            r = kfold_accuracy(s, same[good], folds[good])
             acc = np.array(r.accuracies) * 100
             print(f"  {backend:6s} {name:22s} {acc.mean():.2f} ± {acc.std():.2f} %")
     backends = ("sface", "fusion") if "d" in z else ("sface",)
     for backend in backends:
         tracks(z, backend)
-    print("Open-set identification, gallery 1,000 (rank-1, FNIR@FPIR 0.01, 0.001):")
+    n_ids = len({str(k) for k, o in zip(z["identities"], z["ok"], strict=True) if o})
+    print(f"Open-set identification, gallery {min(1000, n_ids // 2)} of {n_ids} identities "
+          "(rank-1, FNIR@FPIR 0.01, 0.001):")
     for backend in backends:
         probe = templates(z, backend, False)
         for flip in (False, True):
@@ -230,7 +246,7 @@ PEOPLE = {"lin-manuel-miranda": "lin-manuel-miranda.png", "alex-lacamoire": "ale
           "obama": "obama.jpg", "biden": "biden.jpg"}
 
 
-def clip(data: Path, backend: str, fuse_shots: int, flip_enrol: bool) -> int:
+def clip(data: Path, backend: str, fuse_shots: int, flip_enrol: bool, early: bool) -> int:
     from openlfr.video.pipeline import CameraPipeline, PipelineConfig
     from openlfr.video.sinks import MemorySink
     from openlfr.video.types import Frame
@@ -258,12 +274,16 @@ def clip(data: Path, backend: str, fuse_shots: int, flip_enrol: bool) -> int:
             return hits  # type: ignore[return-value]
 
     sink = MemorySink()
-    config = PipelineConfig(threshold=engine.default_threshold, fuse_shots=fuse_shots)
+    from openlfr.video.bestshot import ShotPolicy
+
+    config = PipelineConfig(threshold=engine.default_threshold, fuse_shots=fuse_shots,
+                            shots=ShotPolicy(early=early))
     cap = cv2.VideoCapture(str(data / "short_hamilton_clip.mp4"))
     fps = cap.get(cv2.CAP_PROP_FPS)
     pipe = CameraPipeline("clip", engine, Logged(), config, sink, fps=fps)  # type: ignore[arg-type]
     enrol_quality: dict[int, int] = {}
     frame_index = 0
+    cpu0 = time.process_time()
     while True:
         ok, image = cap.read()
         if not ok:
@@ -275,13 +295,20 @@ def clip(data: Path, backend: str, fuse_shots: int, flip_enrol: bool) -> int:
                 enrol_quality[tid] = round(record.enrol_quality_mono * fps)
         frame_index += 1
     pipe.flush()
+    cpu = time.process_time() - cpu0
+    print(f"{backend}: {frame_index} frames ({frame_index / fps:.1f} s of video), "
+          f"{pipe.stats.embeddings} embeddings, CPU {cpu:.1f} s = "
+          f"{cpu / (frame_index / fps):.3f} CPU-s per camera-second (every frame detected)")
     for f, sid, score in searches:
         print(f"  search at frame {f}: {sid} {score:.3f}")
     for alert in sink.firsts():
         start = enrol_quality.get(alert.track_id)
-        delay = None if start is None else (alert.frame - start) / fps
+        raised = next(f for f, sid, score in searches
+                      if sid == alert.subject_id and abs(score - alert.score) < 1e-6)
+        delay = None if start is None else (raised - start) / fps
         print(f"ALERT {alert.subject_id} track {alert.track_id} frame {alert.frame} "
-              f"score {alert.score:.3f} (threshold {alert.threshold}); enrolment-quality face "
+              f"(searched at frame {raised}) score {alert.score:.3f} "
+              f"(threshold {alert.threshold}); enrolment-quality face "
               f"from frame {start}; delay {delay if delay is None else round(delay, 3)} s")
     print(f"{len(sink.firsts())} alert(s), {len(sink.alerts)} with updates; "
           f"best scores: " + ", ".join(f"{a.subject_id} {a.score:.3f}" for a in sink.alerts))
@@ -295,6 +322,8 @@ def main() -> int:
     ap.add_argument("--backend", default="sface")
     ap.add_argument("--fuse-shots", type=int, default=3)
     ap.add_argument("--flip-enrol", action="store_true")
+    ap.add_argument("--early", action="store_true",
+                    help="embed a first enrolment-quality shot before its window closes")
     ap.add_argument("--data", type=Path, default=LFW)
     ap.add_argument("--out", type=Path, default=Path("/tmp/lfw-feat.npz"))
     ap.add_argument("--feat", type=Path, default=Path("/tmp/lfw-feat.npz"))
@@ -303,7 +332,7 @@ def main() -> int:
         return embed(args.out, args.data, args.part)
     if args.what == "clip":
         return clip(args.data.parent / "face_recognition_examples", args.backend,
-                    args.fuse_shots, args.flip_enrol)
+                    args.fuse_shots, args.flip_enrol, args.early)
     return report(args.feat, args.data)
 
 

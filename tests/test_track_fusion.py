@@ -146,3 +146,20 @@ def test_flip_enrolment_averages_the_mirror_image_in(face_images):
     mirror = as_image(np.ascontiguousarray(cv2.flip(image, 1)))
     m = engine.embed(mirror, [plain.face.mirrored(image.shape[1])])[0].vector  # type: ignore[union-attr]
     assert np.allclose(f, _unit(v + m), atol=1e-5)
+
+
+def test_early_shot_is_due_at_once_only_when_asked_whole_and_of_enrolment_quality(face_images):
+    from openlfr.video.bestshot import ShotPolicy
+
+    image = load_image(face_images["obama2"])
+    face = _face(image)
+    face = face.with_quality(q.measure(image, face, q.LIVE))
+    assert q.measure(image, face, q.ENROLMENT).ok  # enrolment quality
+    frame = Frame("cam", 0, 0.0, time.time(), time.monotonic(), image)
+    x, _y, w, _h = face.box
+    cut = face.shifted(-(x + w / 2), 0)  # half the face beyond the frame's left edge
+    for shot, early, due in ((face, True, True), (face, False, False), (cut, True, False)):
+        policy = ShotPolicy(window=10.0, early=early)
+        record = TrackRecord(1, 0.0, 0.0, shot.box)
+        record.offer(make_sighting(frame, 1, shot, 1.0), policy)
+        assert record.due(0.0, policy) is due, (early, shot.box)

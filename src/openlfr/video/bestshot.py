@@ -27,12 +27,15 @@ SHARPNESS_SATURATION = q.SHARPNESS_SATURATION
 class ShotPolicy:
     """When a track is embedded: after ``window`` seconds of gated faces, at most
     ``max_embeddings`` times, ``min_gap`` seconds apart, each time with a shot at least
-    ``improve`` times better than the one embedded before."""
+    ``improve`` times better than the one embedded before. ``early`` (off by default): a
+    track's first shot that is already of enrolment quality and wholly inside the frame is
+    embedded at once, without waiting out the window (later shots are fused with it)."""
 
     window: float = 0.2
     min_gap: float = 0.4
     max_embeddings: int = 3
     improve: float = 1.2
+    early: bool = False
 
     def __post_init__(self) -> None:
         if self.window < 0 or self.min_gap < 0:
@@ -123,6 +126,8 @@ class TrackRecord:
             return False
         if self.last_embed_t is not None and t - self.last_embed_t < policy.min_gap:
             return False
+        if policy.early and self.embeddings == 0 and _early_shot(self.best):
+            return True
         return t - self.window_start >= policy.window
 
     def take(self, t: float) -> Sighting | None:
@@ -133,6 +138,15 @@ class TrackRecord:
             self.last_embed_t = t
             self.last_embed_shot = sighting.shot_score
         return sighting
+
+
+def _early_shot(sighting: Sighting) -> bool:
+    """Whether a shot may be embedded before its window closes: of enrolment quality, and
+    wholly inside the frame (a face cut by the frame's edge waits for a better shot)."""
+    face, (h, w) = sighting.face, sighting.crop.shape[:2]
+    x, y, bw, bh = face.box
+    inside = x >= 0 and y >= 0 and x + bw <= w and y + bh <= h
+    return inside and face.quality is not None and meets(face.quality, q.ENROLMENT)
 
 
 def fuse_templates(shots: list[tuple[np.ndarray, float]], k: int = 3) -> np.ndarray:
