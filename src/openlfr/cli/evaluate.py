@@ -143,7 +143,7 @@ def identify(
                                            help="Progress bar on stderr while embedding.")] = True,
     enrol_image: Annotated[str, typer.Option(
         "--enrol-image", help="Each enrolled identity's enrolment image: 'best' (highest "
-                              "quality score) or 'first' (first in name order).")] = "best",
+                              "quality score) or 'first' (first in name order).")] = "first",
 ) -> None:
     """Open-set identification (the watchlist case): enrol one image per identity for each
     gallery size, search with the other images (mated) and with never-enrolled identities
