@@ -196,3 +196,18 @@ def test_watchlist_show_and_remove(face_images, tmp_path):
                             "--json").stdout)
     assert after["faces"][0]["match"] is None
     assert [c["subject"] for c in after["faces"][0]["candidates"]] == ["p2"]
+
+
+def test_enroll_flip_averages_the_mirror_image_into_the_same_models_template(face_images,
+                                                                               tmp_path):
+    import numpy as np
+
+    plain_path, flip_path = tmp_path / "plain.watchlist", tmp_path / "flip.watchlist"
+    for path, extra in ((plain_path, []), (flip_path, ["--flip"])):
+        result = _run("enroll", face_images["obama"], "--watchlist", path, "--subject", "p1",
+                      "--json", *extra)
+        assert result.exit_code == 0, result.output
+    plain, flipped = Watchlist.load(plain_path), Watchlist.load(flip_path)
+    assert plain.model_id == flipped.model_id  # comparable with live templates
+    (a,), (b,) = plain.templates.values(), flipped.templates.values()
+    assert not np.allclose(a, b, atol=1e-3) and float(a @ b) > 0.9

@@ -173,3 +173,32 @@ def test_eval_identify_bad_input(tmp_path: Path) -> None:
     result = runner.invoke(app, ["eval", "identify", "-d", str(tmp_path),
                                  "--gallery-sizes", "two"])
     assert result.exit_code == 2
+
+
+# -- enrolment image: best quality ------------------------------------------------------------
+
+
+def test_enrolment_image_is_the_best_quality_one(people_dir: Path, tmp_path: Path) -> None:
+    from openlfr.evaluation.identify import enrolment_image, quality_weights
+
+    # a blurred, shrunk copy of a good photo: the same person, a poor enrolment photo
+    root = tmp_path / "people"
+    good = cv2.imread(str(people_dir / "obama" / "obama_2.png"))
+    small = cv2.resize(good, None, fx=0.3, fy=0.3, interpolation=cv2.INTER_AREA)
+    _put(root / "obama" / "obama_1.png", cv2.GaussianBlur(small, (7, 7), 0))
+    _put(root / "obama" / "obama_2.png", good)
+    ds = scan_dataset(root)
+    weights = quality_weights(get_engine("sface"), ds, [0, 1])
+    assert 0 <= weights[0] < weights[1]
+    assert enrolment_image([0, 1], weights) == 1  # the better photo, though second by name
+    assert enrolment_image([0, 1], None) == 0  # "first": name order
+    assert enrolment_image([0, 1], {0: 0.5, 1: 0.5}) == 0  # ties: name order
+    for choice in ("best", "first"):
+        result = runner.invoke(app, ["eval", "identify", "-d", str(people_dir), "--json",
+                                     "--gallery-sizes", "2", "--no-progress",
+                                     "--enrol-image", choice])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["enrol_image"] == choice
+    result = runner.invoke(app, ["eval", "identify", "-d", str(people_dir), "--no-progress",
+                                 "--gallery-sizes", "2", "--enrol-image", "worst"])
+    assert result.exit_code == 2 and "worst" in result.output

@@ -141,6 +141,9 @@ def identify(
     cache: Annotated[Path | None, typer.Option("--cache", help=CACHE_HELP)] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress",
                                            help="Progress bar on stderr while embedding.")] = True,
+    enrol_image: Annotated[str, typer.Option(
+        "--enrol-image", help="Each enrolled identity's enrolment image: 'best' (highest "
+                              "quality score) or 'first' (first in name order).")] = "first",
 ) -> None:
     """Open-set identification (the watchlist case): enrol one image per identity for each
     gallery size, search with the other images (mated) and with never-enrolled identities
@@ -153,7 +156,7 @@ def identify(
         sizes = parse_sizes(gallery_sizes)
         _check_out("--plot", plot)
         report = run_identify(dataset, sizes, backend, seed=seed, cache_dir=cache,
-                              progress=progress)
+                              progress=progress, enrol_image=enrol_image)
         if plot is not None:
             try:
                 plot_identify(report, plot)

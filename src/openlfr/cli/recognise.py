@@ -47,6 +47,9 @@ def enroll(
     backend: Annotated[str | None, typer.Option(
         "--backend", "-b", help="Face backend for a new watchlist (default sface).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    flip: Annotated[bool, typer.Option(
+        "--flip", help="Average each photo's template with its mirror image's (README: "
+                       "accuracy figures).")] = False,
 ) -> None:
     """Enrol photos into a watchlist. Only photos with exactly one good face are accepted."""
     metadata = _parse_meta(meta)
@@ -72,7 +75,7 @@ def enroll(
     try:
         with progress:
             task = progress.add_task("enrol", total=len(jobs))
-            enrol(engine, wl, jobs, metadata, on_result=done)
+            enrol(engine, wl, jobs, metadata, on_result=done, flip=flip)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted: saving what was accepted so far[/]")
     accepted = [o for o in outcomes if o.accepted]

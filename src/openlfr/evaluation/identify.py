@@ -2,7 +2,10 @@
 
 For each gallery size N, N identities are enrolled with one image each (identities with at
 least two usable images first, so they give mated probes; the choice is a seeded shuffle);
-the enrolment image of an identity is its first usable image in name order.
+the enrolment image of an identity is, with ``enrol_image="best"``, its best-quality usable
+image (:func:`openlfr.vision.quality.template_weight` of its central face: size, sharpness,
+frontality, detector confidence; ties go to name order), as an operator would pick a
+watchlist photo; with ``"first"``, its first usable image in name order.
 Mated searches are the other images of enrolled identities; non-mated searches are the images
 of identities never enrolled. Every search returns the rank-1 candidate of the gallery.
 
@@ -24,18 +27,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from openlfr.errors import InvalidInput
 from openlfr.evaluation.groups import Dataset, scan_dataset
 from openlfr.evaluation.templates import Embedded, embed_paths
-from openlfr.evaluation.verify import FailedImage
+from openlfr.evaluation.verify import RETRY_PAD, FailedImage, pick_face
 from openlfr.vision import FaceEngine, get_engine
+from openlfr.vision.imageio import ImageError, load_image
+from openlfr.vision.quality import measure, template_weight
 from openlfr.watchlist.gallery import Gallery
 
 FPIR_TARGETS: tuple[float, ...] = (0.1, 0.01, 0.001)
 DEFAULT_GALLERY_SIZES: tuple[int, ...] = (100, 1000)
 DEFAULT_SEED = 0
+#: How each enrolled identity's enrolment image is chosen (module docstring).
+ENROL_IMAGE_CHOICES: tuple[str, ...] = ("best", "first")
+#: "first": on LFW (gallery 1,000) the best-quality choice measured worse (README).
+DEFAULT_ENROL_IMAGE = "first"
 #: Below this many allowed false positives, FNIR at an FPIR is flagged as imprecise.
 FEW_FALSE_POSITIVES = 10
 
@@ -127,6 +137,7 @@ class IdentifyReport:
     results: list[IdentifyResult]
     seconds: float
     cached_templates: int = 0
+    enrol_image: str = "first"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -136,6 +147,7 @@ class IdentifyReport:
             "identities": self.identities,
             "images": self.images,
             "seed": self.seed,
+            "enrol_image": self.enrol_image,
             "default_threshold": self.default_threshold,
             "no_face_images": len(self.failed_images),
             "failed_images": [f.to_dict() for f in self.failed_images],
@@ -176,11 +188,37 @@ def choose_enrolled(usable: dict[str, list[int]], size: int, seed: int) -> list[
     return order[:size]
 
 
+def quality_weights(engine: FaceEngine, dataset: Dataset, images: Sequence[int]
+                    ) -> dict[int, float]:
+    """The quality weight of each image's central face (by image position; -1 without one)."""
+    out: dict[int, float] = {}
+    for i in images:
+        try:
+            image = load_image(Path(dataset.root) / dataset.images[i])
+            faces = engine.detect(image) or engine.detect(image, pad=RETRY_PAD)
+        except (ImageError, cv2.error):
+            out[i] = -1.0
+            continue
+        face = pick_face(faces, image.shape)
+        out[i] = -1.0 if face is None else template_weight(face, measure(image, face))
+    return out
+
+
+def enrolment_image(images: Sequence[int], weights: dict[int, float] | None) -> int:
+    """The enrolment image among an identity's usable ``images`` (name order): the
+    best-weighted one (ties: the first), or the first without ``weights``."""
+    if not weights:
+        return images[0]
+    return max(images, key=lambda i: (weights.get(i, -1.0), -i))
+
+
 def evaluate_size(
     dataset: Dataset, emb: Embedded, size: int, seed: int, model_id: str,
     default_threshold: float, targets: Sequence[float] = FPIR_TARGETS,
+    weights: dict[int, float] | None = None,
 ) -> IdentifyResult:
-    """One gallery size on embedded images."""
+    """One gallery size on embedded images; ``weights`` (:func:`quality_weights`) choose
+    the enrolment images, else each identity's first."""
     row = emb.row_of()
     failed_paths = {f.path for f in emb.failed}
     by_id = dataset.by_identity()
@@ -188,9 +226,10 @@ def evaluate_size(
     usable = {k: v for k, v in usable.items() if v}
     enrolled = choose_enrolled(usable, size, seed)
     enrolled_set = set(enrolled)
+    enrol_of = {k: enrolment_image(usable[k], weights) for k in enrolled}
     gallery = Gallery(model_id, emb.vectors.shape[1])
-    enrol_rows = [row[usable[k][0]] for k in enrolled]
-    gallery.add_many(enrolled, [dataset.images[usable[k][0]] for k in enrolled],
+    enrol_rows = [row[enrol_of[k]] for k in enrolled]
+    gallery.add_many(enrolled, [dataset.images[enrol_of[k]] for k in enrolled],
                      emb.vectors[enrol_rows])
 
     mated_rows: list[int] = []
@@ -198,7 +237,9 @@ def evaluate_size(
     nonmated_rows: list[int] = []
     for ident, idx in usable.items():
         if ident in enrolled_set:
-            for i in idx[1:]:
+            for i in idx:
+                if i == enrol_of[ident]:
+                    continue
                 mated_rows.append(row[i])
                 mated_truth.append(ident)
         else:
@@ -268,6 +309,7 @@ def run_identify(
     cache_dir: Path | None = None,
     progress: bool = True,
     engine: FaceEngine | None = None,
+    enrol_image: str = DEFAULT_ENROL_IMAGE,
 ) -> IdentifyReport:
     """Open-set identification on identity folders under ``dataset``.
 
@@ -287,7 +329,18 @@ def run_identify(
     emb = embed_paths(engine, ds.root, ds.images, cache_dir=cache_dir, progress=progress)
     if not len(emb.vectors):
         raise InvalidInput(f"no usable face in any of the {len(ds.images)} images of {dataset}")
-    results = [evaluate_size(ds, emb, s, seed, engine.model_id, engine.default_threshold)
+    if enrol_image not in ENROL_IMAGE_CHOICES:
+        raise InvalidInput(f"enrolment image {enrol_image!r}: choose "
+                           f"{' or '.join(ENROL_IMAGE_CHOICES)}", field="enrol_image")
+    weights = None
+    if enrol_image == "best":
+        # only identities with a choice to make (two or more usable images) are measured
+        row = emb.row_of()
+        multi = [i for v in ds.by_identity().values() if sum(j in row for j in v) > 1
+                 for i in v if i in row]
+        weights = quality_weights(engine, ds, multi)
+    results = [evaluate_size(ds, emb, s, seed, engine.model_id, engine.default_threshold,
+                             weights=weights)
                for s in sizes]
     return IdentifyReport(
         backend=engine.backend,
@@ -301,6 +354,7 @@ def run_identify(
         results=results,
         seconds=round(time.perf_counter() - start, 3),
         cached_templates=emb.cached,
+        enrol_image=enrol_image,
     )
 
 

@@ -14,26 +14,28 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from openlfr.video.types import Alert, Frame, Sighting
+from openlfr.vision import quality as q
 from openlfr.vision.imageio import ImageArray
 from openlfr.vision.quality import QualityPolicy
 from openlfr.vision.types import Face, Quality
 
-#: Face width (pixels) beyond which size no longer improves a shot: the embedder sees 112x112.
-SIZE_SATURATION = 160.0
-#: Laplacian variance (on a 112-pixel-wide face) beyond which a face counts as fully sharp.
-SHARPNESS_SATURATION = 60.0
+SIZE_SATURATION = q.SIZE_SATURATION
+SHARPNESS_SATURATION = q.SHARPNESS_SATURATION
 
 
 @dataclass(frozen=True)
 class ShotPolicy:
     """When a track is embedded: after ``window`` seconds of gated faces, at most
     ``max_embeddings`` times, ``min_gap`` seconds apart, each time with a shot at least
-    ``improve`` times better than the one embedded before."""
+    ``improve`` times better than the one embedded before. ``early`` (off by default): a
+    track's first shot that is already of enrolment quality and wholly inside the frame is
+    embedded at once, without waiting out the window (later shots are fused with it)."""
 
     window: float = 0.2
     min_gap: float = 0.4
     max_embeddings: int = 3
     improve: float = 1.2
+    early: bool = False
 
     def __post_init__(self) -> None:
         if self.window < 0 or self.min_gap < 0:
@@ -59,12 +61,8 @@ def meets(quality: Quality, policy: QualityPolicy) -> bool:
 
 
 def shot_score(face: Face, quality: Quality) -> float:
-    """How good a face is to embed: size x sharpness x frontality x detector confidence."""
-    size = min(face.width, SIZE_SATURATION) / SIZE_SATURATION
-    sharp = min(quality.sharpness / SHARPNESS_SATURATION, 1.0)
-    frontal = max(math.cos(math.radians(quality.yaw)), 0.0) * max(
-        math.cos(math.radians(quality.pitch)), 0.0)
-    return size * (0.5 + 0.5 * sharp) * frontal * frontal * max(face.score, 0.0)
+    """How good a face is to embed: :func:`openlfr.vision.quality.template_weight`."""
+    return q.template_weight(face, quality)
 
 
 def crop_face(image: ImageArray, face: Face, margin: float = 0.5
@@ -106,6 +104,9 @@ class TrackRecord:
     last_embed_shot: float = 0.0
     enrol_quality_mono: float | None = None
     alerts: dict[str, Alert] = field(default_factory=dict)
+    #: The templates embedded so far and their weights (:func:`fuse_templates`); in memory
+    #: only, at most ``ShotPolicy.max_embeddings`` of them, forgotten with the record.
+    templates: list[tuple[np.ndarray, float]] = field(default_factory=list)
 
     def offer(self, sighting: Sighting, policy: ShotPolicy) -> None:
         """Consider a gated face as this track's next shot to embed."""
@@ -125,6 +126,8 @@ class TrackRecord:
             return False
         if self.last_embed_t is not None and t - self.last_embed_t < policy.min_gap:
             return False
+        if policy.early and self.embeddings == 0 and _early_shot(self.best):
+            return True
         return t - self.window_start >= policy.window
 
     def take(self, t: float) -> Sighting | None:
@@ -135,3 +138,32 @@ class TrackRecord:
             self.last_embed_t = t
             self.last_embed_shot = sighting.shot_score
         return sighting
+
+
+def _early_shot(sighting: Sighting) -> bool:
+    """Whether a shot may be embedded before its window closes: of enrolment quality, and
+    wholly inside the frame (a face cut by the frame's edge waits for a better shot)."""
+    face, (h, w) = sighting.face, sighting.crop.shape[:2]
+    x, y, bw, bh = face.box
+    inside = x >= 0 and y >= 0 and x + bw <= w and y + bh <= h
+    return inside and face.quality is not None and meets(face.quality, q.ENROLMENT)
+
+
+def fuse_templates(shots: list[tuple[np.ndarray, float]], k: int = 3) -> np.ndarray:
+    """One template for a track: the weighted mean of its ``k`` best-weighted templates
+    (each L2-normalised first), normalised again.
+
+    The weights are :func:`openlfr.vision.quality.template_weight`, so a poor shot counts for
+    little beside a good one; ties keep the earlier shot. ``k=1`` is the best shot alone. A
+    zero or negative weight counts as a tiny one (never as a negative vote).
+    """
+    if not shots:
+        raise ValueError("no template to fuse")
+    if k < 1:
+        raise ValueError("k must be at least 1")
+    order = sorted(range(len(shots)), key=lambda i: (-shots[i][1], i))[:k]
+    vectors = np.stack([np.asarray(shots[i][0], dtype=np.float64) for i in order])
+    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    weights = np.array([max(shots[i][1], 1e-6) for i in order])
+    fused = weights @ vectors
+    return (fused / max(float(np.linalg.norm(fused)), 1e-12)).astype(np.float32)

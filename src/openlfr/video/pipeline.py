@@ -3,9 +3,11 @@
 One :class:`CameraPipeline` per camera; it is fed that camera's frames in order, by one thread
 at a time. The face models are the process's shared engine.
 
-Privacy by construction: a face's crop lives in the track's best-shot slot and its template in
-a local variable of :meth:`CameraPipeline._decide`. When the gallery search does not reach the
-threshold both are dropped there and then; only counters record that a face was seen. Only an
+Privacy by construction: a face's crop lives in the track's best-shot slot until it is embedded
+and searched, and is dropped there and then when the search does not reach the threshold. The
+track's few templates (at most ``ShotPolicy.max_embeddings``, fused for the search) live in its
+in-memory record and are forgotten when the track ends; only counters record that a face was
+seen. Only an
 :class:`Alert` is handed on (to the :class:`AlertSink`).
 """
 
@@ -21,7 +23,14 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from openlfr.video.bestshot import ShotPolicy, TrackRecord, make_sighting, meets, shot_score
+from openlfr.video.bestshot import (
+    ShotPolicy,
+    TrackRecord,
+    fuse_templates,
+    make_sighting,
+    meets,
+    shot_score,
+)
 from openlfr.video.sinks import AlertSink
 from openlfr.video.stats import CameraStats
 from openlfr.video.tracking import FaceTracker
@@ -95,6 +104,11 @@ class PipelineConfig:
     regions of interest around the faces the tracks predict. A face that enters is detected
     within ``roi_every`` detected frames of its first moving frame: at the default 15
     detections a second and ``roi_every=3``, 0.2 s.
+
+    ``fuse_shots``: a track's first embedded shot is searched alone (so a good first shot
+    alerts at once); each later one is searched as the quality-weighted mean of the track's
+    ``fuse_shots`` best templates so far (:func:`openlfr.video.bestshot.fuse_templates`);
+    1 searches the best shot alone.
     """
 
     threshold: float
@@ -112,6 +126,7 @@ class PipelineConfig:
     motion_gate: bool = False
     motion_refresh: float = 1.0
     roi_every: int = 1
+    fuse_shots: int = 3
 
     def __post_init__(self) -> None:
         check_threshold(self.threshold)
@@ -133,6 +148,8 @@ class PipelineConfig:
             raise ValueError("motion_refresh must be positive")
         if self.roi_every < 1:
             raise ValueError("roi_every must be at least 1")
+        if self.fuse_shots < 1:
+            raise ValueError("fuse_shots must be at least 1 (1: the best shot alone)")
 
     def tiles(self, width: int, height: int) -> bool:
         """Whether a ``width`` x ``height`` frame is detected at its own resolution too."""
@@ -427,16 +444,26 @@ class CameraPipeline:
                                    self.config.crop_margin), self.config.shots)
 
     def _decide(self, record: TrackRecord, sighting: Sighting | None) -> list[Alert]:
-        """Embed one best shot, search the gallery, alert or forget."""
+        """Embed one best shot, fuse it with the track's earlier ones, search the gallery,
+        alert or forget.
+
+        The first shot is searched alone (an early alert); from the second on, the search is
+        for the quality-weighted mean of the track's ``fuse_shots`` best templates
+        (:func:`fuse_templates`), steadier than any one shot."""
         if sighting is None:
             return []
         templates = self.engine.embed(sighting.crop, [sighting.face])
         self.stats.add(embeddings=1)
         gallery, names = self._live  # one consistent pair, whatever a swap does meanwhile
-        if not templates or len(gallery) == 0:
+        if not templates:
             return []
-        hits = gallery.search(templates[0].vector[None, :], k=self.config.top_k)[0]
-        del templates  # the template is not needed past the search, whatever the outcome
+        record.templates.append((templates[0].vector, sighting.shot_score))
+        del templates
+        if len(gallery) == 0:
+            return []
+        query = fuse_templates(record.templates, self.config.fuse_shots)
+        hits = gallery.search(query[None, :], k=self.config.top_k)[0]
+        del query  # the fused template is not needed past the search, whatever the outcome
         best = hits[0] if hits else None
         if best is None or best.score < self.config.threshold:
             return []  # no match: the sighting (crop) goes out of scope here

@@ -21,6 +21,10 @@ NOSE_DEPTH = 0.6
 #: Where the nose tip sits between the eye line (0) and the mouth line (1) in a frontal face.
 NOSE_HEIGHT_FRONTAL = 0.5
 SHARPNESS_SIZE = 112
+#: Face width (pixels) beyond which size no longer improves a template: the embedder sees 112x112.
+SIZE_SATURATION = 160.0
+#: Laplacian variance (on a 112-pixel-wide face) beyond which a face counts as fully sharp.
+SHARPNESS_SATURATION = 60.0
 
 
 @dataclass(frozen=True)
@@ -149,3 +153,14 @@ def measure(image: ImageArray, face: Face, policy: QualityPolicy = ENROLMENT) ->
         contrast=contrast,
         reasons=tuple(reasons),
     )
+
+
+def template_weight(face: Face, quality: Quality) -> float:
+    """How much a face's template is worth, from 0 to 1: size x sharpness x frontality x
+    detector confidence (each saturating). It ranks a track's shots (the best shot), weighs
+    the shots fused into one track template, and picks a subject's best enrolment image."""
+    size = min(face.width, SIZE_SATURATION) / SIZE_SATURATION
+    sharp = min(quality.sharpness / SHARPNESS_SATURATION, 1.0)
+    frontal = max(math.cos(math.radians(quality.yaw)), 0.0) * max(
+        math.cos(math.radians(quality.pitch)), 0.0)
+    return size * (0.5 + 0.5 * sharp) * frontal * frontal * max(face.score, 0.0)

@@ -75,6 +75,16 @@ class Face:
         offset = np.array([dx, dy], dtype=np.float32)
         return Face((x + dx, y + dy, w, h), self.landmarks + offset, self.score, self.quality)
 
+    def mirrored(self, width: int) -> Face:
+        """The same face in the image flipped left to right (``width`` pixels wide): the
+        landmarks keep their meaning (the right eye stays first)."""
+        x, y, w, h = self.box
+        marks = np.array(self.landmarks, dtype=np.float32)
+        marks[:, 0] = width - 1 - marks[:, 0]
+        if len(marks) == 5:
+            marks = marks[[1, 0, 2, 4, 3]]
+        return Face((width - 1 - x - w, y, w, h), marks, self.score, self.quality)
+
 
 @dataclass(frozen=True)
 class Template:

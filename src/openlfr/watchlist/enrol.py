@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import cv2
+import numpy as np
+
 from openlfr.errors import InvalidInput
 from openlfr.vision.engine import ENROL_PADDING, FaceEngine
 from openlfr.vision.imageio import (
@@ -20,6 +23,7 @@ from openlfr.vision.imageio import (
     ImageArray,
     ImageBusy,
     ImageError,
+    as_image,
     decode_image,
     is_image_file,
 )
@@ -97,9 +101,12 @@ def plan(path: Path, subject_id: str | None = None, display_name: str | None = N
     return jobs
 
 
-def assess(engine: FaceEngine, image: ImageArray, policy: QualityPolicy = ENROLMENT
-           ) -> Assessment:
-    """Find exactly one enrolment-quality face (padding the image for tight crops)."""
+def assess(engine: FaceEngine, image: ImageArray, policy: QualityPolicy = ENROLMENT,
+           flip: bool = False) -> Assessment:
+    """Find exactly one enrolment-quality face (padding the image for tight crops).
+
+    ``flip``: the template is the normalised mean of the face's and its mirror image's
+    (the probe side is unchanged, so it stays comparable with live templates)."""
     faces = engine.detect(image, policy)
     if not faces:
         faces = engine.detect(image, policy, pad=ENROL_PADDING)
@@ -115,6 +122,12 @@ def assess(engine: FaceEngine, image: ImageArray, policy: QualityPolicy = ENROLM
         reasons = "; ".join(best.quality.reasons) if best.quality else "quality"
         return Assessment(best, None, reasons)
     template = engine.embed(image, good)[0]
+    if flip:
+        mirror = as_image(np.ascontiguousarray(cv2.flip(image, 1)))
+        other = engine.embed(mirror, [good[0].mirrored(image.shape[1])])[0]
+        mean = template.vector + other.vector
+        template = Template((mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32),
+                            template.model_id)
     return Assessment(good[0], template, "")
 
 
@@ -124,8 +137,10 @@ def enrol(
     jobs: Iterable[EnrolJob],
     metadata: dict[str, str] | None = None,
     on_result: Callable[[ImageOutcome], None] | None = None,
+    flip: bool = False,
 ) -> list[ImageOutcome]:
-    """Enrol each job's image into ``watchlist`` (in memory; the caller saves)."""
+    """Enrol each job's image into ``watchlist`` (in memory; the caller saves); ``flip``: see
+    :func:`assess`."""
     if watchlist.model_id != engine.model_id:
         raise InvalidInput(
             f"the watchlist holds {watchlist.model_id!r} templates but the engine makes "
@@ -133,7 +148,7 @@ def enrol(
         )
     outcomes: list[ImageOutcome] = []
     for job in jobs:
-        outcome = _enrol_one(engine, watchlist, job, metadata or {})
+        outcome = _enrol_one(engine, watchlist, job, metadata or {}, flip)
         outcomes.append(outcome)
         if on_result is not None:
             on_result(outcome)
@@ -141,7 +156,7 @@ def enrol(
 
 
 def _enrol_one(engine: FaceEngine, watchlist: Watchlist, job: EnrolJob,
-               metadata: dict[str, str]) -> ImageOutcome:
+               metadata: dict[str, str], flip: bool = False) -> ImageOutcome:
     label = str(job.path)
     try:
         size = job.path.stat().st_size
@@ -165,7 +180,7 @@ def _enrol_one(engine: FaceEngine, watchlist: Watchlist, job: EnrolJob,
         return ImageOutcome(label, job.subject_id, False, f"unreadable: {exc.detail}")
     except ImageBusy as exc:
         return ImageOutcome(label, job.subject_id, False, f"busy: {exc}")
-    found = assess(engine, image)
+    found = assess(engine, image, flip=flip)
     quality = found.face.quality.as_dict() if found.face and found.face.quality else {}
     if found.template is None:
         return ImageOutcome(label, job.subject_id, False, found.reason, quality=quality)
