@@ -91,3 +91,27 @@ def test_bad_polygons_are_refused_naming_camera_and_field(gov: Gov, masks, words
     assert "camera gate: masks" in str(err.value) and words in str(err.value)
     assert err.value.field == "masks"
     assert len(deps.list_deployments(gov.db, gov.actors["op1"])) == before
+
+
+def test_the_live_run_applies_each_cameras_plan(gov: Gov, face_images, clips):
+    """The same clip on two cameras: the masked one never alerts nor counts a face."""
+    from openlfr.governance.live import DeploymentRun, RunOptions
+    from openlfr.store.models import Alert, CameraStats
+
+    wid = approved_watchlist(gov, face_images["obama"])
+    whole = ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0))
+    cams = (deps.CameraSpec("open", str(clips.obama)),
+            deps.CameraSpec("private", str(clips.obama), (), (whole,)))
+    dep_id = deps.create(gov.db, gov.actors["op1"], plan((wid,), cameras=cams),
+                         keyring=gov.system.keyring)
+    deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
+    deps.start(gov.db, gov.actors["op1"], dep_id)
+    run = DeploymentRun(gov.system, dep_id, gov.actors["op1"], options=RunOptions(workers=1))
+    run.run()
+    with gov.db.reading() as s:
+        alerts = s.scalars(select(Alert).where(Alert.deployment_id == dep_id)).all()
+        rows = {r.camera: r for r in s.scalars(select(CameraStats).where(
+            CameraStats.deployment_id == dep_id))}
+    assert {a.camera for a in alerts} == {"open"}
+    assert rows["private"].frames == rows["open"].frames == 40
+    assert rows["private"].faces_seen == 0 and rows["open"].faces_seen > 0
