@@ -14,6 +14,7 @@ from openlfr.governance import deployments as deps
 from openlfr.store.enums import DeploymentStatus
 from openlfr.store.models import AuditRecord, Camera, Deployment
 from tests.govfix import Gov
+from tests.govfix import run_cli as _cli
 from tests.test_gov_deployments import approved_watchlist, plan, status
 
 DOOR = ((0.0, 0.0), (0.25, 0.0), (0.25, 0.5), (0.0, 0.5))
@@ -115,3 +116,37 @@ def test_the_live_run_applies_each_cameras_plan(gov: Gov, face_images, clips):
     assert {a.camera for a in alerts} == {"open"}
     assert rows["private"].frames == rows["open"].frames == 40
     assert rows["private"].faces_seen == 0 and rows["open"].faces_seen > 0
+
+
+def test_the_commands_set_zones_and_masks_from_json(sqlite_gov: Gov):
+    gov = sqlite_gov
+    base = ["deployment", "create", "--user", "op1", "--name", "Concourse", "--start", "now",
+            "--end", "+2h", "--camera", "gate=rtsp://user:secret@10.0.0.5/stream",
+            "--camera", "yard=/nonexistent/yard.avi"]
+    bad = _cli(gov, *base, "--masks", "gate=[[[0,0],[2,0],[0,1]]]")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
+    assert "camera gate: masks: polygon 1: point [2, 0] lies outside the frame" in bad.stderr
+    unknown = _cli(gov, *base, "--zones", "door=[]")
+    assert unknown.returncode == 2 and "no camera named 'door'" in unknown.stderr
+    created = _cli(gov, *base, "--masks", "gate=[[[0,0],[0.25,0],[0.25,0.5],[0,0.5]]]",
+                   "--json")
+    assert created.returncode == 0, created.stderr
+    view = json.loads(created.stdout)
+    assert view["cameras"][0]["masks"] == [[[0, 0], [0.25, 0], [0.25, 0.5], [0, 0.5]]]
+    assert view["cameras"][1]["masks"] == [] and view["cameras"][1]["zones"] == []
+    dep_id = view["id"]
+    # an edit of the zones alone keeps the cameras (and their secret sources)
+    edited = _cli(gov, "deployment", "edit", dep_id, "--user", "op1",
+                  "--zones", "yard=[[[0.5,0],[1,0],[1,1],[0.5,1]]]", "--json")
+    assert edited.returncode == 0, edited.stderr
+    out = json.loads(edited.stdout)
+    assert out["changed"] == ["cameras"]
+    cams = out["deployment"]["cameras"]
+    assert cams[0]["source"] == "rtsp://***@10.0.0.5/stream" and len(cams[0]["masks"]) == 1
+    assert cams[1]["zones"] == [[[0.5, 0], [1, 0], [1, 1], [0.5, 1]]]
+    shown = _cli(gov, "deployment", "show", dep_id, "--user", "au1")
+    assert "1 privacy mask (12.5 % of the frame)" in shown.stdout
+    assert "1 analysis zone (50.0 % of the frame)" in shown.stdout
+    with gov.db.reading() as s:
+        src = deps.camera_sources(s, gov.system.keyring, s.get(Deployment, dep_id))
+    assert src[0] == ("gate", "rtsp://user:secret@10.0.0.5/stream")
