@@ -842,6 +842,11 @@ def _end(s: Session, dep: Deployment, actor: Actor, reason: str, now: datetime,
                                "planned_end": _dt(dep.planned_end)}
     if counts is not None:
         details["cameras"] = {name: dict(c) for name, c in counts.items()}
+    from openlfr.governance import stills  # (stills use this module)
+
+    destroyed = stills.discard(dep.id)  # the plan's stills end with it
+    if destroyed:
+        details["stills_destroyed"] = destroyed
     audit_log.record(s, actor.name, "deployment.end", "deployment", dep.id, details)
 
 
