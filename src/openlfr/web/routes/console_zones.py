@@ -47,7 +47,8 @@ def _ctx(request: Request, actor: Actor, deployment_id: int, camera: str,
             "has_still": camera in stills.held(deployment_id),
             "editable": view.status in ("draft", "authorised"),
             "done": DONE.get(request.query_params.get("done", "")),
-            "form": values or {k: to_json(getattr(cam, k)) for k in KINDS},
+            "form": values or {k: to_json(getattr(cam, k)) if getattr(cam, k) else ""
+                               for k in KINDS},
             "areas": {k: [100 * polygon_area(p) for p in getattr(cam, k)] for k in KINDS}}
 
 
