@@ -6,8 +6,8 @@ its box lies in one of them (no zone: the whole frame). **Privacy masks**: fille
 frame before anything else sees it (detection, tracking, quality, crops, preview, alert
 crops), so what lies under them is never analysed nor shown.
 
-The mask is drawn once per frame size (:meth:`CameraZones.mask_for`, cached) and applied with
-one ``numpy`` copy per frame.
+The masks are turned into pixel polygons once per frame size (cached) and applied with one copy
+and one ``cv2.fillPoly`` per frame.
 """
 
 from __future__ import annotations
@@ -122,6 +122,7 @@ class CameraZones:
     zones: tuple[Polygon, ...] = ()
     masks: tuple[Polygon, ...] = ()
     _cache: dict[tuple[int, int], np.ndarray] = field(default_factory=dict, repr=False)
+    _pixels: dict[tuple[int, int], list[np.ndarray]] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __bool__(self) -> bool:
@@ -141,13 +142,27 @@ class CameraZones:
                 self._cache[key] = keep
         return keep
 
+    def polygons_for(self, height: int, width: int) -> list[np.ndarray]:
+        """The masks in pixels of a ``height`` x ``width`` frame (made once per size)."""
+        key = (height, width)
+        pts = self._pixels.get(key)
+        if pts is None:
+            pts = [_pixels(p, width, height) for p in self.masks]
+            with self._lock:
+                if len(self._pixels) > 8:
+                    self._pixels.clear()
+                self._pixels[key] = pts
+        return pts
+
     def apply(self, image: np.ndarray) -> np.ndarray:
-        """The frame with the privacy masks filled black (a copy; the frame when no mask)."""
+        """The frame with the privacy masks filled black (a copy, so the source's frame is
+        never changed; the frame itself when there is no mask). One copy and one
+        ``cv2.fillPoly`` of the masked pixels: cheaper than a per-pixel mask."""
         if not self.masks:
             return image
-        keep = self.mask_for(image.shape[0], image.shape[1])
         out = image.copy()
-        out[keep == 0] = 0
+        cv2.fillPoly(out, self.polygons_for(image.shape[0], image.shape[1]),
+                     (0,) * (image.shape[2] if image.ndim == 3 else 1))
         return out
 
     def analysed(self, box: Sequence[float], width: int, height: int) -> bool:
