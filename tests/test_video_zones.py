@@ -95,3 +95,21 @@ def test_polygon_checks_name_the_camera_and_field():
     assert e.value.field == "zones"
     with pytest.raises(InvalidInput, match="must be a JSON list"):
         check_polygons("{}", "gate", "masks")
+
+
+def test_a_frame_whose_detection_failed_is_still_masked(clips):
+    """The runner passes a frame it could not detect on to ``advance`` as it came: what goes on
+    to the preview is masked all the same."""
+    from openlfr.video.pipeline import Detected
+
+    engine = get_engine("sface")
+    gallery, names = videoclips.load_gallery(clips.watchlist)
+    zones = CameraZones(masks=(_rect(0.0, 0.0, 0.5, 1.0),))
+    pipeline = CameraPipeline("cam", engine, gallery,  # type: ignore[arg-type]
+                              PipelineConfig(threshold=engine.default_threshold), MemorySink(),
+                              fps=15.0, names=names, zones=zones)
+    frame = _frames(clips.obama)[20]
+    assert frame.image[:, : W // 2 - 2].any()
+    result = pipeline.advance(Detected(frame, None, False))
+    assert not result.frame.image[:, : W // 2 - 2].any()
+    assert result.frame.image[:, W // 2 + 2:].any()
