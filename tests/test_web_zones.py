@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from openlfr.governance import deployments as deps
@@ -65,3 +66,37 @@ def test_take_a_still_draw_a_mask_and_see_it_at_authorisation(
     assert op1.get(f"{base}/still.jpg").status_code == 404
     end = json.loads(audit_records(gov, "deployment.end")[-1].details)
     assert end["stills_destroyed"] == 1
+
+
+def test_the_api_takes_and_shows_zones_and_masks(gov: Gov, app: FastAPI) -> None:
+    from openlfr.web import tokens as tok
+
+    auth = {"Authorization": "Bearer " + tok.create_token(
+        gov.db, gov.actors["admin"], "op1", "test")[1]}
+    c = TestClient(app)
+    body = json.loads(json.dumps({
+        "name": "Cup final", "site": "Stadium", "location": "North gate",
+        "purpose": "Find people wanted by the courts", "legal_basis": "Common law powers",
+        "dpia_ref": "DPIA-1", "equality_ref": "EIA-1",
+        "planned_start": "2030-01-01T10:00Z", "planned_end": "2030-01-01T12:00Z",
+        "cameras": [{"name": "gate", "source": "rtsp://10.0.0.5/s",
+                     "masks": [[[0, 0], [0.5, 0], [0.5, 0.5]]]}]}))
+    bad = dict(body, cameras=[{"name": "gate", "source": "rtsp://10.0.0.5/s",
+                               "zones": [[[0, 0], [0.5, 0.5], [1, 1]]]}])
+    r = c.post("/api/v1/deployments", json=bad, headers=auth)
+    assert r.status_code == 400
+    assert r.json()["detail"].startswith("camera gate: zones: polygon 1 has no area")
+    r = c.post("/api/v1/deployments", json=body, headers=auth)
+    assert r.status_code == 201, r.text
+    dep_id = r.json()["id"]
+    assert r.json()["cameras"][0]["masks"] == [[[0, 0], [0.5, 0], [0.5, 0.5]]]
+    # a PATCH of the cameras without zones or masks keeps them
+    r = c.patch(f"/api/v1/deployments/{dep_id}", headers=auth,
+                json={"cameras": [{"name": "gate", "source": "rtsp://10.0.0.5/s"}]})
+    assert r.status_code == 200 and r.json()["changed"] == []
+    r = c.patch(f"/api/v1/deployments/{dep_id}", headers=auth,
+                json={"cameras": [{"name": "gate", "source": "rtsp://10.0.0.5/s",
+                                   "masks": []}]})
+    assert r.status_code == 200 and r.json()["changed"] == ["cameras"]
+    assert c.get(f"/api/v1/deployments/{dep_id}", headers=auth).json()["cameras"][0][
+        "masks"] == []
