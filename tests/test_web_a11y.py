@@ -33,6 +33,7 @@ PAGES: dict[str, tuple[str | None, Callable[[Showcase], str]]] = {
     "deployments": ("op1", lambda s: "/console/deployments"),
     "deployment": ("op1", lambda s: f"/console/deployments/{s.deployment}"),
     "new-deployment": ("op1", lambda s: "/console/deployments/new"),
+    "camera-zones": ("op1", lambda s: f"/console/deployments/{s.deployment}/cameras/gate-3/zones"),
     "users": ("admin", lambda s: "/console/users"),
     "audit-log": ("au1", lambda s: "/console/audit"),
     "public-index": (None, lambda s: "/public"),

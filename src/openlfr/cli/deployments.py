@@ -3,6 +3,7 @@ override-threshold, start, stop. Thin: parse, call :mod:`openlfr.governance.depl
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -17,6 +18,7 @@ from openlfr.governance.times import parse_time
 from openlfr.governance.views import DeploymentView
 from openlfr.store.db import Database
 from openlfr.store.enums import DeploymentStatus, choices
+from openlfr.video.zones import check_polygons, polygon_area
 from openlfr.vision import registry
 from openlfr.vision.registry import DEFAULT_BACKEND
 
@@ -39,6 +41,24 @@ def _cameras(values: list[str] | None) -> tuple[deps.CameraSpec, ...] | None:
     if values is None:
         return None
     return tuple(deps.CameraSpec.parse(text) for text in values)
+
+
+def _with_zones(cameras: tuple[deps.CameraSpec, ...], zones: list[str] | None,
+                masks: list[str] | None) -> tuple[deps.CameraSpec, ...]:
+    """The cameras with the polygons of ``--zones``/``--masks`` (``NAME=JSON``) set."""
+    given: dict[str, dict[str, Any]] = {}
+    names = {c.name for c in cameras}
+    for kind, values in (("zones", zones), ("masks", masks)):
+        for text in values or ():
+            name, sep, value = text.partition("=")
+            name = name.strip()
+            if not sep or not name:
+                fail(f"--{kind} takes NAME=JSON (e.g. gate='[[[0,0],[0.5,0],[0.5,1]]]'), "
+                     f"not {text[:40]!r}")
+            if name not in names:
+                fail(f"--{kind}: the deployment has no camera named {name!r}")
+            given.setdefault(name, {})[kind] = check_polygons(value, name, kind)
+    return tuple(replace(c, **given.get(c.name, {})) for c in cameras)
 
 
 def _model_id(db: Database, backend: str) -> str:
@@ -94,6 +114,13 @@ ConsultationOpt = Annotated[int | None, typer.Option(
 CameraOpt = Annotated[list[str] | None, typer.Option(
     "--camera", "-c", help="A camera as NAME=SOURCE (file, rtsp://..., webcam index); "
                            "repeat for several.")]
+ZonesOpt = Annotated[list[str] | None, typer.Option(
+    "--zones", help="A camera's analysis zones as NAME=JSON, a list of polygons of [x, y] "
+                    "points from 0 to 1 (e.g. gate='[[[0.2,0],[1,0],[1,1],[0.2,1]]]'); faces "
+                    "are analysed only inside them; '[]' for the whole frame.")]
+MasksOpt = Annotated[list[str] | None, typer.Option(
+    "--masks", help="A camera's privacy masks as NAME=JSON (polygons like --zones): blacked "
+                    "out before anything sees the frame, never analysed.")]
 
 
 @app.command()
@@ -107,6 +134,7 @@ def create(
     public_notice: NoticeOpt = None, urgency_reason: UrgencyOpt = None,
     watchlist: WatchlistOpt = None, camera: CameraOpt = None,
     alternatives: AlternativesOpt = None, consultation_days: ConsultationOpt = None,
+    zones: ZonesOpt = None, masks: MasksOpt = None,
     json_out: JsonOpt = False, data_dir: DataDirOpt = None,
 ) -> None:
     """Create a draft deployment. It runs only once another authorising officer authorises it,
@@ -117,7 +145,7 @@ def create(
         fail("--start and --end are required")
     planned_start = parse_when(start, "--start")
     planned_end = parse_when(end, "--end")
-    cameras = _cameras(camera) or ()
+    cameras = _with_zones(_cameras(camera) or (), zones, masks)
     with acting(data_dir, user) as ctx:
         model_id = _model_id(ctx.db, backend or DEFAULT_BACKEND)
         plan = deps.Plan(
@@ -150,6 +178,7 @@ def edit(
     public_notice: NoticeOpt = None, urgency_reason: UrgencyOpt = None,
     watchlist: WatchlistOpt = None, camera: CameraOpt = None,
     alternatives: AlternativesOpt = None, consultation_days: ConsultationOpt = None,
+    zones: ZonesOpt = None, masks: MasksOpt = None,
     json_out: JsonOpt = False, data_dir: DataDirOpt = None,
 ) -> None:
     """Change a draft or authorised deployment (--watchlist and --camera replace the lists).
@@ -172,10 +201,14 @@ def edit(
     if watchlist is not None:
         changes["watchlist_ids"] = tuple(watchlist)
     if camera is not None:
-        changes["cameras"] = _cameras(camera)
-    if not changes and backend is None:
+        changes["cameras"] = _with_zones(_cameras(camera) or (), zones, masks)
+    if not changes and backend is None and zones is None and masks is None:
         fail("nothing to change: give at least one option")
     with acting(data_dir, user) as ctx:
+        if camera is None and (zones is not None or masks is not None):
+            current = deps.show(ctx.db, ctx.actor, deployment).cameras
+            changes["cameras"] = _with_zones(  # the stored cameras, new polygons
+                tuple(deps.CameraSpec(c.name, c.source) for c in current), zones, masks)
         if backend is not None:
             changes["model_id"] = _model_id(ctx.db, backend)
         changed = deps.edit(ctx.db, ctx.actor, deployment, keyring=ctx.system.keyring,
@@ -189,6 +222,18 @@ def edit(
         return
     err_console.print(f"[green]✓[/] deployment {deployment}: changed {', '.join(changed)}; "
                       f"now {view.status}", highlight=False)
+
+
+def _zones_text(camera: dict[str, Any]) -> str:
+    """A camera's zones and masks in words: how many, and the share of the frame."""
+    out = ""
+    for kind, word in (("zones", "analysis zone"), ("masks", "privacy mask")):
+        polys = camera.get(kind) or []
+        if polys:
+            area = sum(polygon_area(p) for p in polys)
+            out += (f"\n  {len(polys)} {word}{'s' if len(polys) > 1 else ''} "
+                    f"({100 * area:.1f} % of the frame)")
+    return out
 
 
 def _show_table(shown: DeploymentView) -> None:
@@ -224,7 +269,7 @@ def _show_table(shown: DeploymentView) -> None:
         f"{c['name']}={c['source']}" + (f"  ({c['state']}" + (
             f" since {c['state_since']}" if c.get("state_since") else "") + (
             f"; last error: {escape(c['last_error'])}" if c.get("last_error") else "") + ")"
-            if c.get("state") else "") for c in view["cameras"]) or "-")
+            if c.get("state") else "") + _zones_text(c) for c in view["cameras"]) or "-")
     table.add_row("created", f"{view['created_at']} by {view['created_by']}")
     if view["authorised_by"]:
         table.add_row("authorised", f"{view['authorised_at']} by {view['authorised_by']}")

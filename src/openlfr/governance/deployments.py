@@ -91,6 +91,9 @@ from openlfr.store.models import (
     Watchlist,
 )
 from openlfr.video.sources import check_camera_name, split_camera
+from openlfr.video.zones import CameraZones, Polygon, check_polygons, from_json
+from openlfr.video.zones import summary as zone_summary
+from openlfr.video.zones import to_json as zone_json
 from openlfr.vision.thresholds import check_threshold
 
 Clock = Callable[[], datetime]
@@ -116,10 +119,14 @@ def utcnow() -> datetime:
 @dataclass(frozen=True, slots=True)
 class CameraSpec:
     """A camera of a deployment: its name (unique within the deployment) and its source (a file
-    path, a stream URL or a webcam index, as ``openlfr watch`` takes it)."""
+    path, a stream URL or a webcam index, as ``openlfr watch`` takes it), with its analysis
+    zones and privacy masks (:mod:`openlfr.video.zones`; ``None`` on :func:`edit`: the stored
+    camera's are kept)."""
 
     name: str
     source: str
+    zones: tuple[Polygon, ...] | None = None
+    masks: tuple[Polygon, ...] | None = None
 
     @classmethod
     def parse(cls, text: str) -> CameraSpec:
@@ -234,6 +241,11 @@ def _check_plan(plan: Plan) -> Plan:
         if not cam.source.strip():
             raise RuleError(f"camera {cam.name}: no source")
         check_text(cam.source, f"the source of camera {cam.name}")
+    plan = replace(plan, cameras=tuple(
+        CameraSpec(c.name, c.source,
+                   None if c.zones is None else check_polygons(c.zones, c.name, "zones"),
+                   None if c.masks is None else check_polygons(c.masks, c.name, "masks"))
+        for c in plan.cameras))
     if len(set(names)) != len(names):
         raise RuleError(f"camera names must be unique within a deployment: {names}")
     if len(set(plan.watchlist_ids)) != len(plan.watchlist_ids):
@@ -358,7 +370,9 @@ def _plan_details(dep: Deployment) -> dict[str, Any]:
         "signage": dep.signage, "public_notice": dep.public_notice,
         "urgency_reason": dep.urgency_reason, "alternatives": dep.alternatives,
         "watchlists": [wl.id for wl in dep.watchlists],
-        "cameras": [{"name": c.name, "source": c.display, "digest": c.source_digest}
+        "cameras": [{"name": c.name, "source": c.display, "digest": c.source_digest,
+                     "zones": zone_summary(from_json(c.zones)),
+                     "masks": zone_summary(from_json(c.masks))}
                     for c in dep.cameras],
     } | ({"consultation_days": dep.consultation_days} if dep.consultation_days else {})
 
@@ -504,6 +518,8 @@ def create(db: Database, actor: Actor, plan: Plan, keyring: Keyring | None = Non
         if plan.cameras:
             assert keyring is not None
             dep.cameras = [_sealed(s, keyring, dep, c.name, c.source) for c in plan.cameras]
+            for row, spec in zip(dep.cameras, plan.cameras, strict=True):
+                _set_zones(row, spec.zones or (), spec.masks or ())
             s.flush()
         audit_log.record(s, actor.name, "deployment.create", "deployment", dep.id,
                          _plan_details(dep))
@@ -514,7 +530,18 @@ def plan_of(dep: Deployment) -> Plan:
     """The deployment's plan; camera sources in their display form (never the secret)."""
     return Plan(**{c: getattr(dep, c) for c in COLUMNS},
                 watchlist_ids=tuple(wl.id for wl in dep.watchlists),
-                cameras=tuple(CameraSpec(c.name, c.display) for c in dep.cameras))
+                cameras=tuple(CameraSpec(c.name, c.display, from_json(c.zones),
+                                         from_json(c.masks)) for c in dep.cameras))
+
+
+def _set_zones(row: Camera, zones: Sequence[Polygon], masks: Sequence[Polygon]) -> None:
+    row.zones = zone_json(zones) if zones else None
+    row.masks = zone_json(masks) if masks else None
+
+
+def camera_zones(dep: Deployment) -> dict[str, CameraZones]:
+    """Each camera's analysis zones and privacy masks: for the live run."""
+    return {c.name: CameraZones(from_json(c.zones), from_json(c.masks)) for c in dep.cameras}
 
 
 def edit(db: Database, actor: Actor, deployment_id: int, *, keyring: Keyring | None = None,
@@ -555,8 +582,11 @@ def edit(db: Database, actor: Actor, deployment_id: int, *, keyring: Keyring | N
             if any(c.legacy_source is not None for c in dep.cameras):
                 _seal_legacy(s, keyring, dep)
             cameras = _resolve_cameras(s, keyring, dep, after.cameras)
+            stored = {c.name: c for c in before.cameras}
+            zones = [_zones_of(spec, stored.get(spec.name)) for spec in after.cameras]
             if ([(c.name, c.digest) for c in cameras]
-                    != [(c.name, c.source_digest) for c in dep.cameras]):
+                    != [(c.name, c.source_digest) for c in dep.cameras]
+                    or zones != [(c.zones, c.masks) for c in before.cameras]):
                 changed.append("cameras")
         if not changed:  # (a camera key is made only with a new camera: a change)
             return []
@@ -573,6 +603,8 @@ def edit(db: Database, actor: Actor, deployment_id: int, *, keyring: Keyring | N
             dep.cameras = [Camera(name=c.name, display=c.display, source_digest=c.digest,
                                   source_ct=c.sealed if c.sealed is not None else kept[c.name])
                            for c in cameras]
+            for row, (zone, mask) in zip(dep.cameras, zones, strict=True):
+                _set_zones(row, zone or (), mask or ())
         dropped_override = False
         if ({"threshold", "model_id"} & set(changed)) and dep.threshold_override_reason:
             dep.threshold_override_reason = None
@@ -606,6 +638,14 @@ def _after_edit(dep: Deployment, changed: Sequence[str], now: datetime) -> str |
     dep.consultation_opened_at = now
     dep.consultation_ends_at = now + timedelta(days=dep.consultation_days)
     return "restarted"
+
+
+def _zones_of(spec: CameraSpec, stored: CameraSpec | None
+              ) -> tuple[tuple[Polygon, ...] | None, tuple[Polygon, ...] | None]:
+    """A camera line's zones and masks on edit: its own, or (``None``) the stored camera's."""
+    keep = stored if stored is not None else CameraSpec(spec.name, "", (), ())
+    return (spec.zones if spec.zones is not None else keep.zones,
+            spec.masks if spec.masks is not None else keep.masks)
 
 
 def _back_to_draft(dep: Deployment) -> None:
@@ -1005,6 +1045,11 @@ def _end(s: Session, dep: Deployment, actor: Actor, reason: str, now: datetime,
                                "planned_end": _dt(dep.planned_end)}
     if counts is not None:
         details["cameras"] = {name: dict(c) for name, c in counts.items()}
+    from openlfr.governance import stills  # (stills use this module)
+
+    destroyed = stills.discard(dep.id)  # the plan's stills end with it
+    if destroyed:
+        details["stills_destroyed"] = destroyed
     audit_log.record(s, actor.name, "deployment.end", "deployment", dep.id, details)
 
 
@@ -1130,7 +1175,8 @@ def _camera_states(dep: Deployment, rows: Mapping[str, CameraStats],
         out.append(CameraView(name=c.name, source=c.display, state=state, state_since=since,
                               last_error=error if state in (
                                   "retrying", "failed", "unknown", "stopped", "ended") else None,
-                              frames=frames, seconds=round(float(seconds), 1)))
+                              frames=frames, seconds=round(float(seconds), 1),
+                              zones=from_json(c.zones), masks=from_json(c.masks)))
     return out
 
 

@@ -54,6 +54,7 @@ from openlfr.video.runner import FrameCallback, Runner, Summary, close_quietly
 from openlfr.video.sources import CaptureSource, SourceState, open_sources
 from openlfr.video.stats import CameraFigures
 from openlfr.video.types import Alert
+from openlfr.video.zones import CameraZones
 
 if TYPE_CHECKING:
     from openlfr.store.db import Database
@@ -138,6 +139,7 @@ class DeploymentRun:
         self._result: RunResult | None = None
         self._error: BaseException | None = None
         self._planned_end: datetime | None = None
+        self._zones: dict[str, CameraZones] = {}
         self._base: dict[str, dict[str, Any]] = {}
         self._last_flush = 0.0
         self._last_status = 0.0
@@ -273,6 +275,7 @@ class DeploymentRun:
             window = deps.window_problem(dep, now)
             if window:
                 raise RuleError(f"refused: {window}; no camera was opened")
+            self._zones = deps.camera_zones(dep)  # the plan's zones and masks, per camera
             return (dep.model_id, deps.camera_sources(s, self.system.keyring, dep), dep.threshold,
                     [wl.id for wl in dep.watchlists], dep.planned_end)
 
@@ -344,7 +347,8 @@ class DeploymentRun:
             with self._gallery_lock:
                 gallery, names = self._gallery
                 pipelines = [(src, CameraPipeline(src.name, engine, gallery, config, recorder,
-                                                  fps=src.fps, names=names))
+                                                  fps=src.fps, names=names,
+                                                  zones=self._zones.get(src.name)))
                              for src in self._sources]
                 self._pipelines = [p for _, p in pipelines]
             runner = Runner(pipelines, workers=opt.workers, max_seconds=opt.max_seconds,

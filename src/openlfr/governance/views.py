@@ -251,6 +251,11 @@ class CameraView(View):
     last_error: str | None = Field(default=None, description="Without credentials.")
     frames: int = 0
     seconds: float = Field(default=0.0, description="Time spent analysing frames.")
+    zones: tuple[tuple[tuple[float, float], ...], ...] = Field(default=(), description=(
+        "Analysis zones: polygons of [x, y] points from 0 to 1 across the frame; a face is "
+        "analysed only when its box centre lies in one (none: the whole frame)."))
+    masks: tuple[tuple[tuple[float, float], ...], ...] = Field(default=(), description=(
+        "Privacy masks: polygons blacked out before anything sees the frame; never analysed."))
 
 
 class WatchlistRef(View):

@@ -355,6 +355,10 @@ class Camera(Base):
     #: the plaintext source of a database from before encryption, sealed (and cleared) when
     #: the installation is next opened (:func:`openlfr.governance.deployments.seal_sources`)
     legacy_source: Mapped[str | None] = mapped_column("source", Text)
+    #: analysis zones and privacy masks: JSON lists of polygons in normalised coordinates
+    #: (:mod:`openlfr.video.zones`); ``None``: none
+    zones: Mapped[str | None] = mapped_column(Text)
+    masks: Mapped[str | None] = mapped_column(Text)
 
     deployment: Mapped[Deployment] = relationship(back_populates="cameras")
 

@@ -35,6 +35,7 @@ from openlfr.video.sinks import AlertSink
 from openlfr.video.stats import CameraStats
 from openlfr.video.tracking import FaceTracker
 from openlfr.video.types import Alert, Frame, Sighting
+from openlfr.video.zones import CameraZones
 from openlfr.vision import quality as q
 from openlfr.vision.imageio import ImageArray, as_image
 from openlfr.vision.protocols import Detector, Engine
@@ -199,6 +200,7 @@ class CameraPipeline:
         fps: float = 25.0,
         names: Mapping[str, str] | None = None,
         stats: CameraStats | None = None,
+        zones: CameraZones | None = None,
     ) -> None:
         if gallery.model_id != engine.model_id:
             raise ValueError(
@@ -206,6 +208,8 @@ class CameraPipeline:
                 f"{engine.model_id!r}; scores of different models are not comparable"
             )
         self.camera = camera
+        #: analysis zones and privacy masks (:mod:`openlfr.video.zones`)
+        self.zones = zones or CameraZones()
         self.engine = engine
         self.config = config
         self.sink = sink
@@ -298,17 +302,26 @@ class CameraPipeline:
         image = _usable(frame.image)
         if image is None:
             return Detected(frame, None, False)
+        image = self.zones.apply(image)  # privacy masks: before anything sees the frame
         if image is not frame.image:
             frame = Frame(frame.camera, frame.index, frame.t, frame.wall, frame.mono, image)
         if not detect or (self.config.motion_gate and not self._moved(frame.t, image)):
             return Detected(frame, None, True)
         faces, scan = self._detect(image, detector)
+        if self.zones:
+            h, w = image.shape[:2]
+            faces = [f for f in faces if self.zones.analysed(f.box, w, h)]
         return Detected(frame, tuple(faces), True, scan)
 
     def advance(self, detected: Detected) -> FrameResult:
         """The stateful second stage, in frame order: track, best shot, embed, search, alert."""
         frame = detected.frame
         if not detected.usable:
+            if self.zones.masks:  # never pass on an unmasked frame (e.g. to a preview)
+                image = _usable(frame.image)
+                frame = Frame(frame.camera, frame.index, frame.t, frame.wall, frame.mono,
+                              np.zeros((1, 1, 3), np.uint8) if image is None
+                              else self.zones.apply(image))
             self.stats.add(bad_frames=1)
             self.stats.frame_done(frame.mono, False)
             return FrameResult(frame, (), (), {}, (), False)

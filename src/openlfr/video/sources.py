@@ -1055,3 +1055,19 @@ def _stop_at_exit() -> None:
         thread = source._thread
         if thread is not None and thread.is_alive():
             thread.join(max(deadline - time.monotonic(), 0.0))
+
+
+def grab_still(name: str, source: str, *, open_timeout: float = OPEN_TIMEOUT_S) -> ImageArray:
+    """One frame of a camera (``source`` as :func:`split_camera` takes it), for drawing its
+    analysis zones and privacy masks on; :class:`SourceError` when it cannot be read. Opened,
+    read once and closed again, in this thread."""
+    spec = SourceSpec.parse(f"{name}={source}")
+    src = CaptureSource(spec, open_timeout=open_timeout, read_timeout=open_timeout)
+    try:
+        cap, first = src._attempt()
+        with contextlib.suppress(Exception):
+            cap.release()
+        return first
+    finally:
+        with contextlib.suppress(Exception):
+            src.stop()

@@ -47,6 +47,7 @@ from openlfr.web.routes import (
     console_alerts,
     console_audit,
     console_governance,
+    console_zones,
     public,
 )
 from openlfr.web.security import BodyLimitMiddleware, SecurityHeadersMiddleware
@@ -68,6 +69,7 @@ ROUTERS = (
     api_deployments.router,
     api_audit.router,
     console_governance.router,
+    console_zones.router,
     console_audit.router,
 )
 

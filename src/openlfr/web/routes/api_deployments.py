@@ -40,6 +40,19 @@ router = APIRouter(prefix="/api/v1/deployments", tags=["deployments"])
 class CameraIn(BaseModel):
     name: str = Field(max_length=64, description="Unique within the deployment.")
     source: str = Field(max_length=2000, description="File path, stream URL or webcam index.")
+    zones: list[list[tuple[float, float]]] | None = Field(default=None, max_length=16, description=(
+        "Analysis zones: polygons of 3 to 64 [x, y] points from 0 to 1 across the frame; faces "
+        "are analysed only when their box centre lies in one. [] : the whole frame. Omitted on "
+        "an edit: the camera's stored zones are kept."))
+    masks: list[list[tuple[float, float]]] | None = Field(default=None, max_length=16, description=(
+        "Privacy masks (polygons like zones): blacked out before anything sees the frame, "
+        "never analysed. Omitted on an edit: kept."))
+
+    def spec(self) -> deps.CameraSpec:
+        def polys(v: list[list[tuple[float, float]]] | None) -> Any:
+            return None if v is None else tuple(tuple(p) for p in v)
+
+        return deps.CameraSpec(self.name, self.source, polys(self.zones), polys(self.masks))
 
 
 class DeploymentIn(BaseModel):
@@ -132,7 +145,7 @@ def create_plan(db: Database, actor: Actor, body: DeploymentIn, keyring: Keyring
         model_id=model_id, two_person_rule=body.two_person_rule, signage=body.signage,
         public_notice=body.public_notice, urgency_reason=body.urgency_reason,
         watchlist_ids=tuple(body.watchlist_ids),
-        cameras=tuple(deps.CameraSpec(c.name, c.source) for c in body.cameras),
+        cameras=tuple(c.spec() for c in body.cameras),
         alternatives=body.alternatives, consultation_days=body.consultation_days)
     return deps.create(db, actor, plan, keyring)
 
@@ -170,9 +183,8 @@ def edit(request: Request, deployment_id: int, body: DeploymentPatch,
     """Change a draft or authorised deployment (an authorised one goes back to draft)."""
     db = web(request).db
     changes: dict[str, Any] = body.model_dump(exclude_unset=True)
-    if changes.get("cameras") is not None:
-        changes["cameras"] = tuple(deps.CameraSpec(c["name"], c["source"])
-                                   for c in changes["cameras"])
+    if body.cameras is not None:
+        changes["cameras"] = tuple(c.spec() for c in body.cameras)
     changes = {k: v for k, v in changes.items()
                if v is not None or k in ("urgency_reason", "consultation_days")}
     changed = deps.edit(db, actor, deployment_id, keyring=web(request).system.keyring,

@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from openlfr.governance import deployments as deps
-from openlfr.governance import purge
+from openlfr.governance import purge, stills
 from openlfr.governance import users as users_svc
 from openlfr.governance import watchlists as wls
 from openlfr.governance.authz import Actor, Forbidden, Perm, RuleError, allowed
@@ -466,6 +466,7 @@ def _deployment_ctx(request: Request, actor: Actor, deployment_id: int) -> dict[
     view = deps.show(web(request).db, actor, deployment_id)
     editable = view.status in ("draft", "authorised")
     ctx: dict[str, Any] = {"dep": view, "done": _done(request), "editable": editable,
+                           "stills": stills.held(deployment_id),
                            "below_floor": view.threshold < view.floor,
                            "override": deps.override_chance(web(request).db, actor,
                                                             deployment_id)}

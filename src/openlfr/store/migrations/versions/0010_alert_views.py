@@ -5,7 +5,7 @@ alert's card was shown and when first and last; only the first view of a session
 (``alert.view``), so opening the queue again does not fill the audit log.
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-11-29 15:30:00
 """
 
