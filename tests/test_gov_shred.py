@@ -446,7 +446,8 @@ def test_the_api_and_the_cli_say_pending_not_destroyed(gov: Gov, face_images) ->
             token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
             assert token
             r = ao2.post(f"/console/watchlists/{wl4}/destroy", follow_redirects=True,
-                         data={"reason": "the event ended", "csrf_token": token.group(1)})
+                         data={"reason": "the event ended", "csrf_token": token.group(1),
+                               "confirm": "yes"})
             assert r.status_code == 200
             assert "purge is pending" in r.text and "are gone" not in r.text
             assert "Purge pending:" in r.text  # and the page says so until it is complete

@@ -122,7 +122,8 @@ def test_the_commands_set_zones_and_masks_from_json(sqlite_gov: Gov):
     gov = sqlite_gov
     base = ["deployment", "create", "--user", "op1", "--name", "Concourse", "--start", "now",
             "--end", "+2h", "--camera", "gate=rtsp://user:secret@10.0.0.5/stream",
-            "--camera", "yard=/nonexistent/yard.avi"]
+            "--camera", "yard=/nonexistent/yard.avi",
+            "--alternatives", "Patrols do not suffice"]
     bad = _cli(gov, *base, "--masks", "gate=[[[0,0],[2,0],[0,1]]]")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
     assert "camera gate: masks: polygon 1: point [2, 0] lies outside the frame" in bad.stderr

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from openlfr.cli import app
@@ -101,11 +102,15 @@ def test_a_passer_by_leaves_no_file_no_row_and_no_log_line(clips, tmp_path, monk
         _assert_no_biometric_text(label, text)
 
 
-def test_templates_and_crops_of_non_matches_are_released_at_the_decision(clips):
-    """Every template and probe crop of a stranger is gone from memory by the next frame."""
+@pytest.mark.parametrize("fuse_shots", [1, 3])
+def test_templates_and_crops_of_non_matches_are_released_at_the_decision(clips, fuse_shots):
+    """Every probe crop of a stranger is gone from memory by the next frame, and so is every
+    template when tracks do not fuse templates (``fuse_shots=1``); when they do, a template
+    lives in its track's record until the track ends, and not a frame longer."""
     engine = get_engine("sface")
     gallery, names = videoclips.load_gallery(clips.watchlist)
     refs: list[tuple[int, weakref.ref]] = []
+    templates: list[tuple[int, weakref.ref]] = []  # (track, template) when fusing
     frame_no = [0]
 
     class Watching(CameraPipeline):
@@ -116,7 +121,10 @@ def test_templates_and_crops_of_non_matches_are_released_at_the_decision(clips):
 
                 def embed(image, faces):
                     out = original(image, faces)
-                    refs.extend((frame_no[0], weakref.ref(t.vector)) for t in out)
+                    if fuse_shots == 1:
+                        refs.extend((frame_no[0], weakref.ref(t.vector)) for t in out)
+                    else:
+                        templates.extend((record.track_id, weakref.ref(t.vector)) for t in out)
                     return out
 
                 self.engine = _EngineProxy(self.engine, embed)
@@ -126,7 +134,8 @@ def test_templates_and_crops_of_non_matches_are_released_at_the_decision(clips):
                     self.engine = self.engine.inner
 
     (source,) = open_sources([str(clips.stranger)])
-    pipeline = Watching(source.name, engine, gallery, PipelineConfig(threshold=0.4), _NoSink(),
+    pipeline = Watching(source.name, engine, gallery,
+                        PipelineConfig(threshold=0.4, fuse_shots=fuse_shots), _NoSink(),
                         fps=source.fps, names=names)
     leaks: list[int] = []
 
@@ -134,13 +143,16 @@ def test_templates_and_crops_of_non_matches_are_released_at_the_decision(clips):
         frame_no[0] += 1
         gc.collect()
         leaks.extend(n for n, ref in refs if ref() is not None and n < frame_no[0] - 1)
+        leaks.extend(-track for track, ref in templates
+                     if ref() is not None and track not in p.tracks)
 
     summary = Runner([(source, pipeline)], workers=1, on_frame=on_frame).run()
     gc.collect()
     assert summary.embeddings >= 1 and summary.alerts == 0
-    assert len(refs) >= 2 * summary.embeddings  # a crop and a template per decision
-    assert leaks == [], "a stranger's template or crop outlived its decision"
-    assert all(ref() is None for _, ref in refs)
+    kept = len(templates) if fuse_shots > 1 else 0
+    assert len(refs) + kept >= 2 * summary.embeddings  # a crop and a template per decision
+    assert leaks == [], "a stranger's template or crop outlived its decision (or its track)"
+    assert all(ref() is None for _, ref in refs + templates)
     assert pipeline.tracks == {}
 
 

@@ -77,7 +77,7 @@ def test_the_api_takes_and_shows_zones_and_masks(gov: Gov, app: FastAPI) -> None
     body = json.loads(json.dumps({
         "name": "Cup final", "site": "Stadium", "location": "North gate",
         "purpose": "Find people wanted by the courts", "legal_basis": "Common law powers",
-        "dpia_ref": "DPIA-1", "equality_ref": "EIA-1",
+        "dpia_ref": "DPIA-1", "equality_ref": "EIA-1", "alternatives": "Patrols do not suffice",
         "planned_start": "2030-01-01T10:00Z", "planned_end": "2030-01-01T12:00Z",
         "cameras": [{"name": "gate", "source": "rtsp://10.0.0.5/s",
                      "masks": [[[0, 0], [0.5, 0], [0.5, 0.5]]]}]}))

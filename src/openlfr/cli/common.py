@@ -175,8 +175,9 @@ def print_table(table: Table) -> None:
     """Print ``table``: on a terminal, drawn at the terminal's width; otherwise as tab-separated
     values (see the module's text). Rich's ``TTY_COMPATIBLE=1`` treats any output as a
     terminal (and ``COLUMNS`` sets its width)."""
-    if console.is_terminal:
-        console.print(table)
+    out = Console()  # the terminal's width now (and COLUMNS), not when this module was loaded
+    if out.is_terminal:
+        out.print(table)
         return
     if table.title:
         err_console.print(table.title, highlight=False, soft_wrap=True)

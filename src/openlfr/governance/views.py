@@ -188,8 +188,22 @@ ETHNICITY_WORDS: dict[str, str] = {
     PerceivedEthnicity.NOT_RECORDED: "Not recorded",
 }
 
+#: Why data left the system, and who received it (exports and disclosures, counted on the
+#: public pages).
+PURPOSE_WORDS: dict[str, str] = {
+    "audit": "audit and oversight", "investigation": "an investigation",
+    "legal_proceedings": "legal proceedings", "subject_access": "a subject access request",
+    "complaint": "a complaint", "other": "another purpose", "not_stated": "not stated",
+}
+RECIPIENT_WORDS: dict[str, str] = {
+    "internal": "the responsible body's own staff", "oversight": "an oversight body",
+    "prosecution": "prosecutors or courts", "law_enforcement": "another law-enforcement body",
+    "data_subject": "the person the data is about", "other": "another recipient",
+    "not_stated": "not stated",
+}
 #: Every code with its words.
-WORDS: dict[str, str] = {**ACTION_WORDS, **STATE_WORDS, **ROLE_WORDS,
+WORDS: dict[str, str] = {**PURPOSE_WORDS, **RECIPIENT_WORDS,
+                         **ACTION_WORDS, **STATE_WORDS, **ROLE_WORDS,
                          **{k: v[:1].lower() + v[1:] for k, v in CATEGORY_WORDS.items()},
                          **ETHNICITY_WORDS,
                          "not_recorded": "not recorded"}

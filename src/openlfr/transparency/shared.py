@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from openlfr.governance.views import SharedCount
+from openlfr.governance.views import PURPOSE_WORDS, RECIPIENT_WORDS, SharedCount
 from openlfr.store.models import AuditRecord
 
 NOT_STATED = "not_stated"
@@ -49,17 +49,6 @@ WHAT_WORDS = {
     "alert_image_exported": "alert image exported to a file",
     "reference_image_viewed": "watchlist reference image viewed",
     "live_preview_opened": "live camera preview opened",
-}
-PURPOSE_WORDS = {
-    "audit": "audit and oversight", "investigation": "an investigation",
-    "legal_proceedings": "legal proceedings", "subject_access": "a subject access request",
-    "complaint": "a complaint", "other": "another purpose", NOT_STATED: "not stated",
-}
-RECIPIENT_WORDS = {
-    "internal": "the responsible body's own staff", "oversight": "an oversight body",
-    "prosecution": "prosecutors or courts", "law_enforcement": "another law-enforcement body",
-    "data_subject": "the person the data is about", "other": "another recipient",
-    NOT_STATED: "not stated",
 }
 #: Kinds whose recipient is the viewing user, unless another was named.
 VIEWED = ("alert_image_viewed", "reference_image_viewed", "live_preview_opened")

@@ -104,8 +104,9 @@ class TrackRecord:
     last_embed_shot: float = 0.0
     enrol_quality_mono: float | None = None
     alerts: dict[str, Alert] = field(default_factory=dict)
-    #: The templates embedded so far and their weights (:func:`fuse_templates`); in memory
-    #: only, at most ``ShotPolicy.max_embeddings`` of them, forgotten with the record.
+    #: The best templates embedded so far and their weights (:func:`fuse_templates`); in
+    #: memory only, at most ``PipelineConfig.fuse_shots`` of them (none when it is 1),
+    #: forgotten with the record.
     templates: list[tuple[np.ndarray, float]] = field(default_factory=list)
 
     def offer(self, sighting: Sighting, policy: ShotPolicy) -> None:

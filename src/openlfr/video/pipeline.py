@@ -470,11 +470,16 @@ class CameraPipeline:
         gallery, names = self._live  # one consistent pair, whatever a swap does meanwhile
         if not templates:
             return []
-        record.templates.append((templates[0].vector, sighting.shot_score))
+        vector = templates[0].vector
         del templates
+        keep = self.config.fuse_shots
+        if keep > 1:  # the track's best ``keep`` templates, for fusion; none kept with 1
+            record.templates.append((vector, sighting.shot_score))
+            record.templates.sort(key=lambda t: t[1], reverse=True)
+            del record.templates[keep:]
         if len(gallery) == 0:
             return []
-        query = fuse_templates(record.templates, self.config.fuse_shots)
+        query = fuse_templates(record.templates, keep) if keep > 1 else vector
         hits = gallery.search(query[None, :], k=self.config.top_k)[0]
         del query  # the fused template is not needed past the search, whatever the outcome
         best = hits[0] if hits else None
