@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+import cv2
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from openlfr.governance import deployments as deps
 from openlfr.governance import stills
+from openlfr.vision.detect import YuNetDetector
 from tests.govfix import Gov, audit_records
 from tests.test_gov_deployments import approved_watchlist, plan, status
 from tests.test_web_governance import people, post  # noqa: F401 (the fixture)
@@ -100,3 +102,14 @@ def test_the_api_takes_and_shows_zones_and_masks(gov: Gov, app: FastAPI) -> None
     assert r.status_code == 200 and r.json()["changed"] == ["cameras"]
     assert c.get(f"/api/v1/deployments/{dep_id}", headers=auth).json()["cameras"][0][
         "masks"] == []
+
+
+def test_a_still_keeps_no_face_it_caught(face_images) -> None:
+    """The people a still catches are anonymised before it is held: the place, not who."""
+    for name in ("obama", "group"):
+        image = cv2.imread(str(face_images[name]))
+        found = len(YuNetDetector().detect(image))
+        assert found >= 1, name
+        held = stills.without_faces(image)
+        assert held.shape == image.shape and YuNetDetector().detect(held) == [], name
+        assert (held != image).any()

@@ -5,7 +5,9 @@ A still is one frame grabbed from the camera's source when the plan is written (
 destroyed when the deployment ends (:func:`openlfr.governance.deployments.stop` and the end of
 its window call :func:`discard`), and is never served for an ended or deleted deployment. A
 restart of the server forgets every still: take another. Taking one is audited (the camera and
-the frame size, never the image).
+the frame size, never the image). The faces of the people it catches are anonymised before it
+is held, as in the live preview (:func:`openlfr.video.preview.mask_frame`): drawing zones needs
+the place, not who was passing.
 """
 
 from __future__ import annotations
@@ -22,8 +24,11 @@ from openlfr.store.crypto import Keyring
 from openlfr.store.db import Database
 from openlfr.store.enums import DeploymentStatus
 from openlfr.store.models import Deployment
+from openlfr.video.preview import mask_frame
 from openlfr.video.sources import grab_still
-from openlfr.vision.imageio import as_image
+from openlfr.vision.detect import YuNetDetector
+from openlfr.vision.imageio import ImageArray, as_image
+from openlfr.vision.tiling import detect_tiled
 
 #: At most this many stills are held (the oldest goes first), and at most this wide.
 MAX_STILLS = 32
@@ -73,6 +78,7 @@ def take(db: Database, keyring: Keyring, actor: Actor, deployment_id: int,
     if width > MAX_WIDTH:
         image = as_image(cv2.resize(image, (MAX_WIDTH, round(height * MAX_WIDTH / width)),
                                     interpolation=cv2.INTER_AREA))
+    image = without_faces(image)
     ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])
     if not ok:
         raise InvalidInput(f"camera {camera}: the frame could not be encoded", field="camera")
@@ -86,6 +92,13 @@ def take(db: Database, keyring: Keyring, actor: Actor, deployment_id: int,
                          {"camera": camera, "width": width, "height": height,
                           "kept": "in memory, for the plan's life"})
     return width, height
+
+
+def without_faces(image: ImageArray) -> ImageArray:
+    """``image`` with every face found (at its own resolution, in tiles, so small faces too)
+    anonymised beyond recognition."""
+    faces = detect_tiled(YuNetDetector(score_threshold=0.5), image)
+    return mask_frame(image, faces, [None] * len(faces), {})
 
 
 def get(db: Database, actor: Actor, deployment_id: int, camera: str) -> bytes | None:
