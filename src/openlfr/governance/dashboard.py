@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, selectinload
 from openlfr.governance import auditing
 from openlfr.governance import deployments as deps
 from openlfr.governance.authz import Actor, Perm, allowed
-from openlfr.governance.views import View
+from openlfr.governance.views import CameraView, View
 from openlfr.store.db import Database
 from openlfr.store.enums import AlertStatus, DeploymentStatus, WatchlistStatus
 from openlfr.store.models import (
@@ -272,21 +272,36 @@ def _questions(s: Session, newest: int) -> QuestionsWaiting:
                         created_at=r[4]) for r in rows))
 
 
+def run_figures(runs: Mapping[int, Any], deployment_id: int, status: str) -> dict[str, Any]:
+    """The figures per camera (by name) of a running deployment that this process runs, as its
+    run measures them now; empty when it runs elsewhere, is not running, or is being torn
+    down."""
+    run = runs.get(deployment_id)
+    if run is None or status != DeploymentStatus.RUNNING.value:
+        return {}
+    try:
+        return {f.camera: f for f in run.figures()}
+    except Exception:  # a run being torn down
+        return {}
+
+
+def shown_state(status: str, camera: CameraView) -> str:
+    """A camera's state as people are shown it: paused with its deployment; before its run
+    wrote one, connecting (running) or stopped."""
+    if status == DeploymentStatus.PAUSED.value:
+        return "paused"
+    return camera.state or ("connecting" if status == DeploymentStatus.RUNNING.value
+                            else "stopped")
+
+
 def _running(db: Database, runs: Mapping[int, Any]) -> tuple[RunningDeployment, ...]:
     out = []
     for dep_id, name, status, cameras in deps.live_camera_states(db):
-        measured: dict[str, float] = {}
-        run = runs.get(dep_id)
-        if run is not None and status == DeploymentStatus.RUNNING.value:
-            try:
-                measured = {f.camera: float(f.fps_in) for f in run.figures()}
-            except Exception:  # a run being torn down: fall back to averages
-                measured = {}
+        measured = {camera: float(f.fps_in)
+                    for camera, f in run_figures(runs, dep_id, status).items()}
         health = []
         for cam in cameras:
-            state = cam.state or ("connecting" if status == "running" else "stopped")
-            if status == DeploymentStatus.PAUSED.value:
-                state = "paused"
+            state = shown_state(status, cam)
             fps: float | None = None
             now = False
             if state == "live" and cam.name in measured:

@@ -30,8 +30,8 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
 from openlfr.governance import alerts as svc
+from openlfr.governance import dashboard, times
 from openlfr.governance import deployments as deps
-from openlfr.governance import times
 from openlfr.governance.authz import Actor, NotFound, Perm, RuleError, allowed, require
 from openlfr.governance.views import AlertView, DeploymentView
 from openlfr.governance.watchlists import subject_image
@@ -88,17 +88,9 @@ def camera_health(request: Request, deployment_id: int | None = None) -> list[di
     found = deps.live_camera_states(web(request).db, deployment_id)
     out = []
     for dep_id, name, status, cameras in found:
-        figures: dict[str, Any] = {}
-        run = runs.get(dep_id)
-        if run is not None and status == "running":
-            try:
-                figures = {f.camera: f for f in run.figures()}
-            except Exception:  # a run being torn down
-                figures = {}
+        figures = dashboard.run_figures(runs, dep_id, status)
         for cam in cameras:
-            state = cam.state or ("connecting" if status == "running" else "stopped")
-            if status == "paused":
-                state = "paused"
+            state = dashboard.shown_state(status, cam)
             label = state
             since = cam.state_since.isoformat() if cam.state_since else None
             if state in ("retrying", "failed", "unknown") and since:
