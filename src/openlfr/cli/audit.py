@@ -98,13 +98,20 @@ def verify(
                           f"by {point.public_key}"
                           + ("" if public_key else " — compare this key with the one you "
                              "published, or pass --public-key"), highlight=False)
-    else:
+    _fail_if_broken(result, "audit chain verification", said=json_out)
+
+
+def _fail_if_broken(result: auditing.VerifyResult, what: str, said: bool) -> None:
+    """Exit ``EXIT_BROKEN`` when a check failed, saying where and why unless ``said`` (the
+    JSON already did)."""
+    if result.ok:
+        return
+    if not said:
         where = (f" at seq {result.first_bad_seq}" if result.first_bad_seq is not None
                  else "")
-        err_console.print(f"[bold red]audit chain verification FAILED{where}:[/] "
+        err_console.print(f"[bold red]{what} FAILED{where}:[/] "
                           f"{escape(result.problem or '')}", highlight=False, soft_wrap=True)
-    if not result.ok:
-        raise typer.Exit(EXIT_BROKEN)
+    raise typer.Exit(EXIT_BROKEN)
 
 
 def _verify_selection(data_dir: Path | None, user: str, path: Path, json_out: bool) -> None:
@@ -116,13 +123,7 @@ def _verify_selection(data_dir: Path | None, user: str, path: Path, json_out: bo
     elif result.ok:
         console.print(f"[green]✓[/] the {result.entries} entries of {escape(str(path))} are the "
                       "log's own, and the log's chain verifies", highlight=False)
-    else:
-        where = (f" at seq {result.first_bad_seq}" if result.first_bad_seq is not None
-                 else "")
-        err_console.print(f"[bold red]selection check FAILED{where}:[/] "
-                          f"{escape(result.problem or '')}", highlight=False, soft_wrap=True)
-    if not result.ok:
-        raise typer.Exit(EXIT_BROKEN)
+    _fail_if_broken(result, "selection check", said=json_out)
 
 
 @app.command("checkpoint")
