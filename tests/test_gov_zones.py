@@ -82,6 +82,7 @@ def test_changing_a_mask_needs_authorisation_again(gov: Gov, face_images):
     (tuple(((0.1, 0.1), (0.2, 0.1), (0.2, 0.2)) for _ in range(17)), "at most 16"),
     ((tuple((0.5 + 0.4 * i / 65, 0.1 * (i % 2)) for i in range(65)),), "has 65 points"),
     ("[[[0.1, 0.1], [0.2", "not valid JSON"),
+    ("[" * 50_000 + "]" * 50_000, "nests its lists too deeply"),  # not a RecursionError
     (([["a", 0.1], [0.2, 0.2], [0.3, 0.1]],), "a point must be"),
 ])
 def test_bad_polygons_are_refused_naming_camera_and_field(gov: Gov, masks, words):

@@ -92,6 +92,9 @@ def parse_polygons(text: str, camera: str, kind: str) -> list[Any]:
         raise InvalidInput(f"camera {camera}: {kind} is not valid JSON ({exc.msg}); write "
                            "[[[x, y], [x, y], [x, y]], ...] with x and y from 0 to 1",
                            field=kind) from None
+    except RecursionError:  # lists nested thousands deep: no polygon looks like that
+        raise InvalidInput(f"camera {camera}: {kind} nests its lists too deeply; write "
+                           "[[[x, y], [x, y], [x, y]], ...]", field=kind) from None
     if not isinstance(value, list):
         raise InvalidInput(f"camera {camera}: {kind} must be a JSON list of polygons",
                            field=kind)
