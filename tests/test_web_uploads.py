@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,14 +66,14 @@ def test_hostile_files_through_the_api_are_400_with_a_plain_message(
         ("square.png", png_bomb(8000, 8000), "unreadable: too large: 8,000×8,000 pixels"),
         ("thin.png", png_bomb(26000, 1000), "unreadable: too elongated"),
     ]
+    # how fast each is refused (from the header, before decoding) is measured by
+    # benchmarks/bench_upload_memory.py against a normal photo, not timed here
     for name, data, words in cases:
-        started = time.perf_counter()
         r = _post_api(client, auth, wl_id, name, data, f"ref {name}")
         assert r.status_code == 400, (name, r.status_code, r.text)
         detail = r.json()["detail"]
         assert words in detail.lower(), (name, detail)
         assert detail.startswith("image 1 (custody record 9): "), detail
-        assert time.perf_counter() - started < 3, name  # refused from the header
     assert _counts(gov) == (0, 0)
     # the JPEG with the malformed EXIF is a readable photo: turned upright and accepted
     sideways = malformed_exif_jpeg(Image.open(face_images["obama"]))
