@@ -92,6 +92,7 @@ CATEGORY_WORDS: dict[str, str] = {
 
 #: Audit actions and the keys of their details, as headings (capitalised).
 ACTION_WORDS: dict[str, str] = {
+    "profile.change": "Jurisdiction profile changed",
     "access.refused": "Access refused",
     "alert.adjudicate": "Alert decided",
     "alert.create": "Possible match recorded",

@@ -175,6 +175,8 @@ class Installation(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     key_store: Mapped[str] = mapped_column(String(40), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # the jurisdiction profile in force (openlfr.governance.profiles); None: the default
+    profile: Mapped[str | None] = mapped_column(String(20), default=None)
 
 
 class PendingPurge(Base):
