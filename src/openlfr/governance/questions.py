@@ -25,6 +25,7 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -257,3 +258,44 @@ def unpublish_answer(db: Database, actor: Actor, question_id: int) -> QuestionVi
         audit_log.record(s, actor.name, "question.unpublish", "question", q.id,
                          {"deployment": q.deployment_id})
         return _view(q, name)
+
+
+@dataclass(frozen=True)
+class QuestionCounts:
+    """The questions (or objections) received in a period, and what became of them by now."""
+
+    kind: str  # question | objection
+    received: int
+    answered: int  # an answer was recorded (closed or not)
+    closed_unanswered: int  # closed without an answer (spam, a duplicate)
+    open: int  # neither answered nor closed yet
+    published: int  # the answer is on the public page
+    #: Median days from receipt to the (latest) answer, of those answered; None if none.
+    median_days_to_answer: float | None
+
+
+def question_counts(s: Session, start: datetime, end: datetime) -> list[QuestionCounts]:
+    """Per kind (questions, then objections), the questions received from ``start``
+    (inclusive) to ``end`` (exclusive) over every deployment, and what became of them."""
+    rows = s.execute(select(PublicQuestion.kind, PublicQuestion.created_at,
+                            PublicQuestion.answer.is_not(None), PublicQuestion.answered_at,
+                            PublicQuestion.status, PublicQuestion.published_at.is_not(None))
+                     .where(PublicQuestion.created_at >= start,
+                            PublicQuestion.created_at < end)).all()
+    out = []
+    for kind in QuestionKind:
+        mine = [r for r in rows if r[0] == kind]
+        days = sorted((r[3] - r[1]).total_seconds() / 86400.0 for r in mine
+                      if r[2] and r[3] is not None)
+        median = None
+        if days:
+            mid = len(days) // 2
+            median = days[mid] if len(days) % 2 else (days[mid - 1] + days[mid]) / 2
+        out.append(QuestionCounts(
+            kind=kind.value, received=len(mine), answered=sum(1 for r in mine if r[2]),
+            closed_unanswered=sum(1 for r in mine
+                                  if not r[2] and r[4] == QuestionStatus.CLOSED),
+            open=sum(1 for r in mine if r[4] == QuestionStatus.OPEN),
+            published=sum(1 for r in mine if r[5]),
+            median_days_to_answer=None if median is None else round(median, 2)))
+    return out

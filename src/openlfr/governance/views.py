@@ -132,6 +132,7 @@ ACTION_WORDS: dict[str, str] = {
     "question.publish": "Question published",
     "question.received": "Question received",
     "question.unpublish": "Question withdrawn",
+    "report.annual": "Annual report made",
     "retention.run": "Retention run",
     "role.totp_required": "Second factor rule changed",
     "subject.add": "Subject added",

@@ -322,6 +322,8 @@ class YearSummary:
     years: list[int]  # every year with a public deployment that ran
     #: False alerts per perceived group, suppressed, beside the measured false-match rates.
     equality: EqualityFigures | None = None
+    #: The deployments counted, in the order listed (the annual report's rows).
+    deployment_ids: list[int] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {"year": self.year, "deployments": self.deployments,
@@ -361,7 +363,8 @@ def year_summary(db: Database, year: int | None = None,
     with db.reading() as s:
         equality = equality_figures(s, year, [d.id for d in counted],
                                     [d.model_id for d in counted])
-    return YearSummary(year, count, totals, months, received, answered, years, equality)
+    return YearSummary(year, count, totals, months, received, answered, years, equality,
+                       [d.id for d in counted])
 
 
 # -- what residents ask first -------------------------------------------------------------------
