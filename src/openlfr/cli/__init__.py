@@ -15,6 +15,7 @@ from openlfr.cli import (
     evaluate,
     models,
     recognise,
+    report,
     retention,
     serve,
     stats,
@@ -42,6 +43,7 @@ calibrate.register(app)
 admin.register(app)
 audit.register(app)
 retention.register(app)
+report.register(app)
 stats.register(app)
 serve.register(app)
 

@@ -40,6 +40,7 @@ from openlfr.web.routes import (
     api_deployments,
     api_meta,
     api_questions,
+    api_reports,
     api_users,
     api_watchlists,
     auth,
@@ -47,6 +48,7 @@ from openlfr.web.routes import (
     console_alerts,
     console_audit,
     console_governance,
+    console_reports,
     console_zones,
     public,
 )
@@ -71,6 +73,8 @@ ROUTERS = (
     console_governance.router,
     console_zones.router,
     console_audit.router,
+    console_reports.router,
+    api_reports.router,
 )
 
 #: The /api/v1 routes an anonymous caller may use; every other one answers 401.
