@@ -38,7 +38,7 @@ from openlfr.transparency.equality import FEWER, suppress
 from openlfr.transparency.public import year_summary
 from openlfr.video.types import Alert
 from tests.govfix import Gov, audit_records, run_cli
-from tests.test_gov_deployments import REASON, SFACE_FLOOR, approved_watchlist, model_id, plan
+from tests.test_gov_deployments import SFACE_FLOOR, approved_watchlist, model_id, plan
 
 YEAR = datetime.now(UTC).year
 OVERRIDE = ("The camera looks down a long corridor: faces are small and scores lower; the "
@@ -192,15 +192,19 @@ def shown(value: object) -> str:
     return str(annual._shown(value))  # type: ignore[arg-type]
 
 
-def check_agree(report: dict[str, Any], csv_text: str, html_text: str) -> int:
+def check_agree(report: dict[str, Any], csv_text: str, html_text: str,
+                skip: frozenset[str] = frozenset()) -> int:
     """Every figure and table cell of the JSON is in the CSV (exactly) and on the printed
-    page (as shown there); the number of values compared."""
+    page (as shown there), but the figures named in ``skip``; the number of values
+    compared."""
     in_csv, in_html = csv_values(csv_text), html_cells(html_text)
     n = 0
     for key in ("year", "generated_by", "audit_seq", "profile"):
         assert in_csv[("report", "", "", key)] == str(report[key])
     for sec in report["sections"]:
         for k, v in sec["figures"].items():
+            if k in skip:
+                continue
             assert in_csv[(sec["key"], "figures", "", k)] == annual._cell(v), (sec["key"], k)
             assert in_html[(sec["key"], "figures", "", k)] == shown(v), (sec["key"], k)
             n += 1
@@ -269,7 +273,7 @@ def test_the_annual_report_of_a_year_of_real_data(gov: Gov, face_images, clips,
     assert [r["count"] for r in table(report, "outcomes", "actions")] == suppress(counts)
     assert FEWER in [r["count"] for r in table(report, "outcomes", "actions")]
     assert oc["engaged"] == annual.count_shown(made.engaged)
-    assert f"arrest,{FEWER}" not in csv_text or made.run_alerts < 5
+    assert f"outcomes,actions,3,count,{FEWER}" in csv_text.replace("\r\n", "\n")
 
     # deployments and their authorisation basis
     dep_rows = {d["id"]: d for d in table(report, "deployments", "deployments")}
@@ -290,7 +294,7 @@ def test_the_annual_report_of_a_year_of_real_data(gov: Gov, face_images, clips,
     assert fields["legal_basis"] == "Common law policing powers"
     assert fields["cameras.1.name"] == "gate" and fields["override"] is False
     seq = ran["authorisation_audit_seq"]
-    assert [r.seq for r in audit_records(gov, "deployment.authorise")][0] == seq
+    assert next(r.seq for r in audit_records(gov, "deployment.authorise")) == seq
     assert ">Floor source<" in html_text and ">floor_source<" not in html_text
 
     # equality: the yearly summary's, suppressed
@@ -336,8 +340,6 @@ def test_the_annual_report_of_a_year_of_real_data(gov: Gov, face_images, clips,
         assert audit_log.verify(s).ok
     # the printed page: its own print styles, every section
     assert "@media print" in html_text and "@page" in html_text
-    for _, build in annual.SECTIONS:
-        assert build.__name__  # each section one function
     assert html_text.count('class="report-section"') == len(annual.SECTIONS)
 
 

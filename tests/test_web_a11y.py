@@ -36,6 +36,7 @@ PAGES: dict[str, tuple[str | None, Callable[[Showcase], str]]] = {
     "camera-zones": ("op1", lambda s: f"/console/deployments/{s.deployment}/cameras/gate-3/zones"),
     "users": ("admin", lambda s: "/console/users"),
     "audit-log": ("au1", lambda s: "/console/audit"),
+    "annual-report": ("au1", lambda s: "/console/reports"),
     "public-index": (None, lambda s: "/public"),
     "public-deployment": (None, lambda s: f"/public/deployments/{s.demo.ended}"),
     "public-summary": (None, lambda s: f"/public/summary?year={s.demo.year}"),
