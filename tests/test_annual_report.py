@@ -31,6 +31,7 @@ from openlfr.governance import questions
 from openlfr.governance.floors import record_floor
 from openlfr.governance.live import DeploymentRun, RunOptions
 from openlfr.governance.profiles import set_profile
+from openlfr.governance.views import label, words
 from openlfr.store.enums import Action, Decision, PerceivedEthnicity, PerceivedSex
 from openlfr.store.models import Subject, SubjectImage
 from openlfr.transparency import annual
@@ -39,6 +40,7 @@ from openlfr.transparency.public import year_summary
 from openlfr.video.types import Alert
 from tests.govfix import Gov, audit_records, run_cli
 from tests.test_gov_deployments import SFACE_FLOOR, approved_watchlist, model_id, plan
+from tests.test_web_home import codes_in
 
 YEAR = datetime.now(UTC).year
 OVERRIDE = ("The camera looks down a long corridor: faces are small and scores lower; the "
@@ -213,8 +215,10 @@ def check_agree(report: dict[str, Any], csv_text: str, html_text: str,
                 for k, v in row.items():
                     assert in_csv[(sec["key"], t, str(i), k)] == annual.safe_cell(
                         annual._cell(v)), (sec["key"], t, i, k)
-                    if k != "field":  # field names are in words on the page
-                        assert in_html[(sec["key"], t, str(i), k)] == shown(v), (t, i, k)
+                    # field names and codes are in words on the page
+                    on_page = (label(v) if k == "field" else words(v)
+                               if k in annual.CODE_COLUMNS else shown(v))
+                    assert in_html[(sec["key"], t, str(i), k)] == on_page, (t, i, k)
                     n += 1
     return n
 
@@ -296,6 +300,7 @@ def test_the_annual_report_of_a_year_of_real_data(gov: Gov, face_images, clips,
     seq = ran["authorisation_audit_seq"]
     assert next(r.seq for r in audit_records(gov, "deployment.authorise")) == seq
     assert ">Floor source<" in html_text and ">floor_source<" not in html_text
+    assert codes_in(html_text) == []  # no stored code on the printed page, only words
 
     # equality: the yearly summary's, suppressed
     eq = figures(report, "equality")
@@ -449,8 +454,8 @@ def test_without_the_services_the_sections_say_none_were_recorded(gov: Gov,
     for name in ("openlfr.governance.urgent", "openlfr.governance.fieldtests"):
         monkeypatch.setitem(sys.modules, name, None)  # an import of it then fails
     data = annual.build_report(gov.db, YEAR).as_json()
-    for key, words in (("field_tests", "No field test was recorded"),
-                       ("urgent_uses", "No urgent use was recorded")):
+    for key, said in (("field_tests", "No field test was recorded"),
+                      ("urgent_uses", "No urgent use was recorded")):
         sec = next(s for s in data["sections"] if s["key"] == key)
         assert sec["figures"] == {"recorded": 0}
-        assert sec["notes"][0].startswith(f"{words} in {YEAR}")
+        assert sec["notes"][0].startswith(f"{said} in {YEAR}")

@@ -135,7 +135,7 @@ def console_urls(role: Role, demo: Demo, ids: dict[str, int]) -> list[str]:
     if Perm.QUESTION_READ in may:
         urls += ["/console/questions?status=all"]
     if Perm.AUDIT_READ in may:
-        urls += [f"/console/audit/art12/{demo.ended}"]
+        urls += [f"/console/audit/art12/{demo.ended}", "/console/reports"]
     if Perm.USER_MANAGE in may:
         urls += ["/console/users"]
     if Perm.DEPLOYMENT_EDIT in may:

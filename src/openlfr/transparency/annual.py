@@ -64,7 +64,7 @@ from openlfr.errors import InvalidInput
 from openlfr.governance.authz import Actor, Perm, require
 from openlfr.governance.profiles import DEFAULT_PROFILE, active_profile
 from openlfr.governance.questions import question_counts
-from openlfr.governance.views import ACTION_WORDS, label
+from openlfr.governance.views import ACTION_WORDS, label, words
 from openlfr.store.db import Database
 from openlfr.store.enums import Action, DeploymentStatus
 from openlfr.store.models import Deployment
@@ -90,6 +90,9 @@ Value = int | float | str | bool | None
 Shown = int | str  # a count, or why it is not shown (suppression)
 
 TEMPLATES = Path(__file__).with_name("templates")
+#: Columns holding a stored code (a group, an action, a status): the printed page shows their
+#: words (:func:`openlfr.governance.views.words`), the JSON and the CSV the code.
+CODE_COLUMNS = frozenset({"group", "action", "kind", "status"})
 MONTHS_OF_YEAR = tuple(calendar.month_name[m] for m in range(1, 13))
 
 
@@ -237,6 +240,8 @@ def _environment() -> Environment:
                       lstrip_blocks=True)
     env.filters["shown"] = _shown
     env.filters["label"] = label
+    env.filters["words"] = words
+    env.globals["code_columns"] = CODE_COLUMNS
     return env
 
 
