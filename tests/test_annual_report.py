@@ -404,7 +404,7 @@ def test_bad_input_on_the_command_line(gov: Gov, tmp_path: Path) -> None:
 def test_the_year_is_checked_before_anything() -> None:
     now = datetime(2026, 3, 1, tzinfo=UTC)
     assert annual.check_year(" 2026 ", now) == 2026
-    for bad in ("", "26x", "-2026", "1999", "2027", "99999999"):
+    for bad in ("", "26x", "-2026", "1999", "2027", "99999999", "²⁰²⁶", "٢٠٢٦"):
         with pytest.raises(InvalidInput) as exc:
             annual.check_year(bad, now)
         assert exc.value.field == "year"

@@ -175,6 +175,9 @@ CASES: dict[tuple[str, str], Case] = {
     ("POST", "/api/v1/audit/export"): Case(Perm.AUDIT_READ, "/api/v1/audit/export"),
     ("GET", "/api/v1/audit/art12/{deployment_id}"):
         Case(Perm.AUDIT_READ, f"/api/v1/audit/art12/{NO}"),
+    # the annual report
+    ("GET", "/api/v1/reports/annual/{year}"):
+        Case(Perm.AUDIT_READ, "/api/v1/reports/annual/2001"),
 }
 
 #: Routes this matrix cannot drive, each with the reason (none at present).

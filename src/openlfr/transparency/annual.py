@@ -252,7 +252,7 @@ def check_year(year: object, now: datetime | None = None) -> int:
     naming it."""
     this = (now or datetime.now(UTC)).year
     text = str(year).strip()
-    if not text.isdigit() or len(text) > 6:
+    if not (text.isascii() and text.isdigit()) or len(text) > 6:
         raise InvalidInput(f"year {text!r}: a year is four digits, like {this}", field="year")
     value = int(text)
     if value < MIN_YEAR or value > this:
