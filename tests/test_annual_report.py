@@ -459,3 +459,29 @@ def test_without_the_services_the_sections_say_none_were_recorded(gov: Gov,
         sec = next(s for s in data["sections"] if s["key"] == key)
         assert sec["figures"] == {"recorded": 0}
         assert sec["notes"][0].startswith(f"{said} in {YEAR}")
+
+
+def test_the_console_page_and_its_downloads(gov: Gov, client) -> None:
+    from tests.test_web_core import login
+
+    login(client, "op1")
+    assert client.get("/console/reports").status_code == 403  # operators may not
+    assert client.get(f"/console/reports/annual/{YEAR}/json").status_code == 403
+    client.cookies.clear()
+    login(client, "ao1")
+    page = client.get("/console/reports")
+    assert page.status_code == 200
+    for fmt in annual.FORMATS:
+        assert f'href="/console/reports/annual/{YEAR}/{fmt}"' in page.text
+    got = client.get(f"/console/reports/annual/{YEAR}/csv")
+    assert got.status_code == 200
+    assert got.headers["content-disposition"] == (
+        f'attachment; filename="annual-report-{YEAR}.csv"')
+    assert csv_values(got.text)[("report", "", "", "generated_by")] == "ao1"
+    for bad, message in (("ninety", "four digits"), ("1999", "from 2000")):
+        r = client.get(f"/console/reports/annual/{bad}/json")
+        assert r.status_code in (400, 422) and message in r.text
+    r = client.get(f"/console/reports/annual/{YEAR}/pdf")
+    assert r.status_code in (400, 422) and "choose from json, csv, html" in r.text
+    made = audit_records(gov, annual.REPORT_ACTION)
+    assert [(m.actor, json.loads(m.details)["out"]) for m in made] == [("ao1", "web")]

@@ -42,6 +42,10 @@ def annual_report(
         fail(str(exc))
     if out.exists() and not out.is_dir():
         fail(f"--out {out}: not a folder")
+    try:  # before anything is recorded: a folder that cannot be made is bad input
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"--out {out}: cannot make the folder ({exc.strerror or exc})")
     with acting(data_dir, user) as ctx:
         report = annual.make_report(ctx.db, ctx.actor, year, out=str(out.resolve()),
                                     formats=chosen,
