@@ -289,7 +289,8 @@ def deployment_stats(session: Session, deployment_id: int | None = None,
     for dep_id, cam_name, status, held, purged in session.execute(
             select(Alert.deployment_id, Alert.camera, Alert.status,
                    Alert.held_reason.is_not(None), Alert.purged_at.is_not(None))
-            .where(Alert.deployment_id.in_(ids)).order_by(Alert.id)):
+            .where(Alert.deployment_id.in_(ids), Alert.field_test_id.is_(None))
+            .order_by(Alert.id)):
         fig = per_dep[dep_id]
         fig.add(status)
         camera(dep_id, cam_name).add(status)
