@@ -35,6 +35,9 @@ from tests.govfix import Gov
 from tests.test_gov_deployments import approved_watchlist, plan
 
 
+NOW = datetime.now(UTC)
+
+
 def planned(gov: Gov, face_images, cameras: dict[str, object] | None = None
             ) -> tuple[int, int]:
     """An authorised deployment (operational list: obama) with a planned field test."""
@@ -125,8 +128,7 @@ def audit_records_of(gov: Gov, kind: str, object_id: int) -> list:
 @pytest.mark.parametrize(("change", "message"), [
     ({"passes": []}, "at least one planned pass"),
     ({"passes": passes("door")}, "camera 'door' is not in the plan"),
-    ({"passes": [ft.PassSpec("gate", datetime.now(UTC), datetime.now(UTC))]},
-     "end must be after its start"),
+    ({"passes": [ft.PassSpec("gate", NOW, NOW)]}, "end must be after its start"),
     ({"passes": passes(start=60 * 24 * 3)}, "outside the deployment's window"),
     ({"ethnicity": "martian"}, "ethnic group 'martian'"),
     ({"age_band": "12"}, "age band '12'"),
