@@ -34,7 +34,6 @@ from openlfr.video.types import Alert as PipelineAlert
 from tests.govfix import Gov
 from tests.test_gov_deployments import approved_watchlist, plan
 
-
 NOW = datetime.now(UTC)
 
 
