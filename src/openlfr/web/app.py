@@ -47,6 +47,7 @@ from openlfr.web.routes import (
     console,
     console_alerts,
     console_audit,
+    console_fieldtests,
     console_governance,
     console_zones,
     public,
@@ -71,6 +72,7 @@ ROUTERS = (
     api_fieldtests.router,
     api_audit.router,
     console_governance.router,
+    console_fieldtests.router,
     console_zones.router,
     console_audit.router,
 )
