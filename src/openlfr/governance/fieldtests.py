@@ -272,8 +272,8 @@ class Rate:
         """``3 of 4 = 75 % (95 % CI 19 %–99 %)``."""
         if self.n == 0 or self.rate is None or self.low is None or self.high is None:
             return f"{self.k} of {self.n}"
-        return (f"{self.k} of {self.n} = {self.rate:.0%} (95 % CI {self.low:.0%}–"
-                f"{self.high:.0%})")
+        return (f"{self.k} of {self.n} = {100 * self.rate:.0f} % (95 % CI "
+                f"{100 * self.low:.0f} %–{100 * self.high:.0f} %)")
 
 
 @dataclass(frozen=True)
@@ -389,7 +389,7 @@ class FieldTestReport:
                  f"Model {self.model_id} at threshold {self.threshold:g}; test period "
                  f"{_iso(self.period_start)} to {_iso(self.period_end)}; "
                  f"{self.overall.volunteers} volunteer(s), {self.overall.passes} planned "
-                 f"pass(es). Intervals: exact (Clopper–Pearson) {self.confidence:.0%}.", "",
+                 f"pass(es). Intervals: exact (Clopper–Pearson) {100 * self.confidence:.0f} %.", "",
                  "| who | volunteers | passes | TPIR (passes alerted) | alerted within "
                  f"{self.within_seconds:g} s | time to alert (median / max) | passes with an "
                  "operational false alert |", "|---|---|---|---|---|---|---|"]
