@@ -278,7 +278,14 @@ def test_groups_of_five_or_more_volunteers_are_published_and_the_others_withheld
     hits = [Alert(field_test_id=7, field_volunteer_id=i + 1, camera="gate",
                   seen_at=now + timedelta(seconds=30), latency=1.0 + i,
                   status=AlertStatus.PENDING) for i in range(3)]
+    # an earlier alert of volunteer 1 from a track whose face never met the enrolment policy
+    # (no latency): the pass's time is that of its earliest alert that has one
+    hits.append(Alert(field_test_id=7, field_volunteer_id=1, camera="gate",
+                      seen_at=now + timedelta(seconds=10), latency=None,
+                      status=AlertStatus.PENDING))
     report = ft.compute_report(test, dep, hits, now)
+    assert report.volunteers[0].figures.median_seconds == 1.0
+    assert report.test_alerts == 4 and report.test_alerts_outside_passes == 0
     groups = {(g.attribute, g.group): g for g in report.groups}
     # female 5, male 1: the 1 is hidden, and so is the 5 (else the total gives it away)
     assert groups[("sex", "male")].figures is None and groups[("sex", "male")].shown != 1

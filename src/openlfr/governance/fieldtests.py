@@ -22,8 +22,11 @@ The method
 * **A pass counts as alerted** when a test alert of that volunteer at that camera was seen
   between the start of the pass and :data:`ALERT_GRACE` seconds after its end (an alert is
   decided on the best shot of a track, a moment after the face was seen).
-* **Time to alert** is the alert's ``latency``: seconds from the first frame in which the
-  track's face met the enrolment quality policy to the alert. The live pipeline does not hand
+* **Time to alert** of an alerted pass is the ``latency`` of its earliest alert that carries
+  one: seconds from the first frame in which the track's face met the enrolment quality policy
+  to the alert (a track whose face never met it has no latency; a pass alerted only by such
+  tracks is alerted, with no time, and does not count as alerted within
+  :data:`ALERT_WITHIN` seconds). The live pipeline does not hand
   on the time the track was first seen, so this is the time from when the face first became
   usable (in practice, when the person came near enough to the camera), not from the first
   frame the person was in.
@@ -506,7 +509,8 @@ def compute_report(test: FieldTest, dep: Deployment, alerts: Iterable[Alert],
                       key=lambda a: a.seen_at)
         used.update(id(a) for a in hits)
         op = any(o.camera == p.camera and in_window(p, o.seen_at) for o in ops)
-        per_pass[p.volunteer_id].append((bool(hits), hits[0].latency if hits else None, op))
+        timed = [a.latency for a in hits if a.latency is not None]
+        per_pass[p.volunteer_id].append((bool(hits), timed[0] if timed else None, op))
     vols = tuple(VolunteerFigures(v.id, v.label, v.age_band, v.sex, v.ethnicity,
                                   _figures(1, per_pass[v.id])) for v in test.volunteers)
     everything = [o for v in test.volunteers for o in per_pass[v.id]]
