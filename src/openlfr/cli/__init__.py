@@ -13,6 +13,7 @@ from openlfr.cli import (
     calibrate,
     deployments,
     evaluate,
+    fieldtests,
     models,
     recognise,
     report,
@@ -37,6 +38,7 @@ app.add_typer(evaluate.app, name="eval")
 app.add_typer(watchlists.app, name="watchlist")
 app.add_typer(alerts.app, name="alerts")
 app.add_typer(deployments.app, name="deployment")
+app.add_typer(fieldtests.app, name="fieldtest")
 recognise.register(app)
 watch.register(app)
 calibrate.register(app)

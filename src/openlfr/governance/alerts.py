@@ -46,7 +46,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, selectinload
 
 from openlfr.audit import log as audit_log
-from openlfr.governance import times
+from openlfr.governance import fieldtests, times
 from openlfr.governance.authz import (
     Actor,
     Conflict,
@@ -257,6 +257,8 @@ class AlertRecorder:
         self._rows: dict[str, int] = {}
         #: Alerts not stored because their subject was no longer on the deployment's watchlists.
         self.refused = 0
+        #: Rows stored as field-test alerts (against a test watchlist): never handed on.
+        self._tests: set[int] = set()
         with system.db.reading() as s:
             dep = s.get(Deployment, deployment_id)
             if dep is None:
@@ -273,6 +275,8 @@ class AlertRecorder:
                 log.exception("alert %s (revision %d) of deployment %d was NOT stored",
                               alert.alert_id, alert.revision, self.deployment_id)
                 raise
+            if row_id is not None and row_id in self._tests:
+                return  # a field-test alert: stored, never shown as an operational alert
             if row_id is not None and self._on_stored is not None:
                 self._on_stored(row_id, alert)
 
@@ -329,12 +333,18 @@ class AlertRecorder:
                 model_id=alert.model_id, revision=int(alert.revision),
                 seen_at=datetime.fromtimestamp(alert.wall_time, UTC),
                 status=AlertStatus.PENDING)
+            row.latency = None if alert.latency is None else float(alert.latency)
+            test = fieldtests.mark_test_alert(s, row)
             s.add(row)
             s.flush()
             row.crop_ct = keyring.encrypt(s, dep.data_key_id, crop, crop_aad(dep.id, row.id))
-            audit_log.record(s, audit_log.SYSTEM, "alert.create", "alert", row.id,
-                             self._details(alert, row))
+            details = self._details(alert, row)
+            if test:
+                details["field_test"] = row.field_test_id
+            audit_log.record(s, audit_log.SYSTEM, "alert.create", "alert", row.id, details)
             new_id = row.id
+        if test:
+            self._tests.add(new_id)
         self._rows[alert.alert_id] = new_id
         return new_id
 
@@ -385,7 +395,8 @@ class AlertFilter:
     max_score: float | None = None
 
     def conditions(self) -> list[ColumnElement[bool]]:
-        out: list[ColumnElement[bool]] = []
+        # field-test alerts are never operational alerts: they have their own view
+        out: list[ColumnElement[bool]] = [Alert.field_test_id.is_(None)]
         if self.deployment_id is not None:
             out.append(Alert.deployment_id == self.deployment_id)
         if self.camera is not None:
@@ -723,6 +734,14 @@ class _SameConfirmer(Exception):
     pass
 
 
+def _not_a_test(row: Alert) -> None:
+    """A field-test alert is reviewed in its test's view and never decided or acted on."""
+    if row.field_test_id is not None:
+        raise Conflict(f"alert {row.id} is a field-test alert (field test "
+                       f"{row.field_test_id}): it is reviewed in the test's view and can "
+                       "never be decided or lead to an outcome")
+
+
 def _person(actor: Actor) -> None:
     if actor.is_system:
         raise RuleError("an alert is decided by a person, never by the program")
@@ -745,6 +764,7 @@ def adjudicate(db: Database, actor: Actor, alert_id: int, decision: Decision,
     try:
         with db.session() as s:
             row = _load(s, alert_id)
+            _not_a_test(row)
             if row.purged_at is not None:
                 raise Conflict(f"alert {alert_id} was purged")
             if row.status != AlertStatus.PENDING:
@@ -857,6 +877,7 @@ def record_outcome(db: Database, actor: Actor, alert_id: int, engaged: bool, act
                             field="engaged")
     with db.session() as s:
         row = _load(s, alert_id)
+        _not_a_test(row)
         if row.purged_at is not None:  # its notes would outlive the purge, never blanked
             raise Conflict(f"alert {alert_id} was purged")
         if row.status not in (AlertStatus.CONFIRMED, AlertStatus.REJECTED):

@@ -187,7 +187,8 @@ def home(db: Database, actor: Actor, runs: Mapping[int, Any] | None = None,
 def _alerts(s: Session, actor: Actor, newest: int) -> AlertsWaiting:
     mine = exists().where(and_(Adjudication.alert_id == Alert.id,
                                Adjudication.user_name == actor.name))
-    where = and_(Alert.status == AlertStatus.PENDING, Alert.purged_at.is_(None), not_(mine))
+    where = and_(Alert.status == AlertStatus.PENDING, Alert.purged_at.is_(None), not_(mine),
+                 Alert.field_test_id.is_(None))
     count = int(s.scalar(select(func.count(Alert.id)).where(where)) or 0)
     confirmations = (select(func.count(Adjudication.id))
                      .where(Adjudication.alert_id == Alert.id).scalar_subquery())

@@ -120,6 +120,9 @@ ACTION_WORDS: dict[str, str] = {
     "deployment.resume": "Deployment resumed",
     "deployment.run_end": "Run ended",
     "deployment.start": "Deployment started",
+    "fieldtest.end": "Field test ended",
+    "fieldtest.plan": "Field test planned",
+    "fieldtest.volunteer_add": "Field-test volunteer added",
     "floor.record": "Threshold floor recorded",
     "keys.move": "Keys moved",
     "model.add": "Model added",
@@ -167,6 +170,9 @@ ACTION_WORDS: dict[str, str] = {
     "not_subject": "Not the subject", "stopped": "Person stopped",
     "stop_minutes": "Stop (minutes)", "equality_recorded": "Perceived ethnicity or sex recorded",
     "upto": "Up to entry",
+    "field_test": "Field test", "self_declared": "Self-declared attributes given",
+    "crops_purged": "Crops purged", "test_alerts": "Test alerts",
+    "not_declared": "Not declared",
 }
 
 #: Statuses, decisions, outcomes and states whose code is not already a word.

@@ -418,6 +418,13 @@ class Alert(Base):
     held_reason: Mapped[str | None] = mapped_column(Text)
     held_by: Mapped[str | None] = mapped_column(String(64))
     purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Set at recording time on an alert against a field test's watchlist: a test alert, never
+    #: in the operational queue and never with an outcome (migration 0014).
+    field_test_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    field_volunteer_id: Mapped[int | None] = mapped_column(Integer)
+    #: Seconds from the first frame in which the track's face met the enrolment quality policy
+    #: to the alert (None if it never did).
+    latency: Mapped[float | None] = mapped_column(Float)
 
     deployment: Mapped[Deployment] = relationship()
     subject: Mapped[Subject | None] = relationship()
@@ -593,3 +600,72 @@ class PublicQuestion(Base):
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     public_text: Mapped[str | None] = mapped_column(Text)
     public_answer: Mapped[str | None] = mapped_column(Text)
+
+
+# -- field tests ---------------------------------------------------------------------------------
+
+class FieldTest(Base):
+    """A field test (blue list) of a deployment: consenting volunteers on a test watchlist walk
+    past its cameras at planned times; ``report`` (JSON) is stored when the test ends."""
+
+    __tablename__ = "field_tests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"),
+                                               index=True)
+    watchlist_id: Mapped[int | None] = mapped_column(ForeignKey("watchlists.id",
+                                                                ondelete="SET NULL"))
+    status: Mapped[str] = mapped_column(String(20))  # "planned" | "ended"
+    purpose: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ended_by: Mapped[str | None] = mapped_column(String(64))
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    report: Mapped[str | None] = mapped_column(Text)
+
+    deployment: Mapped[Deployment] = relationship()
+    volunteers: Mapped[list[FieldTestVolunteer]] = relationship(
+        back_populates="field_test", cascade="all, delete-orphan", passive_deletes=True,
+        order_by="FieldTestVolunteer.id")
+
+
+class FieldTestVolunteer(Base):
+    """One consenting volunteer: the consent record, optional self-declared attributes, and the
+    subject of the test watchlist that holds their reference image (NULL once destroyed)."""
+
+    __tablename__ = "field_test_volunteers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    field_test_id: Mapped[int] = mapped_column(ForeignKey("field_tests.id", ondelete="CASCADE"))
+    label: Mapped[str] = mapped_column(String(200))
+    subject_id: Mapped[int | None] = mapped_column(ForeignKey("subjects.id",
+                                                              ondelete="SET NULL"))
+    consent_by: Mapped[str] = mapped_column(String(200))
+    consent_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    consent_reference: Mapped[str] = mapped_column(String(200))
+    age_band: Mapped[str | None] = mapped_column(String(20))
+    sex: Mapped[str | None] = mapped_column(String(16))
+    ethnicity: Mapped[str | None] = mapped_column(String(32))
+    added_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    field_test: Mapped[FieldTest] = relationship(back_populates="volunteers")
+    passes: Mapped[list[FieldTestPass]] = relationship(
+        back_populates="volunteer", cascade="all, delete-orphan", passive_deletes=True,
+        order_by="FieldTestPass.starts_at")
+
+
+class FieldTestPass(Base):
+    """A planned pass: the volunteer walks past ``camera`` between ``starts_at`` and
+    ``ends_at``."""
+
+    __tablename__ = "field_test_passes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    volunteer_id: Mapped[int] = mapped_column(ForeignKey("field_test_volunteers.id",
+                                                         ondelete="CASCADE"))
+    camera: Mapped[str] = mapped_column(String(100))
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    volunteer: Mapped[FieldTestVolunteer] = relationship(back_populates="passes")

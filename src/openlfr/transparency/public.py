@@ -26,6 +26,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from openlfr.config import Settings
+from openlfr.governance.fieldtests import FieldTestReport, public_reports
 from openlfr.governance.views import SharedCount
 from openlfr.store.db import Database
 from openlfr.store.enums import Action, DeploymentStatus
@@ -139,6 +140,8 @@ class PublicDeployment:
     consultation_response_at: datetime | None = None
     #: what was shared about this deployment (filled for one deployment's page)
     shared: list[SharedCount] = field(default_factory=list)
+    #: the reports of its ended field tests, aggregate only (filled for one deployment's page)
+    field_tests: list[FieldTestReport] = field(default_factory=list)
 
     @property
     def consultation_open(self) -> bool:
@@ -147,8 +150,9 @@ class PublicDeployment:
 
     def as_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {k: v for k, v in asdict(self).items()
-                             if k not in ("figures", "shared")}
+                             if k not in ("figures", "shared", "field_tests")}
         d["shared"] = [c.model_dump() for c in self.shared]
+        d["field_tests"] = [r.public().as_json() for r in self.field_tests]
         for k in ("planned_start", "planned_end", "started_at", "ended_at",
                   "consultation_opened_at", "consultation_ends_at", "consultation_response_at"):
             value = getattr(self, k)
@@ -300,6 +304,7 @@ def get_public(db: Database, deployment_id: int) -> PublicDeployment | None:
         out = _collect(s, [d])[0]
         out.answers = published_answers(s, d.id)
         out.shared = shared_counts(s, [d.id]).of(d.id)
+        out.field_tests = public_reports(s, d.id)
         return out
 
 

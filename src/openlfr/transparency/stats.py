@@ -66,6 +66,7 @@ from openlfr.store.models import (
     Camera,
     CameraStats,
     Deployment,
+    FieldTest,
     Outcome,
     Subject,
     deployment_watchlists,
@@ -238,7 +239,10 @@ def deployment_stats(session: Session, deployment_id: int | None = None,
     links: dict[int, list[int]] = defaultdict(list)
     for dep_id, wl_id in session.execute(
             select(deployment_watchlists.c.deployment_id, deployment_watchlists.c.watchlist_id)
-            .where(deployment_watchlists.c.deployment_id.in_(ids))
+            .where(deployment_watchlists.c.deployment_id.in_(ids),
+                   # a field test's volunteers are not on the watchlist the public is told of
+                   deployment_watchlists.c.watchlist_id.not_in(
+                       select(FieldTest.watchlist_id).where(FieldTest.watchlist_id.is_not(None))))
             .order_by(deployment_watchlists.c.watchlist_id)):
         links[dep_id].append(wl_id)
 
@@ -289,7 +293,8 @@ def deployment_stats(session: Session, deployment_id: int | None = None,
     for dep_id, cam_name, status, held, purged in session.execute(
             select(Alert.deployment_id, Alert.camera, Alert.status,
                    Alert.held_reason.is_not(None), Alert.purged_at.is_not(None))
-            .where(Alert.deployment_id.in_(ids)).order_by(Alert.id)):
+            .where(Alert.deployment_id.in_(ids), Alert.field_test_id.is_(None))
+            .order_by(Alert.id)):
         fig = per_dep[dep_id]
         fig.add(status)
         camera(dep_id, cam_name).add(status)

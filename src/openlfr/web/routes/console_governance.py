@@ -486,8 +486,11 @@ def _deployment_error(request: Request, actor: Actor, deployment_id: int, exc: E
 
 @router.get("/deployments/{deployment_id}")
 def deployment_page(request: Request, deployment_id: int, actor: PageActor) -> Response:
-    return _page(request, actor, "gov_deployment.html",
-                 _deployment_ctx(request, actor, deployment_id))
+    from openlfr.governance.fieldtests import list_field_tests
+
+    ctx = _deployment_ctx(request, actor, deployment_id)
+    ctx["field_tests"] = list_field_tests(web(request).db, actor, deployment_id)
+    return _page(request, actor, "gov_deployment.html", ctx)
 
 
 @router.post("/deployments/{deployment_id}/edit")
