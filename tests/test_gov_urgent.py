@@ -20,7 +20,8 @@ from openlfr.governance import alerts as alerts_svc
 from openlfr.governance import deployments as deps
 from openlfr.governance import profiles, urgent
 from openlfr.governance.authz import Conflict, Forbidden, RuleError
-from openlfr.store.enums import DeploymentStatus, Decision
+from openlfr.store.crypto import CryptoError
+from openlfr.store.enums import Decision, DeploymentStatus
 from openlfr.store.models import (
     Adjudication,
     Alert,
@@ -236,6 +237,7 @@ def test_refused_or_expired_it_stops_and_its_results_are_deleted(gov: Gov, face_
     assert view.state == how and view.results_deleted_at is not None
     assert view.deleted_counts["alerts"] == 2 and view.deleted_counts["status_rejected"] == 1
     dep, use = row(gov, dep_id)
+    assert use is not None and use.outcome == how
     assert dep.status == DeploymentStatus.ENDED and dep.data_key_id is None
     assert "urgent use" in (dep.end_reason or "")
     alerts, decisions, destroyed, key_file = _results(gov, dep_id, key_id)
@@ -267,7 +269,7 @@ def test_an_alert_stored_while_the_deletion_committed_is_swept(gov: Gov, face_im
     recorder = alerts_svc.AlertRecorder(gov.system, dep_id)  # made while the run was live
     urgent.refuse_urgent(gov.system, gov.actors["ao1"], dep_id, REFUSAL)
     # The recorder cannot store any more: the key is destroyed.
-    with pytest.raises(Exception):
+    with pytest.raises(CryptoError, match="destroyed"):
         now = datetime.now(UTC).timestamp()
         recorder.publish(vtypes.Alert(
             alert_id="late", camera="gate", track_id=9, subject_id="1", display_name="x",

@@ -1,5 +1,6 @@
 """``openlfr deployment ...``: create, edit, show, list, propose, respond, authorise,
-override-threshold, start (``--urgent``), refuse, stop. Thin: parse, call :mod:`openlfr.governance.deployments`, print."""
+override-threshold, start (``--urgent``), refuse, stop. Thin: parse, call
+:mod:`openlfr.governance.deployments` (and :mod:`openlfr.governance.urgent`), print."""
 
 from __future__ import annotations
 

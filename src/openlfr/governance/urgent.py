@@ -16,7 +16,8 @@ and its results are deleted. Here:
   (:data:`URGENT_HOURS`). The live run starts as for any running deployment (the reconciler).
 * **authorise** (``urgent.authorise``; :func:`authorise_urgent`): an authorising officer who
   neither started, created nor changed it, before the deadline, the plan's rules checked again.
-  It is then an ordinary authorised running deployment.
+  It is then an ordinary authorised running deployment (one stopped by a person before the
+  deadline may still be authorised: its results are then kept).
 * **refuse** (``urgent.refuse``; :func:`refuse_urgent`): an authorising officer, with a reason;
   or **expiry** (``urgent.expire``; :func:`expire_overdue`, by the program) when no
   authorisation is recorded by the deadline. Either way, in one transaction: the deployment
@@ -148,6 +149,7 @@ def _row(s: Session, deployment_id: int) -> UrgentUse | None:
 def _pending(s: Session, deployment_id: int) -> UrgentUse:
     row = _row(s, deployment_id)
     if row is None:
+        deps._load(s, deployment_id)  # NotFound first
         raise Conflict(f"deployment {deployment_id} is not an urgent use")
     if row.outcome is not None:
         raise Conflict(f"the urgent use of deployment {deployment_id} is already "
@@ -254,9 +256,6 @@ def authorise_urgent(db: Database, actor: Actor, deployment_id: int,
             raise Conflict(f"the urgent use of deployment {deployment_id} was not authorised "
                            f"by its deadline {_dt(row.deadline)}: it is stopped and its results "
                            "deleted")
-        if dep.status not in (DeploymentStatus.RUNNING, DeploymentStatus.PAUSED):
-            raise Conflict(f"deployment {deployment_id} is {dep.status.value}: only a running "
-                           "or paused urgent use can be authorised")
         problems = deps._runnable_problems(s, dep)
         if problems:
             raise Conflict(f"the urgent use of deployment {deployment_id} cannot be "
@@ -472,7 +471,7 @@ def deleted_alert_ids(s: Session) -> set[int]:
         if entry.action == "urgent.results_delete":
             ids = entry.details.get("alert_ids")
             if isinstance(ids, list):
-                out.update(int(i) for i in ids if str(i).isdigit())
+                out.update(int(str(i)) for i in ids if str(i).isdigit())
     return out
 
 

@@ -40,6 +40,7 @@ from openlfr.web.routes import (
     api_deployments,
     api_meta,
     api_questions,
+    api_urgent,
     api_users,
     api_watchlists,
     auth,
@@ -47,6 +48,7 @@ from openlfr.web.routes import (
     console_alerts,
     console_audit,
     console_governance,
+    console_urgent,
     console_zones,
     public,
 )
@@ -67,9 +69,11 @@ ROUTERS = (
     api_alerts.router,
     api_watchlists.router,
     api_deployments.router,
+    api_urgent.router,
     api_audit.router,
     console_governance.router,
     console_zones.router,
+    console_urgent.router,
     console_audit.router,
 )
 
