@@ -98,7 +98,7 @@ def test_uk_app_has_no_urgent_path(gov: Gov, face_images) -> None:
     assert dep.status == DeploymentStatus.DRAFT and use is None
     cli = run_cli(gov, "deployment", "start", dep_id, "--urgent", "--justification", WHY,
                   user="op1")
-    assert cli.returncode != 0 and cli.stderr.count("\n") == 1
+    assert cli.returncode == 6 and cli.stderr.count("\n") == 1
     assert "only under the eu-ai-act profile" in cli.stderr
 
 
@@ -329,3 +329,22 @@ def test_the_commands_start_urgently_authorise_and_refuse(gov: Gov, face_images)
     assert row(gov, b)[0].status == DeploymentStatus.ENDED
     verify = run_cli(gov, "audit", "verify", user="au1")
     assert verify.returncode == 0, verify.stderr
+
+
+def test_a_retention_run_expires_an_urgent_use_without_a_server(gov: Gov, face_images) -> None:
+    from openlfr.governance.retention import run_retention
+
+    eu(gov)
+    dep_id = draft(gov, face_images["obama"])
+    t0 = datetime.now(UTC)
+    urgent.start_urgent(gov.db, gov.system.keyring, gov.actors["op1"], dep_id, WHY, now=t0)
+    store_alert(gov, dep_id, 1)
+    early = run_retention(gov.system, now=t0 + timedelta(hours=1))
+    assert early.urgent_uses_expired == []
+    report = run_retention(gov.system, now=t0 + timedelta(hours=24, minutes=1))
+    assert report.urgent_uses_expired == [dep_id]
+    assert any("urgent use(s) not authorised within 24 h" in line for line in report.summary())
+    dep, use = row(gov, dep_id)
+    assert dep.status == DeploymentStatus.ENDED and use is not None and use.outcome == "expired"
+    with gov.db.reading() as s:
+        assert s.scalar(select(func.count()).select_from(Alert)) == 0
