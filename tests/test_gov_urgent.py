@@ -317,6 +317,11 @@ def test_the_commands_start_urgently_authorise_and_refuse(gov: Gov, face_images)
                  user="op1")
     assert ok.returncode == 0, ok.stderr
     assert "urgent use" in ok.stderr and "within 24 h" in ok.stderr
+    shown = run_cli(gov, "deployment", "show", a, user="au1")
+    assert shown.returncode == 0, shown.stderr
+    assert "urgent use: started by op1" in shown.stdout and "left to authorise it" in shown.stdout
+    data = json.loads(run_cli(gov, "deployment", "show", a, "--json", user="au1").stdout)
+    assert data["urgent_use"]["state"] == "waiting" and data["urgent_use"]["justification"] == WHY
     auth = run_cli(gov, "deployment", "authorise", a, user="ao1")
     assert auth.returncode == 0, auth.stderr
     assert row(gov, a)[1].outcome == "authorised"  # type: ignore[union-attr]

@@ -17,7 +17,7 @@ from openlfr.cli.context import DataDirOpt, UserOpt, acting
 from openlfr.governance import deployments as deps
 from openlfr.governance import urgent
 from openlfr.governance.times import parse_time
-from openlfr.governance.views import DeploymentView
+from openlfr.governance.views import DeploymentView, UrgentUseView
 from openlfr.store.db import Database
 from openlfr.store.enums import DeploymentStatus, choices
 from openlfr.video.zones import check_polygons, polygon_area
@@ -293,10 +293,14 @@ def show(deployment: IdArg, user: UserOpt, json_out: JsonOpt = False,
     """Everything about one deployment (camera sources without credentials)."""
     with acting(data_dir, user) as ctx:
         view = deps.show(ctx.db, ctx.actor, deployment)
+        use = urgent.urgent_use(ctx.db, ctx.actor, deployment)
     if json_out:
-        print_json(view.model_dump(mode="json"))
+        print_json(view.model_dump(mode="json")
+                   | {"urgent_use": use.model_dump(mode="json") if use else None})
     else:
         _show_table(view)
+        if use is not None:
+            _show_urgent(use)
 
 
 @app.command("list")
@@ -430,6 +434,26 @@ def stop(
 
 
 # -- the urgent-use path (eu-ai-act; openlfr.governance.urgent) ---------------------------------
+
+def _show_urgent(use: UrgentUseView) -> None:
+    state = {"waiting": "waiting for authorisation", "authorised": "authorised",
+             "refused": "refused", "expired": "not authorised within 24 h"}[use.state]
+    lines = [f"urgent use: started by {use.started_by} at {use.started_at.isoformat()} "
+             f"without prior authorisation; {state}"]
+    if use.seconds_left is not None:
+        s = use.seconds_left
+        lines.append(f"  {s // 3600} h {s % 3600 // 60:02d} min left to authorise it "
+                     f"(deadline {use.deadline.isoformat()})")
+    elif use.decided_by:
+        lines.append(f"  decided by {use.decided_by} at "
+                     f"{use.decided_at.isoformat() if use.decided_at else '?'}")
+    if use.results_deleted_at is not None:
+        lines.append(f"  results deleted at {use.results_deleted_at.isoformat()} "
+                     f"({use.deleted_counts.get('alerts', 0)} alert(s); counts kept)")
+    lines.append(f"  justification: {use.justification}")
+    for line in lines:
+        typer.echo(line)
+
 
 def _urgent_waiting(db: Database, actor: Any, deployment: int) -> bool:
     view = urgent.urgent_use(db, actor, deployment)
