@@ -4,10 +4,11 @@ watchlisted face): an operator starts a draft urgently with a justification (the
 dialog), sees the clock count down on the deployment page and the banner on the home page; an
 authorising officer refuses it, and the page then says its results were deleted — the alerts
 are gone from the database and the data key from the key store. A second deployment is
-authorised in time and runs on. Screenshots go to the test's tmp dir."""
+authorised in time and runs on. Screenshots go to the test's tmp dir and /tmp/openlfr-shots."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,7 +26,7 @@ from openlfr.store.models import Alert, Deployment
 from tests.test_gov_deployments import REASON, plan
 from tests.test_gov_urgent import REFUSAL, WHY
 from tests.test_web_browser import LAUNCH_ARGS, PASSWORD
-from tests.test_web_serve import CHROMIUM, server_factory  # noqa: F401
+from tests.test_web_serve import CHROMIUM, SHOTS, server_factory  # noqa: F401
 
 
 def prepare(data: Path, face: Path, clip: Path) -> tuple[int, int]:
@@ -152,6 +153,9 @@ def test_start_urgently_see_the_clock_refuse_and_authorise(
             expect(public.locator("#urgent-use")).to_contain_text("was deleted")
         finally:
             browser.close()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    for png in tmp_path.glob("urgent-*.png"):
+        shutil.copy(png, SHOTS / png.name)
 
 
 def _re(pattern: str):  # type: ignore[no-untyped-def]
