@@ -87,6 +87,7 @@ def test_console_start_authorise_with_the_clock_and_banner(gov: Gov, face_images
     assert status(gov, dep_id).status == DeploymentStatus.RUNNING
     page = op.get(f"/console/deployments/{dep_id}?done=urgent_started").text
     assert 'id="urgent-clock"' in page and "23 h 59 min" in page and WHY in page
+    assert "not yet: an urgent use" in page
     assert "Authorise the urgent use" not in page  # an operator cannot
     home = people("au1").get("/console").text
     assert 'id="urgent-banner"' in home and "23 h 59 min" in home
@@ -119,6 +120,7 @@ def test_console_refusal_deletes_and_the_public_page_says_so(gov: Gov, face_imag
     assert status(gov, dep_id).status == DeploymentStatus.ENDED
     page = ao.get(f"/console/deployments/{dep_id}").text
     assert 'id="urgent-deleted"' in page and REFUSAL in page
+    assert "no: an urgent use, refused" in page
     public = anyone.get(f"/public/deployments/{dep_id}")
     assert public.status_code == 200
     assert 'id="urgent-use"' in public.text and "Authorisation was refused" in public.text
