@@ -168,6 +168,17 @@ CASES: dict[tuple[str, str], Case] = {
         Case(Perm.DEPLOYMENT_RUN, f"/api/v1/deployments/{NO}/resume"),
     ("POST", "/api/v1/deployments/{deployment_id}/stop"):
         Case(Perm.DEPLOYMENT_RUN, f"/api/v1/deployments/{NO}/stop", json={"reason": "done"}),
+    # the urgent-use path (eu-ai-act)
+    ("POST", "/api/v1/deployments/{deployment_id}/urgent"):
+        Case(Perm.DEPLOYMENT_RUN, f"/api/v1/deployments/{NO}/urgent",
+             json={"justification": "A missing child was seen near the station minutes ago"}),
+    ("GET", "/api/v1/deployments/{deployment_id}/urgent"):
+        Case(Perm.DEPLOYMENT_READ, f"/api/v1/deployments/{NO}/urgent"),
+    ("POST", "/api/v1/deployments/{deployment_id}/urgent/authorise"):
+        Case(Perm.DEPLOYMENT_AUTHORISE, f"/api/v1/deployments/{NO}/urgent/authorise"),
+    ("POST", "/api/v1/deployments/{deployment_id}/urgent/refuse"):
+        Case(Perm.DEPLOYMENT_AUTHORISE, f"/api/v1/deployments/{NO}/urgent/refuse",
+             json={"reason": "The situation was not urgent enough."}),
     # the audit log
     ("GET", "/api/v1/audit/entries"): Case(Perm.AUDIT_READ, "/api/v1/audit/entries",
                                            params={"limit": 3}),

@@ -1,5 +1,6 @@
 """``openlfr deployment ...``: create, edit, show, list, propose, respond, authorise,
-override-threshold, start, stop. Thin: parse, call :mod:`openlfr.governance.deployments`, print."""
+override-threshold, start (``--urgent``), refuse, stop. Thin: parse, call
+:mod:`openlfr.governance.deployments` (and :mod:`openlfr.governance.urgent`), print."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from rich.table import Table
 from openlfr.cli.common import err_console, fail, print_json, print_table, user_errors
 from openlfr.cli.context import DataDirOpt, UserOpt, acting
 from openlfr.governance import deployments as deps
+from openlfr.governance import urgent
 from openlfr.governance.times import parse_time
-from openlfr.governance.views import DeploymentView
+from openlfr.governance.views import DeploymentView, UrgentUseView
 from openlfr.store.db import Database
 from openlfr.store.enums import DeploymentStatus, choices
 from openlfr.video.zones import check_polygons, polygon_area
@@ -291,10 +293,14 @@ def show(deployment: IdArg, user: UserOpt, json_out: JsonOpt = False,
     """Everything about one deployment (camera sources without credentials)."""
     with acting(data_dir, user) as ctx:
         view = deps.show(ctx.db, ctx.actor, deployment)
+        use = urgent.urgent_use(ctx.db, ctx.actor, deployment)
     if json_out:
-        print_json(view.model_dump(mode="json"))
+        print_json(view.model_dump(mode="json")
+                   | {"urgent_use": use.model_dump(mode="json") if use else None})
     else:
         _show_table(view)
+        if use is not None:
+            _show_urgent(use)
 
 
 @app.command("list")
@@ -333,6 +339,11 @@ def list_(
 def authorise(deployment: IdArg, user: UserOpt, data_dir: DataDirOpt = None) -> None:
     """Authorise a draft (authorising officers; never one who created or changed it)."""
     with acting(data_dir, user) as ctx:
+        if _urgent_waiting(ctx.db, ctx.actor, deployment):
+            urgent.authorise_urgent(ctx.db, ctx.actor, deployment)
+            err_console.print(f"[green]✓[/] urgent use of deployment {deployment} authorised: "
+                              "it runs on as an authorised deployment", highlight=False)
+            return
         deps.authorise(ctx.db, ctx.system.keyring, ctx.actor, deployment,
                        consultation_after_days=ctx.system.settings.consultation_after_days)
     err_console.print(f"[green]✓[/] deployment {deployment} authorised", highlight=False)
@@ -386,10 +397,22 @@ def override_threshold(
 
 
 @app.command()
-def start(deployment: IdArg, user: UserOpt, data_dir: DataDirOpt = None) -> None:
+def start(deployment: IdArg, user: UserOpt, data_dir: DataDirOpt = None,
+          urgent_: Annotated[bool, typer.Option(
+              "--urgent", help="eu-ai-act only: start a draft without prior authorisation, "
+                               "with --justification; it must be authorised within 24 h or "
+                               "it stops and its results are deleted.")] = False,
+          justification: Annotated[str | None, typer.Option(
+              "--justification", help="Why the use is urgent (with --urgent; at least "
+                                      f"{urgent.JUSTIFICATION_WORDS} words).")] = None,
+          ) -> None:
     """Mark an authorised (or paused: resume it) deployment running, inside its window. A
     running `openlfr serve` opens its cameras within 2 s; `openlfr watch --deployment ID` runs
-    them in its own process instead."""
+    them in its own process instead. With --urgent (eu-ai-act): a draft, without prior
+    authorisation."""
+    if urgent_ or justification is not None:
+        _start_urgent(deployment, user, data_dir, urgent_, justification)
+        return
     with acting(data_dir, user) as ctx:
         resumed = deps.start(ctx.db, ctx.actor, deployment)
     err_console.print(f"[green]✓[/] deployment {deployment} "
@@ -408,3 +431,61 @@ def stop(
     with acting(data_dir, user) as ctx:
         deps.stop(ctx.db, ctx.actor, deployment, reason)
     err_console.print(f"[green]✓[/] deployment {deployment} ended", highlight=False)
+
+
+# -- the urgent-use path (eu-ai-act; openlfr.governance.urgent) ---------------------------------
+
+def _show_urgent(use: UrgentUseView) -> None:
+    state = {"waiting": "waiting for authorisation", "authorised": "authorised",
+             "refused": "refused", "expired": "not authorised within 24 h"}[use.state]
+    lines = [f"urgent use: started by {use.started_by} at {use.started_at.isoformat()} "
+             f"without prior authorisation; {state}"]
+    if use.seconds_left is not None:
+        s = use.seconds_left
+        lines.append(f"  {s // 3600} h {s % 3600 // 60:02d} min left to authorise it "
+                     f"(deadline {use.deadline.isoformat()})")
+    elif use.decided_by:
+        lines.append(f"  decided by {use.decided_by} at "
+                     f"{use.decided_at.isoformat() if use.decided_at else '?'}")
+    if use.results_deleted_at is not None:
+        lines.append(f"  results deleted at {use.results_deleted_at.isoformat()} "
+                     f"({use.deleted_counts.get('alerts', 0)} alert(s); counts kept)")
+    lines.append(f"  justification: {use.justification}")
+    for line in lines:
+        typer.echo(line)
+
+
+def _urgent_waiting(db: Database, actor: Any, deployment: int) -> bool:
+    view = urgent.urgent_use(db, actor, deployment)
+    return view is not None and view.state == urgent.WAITING
+
+
+def _start_urgent(deployment: int, user: str, data_dir: Any, urgent_: bool,
+                  justification: str | None) -> None:
+    if not urgent_:
+        fail("--justification is for an urgent start: add --urgent")
+    if justification is None:
+        fail("an urgent start needs --justification: why the use cannot wait for "
+             "authorisation")
+    with acting(data_dir, user) as ctx:
+        view = urgent.start_urgent(ctx.db, ctx.system.keyring, ctx.actor, deployment,
+                                   justification or "")
+    err_console.print(f"[yellow]![/] deployment {deployment} is running as an urgent use "
+                      f"without prior authorisation: an authorising officer must authorise it "
+                      f"within {urgent.URGENT_HOURS} h (by {view.deadline.isoformat()}), "
+                      "or it stops and its results are deleted", highlight=False)
+
+
+@app.command()
+def refuse(
+    deployment: IdArg, user: UserOpt,
+    reason: Annotated[str, typer.Option("--reason", help="Why the urgent use is refused.")],
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Refuse an urgent use (authorising officers): it stops at once and every result of it
+    (alerts, probe images, decisions, outcomes, its data key) is deleted; counts are kept."""
+    with acting(data_dir, user) as ctx:
+        view = urgent.refuse_urgent(ctx.system, ctx.actor, deployment, reason)
+    n = view.deleted_counts.get("alerts", 0)
+    err_console.print(f"[green]✓[/] urgent use of deployment {deployment} refused: it has "
+                      f"ended and its results were deleted ({n} alert(s))", highlight=False)

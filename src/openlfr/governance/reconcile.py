@@ -12,6 +12,8 @@ at a time:
 * a run whose deployment should no longer run (stopped, ended, paused, out of its window) is
   asked to stop (it records the pause or the end itself, see
   :mod:`openlfr.governance.live`);
+* an urgent use (:mod:`openlfr.governance.urgent`) not authorised by its deadline is ended
+  and its results deleted at the start of each tick, and never runs past its deadline;
 * a run whose desired gallery changed — a subject removed or expired, a watchlist back to
   draft, destroyed, taken off or (re)approved — gets the new gallery, decrypted in memory, and
   the old one is overwritten; each reload is audited (``deployment.gallery_reload``) with
@@ -227,9 +229,12 @@ class Reconciler:
             return {k: v.handle for k, v in self._runs.items()}
 
     def _desired(self, session: Session, now: datetime) -> list[int]:
+        from openlfr.governance.urgent import not_overdue_clause
+
         query = select(Deployment.id).where(
             Deployment.status == DeploymentStatus.RUNNING,
-            Deployment.planned_start <= now, Deployment.planned_end > now)
+            Deployment.planned_start <= now, Deployment.planned_end > now,
+            not_overdue_clause(now))
         if self.only is not None:
             query = query.where(Deployment.id.in_(sorted(self.only)))
         return list(session.scalars(query.order_by(Deployment.id)))
@@ -240,6 +245,7 @@ class Reconciler:
         """Compare, then start, stop and reload (see the module). Never raises for one
         deployment's failure: it is logged, reported and retried."""
         report = TickReport()
+        self._expire_urgent()
         with self._lock:
             if self._closed:
                 return report
@@ -272,6 +278,23 @@ class Reconciler:
             for dep_id in [d for d in self._retry if d not in desired]:
                 del self._retry[dep_id]
         return report
+
+    def _expire_urgent(self) -> None:
+        """Stop and delete the results of every urgent use not authorised by its deadline
+        (:func:`openlfr.governance.urgent.expire_overdue`): the deadline is enforced on every
+        tick, by whichever process reconciles."""
+        if self._closed:
+            return
+        from openlfr.governance.urgent import expire_overdue
+
+        try:
+            expired = expire_overdue(self.system, self.clock())
+        except Exception:
+            log.exception("expiring urgent uses past their deadline")
+            return
+        if expired:
+            log.warning("urgent use(s) not authorised within 24 h stopped, results deleted: %s",
+                        expired)
 
     def _backoff(self, dep_id: int) -> None:
         delay = self._retry.get(dep_id, (0.0, self.retry_after))[1]

@@ -5,7 +5,9 @@ seconds in ``openlfr serve``'s background jobs, :mod:`openlfr.web.jobs`) does, i
 each step in its own transaction and audited:
 
 1. **Ends overdue deployments**: authorised or running deployments whose planned end has passed
-   are stopped (:func:`openlfr.governance.deployments.end_overdue`).
+   are stopped (:func:`openlfr.governance.deployments.end_overdue`); so are urgent uses not
+   authorised within 24 h, whose results are deleted
+   (:func:`openlfr.governance.urgent.expire_overdue`).
 2. **Destroys the watchlists of ended deployments** (crypto-shredding: the data key and every
    subject row go; :func:`openlfr.governance.watchlists.destroy_watchlist`). A watchlist is
    destroyed at the first run after its last deployment has ended, which a run at least every
@@ -82,6 +84,8 @@ class RetentionReport:
     watchlist_destroy_hours: int
     purge_cutoff: str
     deployments_ended: list[int] = field(default_factory=list)
+    #: urgent uses not authorised within 24 h: ended, their results deleted (governance.urgent)
+    urgent_uses_expired: list[int] = field(default_factory=list)
     watchlists_destroyed: list[int] = field(default_factory=list)
     watchlists_late: list[int] = field(default_factory=list)  # destroyed after the deadline
     watchlists_kept: list[KeptWatchlist] = field(default_factory=list)
@@ -110,6 +114,10 @@ class RetentionReport:
             f"{self.retention_days} days (before {self.purge_cutoff}); {self.alerts_held} held "
             "alert(s) kept",
         ]
+        if self.urgent_uses_expired:
+            lines.append(f"stopped {len(self.urgent_uses_expired)} urgent use(s) not "
+                         "authorised within 24 h and deleted their results"
+                         + _ids(self.urgent_uses_expired))
         if self.deployment_keys_destroyed:
             lines.append(f"{verb('destroy', 'destroyed')} the data key of "
                          f"{len(self.deployment_keys_destroyed)} "
@@ -224,6 +232,9 @@ def run_retention(system: System, actor: Actor = SYSTEM_ACTOR, now: datetime | N
         report.deployments_ended = overdue
     else:
         report.deployments_ended = deployments.end_overdue(db, when)
+        from openlfr.governance.urgent import expire_overdue
+
+        report.urgent_uses_expired = expire_overdue(system, when)
 
     # 2. watchlists of ended deployments
     with db.reading() as s:

@@ -123,6 +123,11 @@ ACTION_WORDS: dict[str, str] = {
     "fieldtest.end": "Field test ended",
     "fieldtest.plan": "Field test planned",
     "fieldtest.volunteer_add": "Field-test volunteer added",
+    "urgent.start": "Urgent use started without prior authorisation",
+    "urgent.authorise": "Urgent use authorised",
+    "urgent.refuse": "Urgent use refused",
+    "urgent.expire": "Urgent use not authorised within 24 hours",
+    "urgent.results_delete": "Results of an urgent use deleted",
     "floor.record": "Threshold floor recorded",
     "keys.move": "Keys moved",
     "model.add": "Model added",
@@ -173,6 +178,10 @@ ACTION_WORDS: dict[str, str] = {
     "field_test": "Field test", "self_declared": "Self-declared attributes given",
     "crops_purged": "Crops purged", "test_alerts": "Test alerts",
     "not_declared": "Not declared",
+    "alerts_deleted": "Alerts deleted", "crops_deleted": "Probe images deleted",
+    "adjudications_deleted": "Decisions deleted", "outcomes_deleted": "Outcomes deleted",
+    "alert_views_deleted": "Alert views deleted", "data_key_destroyed": "Data key destroyed",
+    "alert_ids": "Alerts", "urgent_use": "Urgent use",
 }
 
 #: Statuses, decisions, outcomes and states whose code is not already a word.
@@ -183,6 +192,8 @@ STATE_WORDS: dict[str, str] = {
     # the alert queue's status filters and an alert's decisions
     "pending": "waiting for a decision", "rejected": "false alert", "decided": "decided",
     "confirm": "confirmed", "reject": "rejected (false alert)",
+    # how an urgent use ended (governance.urgent)
+    "waiting": "waiting for authorisation", "expired": "not authorised within 24 hours",
 }
 
 #: The census (England and Wales 2021) high-level ethnic groups, as the outcome form and the
@@ -553,3 +564,28 @@ class QuestionView(View):
         """Published, but the answer changed since (publish again to show the new one)."""
         return (self.published_at is not None and self.answer is not None
                 and redact_personal(self.answer) != self.public_answer)
+
+
+# -- urgent uses (governance.urgent) -----------------------------------------------------------
+
+class UrgentUseView(View):
+    """A deployment started without prior authorisation (``eu-ai-act``): who started it, when
+    and why, its deadline, and how it ended. ``state``: ``waiting`` (for authorisation),
+    ``authorised``, ``refused`` or ``expired`` (not authorised within 24 h). ``seconds_left``:
+    while waiting, until the deadline (0 once passed)."""
+
+    deployment_id: int
+    deployment_name: str
+    deployment_status: str
+    started_by: str
+    started_at: datetime
+    justification: str
+    deadline: datetime
+    state: str
+    seconds_left: int | None = None
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    refusal_reason: str | None = None
+    results_deleted_at: datetime | None = None
+    #: the counts kept after the deletion (alerts by status, outcomes): counts only
+    deleted_counts: dict[str, int] = {}

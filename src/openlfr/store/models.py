@@ -669,3 +669,27 @@ class FieldTestPass(Base):
     ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     volunteer: Mapped[FieldTestVolunteer] = relationship(back_populates="passes")
+
+
+class UrgentUse(Base):
+    """A deployment started without prior authorisation under the ``eu-ai-act`` profile
+    (:mod:`openlfr.governance.urgent`; migration 0016): who started it, when and why, its
+    24-hour deadline, and how it ended: ``authorised`` in time, or ``refused`` / ``expired``
+    (then its results were deleted; ``deleted_counts`` keeps the counts the public figures
+    need, as JSON). ``outcome`` None: waiting for a decision."""
+
+    __tablename__ = "urgent_uses"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(
+        ForeignKey("deployments.id", ondelete="CASCADE"), unique=True)
+    started_by: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    justification: Mapped[str] = mapped_column(Text)
+    deadline: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    outcome: Mapped[str | None] = mapped_column(String(20))
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    refusal_reason: Mapped[str | None] = mapped_column(Text)
+    results_deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    deleted_counts: Mapped[str | None] = mapped_column(Text)

@@ -30,7 +30,7 @@ from openlfr.governance.fieldtests import FieldTestReport, public_reports
 from openlfr.governance.views import SharedCount
 from openlfr.store.db import Database
 from openlfr.store.enums import Action, DeploymentStatus
-from openlfr.store.models import CameraStats, Deployment, PublicQuestion
+from openlfr.store.models import CameraStats, Deployment, PublicQuestion, UrgentUse
 from openlfr.transparency.equality import EqualityFigures, equality_figures
 from openlfr.transparency.shared import shared_counts
 from openlfr.transparency.stats import DeploymentFigures, deployment_stats
@@ -100,6 +100,21 @@ class PublishedAnswer:
 
 
 @dataclass
+class PublicUrgentUse:
+    """An urgent use without prior authorisation (``eu-ai-act``), shown once the deployment has
+    ended: when it started, its justification, how it ended (``authorised``, ``refused``,
+    ``expired``), and when its results were deleted (ISO times, UTC)."""
+
+    started_at: str
+    justification: str
+    deadline: str
+    outcome: str
+    decided_at: str | None
+    results_deleted_at: str | None
+    alerts_deleted: int
+
+
+@dataclass
 class PublicDeployment:
     id: int
     name: str
@@ -142,6 +157,8 @@ class PublicDeployment:
     shared: list[SharedCount] = field(default_factory=list)
     #: the reports of its ended field tests, aggregate only (filled for one deployment's page)
     field_tests: list[FieldTestReport] = field(default_factory=list)
+    #: its urgent use, once it has ended (governance.urgent)
+    urgent_use: PublicUrgentUse | None = None
 
     @property
     def consultation_open(self) -> bool:
@@ -251,8 +268,31 @@ def _collect(s: Session, rows: list[Deployment]) -> list[PublicDeployment]:
     qs = _questions(s, sorted(ids))
     live = cameras_live(s, sorted(ids))
     comments = _comments(s, rows)
-    return [_public(d, by_id.get(d.id), qs.get(d.id, (0, 0)), live.get(d.id, 0),
-                    comments.get(d.id, 0)) for d in rows]
+    out = [_public(d, by_id.get(d.id), qs.get(d.id, (0, 0)), live.get(d.id, 0),
+                   comments.get(d.id, 0)) for d in rows]
+    uses = _urgent_uses(s, [p.id for p in out if p.status == "ended"])
+    for p in out:
+        p.urgent_use = uses.get(p.id)
+    return out
+
+
+def _urgent_uses(s: Session, ids: list[int]) -> dict[int, PublicUrgentUse]:
+    """The urgent uses of these (ended) deployments."""
+    from openlfr.governance.urgent import WAITING, deleted_counts
+
+    if not ids:
+        return {}
+    kept = deleted_counts(s, ids)
+
+    def iso(value: datetime | None) -> str | None:
+        return None if value is None else value.astimezone(UTC).isoformat()
+
+    return {r.deployment_id: PublicUrgentUse(
+        started_at=iso(r.started_at) or "", justification=r.justification,
+        deadline=iso(r.deadline) or "", outcome=r.outcome or WAITING,
+        decided_at=iso(r.decided_at), results_deleted_at=iso(r.results_deleted_at),
+        alerts_deleted=kept.get(r.deployment_id, {}).get("alerts", 0))
+        for r in s.scalars(select(UrgentUse).where(UrgentUse.deployment_id.in_(ids)))}
 
 
 def _comments(s: Session, rows: list[Deployment]) -> dict[int, int]:

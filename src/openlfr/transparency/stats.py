@@ -43,7 +43,9 @@ What each figure is
 :func:`check_against_audit` recounts alerts, decisions and outcomes from the audit entries
 ``alert.create``, ``alert.adjudicate`` (details ``decision`` and resulting ``status``) and
 ``alert.outcome`` (``engaged``, ``action``) and lists every figure that differs from the
-tables: the published numbers are those the tamper-evident log supports.
+tables: the published numbers are those the tamper-evident log supports. The alerts of an urgent
+use deleted with its results (``urgent.results_delete``, :mod:`openlfr.governance.urgent`) are
+left out of both sides; their counts, kept with the urgent use, are added to its figures.
 """
 
 from __future__ import annotations
@@ -308,6 +310,19 @@ def deployment_stats(session: Session, deployment_id: int | None = None,
         fig.outcomes[action.value] = fig.outcomes.get(action.value, 0) + 1
         fig.engaged += int(bool(engaged))
 
+    from openlfr.governance.urgent import deleted_counts
+
+    for dep_id, kept in deleted_counts(session, ids).items():  # an urgent use's, deleted
+        fig = per_dep[dep_id]
+        for status in AlertStatus:
+            for _ in range(kept.get(f"status_{status.value}", 0)):
+                fig.add(status)
+        for action in Action:
+            n = kept.get(f"outcome_{action.value}", 0)
+            if n:
+                fig.outcomes[action.value] = fig.outcomes.get(action.value, 0) + n
+        fig.engaged += kept.get("engaged", 0)
+
     for dep_id, fig in per_dep.items():
         fig.outcomes = {a.value: fig.outcomes.get(a.value, 0) for a in Action}
         fig.cameras = list(cameras.get(dep_id, {}).values())
@@ -346,12 +361,17 @@ class _FromAudit:
 
 
 def _read_audit(session: Session) -> tuple[_FromAudit, list[str]]:
+    from openlfr.governance.urgent import deleted_alert_ids
+
     found = _FromAudit()
     problems: list[str] = []
+    gone = deleted_alert_ids(session)  # an urgent use's results, deleted (and audited)
     for entry in audit_log.entries(session):
         if entry.action not in (ALERT_CREATE, ALERT_ADJUDICATE, ALERT_OUTCOME):
             continue
         alert_id = _int(entry.object_id)
+        if alert_id in gone:
+            continue
         dep = _int(entry.details.get("deployment"))
         if alert_id is None or dep is None:
             problems.append(f"audit entry seq {entry.seq} ({entry.action}) names no alert or "

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from openlfr.governance import dashboard, questions
+from openlfr.governance import dashboard, questions, urgent
 from openlfr.governance.authz import PERMISSIONS, Actor, RuleError
 from openlfr.web.deps import PageActor, web
 from openlfr.web.problems import http_status
@@ -29,6 +29,7 @@ def home(request: Request, actor: PageActor) -> Response:
     return render(request, "console_home.html", {
         "home": dashboard.home(st.db, actor, runs), "perms": perms,
         "may_questions": questions.may(actor, questions.QUESTION_READ),
+        "urgent_waiting": urgent.waiting(st.db, actor),
         "done": done}, actor=actor)
 
 

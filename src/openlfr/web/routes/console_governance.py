@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from openlfr.governance import deployments as deps
-from openlfr.governance import purge, stills
+from openlfr.governance import purge, stills, urgent
 from openlfr.governance import users as users_svc
 from openlfr.governance import watchlists as wls
 from openlfr.governance.authz import Actor, Forbidden, Perm, RuleError, allowed
@@ -175,6 +175,10 @@ _DONE = {
     "user": "User added.", "active": "Account changed.", "revoked": "Token revoked.",
     "role": "Role changed: the account's sessions and API tokens have ended.",
     "totp_removed": "Second factor removed.", "policy": "Second-factor rule saved.",
+    "urgent_started": "Started as an urgent use: its cameras open within seconds; an "
+                      "authorising officer must authorise it within 24 hours.",
+    "urgent_authorised": "Urgent use authorised: it runs on as an authorised deployment.",
+    "urgent_refused": "Urgent use refused: it has stopped and its results are deleted.",
 }
 
 
@@ -469,7 +473,9 @@ def _deployment_ctx(request: Request, actor: Actor, deployment_id: int) -> dict[
                            "stills": stills.held(deployment_id),
                            "below_floor": view.threshold < view.floor,
                            "override": deps.override_chance(web(request).db, actor,
-                                                            deployment_id)}
+                                                            deployment_id),
+                           "urgent": urgent.urgent_use(web(request).db, actor, deployment_id),
+                           "urgent_may_start": urgent.may_start(web(request).db, actor)}
     if editable and allowed(actor, Perm.DEPLOYMENT_EDIT):
         ctx.update(_form_ctx(request, actor, _values_of(view, people_zone(request)), view))
     return ctx
