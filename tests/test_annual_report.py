@@ -11,9 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
-import sys
-import types
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
@@ -410,55 +407,47 @@ def test_the_year_is_checked_before_anything() -> None:
         assert exc.value.field == "year"
 
 
-def test_a_section_from_a_service_another_part_provides(gov: Gov, monkeypatch) -> None:
-    """The field-test and urgent-use sections take whatever their service answers (records
-    as a table, scalars as figures), and say none were recorded when it is not installed."""
-    assert annual.optional_service("openlfr.governance.no_such_module", "f") is None
+def test_the_field_tests_and_urgent_uses_of_the_year(gov: Gov, face_images) -> None:
+    """A field test ended and an urgent use refused this year are in the report: the test's
+    figures overall and per group (each group of one volunteer not shown), never a
+    volunteer's label; the urgent use with its outcome and the deletion of its results."""
+    from openlfr.governance import fieldtests as ft
+    from openlfr.governance import urgent
+    from tests.test_gov_fieldtests import go_live, planned, volunteer
+    from tests.test_gov_urgent import REFUSAL, WHY, draft, eu
 
-    @dataclass
-    class Use:
-        deployment: int
-        started_at: datetime
-        authorised_within_24h: bool
+    empty = annual.build_report(gov.db, YEAR).as_json()
+    for key, said in (("field_tests", "No field test ended"),
+                      ("urgent_uses", "No urgent use was started")):
+        sec = next(s for s in empty["sections"] if s["key"] == key)
+        assert sec["figures"]["recorded"] == 0 and sec["tables"] == {}
+        assert sec["notes"] == [f"{said} in {YEAR}."]
 
-    fake = types.ModuleType("openlfr.governance.urgent")
-    when = datetime(YEAR, 2, 3, 4, 5, tzinfo=UTC)
-    seen: list[tuple[datetime, datetime]] = []
+    dep_id, test_id = planned(gov, face_images)
+    volunteer(gov, test_id, face_images["biden"], label="Volunteer Quill")
+    go_live(gov, dep_id, test_id)
+    ft.end_field_test(gov.system, gov.actors["op1"], test_id)
+    eu(gov)
+    used = draft(gov, face_images["obama"])
+    urgent.start_urgent(gov.db, gov.system.keyring, gov.actors["op1"], used, WHY)
+    urgent.refuse_urgent(gov.system, gov.actors["ao1"], used, REFUSAL)
 
-    def urgent_uses(session: object, start: datetime, end: datetime) -> list[Use]:
-        seen.append((start, end))
-        return [Use(7, when, False)]
-
-    fake.urgent_uses = urgent_uses  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "openlfr.governance.urgent", fake)
-    fields = types.ModuleType("openlfr.governance.fieldtests")
-    fields.fieldtest_summary = lambda s, a, b: {  # type: ignore[attr-defined]
-        "tests": 0, "volunteers": [], "note": "none this year"}
-    monkeypatch.setitem(sys.modules, "openlfr.governance.fieldtests", fields)
     report = annual.build_report(gov.db, YEAR)
-    assert seen == [(datetime(YEAR, 1, 1, tzinfo=UTC), datetime(YEAR + 1, 1, 1, tzinfo=UTC))]
     data = report.as_json()
-    assert figures(data, "urgent_uses")["recorded"] == 1
-    assert table(data, "urgent_uses", "urgent_uses") == [
-        {"deployment": 7, "started_at": when.isoformat(timespec="seconds"),
-         "authorised_within_24h": False}]
-    ft = next(s for s in data["sections"] if s["key"] == "field_tests")
-    assert ft["figures"] == {"tests": 0, "note": "none this year"}
-    assert ft["tables"] == {"volunteers": []}
-    check_agree(data, report.to_csv(), report.to_html())
-    assert re.search(r"Authorised within 24h", report.to_html())
-
-
-def test_without_the_services_the_sections_say_none_were_recorded(gov: Gov,
-                                                                   monkeypatch) -> None:
-    for name in ("openlfr.governance.urgent", "openlfr.governance.fieldtests"):
-        monkeypatch.setitem(sys.modules, name, None)  # an import of it then fails
-    data = annual.build_report(gov.db, YEAR).as_json()
-    for key, said in (("field_tests", "No field test was recorded"),
-                      ("urgent_uses", "No urgent use was recorded")):
-        sec = next(s for s in data["sections"] if s["key"] == key)
-        assert sec["figures"] == {"recorded": 0}
-        assert sec["notes"][0].startswith(f"{said} in {YEAR}")
+    assert figures(data, "field_tests")["recorded"] == 1
+    rows = table(data, "field_tests", "results")
+    assert rows[0]["who"] == "All volunteers" and rows[0]["field_test"] == test_id
+    assert (rows[0]["volunteers"], rows[0]["passes"]) == (1, 1)
+    assert rows[0]["tpir"].startswith("0 of 1")  # nobody walked past: the pass was missed
+    assert len(rows) > 1 and all(r["tpir"] == "not shown" for r in rows[1:])
+    u = figures(data, "urgent_uses")
+    assert (u["recorded"], u["refused"], u["authorised"], u["expired"]) == (1, 1, 0, 0)
+    (use,) = table(data, "urgent_uses", "uses")
+    assert use["deployment"] == used and use["outcome"] == "refused"
+    assert use["decided_by"] == "ao1" and use["results_deleted_at"] is not None
+    html_text, csv_text = report.to_html(), report.to_csv()
+    assert "Volunteer Quill" not in html_text + csv_text + json.dumps(data)
+    check_agree(data, csv_text, html_text)
 
 
 def test_the_console_page_and_its_downloads(gov: Gov, client) -> None:

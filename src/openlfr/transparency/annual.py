@@ -43,13 +43,11 @@ from __future__ import annotations
 
 import calendar
 import csv
-import importlib
 import io
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, is_dataclass
-from datetime import UTC, date, datetime
-from enum import Enum
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +60,10 @@ from openlfr.audit import log as audit_log
 from openlfr.audit.entry import AuditEntry
 from openlfr.errors import InvalidInput
 from openlfr.governance.authz import Actor, Perm, require
+from openlfr.governance.fieldtests import fieldtest_summary
 from openlfr.governance.profiles import DEFAULT_PROFILE, active_profile
 from openlfr.governance.questions import question_counts
+from openlfr.governance.urgent import urgent_uses
 from openlfr.governance.views import ACTION_WORDS, label, words
 from openlfr.store.db import Database
 from openlfr.store.enums import Action, DeploymentStatus
@@ -571,95 +571,74 @@ def _outcomes(ctx: _Context) -> Section:
     return sec
 
 
-def _plain(value: Any) -> Any:
-    """Any service's answer as JSON-ready values (dataclasses, pydantic models, enums, times)."""
-    if hasattr(value, "model_dump"):
-        return _plain(value.model_dump(mode="json"))
-    if is_dataclass(value) and not isinstance(value, type):
-        return _plain(asdict(value))
-    if hasattr(value, "as_json"):
-        return _plain(value.as_json())
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_plain(v) for v in value]
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, datetime):
-        return _iso(value)
-    if isinstance(value, date):
-        return value.isoformat()
-    return value
-
-
-def optional_service(module: str, function: str) -> Callable[..., Any] | None:
-    """``module.function`` if that module is installed, else None (a section built on a
-    service that another part of the program provides)."""
-    try:
-        found = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and module.startswith(exc.name):
-            return None
-        raise
-    fn = getattr(found, function, None)
-    return fn if callable(fn) else None
-
-
-def _from_service(key: str, title: str, intro: str, none: str, module: str, function: str,
-                  ctx: _Context) -> Section:
-    """A section made of whatever ``module.function(session, start, end)`` answers: its
-    scalar values as figures, each list of records as a table."""
-    sec = Section(key, title, intro)
-    fn = optional_service(module, function)
-    if fn is None:
-        sec.fact("recorded", "Recorded", 0)
-        sec.notes.append(none + " (this installation does not record them).")
-        return sec
-    got = _plain(fn(ctx.s, ctx.start, ctx.end))
-    records = got if isinstance(got, list) else None
-    if isinstance(got, Mapping):
-        for k, v in got.items():
-            if isinstance(v, list) and all(isinstance(r, Mapping) for r in v):
-                _table_of(sec, str(k), label(k), v)
-            else:
-                for fk, fv in _flatten(v, str(k)):
-                    sec.fact(fk, label(fk), fv)
-    elif records is not None:
-        sec.fact("recorded", "Recorded", len(records))
-        if all(isinstance(r, Mapping) for r in records):
-            _table_of(sec, key, title, records)
-    elif got is not None:
-        sec.fact("result", "Result", str(got))
-    if not got:
-        sec.notes.append(none + ".")
-    return sec
-
-
-def _table_of(sec: Section, key: str, title: str, records: Sequence[Mapping[str, Any]]) -> None:
-    rows = [dict(_flatten(r)) for r in records]
-    columns: dict[str, None] = {}
-    for r in rows:
-        columns.update(dict.fromkeys(r))
-    sec.tables.append(Table(key, title, [(c, label(c)) for c in columns], rows))
+def _rate_text(rate: Any) -> str:
+    return str(rate.text())
 
 
 def _fieldtests(ctx: _Context) -> Section:
-    return _from_service(
-        "field_tests", "Field tests", (
-            "Tests with consenting volunteers walking past a live deployment: how many of "
-            "their passes gave an alert, per volunteer and per group, with confidence "
-            "intervals."),
-        f"No field test was recorded in {ctx.year}", "openlfr.governance.fieldtests",
-        "fieldtest_summary", ctx)
+    sec = Section("field_tests", "Field tests", (
+        "Tests with consenting volunteers walking past a live deployment: how many of their "
+        "planned passes gave an alert (TPIR), how fast, and how many passes saw an alert "
+        "against the operational watchlist, overall and per self-declared group, with "
+        "Clopper–Pearson 95 % intervals. Groups of fewer than 5 volunteers are not shown."))
+    reports = fieldtest_summary(ctx.s, ctx.start, ctx.end)
+    sec.fact("recorded", "Field tests ended", len(reports))
+    if not reports:
+        sec.notes.append(f"No field test ended in {ctx.year}.")
+        return sec
+    cols = [("field_test", "Field test"), ("deployment", "Deployment"), ("who", "Who"),
+            ("volunteers", "Volunteers"), ("passes", "Passes"),
+            ("tpir", "Passes alerted (TPIR)"),
+            ("median_seconds", "Median time to alert (s)"),
+            ("operational", "Passes with an operational false alert")]
+    rows: list[dict[str, Value]] = []
+    for r in reports:
+        where = {"field_test": r.field_test_id, "deployment": r.deployment_id}
+        groups: list[tuple[str, Any, int | str]] = [("All volunteers", r.overall,
+                                                     r.overall.volunteers)]
+        groups += [(g.label, g.figures, g.shown) for g in r.groups]
+        for who, fig, shown in groups:
+            if fig is None:
+                rows.append({**where, "who": who, "volunteers": shown, "passes": "not shown",
+                             "tpir": "not shown", "median_seconds": None,
+                             "operational": "not shown"})
+                continue
+            rows.append({**where, "who": who, "volunteers": fig.volunteers,
+                         "passes": fig.passes, "tpir": _rate_text(fig.tpir),
+                         "median_seconds": None if fig.median_seconds is None
+                         else round(fig.median_seconds, 2),
+                         "operational": _rate_text(fig.operational)})
+    sec.tables.append(Table("results", "Results per test and group", cols, rows))
+    sec.notes.append(reports[0].time_basis)
+    return sec
 
 
 def _urgent(ctx: _Context) -> Section:
-    return _from_service(
-        "urgent_uses", "Urgent uses", (
-            "Deployments started without prior authorisation on a recorded urgency "
-            "justification, and whether authorisation followed within 24 hours."),
-        f"No urgent use was recorded in {ctx.year}", "openlfr.governance.urgent",
-        "urgent_uses", ctx)
+    sec = Section("urgent_uses", "Urgent uses", (
+        "Deployments started without prior authorisation on a recorded urgency "
+        "justification (eu-ai-act profile), and whether authorisation followed within 24 "
+        "hours. A use refused or not authorised in time was stopped and its results deleted."))
+    uses = urgent_uses(ctx.s, ctx.start, ctx.end)
+    sec.fact("recorded", "Urgent uses started", len(uses))
+    for outcome in ("authorised", "refused", "expired", "waiting"):
+        sec.fact(outcome, f"{outcome.capitalize()}",
+                 sum(1 for u in uses if u.outcome == outcome))
+    if not uses:
+        sec.notes.append(f"No urgent use was started in {ctx.year}.")
+        return sec
+    cols = [("deployment", "Deployment"), ("name", "Name"), ("started_at", "Started"),
+            ("started_by", "Started by"), ("justification", "Justification"),
+            ("outcome", "Outcome"), ("decided_by", "Decided by"),
+            ("decided_at", "Decided"), ("results_deleted_at", "Results deleted"),
+            ("alerts_deleted", "Alerts deleted")]
+    sec.tables.append(Table("uses", "Each urgent use", cols, [
+        {"deployment": u.deployment_id, "name": u.deployment_name,
+         "started_at": _iso(u.started_at), "started_by": u.started_by,
+         "justification": u.justification, "outcome": u.outcome,
+         "decided_by": u.decided_by, "decided_at": _iso(u.decided_at),
+         "results_deleted_at": _iso(u.results_deleted_at),
+         "alerts_deleted": u.alerts_deleted} for u in uses], layout="cards"))
+    return sec
 
 
 def _equality(ctx: _Context) -> Section:
