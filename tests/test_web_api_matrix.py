@@ -186,6 +186,23 @@ CASES: dict[tuple[str, str], Case] = {
     ("POST", "/api/v1/audit/export"): Case(Perm.AUDIT_READ, "/api/v1/audit/export"),
     ("GET", "/api/v1/audit/art12/{deployment_id}"):
         Case(Perm.AUDIT_READ, f"/api/v1/audit/art12/{NO}"),
+    # field tests (blue list)
+    ("POST", "/api/v1/deployments/{deployment_id}/field-tests"):
+        Case(Perm.DEPLOYMENT_EDIT, f"/api/v1/deployments/{NO}/field-tests"),
+    ("GET", "/api/v1/field-tests"): Case(Perm.DEPLOYMENT_READ, "/api/v1/field-tests"),
+    ("GET", "/api/v1/field-tests/{test_id}"):
+        Case(Perm.DEPLOYMENT_READ, f"/api/v1/field-tests/{NO}"),
+    ("POST", "/api/v1/field-tests/{test_id}/volunteers"):
+        Case(Perm.DEPLOYMENT_EDIT, f"/api/v1/field-tests/{NO}/volunteers",
+             data={"label": "V1", "source": "photo taken with consent",
+                   "consent_by": "PC Dawn Smith", "consent_at": "2026-01-01T10:00:00+00:00",
+                   "consent_reference": "CONSENT-1",
+                   "passes": "gate=2030-01-01T09:00:00+00:00/2030-01-01T09:10:00+00:00"},
+             files=NOT_AN_IMAGE),
+    ("GET", "/api/v1/field-tests/{test_id}/alerts"):
+        Case(Perm.ALERT_READ, f"/api/v1/field-tests/{NO}/alerts"),
+    ("POST", "/api/v1/field-tests/{test_id}/end"):
+        Case(Perm.DEPLOYMENT_RUN, f"/api/v1/field-tests/{NO}/end"),
     # the annual report
     ("GET", "/api/v1/reports/annual/{year}"):
         Case(Perm.AUDIT_READ, "/api/v1/reports/annual/2001"),

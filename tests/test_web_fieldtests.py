@@ -117,6 +117,12 @@ def test_the_console_plans_adds_shows_and_ends_a_field_test(
     assert r.status_code == 400  # type: ignore[attr-defined]
     assert "CAMERA=START/END" in r.text and "CONSENT-9" in r.text  # type: ignore[attr-defined]
     form["passes"] = window()
+    # an auditor may not add a volunteer: refused before the photo is read
+    au = people("au1")
+    r = post(au, f"/console/field-tests/{test_id}/volunteers", form,
+             [("image", ("v.jpg", b"not an image at all", "image/jpeg"))],
+             page=f"/console/field-tests/{test_id}")
+    assert r.status_code == 403, r.text  # type: ignore[attr-defined]
     r = post(op, f"/console/field-tests/{test_id}/volunteers", form, photo,
              page=f"/console/field-tests/{test_id}")
     assert r.status_code == 303, r.text  # type: ignore[attr-defined]

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from openlfr.governance import fieldtests as ft
+from openlfr.governance.authz import Perm, require
 from openlfr.governance.times import parse_time
 from openlfr.web.deps import CurrentActor, web
 from openlfr.web.routes.api_watchlists import UploadProblem, read_image_upload, upload_label
@@ -73,7 +74,10 @@ async def add_volunteer(
     sex: Annotated[str | None, Form(max_length=20)] = None,
     ethnicity: Annotated[str | None, Form(max_length=60)] = None,
 ) -> dict[str, Any]:
-    """Enrol one consenting volunteer (multipart); nothing is stored unless all is valid."""
+    """Enrol one consenting volunteer (multipart); nothing is stored unless all is valid.
+    Who may is checked before the image is read (a refusal costs no decoding)."""
+    await run_in_threadpool(require, web(request).db, actor, Perm.DEPLOYMENT_EDIT, "field_test",
+                            str(test_id))
     try:
         data = await read_image_upload(image, upload_label(1, image))
     except UploadProblem as exc:

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from openlfr.governance import fieldtests as ft
-from openlfr.governance.authz import Actor, RuleError
+from openlfr.governance.authz import Actor, Perm, RuleError, require
 from openlfr.governance.times import form_time
 from openlfr.governance.views import ETHNICITY_WORDS
 from openlfr.store.enums import PerceivedEthnicity
@@ -74,6 +74,9 @@ async def volunteer_add(request: Request, test_id: int, actor: PageActor) -> Res
     values = {k: str(form.get(k) or "")[:4000] for k in EMPTY_FORM}
     upload = form.get("image")
     zone = people_zone(request)
+    # who may is checked before the photo is read (a refusal costs no decoding)
+    await run_in_threadpool(require, web(request).db, actor, Perm.DEPLOYMENT_EDIT, "field_test",
+                            str(test_id))
     try:
         if not isinstance(upload, UploadFile) or not upload.filename:
             raise UploadProblem("the volunteer's photo is required")
