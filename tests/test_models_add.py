@@ -56,7 +56,7 @@ def plan(model_id: str, threshold: float) -> deps.Plan:
         dpia_ref="DPIA-2026-014", equality_ref="EIA-2026-009",
         planned_start=now + timedelta(hours=1), planned_end=now + timedelta(hours=3),
         threshold=threshold, model_id=model_id, two_person_rule=True, signage=True,
-        public_notice=True)
+        public_notice=True, notice_at=now - timedelta(days=1))
 
 
 def test_added_model_is_unusable_until_calibrated(gov: Gov, outside_file: Path,

@@ -20,7 +20,7 @@ from openlfr.governance import deployments as deps
 from openlfr.governance import watchlists as wls
 from openlfr.store.models import Deployment, Subject, SubjectImage
 from openlfr.web.app import create_app
-from tests.govfix import PASSWORD, Gov
+from tests.govfix import PASSWORD, Gov, authorise
 from tests.govfix import audit_records as actions
 
 META_CSRF = re.compile(r'<meta name="csrf-token" content="([0-9a-f]{64})">')
@@ -534,10 +534,11 @@ def test_screenshots_of_the_governance_pages(sqlite_gov: Gov, face_images: dict[
         equality_ref="EIA-2026-04", planned_start=now - timedelta(minutes=5),
         planned_end=now + timedelta(hours=4), threshold=0.52, model_id=model_id,
         two_person_rule=True, signage=True, public_notice=True, watchlist_ids=(wl_id,),
+        notice_at=now - timedelta(days=1),
         cameras=(deps.CameraSpec("gate", "rtsp://user:pw@10.0.0.5/stream"),
                  deps.CameraSpec("side", "rtsp://10.0.0.6/stream"))),
         keyring=gov.system.keyring)
-    deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
+    authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
     deps.start(gov.db, gov.actors["op1"], dep_id)
     draft_dep = deps.create(gov.db, gov.actors["op1"], deps.Plan(
         alternatives="Patrols do not suffice",

@@ -4,7 +4,7 @@ override-threshold, start, stop. Thin: parse, call :mod:`openlfr.governance.depl
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 
 import typer
@@ -111,6 +111,18 @@ AlternativesOpt = Annotated[str | None, typer.Option(
 ConsultationOpt = Annotated[int | None, typer.Option(
     "--consultation-days", min=0, help="A public consultation of this many days before it may "
                                        "be authorised (edit: 0 removes it).")]
+NoticeAtOpt = Annotated[str | None, typer.Option(
+    "--notice-at", help="When the advance public notice was (or will be) published: before "
+                        "the window starts (uk-app, unless a critical-threat reason is given "
+                        "as --urgency-reason).")]
+TargetOpt = Annotated[str | None, typer.Option(
+    "--target-fpir", help="The false-alert rate the plan aims at, per person passing (e.g. "
+                          "0.001 or 1e-3; default 0.01): authorisation needs a calibration "
+                          "for it.")]
+FriaOpt = Annotated[str | None, typer.Option(
+    "--fria", help="The fundamental rights impact assessment reference (eu-ai-act).")]
+EuDbOpt = Annotated[str | None, typer.Option(
+    "--eu-db", help="The EU database registration reference (eu-ai-act).")]
 CameraOpt = Annotated[list[str] | None, typer.Option(
     "--camera", "-c", help="A camera as NAME=SOURCE (file, rtsp://..., webcam index); "
                            "repeat for several.")]
@@ -135,6 +147,8 @@ def create(
     watchlist: WatchlistOpt = None, camera: CameraOpt = None,
     alternatives: AlternativesOpt = None, consultation_days: ConsultationOpt = None,
     zones: ZonesOpt = None, masks: MasksOpt = None,
+    notice_at: NoticeAtOpt = None, target_fpir: TargetOpt = None, fria: FriaOpt = None,
+    eu_db: EuDbOpt = None,
     json_out: JsonOpt = False, data_dir: DataDirOpt = None,
 ) -> None:
     """Create a draft deployment. It runs only once another authorising officer authorises it,
@@ -155,7 +169,8 @@ def create(
             model_id=model_id, two_person_rule=bool(two_person_rule), signage=bool(signage),
             public_notice=bool(public_notice), urgency_reason=urgency_reason,
             watchlist_ids=tuple(watchlist or ()), cameras=cameras, alternatives=alternatives,
-            consultation_days=consultation_days or None)
+            consultation_days=consultation_days or None, **_profile_fields(
+                notice_at, target_fpir, fria, eu_db, new=True))
         new_id = deps.create(ctx.db, ctx.actor, plan, ctx.system.keyring)
         view = deps.show(ctx.db, ctx.actor, new_id)
     if json_out:
@@ -179,6 +194,8 @@ def edit(
     watchlist: WatchlistOpt = None, camera: CameraOpt = None,
     alternatives: AlternativesOpt = None, consultation_days: ConsultationOpt = None,
     zones: ZonesOpt = None, masks: MasksOpt = None,
+    notice_at: NoticeAtOpt = None, target_fpir: TargetOpt = None, fria: FriaOpt = None,
+    eu_db: EuDbOpt = None,
     json_out: JsonOpt = False, data_dir: DataDirOpt = None,
 ) -> None:
     """Change a draft or authorised deployment (--watchlist and --camera replace the lists).
@@ -194,6 +211,7 @@ def edit(
             changes[key] = value
     if consultation_days is not None:
         changes["consultation_days"] = consultation_days or None
+    changes.update(_profile_fields(notice_at, target_fpir, fria, eu_db))
     if start is not None:
         changes["planned_start"] = parse_when(start, "--start")
     if end is not None:
@@ -329,12 +347,75 @@ def list_(
     print_table(table)
 
 
+def _profile_fields(notice_at: str | None, target_fpir: str | None, fria: str | None,
+                    eu_db: str | None, new: bool = False) -> dict[str, Any]:
+    """The plan fields of the jurisdiction profiles given as options (``new``: a new plan,
+    whose target rate is the default unless given)."""
+    from openlfr.cli.calibrate import parse_rate
+
+    out: dict[str, Any] = {}
+    if notice_at is not None:
+        out["notice_at"] = parse_when(notice_at, "--notice-at")
+    if target_fpir is not None:
+        with user_errors():
+            out["target_fpir"] = parse_rate(target_fpir)
+    elif new:
+        out["target_fpir"] = deps.DEFAULT_TARGET_FPIR
+    if fria is not None:
+        out["fria_ref"] = fria
+    if eu_db is not None:
+        out["eu_db_ref"] = eu_db
+    return out
+
+
+RankOpt = Annotated[str | None, typer.Option(
+    "--rank", help="Your police rank (uk-app: superintendent or above).")]
+CriteriaOpt = Annotated[bool, typer.Option(
+    "--approve-criteria", help="You approve the watchlist criteria for this deployment "
+                               "(uk-app; `deployment show` lists them).")]
+RepresentativeOpt = Annotated[bool, typer.Option(
+    "--representative", help="You attest that the data of the calibration its threshold is "
+                             "checked against is representative of the people who will "
+                             "pass.")]
+AuthorityRefOpt = Annotated[str | None, typer.Option(
+    "--authority-ref", help="The independent authority's decision reference (eu-ai-act).")]
+AuthorityOpt = Annotated[str | None, typer.Option(
+    "--authority", help="The independent authority that decided (eu-ai-act).")]
+AuthorityDateOpt = Annotated[str | None, typer.Option(
+    "--authority-date", help="The date of its decision, YYYY-MM-DD (eu-ai-act).")]
+AuthorityScopeOpt = Annotated[str | None, typer.Option(
+    "--authority-scope", help="The scope of its decision (eu-ai-act).")]
+
+
+def parse_day(text: str | None, option: str) -> date | None:
+    """A date ``YYYY-MM-DD`` (exit 2 naming ``option`` otherwise)."""
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        fail(f"{option} takes a date as YYYY-MM-DD, not {text[:40]!r}")
+    raise AssertionError("unreachable")
+
+
 @app.command()
-def authorise(deployment: IdArg, user: UserOpt, data_dir: DataDirOpt = None) -> None:
-    """Authorise a draft (authorising officers; never one who created or changed it)."""
+def authorise(deployment: IdArg, user: UserOpt, rank: RankOpt = None,
+              approve_criteria: CriteriaOpt = False, representative: RepresentativeOpt = False,
+              authority_ref: AuthorityRefOpt = None, authority: AuthorityOpt = None,
+              authority_date: AuthorityDateOpt = None,
+              authority_scope: AuthorityScopeOpt = None,
+              data_dir: DataDirOpt = None) -> None:
+    """Authorise a draft (authorising officers; never one who created or changed it). What
+    else it records depends on the jurisdiction profile (`openlfr admin profile`)."""
+    decision = deps.Decision(rank=rank, criteria_approved=approve_criteria,
+                             representative=representative, authority_ref=authority_ref,
+                             authority_name=authority,
+                             authority_date=parse_day(authority_date, "--authority-date"),
+                             authority_scope=authority_scope)
     with acting(data_dir, user) as ctx:
         deps.authorise(ctx.db, ctx.system.keyring, ctx.actor, deployment,
-                       consultation_after_days=ctx.system.settings.consultation_after_days)
+                       consultation_after_days=ctx.system.settings.consultation_after_days,
+                       decision=decision)
     err_console.print(f"[green]✓[/] deployment {deployment} authorised", highlight=False)
 
 

@@ -30,6 +30,74 @@ class Floor:
     evidence: dict[str, Any]
     recorded_by: str | None = None
     recorded_at: str | None = None
+    #: the calibration's record (threshold_floors.id); None for a default floor
+    id: int | None = None
+
+    @property
+    def watchlist_size(self) -> int | None:
+        size = self.evidence.get("watchlist_size")
+        return size if isinstance(size, int) and not isinstance(size, bool) else None
+
+    @property
+    def target_fpir(self) -> float | None:
+        return _number(self.evidence.get("target_fpir"))
+
+
+def _number(value: object) -> float | None:
+    try:
+        return None if value is None or isinstance(value, bool) else float(str(value))
+    except ValueError:
+        return None
+
+
+def worst_group_floor(evidence: dict[str, Any]) -> float | None:
+    """The floor that holds for the worst-measured group, as a calibration recorded it."""
+    worst = evidence.get("worst_group")
+    return _number(worst.get("floor")) if isinstance(worst, dict) else None
+
+
+def _calibrated(row: ThresholdFloor) -> Floor:
+    """A recorded calibration as a floor: the higher of its threshold and the floor of its
+    worst-measured group."""
+    evidence = json.loads(row.evidence)
+    worst = worst_group_floor(evidence)
+    threshold = row.threshold if worst is None else max(row.threshold, worst)
+    return Floor(row.model_id, threshold, "calibrated", evidence, row.created_by,
+                 row.created_at.isoformat(), row.id)
+
+
+def calibration_for(session: Session, model_id: str, watchlist_size: int,
+                    target_fpir: float) -> Floor | None:
+    """The newest recorded calibration of ``model_id`` that answers for a plan: made at a
+    watchlist size of at least ``watchlist_size`` and for a target rate of at most
+    ``target_fpir`` (larger watchlists and lower targets give higher floors), or None."""
+    rows = session.scalars(select(ThresholdFloor).where(ThresholdFloor.model_id == model_id)
+                           .order_by(ThresholdFloor.id.desc())).all()
+    for row in rows:
+        floor = _calibrated(row)
+        size, target = floor.watchlist_size, floor.target_fpir
+        if size is None or target is None:
+            continue
+        if size >= watchlist_size and target <= target_fpir + 1e-12:
+            return floor
+    return None
+
+
+def expected_at(floor: Floor, threshold: float) -> tuple[float | None, float | None]:
+    """(expected false alerts per 10,000 people passing, expected miss rate) at ``threshold``
+    from a calibration's evidence (its ``curve``: FPIR and FNIR by threshold), read on the
+    cautious side: the FPIR of the nearest point at or below the threshold, the miss rate of
+    the nearest at or above. (None, None) when the evidence has no curve."""
+    curve = floor.evidence.get("curve")
+    if not isinstance(curve, list) or not curve:
+        return None, None
+    points = sorted((t, _number(p.get("fpir")), _number(p.get("fnir"))) for p in curve
+                    if isinstance(p, dict) and (t := _number(p.get("threshold"))) is not None)
+    below = [p for p in points if p[0] <= threshold + 1e-9]
+    above = [p for p in points if p[0] >= threshold - 1e-9]
+    fpir = below[-1][1] if below else None
+    fnir = above[0][2] if above else None
+    return (None if fpir is None else fpir * 10_000), fnir
 
 
 def _spec(session: Session, model_id: str) -> BackendSpec:
@@ -62,8 +130,7 @@ def current_floor(session: Session, model_id: str) -> Floor:
                               .order_by(ThresholdFloor.id.desc()).limit(1)).first()
     if row is None:
         return default_floor(session, model_id)
-    return Floor(model_id, row.threshold, "calibrated", json.loads(row.evidence),
-                 row.created_by, row.created_at.isoformat())
+    return _calibrated(row)
 
 
 def record_floor(db: Database, actor: Actor, model_id: str, threshold: float,
