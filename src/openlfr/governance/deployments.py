@@ -268,8 +268,9 @@ def _check_plan(plan: Plan) -> Plan:
         value = getattr(plan, name)
         if value is not None and not isinstance(value, str):
             raise RuleError(f"{name} must be text", field=name)
-        plan = replace(plan, **{name: (value or "").strip() or None})
-        check_name(getattr(plan, name) or "", f"the {PROFILE_LABELS[name]}")
+        check_name((value or "").strip(), f"the {PROFILE_LABELS[name]}")
+    plan = replace(plan, fria_ref=(plan.fria_ref or "").strip() or None,
+                   eu_db_ref=(plan.eu_db_ref or "").strip() or None)
     if plan.target_fpir is not None:
         rate = plan.target_fpir
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (
@@ -1114,6 +1115,17 @@ def notify_use(s: Session, dep: Deployment, actor: Actor, now: datetime) -> UseN
                      {"notification": row.id, "at": _dt(now),
                       "sha256": hashlib.sha256(row.body.encode()).hexdigest()})
     return row
+
+
+def criteria_of(db: Database, actor: Actor, deployment_id: int) -> list[dict[str, Any]]:
+    """The criteria of its watchlists, as an authorising officer approves them (``uk-app``):
+    the ones approved at its authorisation, else its watchlists' as they are now."""
+    require(db, actor, Perm.DEPLOYMENT_READ, "deployment", str(deployment_id))
+    with db.reading() as s:
+        dep = _load(s, deployment_id)
+        if dep.criteria_approval:
+            return list(json.loads(dep.criteria_approval))
+        return _criteria(dep)
 
 
 def notifications(db: Database, actor: Actor, deployment_id: int) -> list[dict[str, Any]]:

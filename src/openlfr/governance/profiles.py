@@ -121,6 +121,17 @@ def active_profile(session: Session) -> Profile:
     return Profile(row.profile)
 
 
+def current(db: Database) -> Profile:
+    """The profile in force (:func:`active_profile` in a reading session of its own)."""
+    with db.reading() as s:
+        return active_profile(s)
+
+
+def rules_of(profile: Profile) -> list[str]:
+    """What ``profile`` enforces, in words (its own rules, then both profiles')."""
+    return [*RULES[profile], *COMMON_RULES]
+
+
 def set_profile(db: Database, actor: Actor, profile: Profile | str) -> bool:
     """Choose the profile in force (administrators only). Audited as ``profile.change``.
     Returns False, and records nothing, when it is already in force."""

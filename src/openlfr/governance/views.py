@@ -120,6 +120,7 @@ ACTION_WORDS: dict[str, str] = {
     "deployment.resume": "Deployment resumed",
     "deployment.run_end": "Run ended",
     "deployment.start": "Deployment started",
+    "deployment.notification": "Notification of use generated",
     "floor.record": "Threshold floor recorded",
     "keys.move": "Keys moved",
     "model.add": "Model added",
