@@ -148,20 +148,49 @@ def record_calibration(db: Database, actor: Actor, model_id: str,
     return floor.id
 
 
+#: :data:`DECISION` as the console's Authorise form posts it, and as the API's JSON body.
+AUTHORISE_FORM: dict[str, str] = {
+    "rank": "superintendent", "criteria_approved": "1", "representative": "1",
+    "authority_ref": DECISION.authority_ref or "", "authority_name": DECISION.authority_name or "",
+    "authority_date": DECISION.authority_date.isoformat() if DECISION.authority_date else "",
+    "authority_scope": DECISION.authority_scope or ""}
+AUTHORISE_JSON: dict[str, object] = {**AUTHORISE_FORM, "criteria_approved": True,
+                                     "representative": True}
+
+
+def ready_to_authorise(db: Database, actor: Actor, deployment_id: int) -> None:
+    """Record the test calibration a deployment's plan needs (:func:`record_calibration`, by
+    ``actor``), unless one answers for it already: for tests that authorise through the
+    console, the API or the command line."""
+    with db.reading() as s:
+        dep = s.get(Deployment, deployment_id)
+        if dep is None or calibration_for(s, dep.model_id, max(deps.watchlist_size(s, dep), 1),
+                                          dep.target_fpir or CAL_TARGET) is not None:
+            return
+        model_id = dep.model_id
+    record_calibration(db, actor, model_id)
+
+
+def fill_authorisation(page: Any) -> None:
+    """Fill a deployment page's Authorise form as :data:`DECISION` (a Playwright page): the
+    fields the profile in force shows."""
+    if page.locator("#a-rank").count():
+        page.select_option("#a-rank", DECISION.rank)
+        page.check("input[name=criteria_approved]")
+    if page.locator("#a-ref").count():
+        page.fill("#a-ref", AUTHORISE_FORM["authority_ref"])
+        page.fill("#a-name", AUTHORISE_FORM["authority_name"])
+        page.fill("#a-date", AUTHORISE_FORM["authority_date"])
+        page.fill("#a-scope", AUTHORISE_FORM["authority_scope"])
+    page.check("input[name=representative]")
+
+
 def authorise(db: Database, keyring: Keyring, actor: Actor, deployment_id: int,
               decision: deps.Decision = DECISION, **kwargs: Any) -> None:
     """Authorise as a test does: :func:`openlfr.governance.deployments.authorise` with
-    :data:`DECISION`, after recording a test calibration of the deployment's model
-    (:func:`record_calibration`, by ``actor``) when none answers for the plan yet. The one
-    way tests authorise: the profile's rules apply, and this provides what they need."""
-    with db.reading() as s:
-        dep = s.get(Deployment, deployment_id)
-        model_id = None if dep is None else dep.model_id
-        needed = dep is not None and calibration_for(
-            s, dep.model_id, max(deps.watchlist_size(s, dep), 1),
-            dep.target_fpir or CAL_TARGET) is None
-    if needed and model_id is not None:
-        record_calibration(db, actor, model_id)
+    :data:`DECISION`, after :func:`ready_to_authorise` (by ``actor``). The one way tests
+    authorise in-process: the profile's rules apply, and this provides what they need."""
+    ready_to_authorise(db, actor, deployment_id)
     deps.authorise(db, keyring, actor, deployment_id, decision=decision, **kwargs)
 
 
