@@ -53,8 +53,12 @@ def plan(watchlist_ids: tuple[int, ...] = (), cameras: tuple[deps.CameraSpec, ..
          end: datetime | None = None, threshold: float | None = None) -> deps.Plan:
     now = datetime.now(UTC)
     start = start or now - timedelta(minutes=5)
+    try:
+        notice: datetime | None = start - timedelta(days=1)  # a day ahead (uk-app)
+    except OverflowError:  # a start at the edge of the calendar (tests of refusals)
+        notice = None
     return deps.Plan(
-        alternatives="Patrols do not suffice", notice_at=start - timedelta(days=1),
+        alternatives="Patrols do not suffice", notice_at=notice,
         name="Station concourse", site="Central station", location="North concourse, gate 3",
         purpose="Locate people wanted by the courts", legal_basis="Common law policing powers",
         dpia_ref="DPIA-2026-014", equality_ref="EIA-2026-009",

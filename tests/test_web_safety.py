@@ -165,7 +165,8 @@ def test_times_are_entered_and_shown_in_the_zone_of_people(
                   "alternatives": "Patrols do not suffice",
                   "planned_start": "2027-07-01T14:05", "planned_end": "2027-07-01T18:00",
                   "threshold": "", "backend": "sface", "cameras": "gate=0",
-                  "watchlist_ids": str(wl_id), "signage": "1", "public_notice": "1"}
+                  "watchlist_ids": str(wl_id), "signage": "1", "public_notice": "1",
+                  "notice_at": "2027-06-24T09:00"}
         r = post(op1, "/console/deployments", fields, page="/console/deployments/new")
         assert r.status_code == 303, re.findall(r'role="alert"[^>]*>([^<]*)', r.text)
         dep_id = int(r.headers["location"].split("?")[0].rsplit("/", 1)[1])

@@ -75,7 +75,14 @@ from openlfr.governance.authz import (
     refuse,
     require,
 )
-from openlfr.governance.floors import Floor, calibration_for, current_floor, expected_at
+from openlfr.governance.floors import (
+    Floor,
+    calibration_for,
+    calibrations,
+    current_floor,
+    expected_at,
+    pick_calibration,
+)
 from openlfr.governance.names import check_name, check_text
 from openlfr.governance.profiles import (
     TWO_PERSON_PROFILES,
@@ -959,14 +966,17 @@ class Calibrated:
     miss_rate: float | None = None
 
 
-def calibration_of(s: Session, dep: Deployment) -> Calibrated:
+def calibration_of(s: Session, dep: Deployment, size: int | None = None,
+                   floors: Sequence[Floor] | None = None) -> Calibrated:
     """The recorded calibration of the deployment's model that answers for its plan (watchlist
     size and target rate: :func:`openlfr.governance.floors.calibration_for`), with the false
-    alerts per 10,000 people passing and the miss rate expected at its threshold."""
-    size = watchlist_size(s, dep)
+    alerts per 10,000 people passing and the miss rate expected at its threshold. ``size`` and
+    ``floors`` (the model's calibrations, newest first) when already read."""
+    size = watchlist_size(s, dep) if size is None else size
     if dep.target_fpir is None:
         return Calibrated(None, size, None)
-    floor = calibration_for(s, dep.model_id, max(size, 1), dep.target_fpir)
+    floor = (calibration_for(s, dep.model_id, max(size, 1), dep.target_fpir) if floors is None
+             else pick_calibration(floors, max(size, 1), dep.target_fpir))
     if floor is None:
         return Calibrated(None, size, dep.target_fpir)
     per_10k, miss = expected_at(floor, dep.threshold)
@@ -1372,8 +1382,17 @@ def _describe_all(session: Session, rows: Sequence[Deployment],
         for r in session.scalars(select(CameraStats).where(
                 CameraStats.deployment_id.in_([d.id for d in rows]))):
             stats.setdefault(r.deployment_id, {})[r.camera] = r
+    cals = calibrations(session, list(floors))
+    wl_ids = sorted({wl.id for d in rows for wl in d.watchlists})
+    subjects: dict[int, int] = {}
+    if wl_ids:
+        subjects = {wid: int(n) for wid, n in session.execute(
+            select(Subject.watchlist_id, func.count()).where(Subject.watchlist_id.in_(wl_ids))
+            .group_by(Subject.watchlist_id))}
     return [_view(dep, floors[dep.model_id], _camera_states(dep, stats.get(dep.id, {}), now),
-                  calibration_of(session, dep))
+                  calibration_of(session, dep,
+                                 sum(subjects.get(wl.id, 0) for wl in dep.watchlists),
+                                 cals.get(dep.model_id, [])))
             for dep in rows]
 
 

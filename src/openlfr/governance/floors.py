@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,14 +57,17 @@ def worst_group_floor(evidence: dict[str, Any]) -> float | None:
     return _number(worst.get("floor")) if isinstance(worst, dict) else None
 
 
+def enforced_threshold(row: ThresholdFloor) -> float:
+    """The higher of a recorded calibration's threshold and the floor of its worst-measured
+    group: the floor enforced."""
+    worst = worst_group_floor(json.loads(row.evidence))
+    return row.threshold if worst is None else max(row.threshold, worst)
+
+
 def _calibrated(row: ThresholdFloor) -> Floor:
-    """A recorded calibration as a floor: the higher of its threshold and the floor of its
-    worst-measured group."""
-    evidence = json.loads(row.evidence)
-    worst = worst_group_floor(evidence)
-    threshold = row.threshold if worst is None else max(row.threshold, worst)
-    return Floor(row.model_id, threshold, "calibrated", evidence, row.created_by,
-                 row.created_at.isoformat(), row.id)
+    """A recorded calibration as a floor (:func:`enforced_threshold`)."""
+    return Floor(row.model_id, enforced_threshold(row), "calibrated", json.loads(row.evidence),
+                 row.created_by, row.created_at.isoformat(), row.id)
 
 
 def calibration_for(session: Session, model_id: str, watchlist_size: int,
@@ -71,10 +75,26 @@ def calibration_for(session: Session, model_id: str, watchlist_size: int,
     """The newest recorded calibration of ``model_id`` that answers for a plan: made at a
     watchlist size of at least ``watchlist_size`` and for a target rate of at most
     ``target_fpir`` (larger watchlists and lower targets give higher floors), or None."""
-    rows = session.scalars(select(ThresholdFloor).where(ThresholdFloor.model_id == model_id)
-                           .order_by(ThresholdFloor.id.desc())).all()
-    for row in rows:
-        floor = _calibrated(row)
+    return pick_calibration(calibrations(session, [model_id]).get(model_id, []),
+                            watchlist_size, target_fpir)
+
+
+def calibrations(session: Session, model_ids: Sequence[str]) -> dict[str, list[Floor]]:
+    """Every recorded calibration of each of ``model_ids``, newest first (one query)."""
+    out: dict[str, list[Floor]] = {}
+    if not model_ids:
+        return out
+    for row in session.scalars(select(ThresholdFloor)
+                               .where(ThresholdFloor.model_id.in_(sorted(set(model_ids))))
+                               .order_by(ThresholdFloor.id.desc())):
+        out.setdefault(row.model_id, []).append(_calibrated(row))
+    return out
+
+
+def pick_calibration(floors: Sequence[Floor], watchlist_size: int,
+                     target_fpir: float) -> Floor | None:
+    """The first (newest) of ``floors`` that answers for a plan (:func:`calibration_for`)."""
+    for floor in floors:
         size, target = floor.watchlist_size, floor.target_fpir
         if size is None or target is None:
             continue

@@ -95,8 +95,8 @@ def rank_problem(rank: str) -> str | None:
     """Why ``rank`` may not authorise under ``uk-app``, or None."""
     if RANK_LEVEL[rank] < RANK_LEVEL[LOWEST_AUTHORISING_RANK]:
         article = "an" if rank[0] in "aeiou" else "a"
-        return (f"{article} {rank} may not authorise live facial recognition: the authorising officer "
-                f"must be a {LOWEST_AUTHORISING_RANK} or above")
+        return (f"{article} {rank} may not authorise live facial recognition: the "
+                f"authorising officer must be a {LOWEST_AUTHORISING_RANK} or above")
     return None
 
 

@@ -443,7 +443,7 @@ def _body(values: dict[str, Any], zone: tzinfo = UTC) -> DeploymentIn:
         consultation_days=_days(values["consultation_days"]),
         notice_at=(_when(values["notice_at"], "notice_at", zone)
                    if values["notice_at"].strip() else None),
-        target_fpir=_rate(values["target_fpir"]),
+        target_fpir=_rate(values["target_fpir"]) or deps.DEFAULT_TARGET_FPIR,
         fria_ref=values["fria_ref"].strip() or None,
         eu_db_ref=values["eu_db_ref"].strip() or None)
 
@@ -536,9 +536,13 @@ async def deployment_edit(request: Request, deployment_id: int, actor: PageActor
                                           "legal_basis", "dpia_ref", "equality_ref",
                                           "planned_start", "planned_end", "two_person_rule",
                                           "signage", "public_notice", "urgency_reason",
-                                          "watchlist_ids", "consultation_days",
-                                          "notice_at", "target_fpir", "fria_ref",
-                                          "eu_db_ref")}
+                                          "watchlist_ids", "consultation_days")}
+        # the profiles' fields: an empty one (or a form without it) keeps the stored value
+        for name in ("notice_at", "fria_ref", "eu_db_ref"):
+            if values[name].strip():
+                changes[name] = getattr(body, name)
+        if values["target_fpir"].strip():
+            changes["target_fpir"] = body.target_fpir
         if body.alternatives is not None or view.alternatives:
             changes["alternatives"] = body.alternatives
         if body.threshold is not None:
