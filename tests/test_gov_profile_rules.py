@@ -232,6 +232,9 @@ def test_cli_profile_and_authorise(gov: Gov, face_images) -> None:
     ok = run_cli(gov, "deployment", "authorise", dep_id, "--user", "ao1", "--rank",
                  "superintendent", "--approve-criteria", "--representative")
     assert ok.returncode == 0, ok.stderr
+    shown = run_cli(gov, "deployment", "show", dep_id, "--user", "au1")
+    assert "false alerts per 10,000 people passing" in shown.stdout, shown.stdout
+    assert "by ao1 (superintendent); watchlist criteria approved" in shown.stdout
 
     changed = run_cli(gov, "admin", "profile", "eu-ai-act", "--user", "admin", "--json")
     assert changed.returncode == 0, changed.stderr

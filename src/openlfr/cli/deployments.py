@@ -254,6 +254,21 @@ def _zones_text(camera: dict[str, Any]) -> str:
     return out
 
 
+def _expected(v: DeploymentView) -> str:
+    """What its calibration lets one expect at its threshold, or why nothing can be said."""
+    if v.calibration_id is None:
+        return (f"no recorded calibration at {v.watchlist_size} subjects and target "
+                f"{v.target_fpir if v.target_fpir is not None else '-'}: it cannot be "
+                "authorised on the default floor")
+    alerts = ("false alerts not measured" if v.expected_false_alerts_per_10k is None
+              else f"about {v.expected_false_alerts_per_10k:.3g} false alerts per 10,000 "
+                   "people passing")
+    misses = ("miss rate not measured" if v.expected_miss_rate is None
+              else f"{v.expected_miss_rate:.1%} of watchlisted people passing missed")
+    return (f"{alerts}; {misses} (calibration {v.calibration_id}, worst-group floor "
+            f"{v.calibration_floor:.4f})")
+
+
 def _show_table(shown: DeploymentView) -> None:
     view = shown.model_dump(mode="json")
     table = Table(title=f"Deployment {view['id']}: {view['name']}", show_header=False)
@@ -281,6 +296,10 @@ def _show_table(shown: DeploymentView) -> None:
     if view.get("consultation_response"):
         table.add_row("response", escape(view["consultation_response"]) + (
             f"\n({view['consultation_response_by']}, {view['consultation_response_at']})"))
+    for key in ("notice_at", "target_fpir", "fria_ref", "eu_db_ref"):
+        if view.get(key) is not None:
+            table.add_row(key, escape(str(view[key])))
+    table.add_row("expected", _expected(shown))
     table.add_row("watchlists", ", ".join(f"{w['id']} {w['name']} ({w['status']})"
                                           for w in view["watchlists"]) or "-")
     table.add_row("cameras", "\n".join(
@@ -290,7 +309,14 @@ def _show_table(shown: DeploymentView) -> None:
             if c.get("state") else "") + _zones_text(c) for c in view["cameras"]) or "-")
     table.add_row("created", f"{view['created_at']} by {view['created_by']}")
     if view["authorised_by"]:
-        table.add_row("authorised", f"{view['authorised_at']} by {view['authorised_by']}")
+        table.add_row("authorised", f"{view['authorised_at']} by {view['authorised_by']}"
+                      + (f" ({view['authorised_rank']})" if view.get("authorised_rank") else "")
+                      + ("; watchlist criteria approved" if view.get("criteria_approved")
+                         else ""))
+    if view.get("authority_ref"):
+        table.add_row("authority", escape(
+            f"{view['authority_name']}, decision {view['authority_ref']} of "
+            f"{view['authority_date']}; scope: {view['authority_scope']}"))
     if view["started_at"]:
         table.add_row("started", view["started_at"])
     if view.get("pause_reason") and view["status"] == "paused":
