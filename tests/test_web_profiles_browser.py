@@ -90,7 +90,7 @@ def test_authorising_under_each_profile(tmp_path: Path, face_images,
             # uk-app (the default): the rank, the criteria, the calibration's attestation
             ao = sign_in("ao1", f"/console/deployments/{uk}")
             expect(ao.locator("#dep-profile")).to_contain_text("uk-app")  # type: ignore[attr-defined]
-            expect(ao.locator("#criteria")).to_contain_text("wanted by court 1")  # type: ignore[attr-defined]
+            expect(ao.locator("#criteria")).to_contain_text("wanted by a court 1")  # type: ignore[attr-defined]
             expect(ao.locator("#dep-expected")).to_contain_text("per 10,000 people passing")  # type: ignore[attr-defined]
             fill_authorisation(ao)
             ao.select_option("#a-rank", "inspector")  # type: ignore[attr-defined]
