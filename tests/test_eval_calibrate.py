@@ -360,7 +360,9 @@ def test_calibrate_records_the_floor_audited(people_dir: Path, groups_csv: Path,
         floor = current_floor(s, out["model_id"])
         entries = list(audit_log.entries(s))
         assert audit_log.verify(s).ok
-    assert floor.source == "calibrated" and floor.threshold == out["threshold"]
+    # enforced: the higher of the floor found and the worst-measured group's
+    assert floor.source == "calibrated" and floor.threshold == max(
+        out["threshold"], float(out["evidence"]["worst_group"]["floor"]))
     assert floor.recorded_by == "ao1"
     assert floor.evidence["dataset"]["sha256"] == out["evidence"]["dataset"]["sha256"]
     recorded = [e for e in entries if e.action == "floor.record"]

@@ -168,6 +168,12 @@ CASES: dict[tuple[str, str], Case] = {
         Case(Perm.DEPLOYMENT_RUN, f"/api/v1/deployments/{NO}/resume"),
     ("POST", "/api/v1/deployments/{deployment_id}/stop"):
         Case(Perm.DEPLOYMENT_RUN, f"/api/v1/deployments/{NO}/stop", json={"reason": "done"}),
+    ("GET", "/api/v1/deployments/{deployment_id}/notifications"):
+        Case(Perm.DEPLOYMENT_READ, f"/api/v1/deployments/{NO}/notifications"),
+    # the jurisdiction profile
+    ("GET", "/api/v1/settings/profile"): Case(SIGNED_IN, "/api/v1/settings/profile"),
+    ("PUT", "/api/v1/settings/profile"): Case(Perm.SETTINGS, "/api/v1/settings/profile",
+                                              json={"profile": "uk-app"}),
     # the audit log
     ("GET", "/api/v1/audit/entries"): Case(Perm.AUDIT_READ, "/api/v1/audit/entries",
                                            params={"limit": 3}),
