@@ -294,3 +294,17 @@ def test_api_profile_and_authorise(gov: Gov, client: TestClient, face_images) ->
     assert r.status_code == 200 and len(r.json()) == 1
     assert r.json()[0]["body"]["authorisation"]["authority_date"] == date(2026, 2, 1).isoformat()
 
+
+
+def test_settings_page_shows_the_profile(gov: Gov, client: TestClient) -> None:
+    from tests.govfix import PASSWORD
+
+    assert client.post("/api/v1/auth/login",
+                       json={"name": "au1", "password": PASSWORD}).status_code == 200
+    page = client.get("/console/settings").text
+    assert "In force: <strong>uk-app</strong> (the default)" in page
+    assert "superintendent or above" in page and "Only an administrator" in page
+    assert 'name="profile"' not in page  # no form for an auditor
+    profiles.set_profile(gov.db, gov.actors["admin"], "eu-ai-act")
+    page = client.get("/console/settings").text
+    assert "In force: <strong>eu-ai-act</strong>." in page
