@@ -1129,11 +1129,12 @@ def notify_use(s: Session, dep: Deployment, actor: Actor, now: datetime) -> UseN
 
 def criteria_of(db: Database, actor: Actor, deployment_id: int) -> list[dict[str, Any]]:
     """The criteria of its watchlists, as an authorising officer approves them (``uk-app``):
-    the ones approved at its authorisation, else its watchlists' as they are now."""
+    the ones approved at its authorisation, else (a draft, even one authorised before and
+    changed since) its watchlists' as they are now."""
     require(db, actor, Perm.DEPLOYMENT_READ, "deployment", str(deployment_id))
     with db.reading() as s:
         dep = _load(s, deployment_id)
-        if dep.criteria_approval:
+        if dep.criteria_approval and dep.status != DeploymentStatus.DRAFT:
             return list(json.loads(dep.criteria_approval))
         return _criteria(dep)
 
@@ -1402,7 +1403,8 @@ def _view(dep: Deployment, floor: Floor, cameras: list[CameraView],
     return DeploymentView(
         notice_at=dep.notice_at, target_fpir=dep.target_fpir, fria_ref=dep.fria_ref,
         eu_db_ref=dep.eu_db_ref, authorised_rank=dep.authorised_rank,
-        criteria_approved=dep.criteria_approval is not None,
+        criteria_approved=(dep.criteria_approval is not None
+                           and dep.status != DeploymentStatus.DRAFT),
         authority_ref=dep.authority_ref, authority_name=dep.authority_name,
         authority_date=dep.authority_date, authority_scope=dep.authority_scope,
         watchlist_size=cal.watchlist_size,
