@@ -15,19 +15,24 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
 from openlfr.config import Settings
+from openlfr.governance import deployments as deps
 from openlfr.governance import users
 from openlfr.governance.authz import Actor
+from openlfr.governance.floors import calibration_for, current_floor, record_floor
 from openlfr.governance.system import System, initialise
+from openlfr.store.crypto import Keyring
 from openlfr.store.db import Database, alembic_config
 from openlfr.store.enums import Role
-from openlfr.store.models import AuditRecord
+from openlfr.store.models import AuditRecord, Deployment
 
 PG_ADMIN_URL = os.environ.get(
     "OPENLFR_TEST_POSTGRES", "postgresql+psycopg://root@/postgres?host=/var/run/postgresql")
@@ -94,6 +99,99 @@ def audit_records(gov: Gov, action: str) -> list[AuditRecord]:
     with gov.db.reading() as s:
         return list(s.scalars(select(AuditRecord).where(AuditRecord.action == action)
                               .order_by(AuditRecord.seq)))
+
+
+#: What an authorising officer records with an authorisation in the tests: enough for either
+#: profile (``uk-app`` reads the rank and the criteria approval, ``eu-ai-act`` the authority's
+#: decision; both the attestation that the calibration's data is representative).
+DECISION = deps.Decision(
+    rank="superintendent", criteria_approved=True, representative=True,
+    authority_ref="AUTH-2026-0042", authority_name="Independent authorisation court",
+    authority_date=date(2026, 1, 5),
+    authority_scope="Live facial recognition at the planned site and window only")
+#: The watchlist size and target rate of the test calibration (:func:`record_calibration`):
+#: large and strict enough to answer for every test plan (a larger size and a lower target
+#: answer for smaller, looser plans).
+CAL_SIZE, CAL_TARGET = 10_000, 0.0001
+
+
+def calibration_evidence(model_id: str, threshold: float, watchlist_size: int = CAL_SIZE,
+                         target_fpir: float = CAL_TARGET, worst: float | None = None
+                         ) -> dict[str, Any]:
+    """Evidence shaped as ``openlfr calibrate`` records it (the parts authorisation reads:
+    watchlist size, target rate, the worst-measured group's floor and the rate curve), with
+    made-up but plausible figures: FPIR falls and FNIR rises with the threshold."""
+    worst = threshold if worst is None else worst
+    curve = []
+    for step in range(0, 101):
+        t = step / 100
+        fpir = min(1.0, 0.02 * 10 ** (-(t - 0.3) * 10)) if t > 0.3 else 0.02
+        fnir = min(1.0, max(0.0, (t - 0.2) / 2))
+        curve.append({"threshold": f"{t:.2f}", "fpir": f"{fpir:.6g}", "fnir": f"{fnir:.6g}"})
+    return {"kind": "openlfr-calibration", "version": 1, "model_id": model_id,
+            "threshold": f"{threshold:.6g}", "watchlist_size": watchlist_size,
+            "target_fpir": f"{target_fpir:g}",
+            "worst_group": {"floor": f"{worst:.6g}", "group": "race=test", "resolved": True},
+            "curve": curve, "dataset": {"sha256": "0" * 64, "note": "test fixture"}}
+
+
+def record_calibration(db: Database, actor: Actor, model_id: str,
+                       threshold: float | None = None, **kwargs: Any) -> int:
+    """Record a calibration of ``model_id`` (at the model's current floor unless
+    ``threshold``): what authorisation needs under every profile. Returns its record id."""
+    if threshold is None:
+        with db.reading() as s:
+            threshold = current_floor(s, model_id).threshold
+    floor = record_floor(db, actor, model_id, threshold,
+                         calibration_evidence(model_id, threshold, **kwargs))
+    assert floor.id is not None
+    return floor.id
+
+
+#: :data:`DECISION` as the console's Authorise form posts it, and as the API's JSON body.
+AUTHORISE_FORM: dict[str, str] = {
+    "rank": "superintendent", "criteria_approved": "1", "representative": "1",
+    "authority_ref": DECISION.authority_ref or "", "authority_name": DECISION.authority_name or "",
+    "authority_date": DECISION.authority_date.isoformat() if DECISION.authority_date else "",
+    "authority_scope": DECISION.authority_scope or ""}
+AUTHORISE_JSON: dict[str, object] = {**AUTHORISE_FORM, "criteria_approved": True,
+                                     "representative": True}
+
+
+def ready_to_authorise(db: Database, actor: Actor, deployment_id: int) -> None:
+    """Record the test calibration a deployment's plan needs (:func:`record_calibration`, by
+    ``actor``), unless one answers for it already: for tests that authorise through the
+    console, the API or the command line."""
+    with db.reading() as s:
+        dep = s.get(Deployment, deployment_id)
+        if dep is None or calibration_for(s, dep.model_id, max(deps.watchlist_size(s, dep), 1),
+                                          dep.target_fpir or CAL_TARGET) is not None:
+            return
+        model_id = dep.model_id
+    record_calibration(db, actor, model_id)
+
+
+def fill_authorisation(page: Any) -> None:
+    """Fill a deployment page's Authorise form as :data:`DECISION` (a Playwright page): the
+    fields the profile in force shows."""
+    if page.locator("#a-rank").count():
+        page.select_option("#a-rank", DECISION.rank)
+        page.check("input[name=criteria_approved]")
+    if page.locator("#a-ref").count():
+        page.fill("#a-ref", AUTHORISE_FORM["authority_ref"])
+        page.fill("#a-name", AUTHORISE_FORM["authority_name"])
+        page.fill("#a-date", AUTHORISE_FORM["authority_date"])
+        page.fill("#a-scope", AUTHORISE_FORM["authority_scope"])
+    page.check("input[name=representative]")
+
+
+def authorise(db: Database, keyring: Keyring, actor: Actor, deployment_id: int,
+              decision: deps.Decision = DECISION, **kwargs: Any) -> None:
+    """Authorise as a test does: :func:`openlfr.governance.deployments.authorise` with
+    :data:`DECISION`, after :func:`ready_to_authorise` (by ``actor``). The one way tests
+    authorise in-process: the profile's rules apply, and this provides what they need."""
+    ready_to_authorise(db, actor, deployment_id)
+    deps.authorise(db, keyring, actor, deployment_id, decision=decision, **kwargs)
 
 
 def _pg_database() -> Iterator[str]:

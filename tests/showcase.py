@@ -25,6 +25,7 @@ from openlfr.governance.system import initialise
 from openlfr.store.enums import Role
 from openlfr.video.types import Alert
 from openlfr.vision import get_engine, load_image
+from tests.govfix import authorise
 from tests.test_gov_deployments import REASON, plan
 from tests.test_web_public import Demo, populate
 
@@ -67,7 +68,7 @@ def seed(data_dir: Path, photos: dict[str, Path]) -> Showcase:
         chosen = plan((wl.id,), cameras=(deps.CameraSpec("gate-3", "rtsp://10.0.0.5/gate3"),
                                          deps.CameraSpec("gate-4", "rtsp://10.0.0.6/gate4")))
         dep_id = deps.create(system.db, op1, chosen, keyring=system.keyring)
-        deps.authorise(system.db, system.keyring, ao1, dep_id)
+        authorise(system.db, system.keyring, ao1, dep_id)
         deps.start(system.db, op1, dep_id)
         engine = get_engine("sface")
         recorder = alert_svc.AlertRecorder(system, dep_id)

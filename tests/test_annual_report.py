@@ -35,7 +35,7 @@ from openlfr.transparency import annual
 from openlfr.transparency.equality import FEWER, suppress
 from openlfr.transparency.public import year_summary
 from openlfr.video.types import Alert
-from tests.govfix import Gov, audit_records, run_cli
+from tests.govfix import Gov, audit_records, authorise, run_cli
 from tests.test_gov_deployments import SFACE_FLOOR, approved_watchlist, model_id, plan
 from tests.test_web_home import codes_in
 
@@ -81,7 +81,7 @@ def populate(gov: Gov, face_images: dict[str, Path], clips: Any) -> Made:
     specs = (deps.CameraSpec("gate", str(clips.obama)),
              deps.CameraSpec("street", str(clips.stranger)))
     ran = deps.create(db, a["op1"], plan((wid,), cameras=specs), keyring=keyring)
-    deps.authorise(db, keyring, a["ao1"], ran)
+    authorise(db, keyring, a["ao1"], ran)
     deps.start(db, a["op1"], ran)
     shown: list[int] = []
     DeploymentRun(gov.system, ran, a["op1"], options=RunOptions(workers=1),
@@ -131,7 +131,7 @@ def populate(gov: Gov, face_images: dict[str, Path], clips: Any) -> Made:
     deps.edit(db, op2, waiting, threshold=SFACE_FLOOR - 0.02)
     deps.override_threshold(db, a["ao1"], waiting, OVERRIDE)
     deps.override_threshold(db, a["ao2"], waiting, "=HYPERLINK(\"x\") " + OVERRIDE)
-    deps.authorise(db, keyring, a["ao1"], waiting)
+    authorise(db, keyring, a["ao1"], waiting)
     assert set_profile(db, a["admin"], "eu-ai-act")
     n_run = len(run_alerts)
     return Made(ran, waiting, n_run,

@@ -31,7 +31,7 @@ from openlfr.store.db import Database, alembic_config
 from openlfr.store.models import AuditRecord, Camera, Deployment
 from openlfr.web.app import create_app
 from tests import videoclips
-from tests.govfix import PASSWORD, Gov
+from tests.govfix import PASSWORD, Gov, authorise
 from tests.test_gov_deployments import approved_watchlist, plan
 
 AT_PASSWORD = "rtsp://u:p@ss@10.0.0.5/live"
@@ -88,7 +88,7 @@ def _secret_deployment(gov: Gov, face_images: dict[str, Path]) -> int:
 
 def test_sources_are_stored_encrypted_and_audited_without_secrets(gov: Gov, face_images):
     dep_id = _secret_deployment(gov, face_images)
-    deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
+    authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
     # the rows hold a display form, a digest and a ciphertext; no plaintext
     with gov.db.reading() as s:
         rows = s.scalars(select(Camera).where(Camera.deployment_id == dep_id)
@@ -278,7 +278,7 @@ def test_the_live_run_opens_the_real_source(gov: Gov, face_images, tmp_path: Pat
             (wid,), cameras=(deps.CameraSpec("gate", source),)), keyring=gov.system.keyring)
         assert deps.show(gov.db, gov.actors["op1"], dep_id).cameras[0].source == (
             f"http://***@127.0.0.1:{port}/{clip.name}?token=***")
-        deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
+        authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
         deps.start(gov.db, gov.actors["op1"], dep_id)
         result = DeploymentRun(gov.system, dep_id, gov.actors["op1"],
                                options=RunOptions(workers=1, max_seconds=4)).run()

@@ -162,6 +162,38 @@ def test_search_one_group_with_high_impostors_forces_the_floor_up() -> None:
     assert all(c.group == "a" for _, cs in found.failures for c in cs)
 
 
+def test_worst_group_floor_by_hand() -> None:
+    """Per group, the lowest step at which its FMR is at most the pairwise rate the target
+    allows at the size; the highest over groups; too small a group is not resolved."""
+    from types import SimpleNamespace as NS
+
+    base = _spread(10_000, -0.2, 0.45)
+    high = np.r_[base[:-50], np.full(50, 0.65)]  # 50 pairs of group a score 0.65
+    small = _spread(100, -0.3, 0.2)
+    attrs = [NS(attribute="race", groups=[NS(group="a", impostor_scores=high),
+                                          NS(group="b", impostor_scores=base)]),
+             NS(attribute="age", groups=[NS(group="old", impostor_scores=small)])]
+    allowed = cal.pair_fmr_for(0.01, 10)  # about 0.001: 10 false matches in 10,000 pairs
+    worst = cal.worst_group(attrs, 0.01, 10)  # type: ignore[arg-type]
+    assert worst["pair_fmr_allowed"] == cal.dec(allowed)
+    groups = worst["groups"]
+    assert groups["race=a"] == {"floor": "0.66", "impostor_pairs": 10_000, "resolved": True}
+    assert groups["race=b"]["floor"] == "0.45"
+    # 100 pairs cannot show a rate of 1 in 1,000: above every score, not resolved
+    assert groups["age=old"] == {"floor": "0.21", "impostor_pairs": 100, "resolved": False}
+    assert (worst["floor"], worst["group"], worst["resolved"]) == ("0.66", "race=a", True)
+
+
+def test_rate_curve_by_hand() -> None:
+    nonmated = np.array([0.1, 0.2, 0.3, 0.4])  # best scores of 4 non-mated searches
+    genuine = np.array([0.35, 0.5, 0.6, 0.7])
+    curve = {p["threshold"]: p for p in cal.rate_curve(
+        nonmated, cal.AllImpostors(0, np.empty(0)), genuine, 10, step=0.1)}
+    assert curve["0.3"] == {"threshold": "0.3", "fpir": "0.5", "fnir": "0"}
+    assert curve["0.5"] == {"threshold": "0.5", "fpir": "0", "fnir": "0.25"}
+    assert curve["1"]["fnir"] == "1"
+
+
 def test_search_keeps_the_floor_above_the_last_failure() -> None:
     base = _spread(20_000, -0.2, 0.3)
     a = np.r_[base[:-110], np.full(100, 0.45), np.full(10, 0.55)]
@@ -256,6 +288,9 @@ def test_calibrate_dry_run_json_on_real_faces(people_dir: Path, groups_csv: Path
     text = html_path.read_text()
     assert text.count("data:image/png;base64,") >= 2
     assert "in every 10,000 faces scanned" in text
+    # the worst-measured group's floor and the rate curve, for authorisation
+    assert float(ev["worst_group"]["floor"]) >= 0 and ev["worst_group"]["group"]
+    assert len(ev["curve"]) > 50 and {"threshold", "fpir", "fnir"} <= set(ev["curve"][0])
 
 
 def test_calibrate_table_output(people_dir: Path, groups_csv: Path) -> None:
@@ -325,7 +360,9 @@ def test_calibrate_records_the_floor_audited(people_dir: Path, groups_csv: Path,
         floor = current_floor(s, out["model_id"])
         entries = list(audit_log.entries(s))
         assert audit_log.verify(s).ok
-    assert floor.source == "calibrated" and floor.threshold == out["threshold"]
+    # enforced: the higher of the floor found and the worst-measured group's
+    assert floor.source == "calibrated" and floor.threshold == max(
+        out["threshold"], float(out["evidence"]["worst_group"]["floor"]))
     assert floor.recorded_by == "ao1"
     assert floor.evidence["dataset"]["sha256"] == out["evidence"]["dataset"]["sha256"]
     recorded = [e for e in entries if e.action == "floor.record"]

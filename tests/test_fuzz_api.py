@@ -47,7 +47,7 @@ from openlfr.governance import deployments, questions, users
 from openlfr.governance import watchlists as wls
 from openlfr.store.enums import Role
 from openlfr.web.app import ROUTERS, create_app
-from tests.govfix import ACCOUNT, Gov, bearer_headers, installation
+from tests.govfix import ACCOUNT, Gov, authorise, bearer_headers, installation
 from tests.test_gov_deployments import approved_watchlist, plan
 
 EXAMPLES = int(os.environ.get("OPENLFR_FUZZ_EXAMPLES", "6"))
@@ -100,7 +100,7 @@ def _seed(gov: Gov, face: Path) -> None:
     public = deployments.create(gov.db, ao1, plan((approved,), start=start,
                                                   end=start + timedelta(hours=8)),
                                 keyring=gov.system.keyring)
-    deployments.authorise(gov.db, gov.system.keyring, ao2, public)
+    authorise(gov.db, gov.system.keyring, ao2, public)
     deployments.create(gov.db, op1, plan((), start=start, end=start + timedelta(hours=8)),
                        keyring=gov.system.keyring)
     questions.submit_question(gov.db, public, "question", "Where will the cameras be?", None)

@@ -20,7 +20,7 @@ from openlfr.governance import auditing, dashboard, questions, watchlists
 from openlfr.governance import deployments as deps
 from openlfr.store.enums import AlertStatus, Decision
 from openlfr.store.models import Adjudication, Alert, CameraStats
-from tests.govfix import Gov
+from tests.govfix import Gov, authorise
 from tests.test_gov_deployments import REASON, approved_watchlist, plan
 
 
@@ -73,7 +73,7 @@ def build(gov: Gov, face: Path) -> World:
     assert deps.show(gov.db, gov.actors["ao1"], incomplete).missing  # waits for nobody yet
     running = deps.create(gov.db, gov.actors["op1"], plan((approved,), cameras=cams),
                           keyring=kr)
-    deps.authorise(gov.db, kr, gov.actors["ao1"], running)
+    authorise(gov.db, kr, gov.actors["ao1"], running)
     deps.start(gov.db, gov.actors["op1"], running)
     now = datetime.now(UTC)
     with gov.db.session() as s:

@@ -20,7 +20,7 @@ from openlfr.governance.floors import record_floor
 from openlfr.store.enums import DeploymentStatus
 from openlfr.store.models import AuditRecord, DataKey, Deployment
 from openlfr.vision.registry import BACKENDS
-from tests.govfix import Gov
+from tests.govfix import Gov, authorise, record_calibration
 from tests.govfix import run_cli as _cli
 
 REASON = "Wanted on a warrant issued by the magistrates' court (test case 1)."
@@ -52,8 +52,13 @@ def plan(watchlist_ids: tuple[int, ...] = (), cameras: tuple[deps.CameraSpec, ..
         deps.CameraSpec("gate", "/nonexistent/gate.avi"),), start: datetime | None = None,
          end: datetime | None = None, threshold: float | None = None) -> deps.Plan:
     now = datetime.now(UTC)
+    start = start or now - timedelta(minutes=5)
+    try:
+        notice: datetime | None = start - timedelta(days=1)  # a day ahead (uk-app)
+    except OverflowError:  # a start at the edge of the calendar (tests of refusals)
+        notice = None
     return deps.Plan(
-        alternatives="Patrols do not suffice",
+        alternatives="Patrols do not suffice", notice_at=notice,
         name="Station concourse", site="Central station", location="North concourse, gate 3",
         purpose="Locate people wanted by the courts", legal_basis="Common law policing powers",
         dpia_ref="DPIA-2026-014", equality_ref="EIA-2026-009",
@@ -68,7 +73,7 @@ def make_authorised(gov: Gov, face: Path, **kwargs: object) -> int:
     wid = approved_watchlist(gov, face)
     dep_id = deps.create(gov.db, gov.actors["op1"], plan((wid,), **kwargs),
             keyring=gov.system.keyring)  # type: ignore[arg-type]
-    deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
+    authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
     return dep_id
 
 
@@ -98,18 +103,18 @@ def test_authorisation_refuses_the_author_and_audits_it(gov: Gov, face_images):
     wid = approved_watchlist(gov, face_images["obama"])
     dep_id = deps.create(gov.db, gov.actors["ao1"], plan((wid,)), keyring=gov.system.keyring)
     with pytest.raises(Forbidden, match="another authorising officer"):
-        deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
+        authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
     assert status(gov, dep_id) == DeploymentStatus.DRAFT
     refused = refusals(gov)
     assert refused and refused[-1]["attempted"] == "deployment.authorise"
     # Someone who edited it is an author too.
     deps.edit(gov.db, gov.actors["ao2"], dep_id, location="South concourse, gate 1")
     with pytest.raises(Forbidden):
-        deps.authorise(gov.db, gov.system.keyring, gov.actors["ao2"], dep_id)
+        authorise(gov.db, gov.system.keyring, gov.actors["ao2"], dep_id)
     assert len(refusals(gov)) == 2
     # Operators may not authorise at all (also audited).
     with pytest.raises(Forbidden):
-        deps.authorise(gov.db, gov.system.keyring, gov.actors["op2"], dep_id)
+        authorise(gov.db, gov.system.keyring, gov.actors["op2"], dep_id)
     assert len(refusals(gov)) == 3
     with gov.db.reading() as s:
         assert audit_log.verify(s).ok
@@ -166,7 +171,7 @@ def test_an_override_is_possible_exactly_where_the_rule_allows_it(gov: Gov, face
     deps.override_threshold(gov.db, gov.actors["ao1"], low2, good)
     check("ao1", low2, False, "already recorded by ao2 and confirmed by ao1")
     check("ao2", low2, False, "already recorded by ao2 and confirmed by ao1")
-    deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], low2)
+    authorise(gov.db, gov.system.keyring, gov.actors["ao1"], low2)
     deps.start(gov.db, gov.actors["op1"], low2)
     check("ao1", low2, False, "is running: its threshold can no longer be changed")
     # the refused attempts are audited (op1, op2: role; ao1 twice: author), the questions not
@@ -180,8 +185,8 @@ def test_threshold_below_the_floor_needs_a_recorded_override(gov: Gov, face_imag
     low = SFACE_FLOOR - 0.1
     dep_id = deps.create(gov.db, gov.actors["op1"], plan((wid,), threshold=low),
             keyring=gov.system.keyring)
-    with pytest.raises(RuleError, match="below the default floor"):
-        deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
+    with pytest.raises(RuleError, match="below the calibrated floor"):
+        authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
     assert status(gov, dep_id) == DeploymentStatus.DRAFT
     # Operators may not override; an override needs a reason.
     with pytest.raises(Forbidden):
@@ -196,13 +201,13 @@ def test_threshold_below_the_floor_needs_a_recorded_override(gov: Gov, face_imag
                             "Missing child: more false alerts are accepted for a few hours")
     # One officer is not enough below the floor: a second, different one must confirm.
     with pytest.raises(RuleError, match="second authorising officer"):
-        deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
+        authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
     with pytest.raises(RuleError, match="second, different authorising officer"):
         deps.override_threshold(gov.db, gov.actors["ao2"], dep_id,
                                 "I confirm my own override, which is not allowed")
     deps.override_threshold(gov.db, gov.actors["ao1"], dep_id,
                             "Confirmed: the child's life is at risk tonight")
-    deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
+    authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
     assert status(gov, dep_id) == DeploymentStatus.AUTHORISED
     with gov.db.reading() as s:
         entry = s.scalars(select(AuditRecord).where(
@@ -218,7 +223,7 @@ def test_threshold_below_the_floor_needs_a_recorded_override(gov: Gov, face_imag
     deps.edit(gov.db, gov.actors["op1"], dep_id, threshold=low - 0.01)
     assert status(gov, dep_id) == DeploymentStatus.DRAFT
     with pytest.raises(RuleError, match="floor"):
-        deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
+        authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
 
 
 def test_a_calibrated_floor_raised_after_authorisation_stops_the_start(gov: Gov, face_images):
@@ -237,7 +242,7 @@ def test_a_change_after_authorisation_needs_a_new_authorisation(gov: Gov, face_i
     assert status(gov, dep_id) == DeploymentStatus.DRAFT
     with pytest.raises(RuleError, match="only an authorised or paused deployment"):
         deps.start(gov.db, gov.actors["op1"], dep_id)
-    deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
+    authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
     assert status(gov, dep_id) == DeploymentStatus.AUTHORISED
     # No change, no entry.
     assert deps.edit(gov.db, gov.actors["op2"], dep_id, location="Same place") == []
@@ -270,7 +275,7 @@ def test_authorisation_needs_every_field_and_an_approved_watchlist(gov: Gov, fac
         planned_end=datetime.now(UTC) + timedelta(hours=1), threshold=0.6,
         model_id=model_id()), keyring=gov.system.keyring)
     with pytest.raises(RuleError) as info:
-        deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], draft)
+        authorise(gov.db, gov.system.keyring, gov.actors["ao1"], draft)
     message = str(info.value)
     for needed in ("the legal basis", "data protection impact assessment",
                    "equality impact assessment", "at least one camera", "at least one watchlist",
@@ -280,7 +285,7 @@ def test_authorisation_needs_every_field_and_an_approved_watchlist(gov: Gov, fac
                                              "Locate people wanted by the courts").id
     dep_id = deps.create(gov.db, gov.actors["op1"], plan((unapproved,)), keyring=gov.system.keyring)
     with pytest.raises(RuleError, match="not approved"):
-        deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
+        authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
 
 
 @pytest.mark.parametrize(("change", "message"), [
@@ -306,15 +311,15 @@ def test_window_over_cannot_be_authorised_and_end_overdue_stops(gov: Gov, face_i
         (wid,), start=now - timedelta(hours=3), end=now - timedelta(hours=1)),
                 keyring=gov.system.keyring)
     with pytest.raises(RuleError, match="window ended"):
-        deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], past)
+        authorise(gov.db, gov.system.keyring, gov.actors["ao1"], past)
     later = deps.create(gov.db, gov.actors["op1"], plan(
         (wid,), start=now + timedelta(hours=1), end=now + timedelta(hours=2)),
                 keyring=gov.system.keyring)
-    deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], later)
+    authorise(gov.db, gov.system.keyring, gov.actors["ao1"], later)
     with pytest.raises(RuleError, match="may run only from"):
         deps.start(gov.db, gov.actors["op1"], later)
     running = deps.create(gov.db, gov.actors["op1"], plan((wid,)), keyring=gov.system.keyring)
-    deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], running)
+    authorise(gov.db, gov.system.keyring, gov.actors["ao1"], running)
     assert deps.start(gov.db, gov.actors["op1"], running) is False
     assert deps.start(gov.db, gov.actors["op2"], running) is False  # running: nothing changes
     assert actions(gov, running)[-1] == ("deployment.start", "op1")
@@ -370,7 +375,8 @@ def test_the_commands_create_authorise_show_start_stop(gov: Gov, face_images):
                    "Locate people wanted by the courts", "--legal-basis", "Common law",
                    "--dpia", "DPIA-1", "--equality", "EIA-1", "--start", "now", "--end", "+2h",
                    "--signage", "--public-notice", "--two-person-rule", "--watchlist", wid,
-                   "--camera", "gate=rtsp://user:secret@10.0.0.5/stream", "--json")
+                   "--camera", "gate=rtsp://user:secret@10.0.0.5/stream", "--notice-at",
+                   (datetime.now(UTC) - timedelta(days=1)).isoformat(), "--json")
     assert created.returncode == 0, created.stderr
     view = json.loads(created.stdout)
     dep_id = view["id"]
@@ -381,7 +387,9 @@ def test_the_commands_create_authorise_show_start_stop(gov: Gov, face_images):
     refused = _cli(gov, "deployment", "authorise", dep_id, "--user", "op1")
     assert refused.returncode == 3 and "refused" in refused.stderr
     assert "Traceback" not in refused.stderr
-    assert _cli(gov, "deployment", "authorise", dep_id, "--user", "ao1").returncode == 0
+    record_calibration(gov.db, gov.actors["ao2"], model_id())
+    assert _cli(gov, "deployment", "authorise", dep_id, "--user", "ao1", "--rank",
+                "superintendent", "--approve-criteria", "--representative").returncode == 0
     assert _cli(gov, "deployment", "start", dep_id, "--user", "op2").returncode == 0
     listed = _cli(gov, "deployment", "list", "--user", "au1", "--json", "--status", "running")
     assert [d["id"] for d in json.loads(listed.stdout)] == [dep_id]

@@ -21,7 +21,7 @@ from openlfr.governance.authz import Conflict, Forbidden, RuleError
 from openlfr.store.models import AuditRecord
 from openlfr.transparency import public as public_data
 from openlfr.transparency.shared import shared_counts
-from tests.govfix import Gov, database_at
+from tests.govfix import Gov, authorise, database_at
 from tests.govfix import run_cli as _cli
 from tests.test_gov_alerts import _setup, _stored
 from tests.test_gov_deployments import approved_watchlist, plan
@@ -44,7 +44,7 @@ def _consulted(gov: Gov, face: Path, days: int = 14) -> int:
 
 
 def _authorise(gov: Gov, dep_id: int, **kw: object) -> None:
-    deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id, **kw)  # type: ignore[arg-type]
+    authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id, **kw)  # type: ignore[arg-type]
 
 
 def test_authorisation_waits_for_the_period_and_a_response(gov: Gov, face_images) -> None:

@@ -31,7 +31,7 @@ from openlfr.store.models import (
 )
 from openlfr.transparency.stats import check_against_audit
 from openlfr.video.types import Alert as PipelineAlert
-from tests.govfix import Gov
+from tests.govfix import Gov, authorise
 from tests.test_gov_deployments import approved_watchlist, plan
 
 NOW = datetime.now(UTC)
@@ -45,7 +45,7 @@ def planned(gov: Gov, face_images, cameras: dict[str, object] | None = None
                   (cameras or {"gate": "/nonexistent/gate.avi"}).items())
     dep_id = deps.create(gov.db, gov.actors["op1"], plan((wid,), cameras=specs),
                          keyring=gov.system.keyring)
-    deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
+    authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
     view = ft.plan_field_test(gov.system, gov.actors["op1"], dep_id)
     return dep_id, view.id
 
@@ -72,7 +72,7 @@ def go_live(gov: Gov, dep_id: int, test_id: int) -> None:
     test = ft.show_field_test(gov.db, gov.actors["op1"], test_id)
     assert test.watchlist_id is not None
     watchlists.approve_watchlist(gov.db, gov.actors["ao2"], test.watchlist_id)
-    deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
+    authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
     deps.start(gov.db, gov.actors["op1"], dep_id)
 
 

@@ -31,7 +31,7 @@ from openlfr.store.models import (
     Deployment,
     SubjectImage,
 )
-from tests.govfix import Gov
+from tests.govfix import Gov, authorise
 from tests.test_gov_deployments import approved_watchlist, plan
 
 
@@ -41,7 +41,7 @@ def authorised(gov: Gov, face_images, cameras: dict[str, object], **kwargs: obje
     dep_id = deps.create(gov.db, gov.actors["op1"], plan((wid,), cameras=specs,
                                                          **kwargs),
                                                                  keyring=gov.system.keyring)  # type: ignore[arg-type]
-    deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
+    authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
     return dep_id
 
 

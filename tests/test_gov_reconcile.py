@@ -42,7 +42,7 @@ from openlfr.store.models import (
 from openlfr.video import types as vtypes
 from openlfr.web.app import create_app
 from openlfr.web.jobs import BackgroundJobs
-from tests.govfix import Gov
+from tests.govfix import Gov, authorise
 from tests.test_gov_deployments import REASON, approved_watchlist, plan
 from tests.test_web_core import login
 
@@ -66,7 +66,7 @@ def authorised(gov: Gov, face_images, cameras: dict[str, object]) -> tuple[int, 
     specs = tuple(deps.CameraSpec(name, str(src)) for name, src in cameras.items())
     dep_id = deps.create(gov.db, gov.actors["op1"], plan((wid,), cameras=specs),
                          keyring=gov.system.keyring)
-    deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
+    authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
     return dep_id, wid
 
 

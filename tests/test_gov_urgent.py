@@ -33,7 +33,7 @@ from openlfr.store.models import (
 )
 from openlfr.transparency.stats import check_against_audit, deployment_stats
 from openlfr.video import types as vtypes
-from tests.govfix import Gov, run_cli
+from tests.govfix import DECISION, Gov, ready_to_authorise, run_cli
 from tests.test_gov_deployments import approved_watchlist, plan
 
 WHY = ("A child was reported abducted twenty minutes ago near the station; the suspect is "
@@ -46,9 +46,13 @@ def eu(gov: Gov) -> None:
 
 
 def draft(gov: Gov, face: Path, **kwargs: object) -> int:
+    """A complete draft whose model has a calibration that answers for its plan (no use, urgent
+    or not, on a model's default floor)."""
     wid = approved_watchlist(gov, face)
-    return deps.create(gov.db, gov.actors["op1"], plan((wid,), **kwargs),  # type: ignore[arg-type]
-                       keyring=gov.system.keyring)
+    dep_id = deps.create(gov.db, gov.actors["op1"], plan((wid,), **kwargs),  # type: ignore[arg-type]
+                         keyring=gov.system.keyring)
+    ready_to_authorise(gov.db, gov.actors["ao2"], dep_id)
+    return dep_id
 
 
 def row(gov: Gov, dep_id: int) -> tuple[Deployment, UrgentUse | None]:
@@ -164,10 +168,10 @@ def test_authorised_in_time_by_another_officer_it_is_an_ordinary_deployment(
     alert_id = store_alert(gov, dep_id, 1)
     # Not the officer who started it, nor the deployment's author.
     with pytest.raises(Forbidden, match="another authorising officer"):
-        urgent.authorise_urgent(gov.db, gov.actors["ao2"], dep_id)
+        urgent.authorise_urgent(gov.db, gov.actors["ao2"], dep_id, decision=DECISION)
     with pytest.raises(Forbidden):
-        urgent.authorise_urgent(gov.db, gov.actors["op2"], dep_id)
-    view = urgent.authorise_urgent(gov.db, gov.actors["ao1"], dep_id)
+        urgent.authorise_urgent(gov.db, gov.actors["op2"], dep_id, decision=DECISION)
+    view = urgent.authorise_urgent(gov.db, gov.actors["ao1"], dep_id, decision=DECISION)
     assert view.state == "authorised" and view.decided_by == "ao1"
     dep, use = row(gov, dep_id)
     assert dep.status == DeploymentStatus.RUNNING and dep.authorised_by == "ao1"
@@ -192,7 +196,7 @@ def test_authorisation_after_the_deadline_is_refused(gov: Gov, face_images) -> N
     urgent.start_urgent(gov.db, gov.system.keyring, gov.actors["op1"], dep_id, WHY, now=t0)
     with pytest.raises(Conflict, match="was not authorised by its deadline"):
         urgent.authorise_urgent(gov.db, gov.actors["ao1"], dep_id,
-                                now=t0 + timedelta(hours=24, seconds=1))
+                                now=t0 + timedelta(hours=24, seconds=1), decision=DECISION)
 
 
 # -- refusal and expiry: stop and delete -------------------------------------------------------
@@ -259,7 +263,7 @@ def test_refused_or_expired_it_stops_and_its_results_are_deleted(gov: Gov, face_
             assert "Case 1" not in record.details or record.action == "subject.add"
     # Done is final.
     with pytest.raises(Conflict):
-        urgent.authorise_urgent(gov.db, gov.actors["ao2"], dep_id)
+        urgent.authorise_urgent(gov.db, gov.actors["ao2"], dep_id, decision=DECISION)
 
 
 def test_an_alert_stored_while_the_deletion_committed_is_swept(gov: Gov, face_images) -> None:
@@ -288,7 +292,8 @@ def test_urgent_uses_of_a_period_for_the_annual_report(gov: Gov, face_images) ->
     urgent.start_urgent(gov.db, gov.system.keyring, gov.actors["op1"], a, WHY, now=t0)
     urgent.start_urgent(gov.db, gov.system.keyring, gov.actors["op1"], b, WHY,
                         now=t0 + timedelta(minutes=1))
-    urgent.authorise_urgent(gov.db, gov.actors["ao1"], a, now=t0 + timedelta(hours=2))
+    urgent.authorise_urgent(gov.db, gov.actors["ao1"], a, now=t0 + timedelta(hours=2),
+                            decision=DECISION)
     urgent.expire_overdue(gov.system, t0 + timedelta(hours=25))
     with gov.db.reading() as s:
         uses = urgent.urgent_uses(s, t0 - timedelta(days=1), t0 + timedelta(days=1))

@@ -13,7 +13,7 @@ from openlfr.errors import InvalidInput
 from openlfr.governance import deployments as deps
 from openlfr.store.enums import DeploymentStatus
 from openlfr.store.models import AuditRecord, Camera, Deployment
-from tests.govfix import Gov
+from tests.govfix import Gov, authorise
 from tests.govfix import run_cli as _cli
 from tests.test_gov_deployments import approved_watchlist, plan, status
 
@@ -52,7 +52,7 @@ def test_changing_a_mask_needs_authorisation_again(gov: Gov, face_images):
     wid = approved_watchlist(gov, face_images["obama"])
     dep_id = deps.create(gov.db, gov.actors["op1"], plan((wid,), cameras=_cams()),
                          keyring=gov.system.keyring)
-    deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
+    authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
     assert status(gov, dep_id) == DeploymentStatus.AUTHORISED
     # the same cameras without zones given (None): kept, nothing changes
     same = (deps.CameraSpec("gate", "/nonexistent/gate.avi"),)
@@ -106,7 +106,7 @@ def test_the_live_run_applies_each_cameras_plan(gov: Gov, face_images, clips):
             deps.CameraSpec("private", str(clips.obama), (), (whole,)))
     dep_id = deps.create(gov.db, gov.actors["op1"], plan((wid,), cameras=cams),
                          keyring=gov.system.keyring)
-    deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
+    authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
     deps.start(gov.db, gov.actors["op1"], dep_id)
     run = DeploymentRun(gov.system, dep_id, gov.actors["op1"], options=RunOptions(workers=1))
     run.run()

@@ -26,6 +26,7 @@ from openlfr.governance.system import initialise
 from openlfr.store.enums import Role
 from openlfr.store.models import AuditRecord
 from openlfr.video.types import Alert
+from tests.govfix import authorise
 from tests.test_gov_deployments import REASON, plan
 from tests.test_web_browser import LAUNCH_ARGS, PASSWORD
 from tests.test_web_serve import CHROMIUM, SHOTS, server_factory  # noqa: F401
@@ -73,7 +74,7 @@ def prepare(data: Path, face: Path) -> tuple[int, dict[str, list[int]]]:
                                          [(face.read_bytes(), "custody record 117")])
         watchlists.approve_watchlist(system.db, ao1, wl.id)
         dep_id = deps.create(system.db, op1, plan((wl.id,)), keyring=system.keyring)
-        deps.authorise(system.db, system.keyring, ao1, dep_id)
+        authorise(system.db, system.keyring, ao1, dep_id)
         img = cv2.imread(str(face))
         assert img is not None
         h, w = img.shape[:2]

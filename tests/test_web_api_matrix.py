@@ -179,6 +179,12 @@ CASES: dict[tuple[str, str], Case] = {
     ("POST", "/api/v1/deployments/{deployment_id}/urgent/refuse"):
         Case(Perm.DEPLOYMENT_AUTHORISE, f"/api/v1/deployments/{NO}/urgent/refuse",
              json={"reason": "The situation was not urgent enough."}),
+    ("GET", "/api/v1/deployments/{deployment_id}/notifications"):
+        Case(Perm.DEPLOYMENT_READ, f"/api/v1/deployments/{NO}/notifications"),
+    # the jurisdiction profile
+    ("GET", "/api/v1/settings/profile"): Case(SIGNED_IN, "/api/v1/settings/profile"),
+    ("PUT", "/api/v1/settings/profile"): Case(Perm.SETTINGS, "/api/v1/settings/profile",
+                                              json={"profile": "uk-app"}),
     # the audit log
     ("GET", "/api/v1/audit/entries"): Case(Perm.AUDIT_READ, "/api/v1/audit/entries",
                                            params={"limit": 3}),

@@ -31,6 +31,7 @@ from openlfr.governance.system import initialise
 from openlfr.store.enums import Role
 from openlfr.store.models import Alert
 from tests import videoclips
+from tests.govfix import authorise
 from tests.test_gov_deployments import REASON, plan
 from tests.test_web_serve import CHROMIUM, SHOTS, server_factory  # noqa: F401
 
@@ -127,7 +128,7 @@ def prepare(data: Path, face: Path, camera_url: str) -> int:
         watchlists.approve_watchlist(system.db, ao1, wl.id)
         dep_id = deps.create(system.db, op1, plan(
             (wl.id,), cameras=(deps.CameraSpec("gate", camera_url),)), keyring=system.keyring)
-        deps.authorise(system.db, system.keyring, ao1, dep_id)
+        authorise(system.db, system.keyring, ao1, dep_id)
         deps.start(system.db, op1, dep_id)
         return dep_id
     finally:

@@ -23,6 +23,7 @@ from openlfr.governance.authz import Actor
 from openlfr.governance.system import initialise
 from openlfr.store.enums import AlertStatus, Role
 from openlfr.store.models import Alert
+from tests.govfix import authorise
 from tests.test_gov_deployments import REASON, plan
 from tests.test_web_browser import LAUNCH_ARGS
 from tests.test_web_serve import CHROMIUM, SHOTS, server_factory  # noqa: F401
@@ -71,7 +72,7 @@ def prepare(data: Path, face: Path) -> Seeded:
         dep_ao1 = deps.create(system.db, ao1, replace(plan((approved,)),
                                                       name="Market square by ao1"), keyring=kr)
         authorised = deps.create(system.db, op1, plan((approved,)), keyring=kr)
-        deps.authorise(system.db, kr, ao2, authorised)
+        authorise(system.db, kr, ao2, authorised)
         now = datetime.now(UTC)
         with system.db.session() as s:
             rows = [Alert(deployment_id=authorised, camera="gate", track_id=i,

@@ -22,7 +22,7 @@ from openlfr.governance import users, watchlists
 from openlfr.governance.authz import Actor
 from openlfr.governance.system import initialise
 from openlfr.store.enums import Role
-from tests.govfix import Gov
+from tests.govfix import Gov, fill_authorisation, ready_to_authorise
 from tests.test_gov_deployments import REASON, approved_watchlist, plan
 from tests.test_web_browser import LAUNCH_ARGS, PASSWORD
 from tests.test_web_governance import people, post  # noqa: F401
@@ -52,9 +52,11 @@ def prepare(data: Path, face: Path) -> int:
                                datetime.now(UTC) + timedelta(days=30),
                                [(face.read_bytes(), "custody record 117")])
         watchlists.approve_watchlist(system.db, ao1, wl.id)
-        return deps.create(system.db, OP1, replace(
+        dep_id = deps.create(system.db, OP1, replace(
             plan((wl.id,)), alternatives=ALTERNATIVES, consultation_days=14),
             keyring=system.keyring)
+        ready_to_authorise(system.db, admin, dep_id)
+        return dep_id
     finally:
         system.close()
 
@@ -149,12 +151,14 @@ def test_consultation_the_whole_way(tmp_path: Path, face_images,
             expect(ao.locator("#consultation-state")).to_contain_text("a response to the "
                                                                       "comments is needed")
             expect(ao.locator("main")).to_contain_text("Alternatives considered")
+            fill_authorisation(ao)
             ao.click("button:has-text('Authorise')")
             expect(ao.locator("#form-error")).to_contain_text("response to the comments")
             ao.fill("#c-response", RESPONSE)
             ao.click("text=Record the response")
             expect(ao.locator("main")).to_contain_text("The response to the consultation is "
                                                        "recorded")
+            fill_authorisation(ao)
             ao.click("button:has-text('Authorise')")
             ao.wait_for_url(re.compile(r".*done=authorised.*"))
             expect(ao.locator("h1")).to_contain_text("authorised")

@@ -22,6 +22,7 @@ from openlfr.governance.system import initialise
 from openlfr.store.enums import Role
 from openlfr.store.models import FieldTest, FieldTestVolunteer, SubjectImage
 from openlfr.video.types import Alert
+from tests.govfix import authorise
 from tests.test_gov_deployments import REASON, plan
 from tests.test_web_browser import LAUNCH_ARGS, PASSWORD
 from tests.test_web_serve import CHROMIUM, server_factory  # noqa: F401
@@ -45,7 +46,7 @@ def _prepare(data: Path, face: Path) -> int:
                                [(face.read_bytes(), "custody record 117")])
         watchlists.approve_watchlist(system.db, ao1, wl.id)
         dep_id = deps.create(system.db, op1, plan((wl.id,)), keyring=system.keyring)
-        deps.authorise(system.db, system.keyring, ao1, dep_id)
+        authorise(system.db, system.keyring, ao1, dep_id)
         return dep_id
     finally:
         system.close()
@@ -65,7 +66,7 @@ def _volunteer_walks_past(data: Path, dep_id: int, face: Path) -> int:
             wl_id = test.watchlist_id
         assert wl_id is not None and subject is not None
         watchlists.approve_watchlist(system.db, ao1, wl_id)
-        deps.authorise(system.db, system.keyring, ao1, dep_id)
+        authorise(system.db, system.keyring, ao1, dep_id)
         crop = cv2.imread(str(face))
         assert crop is not None
         now = datetime.now(UTC).timestamp()

@@ -12,7 +12,7 @@ from openlfr.governance import alerts as alerts_svc
 from openlfr.governance import deployments as deps
 from openlfr.governance import fieldtests as ft
 from openlfr.governance import watchlists
-from tests.govfix import Gov, bearer_headers
+from tests.govfix import Gov, authorise, bearer_headers
 from tests.test_gov_deployments import approved_watchlist, plan
 from tests.test_gov_fieldtests import go_live, pipeline_alert
 from tests.test_web_governance import people, post  # noqa: F401 (a fixture)
@@ -25,7 +25,7 @@ def authorised(gov: Gov, face_images) -> int:
     dep_id = deps.create(gov.db, gov.actors["op1"],
                          plan((wid,), cameras=(deps.CameraSpec("gate", "/x/gate.avi"),)),
                          keyring=gov.system.keyring)
-    deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
+    authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
     return dep_id
 
 

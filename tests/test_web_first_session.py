@@ -22,12 +22,27 @@ from pathlib import Path
 import pytest
 
 from tests import videoclips
+from tests.govfix import fill_authorisation, ready_to_authorise
 from tests.test_web_browser import LAUNCH_ARGS
 from tests.test_web_serve import CHROMIUM, SHOTS, server_factory  # noqa: F401
 
 ADMIN_PASSWORD = "the chief's long password"
 PASSWORD = "a long staff password"
 REASON = "Wanted on warrant W-1 for failure to appear at the magistrates court"
+
+
+def calibrated(data: Path, dep_id: int) -> None:
+    """Record the tests' calibration for the deployment's plan, as ``ann``."""
+    from openlfr.config import Settings
+    from openlfr.governance.authz import Actor
+    from openlfr.governance.system import initialise
+    from openlfr.store.enums import Role
+
+    system, _ = initialise(Settings(data_dir=data))
+    try:
+        ready_to_authorise(system.db, Actor("ann", Role.AUTHORISING_OFFICER), dep_id)
+    finally:
+        system.close()
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium")
@@ -127,6 +142,7 @@ def test_first_session_through_the_console(tmp_path: Path, face_images, no_face_
             now = datetime.now(UTC)
             olly.fill("#d-start", (now - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M"))
             olly.fill("#d-end", (now + timedelta(hours=5)).strftime("%Y-%m-%dT%H:%M"))
+            olly.fill("#d-notice", (now - timedelta(days=2)).strftime("%Y-%m-%dT%H:%M"))
             olly.check("input[name=two_person_rule]")
             olly.check("input[name=signage]")
             olly.check("input[name=public_notice]")
@@ -136,8 +152,12 @@ def test_first_session_through_the_console(tmp_path: Path, face_images, no_face_
             olly.wait_for_url(re.compile(r".*/console/deployments/\d+.*"))
             dep_id = int(re.search(r"/console/deployments/(\d+)", olly.url).group(1))  # type: ignore[union-attr]
 
-            # ... authorised by the officer (not its author).
+            # ... authorised by the officer (not its author), on a calibration of the model
+            # (`openlfr calibrate` on the force's data; here the tests' recorded one).
+            calibrated(data, dep_id)
             ann.goto(f"{url}/console/deployments/{dep_id}")
+            expect(ann.locator("#dep-expected")).to_contain_text("per 10,000 people passing")
+            fill_authorisation(ann)
             ann.click("button:has-text('Authorise')")
             expect(ann.locator("main")).to_contain_text("Authorised.")
 

@@ -20,7 +20,14 @@ from openlfr.governance import deployments as deps
 from openlfr.governance import watchlists as wls
 from openlfr.store.models import Deployment, Subject, SubjectImage
 from openlfr.web.app import create_app
-from tests.govfix import PASSWORD, Gov
+from tests.govfix import (
+    AUTHORISE_FORM,
+    AUTHORISE_JSON,
+    PASSWORD,
+    Gov,
+    authorise,
+    ready_to_authorise,
+)
 from tests.govfix import audit_records as actions
 
 META_CSRF = re.compile(r'<meta name="csrf-token" content="([0-9a-f]{64})">')
@@ -243,6 +250,7 @@ def test_deployment_flow_on_the_pages(gov: Gov, people: Callable[[str], TestClie
         "planned_end": (now + timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M"),
         "threshold": "", "backend": "sface", "signage": "1", "public_notice": "1",
         "watchlist_ids": [str(wl_id)], "cameras": "gate=rtsp://user:secret@10.0.0.5/s\n",
+        "notice_at": (now - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M"),
     }
     r = post(op1, "/console/deployments", {**fields, "cameras": "gate rtsp://x"})
     assert r.status_code == 400 and "NAME=SOURCE" in r.text and 'value="Cup final"' in r.text
@@ -274,13 +282,17 @@ def test_deployment_flow_on_the_pages(gov: Gov, people: Callable[[str], TestClie
              page=url)
     assert r.status_code == 303
     # the author may not authorise (no button; refused by the service if forced)
-    r = post(op1, f"{url}/authorise", page=url)
+    r = post(op1, f"{url}/authorise", AUTHORISE_FORM, page=url)
     assert r.status_code == 403
     assert "Refused: only an authorising officer may authorise a deployment: op1 is an operator" \
         in r.text
-    r = post(ao1, f"{url}/authorise", page=url)
+    ready_to_authorise(gov.db, gov.actors["ao2"], dep_id)
+    r = post(ao1, f"{url}/authorise", {**AUTHORISE_FORM, "rank": "inspector"}, page=url)
+    assert r.status_code == 409 and "an inspector may not authorise" in r.text
+    r = post(ao1, f"{url}/authorise", AUTHORISE_FORM, page=url)
     assert r.status_code == 303, r.text
     assert deps.show(gov.db, gov.actors["au1"], dep_id).status == "authorised"
+    assert "(superintendent)" in au1.get(url).text
     assert "/start" not in au1.get(url).text
     r = post(op1, f"{url}/start", page=url)
     assert r.status_code == 303
@@ -305,11 +317,13 @@ def test_threshold_override_on_the_page(gov: Gov, people: Callable[[str], TestCl
                      planned_end=now + timedelta(hours=2), threshold=0.05,
                      model_id=wls.show_watchlist(gov.db, gov.actors["au1"], wl_id).model_id,
                      signage=True, public_notice=True, watchlist_ids=(wl_id,),
+                     notice_at=now - timedelta(days=1),
                      cameras=(deps.CameraSpec("a", "0"),))
     dep_id = deps.create(gov.db, gov.actors["op1"], plan, keyring=gov.system.keyring)
+    ready_to_authorise(gov.db, gov.actors["ao2"], dep_id)
     ao1 = people("ao1")
     url = f"/console/deployments/{dep_id}"
-    r = post(ao1, f"{url}/authorise", page=url)
+    r = post(ao1, f"{url}/authorise", AUTHORISE_FORM, page=url)
     assert r.status_code == 409 and "below the" in r.text  # the deployment's state
     r = post(ao1, f"{url}/override-threshold", {"reason": ""}, page=url)
     assert r.status_code == 400 and "written reason" in r.text
@@ -319,14 +333,14 @@ def test_threshold_override_on_the_page(gov: Gov, people: Callable[[str], TestCl
              page=url)
     assert r.status_code == 303
     assert "Small crowd, tested on site" in ao1.get(url).text
-    r = post(ao1, f"{url}/authorise", page=url)
+    r = post(ao1, f"{url}/authorise", AUTHORISE_FORM, page=url)
     assert r.status_code == 409 and "second authorising officer" in r.text
     ao2 = people("ao2")
     r = post(ao2, f"{url}/override-threshold", {"reason": "Agreed: the crowd is small today"},
              page=url)
     assert r.status_code == 303
     assert "confirmed by ao2" in ao1.get(url).text
-    r = post(ao1, f"{url}/authorise", page=url)
+    r = post(ao1, f"{url}/authorise", AUTHORISE_FORM, page=url)
     assert r.status_code == 303
 
 
@@ -457,6 +471,7 @@ def test_json_api_watchlists_deployments_audit(gov: Gov, app: FastAPI,
             "planned_start": (now - timedelta(minutes=1)).isoformat(),
             "planned_end": (now + timedelta(hours=1)).isoformat(), "signage": True,
             "public_notice": True, "watchlist_ids": [wl_id],
+            "notice_at": (now - timedelta(days=1)).isoformat(),
             "cameras": [{"name": "gate", "source": "0"}]}
     r = c.post("/api/v1/deployments", json={**body, "planned_end": "soon"},
                headers=auth["op1"])
@@ -471,6 +486,10 @@ def test_json_api_watchlists_deployments_audit(gov: Gov, app: FastAPI,
     assert c.post(f"/api/v1/deployments/{dep['id']}/start",
                   headers=auth["op1"]).status_code == 409  # not authorised yet
     r = c.post(f"/api/v1/deployments/{dep['id']}/authorise", headers=auth["ao1"])
+    assert r.status_code == 409 and "no recorded calibration" in r.text
+    ready_to_authorise(gov.db, gov.actors["ao2"], dep["id"])
+    r = c.post(f"/api/v1/deployments/{dep['id']}/authorise", headers=auth["ao1"],
+               json=AUTHORISE_JSON)
     assert r.status_code == 200 and r.json()["status"] == "authorised"
     r = c.post(f"/api/v1/deployments/{dep['id']}/start", headers=auth["op1"])
     assert r.status_code == 200 and r.json()["deployment"]["status"] == "running"
@@ -534,10 +553,11 @@ def test_screenshots_of_the_governance_pages(sqlite_gov: Gov, face_images: dict[
         equality_ref="EIA-2026-04", planned_start=now - timedelta(minutes=5),
         planned_end=now + timedelta(hours=4), threshold=0.52, model_id=model_id,
         two_person_rule=True, signage=True, public_notice=True, watchlist_ids=(wl_id,),
+        notice_at=now - timedelta(days=1),
         cameras=(deps.CameraSpec("gate", "rtsp://user:pw@10.0.0.5/stream"),
                  deps.CameraSpec("side", "rtsp://10.0.0.6/stream"))),
         keyring=gov.system.keyring)
-    deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
+    authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
     deps.start(gov.db, gov.actors["op1"], dep_id)
     draft_dep = deps.create(gov.db, gov.actors["op1"], deps.Plan(
         alternatives="Patrols do not suffice",

@@ -22,7 +22,7 @@ from openlfr.governance.views import UserView
 from openlfr.store.enums import Role
 from openlfr.web import tokens
 from openlfr.web.app import create_app
-from tests.govfix import PASSWORD, Gov
+from tests.govfix import PASSWORD, Gov, authorise
 from tests.govfix import audit_records as actions
 from tests.test_gov_deployments import SFACE_FLOOR
 from tests.test_web_governance import approved_watchlist, people, post  # noqa: F401
@@ -49,9 +49,10 @@ def running_deployment(gov: Gov, wl_id: int, threshold: float | None = None,
         dpia_ref="DPIA-1", equality_ref="EIA-1", planned_start=now - timedelta(minutes=5),
         planned_end=now + timedelta(hours=4), threshold=threshold or SFACE_FLOOR + 0.05,
         model_id=model_id, signage=True, public_notice=True, watchlist_ids=(wl_id,),
+        notice_at=now - timedelta(days=1),
         cameras=(deps.CameraSpec("gate", "0"),)), keyring=gov.system.keyring)
     if start:
-        deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
+        authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
         deps.start(gov.db, gov.actors["op1"], dep_id)
     return dep_id
 
@@ -164,7 +165,8 @@ def test_times_are_entered_and_shown_in_the_zone_of_people(
                   "alternatives": "Patrols do not suffice",
                   "planned_start": "2027-07-01T14:05", "planned_end": "2027-07-01T18:00",
                   "threshold": "", "backend": "sface", "cameras": "gate=0",
-                  "watchlist_ids": str(wl_id), "signage": "1", "public_notice": "1"}
+                  "watchlist_ids": str(wl_id), "signage": "1", "public_notice": "1",
+                  "notice_at": "2027-06-24T09:00"}
         r = post(op1, "/console/deployments", fields, page="/console/deployments/new")
         assert r.status_code == 303, re.findall(r'role="alert"[^>]*>([^<]*)', r.text)
         dep_id = int(r.headers["location"].split("?")[0].rsplit("/", 1)[1])
@@ -180,7 +182,7 @@ def test_times_are_entered_and_shown_in_the_zone_of_people(
         assert "Planned_start 2027-10-31 01:30 happens twice in Europe/London" in r.text
         assert 'value="2027-10-31T01:30"' in r.text
         # the audit log shows its times in the zone too
-        deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
+        authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
         entry = actions(gov, "deployment.authorise")[-1]
     with TestClient(create_app(london), base_url="http://testserver") as au1:
         au1.post("/api/v1/auth/login", json={"name": "au1", "password": PASSWORD})

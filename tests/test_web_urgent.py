@@ -23,7 +23,7 @@ from openlfr.store.models import Alert, DataKey, Deployment, UrgentUse
 from openlfr.transparency.stats import check_against_audit, deployment_stats
 from openlfr.web.app import create_app
 from openlfr.web.jobs import BackgroundJobs
-from tests.govfix import PASSWORD, Gov
+from tests.govfix import AUTHORISE_FORM, AUTHORISE_JSON, PASSWORD, Gov, ready_to_authorise
 from tests.test_gov_deployments import approved_watchlist, plan
 from tests.test_gov_urgent import REFUSAL, WHY, draft, eu
 from tests.test_web_governance import post
@@ -95,7 +95,7 @@ def test_console_start_authorise_with_the_clock_and_banner(gov: Gov, face_images
     ao = people("ao1")
     page = ao.get(f"/console/deployments/{dep_id}").text
     assert "Authorise the urgent use" in page and "Refuse and delete its results" in page
-    r = post(ao, f"/console/deployments/{dep_id}/urgent-authorise")
+    r = post(ao, f"/console/deployments/{dep_id}/urgent-authorise", AUTHORISE_FORM)
     assert r.status_code == 303  # type: ignore[attr-defined]
     page = ao.get(f"/console/deployments/{dep_id}").text
     assert 'id="urgent-clock"' not in page and "authorised: ao1" in page
@@ -155,9 +155,10 @@ def test_the_api_starts_shows_authorises_and_refuses(gov: Gov, face_images, peop
     csrf = ao.post("/api/v1/auth/login", json={"name": "ao1", "password": PASSWORD}
                    ).json()["csrf_token"]
     h = {"X-CSRF-Token": csrf}
-    r = ao.post(f"/api/v1/deployments/{a}/urgent/authorise", headers=h)
+    r = ao.post(f"/api/v1/deployments/{a}/urgent/authorise", json=AUTHORISE_JSON, headers=h)
     assert r.status_code == 200 and r.json()["state"] == "authorised", r.text
-    again = ao.post(f"/api/v1/deployments/{a}/urgent/authorise", headers=h)
+    again = ao.post(f"/api/v1/deployments/{a}/urgent/authorise", json=AUTHORISE_JSON,
+                    headers=h)
     assert again.status_code == 409
     r = ao.post(f"/api/v1/deployments/{b}/urgent/refuse", json={"reason": REFUSAL}, headers=h)
     assert r.status_code == 200 and r.json()["state"] == "refused", r.text
@@ -185,6 +186,7 @@ def test_a_live_run_stops_at_the_deadline_and_its_results_are_gone(gov: Gov, fac
     dep_id = deps.create(gov.db, gov.actors["op1"],
                          plan((wid,), cameras=(deps.CameraSpec("gate", str(clips.obama)),)),
                          keyring=gov.system.keyring)
+    ready_to_authorise(gov.db, gov.actors["ao2"], dep_id)
     jobs = BackgroundJobs(gov.system, tick=3600, retention_every=1e9, run_options=LIVE)
     jobs.start()
     try:

@@ -23,6 +23,7 @@ from openlfr.governance.authz import Actor
 from openlfr.governance.system import initialise
 from openlfr.store.enums import Role
 from openlfr.store.models import Alert, Deployment
+from tests.govfix import DECISION, ready_to_authorise
 from tests.test_gov_deployments import REASON, plan
 from tests.test_gov_urgent import REFUSAL, WHY
 from tests.test_web_browser import LAUNCH_ARGS, PASSWORD
@@ -52,6 +53,7 @@ def prepare(data: Path, face: Path, clip: Path) -> tuple[int, int]:
                               keyring=system.keyring)
         kept = deps.create(system.db, op1, plan((wl.id,), cameras=cams),
                            keyring=system.keyring)
+        ready_to_authorise(system.db, ao1, kept)  # the model's calibration for the plans
         return refused, kept
     finally:
         system.close()
@@ -141,6 +143,12 @@ def test_start_urgently_see_the_clock_refuse_and_authorise(
             assert gone == 0 and after_key is None and not after_file
 
             ao.goto(f"{server.url}/console/deployments/{kept}")
+            ao.fill("#u-ref", DECISION.authority_ref or "")
+            ao.fill("#u-name", DECISION.authority_name or "")
+            ao.fill("#u-date", DECISION.authority_date.isoformat()
+                    if DECISION.authority_date else "")
+            ao.fill("#u-scope", DECISION.authority_scope or "")
+            ao.check("#urgent-use input[name=representative]")
             ao.locator("#urgent-use button", has_text="Authorise the urgent use").click()
             ao.wait_for_url(f"{server.url}/console/deployments/{kept}?done=urgent_authorised")
             expect(ao.locator("#urgent-state")).to_contain_text("authorised: ao1")

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from openlfr.governance import deployments as deps
 from openlfr.governance import stills
 from openlfr.vision.detect import YuNetDetector
-from tests.govfix import Gov, audit_records
+from tests.govfix import Gov, audit_records, authorise
 from tests.test_gov_deployments import approved_watchlist, plan, status
 from tests.test_web_governance import people, post  # noqa: F401 (the fixture)
 
@@ -27,7 +27,7 @@ def test_take_a_still_draw_a_mask_and_see_it_at_authorisation(
     dep_id = deps.create(gov.db, gov.actors["op1"],
                          plan((wid,), cameras=(deps.CameraSpec("gate", str(clips.obama)),)),
                          keyring=gov.system.keyring)
-    deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
+    authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
     op1, ao2 = people("op1"), people("ao2")
     base = f"/console/deployments/{dep_id}/cameras/gate"
     page = op1.get(f"{base}/zones")

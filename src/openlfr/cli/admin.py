@@ -280,9 +280,55 @@ def totp_require(
 app.add_typer(totp_app, name="totp")
 
 
+settings_app = typer.Typer(help="Installation-wide settings (administrators).",
+                           no_args_is_help=True)
+
+
+@settings_app.command("profile")
+def profile_cmd(
+    name: Annotated[str | None, typer.Argument(
+        help="The profile to put in force: uk-app or eu-ai-act (omit to show the one in "
+             "force).", show_default=False)] = None,
+    user: Annotated[str | None, typer.Option(
+        "--user", "-u", help="Your user name (needed to change the profile: administrators "
+                             "only).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Show the jurisdiction profile in force and its rules, or put NAME in force (audited as
+    a profile change)."""
+    from openlfr.governance import profiles
+
+    changed = False
+    if name is not None:
+        if not user:
+            fail("--user NAME is required to change the profile (administrators only)")
+        with governance_errors():
+            chosen = profiles.parse_profile(name)
+        assert user is not None
+        with acting(data_dir, user) as ctx:
+            changed = profiles.set_profile(ctx.db, ctx.actor, chosen)
+    with opened(data_dir) as system, system.db.reading() as s:
+        active = profiles.active_profile(s)
+    rules = [*profiles.RULES[active], *profiles.COMMON_RULES]
+    if json_out:
+        print_json({"profile": active.value, "default": profiles.DEFAULT_PROFILE.value,
+                    "changed": changed, "rules": rules})
+        return
+    if name is not None:
+        err_console.print(f"[green]✓[/] profile {active.value} put in force" if changed
+                          else f"profile {active.value} is already in force", highlight=False)
+    console.print(f"jurisdiction profile: {active.value}"
+                  + (" (the default)" if active == profiles.DEFAULT_PROFILE else ""),
+                  highlight=False)
+    for rule in rules:
+        console.print(f"  - {rule}", highlight=False)
+
+
 def register(root: typer.Typer) -> None:
     root.command("init")(init)
     root.add_typer(app, name="user")
+    root.add_typer(settings_app, name="admin")
 
 
 

@@ -5,7 +5,7 @@ override-threshold, start (``--urgent``), refuse, stop. Thin: parse, call
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 
 import typer
@@ -113,6 +113,18 @@ AlternativesOpt = Annotated[str | None, typer.Option(
 ConsultationOpt = Annotated[int | None, typer.Option(
     "--consultation-days", min=0, help="A public consultation of this many days before it may "
                                        "be authorised (edit: 0 removes it).")]
+NoticeAtOpt = Annotated[str | None, typer.Option(
+    "--notice-at", help="When the advance public notice was (or will be) published: before "
+                        "the window starts (uk-app, unless a critical-threat reason is given "
+                        "as --urgency-reason).")]
+TargetOpt = Annotated[str | None, typer.Option(
+    "--target-fpir", help="The false-alert rate the plan aims at, per person passing (e.g. "
+                          "0.001 or 1e-3; default 0.01): authorisation needs a calibration "
+                          "for it.")]
+FriaOpt = Annotated[str | None, typer.Option(
+    "--fria", help="The fundamental rights impact assessment reference (eu-ai-act).")]
+EuDbOpt = Annotated[str | None, typer.Option(
+    "--eu-db", help="The EU database registration reference (eu-ai-act).")]
 CameraOpt = Annotated[list[str] | None, typer.Option(
     "--camera", "-c", help="A camera as NAME=SOURCE (file, rtsp://..., webcam index); "
                            "repeat for several.")]
@@ -137,6 +149,8 @@ def create(
     watchlist: WatchlistOpt = None, camera: CameraOpt = None,
     alternatives: AlternativesOpt = None, consultation_days: ConsultationOpt = None,
     zones: ZonesOpt = None, masks: MasksOpt = None,
+    notice_at: NoticeAtOpt = None, target_fpir: TargetOpt = None, fria: FriaOpt = None,
+    eu_db: EuDbOpt = None,
     json_out: JsonOpt = False, data_dir: DataDirOpt = None,
 ) -> None:
     """Create a draft deployment. It runs only once another authorising officer authorises it,
@@ -157,7 +171,8 @@ def create(
             model_id=model_id, two_person_rule=bool(two_person_rule), signage=bool(signage),
             public_notice=bool(public_notice), urgency_reason=urgency_reason,
             watchlist_ids=tuple(watchlist or ()), cameras=cameras, alternatives=alternatives,
-            consultation_days=consultation_days or None)
+            consultation_days=consultation_days or None, **_profile_fields(
+                notice_at, target_fpir, fria, eu_db, new=True))
         new_id = deps.create(ctx.db, ctx.actor, plan, ctx.system.keyring)
         view = deps.show(ctx.db, ctx.actor, new_id)
     if json_out:
@@ -181,6 +196,8 @@ def edit(
     watchlist: WatchlistOpt = None, camera: CameraOpt = None,
     alternatives: AlternativesOpt = None, consultation_days: ConsultationOpt = None,
     zones: ZonesOpt = None, masks: MasksOpt = None,
+    notice_at: NoticeAtOpt = None, target_fpir: TargetOpt = None, fria: FriaOpt = None,
+    eu_db: EuDbOpt = None,
     json_out: JsonOpt = False, data_dir: DataDirOpt = None,
 ) -> None:
     """Change a draft or authorised deployment (--watchlist and --camera replace the lists).
@@ -196,6 +213,7 @@ def edit(
             changes[key] = value
     if consultation_days is not None:
         changes["consultation_days"] = consultation_days or None
+    changes.update(_profile_fields(notice_at, target_fpir, fria, eu_db))
     if start is not None:
         changes["planned_start"] = parse_when(start, "--start")
     if end is not None:
@@ -238,6 +256,21 @@ def _zones_text(camera: dict[str, Any]) -> str:
     return out
 
 
+def _expected(v: DeploymentView) -> str:
+    """What its calibration lets one expect at its threshold, or why nothing can be said."""
+    if v.calibration_id is None:
+        return (f"no recorded calibration at {v.watchlist_size} subjects and target "
+                f"{v.target_fpir if v.target_fpir is not None else '-'}: it cannot be "
+                "authorised on the default floor")
+    alerts = ("false alerts not measured" if v.expected_false_alerts_per_10k is None
+              else f"about {v.expected_false_alerts_per_10k:.3g} false alerts per 10,000 "
+                   "people passing")
+    misses = ("miss rate not measured" if v.expected_miss_rate is None
+              else f"{v.expected_miss_rate:.1%} of watchlisted people passing missed")
+    return (f"{alerts}; {misses} (calibration {v.calibration_id}, worst-group floor "
+            f"{v.calibration_floor:.4f})")
+
+
 def _show_table(shown: DeploymentView) -> None:
     view = shown.model_dump(mode="json")
     table = Table(title=f"Deployment {view['id']}: {view['name']}", show_header=False)
@@ -265,6 +298,10 @@ def _show_table(shown: DeploymentView) -> None:
     if view.get("consultation_response"):
         table.add_row("response", escape(view["consultation_response"]) + (
             f"\n({view['consultation_response_by']}, {view['consultation_response_at']})"))
+    for key in ("notice_at", "target_fpir", "fria_ref", "eu_db_ref"):
+        if view.get(key) is not None:
+            table.add_row(key, escape(str(view[key])))
+    table.add_row("expected", _expected(shown))
     table.add_row("watchlists", ", ".join(f"{w['id']} {w['name']} ({w['status']})"
                                           for w in view["watchlists"]) or "-")
     table.add_row("cameras", "\n".join(
@@ -274,7 +311,14 @@ def _show_table(shown: DeploymentView) -> None:
             if c.get("state") else "") + _zones_text(c) for c in view["cameras"]) or "-")
     table.add_row("created", f"{view['created_at']} by {view['created_by']}")
     if view["authorised_by"]:
-        table.add_row("authorised", f"{view['authorised_at']} by {view['authorised_by']}")
+        table.add_row("authorised", f"{view['authorised_at']} by {view['authorised_by']}"
+                      + (f" ({view['authorised_rank']})" if view.get("authorised_rank") else "")
+                      + ("; watchlist criteria approved" if view.get("criteria_approved")
+                         else ""))
+    if view.get("authority_ref"):
+        table.add_row("authority", escape(
+            f"{view['authority_name']}, decision {view['authority_ref']} of "
+            f"{view['authority_date']}; scope: {view['authority_scope']}"))
     if view["started_at"]:
         table.add_row("started", view["started_at"])
     if view.get("pause_reason") and view["status"] == "paused":
@@ -335,17 +379,80 @@ def list_(
     print_table(table)
 
 
+def _profile_fields(notice_at: str | None, target_fpir: str | None, fria: str | None,
+                    eu_db: str | None, new: bool = False) -> dict[str, Any]:
+    """The plan fields of the jurisdiction profiles given as options (``new``: a new plan,
+    whose target rate is the default unless given)."""
+    from openlfr.cli.calibrate import parse_rate
+
+    out: dict[str, Any] = {}
+    if notice_at is not None:
+        out["notice_at"] = parse_when(notice_at, "--notice-at")
+    if target_fpir is not None:
+        with user_errors():
+            out["target_fpir"] = parse_rate(target_fpir)
+    elif new:
+        out["target_fpir"] = deps.DEFAULT_TARGET_FPIR
+    if fria is not None:
+        out["fria_ref"] = fria
+    if eu_db is not None:
+        out["eu_db_ref"] = eu_db
+    return out
+
+
+RankOpt = Annotated[str | None, typer.Option(
+    "--rank", help="Your police rank (uk-app: superintendent or above).")]
+CriteriaOpt = Annotated[bool, typer.Option(
+    "--approve-criteria", help="You approve the watchlist criteria for this deployment "
+                               "(uk-app; `deployment show` lists them).")]
+RepresentativeOpt = Annotated[bool, typer.Option(
+    "--representative", help="You attest that the data of the calibration its threshold is "
+                             "checked against is representative of the people who will "
+                             "pass.")]
+AuthorityRefOpt = Annotated[str | None, typer.Option(
+    "--authority-ref", help="The independent authority's decision reference (eu-ai-act).")]
+AuthorityOpt = Annotated[str | None, typer.Option(
+    "--authority", help="The independent authority that decided (eu-ai-act).")]
+AuthorityDateOpt = Annotated[str | None, typer.Option(
+    "--authority-date", help="The date of its decision, YYYY-MM-DD (eu-ai-act).")]
+AuthorityScopeOpt = Annotated[str | None, typer.Option(
+    "--authority-scope", help="The scope of its decision (eu-ai-act).")]
+
+
+def parse_day(text: str | None, option: str) -> date | None:
+    """A date ``YYYY-MM-DD`` (exit 2 naming ``option`` otherwise)."""
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        fail(f"{option} takes a date as YYYY-MM-DD, not {text[:40]!r}")
+    raise AssertionError("unreachable")
+
+
 @app.command()
-def authorise(deployment: IdArg, user: UserOpt, data_dir: DataDirOpt = None) -> None:
-    """Authorise a draft (authorising officers; never one who created or changed it)."""
+def authorise(deployment: IdArg, user: UserOpt, rank: RankOpt = None,
+              approve_criteria: CriteriaOpt = False, representative: RepresentativeOpt = False,
+              authority_ref: AuthorityRefOpt = None, authority: AuthorityOpt = None,
+              authority_date: AuthorityDateOpt = None,
+              authority_scope: AuthorityScopeOpt = None,
+              data_dir: DataDirOpt = None) -> None:
+    """Authorise a draft (authorising officers; never one who created or changed it). What
+    else it records depends on the jurisdiction profile (`openlfr admin profile`)."""
+    decision = deps.Decision(rank=rank, criteria_approved=approve_criteria,
+                             representative=representative, authority_ref=authority_ref,
+                             authority_name=authority,
+                             authority_date=parse_day(authority_date, "--authority-date"),
+                             authority_scope=authority_scope)
     with acting(data_dir, user) as ctx:
         if _urgent_waiting(ctx.db, ctx.actor, deployment):
-            urgent.authorise_urgent(ctx.db, ctx.actor, deployment)
+            urgent.authorise_urgent(ctx.db, ctx.actor, deployment, decision=decision)
             err_console.print(f"[green]✓[/] urgent use of deployment {deployment} authorised: "
                               "it runs on as an authorised deployment", highlight=False)
             return
         deps.authorise(ctx.db, ctx.system.keyring, ctx.actor, deployment,
-                       consultation_after_days=ctx.system.settings.consultation_after_days)
+                       consultation_after_days=ctx.system.settings.consultation_after_days,
+                       decision=decision)
     err_console.print(f"[green]✓[/] deployment {deployment} authorised", highlight=False)
 
 

@@ -449,6 +449,8 @@ def calibrate(
         dataset=_dataset_evidence(dataset, digest, t, groups, groups_spec, all_imp.pairs,
                                   len(overall.genuine)),
         seed=seed, notes=list(est.notes) + list(groups.notes), start=start)
+    evidence["worst_group"] = worst_group(attr_results, target_fpir, watchlist_size, step)
+    evidence["curve"] = rate_curve(nonmated, all_imp, overall.genuine, watchlist_size)
     if t.duplicates:
         evidence["notes"].append(f"{len(t.duplicates)} images are copies of an earlier image "
                                  f"(cosine >= {DUPLICATE_COSINE}) and were left out")
@@ -574,6 +576,65 @@ def _report_data(overall: GroupScores, attr_results: list[AttributeResult],
 
 
 # -- the evidence --------------------------------------------------------------------------------
+
+
+def worst_group(attr_results: Sequence[AttributeResult], target_fpir: float,
+                watchlist_size: int, step: float = DEFAULT_STEP) -> dict[str, Any]:
+    """The floor that holds for the worst-measured group: for each group, the lowest multiple
+    of ``step`` at which its within-group false-match rate is at most the pairwise rate the
+    target allows at the watchlist size (:func:`pair_fmr_for`); the highest of these. A group
+    with fewer impostor pairs than ``1 / allowed`` cannot show that rate: its floor is the
+    lowest step above all its impostor scores, and ``resolved`` is false."""
+    allowed = pair_fmr_for(target_fpir, watchlist_size)
+    grid = candidate_thresholds(0.0, step)
+    out: dict[str, Any] = {"rule": "per group, the lowest threshold at which its false-match "
+                           "rate over within-group impostor pairs is at most the rate the "
+                           "target allows at the watchlist size; the highest over groups",
+                           "pair_fmr_allowed": dec(allowed), "floor": None, "group": None,
+                           "resolved": None, "groups": {}}
+    best: tuple[float, str, bool] | None = None
+    for a in attr_results:
+        for g in a.groups:
+            scores = np.sort(np.asarray(g.impostor_scores, dtype=np.float64))
+            n = len(scores)
+            if n == 0:
+                continue
+            limit = math.floor(allowed * n + 1e-9)
+            floor = next((c for c in grid if _counts_at(scores, c) <= limit), 1.0)
+            name = f"{a.attribute}={g.group}"
+            resolved = n * allowed >= 1.0 - 1e-9
+            out["groups"][name] = {"floor": dec(floor, 6), "impostor_pairs": n,
+                                   "resolved": resolved}
+            if best is None or floor > best[0]:
+                best = (floor, name, resolved)
+    if best is not None:
+        out.update(floor=dec(best[0], 6), group=best[1], resolved=best[2])
+    return out
+
+
+def rate_curve(nonmated: np.ndarray, all_imp: AllImpostors, genuine: np.ndarray,
+               watchlist_size: int, step: float = DEFAULT_STEP) -> list[dict[str, Any]]:
+    """FPIR and FNIR by threshold (multiples of ``step``): the FPIR of the non-mated searches at
+    the watchlist size where there are some, else modelled from the false-match rate over all
+    impostor pairs; the FNIR as the share of genuine pairs scoring below the threshold (a miss
+    of a mated search). Points the data cannot tell are left out."""
+    genuine = np.sort(np.asarray(genuine, dtype=np.float64))
+    out = []
+    for c in candidate_thresholds(0.0, step):
+        fpir: float | None
+        if len(nonmated):
+            fpir = float(np.mean(nonmated >= c))
+        else:
+            k = all_imp.false_matches(c)
+            fpir = (None if k is None or not all_imp.pairs
+                    else float(fpir_model(k / all_imp.pairs, watchlist_size)))
+        fnir = (None if not len(genuine)
+                else float(np.searchsorted(genuine, c, side="left")) / len(genuine))
+        if fpir is None and fnir is None:
+            continue
+        out.append({"threshold": dec(c, 6), "fpir": None if fpir is None else dec(fpir),
+                    "fnir": None if fnir is None else dec(fnir)})
+    return out
 
 
 def _fpir_evidence(est: FpirEstimate, nonmated: np.ndarray, chosen: float,

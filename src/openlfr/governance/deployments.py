@@ -52,9 +52,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -74,8 +75,22 @@ from openlfr.governance.authz import (
     refuse,
     require,
 )
-from openlfr.governance.floors import Floor, current_floor
+from openlfr.governance.floors import (
+    Floor,
+    calibration_for,
+    calibrations,
+    current_floor,
+    expected_at,
+    pick_calibration,
+)
 from openlfr.governance.names import check_name, check_text
+from openlfr.governance.profiles import (
+    TWO_PERSON_PROFILES,
+    Profile,
+    active_profile,
+    parse_rank,
+    rank_problem,
+)
 from openlfr.governance.times import to_utc
 from openlfr.governance.views import CameraView, DeploymentView, OverrideChance, WatchlistRef
 from openlfr.redact import is_redacted, redact, source_digest
@@ -88,6 +103,8 @@ from openlfr.store.models import (
     CameraStats,
     Deployment,
     PublicQuestion,
+    Subject,
+    UseNotification,
     Watchlist,
 )
 from openlfr.video.sources import check_camera_name, split_camera
@@ -108,6 +125,12 @@ CAMERA_KEY_PURPOSE = "camera-secrets"
 #: A reason for a threshold override below the floor: at least a sentence.
 OVERRIDE_REASON_CHARS = 20
 OVERRIDE_REASON_WORDS = 3
+
+#: The target false-positive identification rate a plan has unless it says otherwise (1 %,
+#: as ``openlfr calibrate``'s default).
+DEFAULT_TARGET_FPIR = 0.01
+#: The plan fields of references checked as names.
+PROFILE_REFS = ("fria_ref", "eu_db_ref")
 
 END_OF_WINDOW = "the planned end of the deployment window was reached"
 
@@ -166,12 +189,39 @@ class Plan:
     alternatives: str | None = None
     #: the public consultation's length in days (None: no consultation)
     consultation_days: int | None = None
+    #: when the advance public notice was (or will be) published: before the window starts
+    #: (required under ``uk-app`` unless a critical-threat reason, ``urgency_reason``, is given)
+    notice_at: datetime | None = None
+    #: the false-positive identification rate the plan aims at (false alerts per person
+    #: passing): authorisation needs a calibration for it (:func:`authorise`)
+    target_fpir: float | None = DEFAULT_TARGET_FPIR
+    #: the fundamental rights impact assessment and the EU database registration (required
+    #: under ``eu-ai-act``)
+    fria_ref: str | None = None
+    eu_db_ref: str | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the authorising officer records with an authorisation (:func:`authorise`), as the
+    profile in force asks: ``uk-app``: the officer's ``rank`` and the approval of the
+    watchlist criteria; ``eu-ai-act``: the independent authority's decision; both: the
+    attestation that the calibration's data is representative of the people who will pass."""
+
+    rank: str | None = None
+    criteria_approved: bool = False
+    representative: bool = False
+    authority_ref: str | None = None
+    authority_name: str | None = None
+    authority_date: date | None = None
+    authority_scope: str | None = None
 
 
 #: The plan fields stored as columns of the same name.
 COLUMNS = ("name", "site", "location", "purpose", "legal_basis", "dpia_ref", "equality_ref",
            "planned_start", "planned_end", "threshold", "model_id", "two_person_rule",
-           "signage", "public_notice", "urgency_reason", "alternatives", "consultation_days")
+           "signage", "public_notice", "urgency_reason", "alternatives", "consultation_days",
+           "notice_at", "target_fpir", "fria_ref", "eu_db_ref")
 TEXT_FIELDS = ("name", "site", "location", "purpose", "legal_basis", "dpia_ref",
                "equality_ref")
 REQUIRED_LABELS = {
@@ -180,6 +230,8 @@ REQUIRED_LABELS = {
     "dpia_ref": "the data protection impact assessment reference",
     "equality_ref": "the equality impact assessment reference",
 }
+PROFILE_LABELS = {"fria_ref": "fundamental rights impact assessment reference",
+                  "eu_db_ref": "EU database registration reference"}
 ALTERNATIVES_LABEL = ("the less intrusive alternatives considered and why they do not "
                       "suffice")
 #: The longest consultation a plan may set, in days.
@@ -219,6 +271,26 @@ def _check_plan(plan: Plan) -> Plan:
             raise RuleError(f"the consultation period must be a whole number of days from 1 "
                             f"to {CONSULTATION_MAX_DAYS} (got {days!r})",
                             field="consultation_days")
+    for name in PROFILE_REFS:
+        value = getattr(plan, name)
+        if value is not None and not isinstance(value, str):
+            raise RuleError(f"{name} must be text", field=name)
+        check_name((value or "").strip(), f"the {PROFILE_LABELS[name]}")
+    plan = replace(plan, fria_ref=(plan.fria_ref or "").strip() or None,
+                   eu_db_ref=(plan.eu_db_ref or "").strip() or None)
+    if plan.target_fpir is not None:
+        rate = plan.target_fpir
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (
+                0.0 < float(rate) < 1.0):
+            raise RuleError(f"the target false-alert rate must be a number between 0 and 1, "
+                            f"e.g. 0.001 for 1 in 1,000 people passing (got {rate!r})",
+                            field="target_fpir")
+        plan = replace(plan, target_fpir=float(rate))
+    if plan.notice_at is not None:
+        if not isinstance(plan.notice_at, datetime) or plan.notice_at.tzinfo is None:
+            raise RuleError("notice_at must be a date and time with a timezone "
+                            "(e.g. 2026-05-01T08:00Z)", field="notice_at")
+        plan = replace(plan, notice_at=to_utc(plan.notice_at, "notice_at"))
     if not plan.name:
         raise RuleError("a deployment needs a name")
     for name, value in (("planned_start", plan.planned_start),
@@ -374,7 +446,12 @@ def _plan_details(dep: Deployment) -> dict[str, Any]:
                      "zones": zone_summary(from_json(c.zones)),
                      "masks": zone_summary(from_json(c.masks))}
                     for c in dep.cameras],
-    } | ({"consultation_days": dep.consultation_days} if dep.consultation_days else {})
+    } | ({"consultation_days": dep.consultation_days} if dep.consultation_days else {}) | {
+        name: value for name, value in (
+            ("notice_at", _dt(dep.notice_at)),
+            ("target_fpir", None if dep.target_fpir is None
+             else audit_log.fmt_float(dep.target_fpir)),
+            ("fria_ref", dep.fria_ref), ("eu_db_ref", dep.eu_db_ref)) if value is not None}
 
 
 # -- camera sources ----------------------------------------------------------------------------
@@ -867,15 +944,228 @@ def consultation_problem(dep: Deployment, now: datetime,
     return None
 
 
+# -- the jurisdiction profiles' rules -----------------------------------------------------------
+
+def watchlist_size(s: Session, dep: Deployment) -> int:
+    """The number of subjects in the deployment's watchlists (its searches' gallery size)."""
+    ids = [wl.id for wl in dep.watchlists]
+    if not ids:
+        return 0
+    return int(s.scalar(select(func.count()).select_from(Subject)
+                        .where(Subject.watchlist_id.in_(ids))) or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Calibrated:
+    """The calibration a plan is checked against and what it lets one expect of it."""
+
+    floor: Floor | None  # None: no recorded calibration answers for the plan
+    watchlist_size: int
+    target_fpir: float | None
+    false_alerts_per_10k: float | None = None
+    miss_rate: float | None = None
+
+
+def calibration_of(s: Session, dep: Deployment, size: int | None = None,
+                   floors: Sequence[Floor] | None = None) -> Calibrated:
+    """The recorded calibration of the deployment's model that answers for its plan (watchlist
+    size and target rate: :func:`openlfr.governance.floors.calibration_for`), with the false
+    alerts per 10,000 people passing and the miss rate expected at its threshold. ``size`` and
+    ``floors`` (the model's calibrations, newest first) when already read."""
+    size = watchlist_size(s, dep) if size is None else size
+    if dep.target_fpir is None:
+        return Calibrated(None, size, None)
+    floor = (calibration_for(s, dep.model_id, max(size, 1), dep.target_fpir) if floors is None
+             else pick_calibration(floors, max(size, 1), dep.target_fpir))
+    if floor is None:
+        return Calibrated(None, size, dep.target_fpir)
+    per_10k, miss = expected_at(floor, dep.threshold)
+    return Calibrated(floor, size, dep.target_fpir, per_10k, miss)
+
+
+def _criteria(dep: Deployment) -> list[dict[str, Any]]:
+    """The criteria of the deployment's watchlists: each one's purpose and how many of its
+    subjects are in each category (no one is named)."""
+    out = []
+    for wl in dep.watchlists:
+        categories: dict[str, int] = {}
+        for subject in wl.subjects:
+            categories[subject.category.value] = categories.get(subject.category.value, 0) + 1
+        out.append({"watchlist": wl.id, "name": wl.name, "purpose": wl.purpose,
+                    "categories": dict(sorted(categories.items()))})
+    return out
+
+
+def _calibration_problems(cal: Calibrated, dep: Deployment, decision: Decision) -> list[str]:
+    if cal.target_fpir is None:
+        return ["missing: the plan's target false-alert rate (target FPIR)"]
+    if cal.floor is None:
+        return [f"model {dep.model_id} has no recorded calibration at a watchlist size of at "
+                f"least {max(cal.watchlist_size, 1):,} and a target rate of at most "
+                f"{cal.target_fpir:g}: its default floor is not enough; run `openlfr "
+                f"calibrate --watchlist-size {max(cal.watchlist_size, 1)} --target-fpir "
+                f"{cal.target_fpir:g}` on data representative of the people who will pass"]
+    problems = []
+    if not decision.representative:
+        problems.append("the authorising officer must attest that the data of calibration "
+                        f"{cal.floor.id} is representative of the people expected to pass")
+    problem = threshold_problem(dep, cal.floor)
+    if problem:
+        problems.append(problem)
+    return problems
+
+
+def _authority(decision: Decision) -> dict[str, str] | None:
+    """The independent authority's decision, tidied, or None when a part is missing."""
+    parts = {"reference": (decision.authority_ref or "").strip(),
+             "authority": (decision.authority_name or "").strip(),
+             "scope": (decision.authority_scope or "").strip()}
+    if not all(parts.values()) or decision.authority_date is None:
+        return None
+    check_name(parts["reference"], "the authority's decision reference")
+    check_name(parts["authority"], "the authority's name")
+    check_text(parts["scope"], "the scope of the authority's decision")
+    return parts | {"date": decision.authority_date.isoformat()}
+
+
+def profile_problems(s: Session, dep: Deployment, profile: Profile, decision: Decision,
+                     cal: Calibrated) -> list[str]:
+    """What the profile in force still needs before ``dep`` can be authorised with
+    ``decision`` (plain words; README "Jurisdiction profiles")."""
+    problems = _calibration_problems(cal, dep, decision)
+    if profile == Profile.UK_APP:
+        if decision.rank is None or not decision.rank.strip():
+            problems.append("missing: the authorising officer's rank (superintendent or "
+                            "above)")
+        else:
+            low = rank_problem(parse_rank(decision.rank))
+            if low:
+                problems.append(low)
+        if not decision.criteria_approved:
+            problems.append("the authorising officer must approve the watchlist criteria for "
+                            "this deployment")
+        if not dep.urgency_reason:
+            if dep.notice_at is None:
+                problems.append("missing: the date of the advance public notice, or a "
+                                "critical-threat reason why there is none")
+            elif dep.notice_at >= dep.planned_start:
+                problems.append(f"the public notice ({_dt(dep.notice_at)}) must be published "
+                                f"before the window starts ({_dt(dep.planned_start)})")
+    else:
+        missing = [PROFILE_LABELS[n] for n in PROFILE_REFS if not getattr(dep, n)]
+        if missing:
+            problems.append("missing: the " + "; the ".join(missing))
+        if _authority(decision) is None:
+            problems.append("missing: the independent authority's decision (reference, "
+                            "authority, date and scope)")
+    return problems
+
+
+def _record_decision(s: Session, dep: Deployment, profile: Profile, decision: Decision,
+                     cal: Calibrated) -> dict[str, Any]:
+    """Store what the authorisation recorded under ``profile``; its audit details."""
+    assert cal.floor is not None
+    dep.calibration_id = cal.floor.id
+    dep.calibration_representative = True
+    details: dict[str, Any] = {
+        "profile": profile.value,
+        "calibration": {"id": cal.floor.id, "floor": audit_log.fmt_float(cal.floor.threshold),
+                        "watchlist_size": cal.floor.watchlist_size,
+                        "target_fpir": cal.floor.evidence.get("target_fpir"),
+                        "plan_watchlist_size": cal.watchlist_size,
+                        "representative": True}}
+    if profile == Profile.UK_APP:
+        dep.authorised_rank = parse_rank(decision.rank)
+        criteria = _criteria(dep)
+        dep.criteria_approval = json.dumps(criteria, sort_keys=True)
+        details.update(rank=dep.authorised_rank, criteria=criteria,
+                       critical_threat=dep.urgency_reason is not None)
+    else:
+        authority = _authority(decision)
+        assert authority is not None
+        dep.authority_ref, dep.authority_name = authority["reference"], authority["authority"]
+        dep.authority_date, dep.authority_scope = authority["date"], authority["scope"]
+        details["authority"] = authority
+        if profile in TWO_PERSON_PROFILES and not dep.two_person_rule:
+            dep.two_person_rule = True
+            details["two_person_rule_forced"] = True
+    return details
+
+
+def notify_use(s: Session, dep: Deployment, actor: Actor, now: datetime) -> UseNotification | None:
+    """Under ``eu-ai-act``, the notification of this use for the market-surveillance and
+    data-protection authorities (``deployment.notification``), else None."""
+    if active_profile(s) != Profile.EU_AI_ACT:
+        return None
+    body = {
+        "format": "openlfr-use-notification-v1",
+        "recipients": ["market surveillance authority", "national data protection authority"],
+        "use_started_at": _dt(now), "started_by": actor.name,
+        "deployment": {"id": dep.id, "name": dep.name, "site": dep.site,
+                       "location": dep.location, "purpose": dep.purpose,
+                       "legal_basis": dep.legal_basis,
+                       "planned_start": _dt(dep.planned_start),
+                       "planned_end": _dt(dep.planned_end)},
+        "authorisation": {"by": dep.authorised_by, "at": _dt(dep.authorised_at),
+                          "authority_reference": dep.authority_ref,
+                          "authority": dep.authority_name,
+                          "authority_date": dep.authority_date,
+                          "scope": dep.authority_scope},
+        "fria_ref": dep.fria_ref, "eu_db_ref": dep.eu_db_ref, "dpia_ref": dep.dpia_ref,
+        "system": {"model_id": dep.model_id, "threshold": audit_log.fmt_float(dep.threshold)},
+        "cameras": [c.name for c in dep.cameras],
+        "reference_watchlists": [{"id": wl.id, "name": wl.name, "subjects": len(wl.subjects)}
+                                 for wl in dep.watchlists],
+    }
+    row = UseNotification(deployment_id=dep.id, created_at=now, created_by=actor.name,
+                          body=json.dumps(body, sort_keys=True))
+    s.add(row)
+    s.flush()
+    audit_log.record(s, actor.name, "deployment.notification", "deployment", dep.id,
+                     {"notification": row.id, "at": _dt(now),
+                      "sha256": hashlib.sha256(row.body.encode()).hexdigest()})
+    return row
+
+
+def criteria_of(db: Database, actor: Actor, deployment_id: int) -> list[dict[str, Any]]:
+    """The criteria of its watchlists, as an authorising officer approves them (``uk-app``):
+    the ones approved at its authorisation, else (a draft, even one authorised before and
+    changed since) its watchlists' as they are now."""
+    require(db, actor, Perm.DEPLOYMENT_READ, "deployment", str(deployment_id))
+    with db.reading() as s:
+        dep = _load(s, deployment_id)
+        if dep.criteria_approval and dep.status != DeploymentStatus.DRAFT:
+            return list(json.loads(dep.criteria_approval))
+        return _criteria(dep)
+
+
+def notifications(db: Database, actor: Actor, deployment_id: int) -> list[dict[str, Any]]:
+    """The use notifications of a deployment, oldest first: each ``{"id", "created_at",
+    "body"}`` (the body as generated)."""
+    require(db, actor, Perm.DEPLOYMENT_READ, "deployment", str(deployment_id))
+    with db.reading() as s:
+        _load(s, deployment_id)
+        rows = s.scalars(select(UseNotification).where(
+            UseNotification.deployment_id == deployment_id).order_by(UseNotification.id))
+        return [{"id": r.id, "created_at": _dt(r.created_at), "created_by": r.created_by,
+                 "body": json.loads(r.body)} for r in rows]
+
+
 # -- authorise, start, stop --------------------------------------------------------------------
 
 def authorise(db: Database, keyring: Keyring, actor: Actor, deployment_id: int,
               now: datetime | None = None,
-              consultation_after_days: int = CONSULTATION_AFTER_DAYS) -> None:
-    """Authorise a draft (see the module's rules). Creates the deployment's data key.
-    ``consultation_after_days``: the setting ``OPENLFR_CONSULTATION_AFTER_DAYS``."""
+              consultation_after_days: int = CONSULTATION_AFTER_DAYS,
+              decision: Decision | None = None) -> None:
+    """Authorise a draft (see the module's rules, and the profile in force's:
+    :func:`profile_problems`). Creates the deployment's data key.
+    ``consultation_after_days``: the setting ``OPENLFR_CONSULTATION_AFTER_DAYS``.
+    ``decision``: what the authorising officer records with it (:class:`Decision`)."""
     require(db, actor, Perm.DEPLOYMENT_AUTHORISE, "deployment", str(deployment_id))
     now = now or utcnow()
+    decision = decision or Decision()
+    if decision.rank is not None and decision.rank.strip():
+        parse_rank(decision.rank)  # an unknown rank is bad input, said at once
     with db.reading() as s:
         _load(s, deployment_id)
         is_author = actor.name in authors(s, deployment_id)
@@ -894,6 +1184,10 @@ def authorise(db: Database, keyring: Keyring, actor: Actor, deployment_id: int,
         consultation = consultation_problem(dep, now, consultation_after_days)
         if consultation:
             problems.append(consultation)
+        profile = active_profile(s)
+        cal = calibration_of(s, dep)
+        problems += [p for p in profile_problems(s, dep, profile, decision, cal)
+                     if p not in problems]
         if problems:
             raise Conflict(f"deployment {deployment_id} cannot be authorised: "
                            + "; ".join(problems))
@@ -909,6 +1203,7 @@ def authorise(db: Database, keyring: Keyring, actor: Actor, deployment_id: int,
                        override=dep.threshold_override_reason is not None
                        and dep.threshold < floor.threshold,
                        data_key=dep.data_key_id, data_key_created=new_key)
+        details.update(_record_decision(s, dep, profile, decision, cal))
         if dep.consultation_opened_at is not None:
             details["consultation"] = {
                 "opened_at": _dt(dep.consultation_opened_at),
@@ -973,6 +1268,7 @@ def start(db: Database, actor: Actor, deployment_id: int, now: datetime | None =
             details["paused_for"] = paused_for
         audit_log.record(s, actor.name, "deployment.resume" if resumed else "deployment.start",
                          "deployment", dep.id, details)
+        notify_use(s, dep, actor, now)
         return resumed
 
 
@@ -1087,12 +1383,35 @@ def _describe_all(session: Session, rows: Sequence[Deployment],
         for r in session.scalars(select(CameraStats).where(
                 CameraStats.deployment_id.in_([d.id for d in rows]))):
             stats.setdefault(r.deployment_id, {})[r.camera] = r
-    return [_view(dep, floors[dep.model_id], _camera_states(dep, stats.get(dep.id, {}), now))
+    cals = calibrations(session, list(floors))
+    wl_ids = sorted({wl.id for d in rows for wl in d.watchlists})
+    subjects: dict[int, int] = {}
+    if wl_ids:
+        subjects = {wid: int(n) for wid, n in session.execute(
+            select(Subject.watchlist_id, func.count()).where(Subject.watchlist_id.in_(wl_ids))
+            .group_by(Subject.watchlist_id))}
+    return [_view(dep, floors[dep.model_id], _camera_states(dep, stats.get(dep.id, {}), now),
+                  calibration_of(session, dep,
+                                 sum(subjects.get(wl.id, 0) for wl in dep.watchlists),
+                                 cals.get(dep.model_id, [])))
             for dep in rows]
 
 
-def _view(dep: Deployment, floor: Floor, cameras: list[CameraView]) -> DeploymentView:
+def _view(dep: Deployment, floor: Floor, cameras: list[CameraView],
+          cal: Calibrated | None = None) -> DeploymentView:
+    cal = cal or Calibrated(None, 0, dep.target_fpir)
     return DeploymentView(
+        notice_at=dep.notice_at, target_fpir=dep.target_fpir, fria_ref=dep.fria_ref,
+        eu_db_ref=dep.eu_db_ref, authorised_rank=dep.authorised_rank,
+        criteria_approved=(dep.criteria_approval is not None
+                           and dep.status != DeploymentStatus.DRAFT),
+        authority_ref=dep.authority_ref, authority_name=dep.authority_name,
+        authority_date=dep.authority_date, authority_scope=dep.authority_scope,
+        watchlist_size=cal.watchlist_size,
+        calibration_id=cal.floor.id if cal.floor is not None else None,
+        calibration_floor=cal.floor.threshold if cal.floor is not None else None,
+        expected_false_alerts_per_10k=cal.false_alerts_per_10k,
+        expected_miss_rate=cal.miss_rate,
         id=dep.id, name=dep.name, status=dep.status.value, site=dep.site,
         location=dep.location, purpose=dep.purpose, legal_basis=dep.legal_basis,
         dpia_ref=dep.dpia_ref, equality_ref=dep.equality_ref,

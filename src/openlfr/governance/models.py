@@ -105,7 +105,14 @@ def _user_spec(session: Session, row: UserModel, data_dir: Path | None) -> Backe
 
     floor = session.get(ThresholdFloor, row.floor_id) if row.floor_id is not None else None
     return user_spec(row.name, _recogniser(row, data_dir), _config(row)["detector"],
-                     None if floor is None else floor.threshold)
+                     None if floor is None else _enforced(floor))
+
+
+def _enforced(floor: ThresholdFloor) -> float:
+    """A calibrated floor as enforced (the one that holds for its worst-measured group)."""
+    from openlfr.governance.floors import enforced_threshold
+
+    return enforced_threshold(floor)
 
 
 def _row_named(session: Session, name: str) -> UserModel | None:
@@ -235,7 +242,7 @@ def _user_info(session: Session, row: UserModel, data_dir: Path | None,
         f"{config['width']}x{config['height']} {config['colour'].upper()}, {config['dim']}-d, "
         f"with {config['detector']}",
         CALIBRATED if floor is not None else NEEDS_CALIBRATION,
-        floor.threshold if floor is not None else None,
+        _enforced(floor) if floor is not None else None,
         "calibrated" if floor is not None else None,
         sha256=row.sha256, path=str(path) if path is not None else row.filename,
         config=config, added_by=row.created_by, added_at=row.created_at.isoformat(),

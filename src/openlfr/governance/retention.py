@@ -16,7 +16,8 @@ each step in its own transaction and audited:
    kept until that one ends too; the report lists it with the deployments it waits for.
 3. **Expires subjects** whose expiry has passed
    (:func:`openlfr.governance.watchlists.expire_subjects`).
-4. **Purges alerts** created more than ``retention_days`` (31) ago unless a person held them
+4. **Purges alerts** created more than ``retention_days`` (31; never more than 31 under the
+   ``uk-app`` profile: :func:`retention_days`) ago unless a person held them
    with a recorded reason (``Alert.held_reason``). *Purging* means: the encrypted probe crop is
    cleared (``crop_ct = NULL``), the link to the watchlist subject and its reference image is
    cut (``subject_id``, ``subject_image_id``), the free-text reasons of the adjudications and
@@ -51,10 +52,10 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from openlfr.audit import log as audit_log
-from openlfr.governance import deployments, purge, watchlists
+from openlfr.governance import deployments, profiles, purge, watchlists
 from openlfr.governance.authz import SYSTEM_ACTOR, Actor, Perm, RuleError, require
 from openlfr.governance.system import System
-from openlfr.store.db import affected
+from openlfr.store.db import Database, affected
 from openlfr.store.enums import DeploymentStatus, WatchlistStatus
 from openlfr.store.models import (
     Adjudication,
@@ -210,6 +211,15 @@ def _keys_to_destroy(session: Session) -> list[int]:
     return ids
 
 
+def retention_days(db: Database, setting: int) -> int:
+    """The alert retention period in force: ``OPENLFR_RETENTION_DAYS``, but never longer than
+    the ``uk-app`` profile's period (:data:`openlfr.governance.profiles.UK_APP_ALERT_DAYS`)
+    while that profile is in force."""
+    if profiles.current(db) == profiles.Profile.UK_APP:
+        return min(setting, profiles.UK_APP_ALERT_DAYS)
+    return setting
+
+
 def run_retention(system: System, actor: Actor = SYSTEM_ACTOR, now: datetime | None = None,
                   dry_run: bool = False) -> RetentionReport:
     """Apply the retention rules once (see the module docstring); ``dry_run`` changes nothing
@@ -218,9 +228,10 @@ def run_retention(system: System, actor: Actor = SYSTEM_ACTOR, now: datetime | N
     settings = system.settings
     require(db, actor, Perm.RETENTION_RUN, "retention", "run")
     when = _aware(now)
-    cutoff = when - timedelta(days=settings.retention_days)
+    days = retention_days(db, settings.retention_days)
+    cutoff = when - timedelta(days=days)
     report = RetentionReport(now=when.isoformat(), dry_run=dry_run,
-                             retention_days=settings.retention_days,
+                             retention_days=days,
                              watchlist_destroy_hours=settings.watchlist_destroy_hours,
                              purge_cutoff=cutoff.isoformat())
     hours = settings.watchlist_destroy_hours
@@ -278,7 +289,7 @@ def run_retention(system: System, actor: Actor = SYSTEM_ACTOR, now: datetime | N
     with db.session() as s:
         audit_log.record(s, actor.name, "retention.run", "retention", "run", {
             "now": when.isoformat(),
-            "retention_days": settings.retention_days,
+            "retention_days": days,
             "deployments_ended": len(report.deployments_ended),
             "watchlists_destroyed": len(report.watchlists_destroyed),
             "watchlists_late": len(report.watchlists_late),

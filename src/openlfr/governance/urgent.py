@@ -205,6 +205,11 @@ def start_urgent(db: Database, keyring: Keyring, actor: Actor, deployment_id: in
         if not dep.urgency_reason:  # the recorded reason why no notice was given ahead
             dep.urgency_reason = text
         problems = deps._runnable_problems(s, dep, starting=True)
+        # no use on a model's default floor, urgent or not: a fitting recorded calibration
+        # (its attestation comes with the authorisation that must follow)
+        problems += [p for p in deps._calibration_problems(
+            deps.calibration_of(s, dep), dep, deps.Decision(representative=True))
+            if p not in problems]
         window = deps.window_problem(dep, now)
         if window:
             problems.insert(0, window)
@@ -229,16 +234,22 @@ def start_urgent(db: Database, keyring: Keyring, actor: Actor, deployment_id: in
             "cameras": [c.name for c in dep.cameras],
             "threshold": audit_log.fmt_float(dep.threshold), "model_id": dep.model_id,
             "data_key": dep.data_key_id, "data_key_created": new_key})
+        deps.notify_use(s, dep, actor, now)  # the authorities are notified of each use
         return _view(row, dep, now)
 
 
 # -- authorise ---------------------------------------------------------------------------------
 
 def authorise_urgent(db: Database, actor: Actor, deployment_id: int,
-                     now: datetime | None = None) -> UrgentUseView:
+                     now: datetime | None = None,
+                     decision: deps.Decision | None = None) -> UrgentUseView:
     """Authorise an urgent use before its deadline (``urgent.authorise``): by an authorising
-    officer who neither started, created nor changed it; the plan's rules are checked as for an
-    authorisation. The deployment is then an ordinary authorised one, still running."""
+    officer who neither started, created nor changed it; the plan's rules and the profile's
+    (:func:`openlfr.governance.deployments.profile_problems`: the independent authority's
+    decision, the references, a fitting calibration attested representative) are checked as
+    for an authorisation, and ``decision`` is recorded the same way. The deployment is then an
+    ordinary authorised one, still running."""
+    decision = decision or deps.Decision()
     require(db, actor, Perm.DEPLOYMENT_AUTHORISE, "deployment", str(deployment_id))
     now = to_utc(now, "now") if now is not None else utcnow()
     with db.reading() as s:
@@ -257,9 +268,14 @@ def authorise_urgent(db: Database, actor: Actor, deployment_id: int,
                            f"by its deadline {_dt(row.deadline)}: it is stopped and its results "
                            "deleted")
         problems = deps._runnable_problems(s, dep)
+        profile = active_profile(s)
+        cal = deps.calibration_of(s, dep)
+        problems += [p for p in deps.profile_problems(s, dep, profile, decision, cal)
+                     if p not in problems]
         if problems:
             raise Conflict(f"the urgent use of deployment {deployment_id} cannot be "
                            "authorised: " + "; ".join(problems))
+        recorded = deps._record_decision(s, dep, profile, decision, cal)
         dep.authorised_by = actor.name
         dep.authorised_at = now
         row.outcome = AUTHORISED
@@ -270,6 +286,7 @@ def authorise_urgent(db: Database, actor: Actor, deployment_id: int,
                                    "started_at": _dt(row.started_at),
                                    "deadline": _dt(row.deadline)},
                        at=_dt(now), data_key=dep.data_key_id)
+        details.update(recorded)
         audit_log.record(s, actor.name, "urgent.authorise", "deployment", dep.id, details)
         return _view(row, dep, now)
 

@@ -128,6 +128,7 @@ ACTION_WORDS: dict[str, str] = {
     "urgent.refuse": "Urgent use refused",
     "urgent.expire": "Urgent use not authorised within 24 hours",
     "urgent.results_delete": "Results of an urgent use deleted",
+    "deployment.notification": "Notification of use generated",
     "floor.record": "Threshold floor recorded",
     "keys.move": "Keys moved",
     "model.add": "Model added",
@@ -345,6 +346,32 @@ class DeploymentView(View):
     consultation_response_at: datetime | None = None
     consultation: str = Field(default="none", description=(
         "none, planned (not published yet), open, ended (awaiting a response) or responded"))
+    notice_at: datetime | None = Field(default=None, description=(
+        "When the advance public notice was published (uk-app)."))
+    target_fpir: float | None = Field(default=None, description=(
+        "The false-positive identification rate the plan aims at (per person passing)."))
+    fria_ref: str | None = Field(default=None, description=(
+        "The fundamental rights impact assessment reference (eu-ai-act)."))
+    eu_db_ref: str | None = Field(default=None, description=(
+        "The EU database registration reference (eu-ai-act)."))
+    authorised_rank: str | None = Field(default=None, description=(
+        "The authorising officer's rank at authorisation (uk-app)."))
+    criteria_approved: bool = Field(default=False, description=(
+        "Whether the watchlist criteria were approved for this deployment (uk-app)."))
+    authority_ref: str | None = None
+    authority_name: str | None = None
+    authority_date: str | None = None
+    authority_scope: str | None = None
+    watchlist_size: int = Field(default=0, description="Subjects in its watchlists.")
+    calibration_id: int | None = Field(default=None, description=(
+        "The recorded calibration that answers for the plan's watchlist size and target "
+        "rate; null: none yet."))
+    calibration_floor: float | None = Field(default=None, description=(
+        "That calibration's floor (the one that holds for its worst-measured group)."))
+    expected_false_alerts_per_10k: float | None = Field(default=None, description=(
+        "False alerts expected per 10,000 people passing at its threshold."))
+    expected_miss_rate: float | None = Field(default=None, description=(
+        "The share of watchlisted people passing expected to be missed at its threshold."))
 
     @property
     def proposed(self) -> bool:

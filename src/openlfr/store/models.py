@@ -332,6 +332,27 @@ class Deployment(Base):
     consultation_response: Mapped[str | None] = mapped_column(Text)
     consultation_response_by: Mapped[str | None] = mapped_column(String(64))
     consultation_response_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # -- the jurisdiction profiles' rules (migration 0015) --
+    #: when the advance public notice was published (``uk-app``)
+    notice_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: the false-positive identification rate the plan aims at (per person passing)
+    target_fpir: Mapped[float | None] = mapped_column(Float)
+    #: the fundamental rights impact assessment and EU database registration (``eu-ai-act``)
+    fria_ref: Mapped[str | None] = mapped_column(String(200))
+    eu_db_ref: Mapped[str | None] = mapped_column(String(200))
+    #: the authorising officer's rank at authorisation (``uk-app``)
+    authorised_rank: Mapped[str | None] = mapped_column(String(40))
+    #: the watchlist criteria approved for this deployment at authorisation (JSON)
+    criteria_approval: Mapped[str | None] = mapped_column(Text)
+    #: the independent authority's decision (``eu-ai-act``)
+    authority_ref: Mapped[str | None] = mapped_column(String(200))
+    authority_name: Mapped[str | None] = mapped_column(String(200))
+    authority_date: Mapped[str | None] = mapped_column(String(10))  # YYYY-MM-DD
+    authority_scope: Mapped[str | None] = mapped_column(Text)
+    #: the recorded calibration (threshold_floors.id) its threshold was checked against, and
+    #: whether the authorising officer attested that its data is representative
+    calibration_id: Mapped[int | None] = mapped_column(Integer)
+    calibration_representative: Mapped[bool | None] = mapped_column(Boolean)
 
     cameras: Mapped[list[Camera]] = relationship(
         back_populates="deployment", cascade="all, delete-orphan", passive_deletes=True,
@@ -491,6 +512,20 @@ class Outcome(Base):
 
 
 # -- thresholds --------------------------------------------------------------------------------
+
+class UseNotification(Base):
+    """The notification of one use (one start) of a deployment for the market-surveillance and
+    data-protection authorities (``eu-ai-act``): its JSON body, as generated."""
+
+    __tablename__ = "use_notifications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(
+        ForeignKey("deployments.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text)
+
 
 class ThresholdFloor(Base):
     """A calibrated threshold floor for one model, with the evidence behind it (JSON text)."""

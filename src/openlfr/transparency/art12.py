@@ -5,7 +5,10 @@ each use (start and end), the reference database the input was checked against, 
 data for which the search led to a match, and who verified the results (Art. 14(5)). One
 record per deployment:
 
-* ``start`` / ``end`` (and the planned window, the authorisation: who and when);
+* ``start`` / ``end`` (and the planned window, the authorisation: who and when, the
+  authorising officer's rank, the independent authority's decision);
+* ``uses``: the period of each use, each run from a start or resume to its pause or end, with
+  who started it and why it stopped (the seq of both audit entries);
 * ``reference_watchlists``: id, name, who approved it and when, its size at authorisation, and
   when it was destroyed;
 * ``matched_inputs``: every alert: id, time seen, camera, score, threshold, status, the seq of
@@ -35,6 +38,22 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat()
 
 
+#: The audit actions that open and close a period of use (a run) of a deployment.
+USE_OPENS = ("deployment.start", "deployment.resume")
+USE_CLOSES = ("deployment.pause", "deployment.end", "deployment.run_end")
+
+
+def _use_period(periods: list[dict[str, Any]], entry: audit_log.AuditEntry) -> None:
+    """Art. 12(3)(a): the period of each use, from the deployment's audit entries: a start or
+    resume opens one (by whom), a pause or end closes the open one (why)."""
+    at = entry.details.get("at") if isinstance(entry.details.get("at"), str) else entry.time
+    if entry.action in USE_OPENS:
+        periods.append({"start": at, "started_by": entry.actor, "end": None,
+                        "end_reason": None, "start_seq": entry.seq})
+    elif entry.action in USE_CLOSES and periods and periods[-1]["end"] is None:
+        periods[-1].update(end=at, end_reason=entry.details.get("reason"), end_seq=entry.seq)
+
+
 def art12_records(session: Session, deployment_id: int | None = None) -> list[dict[str, Any]]:
     """One Art. 12 record per deployment (or for one; empty if it does not exist)."""
     query = select(Deployment).options(selectinload(Deployment.watchlists)).order_by(
@@ -57,10 +76,12 @@ def art12_records(session: Session, deployment_id: int | None = None) -> list[di
 
     seqs: dict[int, list[int]] = defaultdict(list)
     created_seq: dict[int, int] = {}
+    uses: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for entry in audit_log.entries(session):
         target = entry.object_id
         if entry.object_type == "deployment" and target.isdigit() and int(target) in ids:
             seqs[int(target)].append(entry.seq)
+            _use_period(uses[int(target)], entry)
         elif entry.object_type == "alert" and target.isdigit() and int(target) in alert_dep:
             seqs[alert_dep[int(target)]].append(entry.seq)
             if entry.action == "alert.create":
@@ -89,6 +110,13 @@ def art12_records(session: Session, deployment_id: int | None = None) -> list[di
             "start": _iso(dep.started_at),
             "end": _iso(dep.ended_at),
             "end_reason": dep.end_reason,
+            "uses": uses.get(dep.id, []),
+            "authorised_rank": dep.authorised_rank,
+            "authority_decision": None if dep.authority_ref is None else {
+                "reference": dep.authority_ref, "authority": dep.authority_name,
+                "date": dep.authority_date, "scope": dep.authority_scope},
+            "fria_ref": dep.fria_ref,
+            "eu_db_ref": dep.eu_db_ref,
             "threshold": dep.threshold,
             "model_id": dep.model_id,
             "two_person_rule": dep.two_person_rule,

@@ -20,7 +20,7 @@ floor (the service applies that default).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
@@ -78,6 +78,16 @@ class DeploymentIn(BaseModel):
     consultation_days: int | None = Field(default=None, description=(
         "A public consultation of this many days before it may be authorised (needed when "
         "the deployment is longer than OPENLFR_CONSULTATION_AFTER_DAYS)."))
+    notice_at: datetime | None = Field(default=None, description=(
+        "When the advance public notice was (or will be) published: before the window starts "
+        "(uk-app, unless urgency_reason records a critical-threat reason)."))
+    target_fpir: float | None = Field(default=deps.DEFAULT_TARGET_FPIR, gt=0, lt=1, description=(
+        "The false-alert rate the plan aims at, per person passing: authorisation needs a "
+        "calibration for it."))
+    fria_ref: str | None = Field(default=None, max_length=200, description=(
+        "The fundamental rights impact assessment reference (eu-ai-act)."))
+    eu_db_ref: str | None = Field(default=None, max_length=200, description=(
+        "The EU database registration reference (eu-ai-act)."))
 
 
 class DeploymentPatch(BaseModel):
@@ -102,6 +112,16 @@ class DeploymentPatch(BaseModel):
     alternatives: str | None = Field(default=None, max_length=5000)
     consultation_days: int | None = Field(default=None, description=(
         "null removes the consultation period (a material change: module doc)."))
+    notice_at: datetime | None = Field(default=None, description=(
+        "When the advance public notice was (or will be) published: before the window starts "
+        "(uk-app, unless urgency_reason records a critical-threat reason)."))
+    target_fpir: float | None = Field(default=None, gt=0, lt=1, description=(
+        "The false-alert rate the plan aims at, per person passing: authorisation needs a "
+        "calibration for it."))
+    fria_ref: str | None = Field(default=None, max_length=200, description=(
+        "The fundamental rights impact assessment reference (eu-ai-act)."))
+    eu_db_ref: str | None = Field(default=None, max_length=200, description=(
+        "The EU database registration reference (eu-ai-act)."))
 
 
 class ReasonIn(BaseModel):
@@ -146,7 +166,9 @@ def create_plan(db: Database, actor: Actor, body: DeploymentIn, keyring: Keyring
         public_notice=body.public_notice, urgency_reason=body.urgency_reason,
         watchlist_ids=tuple(body.watchlist_ids),
         cameras=tuple(c.spec() for c in body.cameras),
-        alternatives=body.alternatives, consultation_days=body.consultation_days)
+        alternatives=body.alternatives, consultation_days=body.consultation_days,
+        notice_at=body.notice_at, target_fpir=body.target_fpir, fria_ref=body.fria_ref,
+        eu_db_ref=body.eu_db_ref)
     return deps.create(db, actor, plan, keyring)
 
 
@@ -192,13 +214,45 @@ def edit(request: Request, deployment_id: int, body: DeploymentPatch,
     return {"changed": changed, "deployment": deps.show(db, actor, deployment_id)}
 
 
+class AuthoriseIn(BaseModel):
+    """What the authorising officer records with the authorisation, as the jurisdiction
+    profile in force asks (README "Jurisdiction profiles")."""
+
+    rank: str | None = Field(default=None, max_length=40, description=(
+        "Your police rank (uk-app: superintendent or above)."))
+    criteria_approved: bool = Field(default=False, description=(
+        "You approve the watchlist criteria for this deployment (uk-app)."))
+    representative: bool = Field(default=False, description=(
+        "You attest that the calibration's data is representative of the people who will "
+        "pass (both profiles)."))
+    authority_ref: str | None = Field(default=None, max_length=200)
+    authority_name: str | None = Field(default=None, max_length=200)
+    authority_date: date | None = Field(default=None, description=(
+        "The independent authority's decision: reference, authority, date, scope "
+        "(eu-ai-act)."))
+    authority_scope: str | None = Field(default=None, max_length=5000)
+
+    def decision(self) -> deps.Decision:
+        return deps.Decision(**self.model_dump())
+
+
 @router.post("/{deployment_id}/authorise", response_model=DeploymentView)
-def authorise(request: Request, deployment_id: int, actor: CurrentActor) -> DeploymentView:
-    """Authorise a draft: an authorising officer who neither created nor edited it."""
+def authorise(request: Request, deployment_id: int, actor: CurrentActor,
+              body: AuthoriseIn | None = None) -> DeploymentView:
+    """Authorise a draft: an authorising officer who neither created nor edited it, with
+    what the profile in force asks (``body``)."""
     st = web(request)
     deps.authorise(st.db, st.system.keyring, actor, deployment_id,
-                   consultation_after_days=st.system.settings.consultation_after_days)
+                   consultation_after_days=st.system.settings.consultation_after_days,
+                   decision=(body or AuthoriseIn()).decision())
     return deps.show(st.db, actor, deployment_id)
+
+
+@router.get("/{deployment_id}/notifications")
+def notifications(request: Request, deployment_id: int,
+                  actor: CurrentActor) -> list[dict[str, Any]]:
+    """The use notifications generated at each start under eu-ai-act (their JSON bodies)."""
+    return deps.notifications(web(request).db, actor, deployment_id)
 
 
 @router.post("/{deployment_id}/propose", response_model=DeploymentView)

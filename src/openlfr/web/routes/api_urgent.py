@@ -20,6 +20,7 @@ from openlfr.governance import urgent
 from openlfr.governance.authz import NotFound
 from openlfr.governance.views import UrgentUseView
 from openlfr.web.deps import CurrentActor, web
+from openlfr.web.routes.api_deployments import AuthoriseIn
 
 router = APIRouter(prefix="/api/v1/deployments", tags=["deployments"])
 
@@ -53,11 +54,13 @@ def show_urgent(request: Request, deployment_id: int, actor: CurrentActor) -> Ur
 
 
 @router.post("/{deployment_id}/urgent/authorise", response_model=UrgentUseView)
-def authorise_urgent(request: Request, deployment_id: int,
-                     actor: CurrentActor) -> UrgentUseView:
+def authorise_urgent(request: Request, deployment_id: int, actor: CurrentActor,
+                     body: AuthoriseIn | None = None) -> UrgentUseView:
     """Authorise the urgent use (an authorising officer who did not start it), before its
-    deadline: it goes on as an authorised deployment."""
-    return urgent.authorise_urgent(web(request).db, actor, deployment_id)
+    deadline, with what the profile in force asks (``body``, as for an authorisation): it goes
+    on as an authorised deployment."""
+    return urgent.authorise_urgent(web(request).db, actor, deployment_id,
+                                   decision=(body or AuthoriseIn()).decision())
 
 
 @router.post("/{deployment_id}/urgent/refuse", response_model=UrgentUseView)

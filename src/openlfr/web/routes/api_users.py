@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from openlfr.governance import users
+from openlfr.governance import profiles, users
 from openlfr.governance.views import UserView
 from openlfr.web import tokens
 from openlfr.web.deps import CurrentActor, web
@@ -30,6 +30,37 @@ class RoleIn(BaseModel):
 class ResetIn(BaseModel):
     remove_totp: bool = Field(default=False, description="Also remove the second factor (a "
                                                          "lost phone).")
+
+
+class ProfileIn(BaseModel):
+    profile: str = Field(max_length=40, description="uk-app or eu-ai-act")
+
+
+class ProfileOut(BaseModel):
+    profile: str = Field(description="The jurisdiction profile in force.")
+    default: str
+    rules: list[str] = Field(description="What it enforces, in words.")
+    changed: bool = False
+
+
+def _profile_out(profile: profiles.Profile, changed: bool = False) -> ProfileOut:
+    return ProfileOut(profile=profile.value, default=profiles.DEFAULT_PROFILE.value,
+                      rules=profiles.rules_of(profile), changed=changed)
+
+
+@router.get("/settings/profile", response_model=ProfileOut, tags=["settings"])
+def get_profile(request: Request, actor: CurrentActor) -> ProfileOut:
+    """The jurisdiction profile in force and its rules."""
+    return _profile_out(profiles.current(web(request).db))
+
+
+@router.put("/settings/profile", response_model=ProfileOut, tags=["settings"])
+def put_profile(request: Request, body: ProfileIn, actor: CurrentActor) -> ProfileOut:
+    """Put a jurisdiction profile in force (administrators; audited as a profile change)."""
+    db = web(request).db
+    chosen = profiles.parse_profile(body.profile)
+    changed = profiles.set_profile(db, actor, chosen)
+    return _profile_out(profiles.current(db), changed)
 
 
 class PolicyIn(BaseModel):

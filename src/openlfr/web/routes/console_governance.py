@@ -11,20 +11,20 @@ refuse them anyway (:func:`authz.require`, audited).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from openlfr.governance import deployments as deps
-from openlfr.governance import purge, stills, urgent
+from openlfr.governance import profiles, purge, stills, urgent
 from openlfr.governance import users as users_svc
 from openlfr.governance import watchlists as wls
-from openlfr.governance.authz import Actor, Forbidden, Perm, RuleError, allowed
+from openlfr.governance.authz import Actor, Forbidden, NotFound, Perm, RuleError, allowed
 from openlfr.governance.times import form_time, form_value
 from openlfr.governance.views import (
     CATEGORY_WORDS,
@@ -172,6 +172,7 @@ _DONE = {
     "started": "Started: its cameras open within seconds.",
     "resumed": "Resumed: its cameras open within seconds.", "stopped": "Stopped.",
     "override": "Threshold override recorded.", "saved": "Saved.",
+    "profile": "Jurisdiction profile changed.",
     "user": "User added.", "active": "Account changed.", "revoked": "Token revoked.",
     "role": "Role changed: the account's sessions and API tokens have ended.",
     "totp_removed": "Second factor removed.", "policy": "Second-factor rule saved.",
@@ -349,7 +350,8 @@ def parse_cameras(text: str) -> list[CameraIn]:
 
 DEPLOYMENT_TEXT = ("name", "site", "location", "purpose", "legal_basis", "dpia_ref",
                    "equality_ref", "planned_start", "planned_end", "threshold", "backend",
-                   "urgency_reason", "cameras", "alternatives", "consultation_days")
+                   "urgency_reason", "cameras", "alternatives", "consultation_days",
+                   "notice_at", "target_fpir", "fria_ref", "eu_db_ref")
 DEPLOYMENT_FLAGS = ("two_person_rule", "signage", "public_notice")
 
 
@@ -375,7 +377,8 @@ def _blank_deployment(zone: tzinfo = UTC) -> dict[str, Any]:
     values: dict[str, Any] = {n: "" for n in DEPLOYMENT_TEXT}
     values.update({n: False for n in DEPLOYMENT_FLAGS}, watchlist_ids=[], backend="sface",
                   planned_start=form_value(start, zone),
-                  planned_end=form_value(start + timedelta(hours=6), zone))
+                  planned_end=form_value(start + timedelta(hours=6), zone),
+                  target_fpir=f"{deps.DEFAULT_TARGET_FPIR:g}")
     return values
 
 
@@ -393,7 +396,10 @@ def _values_of(view: DeploymentView, zone: tzinfo = UTC) -> dict[str, Any]:
                   watchlist_ids=[w.id for w in view.watchlists],
                   backend=view.model_id,
                   consultation_days=("" if view.consultation_days is None
-                                     else str(view.consultation_days)))
+                                     else str(view.consultation_days)),
+                  notice_at=("" if view.notice_at is None
+                             else form_value(view.notice_at, zone)),
+                  target_fpir="" if view.target_fpir is None else f"{view.target_fpir:g}")
     return values
 
 
@@ -438,7 +444,27 @@ def _body(values: dict[str, Any], zone: tzinfo = UTC) -> DeploymentIn:
         urgency_reason=values["urgency_reason"].strip() or None,
         watchlist_ids=values["watchlist_ids"], cameras=parse_cameras(values["cameras"]),
         alternatives=values["alternatives"].strip() or None,
-        consultation_days=_days(values["consultation_days"]))
+        consultation_days=_days(values["consultation_days"]),
+        notice_at=(_when(values["notice_at"], "notice_at", zone)
+                   if values["notice_at"].strip() else None),
+        target_fpir=_rate(values["target_fpir"]) or deps.DEFAULT_TARGET_FPIR,
+        fria_ref=values["fria_ref"].strip() or None,
+        eu_db_ref=values["eu_db_ref"].strip() or None)
+
+
+def _rate(text: str) -> float | None:
+    """The plan's target false-alert rate from the form (empty: none)."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        value = float(text[:30])
+    except ValueError:
+        value = -1.0
+    if not 0.0 < value < 1.0:
+        raise RuleError(f"the target false-alert rate must be a number between 0 and 1, e.g. "
+                        f"0.001 (got {text[:20]!r})", field="target_fpir")
+    return value
 
 
 def _days(text: str) -> int | None:
@@ -469,7 +495,14 @@ async def deployment_create(request: Request, actor: PageActor) -> Response:
 def _deployment_ctx(request: Request, actor: Actor, deployment_id: int) -> dict[str, Any]:
     view = deps.show(web(request).db, actor, deployment_id)
     editable = view.status in ("draft", "authorised")
+    db = web(request).db
+    profile = profiles.current(db)
     ctx: dict[str, Any] = {"dep": view, "done": _done(request), "editable": editable,
+                           "profile": profile.value,
+                           "profile_rules": profiles.rules_of(profile),
+                           "ranks": [r for r, _ in profiles.RANKS],
+                           "criteria": deps.criteria_of(db, actor, deployment_id),
+                           "notifications": deps.notifications(db, actor, deployment_id),
                            "stills": stills.held(deployment_id),
                            "below_floor": view.threshold < view.floor,
                            "override": deps.override_chance(web(request).db, actor,
@@ -513,6 +546,12 @@ async def deployment_edit(request: Request, deployment_id: int, actor: PageActor
                                           "planned_start", "planned_end", "two_person_rule",
                                           "signage", "public_notice", "urgency_reason",
                                           "watchlist_ids", "consultation_days")}
+        # the profiles' fields: an empty one (or a form without it) keeps the stored value
+        for name in ("notice_at", "fria_ref", "eu_db_ref"):
+            if values[name].strip():
+                changes[name] = getattr(body, name)
+        if values["target_fpir"].strip():
+            changes["target_fpir"] = body.target_fpir
         if body.alternatives is not None or view.alternatives:
             changes["alternatives"] = body.alternatives
         if body.threshold is not None:
@@ -531,15 +570,87 @@ async def deployment_edit(request: Request, deployment_id: int, actor: PageActor
     return _see_other(f"/console/deployments/{deployment_id}?done=saved")
 
 
-@router.post("/deployments/{deployment_id}/authorise")
-def deployment_authorise(request: Request, deployment_id: int, actor: PageActor) -> Response:
-    st = web(request)
+def authorisation_decision(form: Any) -> deps.Decision:
+    """What the authorisation form recorded (the profile decides what is needed)."""
+    def text(name: str) -> str | None:
+        v = form.get(name)
+        return v[:5000].strip() or None if isinstance(v, str) else None
+
+    when = text("authority_date") or ""
     try:
+        day = date.fromisoformat(when[:10]) if when else None
+    except ValueError:
+        raise RuleError(f"the date of the authority's decision must be a date as YYYY-MM-DD "
+                        f"(got {when[:20]!r})", field="authority_date") from None
+    return deps.Decision(rank=text("rank"), criteria_approved=bool(form.get("criteria_approved")),
+                         representative=bool(form.get("representative")),
+                         authority_ref=text("authority_ref"),
+                         authority_name=text("authority_name"), authority_date=day,
+                         authority_scope=text("authority_scope"))
+
+
+@router.post("/deployments/{deployment_id}/authorise")
+async def deployment_authorise(request: Request, deployment_id: int,
+                               actor: PageActor) -> Response:
+    st = web(request)
+    form = await request.form()
+
+    def run() -> None:
         deps.authorise(st.db, st.system.keyring, actor, deployment_id,
-                       consultation_after_days=st.system.settings.consultation_after_days)
+                       consultation_after_days=st.system.settings.consultation_after_days,
+                       decision=authorisation_decision(form))
+
+    try:
+        await run_in_threadpool(run)
     except EXPECTED as exc:
-        return _deployment_error(request, actor, deployment_id, exc, "authorise")
+        return await run_in_threadpool(_deployment_error, request, actor, deployment_id, exc,
+                                       "authorise")
     return _see_other(f"/console/deployments/{deployment_id}?done=authorised")
+
+
+@router.get("/deployments/{deployment_id}/notifications/{notification_id}")
+def notification_page(request: Request, deployment_id: int, notification_id: int,
+                      actor: PageActor) -> Response:
+    """A use notification (eu-ai-act), printable; ``?format=json`` gives its JSON body."""
+    rows = deps.notifications(web(request).db, actor, deployment_id)
+    row = next((r for r in rows if r["id"] == notification_id), None)
+    if row is None:
+        raise NotFound(f"deployment {deployment_id} has no notification {notification_id}")
+    if request.query_params.get("format") == "json":
+        return JSONResponse(row["body"])
+    return _page(request, actor, "gov_notification.html", {"n": row, "b": row["body"],
+                                                           "dep_id": deployment_id})
+
+
+def _settings_ctx(request: Request) -> dict[str, Any]:
+    profile = profiles.current(web(request).db)
+    return {"profile": profile.value, "default": profiles.DEFAULT_PROFILE.value,
+            "profiles": [(p.value, profiles.rules_of(p)) for p in profiles.Profile],
+            "done": _done(request)}
+
+
+@router.get("/settings")
+def settings_page(request: Request, actor: PageActor) -> Response:
+    """The installation's settings: the jurisdiction profile (administrators change it)."""
+    return _page(request, actor, "gov_settings.html", _settings_ctx(request))
+
+
+@router.post("/settings/profile")
+async def settings_profile(request: Request, actor: PageActor) -> Response:
+    form = await request.form()
+    chosen = form.get("profile")
+
+    def run() -> None:
+        profiles.set_profile(web(request).db, actor,
+                             chosen if isinstance(chosen, str) else "")
+
+    try:
+        await run_in_threadpool(run)
+    except EXPECTED as exc:
+        ctx = await run_in_threadpool(_settings_ctx, request)
+        ctx.update(done=None, error=_message(exc))
+        return _page(request, actor, "gov_settings.html", ctx, _status_of(exc))
+    return _see_other("/console/settings?done=profile")
 
 
 @router.post("/deployments/{deployment_id}/propose")

@@ -10,12 +10,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from openlfr.governance import urgent
 from openlfr.web.deps import PageActor, web
 from openlfr.web.routes.console_governance import (
     EXPECTED,
     Confirm,
+    authorisation_decision,
     _deployment_error,
     confirm_first,
 )
@@ -51,9 +53,12 @@ def urgent_start(request: Request, deployment_id: int, actor: PageActor,
 
 
 @router.post("/deployments/{deployment_id}/urgent-authorise")
-def urgent_authorise(request: Request, deployment_id: int, actor: PageActor) -> Response:
+async def urgent_authorise(request: Request, deployment_id: int, actor: PageActor) -> Response:
+    form = await request.form()  # parsed (and CSRF-checked) by page_actor already
     try:
-        urgent.authorise_urgent(web(request).db, actor, deployment_id)
+        decision = authorisation_decision(form)
+        await run_in_threadpool(urgent.authorise_urgent, web(request).db, actor, deployment_id,
+                                None, decision)
     except EXPECTED as exc:
         return _deployment_error(request, actor, deployment_id, exc, "urgent")
     return _back(deployment_id, "urgent_authorised")

@@ -5,7 +5,7 @@ justification, its 24-hour deadline and how it ended (``openlfr.governance.urgen
 table only: nothing existing changes.
 
 Revision ID: 0016
-Revises: 0014
+Revises: 0015
 Create Date: 2026-11-29 19:00:00
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0016'
-down_revision = '0014'
+down_revision = '0015'
 branch_labels = None
 depends_on = None
 
