@@ -26,6 +26,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from demo_calibration import DECISION, calibrate_on_lfw  # scripts/demo_calibration.py
+
 from openlfr.config import Settings
 from openlfr.governance import alerts as alert_svc
 from openlfr.governance import deployments as deps
@@ -35,7 +37,6 @@ from openlfr.governance.live import DeploymentRun, RunOptions
 from openlfr.governance.system import initialise
 from openlfr.store.enums import Action, Decision, Role
 from openlfr.vision import get_engine
-from openlfr.vision.registry import BACKENDS
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data" / "face_recognition_examples"
@@ -66,8 +67,9 @@ def run(data: Path, root: Path, out: Path) -> dict[str, object]:
             watchlists.add_subject(system, op1, wl.id, ref, "wanted_by_court", REASON, expires,
                                    [((data / photo).read_bytes(), f"custody record {ref}")])
         watchlists.approve_watchlist(system.db, ao2, wl.id)
+        # no deployment is authorised on a model's default floor: a recorded calibration
+        floor = calibrate_on_lfw(system, ao1, data.parent / "lfw").threshold
         now = datetime.now(UTC)
-        floor = BACKENDS["sface"].default_floor or 0.0
         plan = deps.Plan(
             name="Theatre stage door", site="Richard Rodgers Theatre",
             location="Stage door, West 46th Street", purpose="Locate people wanted by the courts",
@@ -76,9 +78,10 @@ def run(data: Path, root: Path, out: Path) -> dict[str, object]:
             planned_end=now + timedelta(hours=2), threshold=floor,
             model_id=get_engine("sface").model_id, two_person_rule=True, signage=True,
             public_notice=True, alternatives="Officers at the door cannot check every face.",
+            notice_at=now - timedelta(days=7),
             watchlist_ids=(wl.id,), cameras=(deps.CameraSpec("stage", str(data / CLIP)),))
         dep_id = deps.create(system.db, op1, plan, keyring=system.keyring)
-        deps.authorise(system.db, system.keyring, ao1, dep_id)
+        deps.authorise(system.db, system.keyring, ao1, dep_id, decision=DECISION)
         deps.start(system.db, op1, dep_id)
         shown: list[int] = []
         began = time.perf_counter()

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from demo_calibration import DECISION, calibrate_on_lfw  # scripts/demo_calibration.py
 
 from openlfr.config import Settings
 from openlfr.governance import deployments as deps
@@ -126,6 +127,8 @@ def main() -> int:
                                    REASON, datetime.now(UTC) + timedelta(days=30),
                                    [((data / "obama.jpg").read_bytes(), "custody record 117")])
             watchlists.approve_watchlist(system.db, ao1, wl.id)
+            # no deployment is authorised on a model's default floor: a recorded calibration
+            calibrate_on_lfw(system, ao2, data.parent / "lfw")
             now = datetime.now(UTC)
             model = get_engine("sface").model_id
             dep_id = deps.create(system.db, op1, deps.Plan(
@@ -135,7 +138,8 @@ def main() -> int:
                 - timedelta(minutes=1), planned_end=now + timedelta(hours=1), threshold=None,
                 model_id=model, two_person_rule=True, signage=True, public_notice=True,
                 watchlist_ids=(wl.id,), cameras=(deps.CameraSpec(CAMERA, str(clip)),),
-                alternatives="Officers at the door cannot check every face"),
+                alternatives="Officers at the door cannot check every face",
+                notice_at=now - timedelta(days=7)),
                 keyring=system.keyring)
             threshold = deps.show(system.db, op1, dep_id).threshold
             print(f"deployment {dep_id}: model {model}, threshold {threshold:g} (the floor)")
@@ -163,7 +167,7 @@ def main() -> int:
                              ethnicity="white")
             assert test.watchlist_id is not None
             watchlists.approve_watchlist(system.db, ao2, test.watchlist_id)
-            deps.authorise(system.db, system.keyring, ao1, dep_id)
+            deps.authorise(system.db, system.keyring, ao1, dep_id, decision=DECISION)
             deps.start(system.db, op1, dep_id)
             get_engine("sface")  # loaded before T0
             wait = (t0 - datetime.now(UTC)).total_seconds()

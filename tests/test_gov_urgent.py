@@ -8,6 +8,7 @@ Real SQLite file and real PostgreSQL (``gov``)."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -45,11 +46,16 @@ def eu(gov: Gov) -> None:
     profiles.set_profile(gov.db, gov.actors["admin"], "eu-ai-act")
 
 
+def eu_plan(p: deps.Plan) -> deps.Plan:
+    """``p`` with the references eu-ai-act asks before authorisation."""
+    return replace(p, fria_ref="FRIA-2026-3", eu_db_ref="EU-DB-RBI-000123")
+
+
 def draft(gov: Gov, face: Path, **kwargs: object) -> int:
     """A complete draft whose model has a calibration that answers for its plan (no use, urgent
     or not, on a model's default floor)."""
     wid = approved_watchlist(gov, face)
-    dep_id = deps.create(gov.db, gov.actors["op1"], plan((wid,), **kwargs),  # type: ignore[arg-type]
+    dep_id = deps.create(gov.db, gov.actors["op1"], eu_plan(plan((wid,), **kwargs)),  # type: ignore[arg-type]
                          keyring=gov.system.keyring)
     ready_to_authorise(gov.db, gov.actors["ao2"], dep_id)
     return dep_id
@@ -131,8 +137,9 @@ def test_urgent_start_runs_a_draft_and_starts_the_clock(gov: Gov, face_images) -
     dep, use = row(gov, dep_id)
     assert dep.status == DeploymentStatus.RUNNING and dep.authorised_by is None
     assert dep.data_key_id is not None and use is not None and use.outcome is None
-    action, actor, details = trail(gov, dep_id)[-1]
+    *_, (action, actor, details), (notified, _, _) = trail(gov, dep_id)
     assert (action, actor) == ("urgent.start", "op1")
+    assert notified == "deployment.notification"  # the authorities are notified of the use
     assert details["justification"] == WHY and details["profile"] == "eu-ai-act"
     assert details["deadline"] == (t0 + timedelta(hours=24)).isoformat()
     # Only once, and only a draft.
@@ -327,7 +334,12 @@ def test_the_commands_start_urgently_authorise_and_refuse(gov: Gov, face_images)
     assert "urgent use: started by op1" in shown.stdout and "left to authorise it" in shown.stdout
     data = json.loads(run_cli(gov, "deployment", "show", a, "--json", user="au1").stdout)
     assert data["urgent_use"]["state"] == "waiting" and data["urgent_use"]["justification"] == WHY
-    auth = run_cli(gov, "deployment", "authorise", a, user="ao1")
+    assert DECISION.authority_date is not None
+    auth = run_cli(gov, "deployment", "authorise", a, "--representative",
+                   "--authority-ref", DECISION.authority_ref, "--authority",
+                   DECISION.authority_name, "--authority-date",
+                   DECISION.authority_date.isoformat(), "--authority-scope",
+                   DECISION.authority_scope, user="ao1")
     assert auth.returncode == 0, auth.stderr
     assert row(gov, a)[1].outcome == "authorised"  # type: ignore[union-attr]
     run_cli(gov, "deployment", "start", b, "--urgent", "--justification", WHY, user="op1")

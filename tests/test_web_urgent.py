@@ -25,7 +25,7 @@ from openlfr.web.app import create_app
 from openlfr.web.jobs import BackgroundJobs
 from tests.govfix import AUTHORISE_FORM, AUTHORISE_JSON, PASSWORD, Gov, ready_to_authorise
 from tests.test_gov_deployments import approved_watchlist, plan
-from tests.test_gov_urgent import REFUSAL, WHY, draft, eu
+from tests.test_gov_urgent import REFUSAL, WHY, draft, eu, eu_plan
 from tests.test_web_governance import post
 
 
@@ -184,7 +184,8 @@ def test_a_live_run_stops_at_the_deadline_and_its_results_are_gone(gov: Gov, fac
     profiles.set_profile(gov.db, gov.actors["admin"], "eu-ai-act")
     wid = approved_watchlist(gov, face_images["obama"])
     dep_id = deps.create(gov.db, gov.actors["op1"],
-                         plan((wid,), cameras=(deps.CameraSpec("gate", str(clips.obama)),)),
+                         eu_plan(plan((wid,), cameras=(deps.CameraSpec("gate",
+                                                                       str(clips.obama)),))),
                          keyring=gov.system.keyring)
     ready_to_authorise(gov.db, gov.actors["ao2"], dep_id)
     jobs = BackgroundJobs(gov.system, tick=3600, retention_every=1e9, run_options=LIVE)

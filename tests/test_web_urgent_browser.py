@@ -25,7 +25,7 @@ from openlfr.store.enums import Role
 from openlfr.store.models import Alert, Deployment
 from tests.govfix import DECISION, ready_to_authorise
 from tests.test_gov_deployments import REASON, plan
-from tests.test_gov_urgent import REFUSAL, WHY
+from tests.test_gov_urgent import REFUSAL, WHY, eu_plan
 from tests.test_web_browser import LAUNCH_ARGS, PASSWORD
 from tests.test_web_serve import CHROMIUM, SHOTS, server_factory  # noqa: F401
 
@@ -49,9 +49,9 @@ def prepare(data: Path, face: Path, clip: Path) -> tuple[int, int]:
                                [(face.read_bytes(), "custody record 117")])
         watchlists.approve_watchlist(system.db, ao1, wl.id)
         cams = (deps.CameraSpec("gate", str(clip)),)
-        refused = deps.create(system.db, op1, plan((wl.id,), cameras=cams),
+        refused = deps.create(system.db, op1, eu_plan(plan((wl.id,), cameras=cams)),
                               keyring=system.keyring)
-        kept = deps.create(system.db, op1, plan((wl.id,), cameras=cams),
+        kept = deps.create(system.db, op1, eu_plan(plan((wl.id,), cameras=cams)),
                            keyring=system.keyring)
         ready_to_authorise(system.db, ao1, kept)  # the model's calibration for the plans
         return refused, kept
