@@ -86,15 +86,27 @@ def ensure_fr_python(given: str | None) -> str:
     return str(python)
 
 
-def build_watchlist(data: Path, work: Path) -> Path:
-    watchlist = work / "hamilton.watchlist"
+def build_watchlist(data: Path, work: Path, backend: str | None = None) -> Path:
+    """The watchlist of :data:`PEOPLE`, made by ``openlfr enroll`` with ``backend`` (``None``:
+    the program's default recogniser, ``fusion`` where dlib is installed)."""
+    watchlist = work / f"hamilton-{backend or 'default'}.watchlist"
     if watchlist.exists():
         return watchlist
     for subject, image in PEOPLE.items():
         subprocess.run([*openlfr_cmd(), "enroll", str(data / image), "--watchlist",
-                        str(watchlist), "--subject", subject, "--json"],
+                        str(watchlist), "--subject", subject, "--json",
+                        *(["--backend", backend] if backend else [])],
                        check=True, stdout=subprocess.DEVNULL)
     return watchlist
+
+
+def pop_backend(options: list[str]) -> tuple[str | None, list[str]]:
+    """``--backend NAME`` among a configuration's options names the watchlist's recogniser
+    (``watch`` takes the watchlist's): taken out, the rest are ``watch`` options."""
+    if "--backend" not in options:
+        return None, options
+    at = options.index("--backend")
+    return options[at + 1], options[:at] + options[at + 2:]
 
 
 def watch(sources: list[str], watchlist: Path, *extra: str, timeout: float = 3600
@@ -159,7 +171,8 @@ def throughput(data: Path, work: Path, fr_python: str, rounds: int, extra: list[
 
 def realtime_run(data: Path, work: Path, cameras: int, seconds: float, extra: list[str]
                  ) -> dict[str, object]:
-    watchlist = build_watchlist(data, work)
+    backend, extra = pop_backend(extra)
+    watchlist = build_watchlist(data, work, backend)
     clip = str(data / CLIP)
     alerts, summary = watch([clip] * cameras, watchlist, "--realtime", "--loop",
                             "--max-seconds", str(seconds), *extra)
