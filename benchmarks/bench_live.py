@@ -9,6 +9,13 @@ figure is measured through the command line (``openlfr watch … --json``), as a
     python benchmarks/bench_live.py memory --seconds 600   # RSS of a --loop run
     python benchmarks/bench_live.py cost --cameras 4 --seconds 20 \
         --config "" --config "--roi-every 3"   # cores per camera, configurations alternated
+    python benchmarks/bench_live.py cost --cameras 4 --seconds 20 \
+        --config "--yunet-runtime opencv --backend sface" --config "--backend sface" \
+        --config "--backend fusion"   # the detector's old runtime, and the recognisers
+
+In a configuration, ``--backend NAME`` chooses the watchlist's recogniser (default: the
+program's default) and ``--yunet-runtime opencv`` runs YuNet on OpenCV's DNN module, as before
+it ran on ONNX Runtime; the other options go to ``openlfr watch``.
     python benchmarks/bench_live.py all --out results.json
 
 The face_recognition baseline runs in its own virtualenv (default
@@ -68,8 +75,12 @@ BASELINE = textwrap.dedent("""
 """)
 
 
-def openlfr_cmd() -> list[str]:
-    return [sys.executable, "-c", "from openlfr.cli import main; main()"]
+def openlfr_cmd(yunet_runtime: str | None = None) -> list[str]:
+    """The command line; ``yunet_runtime="opencv"`` runs YuNet on OpenCV's DNN module, as
+    before ONNX Runtime ran it (a baseline measured in the same run)."""
+    setting = (f"import openlfr.vision.detect as d; d.AUTO_RUNTIME = {yunet_runtime!r}; "
+               if yunet_runtime else "")
+    return [sys.executable, "-c", setting + "from openlfr.cli import main; main()"]
 
 
 def ensure_fr_python(given: str | None) -> str:
@@ -100,18 +111,22 @@ def build_watchlist(data: Path, work: Path, backend: str | None = None) -> Path:
     return watchlist
 
 
-def pop_backend(options: list[str]) -> tuple[str | None, list[str]]:
-    """``--backend NAME`` among a configuration's options names the watchlist's recogniser
-    (``watch`` takes the watchlist's): taken out, the rest are ``watch`` options."""
-    if "--backend" not in options:
+def pop_option(options: list[str], name: str) -> tuple[str | None, list[str]]:
+    """Two options of a configuration are the benchmark's, not ``watch``'s: ``--backend
+    NAME``, the watchlist's recogniser (``watch`` takes the watchlist's), and
+    ``--yunet-runtime opencv``, the detector's runtime (:func:`openlfr_cmd`). Returns the
+    value of ``name`` (or ``None``) and the other options."""
+    if name not in options:
         return None, options
-    at = options.index("--backend")
+    at = options.index(name)
     return options[at + 1], options[:at] + options[at + 2:]
 
 
 def watch(sources: list[str], watchlist: Path, *extra: str, timeout: float = 3600
           ) -> tuple[list[dict], dict]:
-    out = subprocess.run([*openlfr_cmd(), "watch", *sources, "--watchlist", str(watchlist),
+    runtime, rest = pop_option(list(extra), "--yunet-runtime")
+    extra = tuple(rest)
+    out = subprocess.run([*openlfr_cmd(runtime), "watch", *sources, "--watchlist", str(watchlist),
                           "--json", *extra],
                          check=True, capture_output=True, text=True, timeout=timeout).stdout
     events = [json.loads(line) for line in out.splitlines()]
@@ -171,7 +186,7 @@ def throughput(data: Path, work: Path, fr_python: str, rounds: int, extra: list[
 
 def realtime_run(data: Path, work: Path, cameras: int, seconds: float, extra: list[str]
                  ) -> dict[str, object]:
-    backend, extra = pop_backend(extra)
+    backend, extra = pop_option(extra, "--backend")
     watchlist = build_watchlist(data, work, backend)
     clip = str(data / CLIP)
     alerts, summary = watch([clip] * cameras, watchlist, "--realtime", "--loop",

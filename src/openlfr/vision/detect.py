@@ -12,6 +12,10 @@ from openlfr.vision import registry
 from openlfr.vision.imageio import ImageArray, as_image
 from openlfr.vision.types import Face
 
+#: What ``runtime="auto"`` means for YuNet: ``"auto"`` (ONNX Runtime when importable, else
+#: OpenCV). The benchmarks set it to ``"opencv"`` in a process, to measure the old path.
+AUTO_RUNTIME = "auto"
+
 
 class YuNetDetector:
     """YuNet, run by ONNX Runtime (:mod:`openlfr.vision.yunet_ort`) or by OpenCV's
@@ -38,7 +42,7 @@ class YuNetDetector:
 
         self.score_threshold = score_threshold
         self.max_side = max_side
-        self.runtime = resolve_runtime(runtime)
+        self.runtime = resolve_runtime(AUTO_RUNTIME if runtime == "auto" else runtime)
         path = registry.resolve("yunet")
         self._net: Any = None
         self._session: Any = None
