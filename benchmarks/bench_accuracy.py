@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/bench_accuracy.py embed --part sface --out /tmp/lfw-feat.npz
-    python benchmarks/bench_accuracy.py embed --part dlib --out /tmp/lfw-feat-dlib.npz
+    python benchmarks/bench_accuracy.py embed --part dlib [--no-mirror] --out /tmp/lfw-feat-dlib.npz
     python benchmarks/bench_accuracy.py report --feat /tmp/lfw-feat.npz
     python benchmarks/bench_accuracy.py clip [--backend sface] [--fuse-shots 3] [--flip-enrol]
         [--early]
