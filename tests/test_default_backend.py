@@ -11,6 +11,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -65,7 +66,7 @@ def test_named_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @needs_dlib
 def test_a_new_watchlist_takes_the_default(gov: Gov, client: TestClient, unset: None) -> None:
-    """The service, the API and the console's deployment form all read it."""
+    """The service and the API (watchlists and deployments) read it."""
     fusion = registry.BACKENDS["fusion"].model_id
     made = wls.create_watchlist(gov.system, gov.actors["op1"], "wanted",
                                 "Locate people wanted by the courts at the station")
@@ -73,6 +74,15 @@ def test_a_new_watchlist_takes_the_default(gov: Gov, client: TestClient, unset: 
     h = bearer_headers(gov, "default")
     r = client.post("/api/v1/watchlists", headers=h[Role.OPERATOR],
                     json={"name": "second", "purpose": "Locate people wanted by the courts"})
+    assert r.status_code == 201, r.text
+    assert r.json()["model_id"] == fusion
+    start = datetime.now(UTC) + timedelta(days=1)
+    r = client.post("/api/v1/deployments", headers=h[Role.OPERATOR], json={
+        "name": "Gate", "site": "Station", "location": "Gate 3",
+        "purpose": "Find people wanted by the courts", "alternatives": "Patrols do not suffice",
+        "legal_basis": "Common law", "dpia_ref": "D-1", "equality_ref": "E-1",
+        "planned_start": start.isoformat(), "planned_end": (start + timedelta(hours=2)).isoformat(),
+        "signage": True, "public_notice": True, "cameras": [{"name": "gate", "source": "0"}]})
     assert r.status_code == 201, r.text
     assert r.json()["model_id"] == fusion
 
