@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/bench_accuracy.py embed --part sface --out /tmp/lfw-feat.npz
-    python benchmarks/bench_accuracy.py embed --part dlib --out /tmp/lfw-feat-dlib.npz
+    python benchmarks/bench_accuracy.py embed --part dlib [--no-mirror] --out /tmp/lfw-feat-dlib.npz
     python benchmarks/bench_accuracy.py report --feat /tmp/lfw-feat.npz
     python benchmarks/bench_accuracy.py clip [--backend sface] [--fuse-shots 3] [--flip-enrol]
         [--early]
@@ -50,10 +50,11 @@ from openlfr.vision.imageio import as_image, load_image
 LFW = Path(__file__).resolve().parents[2] / "shared" / "data" / "lfw"
 
 
-def embed(out: Path, data: Path, part: str) -> int:
+def embed(out: Path, data: Path, part: str, mirror: bool = True) -> int:
     """``part="sface"``: SFace of the image and its mirror, and the quality weight;
-    ``part="dlib"``: dlib of the image and (when ``flip``) its mirror. Two processes can run
-    the two parts side by side; ``report`` reads both files."""
+    ``part="dlib"``: dlib of the image and (when ``mirror``) its mirror. Two processes can run
+    the two parts side by side; ``report`` reads both files. An ``out`` file already there is
+    taken up where it stopped (its images are not embedded again)."""
     ds = scan_dataset(data / "images")
     engine = get_engine("sface")
     model = SFaceEmbedder() if part == "sface" else DlibEmbedder()
@@ -62,6 +63,13 @@ def embed(out: Path, data: Path, part: str) -> int:
     feats = {k: np.zeros((n, 128), np.float32) for k in keys}
     weight = np.full(n, -1.0)
     ok = np.zeros(n, bool)
+    if out.exists():
+        before = np.load(out)
+        if list(before["images"]) == list(ds.images):
+            ok = before["ok"].copy()
+            weight = before["weight"].copy()
+            for k in keys:
+                feats[k] = before[k].copy()
     start = time.perf_counter()
     # The images of the pairs first, so that a run stopped early (it saves every 250 images)
     # already measures verification; then the rest, for identification.
@@ -79,6 +87,8 @@ def embed(out: Path, data: Path, part: str) -> int:
         if done % 250 == 0:
             save()
             print(f"{done}/{n} {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+        if ok[i]:
+            continue
         image = load_image(data / "images" / rel)
         faces = engine.detect(image) or engine.detect(image, pad=RETRY_PAD)
         face = pick_face(faces, image.shape)
@@ -86,7 +96,8 @@ def embed(out: Path, data: Path, part: str) -> int:
             continue
         flipped = as_image(np.ascontiguousarray(cv2.flip(image, 1)))
         feats[keys[0]][i] = model.embed(image, [face])[0].vector
-        feats[keys[1]][i] = model.embed(flipped, [face.mirrored(image.shape[1])])[0].vector
+        if mirror:
+            feats[keys[1]][i] = model.embed(flipped, [face.mirrored(image.shape[1])])[0].vector
         weight[i] = q.template_weight(face, q.measure(image, face, q.ENROLMENT))
         ok[i] = True
     save()
@@ -322,6 +333,8 @@ def main() -> int:
     ap.add_argument("--backend", default="sface")
     ap.add_argument("--fuse-shots", type=int, default=3)
     ap.add_argument("--flip-enrol", action="store_true")
+    ap.add_argument("--no-mirror", action="store_true",
+                    help="embed: skip the mirror images (fusion's dlib part does not use them)")
     ap.add_argument("--early", action="store_true",
                     help="embed a first enrolment-quality shot before its window closes")
     ap.add_argument("--data", type=Path, default=LFW)
@@ -329,7 +342,7 @@ def main() -> int:
     ap.add_argument("--feat", type=Path, default=Path("/tmp/lfw-feat.npz"))
     args = ap.parse_args()
     if args.what == "embed":
-        return embed(args.out, args.data, args.part)
+        return embed(args.out, args.data, args.part, not args.no_mirror)
     if args.what == "clip":
         return clip(args.data.parent / "face_recognition_examples", args.backend,
                     args.fuse_shots, args.flip_enrol, args.early)

@@ -9,6 +9,13 @@ figure is measured through the command line (``openlfr watch … --json``), as a
     python benchmarks/bench_live.py memory --seconds 600   # RSS of a --loop run
     python benchmarks/bench_live.py cost --cameras 4 --seconds 20 \
         --config "" --config "--roi-every 3"   # cores per camera, configurations alternated
+    python benchmarks/bench_live.py cost --cameras 4 --seconds 20 \
+        --config "--yunet-runtime opencv --backend sface" --config "--backend sface" \
+        --config "--backend fusion"   # the detector's old runtime, and the recognisers
+
+In a configuration, ``--backend NAME`` chooses the watchlist's recogniser (default: the
+program's default) and ``--yunet-runtime opencv`` runs YuNet on OpenCV's DNN module, as before
+it ran on ONNX Runtime; the other options go to ``openlfr watch``.
     python benchmarks/bench_live.py all --out results.json
 
 The face_recognition baseline runs in its own virtualenv (default
@@ -68,8 +75,12 @@ BASELINE = textwrap.dedent("""
 """)
 
 
-def openlfr_cmd() -> list[str]:
-    return [sys.executable, "-c", "from openlfr.cli import main; main()"]
+def openlfr_cmd(yunet_runtime: str | None = None) -> list[str]:
+    """The command line; ``yunet_runtime="opencv"`` runs YuNet on OpenCV's DNN module, as
+    before ONNX Runtime ran it (a baseline measured in the same run)."""
+    setting = (f"import openlfr.vision.detect as d; d.AUTO_RUNTIME = {yunet_runtime!r}; "
+               if yunet_runtime else "")
+    return [sys.executable, "-c", setting + "from openlfr.cli import main; main()"]
 
 
 def ensure_fr_python(given: str | None) -> str:
@@ -86,20 +97,36 @@ def ensure_fr_python(given: str | None) -> str:
     return str(python)
 
 
-def build_watchlist(data: Path, work: Path) -> Path:
-    watchlist = work / "hamilton.watchlist"
+def build_watchlist(data: Path, work: Path, backend: str | None = None) -> Path:
+    """The watchlist of :data:`PEOPLE`, made by ``openlfr enroll`` with ``backend`` (``None``:
+    the program's default recogniser, ``fusion`` where dlib is installed)."""
+    watchlist = work / f"hamilton-{backend or 'default'}.watchlist"
     if watchlist.exists():
         return watchlist
     for subject, image in PEOPLE.items():
         subprocess.run([*openlfr_cmd(), "enroll", str(data / image), "--watchlist",
-                        str(watchlist), "--subject", subject, "--json"],
+                        str(watchlist), "--subject", subject, "--json",
+                        *(["--backend", backend] if backend else [])],
                        check=True, stdout=subprocess.DEVNULL)
     return watchlist
 
 
+def pop_option(options: list[str], name: str) -> tuple[str | None, list[str]]:
+    """Two options of a configuration are the benchmark's, not ``watch``'s: ``--backend
+    NAME``, the watchlist's recogniser (``watch`` takes the watchlist's), and
+    ``--yunet-runtime opencv``, the detector's runtime (:func:`openlfr_cmd`). Returns the
+    value of ``name`` (or ``None``) and the other options."""
+    if name not in options:
+        return None, options
+    at = options.index(name)
+    return options[at + 1], options[:at] + options[at + 2:]
+
+
 def watch(sources: list[str], watchlist: Path, *extra: str, timeout: float = 3600
           ) -> tuple[list[dict], dict]:
-    out = subprocess.run([*openlfr_cmd(), "watch", *sources, "--watchlist", str(watchlist),
+    runtime, rest = pop_option(list(extra), "--yunet-runtime")
+    extra = tuple(rest)
+    out = subprocess.run([*openlfr_cmd(runtime), "watch", *sources, "--watchlist", str(watchlist),
                           "--json", *extra],
                          check=True, capture_output=True, text=True, timeout=timeout).stdout
     events = [json.loads(line) for line in out.splitlines()]
@@ -159,7 +186,8 @@ def throughput(data: Path, work: Path, fr_python: str, rounds: int, extra: list[
 
 def realtime_run(data: Path, work: Path, cameras: int, seconds: float, extra: list[str]
                  ) -> dict[str, object]:
-    watchlist = build_watchlist(data, work)
+    backend, extra = pop_option(extra, "--backend")
+    watchlist = build_watchlist(data, work, backend)
     clip = str(data / CLIP)
     alerts, summary = watch([clip] * cameras, watchlist, "--realtime", "--loop",
                             "--max-seconds", str(seconds), *extra)

@@ -6,7 +6,10 @@ most 15 times a second), and times each stage with the process's CPU clock (FFmp
 decodes in threads of its own).
 
     python benchmarks/bench_profile.py [--passes 2] [--detect-fps F] [--roi-every N]
-        [--motion-gate]
+        [--motion-gate] [--yunet-runtime opencv|onnxruntime] [--backend sface|fusion]
+
+``--yunet-runtime opencv`` measures detection as it was before YuNet ran on ONNX Runtime
+(``cv2.FaceDetectorYN``), for a baseline in the same run.
 """
 
 from __future__ import annotations
@@ -39,6 +42,10 @@ def main() -> None:
     parser.add_argument("--detect-fps", type=float, default=15.0)
     parser.add_argument("--motion-gate", action="store_true")
     parser.add_argument("--roi-every", type=int, default=1)
+    parser.add_argument("--backend", default=None,
+                        help="the watchlist's recogniser (default: the program's default)")
+    parser.add_argument("--yunet-runtime", default="auto",
+                        choices=["auto", "onnxruntime", "opencv"])
     args = parser.parse_args()
     from openlfr.cli.common import open_watchlist
 
@@ -56,8 +63,11 @@ def main() -> None:
         return wrapper
 
     with tempfile.TemporaryDirectory() as tmp:
-        wl_path = build_watchlist(args.data, Path(tmp))
+        wl_path = build_watchlist(args.data, Path(tmp), args.backend)
         wl, engine, thr = open_watchlist(wl_path, None)
+        from openlfr.vision.detect import YuNetDetector
+
+        engine.detector = YuNetDetector(runtime=args.yunet_runtime)
         config = PipelineConfig(threshold=thr, detect_fps=args.detect_fps,
                                 shots=ShotPolicy(max_embeddings=3),
                                 motion_gate=args.motion_gate, roi_every=args.roi_every)
@@ -100,6 +110,8 @@ def main() -> None:
         | {"other": round(other / total, 3)},
         "detected_frames": pipe.stats.figures().detected_frames,
         "alerted": sorted(set(alerts)),
+        "yunet_runtime": engine.detector.runtime,
+        "backend": engine.backend,
     }
     print(json.dumps(out, indent=1))
 

@@ -131,6 +131,10 @@ def pytest_configure(config: pytest.Config) -> None:
     for variable in os.environ:
         if variable.startswith("OPENLFR_") and not variable.startswith("OPENLFR_TEST_"):
             changes[variable] = None  # the user's data dir, database, key, model dir, user, ...
+    # The suite's model ids, thresholds and scores are sface's: it is named as the default
+    # recogniser here, whether dlib is installed or not (which would make it fusion);
+    # tests/test_default_backend.py checks that choice itself.
+    changes["OPENLFR_DEFAULT_BACKEND"] = "sface"
     for variable, value in changes.items():
         _saved_env.setdefault(variable, os.environ.get(variable))
         if value is None:

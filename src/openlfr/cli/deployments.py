@@ -22,7 +22,7 @@ from openlfr.store.db import Database
 from openlfr.store.enums import DeploymentStatus, choices
 from openlfr.video.zones import check_polygons, polygon_area
 from openlfr.vision import registry
-from openlfr.vision.registry import DEFAULT_BACKEND
+from openlfr.vision.registry import DEFAULT_BACKEND, default_backend
 
 app = typer.Typer(help="Deployments: where, why, when and under whose authority.",
                   no_args_is_help=True)
@@ -163,7 +163,7 @@ def create(
     planned_end = parse_when(end, "--end")
     cameras = _with_zones(_cameras(camera) or (), zones, masks)
     with acting(data_dir, user) as ctx:
-        model_id = _model_id(ctx.db, backend or DEFAULT_BACKEND)
+        model_id = _model_id(ctx.db, backend or default_backend())
         plan = deps.Plan(
             name=name, site=site or "", location=location or "", purpose=purpose or "",
             legal_basis=legal_basis or "", dpia_ref=dpia or "", equality_ref=equality or "",

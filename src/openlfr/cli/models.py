@@ -69,7 +69,7 @@ def list_models(
             list_models(system.db, system.settings.data_dir, verify=True)
             if system is not None else [])
     if json_out:
-        print_json({"default_backend": registry.DEFAULT_BACKEND, "models": rows,
+        print_json({"default_backend": registry.default_backend(), "models": rows,
                     "recognisers": [_brief(m) for m in recognisers]})
         return
     if recognisers:
@@ -82,7 +82,7 @@ def list_models(
                     if m.file_ok is False else "built-in files below")
             rec.add_row(escape(m.name), escape(m.model_id), m.origin, m.state, floor, file)
         print_table(rec)
-    table = Table(title=f"openlfr models (default backend: {registry.DEFAULT_BACKEND})")
+    table = Table(title=f"openlfr models (default backend: {registry.default_backend()})")
     for col in ("file", "used by", "role", "licence", "sha256", "found"):
         table.add_column(col, overflow="fold")
     seen: dict[str, list[str]] = {}

@@ -45,7 +45,8 @@ def enroll(
     meta: Annotated[list[str] | None, typer.Option(
         "--meta", help="Free metadata KEY=VALUE (repeatable).")] = None,
     backend: Annotated[str | None, typer.Option(
-        "--backend", "-b", help="Face backend for a new watchlist (default sface).")] = None,
+        "--backend", "-b", help="Face backend for a new watchlist (default: fusion with dlib "
+                                "installed, else sface).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     flip: Annotated[bool, typer.Option(
         "--flip", help="Average each photo's template with its mirror image's (README: "
@@ -61,7 +62,7 @@ def enroll(
                 fail(f"{watchlist} was built with the {engine.backend!r} backend, "
                      f"not {backend!r}")
         else:
-            engine = get_engine(backend or registry.DEFAULT_BACKEND)
+            engine = get_engine(backend or registry.default_backend())
             wl = Watchlist(model_id=engine.model_id, dim=engine.embedder.dim)
 
     outcomes: list[ImageOutcome] = []

@@ -158,7 +158,9 @@ def create(
     purpose: Annotated[str, typer.Option("--purpose", help="The one deployment purpose it "
                                                            "serves.")],
     user: UserOpt,
-    backend: Annotated[str, typer.Option("--backend", "-b", help="Face backend.")] = "sface",
+    backend: Annotated[str | None, typer.Option(
+        "--backend", "-b", help="Face backend (default: fusion with dlib installed, else "
+                                "sface).")] = None,
     max_subjects: Annotated[int | None, typer.Option(
         "--max-subjects", help="Size limit (default OPENLFR_WATCHLIST_MAX_SUBJECTS).")] = None,
     data_dir: DataDirOpt = None,

@@ -321,14 +321,17 @@ def _editors(session: Session, watchlist_id: int) -> list[str]:
 # -- changes -----------------------------------------------------------------------------------
 
 def create_watchlist(system: System, actor: Actor, name: str, purpose: str,
-                     backend: str = "sface", max_subjects: int | None = None
+                     backend: str | None = None, max_subjects: int | None = None
                      ) -> WatchlistView:
     """A new, empty draft watchlist with its own data key; its creator is its first editor.
 
     Takes the :class:`System` (not only the database): the data key is made with the keyring,
-    and the default size limit is ``settings.watchlist_max_subjects``."""
+    and the default size limit is ``settings.watchlist_max_subjects``. ``backend=None``: the
+    installation's default recogniser (:func:`openlfr.vision.registry.default_backend`)."""
     from openlfr.governance.models import model_id_for
-    from openlfr.vision.registry import ModelError
+    from openlfr.vision.registry import ModelError, default_backend
+
+    backend = backend or default_backend()
 
     db = system.db
     require(db, actor, Perm.WATCHLIST_EDIT, "watchlist", "new")

@@ -217,16 +217,57 @@ def register(spec: BackendSpec) -> BackendSpec:
 # searches, not on pairs. Until a calibration is recorded, each one is also its model's floor.
 register(BackendSpec(
     "sface", SFACE_MODEL_ID, (FILES["yunet"], FILES["sface"]), _yunet, _sface, 0.48,
-    "YuNet detector + SFace recogniser (default)"))
+    "YuNet detector + SFace recogniser (the default without dlib)"))
 register(BackendSpec(
     "dlib", DLIB_MODEL_ID, (FILES["yunet"], FILES["dlib_shape5"], FILES["dlib_resnet"]),
     _yunet, _dlib, 0.96, "YuNet detector + dlib 5-point alignment + dlib ResNet recogniser"))
 register(BackendSpec(
     "fusion", FUSION_MODEL_ID,
     (FILES["yunet"], FILES["sface"], FILES["dlib_shape5"], FILES["dlib_resnet"]),
-    _yunet, _fusion, 0.69, "SFace and dlib scores combined"))
+    _yunet, _fusion, 0.69, "SFace and dlib scores combined (the default with dlib)"))
 
-DEFAULT_BACKEND = "sface"
+#: The backend used when none is named and dlib is installed (extra ``[dlib]``) ...
+PREFERRED_BACKEND = "fusion"
+#: ... and where it is not: needs nothing beyond the project's own dependencies.
+FALLBACK_BACKEND = "sface"
+
+
+#: Names the default recogniser outright (``sface``, ``dlib`` or ``fusion``), e.g. to keep
+#: ``sface`` on a machine that has dlib for other reasons.
+DEFAULT_BACKEND_ENV = "OPENLFR_DEFAULT_BACKEND"
+
+
+def default_backend() -> str:
+    """The recogniser a new watchlist or deployment gets when none is named: the built-in
+    backend named by ``OPENLFR_DEFAULT_BACKEND`` if set; else ``fusion`` when dlib and its
+    model files are installed (the more accurate one, README "Default backend"), else
+    ``sface``. Nothing is imported or hashed to answer: dlib is located, and the model files
+    looked for where :func:`resolve` would find them (their digests are verified when they
+    are loaded). Existing watchlists and deployments keep the model they were made with."""
+    named = os.environ.get(DEFAULT_BACKEND_ENV, "").strip()
+    if named:
+        if named not in BACKENDS:
+            raise ModelError(f"{DEFAULT_BACKEND_ENV}={named!r}: not a built-in backend; "
+                             f"known: {', '.join(BACKENDS)}")
+        return named
+    try:
+        has_dlib = importlib.util.find_spec("dlib") is not None
+    except (ImportError, ValueError):
+        has_dlib = False
+    if has_dlib and _installed(BACKENDS[PREFERRED_BACKEND]):
+        return PREFERRED_BACKEND
+    return FALLBACK_BACKEND
+
+
+def _installed(spec: BackendSpec) -> bool:
+    return all(any(path.is_file() for _, path in candidates(f)) for f in spec.files)
+
+
+def _import_time_default() -> str:
+    try:
+        return default_backend()
+    except ModelError:  # said where the default is used (a clear error there, not here)
+        return FALLBACK_BACKEND
 
 
 def cache_dir() -> Path:
@@ -388,3 +429,8 @@ def pull(name: str, timeout: float = 60.0) -> Path:
     final = target_dir / model.filename
     os.replace(tmp_path, final)
     return final
+
+
+#: :func:`default_backend` as found when this module was imported (for the defaults of
+#: signatures, evaluated once); call the function where the answer may change.
+DEFAULT_BACKEND = _import_time_default()

@@ -32,6 +32,7 @@ from openlfr.governance.views import DeploymentView
 from openlfr.store.crypto import Keyring
 from openlfr.store.db import Database
 from openlfr.store.enums import DeploymentStatus
+from openlfr.vision.registry import default_backend
 from openlfr.web.deps import CurrentActor, web
 
 router = APIRouter(prefix="/api/v1/deployments", tags=["deployments"])
@@ -66,7 +67,7 @@ class DeploymentIn(BaseModel):
     planned_start: datetime = Field(description="ISO 8601 with a timezone.")
     planned_end: datetime = Field(description="ISO 8601 with a timezone.")
     threshold: float | None = Field(default=None, description="Default: the model's floor.")
-    backend: str = Field(default="sface", max_length=40)
+    backend: str = Field(default_factory=default_backend, max_length=40)
     two_person_rule: bool = False
     signage: bool = False
     public_notice: bool = False

@@ -26,6 +26,7 @@ from openlfr import errors
 from openlfr.governance import watchlists as wls
 from openlfr.governance.authz import Actor, Perm, require
 from openlfr.governance.views import SubjectView, WatchlistDetail, WatchlistView
+from openlfr.vision.registry import default_backend
 from openlfr.web.deps import CurrentActor, web
 
 router = APIRouter(prefix="/api/v1", tags=["watchlists"])
@@ -115,7 +116,7 @@ async def read_images(uploads: list[UploadFile], sources: list[str]
 class WatchlistIn(BaseModel):
     name: str = Field(max_length=200)
     purpose: str = Field(max_length=5000, description="The deployment purpose it serves.")
-    backend: str = Field(default="sface", max_length=40)
+    backend: str = Field(default_factory=default_backend, max_length=40)
     max_subjects: int | None = Field(default=None, ge=1)
 
 

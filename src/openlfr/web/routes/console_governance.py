@@ -35,6 +35,7 @@ from openlfr.governance.views import (
 )
 from openlfr.store.enums import Category, Role
 from openlfr.video.sources import SourceError, split_camera
+from openlfr.vision.registry import default_backend
 from openlfr.vision.thresholds import check_threshold
 from openlfr.web import tokens
 from openlfr.web.deps import PageActor, web
@@ -375,7 +376,7 @@ def _blank_deployment(zone: tzinfo = UTC) -> dict[str, Any]:
     start = (datetime.now(UTC) + timedelta(hours=1)).replace(minute=0, second=0,
                                                              microsecond=0)
     values: dict[str, Any] = {n: "" for n in DEPLOYMENT_TEXT}
-    values.update({n: False for n in DEPLOYMENT_FLAGS}, watchlist_ids=[], backend="sface",
+    values.update({n: False for n in DEPLOYMENT_FLAGS}, watchlist_ids=[], backend=default_backend(),
                   planned_start=form_value(start, zone),
                   planned_end=form_value(start + timedelta(hours=6), zone),
                   target_fpir=f"{deps.DEFAULT_TARGET_FPIR:g}")
@@ -439,7 +440,7 @@ def _body(values: dict[str, Any], zone: tzinfo = UTC) -> DeploymentIn:
         dpia_ref=values["dpia_ref"], equality_ref=values["equality_ref"],
         planned_start=_when(values["planned_start"], "planned_start", zone),
         planned_end=_when(values["planned_end"], "planned_end", zone), threshold=number,
-        backend=values["backend"] or "sface", two_person_rule=values["two_person_rule"],
+        backend=values["backend"] or default_backend(), two_person_rule=values["two_person_rule"],
         signage=values["signage"], public_notice=values["public_notice"],
         urgency_reason=values["urgency_reason"].strip() or None,
         watchlist_ids=values["watchlist_ids"], cameras=parse_cameras(values["cameras"]),
