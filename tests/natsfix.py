@@ -1,0 +1,127 @@
+"""A real NATS server with JetStream for the tests of sites and nodes.
+
+``nats_server`` starts Debian's ``nats-server`` (installed by scripts/test-services) as the
+centre runs it: ``nats-server -c CONF -js -a 127.0.0.1 -p FREEPORT``, where CONF puts
+JetStream's store in the temporary folder and includes the authorisation file the centre writes (:mod:`openlfr.nodes.broker`; at first it
+lets in only the centre's own nkey user) and names a pid file, so that the centre can make the
+server reload it. The fixture waits until the server answers and stops it after the test.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from openlfr.nodes import broker
+from openlfr.nodes.keys import NodeKeys
+
+NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class NatsServer:
+    """A running ``nats-server`` and what the centre needs to use it."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    folder: Path
+    centre_seed_file: Path
+    auth_file: Path
+    pid_file: Path
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return (self.folder / "nats.log").read_text(errors="replace")
+
+    def settings(self) -> dict[str, str]:
+        """The centre's settings (``OPENLFR_*`` names without the prefix) for this server."""
+        return {"nats_url": self.url, "nats_seed_file": str(self.centre_seed_file),
+                "nats_auth_file": str(self.auth_file), "nats_pid_file": str(self.pid_file)}
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def _ready(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"nats-server exited ({proc.returncode}): "
+                               f"{log.with_name('nats.err').read_text()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                if s.recv(4096).startswith(b"INFO") and "Server is ready" in log.read_text(
+                        errors="replace"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"nats-server did not start in {timeout} s: {log.read_text()}")
+
+
+def start_nats(folder: Path) -> NatsServer:
+    if not Path(NATS_SERVER).exists():
+        pytest.fail("nats-server is needed for the tests of nodes: scripts/test-services "
+                    "installs it (Debian's nats-server package)")
+    folder.mkdir(parents=True, exist_ok=True)
+    seed_file = folder / "centre.nk"
+    centre = broker.load_or_create_seed(seed_file)
+    auth = folder / "auth.conf"
+    broker.write_authorization(auth, centre, [])
+    pid_file = folder / "nats.pid"
+    conf = folder / "nats.conf"
+    store = folder / "js"
+    # JetStream's folder is in the file, not given by -sd: a reload applies the file, and a
+    # file without JetStream would switch it off (the server refuses both at once).
+    conf.write_text(f'pid_file: "{pid_file}"\njetstream: {{store_dir: "{store}"}}\n'
+                    f'include "{auth.name}"\n')
+    port = free_port()
+    log = folder / "nats.log"
+    cmd = [NATS_SERVER, "-c", str(conf), "-js", "-a", "127.0.0.1",
+           "-p", str(port), "-l", str(log)]
+    with (folder / "nats.err").open("wb") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+    server = NatsServer(proc, port, folder, seed_file, auth, pid_file)
+    try:
+        _ready(port, proc, log)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+@pytest.fixture()
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    """A ``nats-server`` with JetStream in a temporary folder, on a free port, that lets in
+    only the centre's nkey user until nodes are enrolled; stopped after the test."""
+    server = start_nats(tmp_path / "nats")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+__all__ = ["NatsServer", "NodeKeys", "free_port", "nats_server", "start_nats"]
