@@ -2,9 +2,10 @@
 
 ``nats_server`` starts Debian's ``nats-server`` (installed by scripts/test-services) as the
 centre runs it: ``nats-server -c CONF -js -a 127.0.0.1 -p FREEPORT``, where CONF puts
-JetStream's store in the temporary folder and includes the authorisation file the centre writes (:mod:`openlfr.nodes.broker`; at first it
-lets in only the centre's own nkey user) and names a pid file, so that the centre can make the
-server reload it. The fixture waits until the server answers and stops it after the test.
+JetStream's store in the temporary folder, includes the authorisation file the centre writes
+(:mod:`openlfr.nodes.broker`; at first it lets in only the centre's own nkey user) and names a
+pid file, so that the centre can make the server reload it. The fixture waits until the
+server answers and stops it after the test.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from openlfr.config import Settings
 from openlfr.nodes import broker
 from openlfr.nodes.keys import NodeKeys
 
@@ -50,10 +52,14 @@ class NatsServer:
     def log(self) -> str:
         return (self.folder / "nats.log").read_text(errors="replace")
 
-    def settings(self) -> dict[str, str]:
+    def settings(self) -> dict[str, object]:
         """The centre's settings (``OPENLFR_*`` names without the prefix) for this server."""
-        return {"nats_url": self.url, "nats_seed_file": str(self.centre_seed_file),
-                "nats_auth_file": str(self.auth_file), "nats_pid_file": str(self.pid_file)}
+        return {"nats_url": self.url, "nats_seed_file": self.centre_seed_file,
+                "nats_auth_file": self.auth_file, "nats_pid_file": self.pid_file}
+
+    def centre(self, base: Settings) -> Settings:
+        """``base`` (an installation's settings) with this broker configured."""
+        return base.model_copy(update=self.settings())
 
     def stop(self) -> None:
         if self.proc.poll() is None:

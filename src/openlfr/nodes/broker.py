@@ -28,6 +28,7 @@ a single machine needs none of this.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -254,10 +255,8 @@ class Broker:
         async def work(js: Any) -> None:
             from nats.js.errors import NotFoundError
             for stream in _streams(node_id):
-                try:
+                with contextlib.suppress(NotFoundError):
                     await js.delete_stream(stream)
-                except NotFoundError:
-                    pass
         self._run(work)
 
     def put_desired(self, node_id: int, document: bytes) -> int:
@@ -289,10 +288,8 @@ class Broker:
         async def work(js: Any) -> None:
             from nats.js.errors import NotFoundError, ObjectNotFoundError
             store = await js.object_store(gallery_bucket(node_id))
-            try:
+            with contextlib.suppress(ObjectNotFoundError, NotFoundError):
                 await store.delete(name)
-            except (ObjectNotFoundError, NotFoundError):
-                pass
         self._run(work)
 
     def galleries(self, node_id: int) -> list[str]:
@@ -343,8 +340,17 @@ class NodeClient:
         self.nc: NATS | None = None
 
     async def __aenter__(self) -> NodeClient:
-        self.nc = await connect(self.url, self._seed, inbox=inbox_prefix(self.node_id),
-                                ca_file=self.ca_file)
+        try:
+            self.nc = await connect(self.url, self._seed, inbox=inbox_prefix(self.node_id),
+                                    ca_file=self.ca_file)
+        except Unavailable:
+            raise
+        except Exception as exc:
+            if "authorization" in str(exc).lower():
+                raise Forbidden("the broker refused this node's credentials (disabled, or "
+                                "not enrolled)") from None
+            raise Unavailable(f"the broker at {self.url} cannot be reached: "
+                              f"{type(exc).__name__}") from None
         return self
 
     async def __aexit__(self, *exc: object) -> None:
