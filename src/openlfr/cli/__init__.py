@@ -14,6 +14,7 @@ from openlfr.cli import (
     deployments,
     evaluate,
     models,
+    nodes,
     recognise,
     retention,
     serve,
@@ -44,6 +45,7 @@ audit.register(app)
 retention.register(app)
 stats.register(app)
 serve.register(app)
+nodes.register(app)
 
 
 def main() -> None:

@@ -39,6 +39,7 @@ from openlfr.web.routes import (
     api_audit,
     api_deployments,
     api_meta,
+    api_nodes,
     api_questions,
     api_users,
     api_watchlists,
@@ -47,6 +48,7 @@ from openlfr.web.routes import (
     console_alerts,
     console_audit,
     console_governance,
+    console_nodes,
     console_zones,
     public,
 )
@@ -68,13 +70,16 @@ ROUTERS = (
     api_watchlists.router,
     api_deployments.router,
     api_audit.router,
+    api_nodes.router,
     console_governance.router,
+    console_nodes.router,
     console_zones.router,
     console_audit.router,
 )
 
 #: The /api/v1 routes an anonymous caller may use; every other one answers 401.
-ANONYMOUS_API = ("/api/v1/public/", "/api/v1/auth/login")
+ANONYMOUS_API = ("/api/v1/public/", "/api/v1/auth/login",
+                 "/api/v1/nodes/enrol")  # a node enrolls with its one-time token
 
 
 class Problem(BaseModel):
