@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from fastapi.testclient import TestClient
 
 from openlfr.governance import deployments as deps
 from openlfr.governance import nodes
+from openlfr.governance.system import System
 from openlfr.nodes.keys import NodeKeys, b64
 from openlfr.web.app import create_app
 from tests.govfix import Gov, audit_records, bearer_headers, run_cli
@@ -118,13 +120,13 @@ def test_the_deployment_page_says_where_each_camera_runs(gov: Gov, client: TestC
     assert r.json()["cameras"] == [f"{dep['id']}/gate"]
 
 
-@pytest.fixture()
-def served(gov: Gov) -> Iterator[str]:
-    """The centre's web app over HTTP on a free port."""
+@contextmanager
+def serving(system: System) -> Iterator[str]:
+    """The centre's web app over HTTP on a free port; its address."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(gov.system), host="127.0.0.1",
+    server = uvicorn.Server(uvicorn.Config(create_app(system), host="127.0.0.1",
                                            port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -137,6 +139,12 @@ def served(gov: Gov) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@pytest.fixture()
+def served(gov: Gov) -> Iterator[str]:
+    with serving(gov.system) as url:
+        yield url
 
 
 def test_a_node_enrolls_from_the_command_line(gov: Gov, served: str, tmp_path: Path) -> None:

@@ -136,12 +136,15 @@ def disable(
 
 
 @app.command("broker-users")
-def broker_users(user: UserOpt, data_dir: DataDirOpt = None) -> None:
+def broker_users(user: UserOpt, data_dir: DataDirOpt = None,
+                 no_reload: Annotated[bool, typer.Option(
+                     "--no-reload", help="Only write the file (before the broker's first "
+                                         "start).")] = False) -> None:
     """Write the broker's users (the centre and every enrolled node) to the authorisation
     file, and make the broker reload it (administrators)."""
     with acting(data_dir, user) as ctx:
         require(ctx.db, ctx.actor, Perm.NODE_MANAGE, "node", "broker")
-        count = nodes.write_broker_users(ctx.db, ctx.settings)
+        count = nodes.write_broker_users(ctx.db, ctx.settings, reload=not no_reload)
         path = ctx.settings.nats_auth_path
     err_console.print(f"[green]✓[/] {path}: the centre and {count} node(s)", highlight=False)
 

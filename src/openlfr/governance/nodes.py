@@ -220,13 +220,14 @@ def _enabled_users(db: Database) -> list[nats.NodeUser]:
             select(Node).where(Node.status == NodeStatus.ENROLLED)) if n.nkey]
 
 
-def write_broker_users(db: Database, settings: Settings) -> int:
+def write_broker_users(db: Database, settings: Settings, reload: bool = True) -> int:
     """Rewrite the broker's users from the database (the centre, and every enrolled node) and
-    make the broker reload them. Returns how many nodes may sign in. Idempotent: run it after
-    restoring a backup or moving the broker (``openlfr nodes broker-users``)."""
+    (``reload``) make the broker reload them. Returns how many nodes may sign in. Idempotent:
+    run it before the broker's first start (``reload=False``), after restoring a backup or
+    moving the broker (``openlfr nodes broker-users``)."""
     users = _enabled_users(db)
     b = broker_of(settings)
-    if b is None:  # no broker to reload, but the file can still be prepared
+    if b is None or not reload:  # nothing to reload, but the file can still be prepared
         nats.write_authorization(settings.nats_auth_path,
                                  nats.load_or_create_seed(settings.nats_seed_path), users)
         return len(users)
