@@ -25,6 +25,7 @@ from openlfr.errors import (
     InvalidInput,
     NotFound,
     Unauthenticated,
+    Unavailable,
 )
 from openlfr.governance import deployments as deps
 from openlfr.governance import nodes
@@ -369,3 +370,28 @@ def test_desired_state_and_a_gallery_sealed_to_the_node(gov: Gov, nats_server: N
     assert all(e.actor == "system" for e in entries)
     with gov.db.reading() as s:
         assert s.scalars(select(Node.status)).one() == NodeStatus.ENROLLED
+
+
+def test_over_tls_the_broker_is_checked_against_the_configured_ca(
+        gov: Gov, nats_tls_server: NatsServer) -> None:
+    srv = nats_tls_server
+    settings = srv.centre(gov.settings)
+    assert settings.nats_url.startswith("tls://") and settings.nats_ca_file == srv.ca_file
+    issued = _site_and_node(gov)
+    keys, enrolment = _enrol(gov, issued.token, settings=settings)
+    assert enrolment.broker_url == srv.url
+    centre = nodes.broker_of(settings)
+    assert centre is not None
+    centre.put_desired(enrolment.node_id, b'{"over": "tls"}')
+
+    async def as_node(ca_file) -> bytes | None:
+        async with broker.NodeClient(srv.url, enrolment.node_id, keys.seed,
+                                     ca_file=ca_file) as c:
+            return await c.desired()
+    assert _node_run(as_node(srv.ca_file)) == b'{"over": "tls"}'
+    with pytest.raises(Unavailable, match="cannot be reached"):  # the system's CAs: refused
+        _node_run(as_node(None))
+    plain = broker.Broker(srv.url.replace("tls://", "nats://"), broker.load_or_create_seed(
+        srv.centre_seed_file))
+    with pytest.raises(Unavailable):  # the broker requires TLS
+        plain.get_desired(enrolment.node_id)
