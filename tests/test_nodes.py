@@ -395,3 +395,19 @@ def test_over_tls_the_broker_is_checked_against_the_configured_ca(
         srv.centre_seed_file))
     with pytest.raises(Unavailable):  # the broker requires TLS
         plain.get_desired(enrolment.node_id)
+
+
+def test_a_broker_that_is_down_does_not_undo_an_enrolment_and_a_disabling_says_so(
+        gov: Gov, nats_server: NatsServer, caplog) -> None:
+    settings = nats_server.centre(gov.settings)
+    first = _site_and_node(gov)
+    nats_server.stop()
+    with caplog.at_level("WARNING", logger="openlfr.governance.nodes"):
+        keys, _ = _enrol(gov, first.token, settings=settings)
+    assert "run `openlfr nodes broker-users`" in caplog.text
+    assert keys.nkey in settings.nats_auth_path.read_text()  # in once the broker is back
+    assert nodes.show_node(gov.db, gov.actors["au1"], "van-1").status == "enrolled"
+    with pytest.raises(Unavailable, match="it may still be connected"):
+        nodes.disable(gov.db, settings, gov.actors["admin"], "van-1", "stolen")
+    assert nodes.show_node(gov.db, gov.actors["au1"], "van-1").status == "disabled"
+    assert [r.action for r in audit_records(gov, "node.disable")] == ["node.disable"]

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -37,7 +38,14 @@ from sqlalchemy.orm import Session
 
 from openlfr.audit import log as audit_log
 from openlfr.config import Settings
-from openlfr.errors import Conflict, IntegrityFailure, InvalidInput, NotFound, Unauthenticated
+from openlfr.errors import (
+    Conflict,
+    IntegrityFailure,
+    InvalidInput,
+    NotFound,
+    Unauthenticated,
+    Unavailable,
+)
 from openlfr.governance.authz import Actor, Perm, require
 from openlfr.governance.names import check_name, check_text
 from openlfr.governance.views import Enrolment, NodeToken, NodeView, SiteView
@@ -48,6 +56,8 @@ from openlfr.store.crypto import Keyring
 from openlfr.store.db import Database
 from openlfr.store.enums import DeploymentStatus, NodeStatus
 from openlfr.store.models import Camera, Deployment, Node, Site
+
+log = logging.getLogger("openlfr.governance.nodes")
 
 #: The prefix of an enrolment token (so that one pasted in the wrong place is recognisable).
 TOKEN_PREFIX = "olfr-enrol-"
@@ -271,8 +281,12 @@ def enrol(db: Database, settings: Settings, token: str, signing_key: str,
         node_id, name, site = node.id, node.name, node.site.name
     b = broker_of(settings)
     if b is not None:
-        b.set_users(_enabled_users(db))
-        b.ensure_node(node_id)
+        try:
+            b.set_users(_enabled_users(db))
+            b.ensure_node(node_id)
+        except Unavailable as exc:  # enrolled all the same: the node keeps its keys
+            log.warning("node %s enrolled, but the broker was not updated (%s): run "
+                        "`openlfr nodes broker-users` when it is back", name, exc)
     return Enrolment(node_id=node_id, name=name, site=site,
                      broker_url=settings.nats_node_url or settings.nats_url,
                      subject_prefix=nats.subject_prefix(node_id),
@@ -306,9 +320,14 @@ def disable(db: Database, settings: Settings, actor: Actor, name: str, reason: s
         node_id = node.id
     b = broker_of(settings)
     if b is not None:
-        b.set_users(_enabled_users(db))
-        if was == NodeStatus.ENROLLED:
-            b.drop_node(node_id)
+        try:
+            b.set_users(_enabled_users(db))
+            if was == NodeStatus.ENROLLED:
+                b.drop_node(node_id)
+        except Unavailable as exc:
+            raise Unavailable(f"node {name} is disabled, but the broker could not be told "
+                              f"({exc}): it may still be connected. Run `openlfr nodes "
+                              "broker-users` as soon as the broker is back") from None
     return show_node(db, actor, name)
 
 
