@@ -53,6 +53,8 @@ T = TypeVar("T")
 DESIRED_KEY = "desired"
 #: How long one broker operation may take, in seconds.
 TIMEOUT = 10.0
+#: The pauses between the centre's attempts to connect (None: the last attempt), in seconds.
+CONNECT_RETRIES: tuple[float | None, ...] = (0.1, 0.2, 0.4, 0.8, None)
 
 
 def subject_prefix(node_id: int) -> str:
@@ -104,12 +106,20 @@ class NodeUser:
     nkey: str
 
 
-def authorization_conf(centre: Ed25519PrivateKey, nodes: Iterable[NodeUser]) -> str:
-    """The broker's authorisation block: the centre's user, and one user per node."""
+#: A user that may do nothing at all: the probe that tells the centre a reload is applied.
+NOTHING = {"publish": {"deny": [">"]}, "subscribe": {"deny": [">"]}}
+
+
+def authorization_conf(centre: Ed25519PrivateKey, nodes: Iterable[NodeUser],
+                       probe: str | None = None) -> str:
+    """The broker's authorisation block: the centre's user, one user per node, and (``probe``)
+    a user that may do nothing, whose only use is to show that this version is in force."""
     centre_nkey = public_nkey(centre.public_key().public_bytes_raw())
     users: list[dict[str, Any]] = [{"nkey": centre_nkey}]
     for node in sorted(nodes, key=lambda n: n.node_id):
         users.append({"nkey": node.nkey, "permissions": node_permissions(node.node_id)})
+    if probe is not None:
+        users.append({"nkey": probe, "permissions": NOTHING})
     body = json.dumps({"users": users}, indent=2)
     return ("# Written by openlfr (the centre): the broker's users. Do not edit: enrolling,\n"
             "# disabling or revoking a node rewrites it and reloads the broker.\n"
@@ -117,10 +127,10 @@ def authorization_conf(centre: Ed25519PrivateKey, nodes: Iterable[NodeUser]) -> 
 
 
 def write_authorization(path: Path, centre: Ed25519PrivateKey,
-                        nodes: Iterable[NodeUser]) -> None:
+                        nodes: Iterable[NodeUser], probe: str | None = None) -> None:
     """Write :func:`authorization_conf` to ``path``, atomically (a new file renamed over the
     old one, so the broker never reads half of it)."""
-    text = authorization_conf(centre, nodes)
+    text = authorization_conf(centre, nodes, probe)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
@@ -213,20 +223,53 @@ class Broker:
         if self.auth_file is None:
             raise InvalidInput("no broker authorisation file is configured "
                                "(OPENLFR_NATS_AUTH_FILE)", field="nats_auth_file")
-        write_authorization(self.auth_file, self._centre, nodes)
-        if self.pid_file is not None:
-            reload_broker(self.pid_file)
+        if self.pid_file is None:
+            write_authorization(self.auth_file, self._centre, nodes)
+            return
+        # The reload is asynchronous: a probe user, new with each version of the file, signs
+        # in once the version is in force, so that this returns only when it is.
+        probe = Ed25519PrivateKey.generate()
+        write_authorization(self.auth_file, self._centre, nodes,
+                            public_nkey(probe.public_key().public_bytes_raw()))
+        reload_broker(self.pid_file)
+        self._await_probe(seed_nkey(probe))
+
+    def _await_probe(self, seed: str, timeout: float = TIMEOUT) -> None:
+        async def go() -> None:
+            deadline = asyncio.get_running_loop().time() + timeout
+            while True:
+                try:
+                    nc = await connect(self.url, seed, ca_file=self.ca_file)
+                except Unavailable:
+                    raise
+                except Exception:
+                    if asyncio.get_running_loop().time() > deadline:
+                        raise Unavailable("the broker did not apply its new users within "
+                                          f"{timeout:.0f} s") from None
+                    await asyncio.sleep(0.01)
+                    continue
+                await nc.close()
+                return
+
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, go()).result()
 
     # -- JetStream --------------------------------------------------------------------------
     def _run(self, work: Callable[[Any], Awaitable[T]]) -> T:
         async def go() -> T:
-            try:
-                nc = await connect(self.url, self._seed, ca_file=self.ca_file)
-            except Unavailable:
-                raise
-            except Exception as exc:
-                raise Unavailable(f"the broker at {self.url} cannot be reached: "
-                                  f"{type(exc).__name__}") from None
+            # A connection that arrives while the broker reloads its users (just after
+            # set_users) may be reset: try again for a moment before giving up.
+            for delay in CONNECT_RETRIES:
+                try:
+                    nc = await connect(self.url, self._seed, ca_file=self.ca_file)
+                    break
+                except Unavailable:
+                    raise
+                except Exception as exc:
+                    if delay is None:
+                        raise Unavailable(f"the broker at {self.url} cannot be reached: "
+                                          f"{type(exc).__name__}") from None
+                    await asyncio.sleep(delay)
             try:
                 return await asyncio.wait_for(work(nc.jetstream()), TIMEOUT)
             finally:
