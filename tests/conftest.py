@@ -301,6 +301,9 @@ from tests import videoclips  # noqa: E402
 # module) live in tests/govfix.py.
 from tests.govfix import Gov, gov, install, sqlite_gov  # noqa: E402, F401
 
+# A real nats-server for the tests of sites and nodes (tests/natsfix.py).
+from tests.natsfix import nats_server, nats_tls_server  # noqa: E402, F401
+
 if TYPE_CHECKING:
     from tests.test_web_public import Demo
 

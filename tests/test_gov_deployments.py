@@ -383,7 +383,8 @@ def test_the_commands_create_authorise_show_start_stop(gov: Gov, face_images):
     assert view["status"] == "draft" and view["threshold"] == SFACE_FLOOR
     assert view["cameras"] == [{"name": "gate", "source": "rtsp://***@10.0.0.5/stream",
                                 "state": None, "state_since": None, "last_error": None,
-                                "frames": 0, "seconds": 0.0, "zones": [], "masks": []}]
+                                "frames": 0, "seconds": 0.0, "zones": [], "masks": [],
+                                "node": None, "node_site": None}]
     refused = _cli(gov, "deployment", "authorise", dep_id, "--user", "op1")
     assert refused.returncode == 3 and "refused" in refused.stderr
     assert "Traceback" not in refused.stderr

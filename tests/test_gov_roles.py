@@ -47,6 +47,7 @@ COMMANDS: dict[Perm, list[str]] = {
     Perm.ALERT_HOLD: ["alerts", "hold", "1", "--reason", "court"],
     Perm.RETENTION_RUN: ["retention", "run"],
     Perm.AUDIT_READ: ["audit", "show"],
+    Perm.NODE_MANAGE: ["nodes", "add-site", "matrix-site"],
 }
 
 #: Permissions with no command of their own yet: the service call that enforces them.

@@ -35,6 +35,7 @@ PAGES: dict[str, tuple[str | None, Callable[[Showcase], str]]] = {
     "new-deployment": ("op1", lambda s: "/console/deployments/new"),
     "camera-zones": ("op1", lambda s: f"/console/deployments/{s.deployment}/cameras/gate-3/zones"),
     "users": ("admin", lambda s: "/console/users"),
+    "sites-and-nodes": ("admin", lambda s: "/console/nodes"),
     "audit-log": ("au1", lambda s: "/console/audit"),
     "annual-report": ("au1", lambda s: "/console/reports"),
     "public-index": (None, lambda s: "/public"),

@@ -212,10 +212,25 @@ CASES: dict[tuple[str, str], Case] = {
     # the annual report
     ("GET", "/api/v1/reports/annual/{year}"):
         Case(Perm.AUDIT_READ, "/api/v1/reports/annual/2001"),
+    # sites and nodes
+    ("GET", "/api/v1/sites"): Case(Perm.DEPLOYMENT_READ, "/api/v1/sites"),
+    ("POST", "/api/v1/sites"): Case(Perm.NODE_MANAGE, "/api/v1/sites",
+                                    json={"name": "matrix-site"}),
+    ("GET", "/api/v1/nodes"): Case(Perm.DEPLOYMENT_READ, "/api/v1/nodes"),
+    ("POST", "/api/v1/nodes"): Case(Perm.NODE_MANAGE, "/api/v1/nodes",
+                                    json={"site": "nowhere", "name": "matrix-node"}),
+    ("GET", "/api/v1/nodes/{name}"): Case(Perm.DEPLOYMENT_READ, "/api/v1/nodes/nobody-here"),
+    ("POST", "/api/v1/nodes/{name}/token"):
+        Case(Perm.NODE_MANAGE, "/api/v1/nodes/nobody-here/token", json={}),
+    ("POST", "/api/v1/nodes/{name}/disable"):
+        Case(Perm.NODE_MANAGE, "/api/v1/nodes/nobody-here/disable", json={"reason": "matrix"}),
 }
 
-#: Routes this matrix cannot drive, each with the reason (none at present).
-UNDRIVEN: dict[tuple[str, str], str] = {}
+#: Routes this matrix cannot drive, each with the reason.
+UNDRIVEN: dict[tuple[str, str], str] = {
+    ("POST", "/api/v1/nodes/enrol"): "its credential is a node's one-time enrolment token, "
+                                     "not an account: tests/test_nodes.py drives it",
+}
 
 
 def api_routes() -> list[tuple[str, str]]:

@@ -90,6 +90,32 @@ class Settings(BaseSettings):
         description="Where the published impact assessments can be read (https://...); "
                     "otherwise residents are told to ask for them by their reference.")
 
+    # -- sites and nodes over NATS JetStream (README "Sites and nodes"); none is needed on a
+    # single machine --
+    nats_url: str | None = Field(
+        default=None, max_length=500,
+        description="The NATS broker the centre uses to reach its nodes (nats://host:4222 or "
+                    "tls://...); none: no nodes (everything runs in this process).")
+    nats_node_url: str | None = Field(
+        default=None, max_length=500,
+        description="The broker's address as nodes reach it (told to a node when it "
+                    "enrolls); default: nats_url.")
+    nats_seed_file: Path | None = Field(
+        default=None,
+        description="The centre's broker key (an nkey seed), made on first use; default "
+                    "nats-centre.nk in the data dir.")
+    nats_auth_file: Path | None = Field(
+        default=None,
+        description="The file of broker users the centre writes and the broker's "
+                    "configuration includes; default nats-auth.conf in the data dir.")
+    nats_pid_file: Path | None = Field(
+        default=None,
+        description="The broker's pid_file: the centre makes the broker reload its users "
+                    "(SIGHUP) after enrolling or disabling a node.")
+    nats_ca_file: Path | None = Field(
+        default=None,
+        description="A CA certificate file to check the broker's TLS certificate against.")
+
     @field_validator("complaints_url", "regulator_url", "impact_assessments_url")
     @classmethod
     def _web_address(cls, value: str | None) -> str | None:
@@ -135,6 +161,14 @@ class Settings(BaseSettings):
     @property
     def signing_key_path(self) -> Path:
         return self.data_dir / SIGNING_KEY_FILENAME
+
+    @property
+    def nats_seed_path(self) -> Path:
+        return self.nats_seed_file or self.data_dir / "nats-centre.nk"
+
+    @property
+    def nats_auth_path(self) -> Path:
+        return self.nats_auth_file or self.data_dir / "nats-auth.conf"
 
 
 def load_settings(data_dir: Path | None = None) -> Settings:

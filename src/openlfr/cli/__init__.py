@@ -15,6 +15,7 @@ from openlfr.cli import (
     evaluate,
     fieldtests,
     models,
+    nodes,
     recognise,
     report,
     retention,
@@ -48,6 +49,7 @@ retention.register(app)
 report.register(app)
 stats.register(app)
 serve.register(app)
+nodes.register(app)
 
 
 def main() -> None:

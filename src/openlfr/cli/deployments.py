@@ -63,6 +63,23 @@ def _with_zones(cameras: tuple[deps.CameraSpec, ...], zones: list[str] | None,
     return tuple(replace(c, **given.get(c.name, {})) for c in cameras)
 
 
+def _with_nodes(cameras: tuple[deps.CameraSpec, ...], nodes: list[str] | None
+                ) -> tuple[deps.CameraSpec, ...]:
+    """The cameras with the node of ``--node NAME=NODE`` (``NAME=``: the centre)."""
+    given: dict[str, str] = {}
+    names = {c.name for c in cameras}
+    for text in nodes or ():
+        name, sep, node = text.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            fail(f"--node takes CAMERA=NODE (e.g. gate=van-1; gate= for the centre), not "
+                 f"{text[:40]!r}")
+        if name not in names:
+            fail(f"--node: the deployment has no camera named {name!r}")
+        given[name] = node.strip()
+    return tuple(replace(c, node=given[c.name]) if c.name in given else c for c in cameras)
+
+
 def _model_id(db: Database, backend: str) -> str:
     """The model id of ``--backend``, from its spec (no model is loaded)."""
     from openlfr.governance.models import model_id_for
@@ -135,6 +152,9 @@ ZonesOpt = Annotated[list[str] | None, typer.Option(
 MasksOpt = Annotated[list[str] | None, typer.Option(
     "--masks", help="A camera's privacy masks as NAME=JSON (polygons like --zones): blacked "
                     "out before anything sees the frame, never analysed.")]
+NodeOpt = Annotated[list[str] | None, typer.Option(
+    "--node", help="The node that runs a camera, as CAMERA=NODE (openlfr nodes list); "
+                   "CAMERA= for the centre itself (the default).")]
 
 
 @app.command()
@@ -148,7 +168,7 @@ def create(
     public_notice: NoticeOpt = None, urgency_reason: UrgencyOpt = None,
     watchlist: WatchlistOpt = None, camera: CameraOpt = None,
     alternatives: AlternativesOpt = None, consultation_days: ConsultationOpt = None,
-    zones: ZonesOpt = None, masks: MasksOpt = None,
+    zones: ZonesOpt = None, masks: MasksOpt = None, node: NodeOpt = None,
     notice_at: NoticeAtOpt = None, target_fpir: TargetOpt = None, fria: FriaOpt = None,
     eu_db: EuDbOpt = None,
     json_out: JsonOpt = False, data_dir: DataDirOpt = None,
@@ -161,7 +181,7 @@ def create(
         fail("--start and --end are required")
     planned_start = parse_when(start, "--start")
     planned_end = parse_when(end, "--end")
-    cameras = _with_zones(_cameras(camera) or (), zones, masks)
+    cameras = _with_nodes(_with_zones(_cameras(camera) or (), zones, masks), node)
     with acting(data_dir, user) as ctx:
         model_id = _model_id(ctx.db, backend or default_backend())
         plan = deps.Plan(
@@ -195,7 +215,7 @@ def edit(
     public_notice: NoticeOpt = None, urgency_reason: UrgencyOpt = None,
     watchlist: WatchlistOpt = None, camera: CameraOpt = None,
     alternatives: AlternativesOpt = None, consultation_days: ConsultationOpt = None,
-    zones: ZonesOpt = None, masks: MasksOpt = None,
+    zones: ZonesOpt = None, masks: MasksOpt = None, node: NodeOpt = None,
     notice_at: NoticeAtOpt = None, target_fpir: TargetOpt = None, fria: FriaOpt = None,
     eu_db: EuDbOpt = None,
     json_out: JsonOpt = False, data_dir: DataDirOpt = None,
@@ -221,14 +241,16 @@ def edit(
     if watchlist is not None:
         changes["watchlist_ids"] = tuple(watchlist)
     if camera is not None:
-        changes["cameras"] = _with_zones(_cameras(camera) or (), zones, masks)
-    if not changes and backend is None and zones is None and masks is None:
+        changes["cameras"] = _with_nodes(_with_zones(_cameras(camera) or (), zones, masks),
+                                         node)
+    if (not changes and backend is None and zones is None and masks is None
+            and node is None):
         fail("nothing to change: give at least one option")
     with acting(data_dir, user) as ctx:
-        if camera is None and (zones is not None or masks is not None):
+        if camera is None and (zones is not None or masks is not None or node is not None):
             current = deps.show(ctx.db, ctx.actor, deployment).cameras
-            changes["cameras"] = _with_zones(  # the stored cameras, new polygons
-                tuple(deps.CameraSpec(c.name, c.source) for c in current), zones, masks)
+            changes["cameras"] = _with_nodes(_with_zones(  # the stored cameras, new polygons
+                tuple(deps.CameraSpec(c.name, c.source) for c in current), zones, masks), node)
         if backend is not None:
             changes["model_id"] = _model_id(ctx.db, backend)
         changed = deps.edit(ctx.db, ctx.actor, deployment, keyring=ctx.system.keyring,

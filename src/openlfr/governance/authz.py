@@ -42,6 +42,7 @@ class Perm(StrEnum):
     STATS_READ = "stats.read"
     QUESTION_READ = "question.read"  # residents' questions and objections
     QUESTION_ANSWER = "question.answer"
+    NODE_MANAGE = "node.manage"  # sites and nodes: add, enrolment tokens, disable
 
 
 A, AO, OP, SV, AU = (Role.ADMIN, Role.AUTHORISING_OFFICER, Role.OPERATOR, Role.SUPERVISOR,
@@ -70,6 +71,7 @@ PERMISSIONS: dict[Perm, frozenset[Role]] = {
     Perm.STATS_READ: EVERYONE,
     Perm.QUESTION_READ: frozenset({AO, SV, A, AU}),
     Perm.QUESTION_ANSWER: frozenset({AO, SV, A}),
+    Perm.NODE_MANAGE: frozenset({A}),
 }
 
 

@@ -84,6 +84,7 @@ from openlfr.governance.floors import (
     pick_calibration,
 )
 from openlfr.governance.names import check_name, check_text
+from openlfr.governance.nodes import resolve_node
 from openlfr.governance.profiles import (
     TWO_PERSON_PROFILES,
     Profile,
@@ -144,12 +145,15 @@ class CameraSpec:
     """A camera of a deployment: its name (unique within the deployment) and its source (a file
     path, a stream URL or a webcam index, as ``openlfr watch`` takes it), with its analysis
     zones and privacy masks (:mod:`openlfr.video.zones`; ``None`` on :func:`edit`: the stored
-    camera's are kept)."""
+    camera's are kept), and the node that runs it (a node's name, :mod:`openlfr.governance.nodes`;
+    ``""``: the centre; ``None``: the centre for a new camera, the stored camera's node on
+    :func:`edit`)."""
 
     name: str
     source: str
     zones: tuple[Polygon, ...] | None = None
     masks: tuple[Polygon, ...] | None = None
+    node: str | None = None
 
     @classmethod
     def parse(cls, text: str) -> CameraSpec:
@@ -316,7 +320,8 @@ def _check_plan(plan: Plan) -> Plan:
     plan = replace(plan, cameras=tuple(
         CameraSpec(c.name, c.source,
                    None if c.zones is None else check_polygons(c.zones, c.name, "zones"),
-                   None if c.masks is None else check_polygons(c.masks, c.name, "masks"))
+                   None if c.masks is None else check_polygons(c.masks, c.name, "masks"),
+                   _check_node_field(c))
         for c in plan.cameras))
     if len(set(names)) != len(names):
         raise RuleError(f"camera names must be unique within a deployment: {names}")
@@ -445,6 +450,7 @@ def _plan_details(dep: Deployment) -> dict[str, Any]:
         "cameras": [{"name": c.name, "source": c.display, "digest": c.source_digest,
                      "zones": zone_summary(from_json(c.zones)),
                      "masks": zone_summary(from_json(c.masks))}
+                    | ({"node": c.node.name} if c.node is not None else {})
                     for c in dep.cameras],
     } | ({"consultation_days": dep.consultation_days} if dep.consultation_days else {}) | {
         name: value for name, value in (
@@ -569,6 +575,14 @@ def _resolve_cameras(s: Session, keyring: Keyring, dep: Deployment,
 
 # -- create and edit ---------------------------------------------------------------------------
 
+def _check_node_field(cam: CameraSpec) -> str | None:
+    if cam.node is None:
+        return None
+    if not isinstance(cam.node, str):
+        raise RuleError(f"camera {cam.name}: its node must be a node's name", field="cameras")
+    return check_name(cam.node.strip(), f"the node of camera {cam.name}")
+
+
 def create(db: Database, actor: Actor, plan: Plan, keyring: Keyring | None = None) -> int:
     """A new draft deployment; returns its id. ``keyring`` encrypts the camera sources (needed
     when the plan has cameras)."""
@@ -597,6 +611,7 @@ def create(db: Database, actor: Actor, plan: Plan, keyring: Keyring | None = Non
             dep.cameras = [_sealed(s, keyring, dep, c.name, c.source) for c in plan.cameras]
             for row, spec in zip(dep.cameras, plan.cameras, strict=True):
                 _set_zones(row, spec.zones or (), spec.masks or ())
+                row.node = resolve_node(s, spec.node)
             s.flush()
         audit_log.record(s, actor.name, "deployment.create", "deployment", dep.id,
                          _plan_details(dep))
@@ -608,7 +623,8 @@ def plan_of(dep: Deployment) -> Plan:
     return Plan(**{c: getattr(dep, c) for c in COLUMNS},
                 watchlist_ids=tuple(wl.id for wl in dep.watchlists),
                 cameras=tuple(CameraSpec(c.name, c.display, from_json(c.zones),
-                                         from_json(c.masks)) for c in dep.cameras))
+                                         from_json(c.masks), c.node.name if c.node else None)
+                              for c in dep.cameras))
 
 
 def _set_zones(row: Camera, zones: Sequence[Polygon], masks: Sequence[Polygon]) -> None:
@@ -661,9 +677,14 @@ def edit(db: Database, actor: Actor, deployment_id: int, *, keyring: Keyring | N
             cameras = _resolve_cameras(s, keyring, dep, after.cameras)
             stored = {c.name: c for c in before.cameras}
             zones = [_zones_of(spec, stored.get(spec.name)) for spec in after.cameras]
+            nodes = [resolve_node(s, spec.node if spec.node is not None else (
+                stored[spec.name].node if spec.name in stored else None))
+                for spec in after.cameras]
             if ([(c.name, c.digest) for c in cameras]
                     != [(c.name, c.source_digest) for c in dep.cameras]
-                    or zones != [(c.zones, c.masks) for c in before.cameras]):
+                    or zones != [(c.zones, c.masks) for c in before.cameras]
+                    or [n.id if n else None for n in nodes]
+                    != [c.node_id for c in dep.cameras]):
                 changed.append("cameras")
         if not changed:  # (a camera key is made only with a new camera: a change)
             return []
@@ -680,8 +701,9 @@ def edit(db: Database, actor: Actor, deployment_id: int, *, keyring: Keyring | N
             dep.cameras = [Camera(name=c.name, display=c.display, source_digest=c.digest,
                                   source_ct=c.sealed if c.sealed is not None else kept[c.name])
                            for c in cameras]
-            for row, (zone, mask) in zip(dep.cameras, zones, strict=True):
+            for row, (zone, mask), node in zip(dep.cameras, zones, nodes, strict=True):
                 _set_zones(row, zone or (), mask or ())
+                row.node = node
         dropped_override = False
         if ({"threshold", "model_id"} & set(changed)) and dep.threshold_override_reason:
             dep.threshold_override_reason = None
@@ -1495,7 +1517,9 @@ def _camera_states(dep: Deployment, rows: Mapping[str, CameraStats],
                               last_error=error if state in (
                                   "retrying", "failed", "unknown", "stopped", "ended") else None,
                               frames=frames, seconds=round(float(seconds), 1),
-                              zones=from_json(c.zones), masks=from_json(c.masks)))
+                              zones=from_json(c.zones), masks=from_json(c.masks),
+                              node=c.node.name if c.node is not None else None,
+                              node_site=c.node.site.name if c.node is not None else None))
     return out
 
 

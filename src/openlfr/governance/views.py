@@ -79,6 +79,7 @@ PERM_WORDS: dict[str, str] = {
     "stats.read": "read the statistics",
     "question.read": "read residents' questions",
     "question.answer": "answer residents' questions",
+    "node.manage": "add and disable sites and nodes",
 }
 
 #: The words of a watchlist subject's category.
@@ -163,6 +164,12 @@ ACTION_WORDS: dict[str, str] = {
     "watchlist.approve": "Watchlist approved",
     "watchlist.create": "Watchlist created",
     "watchlist.destroy": "Watchlist destroyed",
+    "site.add": "Site added",
+    "node.add": "Node added",
+    "node.token": "Node enrolment token issued",
+    "node.enrol": "Node enrolled",
+    "node.disable": "Node disabled",
+    "node.desired_state": "Desired state sent to a node",
     # detail keys and object types
     "api_token": "API token",
     "data_keys": "Data keys",
@@ -290,6 +297,9 @@ class CameraView(View):
         "analysed only when its box centre lies in one (none: the whole frame)."))
     masks: tuple[tuple[tuple[float, float], ...], ...] = Field(default=(), description=(
         "Privacy masks: polygons blacked out before anything sees the frame; never analysed."))
+    node: str | None = Field(default=None, description=(
+        "The node that runs this camera; none: the centre itself."))
+    node_site: str | None = Field(default=None, description="The site of that node.")
 
 
 class WatchlistRef(View):
@@ -616,3 +626,60 @@ class UrgentUseView(View):
     results_deleted_at: datetime | None = None
     #: the counts kept after the deletion (alerts by status, outcomes): counts only
     deleted_counts: dict[str, int] = {}
+# -- sites and nodes ---------------------------------------------------------------------------
+
+class SiteView(View):
+    id: int
+    name: str
+    description: str
+    created_at: datetime
+    created_by: str
+    nodes: int = Field(default=0, description="Nodes at the site, disabled ones included.")
+
+
+class NodeView(View):
+    """A node as the centre knows it: never its enrolment token (shown once, when issued)."""
+
+    id: int
+    name: str
+    site: str
+    status: str = Field(description="pending (waiting to enroll), enrolled or disabled")
+    nkey: str | None = Field(default=None, description=(
+        "Its broker identity (public): an nkey user made from its Ed25519 key."))
+    signing_key: str | None = Field(default=None, description="Ed25519 public key, base64.")
+    box_key: str | None = Field(default=None, description=(
+        "X25519 public key, base64: what its galleries are sealed to."))
+    token_expires_at: datetime | None = Field(default=None, description=(
+        "When its unused enrolment token expires (pending nodes)."))
+    created_at: datetime
+    created_by: str
+    enrolled_at: datetime | None = None
+    disabled_at: datetime | None = None
+    disabled_by: str | None = None
+    disable_reason: str | None = None
+    desired_at: datetime | None = Field(default=None, description=(
+        "When its desired state was last written to the broker."))
+    cameras: tuple[str, ...] = Field(default=(), description=(
+        "The cameras it runs, as deployment id/camera name."))
+
+
+class NodeToken(View):
+    """A node just added (or given a new token), with its one-time enrolment token."""
+
+    node: NodeView
+    token: str = Field(description="Shown once; stored only as a hash.")
+    expires_at: datetime
+
+
+class Enrolment(View):
+    """What a node is told when it enrolls: who it is and how to reach the broker."""
+
+    node_id: int
+    name: str
+    site: str
+    broker_url: str | None = Field(description="The broker's address (none: not configured).")
+    subject_prefix: str = Field(description="Its subjects: this prefix and below.")
+    inbox_prefix: str = Field(description="The inbox prefix its NATS client must use.")
+    state_bucket: str
+    gallery_bucket: str
+    nkey: str

@@ -103,3 +103,13 @@ class PerceivedSex(StrEnum):
     FEMALE = "female"
     MALE = "male"
     NOT_RECORDED = "not_recorded"
+
+
+class NodeStatus(StrEnum):
+    """Where a node is in its life: added with a one-time enrolment token (``pending``), its
+    keys registered (``enrolled``), or disabled and its broker credentials revoked for good
+    (``disabled``; a replacement is a new node)."""
+
+    PENDING = "pending"
+    ENROLLED = "enrolled"
+    DISABLED = "disabled"

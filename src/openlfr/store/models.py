@@ -41,6 +41,7 @@ from openlfr.store.enums import (
     Category,
     Decision,
     DeploymentStatus,
+    NodeStatus,
     Role,
     WatchlistStatus,
 )
@@ -382,8 +383,11 @@ class Camera(Base):
     #: (:mod:`openlfr.video.zones`); ``None``: none
     zones: Mapped[str | None] = mapped_column(Text)
     masks: Mapped[str | None] = mapped_column(Text)
+    #: the node that runs this camera (migration 0018); ``None``: the centre itself
+    node_id: Mapped[int | None] = mapped_column(ForeignKey("nodes.id", ondelete="SET NULL"))
 
     deployment: Mapped[Deployment] = relationship(back_populates="cameras")
+    node: Mapped[Node | None] = relationship()
 
 
 class CameraStats(Base):
@@ -728,3 +732,51 @@ class UrgentUse(Base):
     refusal_reason: Mapped[str | None] = mapped_column(Text)
     results_deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     deleted_counts: Mapped[str | None] = mapped_column(Text)
+
+
+# -- sites and nodes (migration 0018) ------------------------------------------------------------
+
+class Site(Base):
+    """A place where cameras are (a van, a high street, a stadium gate), with its nodes."""
+
+    __tablename__ = "sites"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(64))
+
+    nodes: Mapped[list[Node]] = relationship(back_populates="site", order_by="Node.id")
+
+
+class Node(Base):
+    """A machine at a site that runs cameras for the centre (``openlfr node``).
+
+    ``token_hash`` is the SHA-256 of its one-time enrolment token (cleared once used);
+    ``signing_key`` (Ed25519, also its broker nkey ``nkey``) and ``box_key`` (X25519, what its
+    galleries are sealed to) are the public halves of the keys it made when it enrolled, as
+    URL-safe base64. ``desired_digest`` is the digest of the desired state last written to the
+    broker for it (so that an unchanged state is not written again)."""
+
+    __tablename__ = "nodes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="RESTRICT"), index=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    status: Mapped[NodeStatus] = mapped_column(_enum(NodeStatus), default=NodeStatus.PENDING)
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    signing_key: Mapped[str | None] = mapped_column(String(64))
+    box_key: Mapped[str | None] = mapped_column(String(64))
+    nkey: Mapped[str | None] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(64))
+    enrolled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    disabled_by: Mapped[str | None] = mapped_column(String(64))
+    disable_reason: Mapped[str | None] = mapped_column(Text)
+    desired_digest: Mapped[str | None] = mapped_column(String(64))
+    desired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    site: Mapped[Site] = relationship(back_populates="nodes")

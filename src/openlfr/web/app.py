@@ -40,6 +40,7 @@ from openlfr.web.routes import (
     api_deployments,
     api_fieldtests,
     api_meta,
+    api_nodes,
     api_questions,
     api_reports,
     api_urgent,
@@ -51,6 +52,7 @@ from openlfr.web.routes import (
     console_audit,
     console_fieldtests,
     console_governance,
+    console_nodes,
     console_reports,
     console_urgent,
     console_zones,
@@ -76,8 +78,10 @@ ROUTERS = (
     api_fieldtests.router,
     api_urgent.router,
     api_audit.router,
+    api_nodes.router,
     console_governance.router,
     console_fieldtests.router,
+    console_nodes.router,
     console_zones.router,
     console_urgent.router,
     console_audit.router,
@@ -86,7 +90,8 @@ ROUTERS = (
 )
 
 #: The /api/v1 routes an anonymous caller may use; every other one answers 401.
-ANONYMOUS_API = ("/api/v1/public/", "/api/v1/auth/login")
+ANONYMOUS_API = ("/api/v1/public/", "/api/v1/auth/login",
+                 "/api/v1/nodes/enrol")  # a node enrolls with its one-time token
 
 
 class Problem(BaseModel):

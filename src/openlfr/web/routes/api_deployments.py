@@ -48,12 +48,16 @@ class CameraIn(BaseModel):
     masks: list[list[tuple[float, float]]] | None = Field(default=None, max_length=16, description=(
         "Privacy masks (polygons like zones): blacked out before anything sees the frame, "
         "never analysed. Omitted on an edit: kept."))
+    node: str | None = Field(default=None, max_length=100, description=(
+        "The node that runs the camera (GET /api/v1/nodes); \"\": the centre itself. "
+        "Omitted: the centre for a new camera, the stored camera's node on an edit."))
 
     def spec(self) -> deps.CameraSpec:
         def polys(v: list[list[tuple[float, float]]] | None) -> Any:
             return None if v is None else tuple(tuple(p) for p in v)
 
-        return deps.CameraSpec(self.name, self.source, polys(self.zones), polys(self.masks))
+        return deps.CameraSpec(self.name, self.source, polys(self.zones), polys(self.masks),
+                               self.node)
 
 
 class DeploymentIn(BaseModel):

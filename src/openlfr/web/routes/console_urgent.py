@@ -17,8 +17,8 @@ from openlfr.web.deps import PageActor, web
 from openlfr.web.routes.console_governance import (
     EXPECTED,
     Confirm,
-    authorisation_decision,
     _deployment_error,
+    authorisation_decision,
     confirm_first,
 )
 

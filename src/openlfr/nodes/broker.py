@@ -1,0 +1,454 @@
+"""The one module that speaks NATS: the broker's authorisation of nodes, and each node's
+desired state and galleries in JetStream.
+
+**Who may connect.** The centre keeps the broker's list of users: a file of NATS configuration
+(:func:`write_authorization`) that the broker's own configuration includes. It lets in the
+centre's nkey user (everything) and one nkey user per enabled node, whose permissions are only
+its own (:func:`node_permissions`):
+
+- publish and subscribe on ``openlfr.node.<id>.>``; replies to its requests on its own inbox
+  prefix ``_INBOX.node.<id>`` (so it cannot read another client's replies);
+- of JetStream, only reading its own two buckets: the key-value bucket
+  ``openlfr_node_<id>_state`` (its desired state, key ``desired``) and the object store
+  ``openlfr_node_<id>_galleries`` (its galleries, sealed to its key). It cannot create, change
+  or delete a stream, nor write to a bucket.
+
+Enrolling, disabling or revoking a node rewrites the file (atomically) and makes the broker
+reload it (``SIGHUP`` to the pid in its ``pid_file``): a user removed from the file is
+disconnected at once by the broker and cannot sign in again.
+
+**What a node is told.** The centre writes, per node, the desired state document
+(:meth:`Broker.put_desired`) and each gallery already sealed to the node's X25519 key
+(:meth:`Broker.put_gallery`, :func:`openlfr.nodes.keys.seal`).
+
+The NATS client (``nats-py``, the ``nodes`` extra) is imported only when a broker is used:
+a single machine needs none of this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import ssl
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from openlfr.errors import Forbidden, IntegrityFailure, InvalidInput, Unavailable
+from openlfr.nodes.keys import private_from_seed, public_nkey, seed_nkey
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client as NATS
+
+T = TypeVar("T")
+
+#: The key of a node's desired state in its key-value bucket.
+DESIRED_KEY = "desired"
+#: How long one broker operation may take, in seconds.
+TIMEOUT = 10.0
+#: The pauses between the centre's attempts to connect (None: the last attempt), in seconds.
+CONNECT_RETRIES: tuple[float | None, ...] = (0.1, 0.2, 0.4, 0.8, None)
+
+
+def subject_prefix(node_id: int) -> str:
+    """The subjects a node owns: ``openlfr.node.<id>`` and below."""
+    return f"openlfr.node.{int(node_id)}"
+
+
+def inbox_prefix(node_id: int) -> str:
+    """The inbox prefix a node's client must use (its replies arrive below it)."""
+    return f"_INBOX.node.{int(node_id)}"
+
+
+def state_bucket(node_id: int) -> str:
+    return f"openlfr_node_{int(node_id)}_state"
+
+
+def gallery_bucket(node_id: int) -> str:
+    return f"openlfr_node_{int(node_id)}_galleries"
+
+
+def _streams(node_id: int) -> tuple[str, str]:
+    return f"KV_{state_bucket(node_id)}", f"OBJ_{gallery_bucket(node_id)}"
+
+
+def node_permissions(node_id: int) -> dict[str, dict[str, list[str]]]:
+    """What a node's broker user may publish and subscribe to: its own subjects, and reading
+    its own two buckets (nothing that creates, changes or deletes a stream)."""
+    own = f"{subject_prefix(node_id)}.>"
+    publish = [own, "$JS.API.INFO"]
+    for stream in _streams(node_id):
+        publish += [
+            f"$JS.API.STREAM.INFO.{stream}",
+            f"$JS.API.STREAM.MSG.GET.{stream}",
+            f"$JS.API.DIRECT.GET.{stream}", f"$JS.API.DIRECT.GET.{stream}.>",
+            f"$JS.API.CONSUMER.CREATE.{stream}", f"$JS.API.CONSUMER.CREATE.{stream}.>",
+            f"$JS.API.CONSUMER.INFO.{stream}.*", f"$JS.API.CONSUMER.DELETE.{stream}.*",
+            f"$JS.API.CONSUMER.MSG.NEXT.{stream}.*",
+            f"$JS.ACK.{stream}.>", f"$JS.FC.{stream}.>",
+        ]
+    return {"publish": {"allow": publish},
+            "subscribe": {"allow": [own, f"{inbox_prefix(node_id)}.>"]}}
+
+
+@dataclass(frozen=True)
+class NodeUser:
+    """An enabled node as the broker knows it: its id and its nkey (``U...``)."""
+
+    node_id: int
+    nkey: str
+
+
+#: A user that may do nothing at all: the probe that tells the centre a reload is applied.
+NOTHING = {"publish": {"deny": [">"]}, "subscribe": {"deny": [">"]}}
+
+
+def authorization_conf(centre: Ed25519PrivateKey, nodes: Iterable[NodeUser],
+                       probe: str | None = None) -> str:
+    """The broker's authorisation block: the centre's user, one user per node, and (``probe``)
+    a user that may do nothing, whose only use is to show that this version is in force."""
+    centre_nkey = public_nkey(centre.public_key().public_bytes_raw())
+    users: list[dict[str, Any]] = [{"nkey": centre_nkey}]
+    for node in sorted(nodes, key=lambda n: n.node_id):
+        users.append({"nkey": node.nkey, "permissions": node_permissions(node.node_id)})
+    if probe is not None:
+        users.append({"nkey": probe, "permissions": NOTHING})
+    body = json.dumps({"users": users}, indent=2)
+    return ("# Written by openlfr (the centre): the broker's users. Do not edit: enrolling,\n"
+            "# disabling or revoking a node rewrites it and reloads the broker.\n"
+            f"authorization: {body}\n")
+
+
+def write_authorization(path: Path, centre: Ed25519PrivateKey,
+                        nodes: Iterable[NodeUser], probe: str | None = None) -> None:
+    """Write :func:`authorization_conf` to ``path``, atomically (a new file renamed over the
+    old one, so the broker never reads half of it)."""
+    text = authorization_conf(centre, nodes, probe)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def reload_broker(pid_file: Path) -> None:
+    """Make the broker whose pid is in ``pid_file`` reload its configuration (``SIGHUP``);
+    :class:`Unavailable` when it is not running."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        os.kill(pid, signal.SIGHUP)
+    except (OSError, ValueError) as exc:
+        raise Unavailable(f"the broker could not be told to reload ({pid_file}: {exc})") from None
+
+
+def load_or_create_seed(path: Path) -> Ed25519PrivateKey:
+    """The centre's broker key: the nkey seed in ``path`` (made, mode 0600, if missing)."""
+    try:
+        return private_from_seed(path.read_text())
+    except FileNotFoundError:
+        pass
+    key = Ed25519PrivateKey.generate()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # made meanwhile by another process
+        return private_from_seed(path.read_text())
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(seed_nkey(key) + "\n")
+    return key
+
+
+# -- the connection ----------------------------------------------------------------------------
+
+def tls_context(ca_file: Path | None) -> ssl.SSLContext | None:
+    """A TLS context that trusts ``ca_file`` (None: no TLS unless the URL says ``tls://``)."""
+    if ca_file is None:
+        return None
+    ctx = ssl.create_default_context(cafile=str(ca_file))
+    return ctx
+
+
+async def connect(url: str, seed: str, *, inbox: str | None = None,
+                  ca_file: Path | None = None, reconnect: bool = False) -> NATS:
+    """A NATS connection signed in with the nkey ``seed``. ``inbox``: the inbox prefix (a
+    node's, :func:`inbox_prefix`)."""
+    try:
+        import nats
+    except ImportError:
+        raise Unavailable("the NATS client is not installed: pip install 'openlfr[nodes]'"
+                          ) from None
+    options: dict[str, Any] = {"servers": [url], "nkeys_seed_str": seed,
+                               "connect_timeout": 5, "allow_reconnect": reconnect,
+                               "max_reconnect_attempts": -1 if reconnect else 0}
+    if inbox is not None:
+        options["inbox_prefix"] = inbox
+    ctx = tls_context(ca_file)
+    if ctx is not None:
+        options["tls"] = ctx
+
+    async def quiet(exc: Exception) -> None:  # the caller sees the failure itself
+        return None
+
+    options["error_cb"] = quiet
+    return await nats.connect(**options)
+
+
+class Broker:
+    """The centre's side of the broker: one object the services call, with plain blocking
+    methods (each one connects, does its work and closes: desired state changes seldom)."""
+
+    def __init__(self, url: str, centre: Ed25519PrivateKey, *,
+                 auth_file: Path | None = None, pid_file: Path | None = None,
+                 ca_file: Path | None = None) -> None:
+        self.url = url
+        self._seed = seed_nkey(centre)
+        self._centre = centre
+        self.auth_file = auth_file
+        self.pid_file = pid_file
+        self.ca_file = ca_file
+
+    # -- users ------------------------------------------------------------------------------
+    def set_users(self, nodes: Sequence[NodeUser]) -> None:
+        """Let in exactly the centre and ``nodes`` (rewrite the file, reload the broker)."""
+        if self.auth_file is None:
+            raise InvalidInput("no broker authorisation file is configured "
+                               "(OPENLFR_NATS_AUTH_FILE)", field="nats_auth_file")
+        if self.pid_file is None:
+            write_authorization(self.auth_file, self._centre, nodes)
+            return
+        # The reload is asynchronous: a probe user, new with each version of the file, signs
+        # in once the version is in force, so that this returns only when it is.
+        probe = Ed25519PrivateKey.generate()
+        write_authorization(self.auth_file, self._centre, nodes,
+                            public_nkey(probe.public_key().public_bytes_raw()))
+        reload_broker(self.pid_file)
+        self._await_probe(seed_nkey(probe))
+
+    def _await_probe(self, seed: str, timeout: float = TIMEOUT) -> None:
+        async def go() -> None:
+            deadline = asyncio.get_running_loop().time() + timeout
+            while True:
+                try:
+                    nc = await connect(self.url, seed, ca_file=self.ca_file)
+                except Unavailable:
+                    raise
+                except Exception:
+                    if asyncio.get_running_loop().time() > deadline:
+                        raise Unavailable("the broker did not apply its new users within "
+                                          f"{timeout:.0f} s") from None
+                    await asyncio.sleep(0.01)
+                    continue
+                await nc.close()
+                return
+
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, go()).result()
+
+    # -- JetStream --------------------------------------------------------------------------
+    def _run(self, work: Callable[[Any], Awaitable[T]]) -> T:
+        async def go() -> T:
+            # A connection that arrives while the broker reloads its users (just after
+            # set_users) may be reset: try again for a moment before giving up.
+            for delay in CONNECT_RETRIES:
+                try:
+                    nc = await connect(self.url, self._seed, ca_file=self.ca_file)
+                    break
+                except Unavailable:
+                    raise
+                except Exception as exc:
+                    if delay is None:
+                        raise Unavailable(f"the broker at {self.url} cannot be reached: "
+                                          f"{type(exc).__name__}") from None
+                    await asyncio.sleep(delay)
+            try:
+                return await asyncio.wait_for(work(nc.jetstream()), TIMEOUT)
+            finally:
+                await nc.close()
+
+        # Its own thread and loop: callable from sync code whether or not a loop is running.
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, go()).result()
+
+    def ensure_node(self, node_id: int) -> None:
+        """Create the node's state bucket and gallery store if missing."""
+        async def work(js: Any) -> None:
+            from nats.js.errors import BucketNotFoundError
+            try:
+                await js.key_value(state_bucket(node_id))
+            except BucketNotFoundError:
+                await js.create_key_value(bucket=state_bucket(node_id), history=5)
+            try:
+                await js.object_store(gallery_bucket(node_id))
+            except BucketNotFoundError:
+                await js.create_object_store(gallery_bucket(node_id))
+        self._run(work)
+
+    def drop_node(self, node_id: int) -> None:
+        """Delete the node's buckets (its desired state and its sealed galleries)."""
+        async def work(js: Any) -> None:
+            from nats.js.errors import NotFoundError
+            for stream in _streams(node_id):
+                with contextlib.suppress(NotFoundError):
+                    await js.delete_stream(stream)
+        self._run(work)
+
+    def put_desired(self, node_id: int, document: bytes) -> int:
+        """Write the node's desired state; returns the bucket's revision."""
+        async def work(js: Any) -> int:
+            kv = await js.key_value(state_bucket(node_id))
+            return int(await kv.put(DESIRED_KEY, document))
+        return self._run(work)
+
+    def get_desired(self, node_id: int) -> bytes | None:
+        async def work(js: Any) -> bytes | None:
+            from nats.js.errors import KeyNotFoundError
+            kv = await js.key_value(state_bucket(node_id))
+            try:
+                entry = await kv.get(DESIRED_KEY)
+            except KeyNotFoundError:
+                return None
+            return None if entry.value is None else bytes(entry.value)
+        return self._run(work)
+
+    def put_gallery(self, node_id: int, name: str, sealed: bytes) -> None:
+        """Store a gallery (already sealed to the node's key) under ``name``."""
+        async def work(js: Any) -> None:
+            store = await js.object_store(gallery_bucket(node_id))
+            await store.put(name, sealed)
+        self._run(work)
+
+    def delete_gallery(self, node_id: int, name: str) -> None:
+        async def work(js: Any) -> None:
+            from nats.js.errors import NotFoundError, ObjectNotFoundError
+            store = await js.object_store(gallery_bucket(node_id))
+            with contextlib.suppress(ObjectNotFoundError, NotFoundError):
+                await store.delete(name)
+        self._run(work)
+
+    def galleries(self, node_id: int) -> list[str]:
+        """The names of the galleries stored for the node."""
+        async def work(js: Any) -> list[str]:
+            from nats.js.errors import NotFoundError
+            store = await js.object_store(gallery_bucket(node_id))
+            try:
+                infos = await store.list()
+            except NotFoundError:
+                return []
+            return sorted(i.name for i in infos if not i.deleted)
+        return self._run(work)
+
+    def get_gallery(self, node_id: int, name: str) -> bytes:
+        async def work(js: Any) -> bytes:
+            store = await js.object_store(gallery_bucket(node_id))
+            return bytes((await store.get(name)).data)
+        return self._run(work)
+
+    def raw_messages(self, stream: str) -> list[bytes]:
+        """Every message body in ``stream`` as the broker stores it (for checks that nothing
+        readable is there)."""
+        async def work(js: Any) -> list[bytes]:
+            from nats.js.errors import NotFoundError
+            info = await js.stream_info(stream)
+            out = []
+            for seq in range(info.state.first_seq, info.state.last_seq + 1):
+                try:
+                    msg = await js.get_msg(stream, seq)
+                except NotFoundError:
+                    continue
+                out.append(bytes(msg.data or b""))
+            return out
+        return self._run(work)
+
+
+class NodeClient:
+    """A node's side of the broker: what an enrolled node may read, over its own connection
+    (signed in with its nkey, replies on its own inbox). Used with ``async with``."""
+
+    def __init__(self, url: str, node_id: int, seed: str, *,
+                 ca_file: Path | None = None) -> None:
+        self.url = url
+        self.node_id = int(node_id)
+        self._seed = seed
+        self.ca_file = ca_file
+        self.nc: NATS | None = None
+
+    async def __aenter__(self) -> NodeClient:
+        try:
+            self.nc = await connect(self.url, self._seed, inbox=inbox_prefix(self.node_id),
+                                    ca_file=self.ca_file)
+        except Unavailable:
+            raise
+        except Exception as exc:
+            if "authorization" in str(exc).lower():
+                raise Forbidden("the broker refused this node's credentials (disabled, or "
+                                "not enrolled)") from None
+            raise Unavailable(f"the broker at {self.url} cannot be reached: "
+                              f"{type(exc).__name__}") from None
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.nc is not None:
+            await self.nc.close()
+
+    def _js(self) -> Any:
+        assert self.nc is not None, "use NodeClient with async with"
+        return self.nc.jetstream()
+
+    async def desired(self) -> bytes | None:
+        """The node's desired state document (None: none written yet)."""
+        from nats.js.errors import KeyNotFoundError
+        kv = await self._js().key_value(state_bucket(self.node_id))
+        try:
+            entry = await kv.get(DESIRED_KEY)
+        except KeyNotFoundError:
+            return None
+        return None if entry.value is None else bytes(entry.value)
+
+    async def gallery(self, name: str) -> bytes:
+        """A gallery as stored (sealed to this node's key), read from this node's own store
+        only (the stream is named, so no lookup of other streams is needed)."""
+        import base64
+        import hashlib
+
+        js = self._js()
+        bucket = gallery_bucket(self.node_id)
+        store = await js.object_store(bucket)
+        info = await store.get_info(name)
+        if not info.size:
+            return b""
+        sub = await js.subscribe(f"$O.{bucket}.C.{info.nuid}", stream=f"OBJ_{bucket}",
+                                 ordered_consumer=True)
+        data = bytearray()
+        try:
+            while True:
+                msg = await sub.next_msg(timeout=TIMEOUT)
+                data += msg.data
+                if msg.metadata.num_pending == 0:
+                    break
+        finally:
+            await sub.unsubscribe()
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode()
+        if info.digest is None or info.digest.split("=", 1)[1].rstrip("=") != digest.rstrip("="):
+            raise IntegrityFailure(f"gallery {name!r}: its digest does not match")
+        return bytes(data)
+
+    async def publish(self, subject: str, data: bytes) -> None:
+        """Publish on a subject, and wait until the broker has processed it (a refusal by
+        the broker's permissions arrives as an error before this returns)."""
+        assert self.nc is not None
+        before = self.nc.last_error
+        await self.nc.publish(subject, data)
+        await self.nc.flush(timeout=5)  # the broker answers a refused publish before the PONG
+        error = self.nc.last_error
+        if error is not None and error is not before and "permissions violation" in str(error):
+            raise Forbidden(f"the broker refused publishing to {subject!r}")

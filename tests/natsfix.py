@@ -1,0 +1,194 @@
+"""A real NATS server with JetStream for the tests of sites and nodes.
+
+``nats_server`` starts Debian's ``nats-server`` (installed by scripts/test-services) as the
+centre runs it: ``nats-server -c CONF -js -a 127.0.0.1 -p FREEPORT``, where CONF puts
+JetStream's store in the temporary folder, includes the authorisation file the centre writes
+(:mod:`openlfr.nodes.broker`; at first it lets in only the centre's own nkey user) and names a
+pid file, so that the centre can make the server reload it. The fixture waits until the
+server answers and stops it after the test.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from openlfr.config import Settings
+from openlfr.nodes import broker
+from openlfr.nodes.keys import NodeKeys
+
+NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class NatsServer:
+    """A running ``nats-server`` and what the centre needs to use it."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    folder: Path
+    centre_seed_file: Path
+    auth_file: Path
+    pid_file: Path
+    ca_file: Path | None = None  # TLS: the CA that signed the server's certificate
+
+    @property
+    def scheme(self) -> str:
+        return "tls" if self.ca_file is not None else "nats"
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return (self.folder / "nats.log").read_text(errors="replace")
+
+    def settings(self) -> dict[str, object]:
+        """The centre's settings (``OPENLFR_*`` names without the prefix) for this server."""
+        return {"nats_url": self.url, "nats_seed_file": self.centre_seed_file,
+                "nats_auth_file": self.auth_file, "nats_pid_file": self.pid_file,
+                "nats_ca_file": self.ca_file}
+
+    def centre(self, base: Settings) -> Settings:
+        """``base`` (an installation's settings) with this broker configured."""
+        return base.model_copy(update=self.settings())
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def _ready(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"nats-server exited ({proc.returncode}): "
+                               f"{log.with_name('nats.err').read_text()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                if s.recv(4096).startswith(b"INFO") and "Server is ready" in log.read_text(
+                        errors="replace"):
+                    return  # (with TLS the INFO still comes first, in the clear)
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"nats-server did not start in {timeout} s: {log.read_text()}")
+
+
+def make_tls(folder: Path) -> tuple[Path, Path, Path]:
+    """A test CA and a certificate for 127.0.0.1 signed by it: (ca, cert, key) files."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.UTC)
+
+    def name(text: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(name("openlfr test CA"))
+          .issuer_name(name("openlfr test CA")).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now)
+          .not_valid_after(now + dt.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder().subject_name(name("127.0.0.1"))
+            .issuer_name(ca.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now)
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    paths = folder / "ca.pem", folder / "server.pem", folder / "server.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return paths
+
+
+def start_nats(folder: Path, tls: bool = False) -> NatsServer:
+    if not Path(NATS_SERVER).exists():
+        pytest.fail("nats-server is needed for the tests of nodes: scripts/test-services "
+                    "installs it (Debian's nats-server package)")
+    folder.mkdir(parents=True, exist_ok=True)
+    seed_file = folder / "centre.nk"
+    centre = broker.load_or_create_seed(seed_file)
+    auth = folder / "auth.conf"
+    broker.write_authorization(auth, centre, [])
+    pid_file = folder / "nats.pid"
+    conf = folder / "nats.conf"
+    store = folder / "js"
+    # JetStream's folder is in the file, not given by -sd: a reload applies the file, and a
+    # file without JetStream would switch it off (the server refuses both at once).
+    text = (f'pid_file: "{pid_file}"\njetstream: {{store_dir: "{store}"}}\n'
+            f'include "{auth.name}"\n')
+    ca_file = None
+    if tls:
+        ca_file, cert, key = make_tls(folder)
+        text += f'tls: {{cert_file: "{cert}", key_file: "{key}"}}\n'
+    conf.write_text(text)
+    port = free_port()
+    log = folder / "nats.log"
+    cmd = [NATS_SERVER, "-c", str(conf), "-js", "-a", "127.0.0.1",
+           "-p", str(port), "-l", str(log)]
+    with (folder / "nats.err").open("wb") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+    server = NatsServer(proc, port, folder, seed_file, auth, pid_file, ca_file)
+    try:
+        _ready(port, proc, log)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+@pytest.fixture()
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    """A ``nats-server`` with JetStream in a temporary folder, on a free port, that lets in
+    only the centre's nkey user until nodes are enrolled; stopped after the test."""
+    server = start_nats(tmp_path / "nats")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture()
+def nats_tls_server(tmp_path: Path) -> Iterator[NatsServer]:
+    """The same with TLS required (a certificate for 127.0.0.1 from a CA of the test's own)."""
+    server = start_nats(tmp_path / "nats-tls", tls=True)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+__all__ = ["NatsServer", "NodeKeys", "free_port", "nats_server", "nats_tls_server",
+           "start_nats"]
