@@ -57,9 +57,9 @@ def main() -> None:
     from openlfr.store.db import Database
     from openlfr.store.enums import Role
     from openlfr.vision import get_engine
-    from openlfr.vision.registry import BACKENDS
     from openlfr.web.jobs import BackgroundJobs
     from tests import videoclips
+    from tests.govfix import DECISION, ready_to_authorise
 
     face, walker = args.data / "obama.jpg", args.data / "obama2.jpg"
     for path in (face, walker):
@@ -102,7 +102,8 @@ def main() -> None:
     try:
         for i in range(args.tries + 1):  # try 0 warms up (models loaded): not counted
             wl = watchlists.create_watchlist(system, op, f"list {i}",
-                                             "Locate people wanted by the courts")
+                                             "Locate people wanted by the courts",
+                                             backend="sface")
             subject = watchlists.add_subject(
                 system, op, wl.id, f"Case {i}", "wanted_by_court",
                 "Wanted on a warrant for failure to appear at court",
@@ -113,10 +114,11 @@ def main() -> None:
                 name=f"Bench {i}", site="Bench", location="here", purpose="benchmark",
                 legal_basis="test", dpia_ref="D", equality_ref="E",
                 planned_start=now - timedelta(minutes=1), planned_end=now + timedelta(hours=1),
-                threshold=BACKENDS["sface"].default_floor, model_id=model_id, signage=True,
-                public_notice=True, watchlist_ids=(wl.id,),
+                threshold=None, model_id=model_id, signage=True,
+                public_notice=True, watchlist_ids=(wl.id,), notice_at=now - timedelta(days=1),
                 cameras=(deps.CameraSpec("gate", str(clip)),)), keyring=system.keyring)
-            deps.authorise(system.db, system.keyring, ao, dep_id)
+            ready_to_authorise(system.db, ao, dep_id)  # a calibration that answers for it
+            deps.authorise(system.db, system.keyring, ao, dep_id, decision=DECISION)
 
             t0 = time.monotonic()
             deps.start(other, op, dep_id)

@@ -56,9 +56,9 @@ def main() -> None:
     from openlfr.store.enums import Role
     from openlfr.store.models import Alert, Deployment, UrgentUse
     from openlfr.vision import get_engine
-    from openlfr.vision.registry import BACKENDS
     from openlfr.web.jobs import BackgroundJobs
     from tests import videoclips
+    from tests.govfix import ready_to_authorise
 
     face, walker = args.data / "obama.jpg", args.data / "obama2.jpg"
     for path in (face, walker):
@@ -97,7 +97,8 @@ def main() -> None:
     try:
         for i in range(args.tries + 1):  # try 0 warms up: not counted
             wl = watchlists.create_watchlist(system, op, f"list {i}",
-                                             "Locate people wanted by the courts")
+                                             "Locate people wanted by the courts",
+                                             backend="sface")
             watchlists.add_subject(
                 system, op, wl.id, f"Case {i}", "wanted_by_court",
                 "Wanted on a warrant for failure to appear at court",
@@ -108,9 +109,11 @@ def main() -> None:
                 name=f"Bench {i}", site="Bench", location="here", purpose="benchmark",
                 legal_basis="test", dpia_ref="D", equality_ref="E",
                 planned_start=now - timedelta(minutes=1), planned_end=now + timedelta(hours=1),
-                threshold=BACKENDS["sface"].default_floor, model_id=model_id, signage=True,
+                threshold=None, model_id=model_id, signage=True,
                 public_notice=True, watchlist_ids=(wl.id,), alternatives="none would do",
+                fria_ref="FRIA-BENCH", eu_db_ref="EU-DB-BENCH",
                 cameras=(deps.CameraSpec("gate", str(clip)),)), keyring=system.keyring)
+            ready_to_authorise(system.db, ao, dep_id)  # a calibration that answers for it
             urgent.start_urgent(other, system.keyring, op, dep_id, WHY)
             wait(lambda d=dep_id: d in jobs.runs and alerts(d) > 0)
             run = jobs.runs[dep_id]
