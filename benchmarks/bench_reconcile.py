@@ -116,6 +116,7 @@ def main() -> None:
                 planned_start=now - timedelta(minutes=1), planned_end=now + timedelta(hours=1),
                 threshold=None, model_id=model_id, signage=True,
                 public_notice=True, watchlist_ids=(wl.id,), notice_at=now - timedelta(days=1),
+                alternatives="patrols cannot check every face at the gate",
                 cameras=(deps.CameraSpec("gate", str(clip)),)), keyring=system.keyring)
             ready_to_authorise(system.db, ao, dep_id)  # a calibration that answers for it
             deps.authorise(system.db, system.keyring, ao, dep_id, decision=DECISION)
