@@ -61,7 +61,8 @@ def run(data: Path, root: Path, out: Path) -> dict[str, object]:
         op1, op2 = Actor("op1", Role.OPERATOR), Actor("op2", Role.OPERATOR)
         ao1, ao2 = Actor("ao1", Role.AUTHORISING_OFFICER), Actor("ao2", Role.AUTHORISING_OFFICER)
         wl = watchlists.create_watchlist(system, op1, "Hamilton stage door",
-                                         "Locate people wanted by the courts at the theatre")
+                                         "Locate people wanted by the courts at the theatre",
+                                         backend="sface")
         expires = datetime.now(UTC) + timedelta(days=30)
         for ref, photo in (WANTED, *DISTRACTORS):
             watchlists.add_subject(system, op1, wl.id, ref, "wanted_by_court", REASON, expires,

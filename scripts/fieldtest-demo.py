@@ -122,7 +122,8 @@ def main() -> int:
             ao1 = Actor("ao1", Role.AUTHORISING_OFFICER)
             ao2 = Actor("ao2", Role.AUTHORISING_OFFICER)
             wl = watchlists.create_watchlist(system, op1, "wanted",
-                                             "Locate people wanted by the courts at the venue")
+                                             "Locate people wanted by the courts at the venue",
+                                             backend="sface")
             watchlists.add_subject(system, op1, wl.id, "Case 2026/117", "wanted_by_court",
                                    REASON, datetime.now(UTC) + timedelta(days=30),
                                    [((data / "obama.jpg").read_bytes(), "custody record 117")])
