@@ -165,6 +165,11 @@ def test_at_live_speed_the_alert_follows_the_face_within_a_few_analysed_frames(c
     (camera,) = summary.cameras
     # None: the alert came before any enrolment-quality frame.
     latencies = [a.latency for a in alerts if a.latency is not None]
+    # the time from entering the view is always there, and never shorter than the time from
+    # the first usable face (the track's first frame comes first)
+    assert all(a.in_view is not None for a in alerts), detail
+    assert all(a.in_view + 1e-6 >= a.latency for a in alerts  # type: ignore[operator]
+               if a.latency is not None), detail
     if latencies:  # the camera's p95 is that of its alerts
         assert camera.alert_latency_p95 is not None, detail
         assert min(latencies) - 1e-3 <= camera.alert_latency_p95 <= max(latencies) + 1e-3

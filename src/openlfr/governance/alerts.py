@@ -334,6 +334,7 @@ class AlertRecorder:
                 seen_at=datetime.fromtimestamp(alert.wall_time, UTC),
                 status=AlertStatus.PENDING)
             row.latency = None if alert.latency is None else float(alert.latency)
+            row.in_view = None if alert.in_view is None else float(alert.in_view)
             test = fieldtests.mark_test_alert(s, row)
             s.add(row)
             s.flush()

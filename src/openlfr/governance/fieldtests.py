@@ -22,14 +22,12 @@ The method
 * **A pass counts as alerted** when a test alert of that volunteer at that camera was seen
   between the start of the pass and :data:`ALERT_GRACE` seconds after its end (an alert is
   decided on the best shot of a track, a moment after the face was seen).
-* **Time to alert** of an alerted pass is the ``latency`` of its earliest alert that carries
-  one: seconds from the first frame in which the track's face met the enrolment quality policy
-  to the alert (a track whose face never met it has no latency; a pass alerted only by such
-  tracks is alerted, with no time, and does not count as alerted within
-  :data:`ALERT_WITHIN` seconds). The live pipeline does not hand
-  on the time the track was first seen, so this is the time from when the face first became
-  usable (in practice, when the person came near enough to the camera), not from the first
-  frame the person was in.
+* **Time to alert** of an alerted pass is the ``in_view`` time of its earliest alert that
+  carries one: seconds from the arrival of the first frame of the track (the person entering
+  the camera's view, as far as the detector sees them) to the alert. An alert recorded without
+  it (from before it was recorded) falls back to its ``latency``, from the first frame in which
+  the face met the enrolment quality policy; a pass alerted only by alerts with neither is
+  alerted, with no time, and does not count as alerted within :data:`ALERT_WITHIN` seconds.
 * **False alerts against the operational list** during a pass: operational alerts (not test
   alerts) of the deployment at the pass's camera seen in the same window. The volunteers are
   not on the operational list, so each is counted as a false alert during that pass; in a
@@ -437,10 +435,14 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-TIME_BASIS = ("seconds from the first frame in which the track's face met the enrolment "
-              "quality policy to the alert (the alert's latency); the live run does not record "
-              "when a track was first seen, so this is not measured from the first frame the "
-              "person was in view.")
+def _time_to_alert(a: Alert) -> float | None:
+    """Seconds from entering the view to ``a`` (its ``in_view``; else its ``latency``)."""
+    value = a.in_view if a.in_view is not None else a.latency
+    return None if value is None else round(value, 3)
+
+
+TIME_BASIS = ("seconds from the first frame of the person's track (entering the camera's "
+              "view, as far as the face detector sees them) to the alert.")
 
 
 @dataclass(frozen=True)
@@ -489,7 +491,8 @@ def compute_report(test: FieldTest, dep: Deployment, alerts: Iterable[Alert],
     ops: list[_OpAlert] = []
     for a in alerts:
         if a.field_test_id == test.id:
-            tests.append(_TestAlert(a.field_volunteer_id, a.camera, a.seen_at, a.latency))
+            tests.append(_TestAlert(a.field_volunteer_id, a.camera, a.seen_at,
+                                    _time_to_alert(a)))
         elif a.field_test_id is None:
             ops.append(_OpAlert(a.camera, a.seen_at, a.status))
     start = min((p.starts_at for p in passes), default=None)
@@ -613,7 +616,7 @@ def test_alerts(db: Database, actor: Actor, test_id: int) -> list[TestAlertView]
         return [TestAlertView(
             id=a.id, camera=a.camera, volunteer_id=a.field_volunteer_id,
             volunteer=labels.get(a.field_volunteer_id or 0), score=round(a.score, 4),
-            seen_at=a.seen_at, latency=None if a.latency is None else round(a.latency, 3),
+            seen_at=a.seen_at, latency=_time_to_alert(a),
             in_pass=any(cam == a.camera and start <= a.seen_at <= end + grace
                         for cam, start, end in windows.get(a.field_volunteer_id or 0, [])),
             has_crop=a.crop_ct is not None) for a in rows]

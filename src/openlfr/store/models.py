@@ -450,6 +450,9 @@ class Alert(Base):
     #: Seconds from the first frame in which the track's face met the enrolment quality policy
     #: to the alert (None if it never did).
     latency: Mapped[float | None] = mapped_column(Float)
+    #: Seconds from the track's first frame (the person entering the camera's view) to the
+    #: alert.
+    in_view: Mapped[float | None] = mapped_column(Float)
 
     deployment: Mapped[Deployment] = relationship()
     subject: Mapped[Subject | None] = relationship()

@@ -104,6 +104,8 @@ class TrackRecord:
     last_embed_shot: float = 0.0
     enrol_quality_mono: float | None = None
     alerts: dict[str, Alert] = field(default_factory=dict)
+    #: When the track's first frame arrived (monotonic clock): the person entered the view.
+    first_mono: float | None = None
     #: The best templates embedded so far and their weights (:func:`fuse_templates`); in
     #: memory only, at most ``PipelineConfig.fuse_shots`` of them (none when it is 1),
     #: forgotten with the record.

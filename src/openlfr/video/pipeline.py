@@ -432,7 +432,8 @@ class CameraPipeline:
     def _observe(self, frame: Frame, face: Face, track_id: int) -> None:
         record = self.tracks.get(track_id)
         if record is None:
-            record = self.tracks[track_id] = TrackRecord(track_id, frame.t, frame.t, face.box)
+            record = self.tracks[track_id] = TrackRecord(track_id, frame.t, frame.t, face.box,
+                                                                first_mono=frame.mono)
             # one person passing: counted once, when the tracker first reports the track (it
             # forgets a track before this record expires, so a track id never comes back)
             self.stats.add(tracks=1)
@@ -505,6 +506,7 @@ class CameraPipeline:
         latency = None
         if record.enrol_quality_mono is not None:
             latency = max(0.0, now_mono - record.enrol_quality_mono)
+        in_view = None if record.first_mono is None else max(0.0, now_mono - record.first_mono)
         return Alert(
             alert_id=f"{self.camera}:{record.track_id}:{best.subject_id}",
             camera=self.camera,
@@ -523,6 +525,7 @@ class CameraPipeline:
             probe_crop=sighting.crop,
             revision=0 if previous is None else previous.revision + 1,
             latency=latency if previous is None else previous.latency,
+            in_view=in_view if previous is None else previous.in_view,
         )
 
     def _expire(self, t: float) -> list[Alert]:

@@ -66,7 +66,8 @@ class Alert:
     ``probe_crop`` is the face crop (BGR) that produced the score; ``reference_id`` is the
     watchlist reference image it matched best. ``latency`` is the seconds from the arrival of
     the first frame in which this track's face met the enrolment quality policy to the alert
-    (``None`` if it never did).
+    (``None`` if it never did); ``in_view`` the seconds from the arrival of the track's first
+    frame (the person entering the camera's view) to the alert.
     """
 
     alert_id: str
@@ -86,6 +87,7 @@ class Alert:
     probe_crop: ImageArray
     revision: int = 0
     latency: float | None = None
+    in_view: float | None = None
 
     @property
     def is_update(self) -> bool:

@@ -6,7 +6,8 @@ and ethnicity of each volunteer) and ``field_test_passes`` (when each volunteer 
 camera). Three nullable columns on ``alerts``, added with ``op.add_column``: ``field_test_id``
 and ``field_volunteer_id`` (set at recording time on an alert against a test watchlist: a test
 alert, never an operational one; kept when the volunteer's subject is destroyed) and ``latency`` (seconds from the first frame in which the track's face was of
-enrolment quality to the alert).
+enrolment quality to the alert) and ``in_view`` (seconds from the track's first frame, the
+person entering the camera's view, to the alert).
 
 Revision ID: 0014
 Revises: 0013
@@ -81,11 +82,13 @@ def upgrade() -> None:
     op.add_column('alerts', sa.Column('field_test_id', sa.Integer(), nullable=True))
     op.add_column('alerts', sa.Column('field_volunteer_id', sa.Integer(), nullable=True))
     op.add_column('alerts', sa.Column('latency', sa.Float(), nullable=True))
+    op.add_column('alerts', sa.Column('in_view', sa.Float(), nullable=True))
     op.create_index(op.f('ix_alerts_field_test_id'), 'alerts', ['field_test_id'])
 
 
 def downgrade() -> None:
     op.drop_index(op.f('ix_alerts_field_test_id'), table_name='alerts')
+    op.drop_column('alerts', 'in_view')
     op.drop_column('alerts', 'latency')
     op.drop_column('alerts', 'field_volunteer_id')
     op.drop_column('alerts', 'field_test_id')
