@@ -42,6 +42,7 @@ from openlfr.governance.authz import Actor
 from openlfr.governance.live import DeploymentRun, RunOptions
 from openlfr.governance.system import initialise
 from openlfr.store.enums import Role
+from openlfr.transparency import annual
 from openlfr.vision import get_engine
 
 PASSWORD = "correct horse battery staple"
@@ -99,6 +100,9 @@ def main() -> int:
     parser.add_argument("--data", type=Path,
                         default=here.parent.parent / "shared" / "data"
                         / "face_recognition_examples")
+    parser.add_argument("--annual", type=Path, default=None, metavar="DIR",
+                        help="also write this year's annual report of the demonstration's "
+                             "installation (JSON, CSV, HTML) into DIR")
     args = parser.parse_args()
     data: Path = args.data
     if not (data / "short_hamilton_clip.mp4").exists():
@@ -196,6 +200,19 @@ def main() -> int:
             print(done.report.markdown())
             print("### As the public page shows it\n")
             print(done.report.public().markdown(public=True))
+            if args.annual is not None:
+                report = annual.make_report(system.db, ao1, datetime.now(UTC).year,
+                                            out=str(args.annual))
+                files = annual.write_report(report, args.annual)
+                section = next(x for x in report.as_json()["sections"]
+                               if x["key"] == "field_tests")
+                print(f"### The annual report's field-test section ({', '.join(map(str, files))})"
+                      "\n")
+                for row in section["tables"].get("results", []):
+                    print(f"- {row['who']}: {row['volunteers']} volunteer(s), {row['passes']} "
+                          f"pass(es), TPIR {row['tpir']}, median time to alert "
+                          f"{row['median_seconds']} s, operational false alerts "
+                          f"{row['operational']}")
         finally:
             system.close()
     finally:

@@ -441,6 +441,7 @@ def test_the_field_tests_and_urgent_uses_of_the_year(gov: Gov, face_images) -> N
     assert (rows[0]["volunteers"], rows[0]["passes"]) == (1, 1)
     assert rows[0]["tpir"].startswith("0 of 1")  # nobody walked past: the pass was missed
     assert len(rows) > 1 and all(r["tpir"] == "not shown" for r in rows[1:])
+    assert {r["who"].split(": ")[0] for r in rows[1:]} <= {"Age band", "Sex", "Ethnic group"}
     u = figures(data, "urgent_uses")
     assert (u["recorded"], u["refused"], u["authorised"], u["expired"]) == (1, 1, 0, 0)
     (use,) = table(data, "urgent_uses", "uses")

@@ -60,7 +60,7 @@ from openlfr.audit import log as audit_log
 from openlfr.audit.entry import AuditEntry
 from openlfr.errors import InvalidInput
 from openlfr.governance.authz import Actor, Perm, require
-from openlfr.governance.fieldtests import fieldtest_summary
+from openlfr.governance.fieldtests import ATTRIBUTES, fieldtest_summary
 from openlfr.governance.profiles import DEFAULT_PROFILE, active_profile
 from openlfr.governance.questions import question_counts
 from openlfr.governance.urgent import urgent_uses
@@ -596,7 +596,8 @@ def _fieldtests(ctx: _Context) -> Section:
         where = {"field_test": r.field_test_id, "deployment": r.deployment_id}
         groups: list[tuple[str, Any, int | str]] = [("All volunteers", r.overall,
                                                      r.overall.volunteers)]
-        groups += [(g.label, g.figures, g.shown) for g in r.groups]
+        groups += [(f"{ATTRIBUTES.get(g.attribute, g.attribute).capitalize()}: {g.label}",
+                    g.figures, g.shown) for g in r.groups]
         for who, fig, shown in groups:
             if fig is None:
                 rows.append({**where, "who": who, "volunteers": shown, "passes": "not shown",
