@@ -34,8 +34,11 @@ def test_home_and_settings_point_into_a_temporary_home() -> None:
         assert Path(os.environ[variable]) == home / relative, variable
     assert default_data_dir() == home / ".local" / "share" / "openlfr"
     assert home in registry.cache_dir().parents
+    # the one setting the tests pin (tests/conftest.py): the default recogniser, so that a
+    # machine with dlib (default fusion) and one without run the same tests
     assert [v for v in os.environ if v.startswith("OPENLFR_")
-            and not v.startswith("OPENLFR_TEST_")] == []
+            and not v.startswith("OPENLFR_TEST_")] == ["OPENLFR_DEFAULT_BACKEND"]
+    assert os.environ["OPENLFR_DEFAULT_BACKEND"] == "sface"
     # The photo cache stays where the README says: resolved before HOME was changed.
     assert _test_cache().is_absolute() and home not in _test_cache().parents
 

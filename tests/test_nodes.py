@@ -34,7 +34,7 @@ from openlfr.nodes import broker, desired
 from openlfr.nodes.keys import NodeKeys, b64, open_sealed, seal
 from openlfr.store.enums import NodeStatus
 from openlfr.store.models import AuditRecord, Node
-from tests.govfix import Gov, audit_records
+from tests.govfix import Gov, audit_records, authorise
 from tests.natsfix import NatsServer
 from tests.test_gov_deployments import approved_watchlist, plan
 
@@ -313,7 +313,7 @@ def test_desired_state_and_a_gallery_sealed_to_the_node(gov: Gov, nats_server: N
             deps.CameraSpec("hall", "/nonexistent/hall.avi"))
     dep_id = deps.create(gov.db, gov.actors["op1"], plan((wid,), cameras=cams),
                          keyring=gov.system.keyring)
-    deps.authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
+    authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
     keyring = gov.system.keyring
     assert nodes.sync_desired(gov.db, keyring, settings) != []  # the empty state first
     deps.start(gov.db, gov.actors["op1"], dep_id)

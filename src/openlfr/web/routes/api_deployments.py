@@ -27,8 +27,9 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from openlfr.governance import deployments as deps
+from openlfr.governance import urgent
 from openlfr.governance.authz import Actor, Perm, RuleError, require
-from openlfr.governance.views import DeploymentView
+from openlfr.governance.views import DeploymentView, UrgentUseView
 from openlfr.store.crypto import Keyring
 from openlfr.store.db import Database
 from openlfr.store.enums import DeploymentStatus
@@ -198,10 +199,21 @@ def create(request: Request, body: DeploymentIn, actor: CurrentActor) -> Deploym
     return deps.show(st.db, actor, create_plan(st.db, actor, body, st.system.keyring))
 
 
-@router.get("/{deployment_id}", response_model=DeploymentView)
-def show(request: Request, deployment_id: int, actor: CurrentActor) -> DeploymentView:
-    """One deployment, its floor, watchlists, cameras (no credentials) and what it lacks."""
-    return deps.show(web(request).db, actor, deployment_id)
+class DeploymentShown(DeploymentView):
+    """One deployment as ``GET /deployments/{id}`` (and ``openlfr deployment show --json``)
+    give it: with its urgent use, if it started as one (eu-ai-act)."""
+
+    urgent_use: UrgentUseView | None = None
+
+
+@router.get("/{deployment_id}", response_model=DeploymentShown)
+def show(request: Request, deployment_id: int, actor: CurrentActor) -> DeploymentShown:
+    """One deployment, its floor, watchlists, cameras (no credentials), what it lacks, and its
+    urgent use, if any."""
+    db = web(request).db
+    view = deps.show(db, actor, deployment_id)
+    return DeploymentShown(**view.model_dump(), urgent_use=urgent.urgent_use(db, actor,
+                                                                           deployment_id))
 
 
 @router.patch("/{deployment_id}", response_model=EditOut)
