@@ -1,4 +1,4 @@
-"""The urgent-use path (issue 17, item 4; ``eu-ai-act``): a draft starts without prior
+"""The urgent-use path (``eu-ai-act``): a draft starts without prior
 authorisation only with a substantial recorded justification; a 24-hour clock; authorisation by
 another authorising officer makes it an ordinary authorised deployment; a refusal or the
 deadline ends it at once and deletes its results (alerts, crops, decisions, outcomes, the data

@@ -1,4 +1,4 @@
-"""The urgent-use path on the web and live (issue 17, item 4; ``eu-ai-act``): the console's
+"""The urgent-use path on the web and live (``eu-ai-act``): the console's
 forms (the confirm pattern), the clock on the deployment page and the home page's banner, the
 JSON API, the public page once it ends; and a real live run of ``openlfr serve``'s background
 jobs on a clip made from the photo fixtures, stopped by the deadline without anyone acting, its
