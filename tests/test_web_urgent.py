@@ -7,11 +7,9 @@ alerts and crops gone from the database and the key store. SQLite and PostgreSQL
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
@@ -26,25 +24,7 @@ from openlfr.web.jobs import BackgroundJobs
 from tests.govfix import AUTHORISE_FORM, AUTHORISE_JSON, PASSWORD, Gov, ready_to_authorise
 from tests.test_gov_deployments import approved_watchlist, plan
 from tests.test_gov_urgent import REFUSAL, WHY, draft, eu, eu_plan
-from tests.test_web_governance import post
-
-
-@pytest.fixture()
-def people(app: FastAPI) -> Iterator[Callable[[str], TestClient]]:
-    clients: dict[str, TestClient] = {}
-
-    def get(name: str) -> TestClient:
-        if name not in clients:
-            c = TestClient(app, base_url="http://testserver")
-            c.__enter__()
-            r = c.post("/api/v1/auth/login", json={"name": name, "password": PASSWORD})
-            assert r.status_code == 200, r.text
-            clients[name] = c
-        return clients[name]
-
-    yield get
-    for c in clients.values():
-        c.__exit__(None, None, None)
+from tests.test_web_governance import people, post  # noqa: F401 (people: a fixture)
 
 
 def status(gov: Gov, dep_id: int) -> Deployment:
@@ -55,7 +35,7 @@ def status(gov: Gov, dep_id: int) -> Deployment:
 
 
 def test_console_under_uk_app_offers_no_urgent_start_and_refuses_one(
-        gov: Gov, face_images, people) -> None:
+        gov: Gov, face_images, people) -> None:  # noqa: F811
     dep_id = draft(gov, face_images["obama"])
     op = people("op1")
     page = op.get(f"/console/deployments/{dep_id}").text
@@ -68,7 +48,7 @@ def test_console_under_uk_app_offers_no_urgent_start_and_refuses_one(
 
 
 def test_console_start_authorise_with_the_clock_and_banner(gov: Gov, face_images,
-                                                           people) -> None:
+                                                           people) -> None:  # noqa: F811
     eu(gov)
     dep_id = draft(gov, face_images["obama"])
     op = people("op1")
@@ -104,7 +84,7 @@ def test_console_start_authorise_with_the_clock_and_banner(gov: Gov, face_images
 
 
 def test_console_refusal_deletes_and_the_public_page_says_so(gov: Gov, face_images,
-                                                             people) -> None:
+                                                             people) -> None:  # noqa: F811
     eu(gov)
     dep_id = draft(gov, face_images["obama"])
     urgent.start_urgent(gov.db, gov.system.keyring, gov.actors["op1"], dep_id, WHY)
@@ -135,7 +115,7 @@ def test_console_refusal_deletes_and_the_public_page_says_so(gov: Gov, face_imag
     assert "Urgent use refused" in audit and "Results of an urgent use deleted" in audit
 
 
-def test_the_api_starts_shows_authorises_and_refuses(gov: Gov, face_images, people) -> None:
+def test_the_api_starts_shows_authorises_and_refuses(gov: Gov, face_images, people) -> None:  # noqa: F811
     eu(gov)
     a = draft(gov, face_images["obama"])
     b = draft(gov, face_images["obama"])
