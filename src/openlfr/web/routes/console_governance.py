@@ -649,8 +649,7 @@ async def settings_profile(request: Request, actor: PageActor) -> Response:
         await run_in_threadpool(run)
     except EXPECTED as exc:
         ctx = await run_in_threadpool(_settings_ctx, request)
-        ctx.update(done=None, error=_message(exc))
-        return _page(request, actor, "gov_settings.html", ctx, _status_of(exc))
+        return _error_page(request, actor, "gov_settings.html", ctx, exc)
     return _see_other("/console/settings?done=profile")
 
 
@@ -729,11 +728,20 @@ def _users_ctx(request: Request, actor: Actor) -> dict[str, Any]:
             "totp_policies": users_svc.totp_policies(db, actor)}
 
 
+def _error_page(request: Request, actor: Actor, template: str, ctx: dict[str, Any],
+                exc: Exception, where: str | None = None, **forms: Any) -> Response:
+    """``template`` shown again with ``exc`` in words (at its status): ``where`` names the
+    form it came from, ``forms`` keep what was typed."""
+    ctx.update(done=None, error=_message(exc), **forms)
+    if where is not None:
+        ctx["error_where"] = where
+    return _page(request, actor, template, ctx, _status_of(exc))
+
+
 def _users_error(request: Request, actor: Actor, exc: Exception, where: str,
                  **forms: dict[str, str]) -> Response:
-    ctx = _users_ctx(request, actor)
-    ctx.update(done=None, error=_message(exc), error_where=where, **forms)
-    return _page(request, actor, "gov_users.html", ctx, _status_of(exc))
+    return _error_page(request, actor, "gov_users.html", _users_ctx(request, actor), exc,
+                       where, **forms)
 
 
 @router.get("/users")

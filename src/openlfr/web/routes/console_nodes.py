@@ -16,10 +16,9 @@ from openlfr.web.deps import PageActor, web
 from openlfr.web.routes.console_governance import (
     EXPECTED,
     Confirm,
-    _message,
+    _error_page,
     _page,
     _see_other,
-    _status_of,
     confirm_first,
 )
 
@@ -39,9 +38,8 @@ def _ctx(request: Request, actor: Actor) -> dict[str, Any]:
 
 def _error(request: Request, actor: Actor, exc: Exception, where: str,
            **forms: dict[str, str]) -> Response:
-    ctx = _ctx(request, actor)
-    ctx.update(done=None, error=_message(exc), error_where=where, **forms)
-    return _page(request, actor, "gov_nodes.html", ctx, _status_of(exc))
+    return _error_page(request, actor, "gov_nodes.html", _ctx(request, actor), exc, where,
+                       **forms)
 
 
 @router.get("/nodes")
