@@ -90,8 +90,9 @@ def test_a_file_is_read_in_full_in_order_without_drops(clips):
     assert frames[0].image.shape == (360, 640, 3)
 
 
-def test_realtime_file_is_paced_keeps_the_newest_frame_and_counts_drops(clips):
-    source = CaptureSource(SourceSpec("c", str(clips.obama), "file"), realtime=True)
+def test_realtime_file_is_paced_keeps_a_short_buffer_and_counts_drops(clips):
+    source = CaptureSource(SourceSpec("c", str(clips.obama), "file"), realtime=True,
+                           live_buffer=8)
     source.open()
     assert source.live
     started = time.monotonic()
@@ -102,10 +103,47 @@ def test_realtime_file_is_paced_keeps_the_newest_frame_and_counts_drops(clips):
     source.stop()
     assert elapsed >= 39 / 15.0 - 0.1  # paced at its own frame rate
     assert status.frames_in == 40
-    assert status.dropped >= 20
-    assert len(frames) + status.dropped == 40
+    assert status.dropped >= 10  # the consumer could not keep up: frames were given up …
+    assert len(frames) + status.dropped == 40  # … and counted, every one
     indexes = [f.index for f in frames]
     assert indexes == sorted(indexes)
+    # The oldest waiting frame gives way: what the buffer held at the end was the newest.
+    assert indexes[-8:] == list(range(32, 40))
+
+
+def test_a_live_source_rides_out_a_short_stall_of_the_analysis(clips):
+    """A consumer that stops for less than the buffer (a slow frame: a detection and an
+    embedding at once) loses nothing; with a one-frame buffer the same stall costs frames."""
+    dropped = {}
+    for buffer in (8, 1):
+        source = CaptureSource(SourceSpec("c", str(clips.obama), "file"), realtime=True,
+                               live_buffer=buffer)
+        source.open()
+        source.start()
+        assert _wait_for(lambda s=source: s.has_frame(), 30)
+        time.sleep(4 / 15)  # about 4 frame intervals without taking anything
+        frames = _drain(source)
+        dropped[buffer] = source.status().dropped
+        source.stop()
+        assert len(frames) + dropped[buffer] == 40
+    assert dropped[8] == 0 and dropped[1] >= 2
+
+
+def test_a_live_source_buffers_fewer_frames_of_a_high_resolution(monkeypatch):
+    from openlfr.video import sources
+
+    # frames of 48 x 64 x 3 = 9216 bytes; room for two of them
+    monkeypatch.setattr(sources, "LIVE_BUFFER_BYTES", 2 * 9216)
+    source = CaptureSource(SourceSpec("cam", "rtsp://x/y", "stream"),
+                           opener=ScriptedOpener([10]), probe=False, max_reconnects=0)
+    source.open()
+    source.start()
+    assert _wait_for(lambda: source.status().frames_in == 10, 30)
+    status = source.status()
+    frames = [source.take(), source.take(), source.take()]
+    source.stop()
+    assert [f.index for f in frames[:2] if f is not None] == [8, 9] and frames[2] is None
+    assert status.dropped == 8
 
 
 def test_loop_restarts_a_file_with_time_running_on(clips):

@@ -3,12 +3,13 @@ of each model (the small detector once per worker, see :mod:`openlfr.video.detec
 
 Scheduling: each source calls back when it has a frame and the camera is put on a bounded
 *ready* queue (at most once: the queue never holds more entries than there are cameras). A
-worker takes the next ready camera and that camera's next frame (its newest, for a live
-source), with a ticket. Detection is stateless, so up to ``max_inflight`` frames of one camera
+worker takes the next ready camera and that camera's next frame (the oldest waiting), with a
+ticket. Detection is stateless, so up to ``max_inflight`` frames of one camera
 are detected at once by different workers; tracking and everything after it run in ticket
 order, so each camera's frames stay in order. Cameras are served round-robin. When the workers
-cannot keep up, a live camera's unconsumed frame is replaced by the next one (a counted drop)
-and a file's reader waits (back-pressure): memory stays bounded either way.
+cannot keep up, a live camera's oldest unconsumed frame gives way to the next one once its short
+buffer is full (a counted drop) and a file's reader waits (back-pressure): memory stays bounded
+either way.
 
 OpenCV and ONNX Runtime release the GIL while they decode and run networks, so decoder threads
 and workers use every core; ``workers`` defaults to the number of CPUs.
@@ -33,6 +34,7 @@ from openlfr.video.pipeline import CameraPipeline, Detected, FrameResult
 from openlfr.video.sources import FrameSource, SourceState, SourceStatus
 from openlfr.video.stats import CameraFigures, RateMeter
 from openlfr.video.types import Frame
+from openlfr.vision.protocols import Engine
 
 log = logging.getLogger("openlfr.video.runner")
 
@@ -138,6 +140,7 @@ class Runner:
         self._started: float | None = None
         self._ended: float | None = None
         self._cpu0 = self._cpu1 = 0.0
+        self._engines: list[Engine] = []
         self._interrupted = False
         self._errors: deque[str] = deque(maxlen=100)  # the latest, for the operator
 
@@ -159,8 +162,14 @@ class Runner:
         previous_threads = cv2.getNumThreads()
         if self._cv_threads > 0:
             cv2.setNumThreads(self._cv_threads)
+        engines = {id(c.pipeline.engine): c.pipeline.engine for c in self._cameras.values()}
+        self._engines = list(engines.values())
+        for engine in self._engines:  # e.g. dlib's network to a helper process
+            prepare = getattr(engine, "prepare_for_threads", None)
+            if prepare is not None:
+                prepare()
         self._started = time.monotonic()
-        self._cpu0 = time.process_time()
+        self._cpu0 = self._cpu_now()
         workers = [threading.Thread(target=self._work, name=f"lfr-worker-{i}", daemon=True)
                    for i in range(self.workers)]
         try:
@@ -189,9 +198,14 @@ class Runner:
                 worker.join()
             self._flush_all()
             self._ended = time.monotonic()
-            self._cpu1 = time.process_time()
+            self._cpu1 = self._cpu_now()
             cv2.setNumThreads(previous_threads)
         return self.summary()
+
+    def _cpu_now(self) -> float:
+        """CPU seconds of this process and of its engines' helper processes."""
+        helpers = (getattr(e, "helper_cpu_seconds", None) for e in self._engines)
+        return time.process_time() + sum(float(h()) for h in helpers if h is not None)
 
     @property
     def elapsed(self) -> float:
@@ -356,7 +370,7 @@ class Runner:
             seconds=self.elapsed,
             cameras=figures,
             interrupted=self._interrupted,
-            cpu_seconds=(self._cpu1 or time.process_time()) - self._cpu0,
+            cpu_seconds=(self._cpu1 or self._cpu_now()) - self._cpu0,
         )
 
     @property

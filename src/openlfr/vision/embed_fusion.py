@@ -30,6 +30,13 @@ class FusionEmbedder:
         self.dlib = dlib or DlibEmbedder()
         self.model_id = f"fusion-{self.sface.model_id}+{self.dlib.model_id}-w{weight:g}"
 
+    def use_helper_process(self) -> None:
+        """dlib's network in a helper process (see :mod:`openlfr.vision.embed_dlib`)."""
+        self.dlib.use_helper_process()
+
+    def helper_cpu_seconds(self) -> float:
+        return self.dlib.helper_cpu_seconds()
+
     def embed(self, image: ImageArray, faces: Sequence[Face]) -> list[Template]:
         a = self.sface.embed(image, faces)
         b = self.dlib.embed(image, faces)

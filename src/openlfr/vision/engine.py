@@ -71,6 +71,18 @@ class FaceEngine:
     def embed(self, image: ImageArray, faces: Sequence[Face]) -> list[Template]:
         return self.embedder.embed(image, faces) if faces else []
 
+    def prepare_for_threads(self) -> None:
+        """Before several threads use this engine at once (a live run): a recogniser that
+        holds Python's lock while it computes (dlib) moves to a helper process."""
+        use = getattr(self.embedder, "use_helper_process", None)
+        if use is not None:
+            use()
+
+    def helper_cpu_seconds(self) -> float:
+        """CPU time used by the recogniser's helper process (0 without one)."""
+        used = getattr(self.embedder, "helper_cpu_seconds", None)
+        return float(used()) if used is not None else 0.0
+
 
 
 def get_engine(backend: str | BackendSpec = registry.DEFAULT_BACKEND) -> FaceEngine:
