@@ -343,7 +343,20 @@ def memory(data: Path, work: Path, seconds: float, cameras: int, warmup: float,
     }
 
 
-def main() -> None:
+def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """The benchmark's options, and in ``extra`` those after ``--`` (for ``openlfr watch``),
+    split off by hand: argparse cannot take them as a positional once an option (``--seconds
+    20``) stands between it and the subcommand."""
+    extra: list[str] = []
+    if "--" in argv:
+        at = argv.index("--")
+        argv, extra = argv[:at], argv[at + 1:]
+    args = parser.parse_args(argv)
+    args.extra = extra
+    return args
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["throughput", "latency", "capacity", "memory", "cost",
@@ -363,15 +376,11 @@ def main() -> None:
                         help="cost: one configuration's watch options (repeat; \"\" = defaults)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.epilog = "More openlfr watch options go after --, e.g. latency -- --backend sface."
-    # The options after ``--`` are split off by hand: argparse cannot take them as a positional
-    # once an option (``--seconds 20``) stands between it and the subcommand.
-    argv = sys.argv[1:]
-    extra: list[str] = []
-    if "--" in argv:
-        at = argv.index("--")
-        argv, extra = argv[:at], argv[at + 1:]
-    args = parser.parse_args(argv)
-    args.extra = extra
+    return parser
+
+
+def main() -> None:
+    args = parse_args(build_parser(), sys.argv[1:])
     if not (args.data / CLIP).exists():
         sys.exit(f"{args.data / CLIP}: not found (pass --data)")
     results: dict[str, object] = {"cpu_count": os.cpu_count(),

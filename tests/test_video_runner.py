@@ -133,7 +133,7 @@ def test_runner_rejects_duplicate_names_and_no_cameras(clips):
 
 
 def test_at_live_speed_the_alert_follows_the_face_within_a_few_analysed_frames(clips):
-    """At camera speed (the newest frame only, the others dropped when the workers fall
+    """At camera speed (a short buffer of frames, the oldest dropped when the workers fall
     behind) the alert comes within as many analysed frames of the face's first sighting as
     when every frame is analysed. Counted in frames, not seconds: how long that takes (p95 ≤
     1 s) is a figure of the machine, measured by ``benchmarks/bench_live.py latency``."""
