@@ -291,7 +291,8 @@ def start_topology(folder: Path, site: str, node_users: list[tuple[int, str]]) -
         (nkey, topology.leaf_permissions(broker.node_permissions(node_id)))
         for node_id, nkey in node_users))
     (leaf_dir / "nats.conf").write_text(topology.leaf_conf(
-        site=site, conf_dir=str(leaf_dir), store_dir=str(leaf_dir / "js"), pid_file=str(leaf_dir / "nats.pid"),
+        site=site, conf_dir=str(leaf_dir), store_dir=str(leaf_dir / "js"),
+        pid_file=str(leaf_dir / "nats.pid"),
         link_file=str(leaf_dir / "link.conf"), users_file=str(leaf_dir / "users.conf"),
         listen=f"127.0.0.1:{port}"))
     hub = NatsProcess(hub_dir / "nats.conf", hub_port, hub_dir, {})

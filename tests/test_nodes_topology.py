@@ -55,8 +55,9 @@ async def _publish(t: Topology, key: Ed25519PrivateKey, ids: list[str]) -> None:
         await nc.close()
 
 
-async def _hub_ids(t: Topology, want: int, timeout: float = 15) -> list[str]:
-    """The message ids in the hub's stream once it holds ``want`` (or at the timeout)."""
+async def _hub_ids(t: Topology, want: int, timeout: float = 30) -> list[str]:
+    """The message ids in the hub's stream once it holds ``want`` (or at the timeout); each
+    must have come through the source of the site's stream, not directly."""
     nc = await broker.connect(t.hub.url, t.centre_seed)
     try:
         js = nc.jetstream()
@@ -71,7 +72,9 @@ async def _hub_ids(t: Topology, want: int, timeout: float = 15) -> list[str]:
         out = []
         for seq in range(info.state.first_seq, info.state.last_seq + 1):
             msg = await js.get_msg(protocol.NODES_STREAM, seq)
-            out.append((msg.headers or {}).get("Nats-Msg-Id", ""))
+            headers = msg.headers or {}
+            assert topology.site_stream(SITE) in headers.get("Nats-Stream-Source", ""), headers
+            out.append(headers.get("Nats-Msg-Id", ""))
         return out
     finally:
         await nc.close()
@@ -82,3 +85,147 @@ def test_alerts_published_at_the_leaf_reach_the_hub_once(
     ids = [f"alert-{i}" for i in range(5)]
     asyncio.run(_publish(topo, keys[NODE], ids))
     assert sorted(asyncio.run(_hub_ids(topo, 5))) == ids
+
+
+def test_the_link_does_not_carry_alerts_itself(
+        topo: Topology, keys: dict[int, Ed25519PrivateKey]) -> None:
+    """A subscriber at the hub on the nodes' alert subjects hears nothing published at the
+    site (only the source brings them), while health crosses the link."""
+    async def go() -> tuple[list[str], list[str]]:
+        hub = await broker.connect(topo.hub.url, topo.centre_seed)
+        heard: list[str] = []
+        sub = await hub.subscribe("openlfr.node.*.*", cb=_collect(heard))
+        await hub.flush()
+        await asyncio.sleep(0.5)  # the subscription's interest reaches the leaf
+        node = await _node(topo, keys[NODE], NODE)
+        await node.publish(protocol.alert_subject(NODE), b"a", headers={"Nats-Msg-Id": "x1"})
+        await node.publish(protocol.event_subject(NODE), b"e", headers={"Nats-Msg-Id": "x2"})
+        await node.publish(protocol.health_subject(NODE), b"h")
+        await node.flush()
+        await asyncio.sleep(1.0)
+        await sub.unsubscribe()
+        await node.close()
+        await hub.close()
+        return heard, await _hub_ids(topo, 2)
+
+    heard, stored = asyncio.run(go())
+    assert heard == [protocol.health_subject(NODE)]
+    assert sorted(stored) == ["x1", "x2"]
+
+
+def _collect(into: list[str]) -> Any:
+    async def cb(msg: Any) -> None:
+        into.append(msg.subject)
+    return cb
+
+
+def test_a_duplicate_id_is_stored_once(topo: Topology,
+                                       keys: dict[int, Ed25519PrivateKey]) -> None:
+    asyncio.run(_publish(topo, keys[NODE], ["a1", "a2", "a1", "a2", "a3"]))
+    assert sorted(asyncio.run(_hub_ids(topo, 3))) == ["a1", "a2", "a3"]
+
+
+def test_alerts_kept_at_the_site_while_the_link_is_cut_arrive_once(
+        topo: Topology, keys: dict[int, Ed25519PrivateKey]) -> None:
+    asyncio.run(_publish(topo, keys[NODE], ["before"]))
+    assert asyncio.run(_hub_ids(topo, 1)) == ["before"]
+    topo.hub.stop()
+    # the hub is down: the site's broker still takes (and acknowledges) its nodes' alerts
+    asyncio.run(_publish(topo, keys[NODE], ["cut-1", "cut-2", "cut-3", "before"]))
+    topo.hub.start()  # the same port and store
+    topo.linked(2)
+    assert sorted(asyncio.run(_hub_ids(topo, 4))) == ["before", "cut-1", "cut-2", "cut-3"]
+
+
+async def _lease_round(topo: Topology, key: Ed25519PrivateKey) -> bytes:
+    """A node at the site asks for its lease over the link; the centre at the hub answers."""
+    hub = await broker.connect(topo.hub.url, topo.centre_seed)
+
+    async def answer(msg: Any) -> None:
+        await msg.respond(b"lease for " + msg.subject.encode())
+
+    await hub.subscribe("openlfr.node.*.lease", cb=answer)
+    await hub.flush()
+    try:
+        node = await _node(topo, key, NODE)
+        try:
+            deadline = time.monotonic() + 10
+            while True:  # the subscription's interest crosses the link in a moment
+                try:
+                    return bytes((await node.request(protocol.lease_subject(NODE), b"?",
+                                                     timeout=1)).data)
+                except Exception:
+                    if time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.1)
+        finally:
+            await node.close()
+    finally:
+        await hub.close()
+
+
+def test_a_lease_request_crosses_the_link_when_up_and_fails_when_down(
+        topo: Topology, keys: dict[int, Ed25519PrivateKey]) -> None:
+    assert asyncio.run(_lease_round(topo, keys[NODE])) == (
+        b"lease for " + protocol.lease_subject(NODE).encode())
+    topo.hub.stop()
+
+    async def cut_off() -> float:
+        from nats.errors import NoRespondersError
+        node = await _node(topo, keys[NODE], NODE)
+        started = time.monotonic()
+        try:
+            with pytest.raises((NoRespondersError, TimeoutError)):
+                await node.request(protocol.lease_subject(NODE), b"?", timeout=2)
+            return time.monotonic() - started
+        finally:
+            await node.close()
+
+    assert asyncio.run(cut_off()) <= 2.5
+
+
+def test_a_node_at_the_leaf_is_held_to_its_own_subjects(
+        topo: Topology, keys: dict[int, Ed25519PrivateKey]) -> None:
+    from openlfr.errors import Forbidden
+
+    async def go() -> None:
+        async with broker.NodeClient(topo.leaf.url, NODE, seed_nkey(keys[NODE])) as node:
+            await node.publish(protocol.health_subject(NODE), b"ok")
+            with pytest.raises(Forbidden):
+                await node.publish(protocol.alert_subject(OTHER), b"forged")
+            with pytest.raises(Forbidden):
+                await node.publish(protocol.lease_subject(OTHER), b"?")
+
+    asyncio.run(go())
+    stranger = Ed25519PrivateKey.generate()  # not a node of this site: not let in
+
+    async def refused() -> None:
+        await _node(topo, stranger, 99)
+
+    with pytest.raises(Exception, match=r"(?i)authorization"):
+        asyncio.run(refused())
+
+
+def test_a_node_at_the_leaf_reads_its_own_state_at_the_hub(
+        topo: Topology, keys: dict[int, Ed25519PrivateKey]) -> None:
+    centre = broker.Broker(topo.hub.url, broker.load_or_create_seed(
+        topo.hub.folder / "centre.nk"))
+    for node_id in (NODE, OTHER):
+        centre.ensure_node(node_id)
+        centre.put_desired(node_id, f"state of {node_id}".encode())
+
+    async def go() -> None:
+        nc = await _node(topo, keys[NODE], NODE)
+        try:
+            js = nc.jetstream(domain=topology.HUB_DOMAIN, timeout=1)
+            kv = await js.key_value(broker.state_bucket(NODE))
+            assert (await kv.get(broker.DESIRED_KEY)).value == f"state of {NODE}".encode()
+            with pytest.raises(TimeoutError):  # refused by the leaf: no answer
+                await js.key_value(broker.state_bucket(OTHER))
+        finally:
+            await nc.close()
+
+    asyncio.run(go())
+    nkey = public_nkey(keys[NODE].public_key().public_bytes_raw())
+    topo.leaf.wait_log(f'Publish Violation - Nkey "{nkey}", Subject "$JS.'
+                       f'{topology.HUB_DOMAIN}.API.STREAM.INFO.KV_{broker.state_bucket(OTHER)}"')

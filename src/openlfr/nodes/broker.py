@@ -468,8 +468,8 @@ def add_site_source(url: str, seed: str, site: str, *, ca_file: Path | None = No
     source = topology.site_source(site)
 
     async def go() -> None:
-        from nats.js.api import StreamConfig, StreamSource
         from nats.errors import NoRespondersError
+        from nats.js.api import StreamConfig, StreamSource
         from nats.js.errors import NotFoundError, ServiceUnavailableError
         nc = await connect(url, seed, ca_file=ca_file)
         try:

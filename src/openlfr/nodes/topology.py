@@ -166,7 +166,8 @@ def hub_conf(*, conf_dir: str, store_dir: str, pid_file: str, auth_file: str, si
     return "\n".join(lines)
 
 
-def leaf_conf(*, site: str, conf_dir: str, store_dir: str, pid_file: str, link_file: str, users_file: str,
+def leaf_conf(*, site: str, conf_dir: str, store_dir: str, pid_file: str, link_file: str,
+              users_file: str,
               listen: str = f"0.0.0.0:{CLIENT_PORT}", tls: Tls | None = None,
               hub_ca: str | None = None) -> str:
     """A site leaf's ``nats-server`` configuration: JetStream in the site's domain, the link
