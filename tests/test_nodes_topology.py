@@ -133,7 +133,7 @@ def test_alerts_kept_at_the_site_while_the_link_is_cut_arrive_once(
     # the hub is down: the site's broker still takes (and acknowledges) its nodes' alerts
     asyncio.run(_publish(topo, keys[NODE], ["cut-1", "cut-2", "cut-3", "before"]))
     topo.hub.start()  # the same port and store
-    topo.linked(2)
+    topo.linked()
     assert sorted(asyncio.run(_hub_ids(topo, 4))) == ["before", "cut-1", "cut-2", "cut-3"]
 
 
@@ -229,3 +229,23 @@ def test_a_node_at_the_leaf_reads_its_own_state_at_the_hub(
     nkey = public_nkey(keys[NODE].public_key().public_bytes_raw())
     topo.leaf.wait_log(f'Publish Violation - Nkey "{nkey}", Subject "$JS.'
                        f'{topology.HUB_DOMAIN}.API.STREAM.INFO.KV_{broker.state_bucket(OTHER)}"')
+
+
+def test_no_site_and_no_node_lets_no_one_in(tmp_path: Path) -> None:
+    """With no site in the hub's sites file, a leaf is refused; with no node in the leaf's
+    users, a client without credentials is refused (an empty list would let anyone in)."""
+    t = start_topology(tmp_path / "brokers", SITE, [], listed=False)
+    try:
+        t.hub.wait_log("Leafnode connection closed: Authentication Failure")
+
+        async def anonymous() -> None:
+            import nats
+            await nats.connect(t.leaf.url, connect_timeout=2, allow_reconnect=False,
+                               max_reconnect_attempts=0)
+
+        with pytest.raises(Exception, match=r"(?i)authorization"):
+            asyncio.run(anonymous())
+        with pytest.raises(RuntimeError, match="did not link"):
+            t.linked(timeout=2)
+    finally:
+        t.stop()

@@ -54,6 +54,11 @@ LEAF_PORT = 7422
 #: How long a site's leaf keeps its nodes' messages (seconds): long past any cut we plan for;
 #: the hub has them as soon as the link is up.
 SITE_MAX_AGE_S = 7 * 24 * 3600
+#: The sites file's user that cannot sign in (an empty list would let any leaf in).
+NOBODY = "openlfr-nobody"
+NO_PASSWORD = "$2a$11$" + "." * 53
+#: What the leaf's placeholder user may do: nothing.
+NOTHING = {"publish": {"deny": [">"]}, "subscribe": {"deny": [">"]}}
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -234,6 +239,9 @@ def sites_conf(hashes: Mapping[str, str]) -> str:
     """The hub's sites file (inside its ``leafnodes`` block): one user per site, with the
     bcrypt hash of its secret."""
     users = [{"user": site_user(site), "password": hashes[site]} for site in sorted(hashes)]
+    # nats-server lets anyone in when the list is empty: there is always one user that
+    # cannot sign in (its "hash" matches no password).
+    users.append({"user": NOBODY, "password": NO_PASSWORD})
     return ("# Written by `openlfr nodes site-link`: the sites whose leaves may link to this\n"
             "# hub (bcrypt hashes of their secrets).\n"
             f"authorization: {json.dumps({'users': users}, indent=2)}\n")
@@ -248,7 +256,8 @@ def read_sites(path: Path) -> dict[str, str]:
     body = text.split("authorization:", 1)[1] if "authorization:" in text else "{}"
     try:
         doc = json.loads(body)
-        return {u["user"].removeprefix("site-"): u["password"] for u in doc["users"]}
+        return {u["user"].removeprefix("site-"): u["password"] for u in doc["users"]
+                if u["user"] != NOBODY}
     except (ValueError, KeyError, TypeError, AttributeError):
         raise InvalidInput(f"{path} is not a sites file written by openlfr",
                            field="sites_file") from None
@@ -270,7 +279,15 @@ def leaf_permissions(permissions: dict[str, dict[str, list[str]]],
 
 def leaf_users_conf(users: Iterable[tuple[str, dict[str, dict[str, list[str]]]]]) -> str:
     """The leaf's users: (nkey, permissions at the leaf) per node of the site."""
-    body = [{"nkey": nkey, "permissions": perms} for nkey, perms in users]
+    body: list[dict[str, Any]] = [{"nkey": nkey, "permissions": perms} for nkey, perms in users]
+    # Never an empty list (nats-server would let anyone in): a user that may do nothing,
+    # whose private key was never kept.
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from openlfr.nodes.keys import public_nkey
+
+    nobody = Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+    body.append({"nkey": public_nkey(nobody), "permissions": NOTHING})
     return ("# Written by `openlfr nodes site-link`: the site's nodes (nkey users, each only\n"
             "# its own subjects).\n"
             f"authorization: {json.dumps({'users': body}, indent=2)}\n")
