@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from openlfr.nodes import broker, protocol, topology
 from openlfr.nodes.keys import public_nkey, seed_nkey
+from tests.govfix import Gov
 from tests.natsfix import Topology, start_topology
 
 pytest.importorskip("nats")
@@ -249,3 +250,107 @@ def test_no_site_and_no_node_lets_no_one_in(tmp_path: Path) -> None:
             t.linked(timeout=2)
     finally:
         t.stop()
+
+
+# -- the operator's path: the commands write every file, the brokers run on them ---------------
+
+def _cli(gov: Gov, *args: object, **env: str) -> tuple[int, str]:
+    from typer.testing import CliRunner
+
+    from openlfr.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args], env={**gov.env(), **env})
+    return result.exit_code, result.stdout + result.stderr
+
+
+def test_the_commands_set_up_a_hub_and_a_site_that_carry_a_nodes_alert(
+        gov: Gov, tmp_path: Path) -> None:
+    from openlfr.governance import nodes
+    from openlfr.nodes.keys import NodeKeys, b64
+    from tests.natsfix import NatsProcess, free_port
+
+    admin = gov.actors["admin"]
+    nodes.add_site(gov.db, admin, SITE)
+    nodes.add_site(gov.db, admin, "gate")
+    keys: dict[str, NodeKeys] = {}
+    ids: dict[str, int] = {}
+    for name, site in (("van-1", SITE), ("van-2", "gate")):
+        token = nodes.add_node(gov.db, admin, site, name).token
+        keys[name] = NodeKeys.generate()
+        ids[name] = nodes.enrol(gov.db, gov.settings, token, b64(keys[name].signing_public),
+                                b64(keys[name].box_public)).node_id
+    nodes.add_node(gov.db, admin, SITE, "van-3")  # not enrolled: not a user of the leaf
+    hub_dir, leaf_dir = tmp_path / "hub", tmp_path / "site"
+    hub_dir.mkdir()
+    hp, lp, sp = free_port(), free_port(), free_port()
+    env = {"OPENLFR_NATS_URL": f"nats://127.0.0.1:{hp}",
+           "OPENLFR_NATS_PID_FILE": str(hub_dir / "nats.pid")}
+    sites = hub_dir / "sites.conf"
+    steps: list[list[object]] = [
+        ["nodes", "broker-users", "--no-reload", "--user", "admin"],
+        ["nodes", "site-link", SITE, "--hub", f"nats-leaf://127.0.0.1:{lp}",
+         "--out-dir", leaf_dir, "--sites-file", sites, "--no-reload", "--user", "admin"],
+        ["nodes", "broker-config", "--role", "hub", "--out", hub_dir / "nats.conf",
+         "--listen", f"127.0.0.1:{hp}", "--leaf-listen", f"127.0.0.1:{lp}",
+         "--store-dir", hub_dir / "js", "--pid-file", hub_dir / "nats.pid",
+         "--auth-file", gov.settings.nats_auth_path, "--sites-file", sites],
+        ["nodes", "broker-config", "--role", "leaf", "--site", SITE,
+         "--out", leaf_dir / "nats.conf", "--listen", f"127.0.0.1:{sp}",
+         "--store-dir", leaf_dir / "js", "--pid-file", leaf_dir / "nats.pid",
+         "--link-file", leaf_dir / "openlfr-link.conf",
+         "--users-file", leaf_dir / "openlfr-site-users.conf"],
+    ]
+    for step in steps:
+        code, out = _cli(gov, *step, **env)
+        assert code == 0, (step, out)
+    assert (leaf_dir / "openlfr-link.conf").stat().st_mode & 0o777 == 0o600
+    assert "site-" + SITE in sites.read_text() and "gate" not in sites.read_text()
+    users = (leaf_dir / "openlfr-site-users.conf").read_text()
+    assert keys["van-1"].nkey in users and keys["van-2"].nkey not in users
+    # refusals: not an administrator, an unknown site
+    assert _cli(gov, "nodes", "site-link", SITE, "--hub", "nats-leaf://h:7422", "--out-dir",
+                tmp_path / "x", "--sites-file", sites, "--user", "op1")[0] == 3
+    assert _cli(gov, "nodes", "site-link", "moon", "--hub", "nats-leaf://h:7422", "--out-dir",
+                tmp_path / "x", "--sites-file", sites, "--user", "admin")[0] == 5
+
+    hub = NatsProcess(hub_dir / "nats.conf", hp, hub_dir, {})
+    leaf = NatsProcess(leaf_dir / "nats.conf", sp, leaf_dir, {})
+    seed = seed_nkey(broker.load_or_create_seed(gov.settings.nats_seed_path))
+    topo = Topology(hub, leaf, SITE, seed)
+    try:
+        hub.start()
+        leaf.start()
+        topo.linked()
+        code, out = _cli(gov, "nodes", "site-source", SITE, "--user", "admin", **env)
+        assert code == 0, out
+        van1 = keys["van-1"]
+        node_id = ids["van-1"]
+
+        async def go() -> list[str]:
+            nc = await broker.connect(leaf.url, van1.seed, inbox=broker.inbox_prefix(node_id))
+            try:
+                await nc.jetstream().publish(protocol.alert_subject(node_id), b"sealed",
+                                             headers={"Nats-Msg-Id": "alert-1"})
+            finally:
+                await nc.close()
+            hub_nc = await broker.connect(hub.url, seed)
+            try:
+                js = hub_nc.jetstream()
+                deadline = time.monotonic() + 20
+                while (await js.stream_info(protocol.NODES_STREAM)).state.messages < 1:
+                    assert time.monotonic() < deadline, "the alert did not reach the hub"
+                    await asyncio.sleep(0.1)
+                msg = await js.get_msg(protocol.NODES_STREAM, 1)
+                return [(msg.headers or {}).get("Nats-Msg-Id", ""), msg.subject or ""]
+            finally:
+                await hub_nc.close()
+
+        assert asyncio.run(go()) == ["alert-1", protocol.alert_subject(node_id)]
+
+        async def other_site() -> None:  # van-2 is a user of another site's leaf, not this
+            await broker.connect(leaf.url, keys["van-2"].seed)
+
+        with pytest.raises(Exception, match=r"(?i)authorization"):
+            asyncio.run(other_site())
+    finally:
+        topo.stop()
