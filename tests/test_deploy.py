@@ -68,7 +68,8 @@ def test_the_examples_are_accepted_by_nats_server(name: str, tmp_path: Path) -> 
     for placeholder, real in (("/etc/nats/tls/hub.pem", cert), ("/etc/nats/tls/hub.key", key),
                               ("/etc/nats/tls/ca.pem", ca),
                               ("/var/lib/nats", tmp_path / "js"),
-                              ("/run/nats/nats.pid", tmp_path / "nats.pid")):
+                              ("/run/nats/nats.pid", tmp_path / "nats.pid"),
+                              ('"/var/lib/openlfr', f'"{tmp_path}/var/lib/openlfr')):
         text = text.replace(placeholder, str(real))
     conf = tmp_path / "etc" / "nats" / "openlfr.conf"
     conf.parent.mkdir(parents=True)
@@ -77,7 +78,9 @@ def test_the_examples_are_accepted_by_nats_server(name: str, tmp_path: Path) -> 
     state = tmp_path / "var" / "lib" / "openlfr"
     state.mkdir(parents=True)
     (state / "nats-auth.conf").write_text("authorization: {users: [{user: a, password: b}]}\n")
-    (state / "nats-sites.conf").write_text(topology.sites_conf({}))
+    active = tmp_path / "run" / "nats"
+    active.mkdir(parents=True)
+    (active / "openlfr-sites.conf").write_text(topology.sites_conf({}))
     (conf.parent / "openlfr-link.conf").write_text(
         topology.link_conf("high-street", "tls://hub.example:7422", "s3cret"))
     (conf.parent / "openlfr-site-users.conf").write_text(topology.leaf_users_conf([]))

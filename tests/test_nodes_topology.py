@@ -4,6 +4,7 @@ site leaf written by :mod:`openlfr.nodes.topology`; store-and-forward by the bro
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -233,7 +234,7 @@ def test_a_node_at_the_leaf_reads_its_own_state_at_the_hub(
 
 
 def test_no_site_and_no_node_lets_no_one_in(tmp_path: Path) -> None:
-    """With no site in the hub's sites file, a leaf is refused; with no node in the leaf's
+    """A site not among the hub's users: its leaf is refused; with no node in the leaf's
     users, a client without credentials is refused (an empty list would let anyone in)."""
     t = start_topology(tmp_path / "brokers", SITE, [], listed=False)
     try:
@@ -285,15 +286,16 @@ def test_the_commands_set_up_a_hub_and_a_site_that_carry_a_nodes_alert(
     hp, lp, sp = free_port(), free_port(), free_port()
     env = {"OPENLFR_NATS_URL": f"nats://127.0.0.1:{hp}",
            "OPENLFR_NATS_PID_FILE": str(hub_dir / "nats.pid")}
-    sites = hub_dir / "sites.conf"
+    sites = topology.sites_path(gov.settings.nats_auth_path)
+    active = hub_dir / "openlfr-sites.conf"  # the copy the broker's unit makes at its start
     steps: list[list[object]] = [
         ["nodes", "broker-users", "--no-reload", "--user", "admin"],
-        ["nodes", "site-link", SITE, "--hub", f"nats-leaf://127.0.0.1:{lp}",
-         "--out-dir", leaf_dir, "--sites-file", sites, "--no-reload", "--user", "admin"],
         ["nodes", "broker-config", "--role", "hub", "--out", hub_dir / "nats.conf",
          "--listen", f"127.0.0.1:{hp}", "--leaf-listen", f"127.0.0.1:{lp}",
          "--store-dir", hub_dir / "js", "--pid-file", hub_dir / "nats.pid",
-         "--auth-file", gov.settings.nats_auth_path, "--sites-file", sites],
+         "--auth-file", gov.settings.nats_auth_path, "--sites-file", active],
+        ["nodes", "site-link", SITE, "--hub", f"nats-leaf://127.0.0.1:{lp}",
+         "--out-dir", leaf_dir, "--user", "admin"],
         ["nodes", "broker-config", "--role", "leaf", "--site", SITE,
          "--out", leaf_dir / "nats.conf", "--listen", f"127.0.0.1:{sp}",
          "--store-dir", leaf_dir / "js", "--pid-file", leaf_dir / "nats.pid",
@@ -304,20 +306,22 @@ def test_the_commands_set_up_a_hub_and_a_site_that_carry_a_nodes_alert(
         code, out = _cli(gov, *step, **env)
         assert code == 0, (step, out)
     assert (leaf_dir / "openlfr-link.conf").stat().st_mode & 0o777 == 0o600
-    assert "site-" + SITE in sites.read_text() and "gate" not in sites.read_text()
+    assert (hub_dir / "nats.conf").exists() and sites.exists()
+    assert list(topology.read_sites(sites)) == [SITE]
     users = (leaf_dir / "openlfr-site-users.conf").read_text()
     assert keys["van-1"].nkey in users and keys["van-2"].nkey not in users
     # refusals: not an administrator, an unknown site
     assert _cli(gov, "nodes", "site-link", SITE, "--hub", "nats-leaf://h:7422", "--out-dir",
-                tmp_path / "x", "--sites-file", sites, "--user", "op1")[0] == 3
+                tmp_path / "x", "--user", "op1")[0] == 3
     assert _cli(gov, "nodes", "site-link", "moon", "--hub", "nats-leaf://h:7422", "--out-dir",
-                tmp_path / "x", "--sites-file", sites, "--user", "admin")[0] == 5
+                tmp_path / "x", "--user", "admin")[0] == 5
 
     hub = NatsProcess(hub_dir / "nats.conf", hp, hub_dir, {})
     leaf = NatsProcess(leaf_dir / "nats.conf", sp, leaf_dir, {})
     seed = seed_nkey(broker.load_or_create_seed(gov.settings.nats_seed_path))
     topo = Topology(hub, leaf, SITE, seed)
     try:
+        shutil.copy(sites, active)
         hub.start()
         leaf.start()
         topo.linked()
@@ -352,5 +356,15 @@ def test_the_commands_set_up_a_hub_and_a_site_that_carry_a_nodes_alert(
 
         with pytest.raises(Exception, match=r"(?i)authorization"):
             asyncio.run(other_site())
+
+        # the site revoked (its secret stolen): cut off from the hub's restart on
+        code, out = _cli(gov, "nodes", "site-link", SITE, "--revoke", "--user", "admin", **env)
+        assert code == 0, out
+        assert topology.read_sites(sites) == {}
+        hub.stop()
+        shutil.copy(sites, active)
+        hub.start()
+        with pytest.raises(RuntimeError, match="did not link"):
+            topo.linked(timeout=3)
     finally:
         topo.stop()

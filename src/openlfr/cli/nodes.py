@@ -21,7 +21,6 @@ from openlfr.nodes.broker import (
     add_site_source,
     load_or_create_seed,
     node_permissions,
-    reload_broker,
 )
 from openlfr.nodes.keys import seed_nkey
 
@@ -244,8 +243,9 @@ def broker_config(
         "--auth-file", help="The users file the centre writes (hub; OPENLFR_NATS_AUTH_FILE).")
     ] = Path("/var/lib/openlfr/nats-auth.conf"),
     sites_file: Annotated[Path, typer.Option(
-        "--sites-file", help="The sites allowed to link (hub; `openlfr nodes site-link`).")
-    ] = Path("/var/lib/openlfr/nats-sites.conf"),
+        "--sites-file", help="The sites allowed to link (hub): the copy of the centre's "
+                             "sites file made when the broker starts.")
+    ] = Path(topology.ACTIVE_SITES),
     link_file: Annotated[Path, typer.Option(
         "--link-file", help="The site's link to the hub with its secret (leaf).")
     ] = ETC / "openlfr-link.conf",
@@ -295,6 +295,10 @@ def broker_config(
             console.print(text, end="", highlight=False, markup=False, soft_wrap=True)
             return
         topology.write_private(out, text, 0o644)
+        staged = topology.sites_path(auth_file)
+        if role == "hub" and not staged.exists():  # the hub's include needs one, even empty
+            topology.write_sites(staged, {})
+            err_console.print(f"[green]✓[/] {staged}: no site may link yet", highlight=False)
     err_console.print(f"[green]✓[/] {out}: the {role}'s configuration", highlight=False)
 
 
@@ -302,28 +306,43 @@ def broker_config(
 def site_link(
     site: Annotated[str, typer.Argument(help="The site whose leaf links to the hub.")],
     user: UserOpt,
-    hub: Annotated[str, typer.Option(
+    hub: Annotated[str | None, typer.Option(
         "--hub", help="The hub's leafnode address as the site reaches it, "
-                      "nats-leaf://hub.example:7422 (tls://… with TLS).")],
-    out_dir: Annotated[Path, typer.Option(
+                      "nats-leaf://hub.example:7422 (tls://… with TLS).")] = None,
+    out_dir: Annotated[Path | None, typer.Option(
         "--out-dir", help="Where to write the site's two files, to carry to the site's "
-                          "/etc/nats.")],
-    sites_file: Annotated[Path, typer.Option(
-        "--sites-file", help="The hub's sites file (its leafnode users).")
-    ] = Path("/var/lib/openlfr/nats-sites.conf"),
+                          "/etc/nats.")] = None,
     users_only: Annotated[bool, typer.Option(
         "--users-only", help="Only write the site's node users (after an enrolment or a "
                              "disabling at the site); the secret stays.")] = False,
-    no_reload: Annotated[bool, typer.Option(
-        "--no-reload", help="Do not make the hub reload its configuration.")] = False,
+    revoke: Annotated[bool, typer.Option(
+        "--revoke", help="Remove the site from the hub's sites file: its leaf is cut off at "
+                         "the hub's next restart (its secret stolen, the site closed).")
+    ] = False,
     data_dir: DataDirOpt = None,
 ) -> None:
     """A site's credentials for its leaf (administrators): a new secret for its link (its
-    bcrypt hash in the hub's sites file; the old secret stops working at the hub's reload)
-    and the site's enrolled nodes as the leaf's users."""
+    bcrypt hash in the hub's sites file, in force from the hub's next restart, when the old
+    one stops working) and the site's enrolled nodes as the leaf's users; or, with
+    --revoke, none."""
     with acting(data_dir, user) as ctx:
         require(ctx.db, ctx.actor, Perm.NODE_MANAGE, "site", site)
         topology.site_domain(site)
+        sites_file = topology.sites_path(ctx.settings.nats_auth_path)
+        if revoke:
+            hashes = topology.read_sites(sites_file)
+            if hashes.pop(site, None) is None:
+                raise NotFound(f"site {site!r} may not link to the hub already")
+            topology.write_sites(sites_file, hashes)
+            err_console.print(f"[green]✓[/] {sites_file}: site {site} removed; it is cut "
+                              "off when the hub's broker restarts (systemctl restart "
+                              "openlfr-broker)", highlight=False)
+            return
+        if out_dir is None:
+            raise InvalidInput("--out-dir is needed (where to write the site's files)",
+                               field="out_dir")
+        if hub is None and not users_only:
+            raise InvalidInput("--hub is needed (the hub's leafnode address)", field="hub")
         if site not in {s.name for s in nodes.list_sites(ctx.db, ctx.actor)}:
             raise NotFound(f"no site {site!r}")
         members = [n for n in nodes.list_nodes(ctx.db, ctx.actor)
@@ -333,17 +352,17 @@ def site_link(
             for n in members), 0o640)
         if not users_only:
             secret = topology.new_secret()
-            link = topology.link_conf(site, hub, secret)
+            link = topology.link_conf(site, hub or "", secret)
             hashes = topology.read_sites(sites_file)
             hashes[site] = topology.hash_secret(secret)
-            topology.write_private(sites_file, topology.sites_conf(hashes), 0o640)
             topology.write_private(out_dir / "openlfr-link.conf", link, 0o600)
-            if not no_reload and ctx.settings.nats_pid_file is not None:
-                reload_broker(ctx.settings.nats_pid_file)
+            topology.write_sites(sites_file, hashes)
     err_console.print(f"[green]✓[/] {out_dir}: site {site}'s "
                       + ("node users" if users_only else "link and node users")
                       + f" ({len(members)} node(s)); copy to the site's /etc/nats and reload "
-                        "its broker", highlight=False)
+                        "its broker" + ("" if users_only else f"; {sites_file} changed: "
+                                        "restart the hub's broker to let the site link"),
+                      highlight=False)
 
 
 @app.command("site-source")

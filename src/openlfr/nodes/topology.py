@@ -24,12 +24,22 @@ lease requests and their replies, health, and the nodes' reads of their buckets 
 domain. When the link is down a lease request has no one to answer it and fails: that is
 how a cut-off node loses its lease.
 
-**Who signs in where.** The hub's leafnode listener lets in only the site users listed in the
-sites file (:func:`sites_conf`, bcrypt hashes of each site's secret; nats-server 2.9 takes no
-nkeys on a leafnode listener). The leaf keeps its link address with the site's secret in a
-file of its own (:func:`link_conf`, mode 0600). The site's nodes sign in to the leaf with their
-own nkeys (:func:`leaf_users_conf`), with the same permissions as at the hub, their bucket
-reads addressed to the hub's domain (``$JS.hub.API...``).
+**Who signs in where.** A site's leaf signs in on the hub's leafnode listener as the user
+``site-<name>`` with a password only the hub and the site know (:func:`new_secret`); the hub
+keeps its bcrypt hash in the sites file (:func:`sites_conf`), which the hub's ``leafnodes``
+block includes. The leaf keeps its link address with the secret in a file of its own
+(:func:`link_conf`, mode 0600). The site's nodes sign in to the leaf with their own nkeys
+(:func:`leaf_users_conf`), with the same permissions as at the hub, their bucket reads
+addressed to the hub's domain (``$JS.hub.API...``).
+
+nats-server 2.9 takes no nkeys on a leafnode listener, does not check a leaf against the
+broker's other users (without users of its own a leafnode listener lets any leaf in), and
+cannot *reload* a change of a ``leafnodes`` block: a reload that finds one fails whole, so
+the centre's next change of its users (a node disabled) would fail too. So the centre writes
+the sites file beside its authorisation file (:func:`sites_path`) and the hub reads a copy
+made when it starts (:data:`ACTIVE_SITES`, the broker's systemd unit copies it): a site
+added, its secret changed or the site revoked takes effect at the hub's next restart, and
+the reloads in between never see a change.
 """
 
 from __future__ import annotations
@@ -54,6 +64,10 @@ LEAF_PORT = 7422
 #: How long a site's leaf keeps its nodes' messages (seconds): long past any cut we plan for;
 #: the hub has them as soon as the link is up.
 SITE_MAX_AGE_S = 7 * 24 * 3600
+#: The sites file the centre writes (beside its authorisation file), and the copy the hub
+#: reads, made when it starts (deploy/openlfr-broker.service).
+SITES_FILE = "nats-sites.conf"
+ACTIVE_SITES = "/run/nats/openlfr-sites.conf"
 #: The sites file's user that cannot sign in (an empty list would let any leaf in).
 NOBODY = "openlfr-nobody"
 NO_PASSWORD = "$2a$11$" + "." * 53
@@ -148,7 +162,8 @@ def hub_conf(*, conf_dir: str, store_dir: str, pid_file: str, auth_file: str, si
         "# The centre's broker (the hub), written by `openlfr nodes broker-config --role hub`.",
         "# JetStream in the hub's own domain; the centre's users are in the authorisation",
         "# file it writes (and reloads); each site's leaf signs in on the leafnode listener as",
-        "# the site (the sites file, `openlfr nodes site-link`).",
+        "# the site (`openlfr nodes site-link` writes the sites file; the broker's unit copies",
+        "# it when the broker starts: a change of a leafnodes block cannot be reloaded).",
         f"server_name: {_q(server_name)}",
         f"listen: {_q(_listen(listen, 'listen'))}",
         f"pid_file: {_q(pid_file)}",
@@ -245,6 +260,15 @@ def sites_conf(hashes: Mapping[str, str]) -> str:
     return ("# Written by `openlfr nodes site-link`: the sites whose leaves may link to this\n"
             "# hub (bcrypt hashes of their secrets).\n"
             f"authorization: {json.dumps({'users': users}, indent=2)}\n")
+
+
+def sites_path(auth_file: Path) -> Path:
+    """The sites file of the centre whose authorisation file is ``auth_file``."""
+    return auth_file.with_name(SITES_FILE)
+
+
+def write_sites(path: Path, hashes: Mapping[str, str]) -> None:
+    write_private(path, sites_conf(hashes), 0o640)
 
 
 def read_sites(path: Path) -> dict[str, str]:
