@@ -393,3 +393,80 @@ def test_the_commands_set_up_a_hub_and_a_site_that_carry_a_nodes_alert(
             topo.linked(timeout=3)
     finally:
         topo.stop()
+
+
+def test_adding_a_site_as_a_source_keeps_the_hubs_stream_and_is_idempotent(
+        tmp_path: Path) -> None:
+    """The centre's stream made first (as its ingest makes it), then the site added twice:
+    one source, the stream's own subjects and de-duplication window kept."""
+    t = start_topology(tmp_path / "brokers", SITE, [])
+    try:
+        async def make() -> None:
+            from nats.js.api import StreamConfig
+            nc = await broker.connect(t.hub.url, t.centre_seed)
+            try:
+                await nc.jetstream().add_stream(StreamConfig(
+                    name=protocol.NODES_STREAM, subjects=list(protocol.NODES_STREAM_SUBJECTS),
+                    duplicate_window=protocol.DUPLICATE_WINDOW_S))
+            finally:
+                await nc.close()
+
+        asyncio.run(make())
+        broker.add_site_source(t.hub.url, t.centre_seed, SITE)
+        broker.add_site_source(t.hub.url, t.centre_seed, SITE)
+
+        async def config() -> Any:
+            nc = await broker.connect(t.hub.url, t.centre_seed)
+            try:
+                return (await nc.jetstream().stream_info(protocol.NODES_STREAM)).config
+            finally:
+                await nc.close()
+
+        cfg = asyncio.run(config())
+        assert [(s.name, s.external.api) for s in cfg.sources] == [
+            (topology.site_stream(SITE), f"$JS.{SITE}.API")]
+        assert cfg.subjects == list(protocol.NODES_STREAM_SUBJECTS)
+        assert cfg.duplicate_window == protocol.DUPLICATE_WINDOW_S
+    finally:
+        t.stop()
+
+
+def test_the_sites_node_users_are_changed_by_a_reload_of_its_broker(
+        tmp_path: Path, keys: dict[int, Ed25519PrivateKey]) -> None:
+    """`site-link --users-only` and a reload at the site: a node added may sign in, one
+    removed (disabled at the centre) is disconnected."""
+    import os
+    import signal
+
+    nkey = {n: public_nkey(k.public_key().public_bytes_raw()) for n, k in keys.items()}
+    t = start_topology(tmp_path / "brokers", SITE, [(NODE, nkey[NODE])])
+    users = t.leaf.folder / "users.conf"
+    try:
+        async def connect(node_id: int) -> Any:
+            return await broker.connect(t.leaf.url, seed_nkey(keys[node_id]),
+                                        inbox=broker.inbox_prefix(node_id))
+
+        async def go() -> None:
+            first = await connect(NODE)
+            with pytest.raises(Exception, match=r"(?i)authorization"):
+                await connect(OTHER)
+            users.write_text(topology.leaf_users_conf(
+                [(nkey[OTHER], topology.leaf_permissions(broker.node_permissions(OTHER)))]))
+            assert t.leaf.proc is not None
+            os.kill(t.leaf.proc.pid, signal.SIGHUP)
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    other = await connect(OTHER)
+                    break
+                except Exception:
+                    assert time.monotonic() < deadline, "the reload was not applied"
+                    await asyncio.sleep(0.05)
+            while not first.is_closed:
+                assert time.monotonic() < deadline, "the removed node stayed connected"
+                await asyncio.sleep(0.05)
+            await other.close()
+
+        asyncio.run(go())
+    finally:
+        t.stop()
