@@ -190,5 +190,151 @@ def nats_tls_server(tmp_path: Path) -> Iterator[NatsServer]:
         server.stop()
 
 
-__all__ = ["NatsServer", "NodeKeys", "free_port", "nats_server", "nats_tls_server",
-           "start_nats"]
+# -- a hub and a site leaf (openlfr.nodes.topology) --------------------------------------------
+
+@dataclass
+class NatsProcess:
+    """A ``nats-server`` started from a configuration file, that can be stopped and started
+    again on the same port and store (a restart of the hub, or a cut of a site's link)."""
+
+    conf: Path
+    port: int
+    folder: Path
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return "".join(p.read_text(errors="replace")
+                       for p in sorted(self.folder.glob("nats-*.log")))
+
+    def start(self) -> None:
+        import os
+
+        self.starts += 1
+        log = self.folder / f"nats-{self.starts}.log"
+        with (self.folder / "nats.err").open("wb") as err:
+            self.proc = subprocess.Popen([NATS_SERVER, "-c", str(self.conf), "-l", str(log)],
+                                         stdout=subprocess.DEVNULL, stderr=err,
+                                         env={**os.environ, **self.env})
+        try:
+            _ready(self.port, self.proc, log)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def wait_log(self, text: str, count: int = 1, timeout: float = 20) -> None:
+        """Wait until ``text`` appears ``count`` times in the server's logs."""
+        deadline = time.monotonic() + timeout
+        while self.log().count(text) < count:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{text!r} not logged {count} time(s) in {timeout} s:\n"
+                                   + self.log()[-3000:])
+            time.sleep(0.05)
+
+
+@dataclass
+class Topology:
+    """A hub (the centre's broker, with its centre user) and one site's leaf."""
+
+    hub: NatsProcess
+    leaf: NatsProcess
+    site: str
+    centre_seed: str
+
+    def linked(self, timeout: float = 20) -> None:
+        """Wait until the leaf's link to the hub is up: the site's JetStream domain answers
+        the centre at the hub (logs are no proof: both ends log a link being made before the
+        hub checks the site's password)."""
+        import asyncio
+
+        from openlfr.nodes.topology import site_domain
+
+        async def probe() -> None:
+            deadline = time.monotonic() + timeout
+            nc = await broker.connect(self.hub.url, self.centre_seed)
+            try:
+                while True:
+                    try:
+                        await nc.request(f"$JS.{site_domain(self.site)}.API.INFO", b"",
+                                         timeout=0.5)
+                        return
+                    except Exception:
+                        if time.monotonic() > deadline:
+                            raise RuntimeError(f"the leaf did not link in {timeout} s:\n"
+                                               + self.leaf.log()[-3000:]) from None
+                        await asyncio.sleep(0.05)
+            finally:
+                await nc.close()
+
+        asyncio.run(probe())
+
+    def stop(self) -> None:
+        self.leaf.stop()
+        self.hub.stop()
+
+
+def start_topology(folder: Path, site: str, node_users: list[tuple[int, str]],
+                   listed: bool = True) -> Topology:
+    """A hub and a leaf for ``site`` on free ports in ``folder``, written by
+    :mod:`openlfr.nodes.topology`; ``node_users``: (node id, nkey) of the site's nodes;
+    ``listed``: the site is in the hub's sites file (else the link is not waited for)."""
+    from openlfr.nodes import topology
+
+    if not Path(NATS_SERVER).exists():
+        pytest.fail("nats-server is needed for the tests of nodes")
+    hub_dir, leaf_dir = folder / "hub", folder / "leaf"
+    hub_dir.mkdir(parents=True)
+    leaf_dir.mkdir(parents=True)
+    centre = broker.load_or_create_seed(hub_dir / "centre.nk")
+    broker.write_authorization(hub_dir / "auth.conf", centre, [])
+    secret = topology.new_secret()
+    (hub_dir / "sites.conf").write_text(
+        topology.sites_conf({site: topology.hash_secret(secret)} if listed else {}))
+    hub_port, leaf_port, port = free_port(), free_port(), free_port()
+    (hub_dir / "nats.conf").write_text(topology.hub_conf(
+        conf_dir=str(hub_dir),
+        store_dir=str(hub_dir / "js"), pid_file=str(hub_dir / "nats.pid"),
+        auth_file=str(hub_dir / "auth.conf"), sites_file=str(hub_dir / "sites.conf"),
+        listen=f"127.0.0.1:{hub_port}", leaf_listen=f"127.0.0.1:{leaf_port}"))
+    topology.write_private(leaf_dir / "link.conf", topology.link_conf(
+        site, f"nats-leaf://127.0.0.1:{leaf_port}", secret))
+    (leaf_dir / "users.conf").write_text(topology.leaf_users_conf(
+        (nkey, topology.leaf_permissions(broker.node_permissions(node_id)))
+        for node_id, nkey in node_users))
+    (leaf_dir / "nats.conf").write_text(topology.leaf_conf(
+        site=site, conf_dir=str(leaf_dir), store_dir=str(leaf_dir / "js"),
+        pid_file=str(leaf_dir / "nats.pid"),
+        link_file=str(leaf_dir / "link.conf"), users_file=str(leaf_dir / "users.conf"),
+        listen=f"127.0.0.1:{port}"))
+    hub = NatsProcess(hub_dir / "nats.conf", hub_port, hub_dir, {})
+    leaf = NatsProcess(leaf_dir / "nats.conf", port, leaf_dir, {})
+    from openlfr.nodes.keys import seed_nkey
+
+    topo = Topology(hub, leaf, site, seed_nkey(centre))
+    try:
+        hub.start()
+        leaf.start()
+        if listed:
+            topo.linked()
+    except BaseException:
+        topo.stop()
+        raise
+    return topo
+
+
+__all__ = ["NatsProcess", "NatsServer", "NodeKeys", "Topology", "free_port", "nats_server",
+           "nats_tls_server", "start_nats", "start_topology"]

@@ -11,10 +11,18 @@ from rich.table import Table
 
 from openlfr.cli.common import console, err_console, print_json, print_table
 from openlfr.cli.context import DataDirOpt, UserOpt, acting, governance_errors
+from openlfr.errors import InvalidInput, NotFound
 from openlfr.governance import nodes
 from openlfr.governance.authz import Perm, require
 from openlfr.governance.views import NodeToken
 from openlfr.nodes import enrol as node_enrol
+from openlfr.nodes import topology
+from openlfr.nodes.broker import (
+    add_site_source,
+    load_or_create_seed,
+    node_permissions,
+)
+from openlfr.nodes.keys import seed_nkey
 
 app = typer.Typer(help="Sites and the nodes that run their cameras (on the centre).",
                   no_args_is_help=True)
@@ -191,6 +199,189 @@ def enroll(
                       highlight=False)
     console.print(f"broker: {answer.get('broker_url') or 'not configured on the centre yet'}\n"
                   f"identity: {answer['nkey']}", highlight=False)
+
+
+# -- the broker's topology: a hub and site leaves (openlfr.nodes.topology) ---------------------
+
+ETC = Path("/etc/nats")
+FileOpt = Annotated[Path | None, typer.Option(
+    "--out", help="Write the configuration to this file (default: print it). Files it "
+                  "includes are named relative to this file's folder (nats-server 2.9 reads "
+                  "them so); printed, relative to /etc/nats.")]
+
+
+def _tls(cert: Path | None, key: Path | None, ca: Path | None,
+         what: str) -> topology.Tls | None:
+    if cert is None and key is None:
+        if ca is not None:
+            raise InvalidInput(f"--{what}-ca needs --{what}-cert and --{what}-key",
+                               field=f"{what}_ca")
+        return None
+    if cert is None or key is None:
+        raise InvalidInput(f"--{what}-cert and --{what}-key go together", field=f"{what}_cert")
+    return topology.Tls(str(cert), str(key), None if ca is None else str(ca))
+
+
+@app.command("broker-config")
+def broker_config(
+    role: Annotated[str, typer.Option("--role", help="hub (the centre's broker) or leaf (a "
+                                                      "site's broker).")],
+    site: Annotated[str | None, typer.Option(
+        "--site", help="The site (leaf): its JetStream domain.")] = None,
+    out: FileOpt = None,
+    listen: Annotated[str, typer.Option("--listen", help="Where clients connect.")
+                      ] = f"0.0.0.0:{topology.CLIENT_PORT}",
+    leaf_listen: Annotated[str, typer.Option(
+        "--leaf-listen", help="Where sites' leaves connect (hub).")
+    ] = f"0.0.0.0:{topology.LEAF_PORT}",
+    store_dir: Annotated[Path, typer.Option("--store-dir", help="JetStream's folder.")
+                         ] = Path("/var/lib/nats"),
+    pid_file: Annotated[Path, typer.Option("--pid-file", help="The server's pid file (the "
+                                                              "centre's OPENLFR_NATS_PID_FILE).")
+                        ] = Path("/run/nats/nats.pid"),
+    auth_file: Annotated[Path, typer.Option(
+        "--auth-file", help="The users file the centre writes (hub; OPENLFR_NATS_AUTH_FILE).")
+    ] = Path("/var/lib/openlfr/nats-auth.conf"),
+    sites_file: Annotated[Path, typer.Option(
+        "--sites-file", help="The sites allowed to link (hub): the copy of the centre's "
+                             "sites file made when the broker starts.")
+    ] = Path(topology.ACTIVE_SITES),
+    link_file: Annotated[Path, typer.Option(
+        "--link-file", help="The site's link to the hub with its secret (leaf).")
+    ] = ETC / "openlfr-link.conf",
+    users_file: Annotated[Path, typer.Option(
+        "--users-file", help="The site's node users (leaf).")
+    ] = ETC / "openlfr-site-users.conf",
+    tls_cert: Annotated[Path | None, typer.Option("--tls-cert", help="Clients' TLS: the "
+                                                                     "server certificate.")
+                        ] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="Its private key.")] = None,
+    tls_ca: Annotated[Path | None, typer.Option("--tls-ca", help="A CA to check clients' "
+                                                                 "certificates.")] = None,
+    leaf_cert: Annotated[Path | None, typer.Option(
+        "--leaf-cert", help="The leafnode listener's TLS certificate (hub).")] = None,
+    leaf_key: Annotated[Path | None, typer.Option("--leaf-key", help="Its private key.")
+                        ] = None,
+    hub_ca: Annotated[Path | None, typer.Option(
+        "--hub-ca", help="The CA that signed the hub's leafnode certificate (leaf: then the "
+                         "link is TLS).")] = None,
+) -> None:
+    """Write a nats-server configuration for the hub (the centre's broker) or a site's leaf
+    (README "Operating sites and nodes")."""
+    with governance_errors():
+        conf_dir = str(out.parent.absolute() if out is not None else ETC)
+        tls = _tls(tls_cert, tls_key, tls_ca, "tls")
+        if role == "hub":
+            if site is not None:
+                raise InvalidInput("--site is for a leaf", field="site")
+            text = topology.hub_conf(
+                conf_dir=conf_dir, store_dir=str(store_dir), pid_file=str(pid_file),
+                auth_file=str(auth_file), sites_file=str(sites_file), listen=listen,
+                leaf_listen=leaf_listen, tls=tls,
+                leaf_tls=_tls(leaf_cert, leaf_key, None, "leaf"))
+        elif role == "leaf":
+            if site is None:
+                raise InvalidInput("a leaf needs --site", field="site")
+            if leaf_cert is not None or leaf_key is not None:
+                raise InvalidInput("--leaf-cert and --leaf-key are for the hub",
+                                   field="leaf_cert")
+            text = topology.leaf_conf(
+                site=site, conf_dir=conf_dir, store_dir=str(store_dir),
+                pid_file=str(pid_file), link_file=str(link_file), users_file=str(users_file),
+                listen=listen, tls=tls, hub_ca=None if hub_ca is None else str(hub_ca))
+        else:
+            raise InvalidInput(f"--role is hub or leaf, not {role!r}", field="role")
+        if out is None:
+            console.print(text, end="", highlight=False, markup=False, soft_wrap=True)
+            return
+        topology.write_private(out, text, 0o644)
+        staged = topology.sites_path(auth_file)
+        if role == "hub" and not staged.exists():  # the hub's include needs one, even empty
+            topology.write_sites(staged, {})
+            err_console.print(f"[green]✓[/] {staged}: no site may link yet", highlight=False)
+    err_console.print(f"[green]✓[/] {out}: the {role}'s configuration", highlight=False)
+
+
+@app.command("site-link")
+def site_link(
+    site: Annotated[str, typer.Argument(help="The site whose leaf links to the hub.")],
+    user: UserOpt,
+    hub: Annotated[str | None, typer.Option(
+        "--hub", help="The hub's leafnode address as the site reaches it, "
+                      "nats-leaf://hub.example:7422 (tls://… with TLS).")] = None,
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out-dir", help="Where to write the site's two files, to carry to the site's "
+                          "/etc/nats.")] = None,
+    users_only: Annotated[bool, typer.Option(
+        "--users-only", help="Only write the site's node users (after an enrolment or a "
+                             "disabling at the site); the secret stays.")] = False,
+    revoke: Annotated[bool, typer.Option(
+        "--revoke", help="Remove the site from the hub's sites file: its leaf is cut off at "
+                         "the hub's next restart (its secret stolen, the site closed).")
+    ] = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """A site's credentials for its leaf (administrators): a new secret for its link (its
+    bcrypt hash in the hub's sites file, in force from the hub's next restart, when the old
+    one stops working) and the site's enrolled nodes as the leaf's users; or, with
+    --revoke, none."""
+    with acting(data_dir, user) as ctx:
+        require(ctx.db, ctx.actor, Perm.NODE_MANAGE, "site", site)
+        topology.site_domain(site)
+        sites_file = topology.sites_path(ctx.settings.nats_auth_path)
+        if revoke:
+            hashes = topology.read_sites(sites_file)
+            if hashes.pop(site, None) is None:
+                raise NotFound(f"site {site!r} may not link to the hub already")
+            topology.write_sites(sites_file, hashes)
+            err_console.print(f"[green]✓[/] {sites_file}: site {site} removed; it is cut "
+                              "off when the hub's broker restarts (systemctl restart "
+                              "openlfr-broker)", highlight=False)
+            return
+        if out_dir is None:
+            raise InvalidInput("--out-dir is needed (where to write the site's files)",
+                               field="out_dir")
+        if hub is None and not users_only:
+            raise InvalidInput("--hub is needed (the hub's leafnode address)", field="hub")
+        if site not in {s.name for s in nodes.list_sites(ctx.db, ctx.actor)}:
+            raise NotFound(f"no site {site!r}")
+        members = [n for n in nodes.list_nodes(ctx.db, ctx.actor)
+                   if n.site == site and n.status == "enrolled" and n.nkey]
+        topology.write_private(out_dir / "openlfr-site-users.conf", topology.leaf_users_conf(
+            (n.nkey or "", topology.leaf_permissions(node_permissions(n.id)))
+            for n in members), 0o640)
+        if not users_only:
+            secret = topology.new_secret()
+            link = topology.link_conf(site, hub or "", secret)
+            hashes = topology.read_sites(sites_file)
+            hashes[site] = topology.hash_secret(secret)
+            topology.write_private(out_dir / "openlfr-link.conf", link, 0o600)
+            topology.write_sites(sites_file, hashes)
+    err_console.print(f"[green]✓[/] {out_dir}: site {site}'s "
+                      + ("node users" if users_only else "link and node users")
+                      + f" ({len(members)} node(s)); copy to the site's /etc/nats and reload "
+                        "its broker" + ("" if users_only else f"; {sites_file} changed: "
+                                        "restart the hub's broker to let the site link"),
+                      highlight=False)
+
+
+@app.command("site-source")
+def site_source(
+    site: Annotated[str, typer.Argument(help="A site whose leaf is linked to the hub.")],
+    user: UserOpt,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Make the site's stream at its leaf and add it as a source of the hub's stream, so
+    that the site's alerts reach the centre (administrators; once, with the leaf linked)."""
+    with acting(data_dir, user) as ctx:
+        require(ctx.db, ctx.actor, Perm.NODE_MANAGE, "site", site)
+        settings = ctx.settings
+        if not settings.nats_url:
+            raise InvalidInput("no broker is configured (OPENLFR_NATS_URL)", field="nats_url")
+        add_site_source(settings.nats_url, seed_nkey(load_or_create_seed(
+            settings.nats_seed_path)), site, ca_file=settings.nats_ca_file)
+    err_console.print(f"[green]✓[/] the hub's stream sources site {site}'s stream "
+                      f"{topology.site_stream(site)}", highlight=False)
 
 
 def register(root: typer.Typer) -> None:

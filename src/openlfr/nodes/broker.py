@@ -452,3 +452,70 @@ class NodeClient:
         error = self.nc.last_error
         if error is not None and error is not before and "permissions violation" in str(error):
             raise Forbidden(f"the broker refused publishing to {subject!r}")
+
+
+# -- sites: the hub's stream sources each site leaf's stream (openlfr.nodes.topology) ---------
+
+def add_site_source(url: str, seed: str, site: str, *, ca_file: Path | None = None,
+                    timeout: float = TIMEOUT) -> None:
+    """Make the site's leaf stream (in the site's JetStream domain, over the link: it must be
+    up) if missing, and add it as a source of the hub's stream ``OPENLFR_NODES`` (made with
+    the protocol's subjects and de-duplication window if missing). Run by the centre when a
+    site's leaf is configured; running it again changes nothing."""
+    from openlfr.nodes import protocol, topology
+
+    leaf_cfg = topology.site_stream_config(site)
+    source = topology.site_source(site)
+
+    async def go() -> None:
+        from nats.errors import NoRespondersError
+        from nats.js.api import StreamConfig, StreamSource
+        from nats.js.errors import NotFoundError, ServiceUnavailableError
+        nc = await connect(url, seed, ca_file=ca_file)
+        try:
+            leaf = nc.jetstream(domain=topology.site_domain(site), timeout=timeout)
+            # Just after the link is made the leaf's interest may not have reached the hub
+            # yet: ask again for a moment when no one answers.
+            deadline = asyncio.get_running_loop().time() + timeout
+            while True:
+                try:
+                    try:
+                        await leaf.stream_info(leaf_cfg["name"])
+                    except NotFoundError:
+                        await leaf.add_stream(StreamConfig.from_response(dict(leaf_cfg)))
+                    break
+                except (ServiceUnavailableError, NoRespondersError, TimeoutError):
+                    if asyncio.get_running_loop().time() > deadline:
+                        raise
+                    await asyncio.sleep(0.1)
+            hub = nc.jetstream(timeout=timeout)
+            wanted = StreamSource.from_response(json.loads(json.dumps(source)))
+            try:
+                info = await hub.stream_info(protocol.NODES_STREAM)
+            except NotFoundError:
+                await hub.add_stream(StreamConfig(
+                    name=protocol.NODES_STREAM, subjects=list(protocol.NODES_STREAM_SUBJECTS),
+                    duplicate_window=protocol.DUPLICATE_WINDOW_S, sources=[wanted]))
+                return
+            config = info.config
+            current = list(config.sources or [])
+            if any(s.name == wanted.name and s.external is not None
+                   and s.external.api == source["external"]["api"] for s in current):
+                return
+            config.sources = [*current, wanted]
+            await hub.update_stream(config)
+        finally:
+            await nc.close()
+
+    def run() -> None:
+        try:
+            asyncio.run(asyncio.wait_for(go(), timeout * 3))
+        except (Unavailable, InvalidInput):
+            raise
+        except Exception as exc:
+            raise Unavailable(f"the site {site!r} could not be added as a source of the hub's "
+                              f"stream (is its leaf linked?): {type(exc).__name__}: {exc}"
+                              ) from None
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(run).result()
