@@ -337,6 +337,21 @@ def test_heartbeats_say_who_is_online_and_counts_add_up(world: World) -> None:
     assert len(audit_records(w.gov, "node.message_refused")) == 1
 
 
+def test_a_plan_sets_its_lease(gov: Gov) -> None:
+    from dataclasses import replace
+
+    from openlfr.governance.authz import RuleError
+
+    with pytest.raises(RuleError, match="lease lasts 10 to 3600 seconds"):
+        deps.create(gov.db, gov.actors["op1"], replace(plan(), lease_seconds=5),
+                    keyring=gov.system.keyring)
+    dep_id = deps.create(gov.db, gov.actors["op1"], replace(plan(), lease_seconds=30),
+                         keyring=gov.system.keyring)
+    assert deps.show(gov.db, gov.actors["op1"], dep_id).lease_seconds == 30
+    assert deps.edit(gov.db, gov.actors["op1"], dep_id, keyring=gov.system.keyring,
+                     lease_seconds=120) == ["lease_seconds"]
+
+
 def test_serve_without_a_broker_is_unchanged(gov: Gov) -> None:
     from openlfr.web.jobs import BackgroundJobs
 

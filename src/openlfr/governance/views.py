@@ -364,6 +364,8 @@ class DeploymentView(View):
         "none, planned (not published yet), open, ended (awaiting a response) or responded"))
     notice_at: datetime | None = Field(default=None, description=(
         "When the advance public notice was published (uk-app)."))
+    lease_seconds: int = Field(default=60, description=(
+        "How long a lease the centre grants a node running its cameras, in seconds."))
     target_fpir: float | None = Field(default=None, description=(
         "The false-positive identification rate the plan aims at (per person passing)."))
     fria_ref: str | None = Field(default=None, description=(
