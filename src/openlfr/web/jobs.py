@@ -136,7 +136,7 @@ class BackgroundJobs:
 
         if runs_on_nodes_only(self.system.db, deployment_id):
             gallery.clear()  # the nodes have their own (sealed to them): none is kept here
-            nodes_only = OnNodes(deployment_id)
+            nodes_only = OnNodes(self.system, deployment_id)
             with self._lock:
                 self.runs[deployment_id] = nodes_only
             return nodes_only
@@ -277,7 +277,8 @@ class OnNodes:
     :func:`openlfr.governance.nodes.sync_desired` and hold leases); it is "running" here until
     the reconciler stops it, so that it is not launched again on every tick."""
 
-    def __init__(self, deployment_id: int) -> None:
+    def __init__(self, system: System, deployment_id: int) -> None:
+        self.system = system
         self.deployment_id = deployment_id
         self._running = True
 
@@ -290,7 +291,13 @@ class OnNodes:
         self._running = False
 
     def reload_gallery(self, gallery: Any, names: dict[str, str]) -> tuple[int, int]:
+        """The plan changed: if a camera now runs on the centre, end this handle so that the
+        reconciler launches a real run."""
+        from openlfr.governance.live import runs_on_nodes_only
+
         gallery.clear()
+        if not runs_on_nodes_only(self.system.db, self.deployment_id):
+            self._running = False
         return (0, 0)
 
     def gallery_size(self) -> tuple[int, int]:
