@@ -384,3 +384,16 @@ def test_a_link_stops_cleanly(world: World) -> None:
     link.stop()
     assert not link.running and time.monotonic() - t0 < 3
     assert threading.active_count() < 50
+
+
+def test_migration_0018_matches_the_models(gov: Gov) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from openlfr.store.models import Base
+
+    with gov.db.engine.connect() as conn:
+        diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    ours = [d for d in diffs if any(t in repr(d) for t in (
+        "node_health", "node_cameras", "node_alert_id", "lease_seconds"))]
+    assert not ours, ours
