@@ -397,3 +397,32 @@ def test_migration_0018_matches_the_models(gov: Gov) -> None:
     ours = [d for d in diffs if any(t in repr(d) for t in (
         "node_health", "node_cameras", "node_alert_id", "lease_seconds"))]
     assert not ours, ours
+
+
+def test_serve_with_a_broker_runs_the_link_and_pushes_node_alerts(
+        world: World, nats_server: NatsServer) -> None:
+    from dataclasses import replace
+
+    from openlfr.web.jobs import BackgroundJobs
+
+    w = world
+    system = replace(w.gov.system, settings=w.settings)
+    jobs = BackgroundJobs(system, reconcile_every=0.2)
+    shown: list[int] = []
+    jobs.add_alert_listener(lambda row, _alert: shown.append(row))
+    assert jobs.nodes is not None
+    jobs.start()
+    try:
+        assert jobs.nodes.connected.wait(10)
+        as_node(w, nats_server.url, [(protocol.alert_subject(w.node), w.alert("s-1"), "s-1")])
+        deadline = time.monotonic() + 15
+        while not shown and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # the reconcile tick wrote the node's desired state (its deployment, its camera)
+        document = jobs.nodes.broker.get_desired(w.node)
+        assert document is not None and b'"gate"' in document
+    finally:
+        t0 = time.monotonic()
+        jobs.stop()
+    assert time.monotonic() - t0 < 5 and not jobs.nodes.running
+    assert shown == [r.id for r in w.alerts()] and len(shown) == 1
