@@ -141,7 +141,8 @@ def test_an_alert_is_stored_once_with_its_crop_and_pushed(world: World,
     with w.gov.db.reading() as s:
         assert _crop(w.gov.system, s, rows[0].id)[1] == w.jpeg
     assert link.ingest.counts == {"ack": 2, "term": 0, "retry": 0}
-    assert len(audit_records(w.gov, "alert.create")) == 1
+    created = audit_records(w.gov, "alert.create")
+    assert len(created) == 1 and f'"node_alert":"{w.node}:a-1"' in created[0].details
     assert auditing.verify(w.gov.db, w.gov.actors["au1"]).as_dict()["ok"] is True
     # nothing readable on the broker: the crop is sealed to the centre
     raw = b"".join(link.broker.raw_messages(protocol.NODES_STREAM))
@@ -426,3 +427,21 @@ def test_serve_with_a_broker_runs_the_link_and_pushes_node_alerts(
         jobs.stop()
     assert time.monotonic() - t0 < 5 and not jobs.nodes.running
     assert shown == [r.id for r in w.alerts()] and len(shown) == 1
+
+
+def test_a_mixed_deployment_opens_only_the_centres_cameras(
+        gov: Gov, face_images: dict[str, Path]) -> None:
+    from openlfr.governance.authz import SYSTEM_ACTOR
+    from openlfr.governance.live import DeploymentRun, runs_on_nodes_only
+
+    nodes.add_site(gov.db, gov.actors["admin"], "high-street")
+    nodes.add_node(gov.db, gov.actors["admin"], "high-street", "van-1")
+    wid = approved_watchlist(gov, face_images["obama"])
+    dep = deps.create(gov.db, gov.actors["op1"], plan((wid,), cameras=(
+        deps.CameraSpec("gate", "/nonexistent/gate.avi", node="van-1"),
+        deps.CameraSpec("hall", "/nonexistent/hall.avi"))), keyring=gov.system.keyring)
+    authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep)
+    deps.start(gov.db, gov.actors["op1"], dep)
+    assert not runs_on_nodes_only(gov.db, dep)
+    _model, sources, *_rest = DeploymentRun(gov.system, dep, SYSTEM_ACTOR)._check()
+    assert [name for name, _source in sources] == ["hall"]

@@ -381,6 +381,8 @@ class AlertRecorder:
             s.flush()
             row.crop_ct = keyring.encrypt(s, dep.data_key_id, crop, crop_aad(dep.id, row.id))
             details = self._details(alert, row)
+            if key is not None:
+                details["node_alert"] = key  # sent by a node: which, and its alert id
             if test:
                 details["field_test"] = row.field_test_id
             audit_log.record(s, audit_log.SYSTEM, "alert.create", "alert", row.id, details)
