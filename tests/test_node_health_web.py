@@ -16,7 +16,7 @@ from openlfr.governance.ingest import Ingest
 from openlfr.nodes import protocol
 from openlfr.nodes.keys import NodeKeys, b64, box_public, unb64
 from openlfr.store.enums import Role
-from tests.govfix import Gov, authorise, bearer_headers
+from tests.govfix import Gov, authorise, bearer_headers, run_cli
 from tests.test_gov_deployments import approved_watchlist, plan
 from tests.test_web_core import login
 
@@ -65,3 +65,17 @@ def test_a_nodes_health_is_shown_and_answered(gov: Gov, client: TestClient,
     shown = client.get("/api/v1/nodes/van-1", headers=headers).json()
     assert shown["online"] is True and str(dep) in shown["lease"]
     assert shown["camera_health"][0]["frames"] == 321
+
+
+def test_the_lease_is_set_from_the_command_line_and_the_console(gov: Gov,
+                                                                client: TestClient) -> None:
+    dep = deps.create(gov.db, gov.actors["op1"], plan(), keyring=gov.system.keyring)
+    r = run_cli(gov, "deployment", "edit", dep, "--lease-seconds", "5", user="op1")
+    assert r.returncode == 2 and "lease lasts 10 to 3600 seconds" in r.stderr, r.stderr
+    r = run_cli(gov, "deployment", "edit", dep, "--lease-seconds", "90", user="op1")
+    assert r.returncode == 0, r.stderr
+    assert deps.show(gov.db, gov.actors["op1"], dep).lease_seconds == 90
+    login(client, "op1")
+    page = client.get(f"/console/deployments/{dep}")
+    assert 'name="lease_seconds"' in page.text and 'value="90"' in page.text
+    assert 'id="dep-lease">90 s' in page.text
