@@ -170,6 +170,12 @@ class Settings(BaseSettings):
     def nats_auth_path(self) -> Path:
         return self.nats_auth_file or self.data_dir / "nats-auth.conf"
 
+    @property
+    def nats_box_path(self) -> Path:
+        """The centre's X25519 key that nodes seal alert crops to: beside its broker key
+        (``nats-centre.box`` by default), made on first use, mode 0600."""
+        return self.nats_seed_path.with_suffix(".box")
+
 
 def load_settings(data_dir: Path | None = None) -> Settings:
     """The settings from the environment, with ``--data-dir`` taking precedence."""

@@ -155,6 +155,10 @@ MasksOpt = Annotated[list[str] | None, typer.Option(
 NodeOpt = Annotated[list[str] | None, typer.Option(
     "--node", help="The node that runs a camera, as CAMERA=NODE (openlfr nodes list); "
                    "CAMERA= for the centre itself (the default).")]
+LeaseOpt = Annotated[int | None, typer.Option(
+    "--lease-seconds", help="How long a lease the centre grants a node running its cameras "
+                            "(10 to 3600 s; default 60): cut off longer, a node stops "
+                            "matching.")]
 
 
 @app.command()
@@ -170,7 +174,7 @@ def create(
     alternatives: AlternativesOpt = None, consultation_days: ConsultationOpt = None,
     zones: ZonesOpt = None, masks: MasksOpt = None, node: NodeOpt = None,
     notice_at: NoticeAtOpt = None, target_fpir: TargetOpt = None, fria: FriaOpt = None,
-    eu_db: EuDbOpt = None,
+    eu_db: EuDbOpt = None, lease_seconds: LeaseOpt = None,
     json_out: JsonOpt = False, data_dir: DataDirOpt = None,
 ) -> None:
     """Create a draft deployment. It runs only once another authorising officer authorises it,
@@ -191,8 +195,9 @@ def create(
             model_id=model_id, two_person_rule=bool(two_person_rule), signage=bool(signage),
             public_notice=bool(public_notice), urgency_reason=urgency_reason,
             watchlist_ids=tuple(watchlist or ()), cameras=cameras, alternatives=alternatives,
-            consultation_days=consultation_days or None, **_profile_fields(
-                notice_at, target_fpir, fria, eu_db, new=True))
+            consultation_days=consultation_days or None,
+            lease_seconds=deps.DEFAULT_LEASE_S if lease_seconds is None else lease_seconds,
+            **_profile_fields(notice_at, target_fpir, fria, eu_db, new=True))
         new_id = deps.create(ctx.db, ctx.actor, plan, ctx.system.keyring)
         view = deps.show(ctx.db, ctx.actor, new_id)
     if json_out:
@@ -217,7 +222,7 @@ def edit(
     alternatives: AlternativesOpt = None, consultation_days: ConsultationOpt = None,
     zones: ZonesOpt = None, masks: MasksOpt = None, node: NodeOpt = None,
     notice_at: NoticeAtOpt = None, target_fpir: TargetOpt = None, fria: FriaOpt = None,
-    eu_db: EuDbOpt = None,
+    eu_db: EuDbOpt = None, lease_seconds: LeaseOpt = None,
     json_out: JsonOpt = False, data_dir: DataDirOpt = None,
 ) -> None:
     """Change a draft or authorised deployment (--watchlist and --camera replace the lists).
@@ -233,6 +238,8 @@ def edit(
             changes[key] = value
     if consultation_days is not None:
         changes["consultation_days"] = consultation_days or None
+    if lease_seconds is not None:
+        changes["lease_seconds"] = lease_seconds
     changes.update(_profile_fields(notice_at, target_fpir, fria, eu_db))
     if start is not None:
         changes["planned_start"] = parse_when(start, "--start")

@@ -221,6 +221,23 @@ def encode_crop(crop: np.ndarray) -> bytes:
     return bytes(buf.tobytes())
 
 
+#: A check made in the transaction that would store a node's alert: why it may not be stored
+#: (None: it may).
+Admit = Callable[[Session, Deployment], "str | None"]
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """What :meth:`AlertRecorder.deliver` did: ``stored`` (a new row), ``updated`` (a later
+    revision applied), ``duplicate`` (a node's alert stored already), ``ignored`` (not newer,
+    or under review) or ``refused`` (``reason``: the subject left the deployment's
+    watchlists, or the ``admit`` check said no)."""
+
+    outcome: str
+    row_id: int | None
+    reason: str | None = None
+
+
 def _db_id(value: str) -> int | None:
     try:
         number = int(str(value).strip())
@@ -268,55 +285,78 @@ class AlertRecorder:
                                 "could not be encrypted")
 
     def publish(self, alert: vtypes.Alert) -> None:
+        self.deliver(alert)
+
+    def deliver(self, alert: vtypes.Alert, *, key: str | None = None,
+                jpeg: bytes | None = None, admit: Admit | None = None) -> Delivered:
+        """Store ``alert`` (see the class) and hand it on when stored. A node's alert (through
+        :mod:`openlfr.governance.ingest`) comes with ``key``, its unique ``<node>:<alert id>``
+        (the row is found by it, so a second delivery of the same revision changes nothing:
+        ``duplicate``), its crop already as ``jpeg``, and ``admit``, a check made in the same
+        transaction that returns why the alert may not be stored (None: it may)."""
         with self._lock:
             try:
-                row_id = self._store(alert)
+                done = self._store(alert, key, jpeg, admit)
             except Exception:
                 log.exception("alert %s (revision %d) of deployment %d was NOT stored",
                               alert.alert_id, alert.revision, self.deployment_id)
                 raise
+            row_id = done.row_id if done.outcome in ("stored", "updated") else None
             if row_id is not None and row_id in self._tests:
-                return  # a field-test alert: stored, never shown as an operational alert
+                return done  # a field-test alert: stored, never shown as an operational alert
             if row_id is not None and self._on_stored is not None:
                 self._on_stored(row_id, alert)
+            return done
 
     def stored_id(self, pipeline_alert_id: str) -> int | None:
         """The row id of a pipeline alert stored by this recorder."""
         with self._lock:
             return self._rows.get(pipeline_alert_id)
 
-    def _store(self, alert: vtypes.Alert) -> int | None:
-        crop = encode_crop(alert.probe_crop)
+    def _store(self, alert: vtypes.Alert, key: str | None = None, jpeg: bytes | None = None,
+               admit: Admit | None = None) -> Delivered:
+        crop = jpeg if jpeg is not None else encode_crop(alert.probe_crop)
         keyring = self._system.keyring
         with self._system.db.session() as s:
             dep = s.get(Deployment, self.deployment_id)
             if dep is None:
                 raise NotFound(f"no deployment {self.deployment_id}")
+            why = admit(s, dep) if admit is not None else None
+            if why is not None:
+                return Delivered("refused", None, why)
             if not self._enrolled(s, _db_id(alert.subject_id)):
                 self.refused += 1
                 log.info("deployment %d: an alert was not stored: its subject is no longer on "
                          "an approved watchlist of the deployment", self.deployment_id)
-                return None
-            row_id = self._rows.get(alert.alert_id) if alert.revision > 0 else None
-            row = s.get(Alert, row_id) if row_id is not None else None
+                return Delivered("refused", None, "the subject is no longer on an approved "
+                                 "watchlist of the deployment")
+            if key is not None:
+                row = s.scalar(select(Alert).where(Alert.node_alert_id == key))
+                if row is not None and row.deployment_id != dep.id:
+                    return Delivered("refused", None, "the alert id is another deployment's")
+            else:
+                row_id = self._rows.get(alert.alert_id) if alert.revision > 0 else None
+                row = s.get(Alert, row_id) if row_id is not None else None
             if row is not None:
                 if alert.revision <= row.revision:
+                    if key is not None:  # the same alert delivered again: stored already
+                        return Delivered("duplicate", row.id)
                     log.warning("alert %s: revision %d is not newer than the stored %d; "
                                 "ignored", alert.alert_id, alert.revision, row.revision)
-                    return None
+                    return Delivered("ignored", row.id)
                 if row.status != AlertStatus.PENDING or row.purged_at is not None or s.scalar(
                         select(Adjudication.id).where(Adjudication.alert_id == row.id)
                         .limit(1)) is not None:
                     log.info("alert %d is under review: revision %d of %s not applied",
                              row.id, alert.revision, alert.alert_id)
-                    return None
+                    return Delivered("ignored", row.id)
                 row.score = float(alert.score)
                 row.revision = int(alert.revision)
                 row.crop_ct = keyring.encrypt(s, dep.data_key_id, crop,
                                               crop_aad(dep.id, row.id))
                 audit_log.record(s, audit_log.SYSTEM, "alert.update", "alert", row.id,
                                  self._details(alert, row))
-                return row.id
+                return Delivered("updated", row.id)
             subject_id = _db_id(alert.subject_id)
             subject = s.get(Subject, subject_id) if subject_id is not None else None
             image_id = _db_id(alert.reference_id)
@@ -335,19 +375,23 @@ class AlertRecorder:
                 status=AlertStatus.PENDING)
             row.latency = None if alert.latency is None else float(alert.latency)
             row.in_view = None if alert.in_view is None else float(alert.in_view)
+            row.node_alert_id = key
             test = fieldtests.mark_test_alert(s, row)
             s.add(row)
             s.flush()
             row.crop_ct = keyring.encrypt(s, dep.data_key_id, crop, crop_aad(dep.id, row.id))
             details = self._details(alert, row)
+            if key is not None:
+                details["node_alert"] = key  # sent by a node: which, and its alert id
             if test:
                 details["field_test"] = row.field_test_id
             audit_log.record(s, audit_log.SYSTEM, "alert.create", "alert", row.id, details)
             new_id = row.id
         if test:
             self._tests.add(new_id)
-        self._rows[alert.alert_id] = new_id
-        return new_id
+        if key is None:
+            self._rows[alert.alert_id] = new_id
+        return Delivered("stored", new_id)
 
     def _enrolled(self, s: Session, subject_id: int | None) -> bool:
         """Whether the subject is, in this transaction, enrolled and unexpired on an approved

@@ -94,6 +94,7 @@ from openlfr.governance.profiles import (
 )
 from openlfr.governance.times import to_utc
 from openlfr.governance.views import CameraView, DeploymentView, OverrideChance, WatchlistRef
+from openlfr.nodes.protocol import DEFAULT_LEASE_S
 from openlfr.redact import is_redacted, redact, source_digest
 from openlfr.store.crypto import Keyring
 from openlfr.store.db import Database
@@ -203,6 +204,9 @@ class Plan:
     #: under ``eu-ai-act``)
     fria_ref: str | None = None
     eu_db_ref: str | None = None
+    #: how long a lease the centre grants a node running its cameras (seconds): a node cut
+    #: off from the centre for longer stops matching
+    lease_seconds: int = DEFAULT_LEASE_S
 
 
 @dataclass(frozen=True)
@@ -221,11 +225,14 @@ class Decision:
     authority_scope: str | None = None
 
 
+#: The shortest and longest lease of a deployment's cameras on a node (seconds).
+LEASE_MIN_S, LEASE_MAX_S = 10, 3600
+
 #: The plan fields stored as columns of the same name.
 COLUMNS = ("name", "site", "location", "purpose", "legal_basis", "dpia_ref", "equality_ref",
            "planned_start", "planned_end", "threshold", "model_id", "two_person_rule",
            "signage", "public_notice", "urgency_reason", "alternatives", "consultation_days",
-           "notice_at", "target_fpir", "fria_ref", "eu_db_ref")
+           "notice_at", "target_fpir", "fria_ref", "eu_db_ref", "lease_seconds")
 TEXT_FIELDS = ("name", "site", "location", "purpose", "legal_basis", "dpia_ref",
                "equality_ref")
 REQUIRED_LABELS = {
@@ -282,6 +289,11 @@ def _check_plan(plan: Plan) -> Plan:
         check_name((value or "").strip(), f"the {PROFILE_LABELS[name]}")
     plan = replace(plan, fria_ref=(plan.fria_ref or "").strip() or None,
                    eu_db_ref=(plan.eu_db_ref or "").strip() or None)
+    lease = plan.lease_seconds
+    if isinstance(lease, bool) or not isinstance(lease, int) or not (
+            LEASE_MIN_S <= lease <= LEASE_MAX_S):
+        raise RuleError(f"a node's lease lasts {LEASE_MIN_S} to {LEASE_MAX_S} seconds "
+                        f"(got {lease!r})", field="lease_seconds")
     if plan.target_fpir is not None:
         rate = plan.target_fpir
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (
@@ -457,7 +469,9 @@ def _plan_details(dep: Deployment) -> dict[str, Any]:
             ("notice_at", _dt(dep.notice_at)),
             ("target_fpir", None if dep.target_fpir is None
              else audit_log.fmt_float(dep.target_fpir)),
-            ("fria_ref", dep.fria_ref), ("eu_db_ref", dep.eu_db_ref)) if value is not None}
+            ("fria_ref", dep.fria_ref), ("eu_db_ref", dep.eu_db_ref)) if value is not None} | (
+        {"lease_seconds": dep.lease_seconds} if any(c.node_id is not None for c in dep.cameras)
+        or dep.lease_seconds != DEFAULT_LEASE_S else {})
 
 
 # -- camera sources ----------------------------------------------------------------------------
@@ -1423,6 +1437,7 @@ def _view(dep: Deployment, floor: Floor, cameras: list[CameraView],
           cal: Calibrated | None = None) -> DeploymentView:
     cal = cal or Calibrated(None, 0, dep.target_fpir)
     return DeploymentView(
+        lease_seconds=dep.lease_seconds,
         notice_at=dep.notice_at, target_fpir=dep.target_fpir, fria_ref=dep.fria_ref,
         eu_db_ref=dep.eu_db_ref, authorised_rank=dep.authorised_rank,
         criteria_approved=(dep.criteria_approval is not None

@@ -276,7 +276,14 @@ class DeploymentRun:
             if window:
                 raise RuleError(f"refused: {window}; no camera was opened")
             self._zones = deps.camera_zones(dep)  # the plan's zones and masks, per camera
-            return (dep.model_id, deps.camera_sources(s, self.system.keyring, dep), dep.threshold,
+            # a camera that names a node is run by that node, never opened here
+            local = {c.name for c in dep.cameras if c.node_id is None}
+            if not local and dep.cameras:
+                raise RuleError(f"every camera of deployment {dep.id} runs on a node: none is "
+                                "opened by the centre")
+            sources = [(name, source) for name, source
+                       in deps.camera_sources(s, self.system.keyring, dep) if name in local]
+            return (dep.model_id, sources, dep.threshold,
                     [wl.id for wl in dep.watchlists], dep.planned_end)
 
     def _failed(self, cameras: list[tuple[str, str]], exc: BaseException) -> None:
@@ -567,6 +574,16 @@ class DeploymentRun:
                     raise
                 return dep.end_reason or reason
         return reason
+
+
+def runs_on_nodes_only(db: Database, deployment_id: int) -> bool:
+    """Whether every camera of the deployment names a node (so the centre opens none)."""
+    from openlfr.store.models import Camera
+
+    with db.reading() as s:
+        nodes = {node_id is not None for node_id in s.scalars(
+            select(Camera.node_id).where(Camera.deployment_id == deployment_id))}
+    return nodes == {True}
 
 
 #: A running deployment whose cameras reported this recently is taken to run somewhere else.

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -51,7 +53,7 @@ from openlfr.governance.names import check_name, check_text
 from openlfr.governance.views import Enrolment, NodeToken, NodeView, SiteView
 from openlfr.nodes import broker as nats
 from openlfr.nodes import desired
-from openlfr.nodes.keys import b64, public_nkey, seal, unb64
+from openlfr.nodes.keys import b64, box_public, load_or_create_box, public_nkey, seal, unb64
 from openlfr.store.crypto import Keyring
 from openlfr.store.db import Database
 from openlfr.store.enums import DeploymentStatus, NodeStatus
@@ -101,7 +103,35 @@ def _node_view(s: Session, node: Node) -> NodeView:
         created_at=node.created_at, created_by=node.created_by, enrolled_at=node.enrolled_at,
         disabled_at=node.disabled_at, disabled_by=node.disabled_by,
         disable_reason=node.disable_reason, desired_at=node.desired_at,
-        cameras=tuple(f"{d}/{c}" for d, c in cams))
+        cameras=tuple(f"{d}/{c}" for d, c in cams), **_health(s, node))
+
+
+def _health(s: Session, node: Node) -> dict[str, Any]:
+    """What the centre last heard from the node (online, last seen, its lease, its cameras)."""
+    import json
+
+    from openlfr.governance.ingest import online
+    from openlfr.governance.views import NodeCameraView
+    from openlfr.nodes.protocol import parse_time
+    from openlfr.store.models import NodeCamera, NodeHealth
+
+    health = s.get(NodeHealth, node.id)
+    if health is None:
+        return {}
+    try:
+        lease = {k: parse_time(v, "lease") for k, v in
+                 json.loads(health.lease_granted or "{}").items()}
+    except (ValueError, IntegrityFailure, AttributeError):
+        lease = {}
+    cams = s.scalars(select(NodeCamera).where(NodeCamera.node_id == node.id)
+                     .order_by(NodeCamera.deployment_id, NodeCamera.camera)).all()
+    return {"online": online(health), "last_seen": health.last_seen, "lease": lease,
+            "lease_granted_at": health.lease_granted_at,
+            "camera_health": tuple(NodeCameraView(
+                deployment_id=c.deployment_id, camera=c.camera, state=c.state,
+                connected=c.connected, fps_in=c.fps_in, fps_analysed=c.fps_analysed,
+                frames=c.frames, dropped=c.dropped, reconnects=c.reconnects,
+                updated_at=c.updated_at) for c in cams)}
 
 
 def _site_view(site: Site, count: int) -> SiteView:
@@ -224,6 +254,16 @@ def broker_of(settings: Settings) -> nats.Broker | None:
                        ca_file=settings.nats_ca_file)
 
 
+def centre_signing(settings: Settings) -> Ed25519PrivateKey:
+    """The centre's Ed25519 key (its broker identity; it signs the leases)."""
+    return nats.load_or_create_seed(settings.nats_seed_path)
+
+
+def centre_box(settings: Settings) -> X25519PrivateKey:
+    """The centre's X25519 key: nodes seal alert crops to its public half."""
+    return load_or_create_box(settings.nats_box_path)
+
+
 def _enabled_users(db: Database) -> list[nats.NodeUser]:
     with db.reading() as s:
         return [nats.NodeUser(n.id, n.nkey) for n in s.scalars(
@@ -284,6 +324,7 @@ def enrol(db: Database, settings: Settings, token: str, signing_key: str,
         try:
             b.set_users(_enabled_users(db))
             b.ensure_node(node_id)
+            b.ensure_stream()  # where its alerts wait for the centre
         except Unavailable as exc:  # enrolled all the same: the node keeps its keys
             log.warning("node %s enrolled, but the broker was not updated (%s): run "
                         "`openlfr nodes broker-users` when it is back", name, exc)
@@ -292,7 +333,10 @@ def enrol(db: Database, settings: Settings, token: str, signing_key: str,
                      subject_prefix=nats.subject_prefix(node_id),
                      inbox_prefix=nats.inbox_prefix(node_id),
                      state_bucket=nats.state_bucket(node_id),
-                     gallery_bucket=nats.gallery_bucket(node_id), nkey=nkey)
+                     gallery_bucket=nats.gallery_bucket(node_id), nkey=nkey,
+                     centre_signing_key=b64(centre_signing(settings).public_key()
+                                            .public_bytes_raw()),
+                     centre_box_key=b64(box_public(centre_box(settings))))
 
 
 def disable(db: Database, settings: Settings, actor: Actor, name: str, reason: str) -> NodeView:

@@ -170,6 +170,12 @@ ACTION_WORDS: dict[str, str] = {
     "node.enrol": "Node enrolled",
     "node.disable": "Node disabled",
     "node.desired_state": "Desired state sent to a node",
+    "node.message_refused": "Message from a node refused",
+    "node.run_started": "Node started a run",
+    "node.run_stopped": "Node stopped a run",
+    "node.gallery_reloaded": "Node reloaded a gallery",
+    "node.lease_lost": "Node lost its lease",
+    "node.event": "Node event",
     # detail keys and object types
     "api_token": "API token",
     "data_keys": "Data keys",
@@ -358,6 +364,8 @@ class DeploymentView(View):
         "none, planned (not published yet), open, ended (awaiting a response) or responded"))
     notice_at: datetime | None = Field(default=None, description=(
         "When the advance public notice was published (uk-app)."))
+    lease_seconds: int = Field(default=60, description=(
+        "How long a lease the centre grants a node running its cameras, in seconds."))
     target_fpir: float | None = Field(default=None, description=(
         "The false-positive identification rate the plan aims at (per person passing)."))
     fria_ref: str | None = Field(default=None, description=(
@@ -661,6 +669,29 @@ class NodeView(View):
         "When its desired state was last written to the broker."))
     cameras: tuple[str, ...] = Field(default=(), description=(
         "The cameras it runs, as deployment id/camera name."))
+    online: bool | None = Field(default=None, description=(
+        "Heard within three of its heartbeat intervals (None: never heard)."))
+    last_seen: datetime | None = Field(default=None, description="Its last heartbeat.")
+    lease: dict[str, datetime] = Field(default_factory=dict, description=(
+        "The lease last granted: deployment id → when it expires."))
+    lease_granted_at: datetime | None = None
+    camera_health: tuple[NodeCameraView, ...] = Field(default=(), description=(
+        "Each camera's health as the node last reported it."))
+
+
+class NodeCameraView(View):
+    """A camera's health as its node last reported it."""
+
+    deployment_id: int
+    camera: str
+    state: str | None = None
+    connected: bool = False
+    fps_in: float | None = None
+    fps_analysed: float | None = None
+    frames: int = 0
+    dropped: int = 0
+    reconnects: int = 0
+    updated_at: datetime
 
 
 class NodeToken(View):
@@ -683,3 +714,7 @@ class Enrolment(View):
     state_bucket: str
     gallery_bucket: str
     nkey: str
+    centre_signing_key: str | None = Field(default=None, description=(
+        "The centre's Ed25519 public key (URL-safe base64): leases are signed with it."))
+    centre_box_key: str | None = Field(default=None, description=(
+        "The centre's X25519 public key (URL-safe base64): alert crops are sealed to it."))

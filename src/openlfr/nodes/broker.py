@@ -30,9 +30,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 import ssl
+import threading
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
 
 T = TypeVar("T")
+log = logging.getLogger("openlfr.nodes.broker")
 
 #: The key of a node's desired state in its key-value bucket.
 DESIRED_KEY = "desired"
@@ -368,6 +371,132 @@ class Broker:
                 out.append(bytes(msg.data or b""))
             return out
         return self._run(work)
+
+    # -- the centre's service: leases, health, the nodes' stream -------------------------------
+    def ensure_stream(self) -> None:
+        """Create the nodes' stream and the centre's durable consumer if missing."""
+        self._run(_ensure_stream)
+
+    def pending(self) -> int:
+        """Messages of the nodes' stream not yet acknowledged by the centre's consumer."""
+        async def work(js: Any) -> int:
+            from openlfr.nodes import protocol
+            info = await js.consumer_info(protocol.NODES_STREAM, protocol.CENTRE_CONSUMER)
+            return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+        return self._run(work)
+
+    def serve(self, *, on_lease: Callable[[str, str | None], bytes | None],
+              on_health: Callable[[str, bytes], object],
+              on_message: Callable[[str, bytes], str], stop: threading.Event,
+              batch: int = 64, retry_after: float = 2.0,
+              on_connected: Callable[[], None] | None = None) -> None:
+        """Run the centre's side until ``stop`` is set, reconnecting for ever: answer lease
+        requests (``on_lease(subject, reply)`` → the signed lease, or None: no answer), pass
+        each heartbeat to ``on_health``, and read the nodes' stream with the durable consumer,
+        one message at a time in order: ``on_message(subject, data)`` says ``ack`` (stored:
+        acknowledged), ``term`` (refused: never delivered again) or ``retry`` (delivered again
+        after ``retry_after`` seconds). Fetched messages not yet handled when stopping are
+        given back to the broker at once. The callbacks block (they use the database): each
+        kind runs in its own worker thread, so a slow store does not delay leases."""
+        from openlfr.nodes import protocol
+
+        async def session(pools: dict[str, ThreadPoolExecutor]) -> None:
+            nc = await connect(self.url, self._seed, ca_file=self.ca_file)
+            loop = asyncio.get_running_loop()
+            try:
+                js = nc.jetstream()
+                await _ensure_stream(js)
+
+                async def lease(msg: Any) -> None:
+                    try:
+                        answer = await loop.run_in_executor(pools["lease"], on_lease,
+                                                            msg.subject, msg.reply or None)
+                        if answer is not None and msg.reply:
+                            await nc.publish(msg.reply, answer)
+                    except Exception:
+                        log.exception("answering a lease request")
+
+                async def health(msg: Any) -> None:
+                    try:
+                        await loop.run_in_executor(pools["health"], on_health, msg.subject,
+                                                   bytes(msg.data))
+                    except Exception:
+                        log.exception("keeping a heartbeat")
+
+                await nc.subscribe("openlfr.node.*.lease", cb=lease)
+                await nc.subscribe("openlfr.node.*.health", cb=health)
+                psub = await js.pull_subscribe_bind(protocol.CENTRE_CONSUMER,
+                                                    protocol.NODES_STREAM)
+                if on_connected is not None:
+                    on_connected()
+                while not stop.is_set():
+                    if nc.is_closed:
+                        raise Unavailable("the connection to the broker closed")
+                    try:
+                        msgs = await psub.fetch(batch, timeout=0.5)
+                    except TimeoutError:
+                        continue
+                    for i, msg in enumerate(msgs):
+                        if stop.is_set():
+                            for rest in msgs[i:]:
+                                await rest.nak()
+                            break
+                        verdict = await loop.run_in_executor(pools["stream"], on_message,
+                                                             msg.subject, bytes(msg.data))
+                        if verdict == "ack":
+                            await msg.ack_sync(timeout=TIMEOUT)
+                        elif verdict == "term":
+                            await msg.term()
+                        else:
+                            await msg.nak(delay=retry_after)
+                await nc.flush(timeout=int(TIMEOUT))
+            finally:
+                with contextlib.suppress(Exception):
+                    await nc.close()
+
+        async def forever() -> None:
+            pools = {k: ThreadPoolExecutor(1, thread_name_prefix=f"lfr-nodes-{k}")
+                     for k in ("lease", "health", "stream")}
+            delay = 0.2
+            try:
+                while not stop.is_set():
+                    try:
+                        await session(pools)
+                        delay = 0.2
+                    except Exception as exc:
+                        log.warning("the centre's link to the broker at %s: %s: %s (trying "
+                                    "again in %.1f s)", self.url, type(exc).__name__, exc,
+                                    delay)
+                    end = asyncio.get_running_loop().time() + delay
+                    while not stop.is_set() and asyncio.get_running_loop().time() < end:
+                        await asyncio.sleep(0.05)
+                    delay = min(delay * 2, 5.0)
+            finally:
+                for pool in pools.values():
+                    pool.shutdown(wait=True)
+
+        asyncio.run(forever())
+
+
+async def _ensure_stream(js: Any) -> None:
+    """The nodes' stream (file storage, de-duplicated on Nats-Msg-Id within the window) and
+    the centre's durable pull consumer (explicit acknowledgement)."""
+    from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
+    from nats.js.errors import BadRequestError
+
+    from openlfr.nodes import protocol
+
+    config = StreamConfig(name=protocol.NODES_STREAM,
+                          subjects=list(protocol.NODES_STREAM_SUBJECTS),
+                          storage=StorageType.FILE,
+                          duplicate_window=protocol.DUPLICATE_WINDOW_S)
+    try:
+        await js.add_stream(config)
+    except BadRequestError:  # there already, with another configuration: bring it in line
+        await js.update_stream(config)
+    await js.add_consumer(protocol.NODES_STREAM, ConsumerConfig(
+        durable_name=protocol.CENTRE_CONSUMER, ack_policy=AckPolicy.EXPLICIT, ack_wait=30.0,
+        max_ack_pending=1000))
 
 
 class NodeClient:

@@ -226,3 +226,30 @@ def open_sealed(blob: bytes, private: X25519PrivateKey, aad: bytes = b"") -> byt
         return AESGCM(key).decrypt(nonce, ct, aad)
     except InvalidTag:
         raise IntegrityFailure("sealed data altered, or sealed to another node") from None
+
+
+# -- the centre's box key ----------------------------------------------------------------------
+
+def load_or_create_box(path: Path) -> X25519PrivateKey:
+    """The centre's X25519 key (nodes seal alert crops to its public half): read from
+    ``path``, or made there (mode 0600, never replaced) on first use."""
+    try:
+        return X25519PrivateKey.from_private_bytes(unb64(path.read_text().strip(), "box key"))
+    except FileNotFoundError:
+        pass
+    except InvalidInput:
+        raise IntegrityFailure(f"{path} is not a box key file") from None
+    key = X25519PrivateKey.generate()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # made meanwhile by another process
+        return load_or_create_box(path)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(b64(key.private_bytes_raw()) + "\n")
+    return key
+
+
+def box_public(key: X25519PrivateKey) -> bytes:
+    """The 32 raw bytes of an X25519 key's public half."""
+    return _raw_public(key.public_key())

@@ -354,6 +354,9 @@ class Deployment(Base):
     #: whether the authorising officer attested that its data is representative
     calibration_id: Mapped[int | None] = mapped_column(Integer)
     calibration_representative: Mapped[bool | None] = mapped_column(Boolean)
+    #: how long a lease the centre grants a node running this deployment's cameras, in
+    #: seconds (migration 0018): a node cut off for longer stops matching
+    lease_seconds: Mapped[int] = mapped_column(Integer, default=60, server_default="60")
 
     cameras: Mapped[list[Camera]] = relationship(
         back_populates="deployment", cascade="all, delete-orphan", passive_deletes=True,
@@ -453,6 +456,9 @@ class Alert(Base):
     #: Seconds from the track's first frame (the person entering the camera's view) to the
     #: alert.
     in_view: Mapped[float | None] = mapped_column(Float)
+    #: An alert a node sent: ``<node id>:<its alert id>`` (migration 0018), unique, so the same
+    #: alert delivered twice is stored once; ``None``: an alert of the centre's own run.
+    node_alert_id: Mapped[str | None] = mapped_column(String(100), unique=True, index=True)
 
     deployment: Mapped[Deployment] = relationship()
     subject: Mapped[Subject | None] = relationship()
@@ -783,3 +789,48 @@ class Node(Base):
     desired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     site: Mapped[Site] = relationship(back_populates="nodes")
+
+
+class NodeHealth(Base):
+    """What the centre last heard from a node (migration 0018): when (``last_seen``: the
+    node is online while it is younger than three of its heartbeat intervals), how often it
+    reports, its run, CPU and the state of its lease (JSON: deployment id → expiry)."""
+
+    __tablename__ = "node_health"
+
+    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime)
+    interval: Mapped[float] = mapped_column(Float, default=5.0)
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    cpu: Mapped[float | None] = mapped_column(Float)
+    lease: Mapped[str | None] = mapped_column(Text)
+    #: when the centre last granted it a lease, and the leases then granted (JSON)
+    lease_granted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_granted: Mapped[str | None] = mapped_column(Text)
+
+
+class NodeCamera(Base):
+    """A camera's health as its node last reported it (migration 0018), and the node run's
+    cumulative counts last added to ``camera_stats`` (so that a repeated or later heartbeat
+    of the same run adds only what is new, and a new run starts from zero)."""
+
+    __tablename__ = "node_cameras"
+    __table_args__ = (UniqueConstraint("node_id", "deployment_id", "camera"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"))
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"))
+    camera: Mapped[str] = mapped_column(String(100))
+    run_id: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str | None] = mapped_column(String(20))
+    connected: Mapped[bool] = mapped_column(Boolean, default=False)
+    fps_in: Mapped[float | None] = mapped_column(Float)
+    fps_analysed: Mapped[float | None] = mapped_column(Float)
+    reconnects: Mapped[int] = mapped_column(Integer, default=0)
+    frames: Mapped[int] = mapped_column(Integer, default=0)
+    faces_seen: Mapped[int] = mapped_column(Integer, default=0)
+    tracks: Mapped[int] = mapped_column(Integer, default=0)
+    dropped: Mapped[int] = mapped_column(Integer, default=0)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

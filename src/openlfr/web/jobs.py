@@ -65,6 +65,13 @@ class BackgroundJobs:
         from openlfr.governance.reconcile import Reconciler
 
         self.reconciler = Reconciler(system, self)
+        #: The link to the nodes (leases, health, their alerts and events) when a broker is
+        #: configured (``OPENLFR_NATS_URL``); None on a single machine.
+        self.nodes: Any = None
+        if system.settings.nats_url:
+            from openlfr.governance.ingest import CentreLink
+
+            self.nodes = CentreLink(system, on_alert=self._on_alert)
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -77,6 +84,8 @@ class BackgroundJobs:
             self.resume_paused()
         self._thread = threading.Thread(target=self._loop, name="lfr-jobs", daemon=True)
         self._thread.start()
+        if self.nodes is not None:
+            self.nodes.start()
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop the schedule and every run (each pauses its deployment: ``the server
@@ -85,6 +94,8 @@ class BackgroundJobs:
 
         self._stop.set()
         deadline = time.monotonic() + timeout
+        if self.nodes is not None:
+            self.nodes.stop(max(0.1, deadline - time.monotonic()))
         if self._thread is not None:
             self._thread.join(max(0.1, deadline - time.monotonic()))
             self._thread = None
@@ -121,8 +132,14 @@ class BackgroundJobs:
     def launch(self, deployment_id: int, gallery: Any, names: dict[str, str]) -> Any:
         """The reconciler's launcher: start the live run of a running deployment in a
         background thread (with its first gallery)."""
-        from openlfr.governance.live import DeploymentRun, RunOptions
+        from openlfr.governance.live import DeploymentRun, RunOptions, runs_on_nodes_only
 
+        if runs_on_nodes_only(self.system.db, deployment_id):
+            gallery.clear()  # the nodes have their own (sealed to them): none is kept here
+            nodes_only = OnNodes(self.system, deployment_id)
+            with self._lock:
+                self.runs[deployment_id] = nodes_only
+            return nodes_only
         with self._lock:
             feeds = self._preview_feeds(deployment_id) if self.preview else None
             run = DeploymentRun(self.system, deployment_id, SYSTEM_ACTOR,
@@ -143,7 +160,8 @@ class BackgroundJobs:
     def _preview_feeds(self, deployment_id: int) -> PreviewFeeds:
         with self.system.db.reading() as s:
             names = list(s.scalars(select(Camera.name).where(
-                Camera.deployment_id == deployment_id).order_by(Camera.id)))
+                Camera.deployment_id == deployment_id, Camera.node_id.is_(None))
+                .order_by(Camera.id)))
         return PreviewFeeds(names)
 
     def preview_feeds(self, deployment_id: int) -> PreviewFeeds | None:
@@ -203,6 +221,8 @@ class BackgroundJobs:
 
     def reconcile(self) -> Any:
         report = self.reconciler.tick()
+        if self.nodes is not None:
+            self.sync_nodes()
         owned = self.reconciler.runs
         with self._lock:
             for dep_id in [d for d in self.runs if d not in owned]:
@@ -211,6 +231,17 @@ class BackgroundJobs:
                 if feeds is not None:
                     feeds.close()
         return report
+
+    def sync_nodes(self) -> None:
+        """Write each node's desired state when it changed (cheap otherwise: digests are
+        compared, nothing is sent)."""
+        from openlfr.governance.nodes import sync_desired
+
+        try:
+            sync_desired(self.system.db, self.system.keyring, self.system.settings)
+        except Exception as exc:
+            log.warning("the nodes' desired state was not written (tried again next tick): "
+                        "%s", exc)
 
     def end_overdue(self) -> list[int]:
         from openlfr.governance.deployments import end_overdue
@@ -238,3 +269,39 @@ class BackgroundJobs:
         log.info("retention run: %s", "; ".join(report.summary())
                  if hasattr(report, "summary") else "done")
         return data
+
+
+class OnNodes:
+    """The reconciler's handle of a running deployment whose cameras all run on nodes: the
+    centre opens no camera and keeps no gallery for it (the nodes are told by
+    :func:`openlfr.governance.nodes.sync_desired` and hold leases); it is "running" here until
+    the reconciler stops it, so that it is not launched again on every tick."""
+
+    def __init__(self, system: System, deployment_id: int) -> None:
+        self.system = system
+        self.deployment_id = deployment_id
+        self._running = True
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    def stop(self, reason: str | None = None, actor: Any = None, *,
+             why: str | None = None) -> None:
+        self._running = False
+
+    def reload_gallery(self, gallery: Any, names: dict[str, str]) -> tuple[int, int]:
+        """The plan changed: if a camera now runs on the centre, end this handle so that the
+        reconciler launches a real run."""
+        from openlfr.governance.live import runs_on_nodes_only
+
+        gallery.clear()
+        if not runs_on_nodes_only(self.system.db, self.deployment_id):
+            self._running = False
+        return (0, 0)
+
+    def gallery_size(self) -> tuple[int, int]:
+        return (0, 0)
+
+    def join(self, timeout: float | None = None) -> None:
+        return None

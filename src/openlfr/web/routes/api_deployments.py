@@ -87,6 +87,9 @@ class DeploymentIn(BaseModel):
     notice_at: datetime | None = Field(default=None, description=(
         "When the advance public notice was (or will be) published: before the window starts "
         "(uk-app, unless urgency_reason records a critical-threat reason)."))
+    lease_seconds: int = Field(default=deps.DEFAULT_LEASE_S, ge=deps.LEASE_MIN_S,
+                               le=deps.LEASE_MAX_S, description=(
+        "How long a lease the centre grants a node running its cameras, in seconds."))
     target_fpir: float | None = Field(default=deps.DEFAULT_TARGET_FPIR, gt=0, lt=1, description=(
         "The false-alert rate the plan aims at, per person passing: authorisation needs a "
         "calibration for it."))
@@ -121,6 +124,9 @@ class DeploymentPatch(BaseModel):
     notice_at: datetime | None = Field(default=None, description=(
         "When the advance public notice was (or will be) published: before the window starts "
         "(uk-app, unless urgency_reason records a critical-threat reason)."))
+    lease_seconds: int | None = Field(default=None, ge=deps.LEASE_MIN_S,
+                                      le=deps.LEASE_MAX_S, description=(
+        "How long a lease the centre grants a node running its cameras, in seconds."))
     target_fpir: float | None = Field(default=None, gt=0, lt=1, description=(
         "The false-alert rate the plan aims at, per person passing: authorisation needs a "
         "calibration for it."))
@@ -174,6 +180,7 @@ def create_plan(db: Database, actor: Actor, body: DeploymentIn, keyring: Keyring
         cameras=tuple(c.spec() for c in body.cameras),
         alternatives=body.alternatives, consultation_days=body.consultation_days,
         notice_at=body.notice_at, target_fpir=body.target_fpir, fria_ref=body.fria_ref,
+        lease_seconds=body.lease_seconds,
         eu_db_ref=body.eu_db_ref)
     return deps.create(db, actor, plan, keyring)
 

@@ -352,7 +352,7 @@ def parse_cameras(text: str) -> list[CameraIn]:
 DEPLOYMENT_TEXT = ("name", "site", "location", "purpose", "legal_basis", "dpia_ref",
                    "equality_ref", "planned_start", "planned_end", "threshold", "backend",
                    "urgency_reason", "cameras", "alternatives", "consultation_days",
-                   "notice_at", "target_fpir", "fria_ref", "eu_db_ref")
+                   "notice_at", "target_fpir", "fria_ref", "eu_db_ref", "lease_seconds")
 DEPLOYMENT_FLAGS = ("two_person_rule", "signage", "public_notice")
 
 
@@ -379,7 +379,8 @@ def _blank_deployment(zone: tzinfo = UTC) -> dict[str, Any]:
     values.update({n: False for n in DEPLOYMENT_FLAGS}, watchlist_ids=[], backend=default_backend(),
                   planned_start=form_value(start, zone),
                   planned_end=form_value(start + timedelta(hours=6), zone),
-                  target_fpir=f"{deps.DEFAULT_TARGET_FPIR:g}")
+                  target_fpir=f"{deps.DEFAULT_TARGET_FPIR:g}",
+                  lease_seconds=str(deps.DEFAULT_LEASE_S))
     return values
 
 
@@ -400,7 +401,8 @@ def _values_of(view: DeploymentView, zone: tzinfo = UTC) -> dict[str, Any]:
                                      else str(view.consultation_days)),
                   notice_at=("" if view.notice_at is None
                              else form_value(view.notice_at, zone)),
-                  target_fpir="" if view.target_fpir is None else f"{view.target_fpir:g}")
+                  target_fpir="" if view.target_fpir is None else f"{view.target_fpir:g}",
+                  lease_seconds=str(view.lease_seconds))
     return values
 
 
@@ -450,7 +452,19 @@ def _body(values: dict[str, Any], zone: tzinfo = UTC) -> DeploymentIn:
                    if values["notice_at"].strip() else None),
         target_fpir=_rate(values["target_fpir"]) or deps.DEFAULT_TARGET_FPIR,
         fria_ref=values["fria_ref"].strip() or None,
-        eu_db_ref=values["eu_db_ref"].strip() or None)
+        eu_db_ref=values["eu_db_ref"].strip() or None,
+        lease_seconds=_lease(values["lease_seconds"]))
+
+
+def _lease(text: str) -> int:
+    """A node's lease from the form, in whole seconds (empty: the default)."""
+    text = text.strip()
+    if not text:
+        return deps.DEFAULT_LEASE_S
+    if not text.isdigit() or not deps.LEASE_MIN_S <= int(text[:6]) <= deps.LEASE_MAX_S:
+        raise RuleError(f"a node's lease lasts {deps.LEASE_MIN_S} to {deps.LEASE_MAX_S} "
+                        f"whole seconds (got {text[:20]!r})", field="lease_seconds")
+    return int(text)
 
 
 def _rate(text: str) -> float | None:
@@ -553,6 +567,8 @@ async def deployment_edit(request: Request, deployment_id: int, actor: PageActor
                 changes[name] = getattr(body, name)
         if values["target_fpir"].strip():
             changes["target_fpir"] = body.target_fpir
+        if values["lease_seconds"].strip():
+            changes["lease_seconds"] = body.lease_seconds
         if body.alternatives is not None or view.alternatives:
             changes["alternatives"] = body.alternatives
         if body.threshold is not None:

@@ -47,6 +47,14 @@ def nodes_page(request: Request, actor: PageActor) -> Response:
     return _page(request, actor, "gov_nodes.html", _ctx(request, actor))
 
 
+@router.get("/nodes/{name}")
+def node_page(request: Request, name: str, actor: PageActor) -> Response:
+    """One node: whether it is heard (online, last seen), the lease it holds per deployment,
+    and each of its cameras' health as it last reported it."""
+    view = nodes.show_node(web(request).db, actor, name)
+    return _page(request, actor, "gov_node.html", {"node": view})
+
+
 @router.post("/sites")
 def site_add(request: Request, actor: PageActor,
              name: Annotated[str, Form(max_length=100)] = "",
