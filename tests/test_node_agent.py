@@ -70,6 +70,7 @@ class Centre:
         self.server = server
         self.settings = server.centre(gov.settings)
         self.key = broker.load_or_create_seed(server.centre_seed_file)
+        self.lease_key = self.key  # what leases are signed with (a forger's, in one test)
         self.box = X25519PrivateKey.generate()
         self.answering = True
         self.lease_s = LEASE_S
@@ -94,7 +95,7 @@ class Centre:
             wanted = json.loads(msg.data)["deployments"]
             now = datetime.now(UTC)
             await msg.respond(protocol.sign_lease(
-                self.key, node, {int(d): now + timedelta(seconds=self.lease_s)
+                self.lease_key, node, {int(d): now + timedelta(seconds=self.lease_s)
                                  for d in wanted}))
 
         async def health(msg: Any) -> None:
@@ -490,3 +491,42 @@ def test_a_node_cannot_publish_on_another_nodes_subjects(centre: Centre,
     subjects = [s for s, _, _ in centre.messages()]
     assert subjects == [protocol.event_subject(mine)]
     assert "Publish Violation" in centre.server.log()
+
+
+def test_node_run_says_in_one_line_what_is_missing(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from openlfr.cli import app
+
+    def run(folder: Path) -> Any:
+        return CliRunner().invoke(app, ["node", "run", "--dir", str(folder)])
+
+    empty = run(tmp_path / "nothing")
+    assert empty.exit_code == 2 and "run openlfr node enroll" in empty.output
+    assert "Traceback" not in empty.output
+    folder = tmp_path / "old"
+    NodeKeys.generate().save(folder)
+    (folder / "node.json").write_text(json.dumps({"node_id": 3, "broker_url": "nats://x:1"}))
+    old = run(folder)
+    assert old.exit_code == 2 and "no centre_signing_key" in old.output
+
+
+def test_a_lease_not_signed_by_the_centre_lets_nothing_run(centre: Centre, tmp_path: Path,
+                                                           face_images, clips) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    gov = centre.gov
+    centre.enrol(tmp_path / "node")
+    dep_id = deployment_on_node(gov, clips.obama, (approved_watchlist(gov, face_images[
+        "obama"]),))
+    deps.start(gov.db, gov.actors["op1"], dep_id)
+    centre.sync()
+    centre.lease_key = Ed25519PrivateKey.generate()
+    with running(tmp_path / "node") as agent:
+        wait_for("the forged lease refused", lambda: agent.lease_error, 10)
+        assert "signature" in (agent.lease_error or "")
+        time.sleep(1.5)
+        assert agent.reconciler.runs == {}
+        assert agent.health()["deployments"][str(dep_id)]["state"] == "waiting for a lease"
+        centre.lease_key = centre.key
+        wait_for("a run once the centre's own lease comes", lambda: run_of(agent, dep_id), 10)

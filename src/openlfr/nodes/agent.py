@@ -83,6 +83,16 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+async def _wait(event: asyncio.Event, timeout: float) -> None:
+    """Until ``event`` is set or ``timeout`` s pass (never swallowing a cancellation, which
+    ``asyncio.wait_for`` may do on Python 3.11 when both happen at once)."""
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({waiter}, timeout=timeout)
+    finally:
+        waiter.cancel()
+
+
 # -- the outbox ----------------------------------------------------------------------------------
 
 class Outbox:
@@ -395,9 +405,11 @@ class NodeAgent:
                 self._health_loop())]
             await self._stop.wait()
         finally:
+            self._stop.set()
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            if tasks:
+                await asyncio.wait(tasks, timeout=5.0)
             handles = self.reconciler.stop_all("the node stopped")
             await asyncio.to_thread(lambda: [h.join(10) for h in handles])
             if self.client.connected:
@@ -419,8 +431,7 @@ class NodeAgent:
             except Unavailable as exc:
                 self.state = "disconnected"
                 log.warning("%s; trying again in %.0f s", exc, delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), delay)
+            await _wait(self._stop, delay)
             delay = min(delay * 2, 10.0)
         return False
 
@@ -453,7 +464,8 @@ class NodeAgent:
         self.reconciler.tick()
 
     async def _tick_loop(self) -> None:
-        while True:
+        assert self._stop is not None
+        while not self._stop.is_set():
             try:
                 await self._tick()
             except Exception:
@@ -495,7 +507,8 @@ class NodeAgent:
         """Watch the desired state key; re-read everything after each reconnection."""
         watcher: Any = None
         connected = False
-        while True:
+        assert self._stop is not None
+        while not self._stop.is_set():
             if not self.client.connected:
                 if connected:
                     log.warning("the broker is unreachable: reconnecting")
@@ -551,10 +564,9 @@ class NodeAgent:
             self.published += 1
 
     async def _flush_loop(self) -> None:
-        assert self._flush_wake is not None
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._flush_wake.wait(), 1.0)
+        assert self._flush_wake is not None and self._stop is not None
+        while not self._stop.is_set():
+            await _wait(self._flush_wake, 1.0)
             self._flush_wake.clear()
             if not self.client.connected:
                 continue
@@ -575,10 +587,9 @@ class NodeAgent:
         return max(0.2, min(spans or [protocol.DEFAULT_LEASE_S]) / 3)
 
     async def _lease_loop(self) -> None:
-        assert self._lease_wake is not None
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._lease_wake.wait(), self._renew_in(self.clock()))
+        assert self._lease_wake is not None and self._stop is not None
+        while not self._stop.is_set():
+            await _wait(self._lease_wake, self._renew_in(self.clock()))
             self._lease_wake.clear()
             if not self.source.entries or not self.client.connected:
                 continue
@@ -681,7 +692,8 @@ class NodeAgent:
                 "cpu_seconds": round(time.process_time(), 3)}
 
     async def _health_loop(self) -> None:
-        while True:
+        assert self._stop is not None
+        while not self._stop.is_set():
             await asyncio.sleep(self.options.health_every)
             if not self.client.connected:
                 continue

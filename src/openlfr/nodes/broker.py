@@ -450,6 +450,10 @@ class NodeClient:
         await self.nc.publish(subject, data)
         await self.nc.flush(timeout=5)  # the broker answers a refused publish before the PONG
         error = self.nc.last_error
+        if error is None or error is before:  # ... usually: its refusal may follow the PONG
+            await asyncio.sleep(0.05)
+            await self.nc.flush(timeout=5)
+            error = self.nc.last_error
         if error is not None and error is not before and "permissions violation" in str(error):
             raise Forbidden(f"the broker refused publishing to {subject!r}")
 
