@@ -200,6 +200,14 @@ def running(folder: Path, options: AgentOptions = OPTIONS) -> Iterator[NodeAgent
         assert not thread.is_alive(), "the agent did not stop"
 
 
+def restart(server: NatsServer) -> None:
+    """Start the stopped broker again: same configuration, store and port."""
+    with (server.folder / "nats.err").open("ab") as err:
+        server.proc = subprocess.Popen(server.proc.args, stdout=subprocess.DEVNULL,
+                                       stderr=err)
+    _ready(server.port, server.proc, server.folder / "nats.log")
+
+
 def run_of(agent: NodeAgent, dep_id: int) -> Any:
     run = agent.reconciler.runs.get(dep_id)
     return run if run is not None and run.running else None
@@ -381,11 +389,7 @@ def test_a_watchlist_destroyed_while_the_node_could_not_hear_is_never_matched(
         # the broker comes back (same store, same port); the centre writes the current
         # state before it grants a lease again
         centre.answering = False
-        log = server.folder / "nats.log"
-        with (server.folder / "nats.err").open("ab") as err:
-            server.proc = subprocess.Popen(server.proc.args, stdout=subprocess.DEVNULL,
-                                           stderr=err)
-        _ready(server.port, server.proc, log)
+        restart(server)
         wait_for("the centre's sync", lambda: centre.sync() or True, 20)
         centre.answering = True
         wait_for("running again after the reconnection", lambda: run_of(agent, dep_id), 30)
@@ -530,3 +534,15 @@ def test_a_lease_not_signed_by_the_centre_lets_nothing_run(centre: Centre, tmp_p
         assert agent.health()["deployments"][str(dep_id)]["state"] == "waiting for a lease"
         centre.lease_key = centre.key
         wait_for("a run once the centre's own lease comes", lambda: run_of(agent, dep_id), 10)
+
+
+def test_a_node_started_before_its_broker_waits_for_it(centre: Centre, tmp_path: Path) -> None:
+    centre.enrol(tmp_path / "node")
+    centre.server.stop()
+    with running(tmp_path / "node") as agent:
+        time.sleep(1.0)
+        assert not agent.client.connected and agent.health()["state"] == "disconnected"
+        restart(centre.server)
+        wait_for("connected once the broker is up", lambda: agent.client.connected, 20)
+        wait_for("a health report", lambda: centre.health, 10)
+    assert centre.health[-1].body["state"] == "idle"
