@@ -38,7 +38,7 @@ from openlfr.governance import nodes, watchlists
 from openlfr.governance.system import System
 from openlfr.nodes import broker, protocol
 from openlfr.nodes.agent import AgentOptions, DocumentSource, NodeAgent
-from openlfr.nodes.keys import NodeKeys, b64, open_sealed, seed_nkey
+from openlfr.nodes.keys import SEAL_MAGIC, NodeKeys, b64, open_sealed, seed_nkey
 from openlfr.nodes.noderun import CameraEntry, DeploymentEntry, NodeRunOptions, refusal
 from openlfr.store.models import Subject
 from tests.govfix import Gov, authorise
@@ -406,10 +406,11 @@ def test_a_watchlist_destroyed_while_the_node_could_not_hear_is_never_matched(
 
 def _node_process(folder: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
-    return subprocess.Popen(
-        [sys.executable, "-c", "from openlfr.cli import main; main()", "node", "run",
-         "--dir", str(folder), "--realtime", "--loop", "--workers", "1", "--health-every", "1"],
-        env=env, stdout=subprocess.DEVNULL, stderr=open(folder / "node.err", "ab"))
+    with (folder / "node.err").open("ab") as err:
+        return subprocess.Popen(
+            [sys.executable, "-c", "from openlfr.cli import main; main()", "node", "run",
+             "--dir", str(folder), "--realtime", "--loop", "--workers", "1",
+             "--health-every", "1"], env=env, stdout=subprocess.DEVNULL, stderr=err)
 
 
 def _outbox(folder: Path) -> dict[str, tuple[str, Path]]:
@@ -438,11 +439,16 @@ def test_the_outbox_survives_kill_9_and_is_published_once(
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     kept = _outbox(folder)
-    for _, path in kept.values():
+    for subject, path in kept.values():
         assert path.stat().st_mode & 0o777 == 0o600
         raw = path.read_bytes()
-        assert b"Obama" not in raw and b"\xff\xd8\xff" not in base64.b64decode(
-            json.loads(raw)["data"])  # no readable name or JPEG: the crop is sealed
+        assert b"Obama" not in raw
+        envelope = json.loads(base64.b64decode(json.loads(raw)["data"]))
+        if subject.endswith(".alert"):  # the crop is sealed: only the centre's key opens it
+            crop = protocol.sealed_crop(envelope["body"])
+            assert not crop.startswith(b"\xff\xd8") and crop.startswith(SEAL_MAGIC)
+            assert open_sealed(crop, centre.box, protocol.crop_context(
+                envelope["body"]["alert_id"])).startswith(b"\xff\xd8")
     centre.make_stream()
     # One message made it to the stream just before the kill (acknowledged, not yet deleted)
     first_id, (first_subject, first_path) = next(iter(kept.items()))
