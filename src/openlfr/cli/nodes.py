@@ -384,6 +384,42 @@ def site_source(
                       f"{topology.site_stream(site)}", highlight=False)
 
 
+@node_app.command("run")
+def run(
+    node_dir: Annotated[Path | None, typer.Option(
+        "--dir", "--node-dir", envvar="OPENLFR_NODE_DIR", show_envvar=True,
+        help="This node's folder (its keys, node.json and outbox; default: the per-user "
+             "openlfr-node folder).")] = None,
+    broker: Annotated[str | None, typer.Option(
+        "--broker", help="The broker's address, if not the one named at enrolment "
+                         "(nats://HOST:4222 or tls://...).")] = None,
+    ca_file: Annotated[Path | None, typer.Option(
+        "--ca-file", help="A CA certificate to check the broker's TLS certificate "
+                          "against.")] = None,
+    health_every: Annotated[float, typer.Option(
+        "--health-every", min=0.5, help="Seconds between health reports.")] = 5.0,
+    detect_fps: Annotated[float, typer.Option(
+        "--detect-fps", min=0.0, help="Detections per second per camera.")] = 15.0,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", min=1, help="Analysis threads (default: one per CPU).")] = None,
+    realtime: Annotated[bool, typer.Option(
+        "--realtime", help="Read video files at their own speed (as a camera).")] = False,
+    loop: Annotated[bool, typer.Option(
+        "--loop", help="Start video files again at their end (demonstrations, "
+                       "tests).")] = False,
+) -> None:
+    """Run this node: follow the centre's desired state, hold its lease, run the cameras,
+    and send alerts, events and health to the centre, until Ctrl-C or SIGTERM."""
+    from openlfr.nodes.agent import AgentOptions, run_node
+    from openlfr.nodes.noderun import NodeRunOptions
+
+    folder = node_dir or node_enrol.default_node_dir()
+    options = AgentOptions(health_every=health_every, run=NodeRunOptions(
+        realtime=realtime, loop=loop, detect_fps=detect_fps, workers=workers))
+    with governance_errors():
+        run_node(folder, options=options, url=broker, ca_file=ca_file)
+
+
 def register(root: typer.Typer) -> None:
     root.add_typer(app, name="nodes")
     root.add_typer(node_app, name="node")

@@ -24,7 +24,15 @@ deployments: per attached watchlist its status, approval time, and the count, su
 of the ids of its unexpired subjects' images), so a tick costs two small queries when nothing
 changed. The reconciler holds no thread and no policy of its own about when to tick: ``openlfr
 serve`` ticks it every half second (:mod:`openlfr.web.jobs`), ``openlfr watch --deployment``
-in its own loop; sites and remote nodes can do the same with their own launcher.
+in its own loop.
+
+Where the desired state comes from is a :class:`DesiredSource`: which deployments should run
+now (each with the fingerprint of its desired gallery), the gallery of one, and what to do
+before each tick and after each reload. :class:`DatabaseSource` is the database's (above: the
+urgent-use expiry before each tick, each reload audited); a node of a centre
+(:mod:`openlfr.nodes.agent`) reconciles the same way from the desired state document the
+centre sends it. Within a tick, runs are stopped first, then galleries reloaded, and only then
+new runs started (revocations before anything is matched again).
 """
 
 from __future__ import annotations
@@ -86,6 +94,39 @@ class Launcher(Protocol):
 
     def launch(self, deployment_id: int, gallery: Gallery,
                names: dict[str, str]) -> RunHandle: ...
+
+
+class DesiredSource(Protocol):
+    """Where a :class:`Reconciler`'s desired state comes from. A fingerprint is any value that
+    compares equal when a deployment's desired gallery has not changed."""
+
+    def wanted(self, now: datetime) -> dict[int, Any]:
+        """The deployments that should run now (in id order), each with its gallery's
+        fingerprint."""
+        ...
+
+    def gallery(self, deployment_id: int, now: datetime
+                ) -> tuple[Gallery, dict[str, str], Any]:
+        """The desired gallery of one deployment (a new object: the run owns it and clears it
+        when it is replaced), its display names and its fingerprint."""
+        ...
+
+    def empty_gallery(self, deployment_id: int) -> Gallery | None:
+        """An empty gallery of the deployment's model (None: the model is not known)."""
+        ...
+
+    def reason(self, before: Any, after: Any) -> str:
+        """What changed between two fingerprints, in words (ids and counts only)."""
+        ...
+
+    def before_tick(self, now: datetime) -> None:
+        """Called at the start of every tick (the database's: urgent uses past their
+        deadline are ended)."""
+        ...
+
+    def reloaded(self, event: Reload) -> None:
+        """A gallery was reloaded (the database's: audited)."""
+        ...
 
 
 # -- the desired gallery -----------------------------------------------------------------------
@@ -168,7 +209,7 @@ def _reason(before: Fingerprint, after: Fingerprint) -> str:
 @dataclass
 class _Owned:
     handle: RunHandle
-    fingerprint: Fingerprint
+    fingerprint: Any
     stopping: bool = False
 
 
@@ -198,15 +239,89 @@ class Reload:
     at: float  # time.monotonic() when the new gallery was in place
 
 
+class DatabaseSource:
+    """The desired state in the database (see the module): running deployments inside their
+    window (``only``: just these), their approved watchlists' galleries decrypted in memory;
+    urgent uses past their deadline ended before each tick; each reload audited."""
+
+    def __init__(self, system: System, only: Iterable[int] | None = None) -> None:
+        self.system = system
+        self.only = None if only is None else frozenset(int(i) for i in only)
+
+    def _desired(self, session: Session, now: datetime) -> list[int]:
+        from openlfr.governance.urgent import not_overdue_clause
+
+        query = select(Deployment.id).where(
+            Deployment.status == DeploymentStatus.RUNNING,
+            Deployment.planned_start <= now, Deployment.planned_end > now,
+            not_overdue_clause(now))
+        if self.only is not None:
+            query = query.where(Deployment.id.in_(sorted(self.only)))
+        return list(session.scalars(query.order_by(Deployment.id)))
+
+    def wanted(self, now: datetime) -> dict[int, Any]:
+        with self.system.db.reading() as s:
+            desired = self._desired(s, now)
+            prints = fingerprints(s, desired, now)
+        return {dep_id: prints.get(dep_id, ()) for dep_id in desired}
+
+    def gallery(self, deployment_id: int, now: datetime
+                ) -> tuple[Gallery, dict[str, str], Any]:
+        with self.system.db.reading() as s:
+            fingerprint = fingerprints(s, [deployment_id], now).get(deployment_id, ())
+            gallery, names = desired_gallery(s, self.system.keyring, deployment_id)
+        return gallery, names, fingerprint
+
+    def empty_gallery(self, deployment_id: int) -> Gallery | None:
+        with self.system.db.reading() as s:
+            dep = s.get(Deployment, deployment_id)
+            model_id = dep.model_id if dep is not None else None
+            if model_id is None:
+                return None
+            return empty_gallery(s, model_id)
+
+    def reason(self, before: Any, after: Any) -> str:
+        return _reason(before, after)
+
+    def before_tick(self, now: datetime) -> None:
+        """Stop and delete the results of every urgent use not authorised by its deadline
+        (:func:`openlfr.governance.urgent.expire_overdue`): the deadline is enforced on every
+        tick, by whichever process reconciles."""
+        from openlfr.governance.urgent import expire_overdue
+
+        expired = expire_overdue(self.system, now)
+        if expired:
+            log.warning("urgent use(s) not authorised within 24 h stopped, results deleted: %s",
+                        expired)
+
+    def reloaded(self, event: Reload) -> None:
+        with self.system.db.session() as s:
+            audit_log.record(s, SYSTEM_ACTOR.name, "deployment.gallery_reload",
+                             "deployment", event.deployment_id, {
+                                 "subjects_before": event.subjects_before,
+                                 "subjects_after": event.subjects_after,
+                                 "templates_before": event.templates_before,
+                                 "templates_after": event.templates_after,
+                                 "reason": event.reason})
+
+
 class Reconciler:
-    """Makes the runs it owns match the database (see the module). ``only``: the deployments
-    this reconciler may run (``openlfr watch --deployment`` runs one); ``None``: all.
+    """Makes the runs it owns match the desired state (see the module): the database's
+    (``system``, and ``only``: the deployments this reconciler may run, as ``openlfr watch
+    --deployment`` runs one; ``None``: all), or any other ``source``.
     Thread-safe: :meth:`tick` and :meth:`stop_all` may be called from different threads."""
 
-    def __init__(self, system: System, launcher: Launcher, *, only: Iterable[int] | None = None,
-                 clock: Clock = utcnow, retry_after: float = 5.0, retry_max: float = 60.0,
-                 on_reload: Callable[[Reload], None] | None = None) -> None:
+    def __init__(self, system: System | None, launcher: Launcher, *,
+                 only: Iterable[int] | None = None, clock: Clock = utcnow,
+                 retry_after: float = 5.0, retry_max: float = 60.0,
+                 on_reload: Callable[[Reload], None] | None = None,
+                 source: DesiredSource | None = None) -> None:
+        if source is None:
+            if system is None:
+                raise ValueError("a reconciler needs a system or a source")
+            source = DatabaseSource(system, only)
         self.system = system
+        self.source = source
         self.launcher = launcher
         self.only = None if only is None else frozenset(int(i) for i in only)
         self.clock = clock
@@ -228,73 +343,54 @@ class Reconciler:
         with self._lock:
             return {k: v.handle for k, v in self._runs.items()}
 
-    def _desired(self, session: Session, now: datetime) -> list[int]:
-        from openlfr.governance.urgent import not_overdue_clause
-
-        query = select(Deployment.id).where(
-            Deployment.status == DeploymentStatus.RUNNING,
-            Deployment.planned_start <= now, Deployment.planned_end > now,
-            not_overdue_clause(now))
-        if self.only is not None:
-            query = query.where(Deployment.id.in_(sorted(self.only)))
-        return list(session.scalars(query.order_by(Deployment.id)))
-
     # -- one tick ------------------------------------------------------------------------------
 
     def tick(self) -> TickReport:
-        """Compare, then start, stop and reload (see the module). Never raises for one
-        deployment's failure: it is logged, reported and retried."""
+        """Compare, then stop, reload and start, in that order (see the module). Never raises
+        for one deployment's failure: it is logged, reported and retried."""
         report = TickReport()
-        self._expire_urgent()
+        self._before_tick()
         with self._lock:
             if self._closed:
                 return report
             now = self.clock()
-            with self.system.db.reading() as s:
-                desired = self._desired(s, now)
-                prints = fingerprints(s, desired, now)
+            prints = self.source.wanted(now)
+            desired = list(prints)
             # finished runs leave; a run that ended while still wanted is retried later
             for dep_id in [d for d, o in self._runs.items() if not o.handle.running]:
                 owned = self._runs.pop(dep_id)
-                if not owned.stopping and dep_id in desired:
+                if not owned.stopping and dep_id in prints:
                     self._backoff(dep_id)
             for dep_id, owned in self._runs.items():
-                if dep_id not in desired and not owned.stopping:
+                if dep_id not in prints and not owned.stopping:
                     owned.stopping = True
                     try:
                         owned.handle.stop()
                     except Exception:
                         log.exception("deployment %d: stopping its run", dep_id)
                     report.stopped.append(dep_id)
-            mono = time.monotonic()
             for dep_id in desired:
                 current = self._runs.get(dep_id)
-                if current is None:
+                if (current is not None and not current.stopping
+                        and current.fingerprint != prints[dep_id]):
+                    self._reload(dep_id, current, report)
+            mono = time.monotonic()
+            for dep_id in desired:
+                if dep_id not in self._runs:
                     not_before = self._retry.get(dep_id, (0.0, 0.0))[0]
                     if mono >= not_before:
                         self._launch(dep_id, report)
-                elif not current.stopping and current.fingerprint != prints.get(dep_id, ()):
-                    self._reload(dep_id, current, report)
-            for dep_id in [d for d in self._retry if d not in desired]:
+            for dep_id in [d for d in self._retry if d not in prints]:
                 del self._retry[dep_id]
         return report
 
-    def _expire_urgent(self) -> None:
-        """Stop and delete the results of every urgent use not authorised by its deadline
-        (:func:`openlfr.governance.urgent.expire_overdue`): the deadline is enforced on every
-        tick, by whichever process reconciles."""
+    def _before_tick(self) -> None:
         if self._closed:
             return
-        from openlfr.governance.urgent import expire_overdue
-
         try:
-            expired = expire_overdue(self.system, self.clock())
+            self.source.before_tick(self.clock())
         except Exception:
-            log.exception("expiring urgent uses past their deadline")
-            return
-        if expired:
-            log.warning("urgent use(s) not authorised within 24 h stopped, results deleted: %s",
-                        expired)
+            log.exception("before the tick (expiring urgent uses past their deadline)")
 
     def _backoff(self, dep_id: int) -> None:
         delay = self._retry.get(dep_id, (0.0, self.retry_after))[1]
@@ -304,10 +400,7 @@ class Reconciler:
 
     def _launch(self, dep_id: int, report: TickReport) -> None:
         try:
-            with self.system.db.reading() as s:
-                now = self.clock()
-                fingerprint = fingerprints(s, [dep_id], now).get(dep_id, ())
-                gallery, names = desired_gallery(s, self.system.keyring, dep_id)
+            gallery, names, fingerprint = self.source.gallery(dep_id, self.clock())
             handle = self.launcher.launch(dep_id, gallery, names)
         except Exception as exc:
             log.error("deployment %d: its run could not start: %s", dep_id, exc)
@@ -320,11 +413,8 @@ class Reconciler:
 
     def _reload(self, dep_id: int, owned: _Owned, report: TickReport) -> None:
         try:
-            with self.system.db.reading() as s:
-                now = self.clock()
-                fingerprint = fingerprints(s, [dep_id], now).get(dep_id, ())
-                gallery, names = desired_gallery(s, self.system.keyring, dep_id)
-            reason = _reason(owned.fingerprint, fingerprint)
+            gallery, names, fingerprint = self.source.gallery(dep_id, self.clock())
+            reason = self.source.reason(owned.fingerprint, fingerprint)
         except Exception as exc:
             # What cannot be loaded must not be searched any longer: an empty gallery until it
             # can (the fingerprint stays old, so the next tick tries again).
@@ -332,12 +422,12 @@ class Reconciler:
             self.errors[dep_id] = str(exc)
             report.failed.append(dep_id)
             try:
-                with self.system.db.reading() as s:
-                    dep = s.get(Deployment, dep_id)
-                    model_id = dep.model_id if dep is not None else None
-                    if model_id is None or owned.handle.gallery_size() == (0, 0):
-                        return
-                    gallery, names = empty_gallery(s, model_id), {}
+                if owned.handle.gallery_size() == (0, 0):
+                    return
+                empty = self.source.empty_gallery(dep_id)
+                if empty is None:
+                    return
+                gallery, names = empty, {}
                 fingerprint = owned.fingerprint
                 reason = "the watchlists could not be loaded"
             except Exception:
@@ -349,14 +439,7 @@ class Reconciler:
         event = Reload(dep_id, subjects_before, len(gallery.subjects()), templates_before,
                        len(gallery), reason, at)
         try:
-            with self.system.db.session() as s:
-                audit_log.record(s, SYSTEM_ACTOR.name, "deployment.gallery_reload",
-                                 "deployment", dep_id, {
-                                     "subjects_before": event.subjects_before,
-                                     "subjects_after": event.subjects_after,
-                                     "templates_before": event.templates_before,
-                                     "templates_after": event.templates_after,
-                                     "reason": reason})
+            self.source.reloaded(event)
         except Exception:
             log.exception("deployment %d: the gallery reload was not audited", dep_id)
         report.reloaded.append(dep_id)

@@ -8,6 +8,9 @@ machines, over NATS JetStream (README "Sites and nodes").
   broker's authorisation file for the enrolled nodes, its reload, and the desired-state bucket
   and gallery object store of each node.
 - :mod:`openlfr.nodes.enrol`: the node's side of enrolment (``openlfr node enroll``).
+- :mod:`openlfr.nodes.agent` and :mod:`openlfr.nodes.noderun`: the running node (``openlfr
+  node run``): its desired state reconciled with the centre's own reconcile module, leases,
+  alerts and events through an outbox to the stream, health.
 
 The centre's services that use them are in :mod:`openlfr.governance.nodes`. Nothing here is
 needed on a single machine.

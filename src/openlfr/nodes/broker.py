@@ -579,8 +579,73 @@ class NodeClient:
         await self.nc.publish(subject, data)
         await self.nc.flush(timeout=5)  # the broker answers a refused publish before the PONG
         error = self.nc.last_error
+        if error is None or error is before:  # ... usually: its refusal may follow the PONG
+            await asyncio.sleep(0.05)
+            await self.nc.flush(timeout=5)
+            error = self.nc.last_error
         if error is not None and error is not before and "permissions violation" in str(error):
             raise Forbidden(f"the broker refused publishing to {subject!r}")
+
+    # -- what the running node needs (openlfr node run) ---------------------------------------
+
+    async def open(self) -> NodeClient:
+        """Connect, and keep reconnecting by itself whenever the link drops (the node agent's
+        connection; :meth:`connected` says whether it is up now). Close with :meth:`close`."""
+        try:
+            self.nc = await connect(self.url, self._seed, inbox=inbox_prefix(self.node_id),
+                                    ca_file=self.ca_file, reconnect=True)
+        except Unavailable:
+            raise
+        except Exception as exc:
+            if "authorization" in str(exc).lower():
+                raise Forbidden("the broker refused this node's credentials (disabled, or "
+                                "not enrolled)") from None
+            raise Unavailable(f"the broker at {self.url} cannot be reached: "
+                              f"{type(exc).__name__}") from None
+        return self
+
+    @property
+    def connected(self) -> bool:
+        return self.nc is not None and self.nc.is_connected
+
+    async def close(self) -> None:
+        if self.nc is not None:
+            with contextlib.suppress(Exception):
+                await self.nc.close()
+
+    async def watch_desired(self) -> Any:
+        """A watcher of the node's desired state key (``await w.updates(timeout)`` gives the
+        next entry; the first is the current value, or None when there is none yet)."""
+        kv = await self._js().key_value(state_bucket(self.node_id))
+        return await kv.watch(DESIRED_KEY)
+
+    async def publish_durable(self, subject: str, data: bytes, msg_id: str,
+                              timeout: float = 5.0) -> tuple[int, bool]:
+        """Publish to JetStream with ``Nats-Msg-Id`` = ``msg_id`` and wait for the stream's
+        acknowledgement: (stream sequence, whether the stream had it already).
+        :class:`Unavailable` when no stream took it (broker unreachable, no stream yet)."""
+        assert self.nc is not None
+        try:
+            ack = await self._js().publish(subject, data, timeout=timeout,
+                                           headers={"Nats-Msg-Id": msg_id})
+        except Exception as exc:
+            raise Unavailable(f"not stored by the broker: {type(exc).__name__}") from None
+        return int(ack.seq), bool(ack.duplicate)
+
+    async def request(self, subject: str, data: bytes, timeout: float = 5.0) -> bytes:
+        """A core request; the answer's body. :class:`Unavailable` when none comes."""
+        assert self.nc is not None
+        try:
+            msg = await self.nc.request(subject, data, timeout=timeout)
+        except Exception as exc:
+            raise Unavailable(f"no answer on {subject}: {type(exc).__name__}") from None
+        return bytes(msg.data)
+
+    async def publish_now(self, subject: str, data: bytes) -> None:
+        """A core publish, not kept by the broker (health); dropped when not connected."""
+        if self.connected:
+            assert self.nc is not None
+            await self.nc.publish(subject, data)
 
 
 # -- sites: the hub's stream sources each site leaf's stream (openlfr.nodes.topology) ---------
