@@ -271,6 +271,11 @@ def test_leases_for_running_deployments_on_enrolled_nodes_only(
     gov = w.gov
     with gov.db.session() as s:
         s.execute(update(Deployment).where(Deployment.id == w.dep).values(lease_seconds=45))
+    key = nodes.centre_signing(w.settings)
+    subject, inbox = protocol.lease_subject(w.node), f"{broker.inbox_prefix(w.node)}.x"
+    # the node's desired state is not in the broker yet: no lease (it could match on an old one)
+    assert leases.answer(gov.db, key, subject, inbox) is None
+    nodes.sync_desired(gov.db, gov.system.keyring, w.settings)
     link = _link(w)
     try:
         async def ask() -> bytes:
@@ -286,13 +291,13 @@ def test_leases_for_running_deployments_on_enrolled_nodes_only(
     expires = lease.expires(w.dep)
     assert expires is not None
     assert t0 + timedelta(seconds=44) <= expires <= datetime.now(UTC) + timedelta(seconds=45)
-    key = nodes.centre_signing(w.settings)
-    subject, inbox = protocol.lease_subject(w.node), f"{broker.inbox_prefix(w.node)}.x"
     # an answer is sent only to the node's own inbox
     assert leases.answer(gov.db, key, subject, "_INBOX.node.99.x") is None
     assert leases.answer(gov.db, key, subject, None) is None
     # a stopped deployment: a signed lease naming none
     deps.stop(gov.db, gov.actors["op1"], w.dep, "the operation is over")
+    assert leases.answer(gov.db, key, subject, inbox) is None  # until the stop is written
+    nodes.sync_desired(gov.db, gov.system.keyring, w.settings)
     empty = leases.answer(gov.db, key, subject, inbox)
     assert empty is not None
     assert protocol.open_lease(empty, key.public_key().public_bytes_raw(),

@@ -9,10 +9,13 @@ never past the window's end. A node matches a deployment's faces only while its 
 so a node cut off from the centre stops within one lease.
 
 Refused (no answer at all): a request that is not on a node's lease subject, a reply subject
-that is not that node's own inbox (an answer must never be readable by anyone else), and an
-unknown, pending or disabled node. An enrolled node with nothing to run gets a signed lease
-naming no deployment. Each grant is noted on the node's health row (what the console shows as
-its lease), not audited: leases are renewed every few seconds and change nothing.
+that is not that node's own inbox (an answer must never be readable by anyone else), an unknown,
+pending or disabled node, and a node whose desired state in the broker is not yet the database's
+(:func:`openlfr.governance.nodes.sync_desired` writes it on the next tick; the node asks again):
+a node that comes back after a cut re-reads its state before it matches, so that state must
+already hold every revocation made meanwhile. An enrolled node with nothing to run gets a signed
+lease naming no deployment. Each grant is noted on the node's health row (what the console shows
+as its lease), not audited: leases are renewed every few seconds and change nothing.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ from datetime import UTC, datetime, timedelta
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 
+from openlfr.governance.nodes import desired_document
 from openlfr.governance.urgent import not_overdue_clause
-from openlfr.nodes import protocol
+from openlfr.nodes import desired, protocol
 from openlfr.nodes.broker import inbox_prefix
 from openlfr.store.db import Database
 from openlfr.store.enums import DeploymentStatus, NodeStatus
@@ -36,12 +40,19 @@ log = logging.getLogger("openlfr.governance.leases")
 
 def grant(db: Database, node_id: int, now: datetime | None = None
           ) -> dict[int, datetime] | None:
-    """Each deployment the node may match for, with its lease's expiry (None: the node is
-    unknown or not enrolled: no lease at all). Noted on the node's health row."""
+    """Each deployment the node may match for, with its lease's expiry (None: no lease at
+    all: the node is unknown or not enrolled, or the desired state the broker holds for it is
+    not the database's yet). Noted on the node's health row."""
     now = now or datetime.now(UTC)
     with db.session() as s:
         node = s.get(Node, int(node_id))
         if node is None or node.status != NodeStatus.ENROLLED:
+            return None
+        if desired.digest(desired_document(s, node, now)) != node.desired_digest:
+            # What the node would read is not what the database says yet (the next tick of
+            # ``serve`` writes it): a node that has just come back must not match on an old
+            # document, so no lease until it is written.
+            log.info("node %s: its desired state is being written; no lease yet", node.name)
             return None
         deps = s.scalars(
             select(Deployment).join(Camera, Camera.deployment_id == Deployment.id)

@@ -47,6 +47,7 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import threading
 import time
 import uuid
@@ -291,7 +292,10 @@ class NodeAgent:
         self._held: set[int] = set()  # deployments that held a lease (to notice its loss)
         self._lost: set[int] = set()
         self._runs: dict[int, NodeRun] = {}
-        self._totals: dict[tuple[int, str], dict[str, int]] = {}
+        self._totals: dict[tuple[int, str], dict[str, float]] = {}
+        #: This process's run of the node: the centre counts the cumulative figures of each
+        #: run once (a restarted node starts its counts again under a new id).
+        self.run_id = secrets.token_hex(8)
         self._state_lock = threading.Lock()
         self.revision: int | None = None
         self.lease_error: str | None = None
@@ -353,6 +357,7 @@ class NodeAgent:
                              ("dropped", f.dropped), ("reconnects", f.reconnects),
                              ("alerts", f.alerts)):
                     t[k] = t.get(k, 0) + int(v)
+                t["seconds"] = t.get("seconds", 0) + run.elapsed
             if self._runs.get(run.deployment_id) is run:
                 del self._runs[run.deployment_id]
         self.event("run_stopped", deployment=run.deployment_id, reason=run.end_reason,
@@ -678,18 +683,23 @@ class NodeAgent:
                     "dropped": base.get("dropped", 0) + (f.dropped if f else 0),
                     "reconnects": base.get("reconnects", 0) + (f.reconnects if f else 0),
                     "frames": base.get("frames", 0) + (f.frames if f else 0),
-                    "faces": base.get("faces", 0) + (f.faces if f else 0),
-                    "tracks": base.get("tracks", 0) + (f.tracks if f else 0)})
+                    "faces_seen": base.get("faces", 0) + (f.faces if f else 0),
+                    "tracks": base.get("tracks", 0) + (f.tracks if f else 0),
+                    "seconds": round(base.get("seconds", 0) + (
+                        run.elapsed if run is not None and f is not None else 0.0), 3),
+                    "error": f.error if f is not None else ""})
         states = {d["state"] for d in deployments.values()}
         node_state = ("disconnected" if not self.client.connected else
                       "lease lost" if "lease lost" in states else
                       "running" if "running" in states else "idle")
         self.state = node_state
         return {"state": node_state, "connected": self.client.connected,
+                "run": self.run_id, "interval": self.options.health_every,
                 "desired_revision": self.revision, "lease_error": self.lease_error,
+                "lease": {k: d["lease_expires"] for k, d in deployments.items()},
                 "deployments": deployments, "cameras": cameras,
                 "outbox": len(self.outbox.pending()),
-                "cpu_seconds": round(time.process_time(), 3)}
+                "cpu": round(time.process_time(), 3)}
 
     async def _health_loop(self) -> None:
         assert self._stop is not None

@@ -221,6 +221,12 @@ class NodeRun:
         runner = self._runner
         return runner.figures() if runner is not None else list(self.final)
 
+    @property
+    def elapsed(self) -> float:
+        """Seconds this run has analysed its cameras (0 before it started)."""
+        runner = self._runner
+        return runner.elapsed if runner is not None else 0.0
+
     # -- the run -----------------------------------------------------------------------------
 
     def _until(self) -> bool:
