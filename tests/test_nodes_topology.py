@@ -252,7 +252,13 @@ def test_a_node_at_the_leaf_reads_its_own_state_at_the_hub(
         finally:
             await nc.close()
 
+    async def client() -> bytes | None:  # the node agent's own client, told the domain
+        async with broker.NodeClient(topo.leaf.url, NODE, seed_nkey(keys[NODE]),
+                                     state_domain=topology.HUB_DOMAIN) as c:
+            return await c.desired()
+
     asyncio.run(go())
+    assert asyncio.run(client()) == f"state of {NODE}".encode()
     nkey = public_nkey(keys[NODE].public_key().public_bytes_raw())
     topo.leaf.wait_log(f'Publish Violation - Nkey "{nkey}", Subject "$JS.'
                        f'{topology.HUB_DOMAIN}.API.STREAM.INFO.KV_{broker.state_bucket(OTHER)}"')

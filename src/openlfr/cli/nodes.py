@@ -407,6 +407,10 @@ def run(
     loop: Annotated[bool, typer.Option(
         "--loop", help="Start video files again at their end (demonstrations, "
                        "tests).")] = False,
+    state_domain: Annotated[str | None, typer.Option(
+        "--state-domain", envvar="OPENLFR_NODE_STATE_DOMAIN", show_envvar=True,
+        help="The centre's JetStream domain (hub) when --broker is this site's leaf "
+             "broker.")] = None,
 ) -> None:
     """Run this node: follow the centre's desired state, hold its lease, run the cameras,
     and send alerts, events and health to the centre, until Ctrl-C or SIGTERM."""
@@ -414,8 +418,9 @@ def run(
     from openlfr.nodes.noderun import NodeRunOptions
 
     folder = node_dir or node_enrol.default_node_dir()
-    options = AgentOptions(health_every=health_every, run=NodeRunOptions(
-        realtime=realtime, loop=loop, detect_fps=detect_fps, workers=workers))
+    options = AgentOptions(health_every=health_every, state_domain=state_domain or None,
+                           run=NodeRunOptions(realtime=realtime, loop=loop,
+                                              detect_fps=detect_fps, workers=workers))
     with governance_errors():
         run_node(folder, options=options, url=broker, ca_file=ca_file)
 

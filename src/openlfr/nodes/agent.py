@@ -241,6 +241,8 @@ class AgentOptions:
     tick_every: float = 0.5
     lease_retry: float = 1.0
     request_timeout: float = 2.0
+    #: The centre's JetStream domain when the node signs in to its site's leaf broker.
+    state_domain: str | None = None
     run: NodeRunOptions = field(default_factory=NodeRunOptions)
 
 
@@ -280,7 +282,8 @@ class NodeAgent:
         self.options = options or AgentOptions()
         self.clock = clock
         self.outbox = Outbox(folder / OUTBOX_DIRNAME)
-        self.client = NodeClient(self.url, self.node_id, self.keys.seed, ca_file=ca)
+        self.client = NodeClient(self.url, self.node_id, self.keys.seed, ca_file=ca,
+                                 state_domain=self.options.state_domain)
         self.source = DocumentSource(on_reload=self._reloaded)
         self.reconciler = Reconciler(None, self, source=self.source, clock=clock,
                                      retry_after=1.0, retry_max=10.0)

@@ -504,11 +504,16 @@ class NodeClient:
     (signed in with its nkey, replies on its own inbox). Used with ``async with``."""
 
     def __init__(self, url: str, node_id: int, seed: str, *,
-                 ca_file: Path | None = None) -> None:
+                 ca_file: Path | None = None, state_domain: str | None = None) -> None:
         self.url = url
         self.node_id = int(node_id)
         self._seed = seed
         self.ca_file = ca_file
+        #: The JetStream domain of the centre's buckets when this node signs in to its site's
+        #: leaf broker (``hub``; None: the broker it signs in to holds them). What it
+        #: publishes goes to the JetStream of the broker it signs in to either way (the
+        #: site's stream keeps it while the link is down).
+        self.state_domain = state_domain
         self.nc: NATS | None = None
 
     async def __aenter__(self) -> NodeClient:
@@ -530,7 +535,10 @@ class NodeClient:
             await self.nc.close()
 
     def _js(self) -> Any:
+        """JetStream where the centre keeps this node's buckets."""
         assert self.nc is not None, "use NodeClient with async with"
+        if self.state_domain:
+            return self.nc.jetstream(domain=self.state_domain)
         return self.nc.jetstream()
 
     async def desired(self) -> bytes | None:
@@ -626,8 +634,8 @@ class NodeClient:
         :class:`Unavailable` when no stream took it (broker unreachable, no stream yet)."""
         assert self.nc is not None
         try:
-            ack = await self._js().publish(subject, data, timeout=timeout,
-                                           headers={"Nats-Msg-Id": msg_id})
+            ack = await self.nc.jetstream().publish(subject, data, timeout=timeout,
+                                                    headers={"Nats-Msg-Id": msg_id})
         except Exception as exc:
             raise Unavailable(f"not stored by the broker: {type(exc).__name__}") from None
         return int(ack.seq), bool(ack.duplicate)
