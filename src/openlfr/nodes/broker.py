@@ -516,10 +516,10 @@ class NodeClient:
         self.state_domain = state_domain
         self.nc: NATS | None = None
 
-    async def __aenter__(self) -> NodeClient:
+    async def _connect(self, reconnect: bool) -> NodeClient:
         try:
             self.nc = await connect(self.url, self._seed, inbox=inbox_prefix(self.node_id),
-                                    ca_file=self.ca_file)
+                                    ca_file=self.ca_file, reconnect=reconnect)
         except Unavailable:
             raise
         except Exception as exc:
@@ -529,6 +529,9 @@ class NodeClient:
             raise Unavailable(f"the broker at {self.url} cannot be reached: "
                               f"{type(exc).__name__}") from None
         return self
+
+    async def __aenter__(self) -> NodeClient:
+        return await self._connect(reconnect=False)
 
     async def __aexit__(self, *exc: object) -> None:
         if self.nc is not None:
@@ -599,18 +602,7 @@ class NodeClient:
     async def open(self) -> NodeClient:
         """Connect, and keep reconnecting by itself whenever the link drops (the node agent's
         connection; :meth:`connected` says whether it is up now). Close with :meth:`close`."""
-        try:
-            self.nc = await connect(self.url, self._seed, inbox=inbox_prefix(self.node_id),
-                                    ca_file=self.ca_file, reconnect=True)
-        except Unavailable:
-            raise
-        except Exception as exc:
-            if "authorization" in str(exc).lower():
-                raise Forbidden("the broker refused this node's credentials (disabled, or "
-                                "not enrolled)") from None
-            raise Unavailable(f"the broker at {self.url} cannot be reached: "
-                              f"{type(exc).__name__}") from None
-        return self
+        return await self._connect(reconnect=True)
 
     @property
     def connected(self) -> bool:
