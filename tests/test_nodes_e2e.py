@@ -35,7 +35,7 @@ from openlfr.governance import deployments as deps
 from openlfr.governance import nodes
 from openlfr.nodes import broker, protocol
 from openlfr.nodes.keys import NodeKeys, open_sealed, seed_nkey
-from tests.govfix import Gov
+from tests.govfix import Gov, audit_records
 from tests.natsfix import NatsServer
 from tests.nodefix import (
     CentreSide,
@@ -325,3 +325,172 @@ def test_the_first_session_with_the_camera_on_a_node(
             open_sealed(sealed, node_keys.box, context)
         assert open_sealed(sealed, centre_box, context).startswith(b"\xff\xd8")
     assert server.terminate() == 0
+
+
+# -- a site's link cut longer than the lease ----------------------------------------------------
+
+
+class HealthAtSite:
+    """The node's heartbeats as its site's broker carries them (heard with the node's own
+    credentials, which may read its own subjects): what the node says while the centre
+    cannot hear it."""
+
+    def __init__(self, url: str, node_id: int, seed: str) -> None:
+        import asyncio
+
+        self.beats: list[dict[str, object]] = []
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+
+        async def go() -> object:
+            nc = await broker.connect(url, seed, inbox=broker.inbox_prefix(node_id),
+                                      reconnect=True)
+
+            async def heard(msg: object) -> None:
+                data = msg.data  # type: ignore[attr-defined]
+                self.beats.append(protocol.open_envelope(
+                    data, protocol.health_subject(node_id), self._public).body)
+
+            await nc.subscribe(protocol.health_subject(node_id), cb=heard)
+            return nc
+
+        self._public = b""
+        self._go = go
+
+    def start(self, public: bytes) -> None:
+        import asyncio
+
+        self._public = public
+        self.nc = asyncio.run_coroutine_threadsafe(self._go(), self._loop).result(20)
+
+    def close(self) -> None:
+        import asyncio
+
+        asyncio.run_coroutine_threadsafe(self.nc.close(), self._loop).result(10)  # type: ignore[attr-defined]
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    def last(self) -> dict[str, object]:
+        return self.beats[-1] if self.beats else {}
+
+    def frames(self) -> int:
+        cams = self.last().get("cameras") or []
+        return sum(int(c["frames"]) for c in cams)  # type: ignore[union-attr, index]
+
+
+def test_a_sites_link_cut_longer_than_the_lease_stops_matching_and_a_destroyed_watchlist_is_never_matched(  # noqa: E501
+        sqlite_gov: Gov, tmp_path: Path, face_images, clips) -> None:
+    from datetime import UTC, datetime
+
+    from openlfr.governance import watchlists
+    from openlfr.governance.system import System
+    from openlfr.nodes import topology
+    from tests.natsfix import start_topology
+
+    gov = sqlite_gov
+    site = "high-street"
+    topo = start_topology(tmp_path / "brokers", site, [])
+    hub = topo.hub
+    settings = gov.settings.model_copy(update={
+        "nats_url": hub.url, "nats_seed_file": hub.folder / "centre.nk",
+        "nats_auth_file": hub.folder / "auth.conf", "nats_pid_file": hub.folder / "nats.pid"})
+    folder = tmp_path / "node"
+    centre = CentreSide(gov, settings)
+    watch: HealthAtSite | None = None
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        node_id = enrol_node(gov, settings, folder, site=site)
+        keys = NodeKeys.load(folder)
+        # the site's broker lets the node in (`openlfr nodes site-link --users-only`, reload)
+        (topo.leaf.folder / "users.conf").write_text(topology.leaf_users_conf(
+            [(keys.nkey, topology.leaf_permissions(broker.node_permissions(node_id)))]))
+        assert topo.leaf.proc is not None
+        os.kill(topo.leaf.proc.pid, signal.SIGHUP)
+        broker.add_site_source(hub.url, topo.centre_seed, site)  # `openlfr nodes site-source`
+        lease = deps.LEASE_MIN_S
+        wid = approved_watchlist(gov, face_images["obama"])
+        dep = deployment_on_node(gov, clips.obama, (wid,), lease_seconds=lease)
+        deps.start(gov.db, gov.actors["op1"], dep)
+        centre.start()
+        watch = HealthAtSite(topo.leaf.url, node_id, keys.seed)
+        wait_for("the node let in at the site", lambda: _try(watch.start,
+                                                             keys.signing_public), 20, 0.2)
+        proc = node_process(folder, "--broker", topo.leaf.url, "--state-domain", "hub")
+        try:
+            wait_for("a first alert through the site stored at the centre",
+                     lambda: stored(gov), 40, 0.1)
+        except AssertionError:
+            print("NODE", (folder / "node.err").read_text()[-4000:])
+            print("OUTBOX", outbox(folder))
+            print("HUB", [(m[0], m[1]) for m in stream_messages(hub.url, topo.centre_seed)])
+            print("LEAF", [(m[0], m[1]) for m in stream_messages(
+                hub.url, topo.centre_seed, topology.site_stream(site),
+                domain=topology.site_domain(site))])
+            raise
+        wait_for("the node says running", lambda: watch.last().get("state") == "running", 20)
+
+        hub.stop()  # the link is cut (and the centre's broker is away)
+        cut = time.monotonic()
+        wait_for("the node says its lease is lost", lambda: watch.last().get(
+            "state") == "lease lost", lease + 10, 0.1)
+        lost_after = time.monotonic() - cut
+        assert lost_after <= lease + 3, lost_after
+        beat = watch.last()
+        assert all(c["state"] == "stopped" and not c["connected"]  # type: ignore[index]
+                   for c in beat["cameras"])  # type: ignore[union-attr]
+        frames = watch.frames()
+        # meanwhile the watchlist is destroyed at the centre
+        watchlists.destroy_watchlist(System(settings, gov.db, gov.system.keyring),
+                                     gov.actors["ao1"], wid, "Operation over")
+        destroyed_at = datetime.now(UTC)
+        time.sleep(max(0.0, lease + 2 - (time.monotonic() - cut)))
+        assert watch.frames() == frames, "the node analysed frames without a lease"
+        assert watch.last().get("state") == "lease lost"
+        hub.start()  # the link is back
+        topo.linked()
+        wait_for("the node running again", lambda: watch.last().get("state") == "running",
+                 60, 0.1)
+        wait_for("the lease's loss reported to the centre", lambda: audited(
+            gov, "node.lease_lost") >= 1, 60, 0.2)
+        time.sleep(4.0)  # the watched face keeps walking in (the clip loops)
+        assert watch.frames() > frames
+        code = _stop(proc)
+        proc = None
+        msgs = stream_messages(hub.url, topo.centre_seed)
+    finally:
+        if proc is not None:
+            _stop(proc)
+        if watch is not None and hasattr(watch, "nc"):
+            watch.close()
+        centre.stop()
+        topo.stop()
+    assert code == 0
+    alerts = envelopes([m for m in msgs if m[0].endswith(".alert")], keys.signing_public)
+    assert alerts
+    late = [a for a in alerts
+            if protocol.parse_time(a.body["seen_at"], "seen_at") >= destroyed_at]
+    assert late == [], "matched against a destroyed watchlist"
+    # alerts made between the cut and the lease's end reached the centre after the
+    # destruction: refused (the subject is gone), audited, never stored
+    stored_ids = set(stored(gov))
+    refused = [r.details for r in audit_records(gov, "node.message_refused")]
+    assert all("no longer on an approved watchlist" in r for r in refused), refused
+    for a in alerts:  # each either stored or refused: none lost on the way
+        alert_id = a.body["alert_id"]
+        assert f"{node_id}:{alert_id}" in stored_ids or any(
+            f"alert {alert_id} not stored" in r for r in refused), alert_id
+    started = [e.body for e in envelopes([m for m in msgs if m[0].endswith(".event")],
+                                         keys.signing_public)
+               if e.body["event"] == "run_started"]
+    assert started[-1]["subjects"] == 0  # the run after the reconnection searches no one
+    ids = [m for _, m, _ in msgs]
+    assert len(ids) == len(set(ids))
+
+
+def _try(fn: object, *args: object) -> bool:
+    try:
+        fn(*args)  # type: ignore[operator]
+        return True
+    except Exception:
+        return False
