@@ -249,7 +249,6 @@ def test_the_first_session_with_the_camera_on_a_node(
     import numpy as np
 
     from tests.govfix import bearer_headers, run_cli
-    from tests.nodefix import deployment_on_node as planned
 
     gov = sqlite_gov
     settings = nats_server.centre(gov.settings)
@@ -269,7 +268,7 @@ def test_the_first_session_with_the_camera_on_a_node(
     node_id = json.loads((folder / "node.json").read_text())["node_id"]
     # the plan: its one camera on the node, authorised by someone else
     wid = approved_watchlist(gov, face_images["obama"])
-    dep = planned(gov, clips.obama, (wid,))
+    dep = deployment_on_node(gov, clips.obama, (wid,))
     shown = deps.show(gov.db, gov.actors["op1"], dep)
     assert "van-1" in json.dumps(shown.model_dump(mode="json"))
     headers = bearer_headers(gov, "e2e")
