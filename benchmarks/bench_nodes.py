@@ -23,7 +23,7 @@ port); needs the ``nodes`` extra.
 
     python benchmarks/bench_nodes.py revoke [--tries 20]
     python benchmarks/bench_nodes.py seal [--templates 5000]
-    python benchmarks/bench_nodes.py latency [--seconds 45] [--backend sface]
+    python benchmarks/bench_nodes.py latency [--seconds 45] [--cameras 1] [--backend sface]
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
 
 
-def latency(seconds: float, backend: str, data: Path) -> None:
+def latency(seconds: float, backend: str, data: Path, cameras: int) -> None:
     import os
     import signal
 
@@ -132,7 +132,8 @@ def latency(seconds: float, backend: str, data: Path) -> None:
         folder = work / "node"
         node_id = enrol_node(gov, settings, folder)
         wid = approved_watchlist(gov, data / "lin-manuel-miranda.png")
-        dep = deployment_on_node(gov, data / "short_hamilton_clip.mp4", (wid,))
+        dep = deployment_on_node(gov, data / "short_hamilton_clip.mp4", (wid,),
+                                 cameras=cameras)
         centre = CentreSide(gov, settings)
         centre.start()
         proc = node_process(folder)
@@ -176,8 +177,8 @@ def latency(seconds: float, backend: str, data: Path) -> None:
         return (f"  {name}: p50 {pct(values, 50):.3f} s, p95 {pct(values, 95):.3f} s, "
                 f"max {max(values):.3f} s")
 
-    print(f"{len(pushed)} alerts in {seconds:.0f} s ({backend}, node in its own process, "
-          f"load {os.getloadavg()[0]:.1f}):")
+    print(f"{len(pushed)} alerts in {seconds:.0f} s ({backend}, {cameras} camera(s) on a node "
+          f"in its own process, load {os.getloadavg()[0]:.1f}):")
     print(line("frame seen → stored at the centre", to_stored))
     print(line("frame seen → pushed to the console", to_pushed))
     print(line("node sent → pushed to the console", leg))
@@ -193,11 +194,13 @@ def main() -> None:
     lat.add_argument("--seconds", type=float, default=45.0)
     lat.add_argument("--backend", default="sface")
     lat.add_argument("--data", type=Path, default=DATA)
+    lat.add_argument("--cameras", type=int, default=1, help="cameras of the node, each the "
+                     "clip (more alerts to count)")
     args = parser.parse_args()
     if args.what == "revoke":
         revoke(args.tries)
     elif args.what == "latency":
-        latency(args.seconds, args.backend, args.data)
+        latency(args.seconds, args.backend, args.data, args.cameras)
     else:
         seal_speed(args.templates)
 

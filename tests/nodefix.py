@@ -62,10 +62,12 @@ def enrol_node(gov: Gov, settings: Settings, folder: Path, name: str = "van-1",
 
 
 def deployment_on_node(gov: Gov, clip: Path, watchlists: tuple[int, ...], node: str = "van-1",
-                       **changes: Any) -> int:
-    """A deployment (authorised, not started) whose camera ``gate`` plays ``clip`` on
-    ``node``; ``changes``: other plan fields (``lease_seconds=10``)."""
-    cams = (deps.CameraSpec("gate", str(clip), node=node),)
+                       cameras: int = 1, **changes: Any) -> int:
+    """A deployment (authorised, not started) whose camera ``gate`` (and ``gate-2`` … up to
+    ``cameras``) plays ``clip`` on ``node``; ``changes``: other plan fields
+    (``lease_seconds=10``)."""
+    cams = tuple(deps.CameraSpec("gate" if i == 1 else f"gate-{i}", str(clip), node=node)
+                 for i in range(1, cameras + 1))
     dep_id = deps.create(gov.db, gov.actors["op1"],
                          replace(plan(watchlists, cameras=cams), **changes),
                          keyring=gov.system.keyring)
