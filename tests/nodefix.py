@@ -15,7 +15,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -214,10 +213,6 @@ def envelopes(messages: list[tuple[str, str, bytes]], signing: bytes
     return [protocol.open_envelope(data, subject, signing) for subject, _, data in messages]
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
 __all__ = ["CentreSide", "Pushed", "alert_ids", "audited", "deployment_on_node", "enrol_node",
-           "envelopes", "node_process", "now", "outbox", "restart", "stored", "stream_messages",
+           "envelopes", "node_process", "outbox", "restart", "stored", "stream_messages",
            "wait_for"]
