@@ -209,13 +209,13 @@ def test_the_centre_restarted_during_ingest_loses_and_doubles_nothing(
         gov: Gov, nats_server: NatsServer, tmp_path: Path, face_images, clips) -> None:
     scene = Scene(gov, nats_server, tmp_path / "node", face_images["obama"], clips.obama)
     centre = scene.centre
+    b = nodes.broker_of(scene.settings)
+    assert b is not None
     centre.start()
     proc = node_process(scene.folder)
     try:
         wait_for("a first alert stored at the centre", lambda: stored(gov), 120, 0.1)
         centre.stop()
-        b = nodes.broker_of(scene.settings)
-        assert b is not None
         # the node goes on (its lease outlasts the centre's absence): alerts wait in the stream
         wait_for("alerts waiting in the stream", lambda: b.pending() >= 3, 120, 0.2)
         centre.start()  # and stopped again as soon as it stored one of them
@@ -226,9 +226,10 @@ def test_the_centre_restarted_during_ingest_loses_and_doubles_nothing(
         centre.start()
         wait_for("the stream drained", lambda: b.pending() == 0 and len(stored(gov)) >= 4,
                  60, 0.1)
-    finally:
         code = _stop(proc)
         wait_for("the last alerts drained", lambda: b.pending() == 0, 30, 0.1)
+    finally:
+        _stop(proc)
         centre.stop()
     assert code == 0
     rows = _exactly_once(gov, nats_server, scene.node)
