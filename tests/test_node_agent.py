@@ -13,13 +13,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
@@ -41,21 +38,12 @@ from openlfr.nodes.agent import AgentOptions, DocumentSource, NodeAgent
 from openlfr.nodes.keys import SEAL_MAGIC, NodeKeys, b64, open_sealed, seed_nkey
 from openlfr.nodes.noderun import CameraEntry, DeploymentEntry, NodeRunOptions, refusal
 from openlfr.store.models import Subject
-from tests.govfix import Gov, authorise
-from tests.natsfix import NatsServer, _ready
-from tests.test_gov_deployments import approved_watchlist, plan
+from tests.govfix import Gov
+from tests.natsfix import NatsServer
+from tests.nodefix import deployment_on_node, node_process, outbox, restart, wait_for
+from tests.test_gov_deployments import approved_watchlist
 
 LEASE_S = 2.0
-
-
-def wait_for(what: str, cond: Callable[[], object], timeout: float = 30.0,
-             step: float = 0.02) -> float:
-    t0 = time.monotonic()
-    while not cond():
-        if time.monotonic() - t0 > timeout:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        time.sleep(step)
-    return time.monotonic() - t0
 
 
 # -- the centre, stood in for ------------------------------------------------------------------
@@ -182,14 +170,6 @@ def centre(sqlite_gov: Gov, nats_server: NatsServer) -> Iterator[Centre]:
         c.close()
 
 
-def deployment_on_node(gov: Gov, clip: Path, watchlists_: tuple[int, ...]) -> int:
-    cams = (deps.CameraSpec("gate", str(clip), node="van-1"),)
-    dep_id = deps.create(gov.db, gov.actors["op1"], plan(watchlists_, cameras=cams),
-                         keyring=gov.system.keyring)
-    authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
-    return dep_id
-
-
 OPTIONS = AgentOptions(health_every=0.5, tick_every=0.25, lease_retry=0.5,
                        run=NodeRunOptions(realtime=True, loop=True, workers=1))
 
@@ -207,14 +187,6 @@ def running(folder: Path, options: AgentOptions = OPTIONS) -> Iterator[NodeAgent
         agent.shutdown()
         thread.join(30)
         assert not thread.is_alive(), "the agent did not stop"
-
-
-def restart(server: NatsServer) -> None:
-    """Start the stopped broker again: same configuration, store and port."""
-    with (server.folder / "nats.err").open("ab") as err:
-        server.proc = subprocess.Popen(server.proc.args, stdout=subprocess.DEVNULL,
-                                       stderr=err)
-    _ready(server.port, server.proc, server.folder / "nats.log")
 
 
 def run_of(agent: NodeAgent, dep_id: int) -> Any:
@@ -413,23 +385,6 @@ def test_a_watchlist_destroyed_while_the_node_could_not_hear_is_never_matched(
     assert centre.events("lease_regained")
 
 
-def _node_process(folder: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
-    with (folder / "node.err").open("ab") as err:
-        return subprocess.Popen(
-            [sys.executable, "-c", "from openlfr.cli import main; main()", "node", "run",
-             "--dir", str(folder), "--realtime", "--loop", "--workers", "1",
-             "--health-every", "1"], env=env, stdout=subprocess.DEVNULL, stderr=err)
-
-
-def _outbox(folder: Path) -> dict[str, tuple[str, Path]]:
-    out = {}
-    for path in sorted((folder / "outbox").glob("*.msg")):
-        doc = json.loads(path.read_text())
-        out[doc["msg_id"]] = (doc["subject"], path)
-    return out
-
-
 def test_the_outbox_survives_kill_9_and_is_published_once(
         centre: Centre, tmp_path: Path, face_images, clips) -> None:
     gov = centre.gov
@@ -441,14 +396,14 @@ def test_the_outbox_survives_kill_9_and_is_published_once(
     centre.sync()
     # The centre's stream is not there: nothing can be acknowledged, all is kept.
     centre.drop_stream()
-    proc = _node_process(folder)
+    proc = node_process(folder)
     try:
         wait_for("an alert in the outbox", lambda: any(
-            s.endswith(".alert") for s, _ in _outbox(folder).values()), 90, step=0.1)
+            s.endswith(".alert") for s, _ in outbox(folder).values()), 90, step=0.1)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
-    kept = _outbox(folder)
+    kept = outbox(folder)
     for subject, path in kept.values():
         assert path.stat().st_mode & 0o777 == 0o600
         raw = path.read_bytes()
@@ -465,9 +420,9 @@ def test_the_outbox_survives_kill_9_and_is_published_once(
     data = base64.b64decode(json.loads(first_path.read_text())["data"])
     centre.call(centre.nc.jetstream().publish(first_subject, data,
                                               headers={"Nats-Msg-Id": first_id}))
-    proc = _node_process(folder)
+    proc = node_process(folder)
     try:
-        wait_for("the old outbox published", lambda: not (set(_outbox(folder)) & set(kept)),
+        wait_for("the old outbox published", lambda: not (set(outbox(folder)) & set(kept)),
                  90, step=0.1)
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -476,3 +476,30 @@ def test_the_sites_node_users_are_changed_by_a_reload_of_its_broker(
         asyncio.run(go())
     finally:
         t.stop()
+
+
+def test_the_centres_start_keeps_the_sites_sources(tmp_path: Path) -> None:
+    """The centre brings its stream in line when it starts serving and when a node enrols
+    (``Broker.ensure_stream``): the sites' sources added by ``site-source`` stay, or nothing
+    kept at a site would reach the hub again."""
+    t = start_topology(tmp_path / "brokers", SITE, [])
+    try:
+        broker.add_site_source(t.hub.url, t.centre_seed, SITE)
+        centre = broker.Broker(t.hub.url, broker.load_or_create_seed(
+            t.hub.folder / "centre.nk"), auth_file=t.hub.folder / "auth.conf",
+            pid_file=t.hub.folder / "nats.pid")
+        centre.ensure_stream()
+        centre.ensure_stream()
+
+        async def config() -> Any:
+            nc = await broker.connect(t.hub.url, t.centre_seed)
+            try:
+                return (await nc.jetstream().stream_info(protocol.NODES_STREAM)).config
+            finally:
+                await nc.close()
+
+        cfg = asyncio.run(config())
+        assert [s.name for s in cfg.sources or []] == [topology.site_stream(SITE)]
+        assert cfg.duplicate_window == protocol.DUPLICATE_WINDOW_S
+    finally:
+        t.stop()

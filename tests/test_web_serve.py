@@ -41,12 +41,14 @@ def openlfr_command() -> list[str]:
 
 
 class Server:
-    def __init__(self, data_dir: Path, tmp: Path, *extra: str) -> None:
+    def __init__(self, data_dir: Path, tmp: Path, *extra: str,
+                 env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.stdout = tmp / f"serve-{self.port}.out"
         self.stderr = tmp / f"serve-{self.port}.err"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OPENLFR_")}
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("OPENLFR_")},
+               **(env or {})}
         self.started = time.monotonic()
         with self.stdout.open("wb") as out, self.stderr.open("wb") as err:
             self.proc = subprocess.Popen(
@@ -86,8 +88,8 @@ def server_factory(tmp_path: Path) -> Iterator[type]:
 
     class Factory:
         @staticmethod
-        def start(data_dir: Path, *extra: str) -> Server:
-            s = Server(data_dir, tmp_path, *extra)
+        def start(data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> Server:
+            s = Server(data_dir, tmp_path, *extra, env=env)
             started.append(s)
             return s
 

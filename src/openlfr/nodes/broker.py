@@ -492,7 +492,10 @@ async def _ensure_stream(js: Any) -> None:
                           duplicate_window=protocol.DUPLICATE_WINDOW_S)
     try:
         await js.add_stream(config)
-    except BadRequestError:  # there already, with another configuration: bring it in line
+    except BadRequestError:  # there already, with another configuration: bring it in line,
+        # keeping the sites' streams it sources (added by add_site_source): without them
+        # nothing kept at a site would reach the hub again
+        config.sources = (await js.stream_info(protocol.NODES_STREAM)).config.sources
         await js.update_stream(config)
     await js.add_consumer(protocol.NODES_STREAM, ConsumerConfig(
         durable_name=protocol.CENTRE_CONSUMER, ack_policy=AckPolicy.EXPLICIT, ack_wait=30.0,
