@@ -13,9 +13,10 @@ from fastapi.testclient import TestClient
 from openlfr.governance import deployments as deps
 from openlfr.governance import leases, nodes
 from openlfr.governance.ingest import Ingest
-from openlfr.nodes import protocol
+from openlfr.nodes import desired, protocol
 from openlfr.nodes.keys import NodeKeys, b64, box_public, unb64
 from openlfr.store.enums import Role
+from openlfr.store.models import Node
 from tests.govfix import Gov, authorise, bearer_headers, run_cli
 from tests.test_gov_deployments import approved_watchlist, plan
 from tests.test_web_core import login
@@ -43,8 +44,13 @@ def test_a_nodes_health_is_shown_and_answered(gov: Gov, client: TestClient,
         keyring=gov.system.keyring)
     authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep)
     deps.start(gov.db, gov.actors["op1"], dep)
-    assert leases.answer(gov.db, signing, protocol.lease_subject(node_id),
-                         f"_INBOX.node.{node_id}.abc") is not None
+    ask = (protocol.lease_subject(node_id), f"_INBOX.node.{node_id}.abc")
+    assert leases.answer(gov.db, signing, *ask) is None  # its desired state is not written yet
+    with gov.db.session() as s:  # what writing it to the broker records (no broker here)
+        node = s.get(Node, node_id)
+        assert node is not None
+        node.desired_digest = desired.digest(nodes.desired_document(s, node))
+    assert leases.answer(gov.db, signing, *ask) is not None
     beat = protocol.seal_envelope(keys.signing, "health", node_id, "h-1", {
         "interval": 5, "run": "r1", "cameras": [
             {"deployment": dep, "camera": "gate", "connected": True, "state": "running",
