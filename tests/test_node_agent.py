@@ -517,3 +517,27 @@ def test_a_node_started_before_its_broker_waits_for_it(centre: Centre, tmp_path:
         wait_for("connected once the broker is up", lambda: agent.client.connected, 20)
         wait_for("a health report", lambda: centre.health, 10)
     assert centre.health[-1].body["state"] == "idle"
+
+
+def test_a_failed_runs_error_keeps_no_camera_password(caplog) -> None:
+    """What a failed run says goes to the node's log and, in its run_stopped event, to the
+    centre's audit log: a camera's credentials are never in it."""
+    from openlfr.nodes.noderun import NodeRun
+    from openlfr.vision import registry
+    from openlfr.watchlist.gallery import Gallery
+
+    spec = registry.backend_spec("sface")
+    entry = DeploymentEntry(1, "x", spec.default_floor or 0.5, spec.model_id,
+                            datetime.now(UTC) + timedelta(hours=1), "deployment-1", "f",
+                            (CameraEntry("gate", "sealed", (), ()),))
+    run = NodeRun(entry, [("gate", "rtsp://olly:s3cret@10.0.0.7/cam")],
+                  Gallery(spec.model_id, 128), {}, send=lambda run, alert: None,
+                  allowed=lambda: True)
+
+    def fail() -> None:
+        raise RuntimeError("cannot open rtsp://olly:s3cret@10.0.0.7/cam: refused")
+
+    run._run = fail  # type: ignore[method-assign]
+    run._background()
+    assert run.end_reason == "failed" and "10.0.0.7" in (run.error or "")
+    assert "s3cret" not in (run.error or "") and "s3cret" not in caplog.text

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from openlfr.errors import IntegrityFailure
+from openlfr.redact import redact_text
 from openlfr.video.bestshot import ShotPolicy
 from openlfr.video.pipeline import CameraPipeline, PipelineConfig
 from openlfr.video.runner import Runner, close_quietly
@@ -244,9 +245,9 @@ class NodeRun:
     def _background(self) -> None:
         try:
             self._run()
-        except Exception as exc:
-            log.error("deployment %d: the run failed: %s", self.deployment_id, exc)
-            self.error = str(exc)
+        except Exception as exc:  # its words go to the log and the centre's audit: no secret
+            self.error = redact_text(str(exc))
+            log.error("deployment %d: the run failed: %s", self.deployment_id, self.error)
             self.end_reason = self.end_reason or "failed"
         finally:
             with self._gallery_lock:
