@@ -424,8 +424,12 @@ def test_serve_with_a_broker_runs_the_link_and_pushes_node_alerts(
         deadline = time.monotonic() + 15
         while not shown and time.monotonic() < deadline:
             time.sleep(0.05)
-        # the reconcile tick wrote the node's desired state (its deployment, its camera)
+        # a reconcile tick writes the node's desired state (its deployment, its camera); the
+        # alert may have come before the first tick did
         document = jobs.nodes.broker.get_desired(w.node)
+        while document is None and time.monotonic() < deadline + 15:
+            time.sleep(0.1)
+            document = jobs.nodes.broker.get_desired(w.node)
         assert document is not None and b'"gate"' in document
     finally:
         t0 = time.monotonic()
