@@ -9,6 +9,7 @@ head is read. ``seq`` is the primary key, so a writer that still raced would fai
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -17,7 +18,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from openlfr.audit.checkpoint import Checkpoint
-from openlfr.audit.entry import AuditChain, AuditEntry
+from openlfr.audit.entry import MAX_DETAILS_BYTES, AuditChain, AuditEntry
 from openlfr.audit.verify import VerifyResult, verify_chain
 from openlfr.store.db import WRITE_LOCK
 from openlfr.store.models import AuditRecord
@@ -65,6 +66,57 @@ def record(session: Session, actor: str, action: str, object_type: str, object_i
         prev_hash=entry.prev_hash, hash=entry.hash))
     session.flush()
     return entry
+
+
+def _size(value: Any) -> int:
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+
+
+#: What one continuation entry of :func:`record_split` may carry of the long part (bytes), the
+#: rest of :data:`MAX_DETAILS_BYTES` left for its own fields.
+PART_BYTES = MAX_DETAILS_BYTES - 1024
+
+
+def record_split(session: Session, actor: str, action: str, object_type: str,
+                 object_id: object, details: Mapping[str, Any], key: str) -> AuditEntry:
+    """:func:`record`, for details whose ``key`` (a list, or a mapping) can outgrow one entry
+    (:data:`MAX_DETAILS_BYTES`: a plan of a few hundred cameras). When everything fits, this
+    is :func:`record`. Otherwise the entry keeps every other detail and, as ``key``,
+    ``{"count": n, "parts": p, "sha256": …}`` (the SHA-256 of the whole value's canonical
+    JSON), and the value follows, in order and whole, in ``p`` entries ``<action>.part`` of
+    the same object in the same transaction: ``{"entry": <seq of the first>, "part": i,
+    "parts": p, key: <a slice>}``. Nothing is left out of the log."""
+    value = details.get(key)
+    if value is None or _size(dict(details)) <= MAX_DETAILS_BYTES:
+        return record(session, actor, action, object_type, object_id, details)
+    if isinstance(value, Mapping):
+        items: list[Any] = list(value.items())
+    elif isinstance(value, list | tuple):
+        items = list(value)
+    else:
+        raise ValueError(f"{key!r} is neither a list nor a mapping: it cannot be split")
+    parts: list[list[Any]] = [[]]
+    used = 0
+    for item in items:
+        size = _size(item) + 1
+        if size > PART_BYTES:
+            raise ValueError(f"one item of {key!r} encodes to {size} bytes, more than an "
+                             "entry holds")
+        if parts[-1] and used + size > PART_BYTES:
+            parts.append([])
+            used = 0
+        parts[-1].append(item)
+        used += size
+    canonical = json.dumps(dict(items) if isinstance(value, Mapping) else items,
+                           ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    head_details = {**details, key: {"count": len(items), "parts": len(parts), "sha256":
+                                     hashlib.sha256(canonical.encode("utf-8")).hexdigest()}}
+    first = record(session, actor, action, object_type, object_id, head_details)
+    for i, part in enumerate(parts, start=1):
+        record(session, actor, f"{action}.part", object_type, object_id,
+               {"entry": first.seq, "part": i, "parts": len(parts),
+                key: dict(part) if isinstance(value, Mapping) else part})
+    return first
 
 
 def entries(session: Session, batch: int = 5000) -> Iterator[AuditEntry]:

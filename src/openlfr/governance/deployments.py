@@ -541,10 +541,10 @@ def seal_sources(db: Database, keyring: Keyring) -> list[int]:
             dep = _load(s, dep_id)
             names = _seal_legacy(s, keyring, dep)
             s.flush()
-            audit_log.record(s, SYSTEM_ACTOR.name, "deployment.cameras_sealed", "deployment",
-                             dep.id, {"cameras": [
-                                 {"name": c.name, "source": c.display, "digest": c.source_digest}
-                                 for c in dep.cameras if c.name in names]})
+            audit_log.record_split(
+                s, SYSTEM_ACTOR.name, "deployment.cameras_sealed", "deployment", dep.id,
+                {"cameras": [{"name": c.name, "source": c.display, "digest": c.source_digest}
+                             for c in dep.cameras if c.name in names]}, "cameras")
     return ids
 
 
@@ -627,8 +627,8 @@ def create(db: Database, actor: Actor, plan: Plan, keyring: Keyring | None = Non
                 _set_zones(row, spec.zones or (), spec.masks or ())
                 row.node = resolve_node(s, spec.node)
             s.flush()
-        audit_log.record(s, actor.name, "deployment.create", "deployment", dep.id,
-                         _plan_details(dep))
+        audit_log.record_split(s, actor.name, "deployment.create", "deployment", dep.id,
+                               _plan_details(dep), "cameras")
         return dep.id
 
 
@@ -733,7 +733,8 @@ def edit(db: Database, actor: Actor, deployment_id: int, *, keyring: Keyring | N
                        override_dropped=dropped_override)
         if consultation is not None:
             details["consultation"] = consultation
-        audit_log.record(s, actor.name, "deployment.edit", "deployment", dep.id, details)
+        audit_log.record_split(s, actor.name, "deployment.edit", "deployment", dep.id, details,
+                               "cameras")
         return changed
 
 
@@ -1246,7 +1247,8 @@ def authorise(db: Database, keyring: Keyring, actor: Actor, deployment_id: int,
                 "ends_at": _dt(dep.consultation_ends_at),
                 "response_by": dep.consultation_response_by,
                 "comments": consultation_comments(s, dep)}
-        audit_log.record(s, actor.name, "deployment.authorise", "deployment", dep.id, details)
+        audit_log.record_split(s, actor.name, "deployment.authorise", "deployment", dep.id,
+                               details, "cameras")
 
 
 def window_problem(dep: Deployment, now: datetime) -> str | None:
@@ -1302,8 +1304,9 @@ def start(db: Database, actor: Actor, deployment_id: int, now: datetime | None =
         }
         if resumed:
             details["paused_for"] = paused_for
-        audit_log.record(s, actor.name, "deployment.resume" if resumed else "deployment.start",
-                         "deployment", dep.id, details)
+        audit_log.record_split(s, actor.name,
+                               "deployment.resume" if resumed else "deployment.start",
+                               "deployment", dep.id, details, "cameras")
         notify_use(s, dep, actor, now)
         return resumed
 
@@ -1338,11 +1341,13 @@ def pause(db: Database, actor: Actor, deployment_id: int, reason: str,
             details["alerts_refused"] = int(alerts_refused)  # a count: no one is named
         if dep.status != DeploymentStatus.RUNNING:
             details["status"] = dep.status.value
-            audit_log.record(s, actor.name, "deployment.run_end", "deployment", dep.id, details)
+            audit_log.record_split(s, actor.name, "deployment.run_end", "deployment", dep.id,
+                                   details, "cameras")
             return False
         dep.status = DeploymentStatus.PAUSED
         dep.pause_reason = reason
-        audit_log.record(s, actor.name, "deployment.pause", "deployment", dep.id, details)
+        audit_log.record_split(s, actor.name, "deployment.pause", "deployment", dep.id, details,
+                               "cameras")
         return True
 
 
@@ -1382,7 +1387,8 @@ def _end(s: Session, dep: Deployment, actor: Actor, reason: str, now: datetime,
     destroyed = stills.discard(dep.id)  # the plan's stills end with it
     if destroyed:
         details["stills_destroyed"] = destroyed
-    audit_log.record(s, actor.name, "deployment.end", "deployment", dep.id, details)
+    audit_log.record_split(s, actor.name, "deployment.end", "deployment", dep.id, details,
+                           "cameras")
 
 
 def end_overdue(db: Database, now: datetime | None = None) -> list[int]:

@@ -287,7 +287,8 @@ def authorise_urgent(db: Database, actor: Actor, deployment_id: int,
                                    "deadline": _dt(row.deadline)},
                        at=_dt(now), data_key=dep.data_key_id)
         details.update(recorded)
-        audit_log.record(s, actor.name, "urgent.authorise", "deployment", dep.id, details)
+        audit_log.record_split(s, actor.name, "urgent.authorise", "deployment", dep.id,
+                               details, "cameras")
         return _view(row, dep, now)
 
 
