@@ -46,6 +46,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -162,6 +163,7 @@ class Fleet:
         self.published: dict[str, float] = {}  # alert id → wall time of the broker's ack
         self.loop = asyncio.new_event_loop()
         self.conns: list[object] = []
+        self._beating: Any = None
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
 
@@ -188,7 +190,7 @@ class Fleet:
             await asyncio.sleep(max(0.0, start + k - time.monotonic()))
 
     def start_beats(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._beats(), self.loop)
+        self._beating = asyncio.run_coroutine_threadsafe(self._beats(), self.loop)
 
     async def _burst(self, alerts: list[tuple[int, str, bytes]], window: int = 200) -> None:
         async def one(i: int, alert_id: str, data: bytes) -> None:
@@ -204,6 +206,8 @@ class Fleet:
 
     def close(self) -> None:
         self.stop = True
+        if self._beating is not None:
+            self._beating.cancel()
 
         async def close_all() -> None:
             for nc in self.conns:

@@ -21,7 +21,7 @@ from sqlalchemy import select, update
 from openlfr.errors import Forbidden
 from openlfr.governance import auditing, ingest, leases, nodes
 from openlfr.governance import deployments as deps
-from openlfr.governance.alerts import _crop
+from openlfr.governance.alerts import AlertRecorder, _crop
 from openlfr.governance.ingest import CentreLink, Ingest
 from openlfr.governance.watchlists import remove_subject
 from openlfr.nodes import broker, protocol
@@ -231,7 +231,7 @@ def test_forged_misrouted_disabled_and_removed_are_refused_and_audited(
 def test_the_centre_stopped_mid_burst_loses_and_doubles_nothing(
         world: World, nats_server: NatsServer) -> None:
     w = world
-    n = 24
+    n = 150  # more than two of the centre's batches (64): it stops between two
     as_node(w, nats_server.url, [(protocol.alert_subject(w.node), w.alert(f"b-{i}"), f"b-{i}")
                                  for i in range(n)])
     link = _link(w)
@@ -341,6 +341,73 @@ def test_heartbeats_say_who_is_online_and_counts_add_up(world: World) -> None:
     assert view.online is not None
     assert [c.frames for c in view.camera_health] == [40]
     assert len(audit_records(w.gov, "node.message_refused")) == 1
+
+
+def test_a_batch_stores_the_good_alerts_and_refuses_the_bad_alone(world: World) -> None:
+    w = world
+    ing = Ingest(w.gov.system, nodes.centre_box(w.settings))
+    subject = protocol.alert_subject(w.node)
+    batch = [(subject, w.alert("g-1")), (subject, w.alert("g-2", camera="not-mine")),
+             (subject, w.alert("g-3")), (subject, b"not json"), (subject, w.alert("g-4"))]
+    assert ing.messages(batch) == [ingest.ACK, ingest.TERM, ingest.ACK, ingest.TERM,
+                                   ingest.ACK]
+    assert [r.node_alert_id for r in w.alerts()] == [f"{w.node}:g-{i}" for i in (1, 3, 4)]
+    # a store that fails for one alert: the batch is tried again one by one, the others kept
+    real = AlertRecorder._store
+
+    def failing(self: AlertRecorder, s: Any, alert: Any, *rest: Any) -> Any:
+        if alert.alert_id == "g-6":
+            raise ConnectionError("database down")
+        return real(self, s, alert, *rest)
+    AlertRecorder._store = failing  # type: ignore[method-assign]
+    try:
+        verdicts = ing.messages([(subject, w.alert(f"g-{i}")) for i in (5, 6, 7)])
+    finally:
+        AlertRecorder._store = real  # type: ignore[method-assign]
+    assert verdicts == [ingest.ACK, ingest.RETRY, ingest.ACK]
+    assert ing.messages([(subject, w.alert("g-6"))]) == [ingest.ACK]  # delivered again
+    assert len(w.alerts()) == 6 and len(audit_records(w.gov, "alert.create")) == 6
+
+
+def test_heartbeats_queued_behind_a_slow_store_are_coalesced(
+        world: World, nats_server: NatsServer) -> None:
+    w = world
+    calls: list[int] = []
+    link = CentreLink(w.gov.system, settings=w.settings)
+    real = link.ingest.healths
+
+    def slow(items: Any, now: Any = None) -> list[bool]:
+        calls.append(len(items))
+        if len(calls) == 1:
+            time.sleep(1.5)  # the database is slow: heartbeats arrive meanwhile
+        return real(items, now)
+    link.ingest.healths = slow  # type: ignore[method-assign]
+    link.start()
+    assert link.connected.wait(10)
+    try:
+        async def beats() -> None:
+            nc = await broker.connect(nats_server.url, w.keys.seed,
+                                      inbox=broker.inbox_prefix(w.node))
+            try:
+                for frames in range(100, 3100, 100):  # 30 heartbeats, counts growing
+                    await nc.publish(protocol.health_subject(w.node), _beat(w, "r1", frames))
+                    await asyncio.sleep(0.02)
+                await nc.flush()
+            finally:
+                await nc.close()
+        asyncio.run(beats())
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with w.gov.db.reading() as s:
+                stats = s.scalars(select(CameraStats).where(
+                    CameraStats.deployment_id == w.dep)).first()
+                if stats is not None and stats.frames == 3000:
+                    break
+            time.sleep(0.1)
+    finally:
+        link.stop()
+    assert stats is not None and stats.frames == 3000  # the newest counts: nothing lost
+    assert len(calls) < 10, calls  # 30 heartbeats, kept in a few goes
 
 
 def test_a_plan_sets_its_lease(gov: Gov) -> None:

@@ -372,6 +372,38 @@ def test_desired_state_and_a_gallery_sealed_to_the_node(gov: Gov, nats_server: N
         assert s.scalars(select(Node.status)).one() == NodeStatus.ENROLLED
 
 
+def test_nodes_sharing_a_plan_are_each_told_only_their_own_cameras(
+        gov: Gov, nats_server: NatsServer, face_images) -> None:
+    settings = nats_server.centre(gov.settings)
+    ids = {}
+    for name in ("van-1", "van-2"):
+        issued = (_site_and_node(gov, name=name) if name == "van-1"
+                  else nodes.add_node(gov.db, gov.actors["admin"], "high-street", name))
+        ids[name] = _enrol(gov, issued.token, settings=settings)[1].node_id
+    wid = approved_watchlist(gov, face_images["obama"])
+    cams = tuple(deps.CameraSpec(f"cam-{i}", f"/nonexistent/{i}.avi",
+                                 node="van-1" if i % 2 else "van-2") for i in range(1, 6))
+    dep_id = deps.create(gov.db, gov.actors["op1"], plan((wid,), cameras=cams),
+                         keyring=gov.system.keyring)
+    authorise(gov.db, gov.system.keyring, gov.actors["ao1"], dep_id)
+    deps.start(gov.db, gov.actors["op1"], dep_id)
+    sent = {x.node: x for x in nodes.sync_desired(gov.db, gov.system.keyring, settings)}
+    assert (sent["van-1"].cameras, sent["van-2"].cameras) == (3, 2)
+    with gov.db.reading() as s:
+        for name, expected in (("van-1", ["cam-1", "cam-3", "cam-5"]),
+                               ("van-2", ["cam-2", "cam-4"])):
+            node = s.get(Node, ids[name])
+            assert node is not None
+            (dep,) = nodes.desired_document(s, node)["deployments"]
+            assert [c["name"] for c in dep["cameras"]] == expected
+    assert nodes.sync_desired(gov.db, gov.system.keyring, settings) == []
+    # paused: both are told to run nothing
+    deps.pause(gov.db, gov.actors["op1"], dep_id, "moving a camera")
+    resent = {x.node: x for x in nodes.sync_desired(gov.db, gov.system.keyring, settings)}
+    assert set(resent) == {"van-1", "van-2"}
+    assert all(x.deployments == () for x in resent.values())
+
+
 def test_over_tls_the_broker_is_checked_against_the_configured_ca(
         gov: Gov, nats_tls_server: NatsServer) -> None:
     srv = nats_tls_server

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from openlfr.audit.checkpoint import Checkpoint
 from openlfr.audit.entry import MAX_DETAILS_BYTES, AuditChain, AuditEntry
 from openlfr.audit.verify import VerifyResult, verify_chain
-from openlfr.store.db import WRITE_LOCK
+from openlfr.store.db import LOCKED, WRITE_LOCK
 from openlfr.store.models import AuditRecord
 
 #: Arbitrary, fixed key of the PostgreSQL advisory lock that serialises audit writers (the
@@ -32,6 +32,8 @@ SYSTEM = "system"
 
 
 def _lock(session: Session) -> None:
+    if session.info.get(LOCKED):
+        return  # a writing session of the database: it took the lock at its start
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK})
 

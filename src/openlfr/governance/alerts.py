@@ -68,7 +68,9 @@ from openlfr.governance.views import (
     OutcomeView,
 )
 from openlfr.governance.watchlists import subject_image
-from openlfr.store.db import Database
+from openlfr.store import crypto
+from openlfr.store.crypto import CryptoError
+from openlfr.store.db import Database, memo
 from openlfr.store.enums import (
     Action,
     AlertStatus,
@@ -82,6 +84,7 @@ from openlfr.store.models import (
     Adjudication,
     Alert,
     AlertViewRecord,
+    DataKey,
     Deployment,
     Outcome,
     Subject,
@@ -224,6 +227,9 @@ def encode_crop(crop: np.ndarray) -> bytes:
 #: A check made in the transaction that would store a node's alert: why it may not be stored
 #: (None: it may).
 Admit = Callable[[Session, Deployment], "str | None"]
+#: One alert for :meth:`AlertRecorder.deliver_many`: the alert, its node key, its crop as JPEG
+#: and its admission check (see :meth:`AlertRecorder.deliver`).
+Delivery = tuple[vtypes.Alert, "str | None", "bytes | None", "Admit | None"]
 
 
 @dataclass(frozen=True)
@@ -294,104 +300,126 @@ class AlertRecorder:
         (the row is found by it, so a second delivery of the same revision changes nothing:
         ``duplicate``), its crop already as ``jpeg``, and ``admit``, a check made in the same
         transaction that returns why the alert may not be stored (None: it may)."""
+        return self.deliver_many([(alert, key, jpeg, admit)])[0]
+
+    def deliver_many(self, items: Sequence[Delivery]) -> list[Delivered]:
+        """:meth:`deliver` for several alerts ``(alert, key, jpeg, admit)`` in one transaction
+        (a batch of the nodes' stream: one commit instead of one each). All are stored or, on
+        an error (logged and raised), none; each is then handed on, in order."""
         with self._lock:
             try:
-                done = self._store(alert, key, jpeg, admit)
+                with self._system.db.session() as s:
+                    done = [self._store(s, *item) for item in items]
             except Exception:
-                log.exception("alert %s (revision %d) of deployment %d was NOT stored",
-                              alert.alert_id, alert.revision, self.deployment_id)
+                first = items[0][0] if items else None
+                log.exception("%d alert(s) of deployment %d were NOT stored (the first: %s, "
+                              "revision %d)", len(items), self.deployment_id,
+                              first.alert_id if first else "-", first.revision if first else 0)
                 raise
-            row_id = done.row_id if done.outcome in ("stored", "updated") else None
-            if row_id is not None and row_id in self._tests:
-                return done  # a field-test alert: stored, never shown as an operational alert
-            if row_id is not None and self._on_stored is not None:
-                self._on_stored(row_id, alert)
-            return done
+            out = []
+            for (alert, key, _jpeg, _admit), (result, test) in zip(items, done, strict=True):
+                if test and result.row_id is not None:
+                    self._tests.add(result.row_id)
+                if key is None and result.outcome == "stored" and result.row_id is not None:
+                    self._rows[alert.alert_id] = result.row_id
+                out.append(result)
+            for (alert, *_rest), result in zip(items, out, strict=True):
+                row_id = result.row_id if result.outcome in ("stored", "updated") else None
+                if row_id is not None and row_id in self._tests:
+                    continue  # a field-test alert: stored, never shown as an operational alert
+                if row_id is not None and self._on_stored is not None:
+                    self._on_stored(row_id, alert)
+            return out
 
     def stored_id(self, pipeline_alert_id: str) -> int | None:
         """The row id of a pipeline alert stored by this recorder."""
         with self._lock:
             return self._rows.get(pipeline_alert_id)
 
-    def _store(self, alert: vtypes.Alert, key: str | None = None, jpeg: bytes | None = None,
-               admit: Admit | None = None) -> Delivered:
+    def _store(self, s: Session, alert: vtypes.Alert, key: str | None = None,
+               jpeg: bytes | None = None, admit: Admit | None = None
+               ) -> tuple[Delivered, bool]:
+        """Store one alert in ``s``'s transaction; what was done, and whether the row is a
+        field test's."""
         crop = jpeg if jpeg is not None else encode_crop(alert.probe_crop)
-        keyring = self._system.keyring
-        with self._system.db.session() as s:
-            dep = s.get(Deployment, self.deployment_id)
-            if dep is None:
-                raise NotFound(f"no deployment {self.deployment_id}")
-            why = admit(s, dep) if admit is not None else None
-            if why is not None:
-                return Delivered("refused", None, why)
-            if not self._enrolled(s, _db_id(alert.subject_id)):
-                self.refused += 1
-                log.info("deployment %d: an alert was not stored: its subject is no longer on "
-                         "an approved watchlist of the deployment", self.deployment_id)
-                return Delivered("refused", None, "the subject is no longer on an approved "
-                                 "watchlist of the deployment")
-            if key is not None:
-                row = s.scalar(select(Alert).where(Alert.node_alert_id == key))
-                if row is not None and row.deployment_id != dep.id:
-                    return Delivered("refused", None, "the alert id is another deployment's")
-            else:
-                row_id = self._rows.get(alert.alert_id) if alert.revision > 0 else None
-                row = s.get(Alert, row_id) if row_id is not None else None
-            if row is not None:
-                if alert.revision <= row.revision:
-                    if key is not None:  # the same alert delivered again: stored already
-                        return Delivered("duplicate", row.id)
-                    log.warning("alert %s: revision %d is not newer than the stored %d; "
-                                "ignored", alert.alert_id, alert.revision, row.revision)
-                    return Delivered("ignored", row.id)
-                if row.status != AlertStatus.PENDING or row.purged_at is not None or s.scalar(
-                        select(Adjudication.id).where(Adjudication.alert_id == row.id)
-                        .limit(1)) is not None:
-                    log.info("alert %d is under review: revision %d of %s not applied",
-                             row.id, alert.revision, alert.alert_id)
-                    return Delivered("ignored", row.id)
-                row.score = float(alert.score)
-                row.revision = int(alert.revision)
-                row.crop_ct = keyring.encrypt(s, dep.data_key_id, crop,
-                                              crop_aad(dep.id, row.id))
-                audit_log.record(s, audit_log.SYSTEM, "alert.update", "alert", row.id,
-                                 self._details(alert, row))
-                return Delivered("updated", row.id)
-            subject_id = _db_id(alert.subject_id)
-            subject = s.get(Subject, subject_id) if subject_id is not None else None
-            image_id = _db_id(alert.reference_id)
-            image = s.get(SubjectImage, image_id) if image_id is not None else None
-            if image is not None and (subject is None or image.subject_id != subject.id):
-                image = None
-            row = Alert(
-                deployment_id=dep.id, camera=alert.camera, track_id=int(alert.track_id),
-                pipeline_id=alert.alert_id[:64],
-                subject_id=subject.id if subject is not None else None,
-                subject_image_id=image.id if image is not None else None,
-                watchlist_id=subject.watchlist_id if subject is not None else None,
-                score=float(alert.score), threshold=float(alert.threshold),
-                model_id=alert.model_id, revision=int(alert.revision),
-                seen_at=datetime.fromtimestamp(alert.wall_time, UTC),
-                status=AlertStatus.PENDING)
-            row.latency = None if alert.latency is None else float(alert.latency)
-            row.in_view = None if alert.in_view is None else float(alert.in_view)
-            row.node_alert_id = key
-            test = fieldtests.mark_test_alert(s, row)
-            s.add(row)
-            s.flush()
-            row.crop_ct = keyring.encrypt(s, dep.data_key_id, crop, crop_aad(dep.id, row.id))
-            details = self._details(alert, row)
-            if key is not None:
-                details["node_alert"] = key  # sent by a node: which, and its alert id
-            if test:
-                details["field_test"] = row.field_test_id
-            audit_log.record(s, audit_log.SYSTEM, "alert.create", "alert", row.id, details)
-            new_id = row.id
+        dep = s.get(Deployment, self.deployment_id)
+        if dep is None:
+            raise NotFound(f"no deployment {self.deployment_id}")
+        why = admit(s, dep) if admit is not None else None
+        if why is not None:
+            return Delivered("refused", None, why), False
+        subject_id = _db_id(alert.subject_id)
+        if not memo(s, ("enrolled", self.deployment_id, subject_id),
+                    lambda: self._enrolled(s, subject_id)):
+            self.refused += 1
+            log.info("deployment %d: an alert was not stored: its subject is no longer on "
+                     "an approved watchlist of the deployment", self.deployment_id)
+            return Delivered("refused", None, "the subject is no longer on an approved "
+                             "watchlist of the deployment"), False
+        if key is not None:
+            row = s.scalar(select(Alert).where(Alert.node_alert_id == key))
+            if row is not None and row.deployment_id != dep.id:
+                return Delivered("refused", None, "the alert id is another deployment's"), False
+        else:
+            row_id = self._rows.get(alert.alert_id) if alert.revision > 0 else None
+            row = s.get(Alert, row_id) if row_id is not None else None
+        if row is not None:
+            if alert.revision <= row.revision:
+                if key is not None:  # the same alert delivered again: stored already
+                    return Delivered("duplicate", row.id), False
+                log.warning("alert %s: revision %d is not newer than the stored %d; "
+                            "ignored", alert.alert_id, alert.revision, row.revision)
+                return Delivered("ignored", row.id), False
+            if row.status != AlertStatus.PENDING or row.purged_at is not None or s.scalar(
+                    select(Adjudication.id).where(Adjudication.alert_id == row.id)
+                    .limit(1)) is not None:
+                log.info("alert %d is under review: revision %d of %s not applied",
+                         row.id, alert.revision, alert.alert_id)
+                return Delivered("ignored", row.id), False
+            row.score = float(alert.score)
+            row.revision = int(alert.revision)
+            row.crop_ct = self._seal_crop(s, dep, crop, row.id)
+            audit_log.record(s, audit_log.SYSTEM, "alert.update", "alert", row.id,
+                             self._details(alert, row))
+            return Delivered("updated", row.id), False
+        subject = s.get(Subject, subject_id) if subject_id is not None else None
+        image_id = _db_id(alert.reference_id)
+        image = s.get(SubjectImage, image_id) if image_id is not None else None
+        if image is not None and (subject is None or image.subject_id != subject.id):
+            image = None
+        row = Alert(
+            deployment_id=dep.id, camera=alert.camera, track_id=int(alert.track_id),
+            pipeline_id=alert.alert_id[:64],
+            subject_id=subject.id if subject is not None else None,
+            subject_image_id=image.id if image is not None else None,
+            watchlist_id=subject.watchlist_id if subject is not None else None,
+            score=float(alert.score), threshold=float(alert.threshold),
+            model_id=alert.model_id, revision=int(alert.revision),
+            seen_at=datetime.fromtimestamp(alert.wall_time, UTC),
+            status=AlertStatus.PENDING)
+        row.latency = None if alert.latency is None else float(alert.latency)
+        row.in_view = None if alert.in_view is None else float(alert.in_view)
+        row.node_alert_id = key
+        test = memo(s, ("field_test", row.watchlist_id), lambda: fieldtests.test_of_watchlist(
+            s, row.watchlist_id)) is not None and fieldtests.mark_test_alert(s, row)
+        s.add(row)
+        s.flush()
+        row.crop_ct = self._seal_crop(s, dep, crop, row.id)
+        details = self._details(alert, row)
+        if key is not None:
+            details["node_alert"] = key  # sent by a node: which, and its alert id
         if test:
-            self._tests.add(new_id)
-        if key is None:
-            self._rows[alert.alert_id] = new_id
-        return Delivered("stored", new_id)
+            details["field_test"] = row.field_test_id
+        audit_log.record(s, audit_log.SYSTEM, "alert.create", "alert", row.id, details)
+        return Delivered("stored", row.id), test
+
+    def _seal_crop(self, s: Session, dep: Deployment, crop: bytes, row_id: int) -> bytes:
+        """The crop encrypted under the deployment's data key (unwrapped once a transaction)."""
+        key_id = dep.data_key_id
+        if key_id is None or (row := s.get(DataKey, key_id)) is None or row.destroyed_at:
+            raise CryptoError(f"data key {key_id} does not exist (destroyed?)")
+        key = memo(s, ("data_key", key_id), lambda: self._system.keyring.unwrap(s, key_id))
+        return crypto.seal(key, crop, crop_aad(dep.id, row_id))
 
     def _enrolled(self, s: Session, subject_id: int | None) -> bool:
         """Whether the subject is, in this transaction, enrolled and unexpired on an approved

@@ -39,7 +39,8 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -52,11 +53,12 @@ from sqlalchemy.orm import Session
 from openlfr.audit import log as audit_log
 from openlfr.config import Settings
 from openlfr.errors import IntegrityFailure, NotFound, OpenLFRError
-from openlfr.governance.alerts import AlertRecorder
+from openlfr.governance.alerts import AlertRecorder, Delivered, Delivery
 from openlfr.governance.system import System
 from openlfr.nodes import protocol
 from openlfr.nodes.keys import open_sealed, unb64
 from openlfr.redact import redact_text
+from openlfr.store.db import memo
 from openlfr.store.enums import DeploymentStatus, NodeStatus
 from openlfr.store.models import (
     AuditRecord,
@@ -128,22 +130,48 @@ class Ingest:
 
     def message(self, subject: str, data: bytes) -> str:
         """Handle one message of the stream; ``ack``, ``term`` or ``retry`` (see the module)."""
-        try:
-            verdict = self._message(subject, data)
-        except Exception:
-            log.exception("a node's message on %r was not stored: it will be delivered again",
-                          subject[:80])
-            verdict = RETRY
-        self.counts[verdict] += 1
-        return verdict
+        return self.messages([(subject, data)])[0]
 
-    def _message(self, subject: str, data: bytes) -> str:
+    def messages(self, items: Sequence[tuple[str, bytes]]) -> list[str]:
+        """Handle messages of the stream in their order, a verdict each (see the module). The
+        alerts among them are stored a deployment's at a time in one transaction (one commit
+        for a batch instead of one each); if that fails, each is tried again alone, so that
+        one bad message holds up no other."""
+        verdicts: list[str] = [RETRY] * len(items)
+        try:
+            known = self._nodes({protocol.peek_node(d) for _s, d in items})
+        except Exception:
+            log.exception("the nodes' messages were not read: they will be delivered again")
+            known = None
+        if known is not None:
+            group: list[tuple[int, int, str, Delivery]] = []  # alerts waiting to be stored
+            for i, (subject, data) in enumerate(items):
+                try:
+                    verdict = self._one(subject, data, known, i, group)
+                except Exception:
+                    log.exception("a node's message on %r was not stored: it will be "
+                                  "delivered again", subject[:80])
+                    verdict = RETRY
+                if verdict is None:
+                    continue  # an alert, in the group
+                self._store_group(group, items, verdicts)  # what came before, first
+                verdicts[i] = verdict
+            self._store_group(group, items, verdicts)
+        for verdict in verdicts:
+            self.counts[verdict] += 1
+        return verdicts
+
+    def _one(self, subject: str, data: bytes, known: dict[int, tuple[str, bytes]], index: int,
+             group: list[tuple[int, int, str, Delivery]]) -> str | None:
+        """One message: its verdict, or None when it is an alert added to ``group``."""
         claimed = protocol.peek_node(data)
         try:
-            _node_id, name, key = self._node(claimed)
+            name, key = known.get(claimed, (None, None)) if claimed is not None else (None, None)
             env = protocol.open_envelope(data, subject, key)
             if env.kind == "alert":
-                return self._alert(env, name)
+                dep_id, delivery = self._alert(env)
+                group.append((index, dep_id, str(name), delivery))
+                return None
             if env.kind == "event":
                 return self._event(env, name)
             raise protocol.Refused(f"a {env.kind} is not kept in the stream", env.node_id)
@@ -152,15 +180,61 @@ class Ingest:
                          subject, refused.reason)
             return TERM
 
-    def _node(self, node_id: int | None) -> tuple[int | None, str | None, bytes | None]:
-        """The claimed node's id, name and signing key (None: unknown, pending or disabled)."""
-        if node_id is None:
-            return None, None, None
+    def _store_group(self, group: list[tuple[int, int, str, Delivery]],
+                     items: Sequence[tuple[str, bytes]], verdicts: list[str]) -> None:
+        """Store the alerts gathered in ``group`` (emptied), a deployment's at a time."""
+        by_dep: dict[int, list[tuple[int, str, Delivery]]] = {}
+        for index, dep_id, name, delivery in group:
+            by_dep.setdefault(dep_id, []).append((index, name, delivery))
+        group.clear()
+        for dep_id, batch in by_dep.items():
+            subject = items[batch[0][0]][0]
+            node_id = protocol.subject_node(subject)
+            try:
+                recorder = self._recorder(dep_id)
+            except (NotFound, OpenLFRError) as exc:
+                for index, _name, _d in batch:
+                    self._refuse(node_id, items[index][0], f"deployment {dep_id}: {exc}")
+                    verdicts[index] = TERM
+                continue
+            except Exception:
+                log.exception("deployment %d: the nodes' alerts were not stored: they will "
+                              "be delivered again", dep_id)
+                continue
+            done: list[Delivered | None]
+            try:
+                done = list(recorder.deliver_many([d for _i, _n, d in batch]))
+            except Exception:  # (logged by the recorder)
+                done = []
+                for _index, _name, delivery in batch:  # alone: one bad one holds up no other
+                    try:
+                        done.append(recorder.deliver_many([delivery])[0]
+                                    if len(batch) > 1 else None)
+                    except Exception:
+                        done.append(None)  # delivered again later
+            for (index, name, delivery), result in zip(batch, done, strict=True):
+                subject = items[index][0]
+                if result is None:
+                    continue
+                if result.outcome == "refused":
+                    self._refuse(protocol.subject_node(subject), subject,
+                                 f"alert {delivery[0].alert_id} not stored: {result.reason}")
+                    verdicts[index] = TERM
+                    continue
+                log.debug("node %s: alert %s revision %d %s", name, delivery[0].alert_id,
+                          delivery[0].revision, result.outcome)
+                verdicts[index] = ACK
+
+    def _nodes(self, claimed: set[int | None]) -> dict[int, tuple[str, bytes]]:
+        """The enrolled nodes among ``claimed``: their names and signing keys (an unknown,
+        pending or disabled node is not there)."""
+        ids = {i for i in claimed if i is not None}
+        if not ids:
+            return {}
         with self.system.db.reading() as s:
-            node = s.get(Node, node_id)
-            if node is None or node.status != NodeStatus.ENROLLED or not node.signing_key:
-                return node_id, None, None
-            return node.id, node.name, unb64(node.signing_key, "signing_key")
+            return {n.id: (n.name, unb64(n.signing_key, "signing_key")) for n in s.scalars(
+                select(Node).where(Node.id.in_(ids), Node.status == NodeStatus.ENROLLED))
+                if n.signing_key}
 
     def _refuse(self, node_id: int | None, subject: str, reason: str) -> None:
         log.warning("refused a message from node %s: %s", node_id, reason)
@@ -182,7 +256,9 @@ class Ingest:
         if self.on_alert is not None:
             self.on_alert(row_id, alert)
 
-    def _alert(self, env: protocol.Envelope, node_name: str | None) -> str:
+    def _alert(self, env: protocol.Envelope) -> tuple[int, Delivery]:
+        """A node's alert, checked and opened: its deployment and what the recorder stores
+        (:class:`~openlfr.governance.alerts.Delivery`)."""
         b = env.body
         alert_id = _text(b.get("alert_id"), "alert id", 64)
         dep_id = _num(b.get("deployment"), "deployment", integer=True, minimum=1)
@@ -221,9 +297,10 @@ class Ingest:
         def admit(s: Session, dep: Deployment) -> str | None:
             if dep.status != DeploymentStatus.RUNNING:
                 return f"deployment {dep.id} is {dep.status.value}, not running"
-            if s.scalar(select(Camera.id).where(Camera.deployment_id == dep.id,
-                                                Camera.name == camera,
-                                                Camera.node_id == node_id)) is None:
+            if memo(s, ("node_camera", dep.id, camera, node_id), lambda: s.scalar(
+                    select(Camera.id).where(Camera.deployment_id == dep.id,
+                                            Camera.name == camera,
+                                            Camera.node_id == node_id))) is None:
                 return (f"camera {camera[:100]!r} is not one of deployment {dep.id}'s cameras "
                         f"on node {node_id}")
             if alert.model_id != dep.model_id:
@@ -232,16 +309,7 @@ class Ingest:
                 return "the score is below the deployment's threshold"
             return None
 
-        try:
-            recorder = self._recorder(dep_id)
-        except (NotFound, OpenLFRError) as exc:
-            raise protocol.Refused(f"deployment {dep_id}: {exc}", node_id) from None
-        done = recorder.deliver(alert, key=f"{node_id}:{alert_id}", jpeg=jpeg, admit=admit)
-        if done.outcome == "refused":
-            raise protocol.Refused(f"alert {alert_id} not stored: {done.reason}", node_id)
-        log.debug("node %s: alert %s revision %d %s", node_name, alert_id, alert.revision,
-                  done.outcome)
-        return ACK
+        return dep_id, (alert, f"{node_id}:{alert_id}", jpeg, admit)
 
     def _event(self, env: protocol.Envelope, node_name: str | None) -> str:
         event = env.body.get("event")
@@ -276,106 +344,148 @@ class Ingest:
 
     def health(self, subject: str, data: bytes, now: datetime | None = None) -> bool:
         """Keep a node's heartbeat (see the module); False when refused."""
-        claimed = protocol.peek_node(data)
-        try:
-            _node_id, _name, key = self._node(claimed)
-            env = protocol.open_envelope(data, subject, key)
-            if env.kind != "health":
-                raise protocol.Refused(f"a {env.kind} on the health subject", env.node_id)
-            self._keep(env, now or datetime.now(UTC))
-            return True
-        except protocol.Refused as refused:
-            mono = time.monotonic()
-            if mono - self._refused_health.get(claimed, -1e9) >= HEALTH_REFUSAL_EVERY:
-                self._refused_health[claimed] = mono
-                self._refuse(refused.node_id if refused.node_id is not None else claimed,
-                             subject, refused.reason)
-            return False
+        return self.healths([(subject, data)], now)[0]
 
-    def _keep(self, env: protocol.Envelope, now: datetime) -> None:
+    def healths(self, items: Sequence[tuple[str, bytes]], now: datetime | None = None
+                ) -> list[bool]:
+        """Keep heartbeats (see the module), all in one transaction; for each, False when it
+        was refused (or could not be stored: the next one of the node carries the same
+        cumulative counts, so nothing is lost)."""
+        now = now or datetime.now(UTC)
+        kept = [False] * len(items)
+        known = self._nodes({protocol.peek_node(d) for _s, d in items})
+        beats: list[tuple[int, _Beat]] = []
+        for i, (subject, data) in enumerate(items):
+            claimed = protocol.peek_node(data)
+            try:
+                _name, key = known.get(claimed, (None, None)) if claimed is not None \
+                    else (None, None)
+                env = protocol.open_envelope(data, subject, key)
+                if env.kind != "health":
+                    raise protocol.Refused(f"a {env.kind} on the health subject", env.node_id)
+                beats.append((i, _Beat.read(env)))
+            except protocol.Refused as refused:
+                mono = time.monotonic()
+                if mono - self._refused_health.get(claimed, -1e9) >= HEALTH_REFUSAL_EVERY:
+                    self._refused_health[claimed] = mono
+                    self._refuse(refused.node_id if refused.node_id is not None else claimed,
+                                 subject, refused.reason)
+        if beats:
+            with self.system.db.session() as s:
+                _keep(s, [b for _i, b in beats], now)
+            for i, _b in beats:
+                kept[i] = True
+        return kept
+
+
+@dataclass(frozen=True)
+class _Beat:
+    """A verified heartbeat's fields, checked."""
+
+    node_id: int
+    interval: float
+    run: str
+    cpu: float | None
+    lease: str | None
+    cameras: tuple[dict[str, Any], ...]
+
+    @classmethod
+    def read(cls, env: protocol.Envelope) -> _Beat:
         b = env.body
         interval = b.get("interval", DEFAULT_INTERVAL)
         interval = _num(interval, "interval", minimum=0.1) if interval is not None \
             else DEFAULT_INTERVAL
-        run = str(b.get("run") or "")[:64]
-        cpu = b.get("cpu")
-        lease = b.get("lease")
-        cams = b.get("cameras") or []
+        cpu, lease, cams = b.get("cpu"), b.get("lease"), b.get("cameras") or []
         if not isinstance(cams, list):
             raise protocol.Refused("the heartbeat's cameras are not a list", env.node_id)
-        with self.system.db.session() as s:
-            health = s.get(NodeHealth, env.node_id)
-            if health is None:
-                health = NodeHealth(node_id=env.node_id, last_seen=now)
-                s.add(health)
-            health.last_seen, health.interval, health.run_id = now, interval, run or None
-            health.cpu = (float(cpu) if isinstance(cpu, int | float)
-                          and not isinstance(cpu, bool) and math.isfinite(cpu) else None)
-            health.lease = json.dumps(lease, sort_keys=True)[:4000] if isinstance(
-                lease, dict | str) else None
-            mine = {(d, c) for d, c in s.execute(
-                select(Camera.deployment_id, Camera.name).where(
-                    Camera.node_id == env.node_id))}
-            for cam in cams[:1000]:
-                if not isinstance(cam, dict):
-                    continue
-                key = (cam.get("deployment"), cam.get("camera"))
-                if key not in mine:
-                    continue  # not (or no longer) one of its cameras: nothing to count
-                self._camera(s, env.node_id, run or "-", key[0], key[1], cam, now)
+        return cls(env.node_id, interval, str(b.get("run") or "")[:64],
+                   float(cpu) if isinstance(cpu, int | float) and not isinstance(cpu, bool)
+                   and math.isfinite(cpu) else None,
+                   json.dumps(lease, sort_keys=True)[:4000] if isinstance(lease, dict | str)
+                   else None,
+                   tuple(c for c in cams[:1000] if isinstance(c, dict)))
 
-    @staticmethod
-    def _camera(s: Session, node_id: int, run: str, dep_id: int, camera: str,
-                cam: dict[str, Any], now: datetime) -> None:
-        def count(name: str, *alt: str) -> float:
-            for k in (name, *alt):
-                v = cam.get(k)
-                if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
-                    return max(0.0, float(v))
-            return 0.0
 
-        new = {"frames": int(count("frames")), "faces_seen": int(count("faces_seen", "faces")),
-               "tracks": int(count("tracks")), "dropped": int(count("dropped", "drops")),
-               "seconds": count("seconds")}
-        row = s.scalar(select(NodeCamera).where(NodeCamera.node_id == node_id,
-                                                NodeCamera.deployment_id == dep_id,
-                                                NodeCamera.camera == camera))
-        if row is None:
-            row = NodeCamera(node_id=node_id, deployment_id=dep_id, camera=camera, run_id=run,
-                             frames=0, faces_seen=0, tracks=0, dropped=0, seconds=0.0,
-                             reconnects=0, connected=False)
-            s.add(row)
-            base = dict.fromkeys(new, 0)
-        elif row.run_id != run or any(new[k] < getattr(row, k) for k in new):
-            base = dict.fromkeys(new, 0)  # a new run of the node: its counts start again
-        else:
-            base = {k: getattr(row, k) for k in new}
-        delta = {k: new[k] - base[k] for k in new}
-        stats = s.scalar(select(CameraStats).where(CameraStats.deployment_id == dep_id,
-                                                   CameraStats.camera == camera))
-        if stats is None:
-            stats = CameraStats(deployment_id=dep_id, camera=camera, frames=0, faces_seen=0,
-                                tracks=0, dropped=0, seconds=0.0)
-            s.add(stats)
-        stats.frames = (stats.frames or 0) + int(delta["frames"])
-        stats.faces_seen = (stats.faces_seen or 0) + int(delta["faces_seen"])
-        stats.tracks = (stats.tracks or 0) + int(delta["tracks"])
-        stats.dropped = (stats.dropped or 0) + int(delta["dropped"])
-        stats.seconds = (stats.seconds or 0.0) + float(delta["seconds"])
-        state = cam.get("state")
-        connected = bool(cam.get("connected"))
-        state = state[:20] if isinstance(state, str) else ("running" if connected else None)
-        if state != stats.state:
-            stats.state_since = now
-        stats.state, stats.updated_at = state, now
-        error = cam.get("error")
-        stats.last_error = redact_text(error)[:500] if isinstance(error, str) else None
-        for k, v in new.items():
-            setattr(row, k, v)
-        row.run_id, row.state, row.connected, row.updated_at = run, state, connected, now
-        row.fps_in = count("fps_in") if "fps_in" in cam else None
-        row.fps_analysed = count("fps_analysed") if "fps_analysed" in cam else None
-        row.reconnects = int(count("reconnects"))
+def _keep(s: Session, beats: Sequence[_Beat], now: datetime) -> None:
+    """Apply heartbeats in ``s``'s transaction: each node's health, its cameras' figures, and
+    the public camera counts (the rows of all the nodes read in a few queries, not per camera).
+    """
+    ids = {b.node_id for b in beats}
+    healths = {h.node_id: h for h in s.scalars(select(NodeHealth).where(
+        NodeHealth.node_id.in_(ids)))}
+    mine = {(n, d, c) for n, d, c in s.execute(select(
+        Camera.node_id, Camera.deployment_id, Camera.name).where(Camera.node_id.in_(ids)))}
+    rows = {(r.node_id, r.deployment_id, r.camera): r for r in s.scalars(
+        select(NodeCamera).where(NodeCamera.node_id.in_(ids)))}
+    dep_ids = {d for _n, d, _c in mine}
+    stats = {(r.deployment_id, r.camera): r for r in s.scalars(
+        select(CameraStats).where(CameraStats.deployment_id.in_(dep_ids)))} if dep_ids else {}
+    for beat in beats:
+        health = healths.get(beat.node_id)
+        if health is None:
+            health = healths[beat.node_id] = NodeHealth(node_id=beat.node_id, last_seen=now)
+            s.add(health)
+        health.last_seen, health.interval = now, beat.interval
+        health.run_id, health.cpu, health.lease = beat.run or None, beat.cpu, beat.lease
+        for cam in beat.cameras:
+            key = (beat.node_id, cam.get("deployment"), cam.get("camera"))
+            if key not in mine:
+                continue  # not (or no longer) one of its cameras: nothing to count
+            _camera(s, beat.run or "-", key, cam, now, rows, stats)
+
+
+def _camera(s: Session, run: str, key: tuple[Any, ...], cam: dict[str, Any], now: datetime,
+            rows: dict[tuple[Any, ...], NodeCamera],
+            stats_rows: dict[tuple[Any, ...], CameraStats]) -> None:
+    node_id, dep_id, camera = key
+
+    def count(name: str, *alt: str) -> float:
+        for k in (name, *alt):
+            v = cam.get(k)
+            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
+                return max(0.0, float(v))
+        return 0.0
+
+    new = {"frames": int(count("frames")), "faces_seen": int(count("faces_seen", "faces")),
+           "tracks": int(count("tracks")), "dropped": int(count("dropped", "drops")),
+           "seconds": count("seconds")}
+    row = rows.get(key)
+    if row is None:
+        row = rows[key] = NodeCamera(node_id=node_id, deployment_id=dep_id, camera=camera,
+                                     run_id=run, frames=0, faces_seen=0, tracks=0, dropped=0,
+                                     seconds=0.0, reconnects=0, connected=False)
+        s.add(row)
+        base = dict.fromkeys(new, 0)
+    elif row.run_id != run or any(new[k] < getattr(row, k) for k in new):
+        base = dict.fromkeys(new, 0)  # a new run of the node: its counts start again
+    else:
+        base = {k: getattr(row, k) for k in new}
+    delta = {k: new[k] - base[k] for k in new}
+    stats = stats_rows.get((dep_id, camera))
+    if stats is None:
+        stats = stats_rows[(dep_id, camera)] = CameraStats(
+            deployment_id=dep_id, camera=camera, frames=0, faces_seen=0, tracks=0, dropped=0,
+            seconds=0.0)
+        s.add(stats)
+    stats.frames = (stats.frames or 0) + int(delta["frames"])
+    stats.faces_seen = (stats.faces_seen or 0) + int(delta["faces_seen"])
+    stats.tracks = (stats.tracks or 0) + int(delta["tracks"])
+    stats.dropped = (stats.dropped or 0) + int(delta["dropped"])
+    stats.seconds = (stats.seconds or 0.0) + float(delta["seconds"])
+    state = cam.get("state")
+    connected = bool(cam.get("connected"))
+    state = state[:20] if isinstance(state, str) else ("running" if connected else None)
+    if state != stats.state:
+        stats.state_since = now
+    stats.state, stats.updated_at = state, now
+    error = cam.get("error")
+    stats.last_error = redact_text(error)[:500] if isinstance(error, str) else None
+    for k, v in new.items():
+        setattr(row, k, v)
+    row.run_id, row.state, row.connected, row.updated_at = run, state, connected, now
+    row.fps_in = count("fps_in") if "fps_in" in cam else None
+    row.fps_analysed = count("fps_analysed") if "fps_analysed" in cam else None
+    row.reconnects = int(count("reconnects"))
 
 
 class CentreLink:
@@ -407,8 +517,8 @@ class CentreLink:
 
     def _serve(self) -> None:
         try:
-            self.broker.serve(on_lease=self._lease, on_health=self.ingest.health,
-                              on_message=self.ingest.message, stop=self._stop,
+            self.broker.serve(on_lease=self._lease, on_health=self.ingest.healths,
+                              on_messages=self.ingest.messages, stop=self._stop,
                               on_connected=self.connected.set)
         except Exception:  # pragma: no cover - serve only returns when stopped
             log.exception("the centre's link to its nodes stopped")

@@ -29,6 +29,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,7 +37,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from openlfr.audit import log as audit_log
 from openlfr.config import Settings
@@ -405,32 +406,42 @@ class Sent:
     galleries: tuple[int, ...]
 
 
-def _plain_document(s: Session, node: Node, now: datetime) -> dict[str, Any]:
-    """The node's desired state without its secrets (camera sources as their keyed digest),
-    for the digest that says whether anything changed."""
+def _plain_documents(s: Session, nodes_: Sequence[Node], now: datetime
+                     ) -> dict[int, dict[str, Any]]:
+    """Each node's desired state without its secrets (camera sources as their keyed digest),
+    for the digest that says whether anything changed. One pass for all the nodes: a plan's
+    cameras and its gallery's fingerprint are read once, however many nodes share it."""
     from openlfr.governance.reconcile import fingerprints
     from openlfr.video.zones import from_json
 
-    rows = s.scalars(select(Deployment).join(Camera, Camera.deployment_id == Deployment.id)
-                     .where(Camera.node_id == node.id,
-                            Deployment.status == DeploymentStatus.RUNNING)
-                     .distinct().order_by(Deployment.id)).all()
-    prints = fingerprints(s, [d.id for d in rows], now)
-    deployments = []
-    for dep in rows:
-        if dep.planned_end <= now:
-            continue
-        print_ = hashlib.sha256(repr(prints.get(dep.id, ())).encode()).hexdigest()
-        deployments.append({
-            "id": dep.id, "name": dep.name, "threshold": dep.threshold,
-            "model_id": dep.model_id, "planned_end": dep.planned_end.isoformat(),
-            "gallery": {"object": desired.gallery_object(dep.id), "fingerprint": print_},
-            "cameras": [{"name": c.name, "source": c.source_digest or "",
-                         "zones": [list(map(list, p)) for p in from_json(c.zones)],
-                         "masks": [list(map(list, p)) for p in from_json(c.masks)]}
-                        for c in dep.cameras if c.node_id == node.id]})
-    return {"version": desired.VERSION, "node": node.id, "name": node.name,
-            "site": node.site.name, "deployments": deployments}
+    ids = [n.id for n in nodes_]
+    rows = s.execute(select(Camera, Deployment).join(
+        Deployment, Camera.deployment_id == Deployment.id)
+        .where(Camera.node_id.in_(ids), Deployment.status == DeploymentStatus.RUNNING)
+        .order_by(Deployment.id, Camera.id)).all() if ids else []
+    cams = [(c, d) for c, d in rows if d.planned_end > now]  # (as stored: compared here)
+    prints = fingerprints(s, {d.id for _c, d in cams}, now)
+    per_node: dict[int, dict[int, dict[str, Any]]] = {i: {} for i in ids}
+    for cam, dep in cams:
+        mine = per_node[int(cam.node_id or 0)]
+        entry = mine.get(dep.id)
+        if entry is None:
+            print_ = hashlib.sha256(repr(prints.get(dep.id, ())).encode()).hexdigest()
+            entry = mine[dep.id] = {
+                "id": dep.id, "name": dep.name, "threshold": dep.threshold,
+                "model_id": dep.model_id, "planned_end": dep.planned_end.isoformat(),
+                "gallery": {"object": desired.gallery_object(dep.id), "fingerprint": print_},
+                "cameras": []}
+        entry["cameras"].append({"name": cam.name, "source": cam.source_digest or "",
+                                 "zones": [list(map(list, p)) for p in from_json(cam.zones)],
+                                 "masks": [list(map(list, p)) for p in from_json(cam.masks)]})
+    return {n.id: {"version": desired.VERSION, "node": n.id, "name": n.name,
+                   "site": n.site.name, "deployments": list(per_node[n.id].values())}
+            for n in nodes_}
+
+
+def _plain_document(s: Session, node: Node, now: datetime) -> dict[str, Any]:
+    return _plain_documents(s, [node], now)[node.id]
 
 
 def desired_document(s: Session, node: Node, now: datetime | None = None) -> dict[str, Any]:
@@ -448,9 +459,12 @@ def sync_desired(db: Database, keyring: Keyring, settings: Settings,
         return []
     now = now or utcnow()
     out: list[Sent] = []
-    with db.reading() as s:
-        ids = list(s.scalars(select(Node.id).where(Node.status == NodeStatus.ENROLLED)
-                             .order_by(Node.id)))
+    with db.reading() as s:  # which documents changed: one pass for every node
+        enrolled = list(s.scalars(select(Node).where(Node.status == NodeStatus.ENROLLED)
+                                  .options(selectinload(Node.site)).order_by(Node.id)))
+        plains = _plain_documents(s, enrolled, now)
+        ids = [n.id for n in enrolled if force or not n.box_key
+               or desired.digest(plains[n.id]) != n.desired_digest]
     for node_id in ids:
         sent = _sync_one(db, keyring, b, node_id, now, force)
         if sent is not None:

@@ -386,21 +386,29 @@ class Broker:
         return self._run(work)
 
     def serve(self, *, on_lease: Callable[[str, str | None], bytes | None],
-              on_health: Callable[[str, bytes], object],
-              on_message: Callable[[str, bytes], str], stop: threading.Event,
-              batch: int = 64, retry_after: float = 2.0,
+              on_health: Callable[[list[tuple[str, bytes]]], object],
+              on_messages: Callable[[list[tuple[str, bytes]]], list[str]],
+              stop: threading.Event, batch: int = 64, retry_after: float = 2.0,
               on_connected: Callable[[], None] | None = None) -> None:
         """Run the centre's side until ``stop`` is set, reconnecting for ever: answer lease
-        requests (``on_lease(subject, reply)`` → the signed lease, or None: no answer), pass
-        each heartbeat to ``on_health``, and read the nodes' stream with the durable consumer,
-        one message at a time in order: ``on_message(subject, data)`` says ``ack`` (stored:
-        acknowledged), ``term`` (refused: never delivered again) or ``retry`` (delivered again
-        after ``retry_after`` seconds). Fetched messages not yet handled when stopping are
-        given back to the broker at once. The callbacks block (they use the database): each
-        kind runs in its own worker thread, so a slow store does not delay leases."""
+        requests (``on_lease(subject, reply)`` → the signed lease, or None: no answer); pass
+        heartbeats to ``on_health([(subject, data), …])``; and read the nodes' stream with the
+        durable consumer, up to ``batch`` messages at a time, in order:
+        ``on_messages([(subject, data), …])`` says for each ``ack`` (stored: acknowledged),
+        ``term`` (refused: never delivered again) or ``retry`` (delivered again after
+        ``retry_after`` seconds). Fetched messages not yet handled when stopping are given
+        back to the broker at once.
+
+        Heartbeats are coalesced: while the last ones are being kept, a newer heartbeat of a
+        node replaces its older one not yet kept (a heartbeat's counts are cumulative, so the
+        newest says all). However many nodes report, the centre keeps up, and a slow database
+        makes heartbeats coarser, not a queue that grows. The callbacks block (they use the
+        database): each kind runs in its own worker thread, so a slow store does not delay
+        leases."""
         from openlfr.nodes import protocol
 
         async def session(pools: dict[str, ThreadPoolExecutor]) -> None:
+            keeper: asyncio.Future[None] | None = None
             nc = await connect(self.url, self._seed, ca_file=self.ca_file)
             loop = asyncio.get_running_loop()
             try:
@@ -416,15 +424,28 @@ class Broker:
                     except Exception:
                         log.exception("answering a lease request")
 
+                latest: dict[str, bytes] = {}  # subject → the newest heartbeat not yet kept
+                beat = asyncio.Event()
+
                 async def health(msg: Any) -> None:
-                    try:
-                        await loop.run_in_executor(pools["health"], on_health, msg.subject,
-                                                   bytes(msg.data))
-                    except Exception:
-                        log.exception("keeping a heartbeat")
+                    latest[msg.subject] = bytes(msg.data)
+                    beat.set()
+
+                async def keep_health() -> None:
+                    while True:
+                        await beat.wait()
+                        beat.clear()
+                        while latest:
+                            items = list(latest.items())
+                            latest.clear()
+                            try:
+                                await loop.run_in_executor(pools["health"], on_health, items)
+                            except Exception:
+                                log.exception("keeping %d heartbeat(s)", len(items))
 
                 await nc.subscribe("openlfr.node.*.lease", cb=lease)
                 await nc.subscribe("openlfr.node.*.health", cb=health)
+                keeper = asyncio.ensure_future(keep_health())
                 psub = await js.pull_subscribe_bind(protocol.CENTRE_CONSUMER,
                                                     protocol.NODES_STREAM)
                 if on_connected is not None:
@@ -436,21 +457,21 @@ class Broker:
                         msgs = await psub.fetch(batch, timeout=0.5)
                     except TimeoutError:
                         continue
-                    for i, msg in enumerate(msgs):
-                        if stop.is_set():
-                            for rest in msgs[i:]:
-                                await rest.nak()
-                            break
-                        verdict = await loop.run_in_executor(pools["stream"], on_message,
-                                                             msg.subject, bytes(msg.data))
-                        if verdict == "ack":
-                            await msg.ack_sync(timeout=TIMEOUT)
-                        elif verdict == "term":
-                            await msg.term()
-                        else:
-                            await msg.nak(delay=retry_after)
+                    if stop.is_set():
+                        for msg in msgs:
+                            await msg.nak()
+                        break
+                    verdicts = await loop.run_in_executor(
+                        pools["stream"], on_messages,
+                        [(m.subject, bytes(m.data)) for m in msgs])
+                    await asyncio.gather(*(
+                        m.ack_sync(timeout=TIMEOUT) if v == "ack" else m.term() if v == "term"
+                        else m.nak(delay=retry_after) for m, v in zip(msgs, verdicts,
+                                                                     strict=True)))
                 await nc.flush(timeout=int(TIMEOUT))
             finally:
+                if keeper is not None:
+                    keeper.cancel()
                 with contextlib.suppress(Exception):
                     await nc.close()
 

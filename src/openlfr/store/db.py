@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from sqlalchemy import CursorResult, Engine, Result, create_engine, event, text
 from sqlalchemy.engine import make_url
@@ -33,6 +33,24 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 
 #: The PostgreSQL advisory lock that serialises writers; the same key as
 #: :data:`openlfr.audit.log.ADVISORY_LOCK` ("olfr"), which takes it again before each append.
+T = TypeVar("T")
+_MEMO = "openlfr.memo"
+
+
+def memo(session: Session, key: Hashable, compute: Callable[[], T]) -> T:
+    """``compute()``, once per transaction of ``session`` for the same ``key``: for what a
+    batch of writes in one transaction asks again and again (is this subject still enrolled,
+    this deployment's data key) and that only this transaction could change, because it holds
+    the write lock. A caller that changes such a thing in the same transaction must not memo
+    it."""
+    values: dict[Hashable, Any] = session.info.setdefault(_MEMO, {})
+    if key not in values:
+        values[key] = compute()
+    return cast(T, values[key])
+
+
+#: The key in a session's ``info`` that says it holds :data:`WRITE_LOCK` already.
+LOCKED = "openlfr.write_lock"
 WRITE_LOCK = 0x6F6C6672
 
 
@@ -152,6 +170,7 @@ class Database:
         with self._write() as session, session.begin():
             if not self.is_sqlite:
                 session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK})
+                session.info[LOCKED] = True  # (the audit log need not ask again)
             yield session
 
     @contextmanager
