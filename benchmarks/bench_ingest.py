@@ -60,7 +60,14 @@ from openlfr.governance import deployments as deps  # noqa: E402
 from openlfr.governance.system import open_system  # noqa: E402
 from openlfr.nodes import broker, protocol  # noqa: E402
 from openlfr.nodes.keys import NodeKeys, b64, box_public, seal  # noqa: E402
-from openlfr.store.models import Alert, AuditRecord, CameraStats, Deployment, NodeCamera  # noqa: E402
+from openlfr.store.models import (  # noqa: E402
+    Alert,
+    AuditRecord,
+    CameraStats,
+    Deployment,
+    Node,
+    NodeCamera,
+)
 from tests.govfix import _pg_database, authorise, make_gov  # noqa: E402
 from tests.natsfix import NatsServer, free_port, start_nats  # noqa: E402
 from tests.test_gov_deployments import approved_watchlist, plan  # noqa: E402
@@ -326,6 +333,19 @@ def main() -> None:
                     raise SystemExit(f"{what}: {got} of {n} stored after {timeout:.0f} s")
                 time.sleep(0.1)
 
+        t = time.monotonic()  # the centre's first write of every node's desired state
+        while True:
+            with engine.connect() as c:
+                synced = int(c.scalar(select(func.count()).select_from(Node).where(
+                    Node.desired_digest.is_not(None))) or 0)
+            if synced >= len(sim):
+                break
+            if time.monotonic() - t > 600 or centre.proc.poll() is not None:
+                raise SystemExit(f"the centre wrote the desired state of {synced} of "
+                                 f"{len(sim)} nodes in 600 s")
+            time.sleep(0.2)
+        print(f"the centre wrote {len(sim)} nodes' desired state in "
+              f"{time.monotonic() - t:.1f} s after it answered", flush=True)
         fleet = Fleet(srv.url, sim, dep_id)
         fleet.connect()
 

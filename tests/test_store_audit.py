@@ -184,3 +184,22 @@ def test_sqlite_file_settings(sqlite_gov: Gov) -> None:
         assert conn.exec_driver_sql("PRAGMA secure_delete").scalar() == 1
     assert (sqlite_gov.settings.master_key_path.stat().st_mode & 0o777) == 0o600
     assert (sqlite_gov.data_dir.stat().st_mode & 0o777) == 0o700
+
+
+def test_a_transaction_reads_the_head_once_and_the_next_one_afresh(gov: Gov) -> None:
+    from sqlalchemy.orm import Session
+
+    with gov.db.session() as s:
+        first = audit_log.record(s, "system", "test.one", "test", 1)
+        second = audit_log.record(s, "system", "test.two", "test", 2)
+    assert (second.seq, second.prev_hash) == (first.seq + 1, first.hash)
+    # one session, two transactions, another writer in between: the second reads the new head
+    with Session(gov.db.engine) as s:
+        with s.begin():
+            mine = audit_log.record(s, "system", "test.three", "test", 3)
+        with gov.db.session() as other:
+            theirs = audit_log.record(other, "system", "test.four", "test", 4)
+        with s.begin():
+            after = audit_log.record(s, "system", "test.five", "test", 5)
+    assert theirs.prev_hash == mine.hash and after.prev_hash == theirs.hash
+    assert _verify(gov).ok

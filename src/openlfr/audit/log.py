@@ -27,6 +27,9 @@ from openlfr.store.models import AuditRecord
 #: same lock every writing session of :class:`openlfr.store.db.Database` takes at its start).
 ADVISORY_LOCK = WRITE_LOCK  # 0x6F6C6672, "olfr"
 
+#: Where a session keeps the last entry it wrote (its next entry's head).
+_HEAD = "openlfr.audit_head"
+
 SYSTEM = "system"
 """The actor of changes the program makes by itself (retention, a deployment reaching its end)."""
 
@@ -58,7 +61,11 @@ def record(session: Session, actor: str, action: str, object_type: str, object_i
     """Append one entry in ``session``'s transaction. ``details`` follow the audit rules (no
     floats, no biometric data; :func:`openlfr.audit.entry.build_entry`)."""
     _lock(session)
-    entry = AuditChain.from_head(head(session)).append(
+    # the head is read once a transaction: the entries this transaction adds follow it (the
+    # write lock keeps every other writer out until the commit)
+    txn, cached = session.info.get(_HEAD, (None, None))
+    last = cached if txn is not None and txn is session.get_transaction() else head(session)
+    entry = AuditChain.from_head(last).append(
         actor, action, object_type, str(object_id), details)
     session.add(AuditRecord(
         seq=entry.seq, time=entry.time, actor=entry.actor, action=entry.action,
@@ -67,6 +74,7 @@ def record(session: Session, actor: str, action: str, object_type: str, object_i
                            separators=(",", ":")),
         prev_hash=entry.prev_hash, hash=entry.hash))
     session.flush()
+    session.info[_HEAD] = (session.get_transaction(), entry)
     return entry
 
 

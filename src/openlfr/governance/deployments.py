@@ -53,7 +53,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -96,7 +96,7 @@ from openlfr.governance.times import to_utc
 from openlfr.governance.views import CameraView, DeploymentView, OverrideChance, WatchlistRef
 from openlfr.nodes.protocol import DEFAULT_LEASE_S
 from openlfr.redact import is_redacted, redact, source_digest
-from openlfr.store.crypto import Keyring
+from openlfr.store.crypto import Keyring, open_sealed
 from openlfr.store.db import Database
 from openlfr.store.enums import DeploymentStatus, WatchlistStatus
 from openlfr.store.models import (
@@ -548,18 +548,24 @@ def seal_sources(db: Database, keyring: Keyring) -> list[int]:
     return ids
 
 
-def camera_sources(session: Session, keyring: Keyring, dep: Deployment
-                   ) -> list[tuple[str, str]]:
-    """The cameras' names and full sources (decrypted): for the live run only."""
+def camera_sources(session: Session, keyring: Keyring, dep: Deployment,
+                   names: Collection[str] | None = None) -> list[tuple[str, str]]:
+    """The cameras' names and full sources (decrypted): for the live run only. ``names``:
+    only these cameras (a node's own, of a plan of hundreds)."""
     out = []
+    key: bytes | None = None
     for cam in dep.cameras:
+        if names is not None and cam.name not in names:
+            continue
         if cam.source_ct is None:
             if cam.legacy_source is None:
                 raise RuleError(f"camera {cam.name} of deployment {dep.id} has no source")
             out.append((cam.name, cam.legacy_source))
             continue
-        out.append((cam.name, keyring.decrypt(session, dep.camera_key_id, cam.source_ct,
-                                              _camera_aad(dep.id, cam.name)).decode()))
+        if key is None:  # the camera key, unwrapped once for all the cameras
+            key = keyring.unwrap(session, dep.camera_key_id)
+        out.append((cam.name, open_sealed(key, cam.source_ct,
+                                          _camera_aad(dep.id, cam.name)).decode()))
     return out
 
 

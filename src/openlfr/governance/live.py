@@ -281,8 +281,7 @@ class DeploymentRun:
             if not local and dep.cameras:
                 raise RuleError(f"every camera of deployment {dep.id} runs on a node: none is "
                                 "opened by the centre")
-            sources = [(name, source) for name, source
-                       in deps.camera_sources(s, self.system.keyring, dep) if name in local]
+            sources = deps.camera_sources(s, self.system.keyring, dep, local)
             return (dep.model_id, sources, dep.threshold,
                     [wl.id for wl in dep.watchlists], dep.planned_end)
 

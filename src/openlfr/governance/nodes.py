@@ -499,7 +499,8 @@ def _sync_one(db: Database, keyring: Keyring, b: nats.Broker, node_id: int, now:
         for entry in plain["deployments"]:
             dep = s.get(Deployment, entry["id"])
             assert dep is not None
-            sources = dict(camera_sources(s, keyring, dep))
+            sources = dict(camera_sources(s, keyring, dep,
+                                          {c["name"] for c in entry["cameras"]}))
             cams = []
             for cam in entry["cameras"]:
                 name = f"camera/{dep.id}/{cam['name']}"
