@@ -13,7 +13,8 @@ Miranda, or any camera alerted somebody else. The two setups:
   that file). Drop rate: the frames the cameras dropped over the frames they delivered
   (``dropped_frames / sum(frames_in)`` of the run's JSON summary); cores used: the run's own
   CPU-seconds (the process and its helper processes, from the cameras' start to the end) over
-  its seconds.
+  its seconds; memory: its resident memory with its child processes', the peak of samples
+  taken every half second.
 * **nodes** (``--nodes``, default 4): a centre on SQLite in this process, as ``openlfr serve``
   runs it with a broker (``tests/nodefix.CentreSide``: the reconcile tick that writes the
   nodes' desired state, the leases, the ingest of alerts and health), a ``nats-server``
