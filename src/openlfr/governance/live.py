@@ -49,6 +49,7 @@ from openlfr.redact import redact_text
 from openlfr.store.enums import DeploymentStatus
 from openlfr.store.models import CameraStats, Deployment, utcnow
 from openlfr.video.bestshot import ShotPolicy
+from openlfr.video.galleryslot import GallerySlot
 from openlfr.video.pipeline import CameraPipeline, PipelineConfig
 from openlfr.video.runner import FrameCallback, Runner, Summary, close_quietly
 from openlfr.video.sources import CaptureSource, SourceState, open_sources
@@ -148,9 +149,7 @@ class DeploymentRun:
         self._active = False
         self._pause_why: str | None = None
         self._recorder: Any = None
-        self._gallery_lock = threading.Lock()
-        self._gallery: tuple[Gallery, dict[str, str]] | None = gallery
-        self._pipelines: list[CameraPipeline] = []
+        self._gallery = GallerySlot(*gallery) if gallery is not None else GallerySlot()
         self._live_seconds: dict[str, float] = {}
         self._last_live_tick: float | None = None
         self._seen: dict[str, tuple[str, float, str | None]] = {}  # state, since, error
@@ -231,28 +230,13 @@ class DeploymentRun:
 
     def gallery_size(self) -> tuple[int, int]:
         """(subjects, templates) of the gallery searched now."""
-        with self._gallery_lock:
-            current = self._gallery
-        if current is None:
-            return (0, 0)
-        return (len(current[0].subjects()), len(current[0]))
+        return self._gallery.size()
 
     def reload_gallery(self, gallery: Gallery, names: dict[str, str]) -> tuple[int, int]:
-        """Search ``gallery`` from now on, in every camera (atomically per camera; see
-        :meth:`openlfr.video.pipeline.CameraPipeline.replace_gallery`); the old gallery's
-        templates are then overwritten in memory. Returns the old (subjects, templates)."""
-        with self._gallery_lock:
-            old = self._gallery
-            self._gallery = (gallery, dict(names))
-            self.names = dict(names)
-            for pipeline in self._pipelines:
-                pipeline.replace_gallery(gallery, names)
-        if old is None:
-            return (0, 0)
-        before = (len(old[0].subjects()), len(old[0]))
-        if old[0] is not gallery:
-            old[0].clear()
-        return before
+        """Search ``gallery`` from now on, in every camera (:meth:`GallerySlot.replace`).
+        Returns the old (subjects, templates)."""
+        self.names = dict(names)
+        return self._gallery.replace(gallery, names)
 
     @property
     def sources(self) -> list[CaptureSource]:
@@ -327,15 +311,12 @@ class DeploymentRun:
             if engine.model_id != model_id:
                 raise RuleError(f"deployment {self.deployment_id} uses model {model_id!r}; "
                                 f"this openlfr makes {engine.model_id!r}")
-            with self._gallery_lock:
-                if self._gallery is None:
-                    from openlfr.governance.reconcile import desired_gallery
+            def load() -> tuple[Gallery, dict[str, str]]:
+                from openlfr.governance.reconcile import desired_gallery
 
-                    with self.system.db.reading() as s:
-                        gallery, names = desired_gallery(s, self.system.keyring,
-                                                         self.deployment_id)
-                    self._gallery = (gallery, names)
-                    self.names = dict(names)
+                with self.system.db.reading() as s:
+                    return desired_gallery(s, self.system.keyring, self.deployment_id)
+            self.names = dict(self._gallery.fill(load)[1])
             opt = self.options
             config = PipelineConfig(threshold=threshold, detect_fps=opt.detect_fps,
                                     detect_max_side=opt.detect_max_side,
@@ -350,13 +331,10 @@ class DeploymentRun:
             self._failed(cameras, exc)
             raise
         try:
-            with self._gallery_lock:
-                gallery, names = self._gallery
-                pipelines = [(src, CameraPipeline(src.name, engine, gallery, config, recorder,
-                                                  fps=src.fps, names=names,
-                                                  zones=self._zones.get(src.name)))
-                             for src in self._sources]
-                self._pipelines = [p for _, p in pipelines]
+            pipelines = self._gallery.attach(lambda gallery, names: [
+                (src, CameraPipeline(src.name, engine, gallery, config, recorder, fps=src.fps,
+                                     names=names, zones=self._zones.get(src.name)))
+                for src in self._sources])
             runner = Runner(pipelines, workers=opt.workers, max_seconds=opt.max_seconds,
                             on_frame=self.on_frame)
             self._base = self._load_base()
@@ -377,11 +355,7 @@ class DeploymentRun:
         finally:
             self._count_live()
             counts = self._flush_stats()
-            with self._gallery_lock:
-                self._pipelines = []
-                current, self._gallery = self._gallery, None
-            if current is not None:
-                current[0].clear()  # the templates leave memory with the run
+            self._gallery.empty()  # the templates leave memory with the run
         return self._finish(summary, counts)
 
     def _stored(self, row_id: int, alert: Alert) -> None:

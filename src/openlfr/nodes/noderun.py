@@ -25,6 +25,7 @@ from typing import Any
 from openlfr.errors import IntegrityFailure
 from openlfr.redact import redact_text
 from openlfr.video.bestshot import ShotPolicy
+from openlfr.video.galleryslot import GallerySlot
 from openlfr.video.pipeline import CameraPipeline, PipelineConfig
 from openlfr.video.runner import Runner, close_quietly
 from openlfr.video.sources import CaptureSource, open_sources
@@ -158,9 +159,7 @@ class NodeRun:
         self.clock = clock
         self.on_end = on_end
         self._sources_text = sources
-        self._gallery_lock = threading.Lock()
-        self._gallery: tuple[Gallery, dict[str, str]] | None = (gallery, dict(names))
-        self._pipelines: list[CameraPipeline] = []
+        self._gallery = GallerySlot(gallery, names)
         self._runner: Runner | None = None
         self._sources: list[CaptureSource] = []
         self._stop = threading.Event()
@@ -197,24 +196,10 @@ class NodeRun:
         return None
 
     def gallery_size(self) -> tuple[int, int]:
-        with self._gallery_lock:
-            current = self._gallery
-        if current is None:
-            return (0, 0)
-        return (len(current[0].subjects()), len(current[0]))
+        return self._gallery.size()
 
     def reload_gallery(self, gallery: Gallery, names: dict[str, str]) -> tuple[int, int]:
-        with self._gallery_lock:
-            old = self._gallery
-            self._gallery = (gallery, dict(names))
-            for pipeline in self._pipelines:
-                pipeline.replace_gallery(gallery, names)
-        if old is None:
-            return (0, 0)
-        before = (len(old[0].subjects()), len(old[0]))
-        if old[0] is not gallery:
-            old[0].clear()
-        return before
+        return self._gallery.replace(gallery, names)
 
     # -- figures -----------------------------------------------------------------------------
 
@@ -250,11 +235,7 @@ class NodeRun:
             log.error("deployment %d: the run failed: %s", self.deployment_id, self.error)
             self.end_reason = self.end_reason or "failed"
         finally:
-            with self._gallery_lock:
-                current, self._gallery = self._gallery, None
-                self._pipelines = []
-            if current is not None:
-                current[0].clear()  # the templates leave memory with the run
+            self._gallery.empty()  # the templates leave memory with the run
             if self.on_end is not None:
                 try:
                     self.on_end(self)
@@ -278,14 +259,10 @@ class NodeRun:
                                      realtime=opt.realtime, loop=opt.loop)
         try:
             sink = _Sink(self)
-            with self._gallery_lock:
-                assert self._gallery is not None
-                gallery, names = self._gallery
-                pipelines = [(src, CameraPipeline(src.name, engine, gallery, config, sink,
-                                                  fps=src.fps, names=names,
-                                                  zones=zones.get(src.name)))
-                             for src in self._sources]
-                self._pipelines = [p for _, p in pipelines]
+            pipelines = self._gallery.attach(lambda gallery, names: [
+                (src, CameraPipeline(src.name, engine, gallery, config, sink, fps=src.fps,
+                                     names=names, zones=zones.get(src.name)))
+                for src in self._sources])
             runner = Runner(pipelines, workers=opt.workers)
         except BaseException:
             close_quietly(self._sources)
