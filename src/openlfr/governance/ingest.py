@@ -154,9 +154,9 @@ class Ingest:
                     verdict = RETRY
                 if verdict is None:
                     continue  # an alert, in the group
-                self._store_group(group, items, verdicts)  # what came before, first
+                self._store_group_safely(group, items, verdicts)  # what came before, first
                 verdicts[i] = verdict
-            self._store_group(group, items, verdicts)
+            self._store_group_safely(group, items, verdicts)
         for verdict in verdicts:
             self.counts[verdict] += 1
         return verdicts
@@ -180,6 +180,15 @@ class Ingest:
                          subject, refused.reason)
             return TERM
 
+    def _store_group_safely(self, group: list[tuple[int, int, str, Delivery]],
+                            items: Sequence[tuple[str, bytes]], verdicts: list[str]) -> None:
+        try:
+            self._store_group(group, items, verdicts)
+        except Exception:  # (a refusal could not be audited): what has no verdict comes again
+            log.exception("the nodes' alerts were not all handled: they will be delivered "
+                          "again")
+            group.clear()
+
     def _store_group(self, group: list[tuple[int, int, str, Delivery]],
                      items: Sequence[tuple[str, bytes]], verdicts: list[str]) -> None:
         """Store the alerts gathered in ``group`` (emptied), a deployment's at a time."""
@@ -188,13 +197,13 @@ class Ingest:
             by_dep.setdefault(dep_id, []).append((index, name, delivery))
         group.clear()
         for dep_id, batch in by_dep.items():
-            subject = items[batch[0][0]][0]
-            node_id = protocol.subject_node(subject)
             try:
                 recorder = self._recorder(dep_id)
             except (NotFound, OpenLFRError) as exc:
                 for index, _name, _d in batch:
-                    self._refuse(node_id, items[index][0], f"deployment {dep_id}: {exc}")
+                    subject = items[index][0]
+                    self._refuse(protocol.subject_node(subject), subject,
+                                 f"deployment {dep_id}: {exc}")
                     verdicts[index] = TERM
                 continue
             except Exception:

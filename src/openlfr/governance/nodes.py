@@ -463,8 +463,8 @@ def sync_desired(db: Database, keyring: Keyring, settings: Settings,
         enrolled = list(s.scalars(select(Node).where(Node.status == NodeStatus.ENROLLED)
                                   .options(selectinload(Node.site)).order_by(Node.id)))
         plains = _plain_documents(s, enrolled, now)
-        ids = [n.id for n in enrolled if force or not n.box_key
-               or desired.digest(plains[n.id]) != n.desired_digest]
+        ids = [n.id for n in enrolled
+               if force or desired.digest(plains[n.id]) != n.desired_digest]
     for node_id in ids:
         sent = _sync_one(db, keyring, b, node_id, now, force)
         if sent is not None:
