@@ -17,9 +17,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
+from argon2 import PasswordHasher
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
@@ -213,15 +214,36 @@ def _pg_database() -> Iterator[str]:
         admin.dispose()
 
 
+class _HashOnce(PasswordHasher):
+    """The test people's password hashed once a test process, at argon2's real cost (about
+    0.16 s a hash: seven people took every installation a second to set up). Only
+    :func:`make_gov` uses it; every check of a password stays the real one."""
+
+    _made: ClassVar[dict[str, str]] = {}
+
+    def hash(self, password: str | bytes, *, salt: bytes | None = None) -> str:
+        key = password if isinstance(password, str) else password.decode()
+        if salt is not None or key != PASSWORD:
+            return super().hash(password, salt=salt)
+        if key not in self._made:
+            self._made[key] = super().hash(password)
+        return self._made[key]
+
+
 def make_gov(kind: str, tmp_path: Path, database_url: str | None) -> Gov:
     settings = Settings(data_dir=tmp_path / "data", database_url=database_url)
     system, _ = initialise(settings)
-    users.create_first_admin(system.db, "admin", PASSWORD)
-    gov = Gov(system, kind, {"admin": Actor("admin", Role.ADMIN)})
-    for name, role in PEOPLE.items():
-        if name != "admin":
-            gov.actors[name] = users.add_user(system.db, gov.actors["admin"], name, role,
-                                              PASSWORD)
+    real = users._hasher
+    users._hasher = _HashOnce()
+    try:
+        users.create_first_admin(system.db, "admin", PASSWORD)
+        gov = Gov(system, kind, {"admin": Actor("admin", Role.ADMIN)})
+        for name, role in PEOPLE.items():
+            if name != "admin":
+                gov.actors[name] = users.add_user(system.db, gov.actors["admin"], name, role,
+                                                  PASSWORD)
+    finally:
+        users._hasher = real
     return gov
 
 

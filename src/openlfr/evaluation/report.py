@@ -26,7 +26,6 @@ from statistics import NormalDist
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from scipy import stats as sps
 
 from openlfr.evaluation.stats import CONFIDENCE
 
@@ -55,6 +54,8 @@ def fmr_at(impostor: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np
 def clopper_pearson_arrays(k: np.ndarray, n: int,
                            confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
     """Vectorised Clopper–Pearson bounds of ``k / n`` (``n > 0``)."""
+    from scipy import stats as sps  # (on first use: it takes a command's start 0.6 s)
+
     k = np.asarray(k, dtype=np.float64)
     a = (1.0 - confidence) / 2.0
     with np.errstate(invalid="ignore"):
