@@ -8,9 +8,12 @@ the current user; `.ci/run` starts one).
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -195,12 +198,55 @@ def authorise(db: Database, keyring: Keyring, actor: Actor, deployment_id: int,
     deps.authorise(db, keyring, actor, deployment_id, decision=decision, **kwargs)
 
 
-def _pg_database() -> Iterator[str]:
+#: Per test process: an empty database at the newest schema, copied by :func:`installation`
+#: instead of migrating every test's database from nothing (the migrations have tests of their
+#: own): SQLite's as a file, PostgreSQL's as a template database.
+_SCHEMA: dict[str, str] = {}
+
+
+def _schema(kind: str) -> str:
+    if kind not in _SCHEMA:
+        if kind == "sqlite":
+            path = Path(tempfile.mkdtemp(prefix="openlfr-schema-")) / "openlfr.db"
+            db = Database(f"sqlite:///{path}")
+            db.upgrade()
+            db.dispose()
+            if path.with_name(path.name + "-wal").exists():
+                return ""  # not folded into the file: migrate as usual
+            _SCHEMA[kind] = str(path)
+        else:
+            name = f"openlfr_schema_{uuid.uuid4().hex[:12]}"
+            admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+            try:
+                with admin.connect() as conn:
+                    conn.execute(text(f'CREATE DATABASE "{name}"'))
+            finally:
+                admin.dispose()
+            db = Database(make_url(PG_ADMIN_URL).set(database=name).render_as_string(
+                hide_password=False))
+            db.upgrade()
+            db.dispose()
+            atexit.register(_drop_database, name)
+            _SCHEMA[kind] = name
+    return _SCHEMA[kind]
+
+
+def _drop_database(name: str) -> None:
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+def _pg_database(template: str | None = None) -> Iterator[str]:
     name = f"openlfr_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'
+                              + (f' TEMPLATE "{template}"' if template else "")))
     except Exception as exc:  # say what to do, not a wall of driver errors
         admin.dispose()
         pytest.fail(f"PostgreSQL is needed for the governance tests ({PG_ADMIN_URL}): {exc}; "
@@ -252,13 +298,19 @@ def installation(kind: str, tmp_path: Path) -> Iterator[Gov]:
     """A fresh installation on ``kind`` ("sqlite" or "postgresql"), closed after use; a
     PostgreSQL one lives in a database of its own, dropped after use."""
     if kind == "sqlite":
+        schema = _schema("sqlite")
+        if schema:  # a copy of the migrated, empty file (initialise finds it at the head)
+            data = tmp_path / "data"
+            data.mkdir(mode=0o700, parents=True, exist_ok=True)
+            shutil.copyfile(schema, data / "openlfr.db")
+            (data / "openlfr.db").chmod(0o600)
         g = make_gov("sqlite", tmp_path, None)
         try:
             yield g
         finally:
             g.system.close()
         return
-    gen = _pg_database()
+    gen = _pg_database(_schema("postgresql"))
     g = make_gov("postgresql", tmp_path, next(gen))
     try:
         yield g
