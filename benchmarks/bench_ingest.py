@@ -27,7 +27,7 @@ as fast as the broker takes them. Measured:
 The baseline of the same run: ``--baseline`` alerts (default 500) published with no
 heartbeats at all, before the rest; the burst's stored rate is reported against it.
 
-Needs PostgreSQL (``OPENLFR_TEST_PG_URL``'s server, as the tests) and Debian's ``nats-server``;
+Needs PostgreSQL (the tests' server, ``OPENLFR_TEST_POSTGRES``) and Debian's ``nats-server``;
 the ``nodes`` extra; the shared data's face photo.
 
     python benchmarks/bench_ingest.py [--alerts 10000] [--nodes 100] [--cameras-per-node 10]

@@ -216,26 +216,22 @@ def _schema(kind: str) -> str:
             _SCHEMA[kind] = str(path)
         else:
             name = f"openlfr_schema_{uuid.uuid4().hex[:12]}"
-            admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-            try:
-                with admin.connect() as conn:
-                    conn.execute(text(f'CREATE DATABASE "{name}"'))
-            finally:
-                admin.dispose()
+            _admin(f'CREATE DATABASE "{name}"')
             db = Database(make_url(PG_ADMIN_URL).set(database=name).render_as_string(
                 hide_password=False))
             db.upgrade()
             db.dispose()
-            atexit.register(_drop_database, name)
+            atexit.register(_admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             _SCHEMA[kind] = name
     return _SCHEMA[kind]
 
 
-def _drop_database(name: str) -> None:
+def _admin(statement: str) -> None:
+    """One statement on PostgreSQL's administrative database, outside a transaction."""
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(statement))
     finally:
         admin.dispose()
 
