@@ -426,9 +426,10 @@ def _keep(s: Session, beats: Sequence[_Beat], now: datetime) -> None:
         Camera.node_id, Camera.deployment_id, Camera.name).where(Camera.node_id.in_(ids)))}
     rows = {(r.node_id, r.deployment_id, r.camera): r for r in s.scalars(
         select(NodeCamera).where(NodeCamera.node_id.in_(ids)))}
-    dep_ids = {d for _n, d, _c in mine}
-    stats = {(r.deployment_id, r.camera): r for r in s.scalars(
-        select(CameraStats).where(CameraStats.deployment_id.in_(dep_ids)))} if dep_ids else {}
+    dep_ids, names = {d for _n, d, _c in mine}, {c for _n, _d, c in mine}
+    stats = {(r.deployment_id, r.camera): r for r in s.scalars(  # these nodes' cameras only
+        select(CameraStats).where(CameraStats.deployment_id.in_(dep_ids),
+                                  CameraStats.camera.in_(names)))} if dep_ids else {}
     for beat in beats:
         health = healths.get(beat.node_id)
         if health is None:
