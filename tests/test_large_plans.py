@@ -11,7 +11,7 @@ from typing import Any
 
 from openlfr.governance import auditing
 from openlfr.governance import deployments as deps
-from tests.govfix import Gov, audit_records, authorise
+from tests.govfix import Gov, audit_records, authorise, run_cli
 from tests.test_gov_deployments import approved_watchlist, plan
 
 CAMERAS = 300
@@ -61,3 +61,28 @@ def test_a_small_plan_stays_in_one_entry(gov: Gov) -> None:
     details = json.loads(audit_records(gov, "deployment.create")[-1].details)
     assert [c["name"] for c in details["cameras"]] == ["gate"]
     assert audit_records(gov, "deployment.create.part") == []
+
+
+def test_a_plan_of_hundreds_of_cameras_from_the_command_line(
+        gov: Gov, face_images: dict[str, Path]) -> None:
+    """The user's way: ``openlfr deployment create`` with 150 cameras whose sources carry
+    credentials; the plan shows all of them, and no password reaches any audit entry."""
+    wid = approved_watchlist(gov, face_images["obama"])
+    cams = [a for i in range(150)
+            for a in ("--camera", f"street-{i:03d}=rtsp://op:hunter2-{i}@10.1.{i}.1/s1")]
+    created = run_cli(gov, "deployment", "create", "--alternatives", "Patrols do not suffice",
+                      "--user", "op1", "--name", "High street", "--site", "City centre",
+                      "--location", "High street", "--purpose",
+                      "Locate people wanted by the courts", "--legal-basis", "Common law",
+                      "--dpia", "DPIA-1", "--equality", "EIA-1", "--start", "now", "--end",
+                      "+2h", "--signage", "--public-notice", "--watchlist", wid, *cams, "--json")
+    assert created.returncode == 0, created.stderr
+    view = json.loads(created.stdout)
+    assert len(view["cameras"]) == 150
+    assert all("hunter2" not in c["source"] for c in view["cameras"])
+    details, whole = _whole(gov, "deployment.create")
+    assert details["cameras"]["count"] == 150 and len(whole) == 150
+    everything = " ".join(r.details for r in audit_records(gov, "deployment.create")
+                          + audit_records(gov, "deployment.create.part"))
+    assert "hunter2" not in everything
+    assert auditing.verify(gov.db, gov.actors["au1"]).as_dict()["ok"] is True
